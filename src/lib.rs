@@ -1,0 +1,14 @@
+//! Meridian: a global DNS traffic manager and authoritative nameserver.
+//!
+//! The data flow, and the module that owns each step:
+//!
+//! ```text
+//! zones/*.toml -> config::load -> config::Model ---.
+//! GeoIP .mmdb  -> geo::GeoDb ----------------------+-> routing::compile -> Arc<RoutingTable>
+//! probes -> POST /v1/reports -> health::aggregate -'                                     |
+//!                                                     routing::publish: ArcSwap::store <-'
+//! query -> dns::handler -> routes.load() -> table.lookup(qname, qtype, client) -> answer
+//! ```
+//!
+//! Everything before the swap is the control plane: it may allocate, do I/O, log and fail.
+//! Everything after it is the query path: no locks, no I/O, as little allocation as possible.
