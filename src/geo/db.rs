@@ -92,8 +92,8 @@ impl GeoDb {
     /// Looks an address up. On the query path: does not allocate, lock or fail.
     ///
     /// An address the database has no record for, or whose record cannot be decoded, is
-    /// `found: false`. If the tree itself cannot be walked (impossible after `verify`, but not
-    /// worth a panic), the prefix length is the full address length, so an ECS scope built from
+    /// `found: false`. If the tree itself cannot be walked (the open-time check makes that
+    /// impossible, but it is not worth a panic), the prefix length is the full address length, so an ECS scope built from
     /// it never claims the answer fits more clients than the one asking.
     pub fn lookup(&self, ip: IpAddr) -> Location {
         let full_len = match ip {

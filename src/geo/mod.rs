@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 pub use db::GeoDb;
-pub use source::{BuildSummary, SourceProblem, build_mmdb, run_build};
+pub use source::{BuildSummary, DATABASE_TYPE, SourceProblem, build_mmdb, run_build};
 
 /// Where an address is, as far as the database knows.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -31,7 +31,9 @@ pub struct Location {
     pub coords_from_centroid: bool,
     /// Prefix length of the DB network that contains the address (found or not found), in the
     /// address's own family: 0..=32 for IPv4 (also for IPv4 in an IPv6 tree), 0..=128 for IPv6.
-    /// This is what ECS scope will be set from.
+    /// This is what ECS scope will be set from. It is the network of the database's search
+    /// tree, which can be longer than the source network: a /16 with a /24 carved out of it is
+    /// stored as several shorter networks around the /24.
     pub prefix_len: u8,
     /// True when the database has a record for the address (even one without a country).
     pub found: bool,
