@@ -18,5 +18,6 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod dns;
+pub mod geo;
 pub mod metrics;
 pub mod routing;
