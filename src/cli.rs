@@ -45,6 +45,10 @@ pub struct ServeArgs {
     /// Address for the HTTP API.
     #[arg(long = "api-listen", default_value = "127.0.0.1:5380")]
     pub api_listen: SocketAddr,
+    /// GeoIP database: a MaxMind DB (.mmdb, GeoIP2/GeoLite2 or ip-location-db schema) or a
+    /// Meridian text source (built in memory).
+    #[arg(long, default_value = "geoip/meridian-sample.txt")]
+    pub geoip: PathBuf,
     /// Log format.
     #[arg(long = "log-format", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
