@@ -12,3 +12,5 @@
 //!
 //! Everything before the swap is the control plane: it may allocate, do I/O, log and fail.
 //! Everything after it is the query path: no locks, no I/O, as little allocation as possible.
+
+pub mod health;
