@@ -7,4 +7,5 @@
 //! Never: runs checks itself (that is `probe`), touches the routing table (the caller hands the
 //! [`aggregate::HealthView`] to `routing::publish`), or sits on the query path.
 
+pub mod aggregate;
 pub mod report;
