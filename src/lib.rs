@@ -14,3 +14,4 @@
 //! Everything after it is the query path: no locks, no I/O, as little allocation as possible.
 
 pub mod health;
+pub mod probe;
