@@ -6,4 +6,5 @@
 //! many probers does), or sends check traffic anywhere but the configured endpoints.
 
 pub mod check;
+pub mod push;
 pub mod state;
