@@ -12,3 +12,11 @@
 //!
 //! Everything before the swap is the control plane: it may allocate, do I/O, log and fail.
 //! Everything after it is the query path: no locks, no I/O, as little allocation as possible.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod dns;
+pub mod metrics;
+pub mod routing;

@@ -1,1 +1,62 @@
-fn main() {}
+//! The `meridian` binary: parse the command line, set up logging, run the subcommand, and turn
+//! its error into an exit code (1 runtime, 2 bad configuration or flags).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use meridian::cli::{Cli, Command, LogFormat};
+use meridian::daemon::{ServeError, serve};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            init_logging(args.log_format);
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("meridian: cannot start the runtime: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            match runtime.block_on(serve(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e @ ServeError::Config(_)) => {
+                    eprintln!("meridian: {e}");
+                    ExitCode::from(2)
+                }
+                Err(e) => {
+                    eprintln!("meridian: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::CheckConfig(args) => match meridian::config::load_dir(&args.zones) {
+            Ok(zones) => {
+                for zone in &zones {
+                    println!("{}", meridian::config::summary(zone));
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("meridian: {e}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,0 +1,112 @@
+//! The HTTP API: `/health`, `/metrics`, `/v1/reload`, `/v1/table`.
+//!
+//! Control plane only: handlers may lock, allocate and format. Nothing here is on the DNS
+//! query path.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Serialize;
+use tokio::net::TcpListener;
+
+use crate::metrics::Metrics;
+use crate::routing::publish::Publisher;
+
+/// What the API handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The routing table owner.
+    pub publisher: Arc<Publisher>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+}
+
+/// The routes.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/v1/reload", post(reload))
+        .with_state(state)
+}
+
+/// Serves the API on an already bound listener until the process ends.
+pub async fn serve(listener: TcpListener, state: ApiState) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).await
+}
+
+/// Binds the API address.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+#[derive(Serialize)]
+struct ZoneHealth {
+    origin: String,
+    serial: u32,
+    file: String,
+}
+
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+    generation: u64,
+    uptime_seconds: u64,
+    zones: Vec<ZoneHealth>,
+}
+
+async fn health(State(state): State<ApiState>) -> Response {
+    let table = state.publisher.table();
+    let mut zones: Vec<ZoneHealth> = table
+        .zones()
+        .map(|z| ZoneHealth {
+            origin: z.origin.to_string(),
+            serial: z.serial,
+            file: z.source.file.display().to_string(),
+        })
+        .collect();
+    zones.sort_by(|a, b| a.origin.cmp(&b.origin));
+    axum::Json(Health {
+        status: "ok",
+        generation: table.generation,
+        uptime_seconds: state.metrics.uptime_seconds(),
+        zones,
+    })
+    .into_response()
+}
+
+async fn metrics(State(state): State<ApiState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn reload(State(state): State<ApiState>) -> Response {
+    let publisher = Arc::clone(&state.publisher);
+    let report = match tokio::task::spawn_blocking(move || publisher.reload()).await {
+        Ok(r) => r,
+        Err(e) => {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("reload task failed: {e}"),
+            )
+                .into_response();
+        }
+    };
+    let status = if report.ok {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    (status, axum::Json(report)).into_response()
+}

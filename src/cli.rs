@@ -1,0 +1,77 @@
+//! Command-line interface: the subcommands and their flags (clap derive).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Meridian: a DNS traffic manager and authoritative nameserver.
+#[derive(Debug, Parser)]
+#[command(name = "meridian", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve DNS and the HTTP API.
+    Serve(ServeArgs),
+    /// Validate zone files without serving; one line per zone.
+    CheckConfig(CheckConfigArgs),
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, Default, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `meridian serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Directory of zone files (`*.toml`).
+    #[arg(long, default_value = "zones")]
+    pub zones: PathBuf,
+    /// Address for DNS over UDP and TCP (repeatable).
+    #[arg(long = "dns-listen", default_value = "127.0.0.1:5300")]
+    pub dns_listen: Vec<SocketAddr>,
+    /// Address for the HTTP API.
+    #[arg(long = "api-listen", default_value = "127.0.0.1:5380")]
+    pub api_listen: SocketAddr,
+    /// Log format.
+    #[arg(long = "log-format", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Largest UDP response we send, bytes (512-65535).
+    #[arg(long = "max-udp-size", default_value_t = 1232, value_parser = clap::value_parser!(u16).range(512..))]
+    pub max_udp_size: u16,
+    /// Seconds an idle TCP connection is kept open.
+    #[arg(long = "tcp-idle-timeout", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub tcp_idle_timeout: u64,
+    /// Most TCP connections open at once.
+    #[arg(long = "max-tcp-connections", default_value_t = 1024)]
+    pub max_tcp_connections: usize,
+    /// Answer CH TXT id.server / hostname.bind with this text (default: REFUSED).
+    #[arg(long = "server-id")]
+    pub server_id: Option<String>,
+    /// Answer CH TXT version.bind / version.server with this text (default: REFUSED).
+    #[arg(long = "server-version")]
+    pub server_version: Option<String>,
+    /// Do not run the embedded prober (dedicated probers report instead).
+    #[arg(long = "no-local-probe")]
+    pub no_local_probe: bool,
+}
+
+/// `meridian check-config`.
+#[derive(Debug, clap::Args)]
+pub struct CheckConfigArgs {
+    /// Directory of zone files (`*.toml`).
+    #[arg(long, default_value = "zones")]
+    pub zones: PathBuf,
+}

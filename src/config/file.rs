@@ -1,0 +1,154 @@
+//! The TOML shapes of a zone file, exactly as an operator writes them.
+//!
+//! Nothing here validates beyond what serde checks (types, unknown keys): `model.rs` owns the
+//! meaning of each value and `load.rs` turns one into the other.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// One zone file: `zones/NAME.toml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneFile {
+    /// The zone's apex, an absolute name (`gslb.example.com.`).
+    pub origin: String,
+    /// TTL of records that do not give their own.
+    pub ttl: Option<u32>,
+    /// Apex NS names.
+    #[serde(default)]
+    pub ns: Vec<String>,
+    /// An RFC 1035 master file with more records, relative to this file.
+    pub records_file: Option<String>,
+    /// Start of authority.
+    pub soa: Option<SoaFile>,
+    /// Static records.
+    #[serde(default)]
+    pub record: Vec<RecordFile>,
+    /// Regions where load balancers live.
+    #[serde(default)]
+    pub region: BTreeMap<String, RegionFile>,
+    /// Traffic-managed names.
+    #[serde(default)]
+    pub service: BTreeMap<String, ServiceFile>,
+    /// Health checks that services name.
+    #[serde(default)]
+    pub check: BTreeMap<String, toml::Table>,
+}
+
+/// The `[soa]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SoaFile {
+    /// Primary nameserver name.
+    pub mname: String,
+    /// Responsible mailbox, in domain-name form (`hostmaster.example.com.`).
+    pub rname: String,
+    /// Zone serial.
+    pub serial: u32,
+    /// Secondary refresh interval, seconds.
+    pub refresh: Option<u32>,
+    /// Secondary retry interval, seconds.
+    pub retry: Option<u32>,
+    /// Secondary expiry, seconds.
+    pub expire: Option<u32>,
+    /// Negative-caching TTL, seconds (RFC 2308).
+    pub minimum: Option<u32>,
+}
+
+/// One `[[record]]` table: an RRset of static data.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordFile {
+    /// Owner, relative to the origin, `@` for the apex, or absolute with a trailing dot.
+    pub name: String,
+    /// Record type mnemonic (`A`, `TXT`, ...).
+    #[serde(rename = "type")]
+    pub rtype: String,
+    /// TTL; the zone's `ttl` when absent.
+    pub ttl: Option<u32>,
+    /// RDATA strings in master-file presentation form, one record each.
+    pub data: Vec<String>,
+}
+
+/// A `[region.NAME]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegionFile {
+    /// `[latitude, longitude]` of the region's data centre.
+    pub location: Option<[f64; 2]>,
+    /// Countries (ISO 3166 alpha-2) this region is home for.
+    #[serde(default)]
+    pub countries: Vec<String>,
+    /// Continent codes this region is home for.
+    #[serde(default)]
+    pub continents: Vec<String>,
+}
+
+/// A `[service.NAME]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceFile {
+    /// TTL of answers.
+    pub ttl: Option<u32>,
+    /// `geo`, `nearest`, `failover` or `weighted`.
+    pub policy: Option<String>,
+    /// Maximum addresses in one answer.
+    pub answers: Option<u32>,
+    /// Name of a `[check.NAME]` table.
+    pub check: Option<String>,
+    /// What to answer when nothing is healthy: `all`, `none`, or a list of addresses.
+    pub fallback: Option<FallbackFile>,
+    /// Region order for the `failover` policy.
+    #[serde(default)]
+    pub failover: Vec<String>,
+    /// Maps for the `geo` policy.
+    pub geo: Option<GeoFile>,
+    /// The load balancers.
+    #[serde(default)]
+    pub endpoint: Vec<EndpointFile>,
+}
+
+/// `fallback = "all" | "none" | ["192.0.2.1", ...]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum FallbackFile {
+    /// `all` or `none`.
+    Mode(String),
+    /// Fixed addresses.
+    Addresses(Vec<String>),
+}
+
+/// `[service.NAME.geo]` and its sub-tables.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeoFile {
+    /// Region order for clients that no other entry matches.
+    #[serde(default)]
+    pub default: Vec<String>,
+    /// Country code -> region order.
+    #[serde(default)]
+    pub country: BTreeMap<String, Vec<String>>,
+    /// Continent code -> region order.
+    #[serde(default)]
+    pub continent: BTreeMap<String, Vec<String>>,
+    /// CIDR -> region order; beats GeoIP.
+    #[serde(default)]
+    pub subnet: BTreeMap<String, Vec<String>>,
+}
+
+/// One `[[service.NAME.endpoint]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointFile {
+    /// Region the endpoint lives in.
+    pub region: String,
+    /// Address returned in answers.
+    pub address: String,
+    /// Relative weight; 0 makes it a standby.
+    pub weight: Option<u32>,
+    /// Address to health-check instead of `address`.
+    pub probe_address: Option<String>,
+    /// Port to health-check instead of the check's port.
+    pub probe_port: Option<u16>,
+}

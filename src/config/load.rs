@@ -1,0 +1,488 @@
+//! Reads zone files from disk and validates them into [`Zone`]s.
+//!
+//! Every error names the file and the key (or line) at fault. Loading never panics on what a
+//! file contains; a bad file is an `Err`, and the caller decides whether that stops start-up
+//! (it does) or only that zone's reload (the previous version keeps serving).
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use hickory_proto::rr::rdata::{SOA, TXT};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use hickory_proto::serialize::txt::Parser;
+
+use super::file::{RecordFile, SoaFile, ZoneFile};
+use super::model::{
+    DEFAULT_EXPIRE, DEFAULT_MINIMUM, DEFAULT_REFRESH, DEFAULT_RETRY, DEFAULT_TTL, MAX_TTL, Zone,
+};
+
+/// Why a zone file (or the zones directory) could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ZoneError {
+    /// The file or directory could not be read.
+    #[error("{}: {source}", path.display())]
+    Read {
+        /// What we tried to read.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML does not parse, or has unknown keys or wrong types.
+    #[error("{}: {source}", path.display())]
+    Syntax {
+        /// The zone file.
+        path: PathBuf,
+        /// What toml said, with line and column.
+        source: toml::de::Error,
+    },
+    /// A value is well-formed TOML but wrong.
+    #[error("{}: {key}: {message}", path.display())]
+    Invalid {
+        /// The zone file.
+        path: PathBuf,
+        /// The key at fault, e.g. `record[2].data[0]`.
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The RFC 1035 master file named by `records_file` does not parse.
+    #[error("{}: {message}", path.display())]
+    MasterFile {
+        /// The master file.
+        path: PathBuf,
+        /// What the parser said.
+        message: String,
+    },
+    /// Two files declare the same origin.
+    #[error("{}: origin {origin} is already served by {}", path.display(), other.display())]
+    DuplicateOrigin {
+        /// The second file.
+        path: PathBuf,
+        /// The origin both declare.
+        origin: String,
+        /// The first file.
+        other: PathBuf,
+    },
+}
+
+/// The `*.toml` files in `dir`, sorted by name so that loading is deterministic.
+pub fn zone_files(dir: &Path) -> Result<Vec<PathBuf>, ZoneError> {
+    let read_err = |source| ZoneError::Read {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).map_err(read_err)? {
+        let path = entry.map_err(read_err)?.path();
+        if path.extension().is_some_and(|e| e == "toml") && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Loads every zone in `dir`, failing on the first bad file (start-up and `check-config`).
+pub fn load_dir(dir: &Path) -> Result<Vec<Zone>, ZoneError> {
+    let mut zones: Vec<Zone> = Vec::new();
+    for path in zone_files(dir)? {
+        let zone = load_zone(&path)?;
+        check_unique_origin(&zones, &zone)?;
+        zones.push(zone);
+    }
+    Ok(zones)
+}
+
+/// Fails when `zone`'s origin is already one of `zones`'.
+pub fn check_unique_origin<'a>(
+    zones: impl IntoIterator<Item = &'a Zone>,
+    zone: &Zone,
+) -> Result<(), ZoneError> {
+    match zones.into_iter().find(|z| z.origin == zone.origin) {
+        Some(other) => Err(ZoneError::DuplicateOrigin {
+            path: zone.file.clone(),
+            origin: zone.origin.to_string(),
+            other: other.file.clone(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Reads and validates one zone file.
+pub fn load_zone(path: &Path) -> Result<Zone, ZoneError> {
+    let text = fs::read_to_string(path).map_err(|source| ZoneError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let file: ZoneFile = toml::from_str(&text).map_err(|source| ZoneError::Syntax {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    ZoneBuilder::new(path).build(file)
+}
+
+/// Validation state for one file: the path for messages, the origin once known.
+struct ZoneBuilder<'a> {
+    path: &'a Path,
+}
+
+impl<'a> ZoneBuilder<'a> {
+    fn new(path: &'a Path) -> Self {
+        Self { path }
+    }
+
+    fn invalid(&self, key: impl Into<String>, message: impl Into<String>) -> ZoneError {
+        ZoneError::Invalid {
+            path: self.path.to_path_buf(),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    fn build(&self, file: ZoneFile) -> Result<Zone, ZoneError> {
+        let origin = self.origin(&file.origin)?;
+        let default_ttl = self.ttl("ttl", file.ttl.unwrap_or(DEFAULT_TTL))?;
+
+        let mut soa = None;
+        let mut records = Vec::new();
+        if let Some(rel) = &file.records_file {
+            for record in self.master_file(rel, &origin)? {
+                if record.record_type() == RecordType::SOA {
+                    if record.name != origin {
+                        return Err(self.invalid(
+                            "records_file",
+                            format!("SOA owner {} is not the origin {origin}", record.name),
+                        ));
+                    }
+                    soa = Some(record);
+                } else {
+                    records.push(record);
+                }
+            }
+        }
+
+        if let Some(soa_file) = &file.soa {
+            if soa.is_some() {
+                return Err(self.invalid("soa", "the SOA is given both here and in records_file"));
+            }
+            soa = Some(self.soa(soa_file, &origin, default_ttl)?);
+        }
+        let soa = soa.ok_or_else(|| {
+            self.invalid(
+                "soa",
+                "missing: give a [soa] table or an SOA in records_file",
+            )
+        })?;
+
+        for (i, ns) in file.ns.iter().enumerate() {
+            let target = self.name(&format!("ns[{i}]"), ns, &origin)?;
+            records.push(Record::from_rdata(
+                origin.clone(),
+                default_ttl,
+                RData::NS(hickory_proto::rr::rdata::NS(target)),
+            ));
+        }
+
+        for (i, record) in file.record.iter().enumerate() {
+            records.extend(self.record(i, record, &origin, default_ttl)?);
+        }
+
+        let zone = Zone {
+            origin,
+            file: self.path.to_path_buf(),
+            soa,
+            records,
+        };
+        self.check_records(&zone)?;
+        Ok(zone)
+    }
+
+    fn origin(&self, text: &str) -> Result<Name, ZoneError> {
+        if !text.ends_with('.') {
+            return Err(self.invalid(
+                "origin",
+                format!("`{text}` must be absolute (end with a dot)"),
+            ));
+        }
+        Name::from_ascii(text)
+            .map(|n| n.to_lowercase())
+            .map_err(|e| self.invalid("origin", format!("`{text}`: {e}")))
+    }
+
+    /// A name relative to the origin, `@`, or absolute; it must lie inside the zone.
+    fn owner(&self, key: &str, text: &str, origin: &Name) -> Result<Name, ZoneError> {
+        let name = self.name(key, text, origin)?;
+        if !origin.zone_of(&name) {
+            return Err(self.invalid(key, format!("`{text}` is outside the zone {origin}")));
+        }
+        Ok(name)
+    }
+
+    fn name(&self, key: &str, text: &str, origin: &Name) -> Result<Name, ZoneError> {
+        if text.is_empty() {
+            return Err(self.invalid(key, "empty name"));
+        }
+        if text == "@" {
+            return Ok(origin.clone());
+        }
+        Name::parse(text, Some(origin)).map_err(|e| self.invalid(key, format!("`{text}`: {e}")))
+    }
+
+    fn ttl(&self, key: &str, ttl: u32) -> Result<u32, ZoneError> {
+        if ttl > MAX_TTL {
+            return Err(self.invalid(key, format!("{ttl} is above the maximum TTL {MAX_TTL}")));
+        }
+        Ok(ttl)
+    }
+
+    fn soa(&self, soa: &SoaFile, origin: &Name, ttl: u32) -> Result<Record, ZoneError> {
+        let mname = self.name("soa.mname", &soa.mname, origin)?;
+        let rname = self.name("soa.rname", &soa.rname, origin)?;
+        let field = |key: &str, value: Option<u32>, default: u32| -> Result<i32, ZoneError> {
+            let value = value.unwrap_or(default);
+            i32::try_from(value)
+                .map_err(|_| self.invalid(key, format!("{value} is above {}", i32::MAX)))
+        };
+        let refresh = field("soa.refresh", soa.refresh, DEFAULT_REFRESH)?;
+        let retry = field("soa.retry", soa.retry, DEFAULT_RETRY)?;
+        let expire = field("soa.expire", soa.expire, DEFAULT_EXPIRE)?;
+        let minimum = self.ttl("soa.minimum", soa.minimum.unwrap_or(DEFAULT_MINIMUM))?;
+        Ok(Record::from_rdata(
+            origin.clone(),
+            ttl,
+            RData::SOA(SOA::new(
+                mname, rname, soa.serial, refresh, retry, expire, minimum,
+            )),
+        ))
+    }
+
+    fn record(
+        &self,
+        index: usize,
+        record: &RecordFile,
+        origin: &Name,
+        default_ttl: u32,
+    ) -> Result<Vec<Record>, ZoneError> {
+        let key = format!("record[{index}]");
+        let owner = self.owner(&format!("{key}.name"), &record.name, origin)?;
+        let rtype: RecordType = record.rtype.to_ascii_uppercase().parse().map_err(|_| {
+            self.invalid(
+                format!("{key}.type"),
+                format!("unknown record type `{}`", record.rtype),
+            )
+        })?;
+        if !SUPPORTED_TYPES.contains(&rtype) {
+            return Err(self.invalid(
+                format!("{key}.type"),
+                format!(
+                    "type {rtype} is not supported in [[record]] (supported: {})",
+                    supported_list()
+                ),
+            ));
+        }
+        if rtype == RecordType::NS && owner == *origin {
+            return Err(self.invalid(
+                format!("{key}.type"),
+                "apex NS records belong in the zone's `ns` list",
+            ));
+        }
+        let ttl = self.ttl(&format!("{key}.ttl"), record.ttl.unwrap_or(default_ttl))?;
+        if record.data.is_empty() {
+            return Err(self.invalid(format!("{key}.data"), "needs at least one value"));
+        }
+        let mut out = Vec::with_capacity(record.data.len());
+        for (j, text) in record.data.iter().enumerate() {
+            let data_key = format!("{key}.data[{j}]");
+            let rdata = parse_rdata(rtype, text, origin)
+                .map_err(|e| self.invalid(&data_key, format!("bad {rtype} data `{text}`: {e}")))?;
+            let mut rec = Record::from_rdata(owner.clone(), ttl, rdata);
+            rec.dns_class = DNSClass::IN;
+            out.push(rec);
+        }
+        Ok(out)
+    }
+
+    fn master_file(&self, rel: &str, origin: &Name) -> Result<Vec<Record>, ZoneError> {
+        let base = self.path.parent().unwrap_or(Path::new("."));
+        let path = base.join(rel);
+        let text = fs::read_to_string(&path).map_err(|source| ZoneError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let (_, sets) = Parser::new(text, Some(path.clone()), Some(origin.clone()))
+            .parse()
+            .map_err(|e| ZoneError::MasterFile {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+        let mut records = Vec::new();
+        for set in sets.values() {
+            for record in set.records_without_rrsigs() {
+                if !origin.zone_of(&record.name) {
+                    return Err(ZoneError::MasterFile {
+                        path: path.clone(),
+                        message: format!("{} is outside the zone {origin}", record.name),
+                    });
+                }
+                records.push(record.clone());
+            }
+        }
+        Ok(records)
+    }
+
+    /// Whole-zone rules: apex NS present, CNAMEs alone at their name, one TTL per RRset.
+    fn check_records(&self, zone: &Zone) -> Result<(), ZoneError> {
+        if !zone
+            .records
+            .iter()
+            .any(|r| r.record_type() == RecordType::NS && r.name == zone.origin)
+        {
+            return Err(self.invalid("ns", "the zone has no apex NS records"));
+        }
+        let mut seen = BTreeSet::new();
+        for record in &zone.records {
+            let rtype = record.record_type();
+            let owner = record.name.to_lowercase();
+            if rtype == RecordType::CNAME {
+                if owner == zone.origin {
+                    return Err(self.invalid("record", "a CNAME cannot stand at the zone apex"));
+                }
+                let others = zone.records.iter().filter(|r| r.name == owner).count();
+                if others > 1 {
+                    return Err(self.invalid(
+                        "record",
+                        format!("{owner} has a CNAME and other data (RFC 1034 §3.6.2)"),
+                    ));
+                }
+            }
+            let ttls = zone
+                .records
+                .iter()
+                .filter(|r| r.name == owner && r.record_type() == rtype)
+                .map(|r| r.ttl);
+            if let Some((a, b)) = ttls.clone().zip(ttls.skip(1)).find(|(a, b)| a != b) {
+                if seen.insert((owner.clone(), rtype)) {
+                    return Err(self.invalid(
+                        "record",
+                        format!(
+                            "{owner} {rtype} has records with TTLs {a} and {b}; an RRset has one TTL (RFC 2181 §5.2)"
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Types that `[[record]]` accepts.
+pub const SUPPORTED_TYPES: &[RecordType] = &[
+    RecordType::A,
+    RecordType::AAAA,
+    RecordType::CAA,
+    RecordType::CNAME,
+    RecordType::HTTPS,
+    RecordType::MX,
+    RecordType::NAPTR,
+    RecordType::NS,
+    RecordType::PTR,
+    RecordType::SRV,
+    RecordType::SSHFP,
+    RecordType::SVCB,
+    RecordType::TLSA,
+    RecordType::TXT,
+];
+
+fn supported_list() -> String {
+    SUPPORTED_TYPES
+        .iter()
+        .map(|t| t.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Parses RDATA in presentation form. Names in it are relative to `origin` unless absolute.
+fn parse_rdata(rtype: RecordType, text: &str, origin: &Name) -> Result<RData, String> {
+    if rtype == RecordType::TXT {
+        return parse_txt(text).map(RData::TXT);
+    }
+    // The master-file parser resolves relative names against the origin, which is what an
+    // operator means by `mail` in `10 mail`; parse the value as a one-line zone.
+    let line = format!("@ 0 IN {rtype} {text}\n");
+    let (_, sets) = Parser::new(line, None, Some(origin.clone()))
+        .parse()
+        .map_err(|e| e.to_string())?;
+    let mut rdata = sets
+        .into_values()
+        .flat_map(|set| {
+            set.records_without_rrsigs()
+                .map(|r| r.data.clone())
+                .collect::<Vec<_>>()
+        })
+        .collect::<Vec<_>>();
+    match (rdata.pop(), rdata.is_empty()) {
+        (Some(data), true) => Ok(data),
+        _ => Err("expected exactly one record".to_string()),
+    }
+}
+
+/// TXT in presentation form: quoted or bare character-strings separated by blanks, with `\"`,
+/// `\\` and `\DDD` escapes. A string longer than 255 bytes is split into several
+/// character-strings, as DKIM and SPF publishers expect.
+pub fn parse_txt(text: &str) -> Result<TXT, String> {
+    let mut strings: Vec<Vec<u8>> = Vec::new();
+    let mut bytes = text.bytes().peekable();
+    loop {
+        while bytes.next_if(|b| b.is_ascii_whitespace()).is_some() {}
+        let Some(first) = bytes.next() else { break };
+        let quoted = first == b'"';
+        let mut current = Vec::new();
+        let mut pending = if quoted { None } else { Some(first) };
+        loop {
+            let b = match pending.take() {
+                Some(b) => b,
+                None => match bytes.next() {
+                    Some(b) => b,
+                    None if quoted => return Err("unterminated quoted string".into()),
+                    None => break,
+                },
+            };
+            match b {
+                b'"' if quoted => break,
+                b'"' => return Err("a quote inside an unquoted string".into()),
+                b if !quoted && b.is_ascii_whitespace() => break,
+                b'\\' => {
+                    let Some(next) = bytes.next() else {
+                        return Err("a backslash at the end".into());
+                    };
+                    if next.is_ascii_digit() {
+                        let d2 = bytes.next().filter(u8::is_ascii_digit);
+                        let d3 = bytes.next().filter(u8::is_ascii_digit);
+                        let (Some(d2), Some(d3)) = (d2, d3) else {
+                            return Err("\\DDD needs three digits".into());
+                        };
+                        let value = u32::from(next - b'0') * 100
+                            + u32::from(d2 - b'0') * 10
+                            + u32::from(d3 - b'0');
+                        current.push(
+                            u8::try_from(value).map_err(|_| format!("\\{value} is above 255"))?,
+                        );
+                    } else {
+                        current.push(next);
+                    }
+                }
+                b => current.push(b),
+            }
+        }
+        if current.is_empty() {
+            strings.push(current);
+        } else {
+            strings.extend(current.chunks(255).map(<[u8]>::to_vec));
+        }
+    }
+    if strings.is_empty() {
+        return Err("empty TXT data".into());
+    }
+    Ok(TXT::from_bytes(strings.iter().map(Vec::as_slice).collect()))
+}

@@ -1,0 +1,324 @@
+//! Writing a response into a reused buffer: header, echoed question, RRsets, OPT.
+//!
+//! Owners are written as compression pointers into the question where they can be (the
+//! query's own letter case is then echoed in every owner, as Knot does), everything else
+//! uncompressed; RDATA comes pre-encoded from the routing table. The writer knows the
+//! size limit from the start, so optional additional data that does not fit is left out and
+//! a required section that does not fit turns the whole response into TC=1 (RFC 2181 §9).
+
+use std::net::IpAddr;
+
+use super::wire::{ClientSubnet, HEADER_LEN, OPTION_ECS, Query, TYPE_OPT};
+
+/// Response codes the server sends (the low four bits, plus BADVERS via EDNS).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u16)]
+pub enum Rcode {
+    /// No error.
+    NoError = 0,
+    /// Format error.
+    FormErr = 1,
+    /// Server failure.
+    ServFail = 2,
+    /// Name does not exist.
+    NxDomain = 3,
+    /// Not implemented.
+    NotImp = 4,
+    /// Refused.
+    Refused = 5,
+    /// Bad EDNS version (extended RCODE 16, RFC 6891 §6.1.3).
+    BadVers = 16,
+}
+
+impl Rcode {
+    /// All codes, in the order metrics index them.
+    pub const ALL: [Rcode; 7] = [
+        Rcode::NoError,
+        Rcode::FormErr,
+        Rcode::ServFail,
+        Rcode::NxDomain,
+        Rcode::NotImp,
+        Rcode::Refused,
+        Rcode::BadVers,
+    ];
+
+    /// Mnemonic, as dig prints it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rcode::NoError => "NOERROR",
+            Rcode::FormErr => "FORMERR",
+            Rcode::ServFail => "SERVFAIL",
+            Rcode::NxDomain => "NXDOMAIN",
+            Rcode::NotImp => "NOTIMP",
+            Rcode::Refused => "REFUSED",
+            Rcode::BadVers => "BADVERS",
+        }
+    }
+
+    /// Position in [`Rcode::ALL`].
+    pub fn index(self) -> usize {
+        match self {
+            Rcode::NoError => 0,
+            Rcode::FormErr => 1,
+            Rcode::ServFail => 2,
+            Rcode::NxDomain => 3,
+            Rcode::NotImp => 4,
+            Rcode::Refused => 5,
+            Rcode::BadVers => 6,
+        }
+    }
+}
+
+/// Where an owner name comes from.
+#[derive(Clone, Copy, Debug)]
+pub enum Owner<'a> {
+    /// A suffix of QNAME starting at this byte offset of the name: written as a pointer.
+    Question(usize),
+    /// An uncompressed wire-format name.
+    Wire(&'a [u8]),
+}
+
+/// Response sections, in wire order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Section {
+    /// Answer.
+    Answer,
+    /// Authority.
+    Authority,
+    /// Additional data that must fit (referral glue) or the response is truncated.
+    RequiredAdditional,
+    /// Additional data that is left out when it does not fit.
+    Additional,
+}
+
+/// Room the OPT record takes: root name, type, class, TTL, RDLENGTH.
+const OPT_FIXED_LEN: usize = 11;
+
+/// Builds one response. Created per query over a buffer the worker reuses.
+pub struct Writer<'b> {
+    buf: &'b mut Vec<u8>,
+    counts: [u16; 3],
+    /// Largest message allowed, OPT included.
+    limit: usize,
+    /// Bytes the OPT record will need at the end.
+    opt_len: usize,
+    question_end: usize,
+    /// Set when something required did not fit.
+    overflow: bool,
+    /// Set once optional additional data was dropped; nothing after it is written.
+    additional_closed: bool,
+    aa: bool,
+    rcode: Rcode,
+    edns: Option<ResponseEdns>,
+    /// CLASS of every record written: the question's.
+    class: u16,
+}
+
+/// What the response's OPT record carries.
+#[derive(Clone, Copy, Debug)]
+pub struct ResponseEdns {
+    /// Our UDP payload size.
+    pub udp_size: u16,
+    /// Echo of the DO bit.
+    pub dnssec_ok: bool,
+    /// ECS to echo, with the scope we decided.
+    pub client_subnet: Option<(ClientSubnet, u8)>,
+}
+
+impl<'b> Writer<'b> {
+    /// Starts a response to `q`: header and the question copied from `packet`, so its letter
+    /// case is echoed. `limit` is the largest message the transport allows.
+    pub fn new(buf: &'b mut Vec<u8>, packet: &[u8], q: &Query, limit: usize) -> Self {
+        buf.clear();
+        buf.extend_from_slice(&q.id.to_be_bytes());
+        // QR=1, opcode, RD echoed; CD echoed; counts patched in finish().
+        buf.push(0x80 | (q.opcode << 3) | u8::from(q.rd));
+        buf.push(if q.cd { 0x10 } else { 0 });
+        buf.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
+        buf.extend_from_slice(packet.get(HEADER_LEN..q.question_end).unwrap_or(&[]));
+        let question_end = buf.len();
+        Writer {
+            buf,
+            counts: [0; 3],
+            limit,
+            opt_len: 0,
+            question_end,
+            overflow: false,
+            additional_closed: false,
+            aa: false,
+            rcode: Rcode::NoError,
+            edns: None,
+            class: q.qclass,
+        }
+    }
+
+    /// A header-only response (FORMERR/NOTIMP for packets whose question did not parse).
+    pub fn header_only(buf: &mut Vec<u8>, id: u16, opcode: u8, rd: bool, rcode: Rcode) {
+        buf.clear();
+        buf.extend_from_slice(&id.to_be_bytes());
+        buf.push(0x80 | (opcode << 3) | u8::from(rd));
+        buf.push((rcode as u16 & 0x0F) as u8);
+        buf.extend_from_slice(&[0; 8]);
+    }
+
+    /// Sets the OPT record the response will end with.
+    pub fn set_edns(&mut self, edns: ResponseEdns) {
+        self.opt_len = OPT_FIXED_LEN
+            + edns
+                .client_subnet
+                .map_or(0, |(ecs, _)| 8 + usize::from(ecs.source_prefix).div_ceil(8));
+        self.edns = Some(edns);
+    }
+
+    /// Updates the scope of the echoed ECS option (decided after the answer is known).
+    pub fn set_ecs_scope(&mut self, scope: u8) {
+        if let Some(ResponseEdns {
+            client_subnet: Some((_, s)),
+            ..
+        }) = &mut self.edns
+        {
+            *s = scope;
+        }
+    }
+
+    /// Sets the AA bit.
+    pub fn set_authoritative(&mut self, aa: bool) {
+        self.aa = aa;
+    }
+
+    /// Sets the RCODE.
+    pub fn set_rcode(&mut self, rcode: Rcode) {
+        self.rcode = rcode;
+    }
+
+    /// The RCODE set so far.
+    pub fn rcode(&self) -> Rcode {
+        self.rcode
+    }
+
+    /// Number of records in the answer section so far.
+    pub fn answer_count(&self) -> u16 {
+        self.counts[0]
+    }
+
+    fn room(&self) -> usize {
+        self.limit.saturating_sub(self.opt_len)
+    }
+
+    /// Writes one RRset. Records go in the order given.
+    pub fn rrset<'r>(
+        &mut self,
+        section: Section,
+        owner: Owner<'_>,
+        rtype: u16,
+        ttl: u32,
+        rdatas: impl IntoIterator<Item = &'r [u8]>,
+    ) {
+        if section == Section::Additional && self.additional_closed {
+            return;
+        }
+        let mark = self.buf.len();
+        let mut written = 0u16;
+        for rdata in rdatas {
+            self.owner(owner);
+            self.buf.extend_from_slice(&rtype.to_be_bytes());
+            self.buf.extend_from_slice(&self.class.to_be_bytes());
+            self.buf.extend_from_slice(&ttl.to_be_bytes());
+            let rdlen = u16::try_from(rdata.len()).unwrap_or(u16::MAX);
+            self.buf.extend_from_slice(&rdlen.to_be_bytes());
+            self.buf.extend_from_slice(rdata);
+            written = written.saturating_add(1);
+        }
+        if self.buf.len() > self.room() {
+            if section == Section::Additional {
+                self.buf.truncate(mark);
+                self.additional_closed = true;
+                return;
+            }
+            self.overflow = true;
+        }
+        let slot = match section {
+            Section::Answer => 0,
+            Section::Authority => 1,
+            Section::RequiredAdditional | Section::Additional => 2,
+        };
+        if let Some(c) = self.counts.get_mut(slot) {
+            *c = c.saturating_add(written);
+        }
+    }
+
+    fn owner(&mut self, owner: Owner<'_>) {
+        match owner {
+            Owner::Question(offset) => {
+                let ptr = 0xC000u16 | u16::try_from(HEADER_LEN + offset).unwrap_or(0x3FFF);
+                self.buf.extend_from_slice(&ptr.to_be_bytes());
+            }
+            Owner::Wire(name) => self.buf.extend_from_slice(name),
+        }
+    }
+
+    /// Patches the header, appends OPT, and truncates (TC=1) if required data did not fit.
+    /// Returns the RCODE sent and whether the response was truncated.
+    pub fn finish(mut self) -> (Rcode, bool) {
+        if self.overflow {
+            self.buf.truncate(self.question_end);
+            self.counts = [0; 3];
+        }
+        let mut arcount = self.counts[2];
+        if let Some(edns) = self.edns {
+            arcount = arcount.saturating_add(1);
+            self.write_opt(edns);
+        }
+        let rcode_low = (self.rcode as u16 & 0x0F) as u8;
+        let counts = [
+            self.counts[0].to_be_bytes(),
+            self.counts[1].to_be_bytes(),
+            arcount.to_be_bytes(),
+        ];
+        if let Some([_, _, flags, low, _, _, an0, an1, ns0, ns1, ar0, ar1]) =
+            self.buf.get_mut(..HEADER_LEN)
+        {
+            *flags |= (u8::from(self.aa) << 2) | (u8::from(self.overflow) << 1);
+            *low |= rcode_low;
+            [*an0, *an1] = counts[0];
+            [*ns0, *ns1] = counts[1];
+            [*ar0, *ar1] = counts[2];
+        }
+        (self.rcode, self.overflow)
+    }
+
+    fn write_opt(&mut self, edns: ResponseEdns) {
+        let ext_rcode = ((self.rcode as u16) >> 4) as u8;
+        self.buf.push(0); // root
+        self.buf.extend_from_slice(&TYPE_OPT.to_be_bytes());
+        self.buf.extend_from_slice(&edns.udp_size.to_be_bytes());
+        self.buf.push(ext_rcode);
+        self.buf.push(0); // version 0
+        self.buf
+            .extend_from_slice(&(if edns.dnssec_ok { 0x8000u16 } else { 0 }).to_be_bytes());
+        match edns.client_subnet {
+            Some((ecs, scope)) => {
+                let addr_len = usize::from(ecs.source_prefix).div_ceil(8);
+                let opt_len = 4 + addr_len;
+                self.buf
+                    .extend_from_slice(&u16::try_from(4 + opt_len).unwrap_or(0).to_be_bytes());
+                self.buf.extend_from_slice(&OPTION_ECS.to_be_bytes());
+                self.buf
+                    .extend_from_slice(&u16::try_from(opt_len).unwrap_or(0).to_be_bytes());
+                self.buf.extend_from_slice(&ecs.family().to_be_bytes());
+                self.buf.push(ecs.source_prefix);
+                self.buf.push(scope.min(ecs.source_prefix));
+                let (octets, len) = match ecs.addr {
+                    IpAddr::V4(a) => {
+                        let [a, b, c, d] = a.octets();
+                        ([a, b, c, d, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 4)
+                    }
+                    IpAddr::V6(a) => (a.octets(), 16),
+                };
+                self.buf
+                    .extend_from_slice(octets.get(..addr_len.min(len)).unwrap_or(&[]));
+            }
+            None => self.buf.extend_from_slice(&0u16.to_be_bytes()),
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! The hot path: bytes in, bytes out, against the table published now.
+//!
+//! No error escapes: every failure becomes an RCODE (FORMERR, NOTIMP, REFUSED, BADVERS) plus a
+//! counter, or a silent drop for packets that must not be answered. No lock, no I/O, no
+//! allocation beyond what the caller's reused buffer already holds.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use super::answer::{Owner, Rcode, ResponseEdns, Section, Writer};
+use super::wire::{self, ParseError, Query, qclass, qtype};
+use crate::metrics::{Metrics, Transport};
+use crate::routing::publish::Publisher;
+use crate::routing::select::Client;
+
+/// Default cap on the UDP payload we send (DNS flag day 2020 value).
+pub const DEFAULT_MAX_UDP_SIZE: u16 = 1232;
+/// UDP payload size without EDNS (RFC 1035 §4.2.1), also the floor with EDNS (RFC 6891 §6.2.5).
+pub const CLASSIC_UDP_SIZE: u16 = 512;
+/// Largest DNS message over TCP.
+pub const MAX_TCP_MESSAGE: usize = 65_535;
+
+/// Settings of the handler.
+#[derive(Clone, Debug)]
+pub struct HandlerConfig {
+    /// Cap on the UDP payload size we answer with.
+    pub max_udp_size: u16,
+    /// TXT RDATA for CH `id.server` / `hostname.bind`; None = REFUSED.
+    pub identity: Option<Box<[u8]>>,
+    /// TXT RDATA for CH `version.bind` / `version.server`; None = REFUSED.
+    pub version: Option<Box<[u8]>>,
+}
+
+impl Default for HandlerConfig {
+    fn default() -> Self {
+        Self {
+            max_udp_size: DEFAULT_MAX_UDP_SIZE,
+            identity: None,
+            version: None,
+        }
+    }
+}
+
+/// Encodes a string as TXT RDATA (one character-string per 255 bytes).
+pub fn txt_rdata(text: &str) -> Box<[u8]> {
+    let mut out = Vec::with_capacity(text.len() + 2);
+    for chunk in text.as_bytes().chunks(255) {
+        out.push(u8::try_from(chunk.len()).unwrap_or(255));
+        out.extend_from_slice(chunk);
+    }
+    out.into_boxed_slice()
+}
+
+/// Answers DNS messages.
+pub struct Handler {
+    publisher: Arc<Publisher>,
+    metrics: Arc<Metrics>,
+    config: HandlerConfig,
+}
+
+impl Handler {
+    /// A handler over the tables `publisher` publishes.
+    pub fn new(publisher: Arc<Publisher>, metrics: Arc<Metrics>, config: HandlerConfig) -> Self {
+        Self {
+            publisher,
+            metrics,
+            config,
+        }
+    }
+
+    /// The counters this handler records into.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Handles one message; fills `out` and returns true when there is something to send.
+    pub fn handle(
+        &self,
+        packet: &[u8],
+        source: IpAddr,
+        transport: Transport,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        let q = match wire::parse(packet) {
+            Ok(q) => q,
+            Err(ParseError::Drop) => {
+                self.metrics.record_drop();
+                return false;
+            }
+            Err(e) => {
+                let Some(h) = wire::header(packet) else {
+                    self.metrics.record_drop();
+                    return false;
+                };
+                let rcode = if e == ParseError::NotImp {
+                    Rcode::NotImp
+                } else {
+                    Rcode::FormErr
+                };
+                Writer::header_only(out, h.id, h.opcode, h.rd, rcode);
+                self.metrics.record_query(transport, rcode, false, false);
+                return true;
+            }
+        };
+
+        let limit = match (transport, &q.edns) {
+            (Transport::Tcp, _) => MAX_TCP_MESSAGE,
+            (Transport::Udp, None) => usize::from(CLASSIC_UDP_SIZE),
+            (Transport::Udp, Some(edns)) => usize::from(edns.udp_size.clamp(
+                CLASSIC_UDP_SIZE,
+                self.config.max_udp_size.max(CLASSIC_UDP_SIZE),
+            )),
+        };
+        let mut w = Writer::new(out, packet, &q, limit);
+        let ecs = q.edns.and_then(|e| e.client_subnet);
+        if let Some(edns) = q.edns {
+            // RFC 6891 §6.1.3: an unknown version gets BADVERS, and no ECS echo.
+            let known = edns.version == 0;
+            w.set_edns(ResponseEdns {
+                udp_size: self.config.max_udp_size,
+                dnssec_ok: edns.dnssec_ok,
+                client_subnet: if known { ecs.map(|e| (e, 0)) } else { None },
+            });
+            if !known {
+                w.set_rcode(Rcode::BadVers);
+                return self.finish(w, transport, false);
+            }
+        }
+
+        match (q.qclass, q.qtype) {
+            (_, wire::TYPE_OPT) => w.set_rcode(Rcode::FormErr),
+            (qclass::CH, qtype::TXT) => self.chaos(&q, &mut w),
+            (qclass::IN, qtype::AXFR | qtype::IXFR) => w.set_rcode(Rcode::Refused),
+            (qclass::IN, qtype::MAILA | qtype::MAILB) => w.set_rcode(Rcode::NotImp),
+            (qclass::IN, _) => {
+                let client = Client {
+                    source,
+                    subnet: ecs,
+                };
+                let scope = self.publisher.routes().answer(&q, &client, &mut w);
+                w.set_ecs_scope(scope);
+            }
+            _ => w.set_rcode(Rcode::Refused),
+        }
+        self.finish(w, transport, ecs.is_some())
+    }
+
+    fn finish(&self, w: Writer<'_>, transport: Transport, ecs: bool) -> bool {
+        let (rcode, truncated) = w.finish();
+        self.metrics.record_query(transport, rcode, truncated, ecs);
+        true
+    }
+
+    /// CH TXT server identity queries: answered only when configured, else REFUSED, so
+    /// nothing about the software leaks by default.
+    fn chaos(&self, q: &Query, w: &mut Writer<'_>) {
+        let rdata = match q.lname() {
+            b"\x07version\x04bind\x00" | b"\x07version\x06server\x00" => &self.config.version,
+            b"\x02id\x06server\x00" | b"\x08hostname\x04bind\x00" => &self.config.identity,
+            _ => &None,
+        };
+        match rdata {
+            Some(rdata) => {
+                w.set_authoritative(true);
+                w.rrset(
+                    Section::Answer,
+                    Owner::Question(0),
+                    qtype::TXT,
+                    0,
+                    [&rdata[..]],
+                );
+            }
+            None => w.set_rcode(Rcode::Refused),
+        }
+    }
+}

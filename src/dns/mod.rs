@@ -1,0 +1,7 @@
+//! DNS: parsing queries (`wire`), writing responses (`answer`), the per-query logic
+//! (`handler`, the hot path), and the UDP/TCP listeners (`server`).
+
+pub mod answer;
+pub mod handler;
+pub mod server;
+pub mod wire;

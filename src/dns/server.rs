@@ -1,0 +1,180 @@
+//! UDP and TCP listeners: sockets in, handler calls, bytes out.
+//!
+//! Each UDP socket is served by a few worker tasks, each with its own reused buffers. Each TCP
+//! connection is a task that reads length-prefixed messages (RFC 7766), answers every one of
+//! them in turn (pipelined queries all get answers), and is closed when idle for the timeout,
+//! when the client closes, or when a per-connection query cap is reached. A semaphore bounds
+//! the number of connections, so idle clients cannot starve new ones of memory or tasks.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::Semaphore;
+
+use super::handler::{Handler, MAX_TCP_MESSAGE};
+use crate::metrics::Transport;
+
+/// Default idle timeout of a TCP connection (RFC 7766 §6.2.3 suggests seconds, not minutes).
+pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default cap on concurrent TCP connections.
+pub const DEFAULT_MAX_TCP_CONNECTIONS: usize = 1024;
+/// Default cap on queries answered on one TCP connection.
+pub const DEFAULT_MAX_TCP_QUERIES: usize = 10_000;
+
+/// Limits of the TCP listener.
+#[derive(Clone, Debug)]
+pub struct TcpLimits {
+    /// Close a connection after this long without a complete query.
+    pub idle_timeout: Duration,
+    /// Concurrent connections.
+    pub max_connections: usize,
+    /// Queries per connection.
+    pub max_queries: usize,
+}
+
+impl Default for TcpLimits {
+    fn default() -> Self {
+        Self {
+            idle_timeout: DEFAULT_TCP_IDLE_TIMEOUT,
+            max_connections: DEFAULT_MAX_TCP_CONNECTIONS,
+            max_queries: DEFAULT_MAX_TCP_QUERIES,
+        }
+    }
+}
+
+/// A UDP socket and a TCP listener on the same address.
+pub struct Listener {
+    /// UDP side.
+    pub udp: UdpSocket,
+    /// TCP side.
+    pub tcp: TcpListener,
+    /// The bound address (port resolved when 0 was asked for).
+    pub addr: SocketAddr,
+}
+
+/// Binds UDP and TCP on `addr`. With port 0 the UDP socket picks a port and TCP takes the same
+/// one; if it is taken for TCP, another is tried.
+pub async fn bind(addr: SocketAddr) -> io::Result<Listener> {
+    let mut last_err = None;
+    for _ in 0..20 {
+        let udp = UdpSocket::bind(addr).await?;
+        let bound = udp.local_addr()?;
+        match TcpListener::bind(bound).await {
+            Ok(tcp) => {
+                return Ok(Listener {
+                    udp,
+                    tcp,
+                    addr: bound,
+                });
+            }
+            Err(e) if addr.port() == 0 => last_err = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last_err.unwrap_or_else(|| io::Error::other("no free port for UDP and TCP")))
+}
+
+/// Serves a UDP socket with `workers` tasks.
+pub fn spawn_udp(socket: UdpSocket, handler: Arc<Handler>, workers: usize) {
+    let socket = Arc::new(socket);
+    for _ in 0..workers.max(1) {
+        let socket = Arc::clone(&socket);
+        let handler = Arc::clone(&handler);
+        tokio::spawn(async move {
+            let mut packet = vec![0u8; 65_535];
+            let mut out = Vec::with_capacity(65_535);
+            loop {
+                let (len, peer) = match socket.recv_from(&mut packet).await {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // ICMP errors surface here on some systems; keep serving.
+                        tracing::debug!(error = %e, "udp receive failed");
+                        continue;
+                    }
+                };
+                let Some(query) = packet.get(..len) else {
+                    continue;
+                };
+                if handler.handle(query, peer.ip(), Transport::Udp, &mut out) {
+                    if let Err(e) = socket.send_to(&out, peer).await {
+                        tracing::debug!(error = %e, %peer, "udp send failed");
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Accepts TCP connections and serves each in its own task.
+pub fn spawn_tcp(listener: TcpListener, handler: Arc<Handler>, limits: TcpLimits) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    tokio::spawn(async move {
+        loop {
+            let (stream, peer) = match listener.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "tcp accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+                tracing::debug!(%peer, "tcp connection refused: limit reached");
+                drop(stream);
+                continue;
+            };
+            let handler = Arc::clone(&handler);
+            let limits = limits.clone();
+            tokio::spawn(async move {
+                if let Err(e) = serve_connection(stream, peer, &handler, &limits).await {
+                    tracing::debug!(%peer, error = %e, "tcp connection ended");
+                }
+                drop(permit);
+            });
+        }
+    });
+}
+
+async fn serve_connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    handler: &Handler,
+    limits: &TcpLimits,
+) -> io::Result<()> {
+    handler.metrics().record_tcp_connection();
+    let _ = stream.set_nodelay(true);
+    let mut packet = vec![0u8; MAX_TCP_MESSAGE];
+    let mut out = Vec::with_capacity(MAX_TCP_MESSAGE);
+    let mut frame = Vec::with_capacity(MAX_TCP_MESSAGE + 2);
+    for _ in 0..limits.max_queries {
+        let mut len = [0u8; 2];
+        match tokio::time::timeout(limits.idle_timeout, stream.read_exact(&mut len)).await {
+            Err(_) => return Ok(()), // idle: close
+            Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+            Ok(Err(e)) => return Err(e),
+            Ok(Ok(_)) => {}
+        }
+        let len = usize::from(u16::from_be_bytes(len));
+        let Some(buf) = packet.get_mut(..len) else {
+            return Ok(());
+        };
+        match tokio::time::timeout(limits.idle_timeout, stream.read_exact(buf)).await {
+            Err(_) => return Ok(()),
+            Ok(r) => {
+                r?;
+            }
+        }
+        if handler.handle(buf, peer.ip(), Transport::Tcp, &mut out) {
+            // One write per response: length prefix and message in a single segment.
+            frame.clear();
+            frame.extend_from_slice(&u16::try_from(out.len()).unwrap_or(u16::MAX).to_be_bytes());
+            frame.extend_from_slice(&out);
+            stream.write_all(&frame).await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,559 @@
+//! Parsing a DNS query off the wire, by hand, into stack buffers.
+//!
+//! This is the first thing the query path does with untrusted bytes, so it allocates nothing,
+//! indexes nothing it has not bounds-checked, and turns every defect into a [`ParseError`]
+//! that the handler maps to FORMERR, NOTIMP or a silent drop (RFC 1035 §4.1, RFC 6891,
+//! RFC 7871).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// Length of the fixed DNS header.
+pub const HEADER_LEN: usize = 12;
+/// Largest name in wire form (RFC 1035 §2.3.4).
+pub const MAX_NAME_LEN: usize = 255;
+/// OPT pseudo-record type (RFC 6891).
+pub const TYPE_OPT: u16 = 41;
+/// EDNS Client Subnet option code (RFC 7871).
+pub const OPTION_ECS: u16 = 8;
+
+/// Record types the handler treats specially.
+pub mod qtype {
+    /// IPv4 address.
+    pub const A: u16 = 1;
+    /// Name server.
+    pub const NS: u16 = 2;
+    /// Canonical name.
+    pub const CNAME: u16 = 5;
+    /// Start of authority.
+    pub const SOA: u16 = 6;
+    /// Text.
+    pub const TXT: u16 = 16;
+    /// IPv6 address.
+    pub const AAAA: u16 = 28;
+    /// Delegation signer (lives on the parent side of a cut).
+    pub const DS: u16 = 43;
+    /// Incremental zone transfer.
+    pub const IXFR: u16 = 251;
+    /// Full zone transfer.
+    pub const AXFR: u16 = 252;
+    /// Obsolete mailbox meta-queries.
+    pub const MAILB: u16 = 253;
+    /// Obsolete mail agent meta-query.
+    pub const MAILA: u16 = 254;
+    /// Any type (RFC 8482 minimal answers).
+    pub const ANY: u16 = 255;
+}
+
+/// DNS classes.
+pub mod qclass {
+    /// Internet.
+    pub const IN: u16 = 1;
+    /// Chaos (server identity queries).
+    pub const CH: u16 = 3;
+    /// Any class.
+    pub const ANY: u16 = 255;
+}
+
+/// Why a packet could not be taken as a query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParseError {
+    /// Too short for a header, or a response: send nothing.
+    Drop,
+    /// Malformed: answer FORMERR (with the question if it parsed).
+    FormErr,
+    /// An opcode other than QUERY: answer NOTIMP.
+    NotImp,
+}
+
+/// The EDNS Client Subnet option of a query, validated (RFC 7871 §6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientSubnet {
+    /// The address, with every bit past `source_prefix` zero.
+    pub addr: IpAddr,
+    /// SOURCE PREFIX-LENGTH.
+    pub source_prefix: u8,
+}
+
+impl ClientSubnet {
+    /// FAMILY as sent (1 = IPv4, 2 = IPv6).
+    pub fn family(&self) -> u16 {
+        match self.addr {
+            IpAddr::V4(_) => 1,
+            IpAddr::V6(_) => 2,
+        }
+    }
+}
+
+/// The OPT record of a query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Edns {
+    /// Requestor's UDP payload size.
+    pub udp_size: u16,
+    /// EDNS version (only 0 is known).
+    pub version: u8,
+    /// DNSSEC OK bit, echoed in the response (RFC 3225).
+    pub dnssec_ok: bool,
+    /// ECS option, when present and valid.
+    pub client_subnet: Option<ClientSubnet>,
+}
+
+/// A parsed query. Fixed-size, lives on the stack.
+#[derive(Clone, Debug)]
+pub struct Query {
+    /// Message ID.
+    pub id: u16,
+    /// OPCODE (0 = QUERY).
+    pub opcode: u8,
+    /// Recursion desired, echoed.
+    pub rd: bool,
+    /// Checking disabled, echoed.
+    pub cd: bool,
+    /// QTYPE.
+    pub qtype: u16,
+    /// QCLASS.
+    pub qclass: u16,
+    /// End of the question in the packet (header + QNAME + 4).
+    pub question_end: usize,
+    /// OPT record, if any.
+    pub edns: Option<Edns>,
+    lname: [u8; MAX_NAME_LEN],
+    lname_len: u8,
+    label_offsets: [u8; 128],
+    label_count: u8,
+}
+
+impl Query {
+    /// The QNAME in wire form, lowercased.
+    pub fn lname(&self) -> &[u8] {
+        self.lname.get(..usize::from(self.lname_len)).unwrap_or(&[])
+    }
+
+    /// Number of labels in QNAME, the root not counted.
+    pub fn label_count(&self) -> usize {
+        usize::from(self.label_count)
+    }
+
+    /// Byte offset in the (lowercased) QNAME where label `i` starts; `label_count()` gives the root.
+    pub fn label_offset(&self, i: usize) -> usize {
+        if i >= self.label_count() {
+            return usize::from(self.lname_len).saturating_sub(1);
+        }
+        self.label_offsets.get(i).map_or(0, |&o| usize::from(o))
+    }
+}
+
+/// A bounds-checked cursor over a packet.
+struct Cursor<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn u8(&mut self) -> Result<u8, ParseError> {
+        let b = *self.buf.get(self.pos).ok_or(ParseError::FormErr)?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    fn u16(&mut self) -> Result<u16, ParseError> {
+        Ok(u16::from_be_bytes([self.u8()?, self.u8()?]))
+    }
+
+    fn bytes(&mut self, n: usize) -> Result<&'a [u8], ParseError> {
+        let end = self.pos.checked_add(n).ok_or(ParseError::FormErr)?;
+        let out = self.buf.get(self.pos..end).ok_or(ParseError::FormErr)?;
+        self.pos = end;
+        Ok(out)
+    }
+
+    /// Skips a possibly compressed name (in sections after the question).
+    fn skip_name(&mut self) -> Result<(), ParseError> {
+        let mut total = 0usize;
+        loop {
+            let len = self.u8()?;
+            match len & 0xC0 {
+                0x00 if len == 0 => return Ok(()),
+                0x00 => {
+                    total += usize::from(len) + 1;
+                    if total > MAX_NAME_LEN {
+                        return Err(ParseError::FormErr);
+                    }
+                    self.bytes(usize::from(len))?;
+                }
+                // A pointer ends the name; where it points is not our business when skipping.
+                0xC0 => {
+                    self.u8()?;
+                    return Ok(());
+                }
+                _ => return Err(ParseError::FormErr),
+            }
+        }
+    }
+}
+
+/// The header fields the handler needs even when the rest of the packet is bad.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// Message ID.
+    pub id: u16,
+    /// Second header byte's OPCODE.
+    pub opcode: u8,
+    /// RD bit.
+    pub rd: bool,
+    /// CD bit.
+    pub cd: bool,
+}
+
+/// Reads the header of any packet long enough to have one.
+pub fn header(packet: &[u8]) -> Option<Header> {
+    let h = packet.get(..HEADER_LEN)?;
+    let (b2, b3) = (*h.get(2)?, *h.get(3)?);
+    Some(Header {
+        id: u16::from_be_bytes([*h.first()?, *h.get(1)?]),
+        opcode: (b2 >> 3) & 0x0F,
+        rd: b2 & 0x01 != 0,
+        cd: b3 & 0x10 != 0,
+    })
+}
+
+/// Parses a query. Compression pointers are refused in the question (no client sends them and
+/// they are the usual vehicle for loops).
+pub fn parse(packet: &[u8]) -> Result<Query, ParseError> {
+    let h = header(packet).ok_or(ParseError::Drop)?;
+    let flags = packet.get(2).copied().ok_or(ParseError::Drop)?;
+    if flags & 0x80 != 0 {
+        return Err(ParseError::Drop); // QR=1: a response, never answer it
+    }
+    if h.opcode != 0 {
+        return Err(ParseError::NotImp);
+    }
+    let mut c = Cursor {
+        buf: packet,
+        pos: 4,
+    };
+    let qdcount = c.u16()?;
+    let ancount = c.u16()?;
+    let nscount = c.u16()?;
+    let arcount = c.u16()?;
+    if qdcount != 1 {
+        return Err(ParseError::FormErr);
+    }
+
+    let mut q = Query {
+        id: h.id,
+        opcode: h.opcode,
+        rd: h.rd,
+        cd: h.cd,
+        qtype: 0,
+        qclass: 0,
+        question_end: 0,
+        edns: None,
+        lname: [0; MAX_NAME_LEN],
+        lname_len: 0,
+        label_offsets: [0; 128],
+        label_count: 0,
+    };
+    let mut len = 0usize;
+    loop {
+        let label = c.u8()?;
+        if label & 0xC0 != 0 {
+            return Err(ParseError::FormErr);
+        }
+        let label_len = usize::from(label);
+        if len + 1 + label_len > MAX_NAME_LEN {
+            return Err(ParseError::FormErr);
+        }
+        if label_len == 0 {
+            *q.lname.get_mut(len).ok_or(ParseError::FormErr)? = 0;
+            len += 1;
+            break;
+        }
+        let slot = q
+            .label_offsets
+            .get_mut(usize::from(q.label_count))
+            .ok_or(ParseError::FormErr)?;
+        *slot = u8::try_from(len).map_err(|_| ParseError::FormErr)?;
+        q.label_count += 1;
+        let text = c.bytes(label_len)?;
+        let dst = q
+            .lname
+            .get_mut(len..len + 1 + label_len)
+            .ok_or(ParseError::FormErr)?;
+        if let Some((first, rest)) = dst.split_first_mut() {
+            *first = label;
+            for (d, s) in rest.iter_mut().zip(text) {
+                *d = s.to_ascii_lowercase();
+            }
+        }
+        len += 1 + label_len;
+    }
+    q.lname_len = u8::try_from(len).map_err(|_| ParseError::FormErr)?;
+    q.qtype = c.u16()?;
+    q.qclass = c.u16()?;
+    q.question_end = c.pos;
+
+    // Answer and authority sections have no business in a query, but are legal: skip them.
+    for _ in 0..(u32::from(ancount) + u32::from(nscount)) {
+        skip_record(&mut c)?;
+    }
+    for _ in 0..arcount {
+        let start = c.pos;
+        c.skip_name()?;
+        let name_is_root = c.pos == start + 1 && packet.get(start) == Some(&0);
+        let rtype = c.u16()?;
+        if rtype != TYPE_OPT {
+            c.u16()?;
+            c.bytes(4)?;
+            let rdlen = c.u16()?;
+            c.bytes(usize::from(rdlen))?;
+            continue;
+        }
+        // RFC 6891 §6.1.1: one OPT, owned by the root; more than one is FORMERR.
+        if q.edns.is_some() || !name_is_root {
+            return Err(ParseError::FormErr);
+        }
+        let udp_size = c.u16()?;
+        let _ext_rcode = c.u8()?;
+        let version = c.u8()?;
+        let flags = c.u16()?;
+        let rdlen = c.u16()?;
+        let rdata = c.bytes(usize::from(rdlen))?;
+        q.edns = Some(Edns {
+            udp_size,
+            version,
+            dnssec_ok: flags & 0x8000 != 0,
+            client_subnet: parse_options(rdata)?,
+        });
+    }
+    Ok(q)
+}
+
+fn skip_record(c: &mut Cursor<'_>) -> Result<(), ParseError> {
+    c.skip_name()?;
+    c.bytes(8)?;
+    let rdlen = c.u16()?;
+    c.bytes(usize::from(rdlen))?;
+    Ok(())
+}
+
+/// Walks the OPT options; returns the ECS option if there is one. Unknown options are ignored
+/// (RFC 6891 §6.1.2).
+fn parse_options(rdata: &[u8]) -> Result<Option<ClientSubnet>, ParseError> {
+    let mut c = Cursor { buf: rdata, pos: 0 };
+    let mut ecs = None;
+    while c.pos < rdata.len() {
+        let code = c.u16()?;
+        let len = c.u16()?;
+        let data = c.bytes(usize::from(len))?;
+        if code == OPTION_ECS {
+            if ecs.is_some() {
+                return Err(ParseError::FormErr);
+            }
+            ecs = Some(parse_ecs(data)?);
+        }
+    }
+    Ok(ecs)
+}
+
+/// RFC 7871 §6: FAMILY 1 or 2, SOURCE PREFIX-LENGTH within the family, exactly
+/// ceil(source/8) address bytes, and no bits set past the prefix; anything else is FORMERR.
+fn parse_ecs(data: &[u8]) -> Result<ClientSubnet, ParseError> {
+    let mut c = Cursor { buf: data, pos: 0 };
+    let family = c.u16()?;
+    let source_prefix = c.u8()?;
+    let _scope = c.u8()?;
+    let addr_bytes = &data.get(4..).ok_or(ParseError::FormErr)?;
+    let max = match family {
+        1 => 32,
+        2 => 128,
+        _ => return Err(ParseError::FormErr),
+    };
+    if source_prefix > max || addr_bytes.len() != usize::from(source_prefix).div_ceil(8) {
+        return Err(ParseError::FormErr);
+    }
+    let mut full = [0u8; 16];
+    for (d, s) in full.iter_mut().zip(addr_bytes.iter()) {
+        *d = *s;
+    }
+    // Bits past the prefix inside the last byte must be zero.
+    let spare = (8 - source_prefix % 8) % 8;
+    if spare > 0 {
+        let last = addr_bytes.last().copied().unwrap_or(0);
+        if last & ((1u8 << spare) - 1) != 0 {
+            return Err(ParseError::FormErr);
+        }
+    }
+    let addr = if family == 1 {
+        let [a, b, c, d, ..] = full;
+        IpAddr::V4(Ipv4Addr::new(a, b, c, d))
+    } else {
+        IpAddr::V6(Ipv6Addr::from(full))
+    };
+    Ok(ClientSubnet {
+        addr,
+        source_prefix,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(name: &[u8], qtype: u16, additional: &[u8], arcount: u16) -> Vec<u8> {
+        let mut p = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0];
+        p.extend_from_slice(&arcount.to_be_bytes());
+        p.extend_from_slice(name);
+        p.extend_from_slice(&qtype.to_be_bytes());
+        p.extend_from_slice(&1u16.to_be_bytes());
+        p.extend_from_slice(additional);
+        p
+    }
+
+    fn opt(options: &[u8]) -> Vec<u8> {
+        let mut o = vec![0, 0, 41, 0x10, 0x00, 0, 0, 0x80, 0x00];
+        o.extend_from_slice(&(options.len() as u16).to_be_bytes());
+        o.extend_from_slice(options);
+        o
+    }
+
+    fn ecs(family: u16, source: u8, addr: &[u8]) -> Vec<u8> {
+        let mut o = vec![0, 8];
+        o.extend_from_slice(&((4 + addr.len()) as u16).to_be_bytes());
+        o.extend_from_slice(&family.to_be_bytes());
+        o.push(source);
+        o.push(0);
+        o.extend_from_slice(addr);
+        o
+    }
+
+    #[test]
+    fn parses_and_lowercases_the_question() {
+        let q = parse(&query(b"\x03WwW\x04TeSt\x00", 1, &[], 0)).unwrap();
+        assert_eq!(q.lname(), b"\x03www\x04test\x00");
+        assert_eq!(q.label_count(), 2);
+        assert_eq!(q.label_offset(1), 4);
+        assert_eq!(q.label_offset(2), 9);
+        assert_eq!(q.qtype, 1);
+        assert_eq!(q.id, 0x1234);
+        assert!(q.rd);
+        assert_eq!(q.edns, None);
+    }
+
+    #[test]
+    fn reads_edns_and_a_valid_client_subnet() {
+        let p = query(b"\x00", 1, &opt(&ecs(1, 24, &[2, 2, 3])), 1);
+        let q = parse(&p).unwrap();
+        let edns = q.edns.unwrap();
+        assert_eq!(edns.udp_size, 4096);
+        assert!(edns.dnssec_ok);
+        assert_eq!(
+            edns.client_subnet,
+            Some(ClientSubnet {
+                addr: "2.2.3.0".parse().unwrap(),
+                source_prefix: 24
+            })
+        );
+    }
+
+    #[test]
+    fn rejects_bad_packets_with_the_right_outcome() {
+        let good = query(b"\x01a\x00", 1, &[], 0);
+        let cases: Vec<(&str, Vec<u8>, ParseError)> = vec![
+            ("short header", vec![0; 11], ParseError::Drop),
+            (
+                "response",
+                {
+                    let mut p = good.clone();
+                    p[2] |= 0x80;
+                    p
+                },
+                ParseError::Drop,
+            ),
+            (
+                "update opcode",
+                {
+                    let mut p = good.clone();
+                    p[2] = 5 << 3;
+                    p
+                },
+                ParseError::NotImp,
+            ),
+            (
+                "two questions",
+                {
+                    let mut p = good.clone();
+                    p[5] = 2;
+                    p
+                },
+                ParseError::FormErr,
+            ),
+            (
+                "truncated name",
+                query(b"\x05ab", 1, &[], 0)[..15].to_vec(),
+                ParseError::FormErr,
+            ),
+            (
+                "pointer in question",
+                query(b"\xc0\x0c", 1, &[], 0),
+                ParseError::FormErr,
+            ),
+            (
+                "reserved label type",
+                query(b"\x41a\x00", 1, &[], 0),
+                ParseError::FormErr,
+            ),
+            (
+                "missing qtype",
+                good[..good.len() - 3].to_vec(),
+                ParseError::FormErr,
+            ),
+            (
+                "two OPT",
+                query(b"\x00", 1, &[opt(&[]), opt(&[])].concat(), 2),
+                ParseError::FormErr,
+            ),
+            (
+                "ECS bad family",
+                query(b"\x00", 1, &opt(&ecs(3, 0, &[])), 1),
+                ParseError::FormErr,
+            ),
+            (
+                "ECS prefix too long",
+                query(b"\x00", 1, &opt(&ecs(1, 33, &[1, 2, 3, 4, 5])), 1),
+                ParseError::FormErr,
+            ),
+            (
+                "ECS address too long",
+                query(b"\x00", 1, &opt(&ecs(1, 16, &[1, 2, 3])), 1),
+                ParseError::FormErr,
+            ),
+            (
+                "ECS bits past prefix",
+                query(b"\x00", 1, &opt(&ecs(1, 23, &[2, 2, 3])), 1),
+                ParseError::FormErr,
+            ),
+            (
+                "additional count past end",
+                query(b"\x00", 1, &[], 1),
+                ParseError::FormErr,
+            ),
+        ];
+        for (what, packet, want) in cases {
+            assert_eq!(parse(&packet).err(), Some(want), "{what}");
+        }
+    }
+
+    #[test]
+    fn a_name_over_255_bytes_is_formerr() {
+        let mut name = Vec::new();
+        for _ in 0..5 {
+            name.push(63);
+            name.extend_from_slice(&[b'a'; 63]);
+        }
+        name.push(0);
+        assert_eq!(
+            parse(&query(&name, 1, &[], 0)).err(),
+            Some(ParseError::FormErr)
+        );
+    }
+}

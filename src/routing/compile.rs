@@ -1,0 +1,323 @@
+//! Turning validated zones into a [`RoutingTable`]: pure, allowed to be slow, unit-tested.
+//!
+//! Everything the query path would otherwise compute per query is done here once: RRsets
+//! grouped and encoded, empty non-terminals created, cuts and occluded names marked,
+//! wildcards linked to their parents, glue and additional data attached, the negative-answer
+//! SOA prepared.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use foldhash::fast::RandomState;
+use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
+
+use super::select::Service;
+use super::table::{Glue, Node, RoutingTable, RrSet, ZoneTable};
+use crate::config::Zone;
+
+/// Why a zone could not be compiled (validation should have caught it; this is the backstop).
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    /// Encoding a record failed.
+    #[error("{}: cannot encode {owner} {rtype}: {message}", file.display())]
+    Encode {
+        /// Zone file.
+        file: std::path::PathBuf,
+        /// Record owner.
+        owner: String,
+        /// Record type.
+        rtype: RecordType,
+        /// What the encoder said.
+        message: String,
+    },
+}
+
+/// A name in uncompressed wire form, letter case kept.
+pub fn name_wire(name: &Name) -> Box<[u8]> {
+    let mut buf = Vec::with_capacity(name.len() + 2);
+    let mut enc = BinEncoder::new(&mut buf);
+    enc.set_name_encoding(NameEncoding::Uncompressed);
+    // Encoding a valid Name into a Vec cannot fail; an empty result would only fail lookups.
+    let _ = name.emit(&mut enc);
+    buf.into_boxed_slice()
+}
+
+/// A name in uncompressed wire form, lowercased: the table's key form.
+pub fn key_wire(name: &Name) -> Box<[u8]> {
+    name_wire(&name.to_lowercase())
+}
+
+/// RDATA in wire form with every name uncompressed (it is copied into responses verbatim).
+pub fn rdata_wire(rdata: &RData) -> Result<Vec<u8>, String> {
+    let mut buf = Vec::new();
+    let mut enc = BinEncoder::new(&mut buf);
+    enc.set_name_encoding(NameEncoding::Uncompressed);
+    rdata.emit(&mut enc).map_err(|e| e.to_string())?;
+    Ok(buf)
+}
+
+/// Compiles `zones` into table number `generation`.
+pub fn compile(zones: &[Arc<Zone>], generation: u64) -> Result<RoutingTable, CompileError> {
+    let mut map = HashMap::with_hasher(RandomState::default());
+    for zone in zones {
+        map.insert(key_wire(&zone.origin), compile_zone(zone)?);
+    }
+    Ok(RoutingTable {
+        generation,
+        built_at: SystemTime::now(),
+        zones: map,
+    })
+}
+
+/// An RRset while it is being gathered.
+struct Gathered {
+    owner: Name,
+    ttl: u32,
+    rdata: Vec<RData>,
+}
+
+fn compile_zone(zone: &Arc<Zone>) -> Result<ZoneTable, CompileError> {
+    let origin = zone.origin.to_lowercase();
+    // (owner key, type) -> RRset; BTreeMap keeps the output deterministic.
+    let mut sets: BTreeMap<(Box<[u8]>, u16), Gathered> = BTreeMap::new();
+    for record in &zone.records {
+        let key = (key_wire(&record.name), u16::from(record.record_type()));
+        let set = sets.entry(key).or_insert_with(|| Gathered {
+            owner: record.name.clone(),
+            ttl: record.ttl,
+            rdata: Vec::new(),
+        });
+        set.ttl = set.ttl.min(record.ttl);
+        if !set.rdata.contains(&record.data) {
+            set.rdata.push(record.data.clone());
+        }
+    }
+
+    let mut builder = NodeBuilder {
+        origin: &origin,
+        nodes: HashMap::with_hasher(RandomState::default()),
+        list: Vec::new(),
+    };
+    builder.ensure(&origin);
+    for g in sets.values() {
+        builder.ensure(&g.owner);
+    }
+
+    // RRsets onto their nodes.
+    let encode = |g: &Gathered, rtype: u16| -> Result<RrSet, CompileError> {
+        let mut rdata = Vec::with_capacity(g.rdata.len());
+        for r in &g.rdata {
+            let wire = rdata_wire(r).map_err(|message| CompileError::Encode {
+                file: zone.file.clone(),
+                owner: g.owner.to_string(),
+                rtype: RecordType::from(rtype),
+                message,
+            })?;
+            rdata.push(wire.into_boxed_slice());
+        }
+        Ok(RrSet {
+            rtype,
+            ttl: g.ttl,
+            rdata,
+            additional: Vec::new(),
+        })
+    };
+    for ((key, rtype), g) in &sets {
+        let rrset = encode(g, *rtype)?;
+        if let Some(node) = builder.get_mut(key) {
+            if *rtype == u16::from(RecordType::CNAME) {
+                if let Some(RData::CNAME(target)) = g.rdata.first() {
+                    node.cname_target = Some(key_wire(&target.0));
+                }
+            }
+            node.rrsets.push(rrset);
+        }
+    }
+
+    let NodeBuilder {
+        nodes, mut list, ..
+    } = builder;
+
+    // Cuts, then occlusion (names at or below a cut, the cut itself excepted).
+    let apex_key = key_wire(&origin);
+    for node in list.iter_mut() {
+        node.cut = node.name_wire.to_ascii_lowercase().as_slice() != &*apex_key
+            && node
+                .rrsets
+                .iter()
+                .any(|r| r.rtype == u16::from(RecordType::NS));
+    }
+    let lookup = |name: &Name| nodes.get(&key_wire(name)).copied();
+    let names: Vec<Name> = list.iter().map(|n| wire_to_name(&n.name_wire)).collect();
+    for (i, name) in names.iter().enumerate() {
+        let mut highest_cut = None;
+        let mut ancestor = name.base_name();
+        while ancestor.num_labels() > origin.num_labels() {
+            if let Some(idx) = lookup(&ancestor) {
+                if list.get(idx as usize).is_some_and(|n| n.cut) {
+                    highest_cut = Some(idx);
+                }
+            }
+            ancestor = ancestor.base_name();
+        }
+        if let Some(node) = list.get_mut(i) {
+            node.occluded_by = highest_cut;
+        }
+        if name.is_wildcard() {
+            if let Some(parent) = lookup(&name.base_name()) {
+                if let Some(p) = list.get_mut(parent as usize) {
+                    p.wildcard = u32::try_from(i).ok();
+                }
+            }
+        }
+    }
+
+    // Additional data: A/AAAA of in-zone names that NS, MX and SRV records point to.
+    let addresses = |target: &Name| -> Vec<Glue> {
+        let Some(idx) = lookup(target) else {
+            return Vec::new();
+        };
+        let Some(node) = list.get(idx as usize) else {
+            return Vec::new();
+        };
+        [RecordType::A, RecordType::AAAA]
+            .into_iter()
+            .filter_map(|t| node.rrsets.iter().find(|r| r.rtype == u16::from(t)))
+            .map(|r| Glue {
+                owner: node.name_wire.clone(),
+                rrset: RrSet {
+                    rtype: r.rtype,
+                    ttl: r.ttl,
+                    rdata: r.rdata.clone(),
+                    additional: Vec::new(),
+                },
+            })
+            .collect()
+    };
+    let mut extra: Vec<(usize, u16, Vec<Glue>)> = Vec::new();
+    for ((key, rtype), g) in &sets {
+        let targets: Vec<&Name> = g
+            .rdata
+            .iter()
+            .filter_map(|r| match r {
+                RData::NS(ns) => Some(&ns.0),
+                RData::MX(mx) => Some(&mx.exchange),
+                RData::SRV(srv) => Some(&srv.target),
+                _ => None,
+            })
+            .filter(|t| origin.zone_of(t))
+            .collect();
+        if targets.is_empty() {
+            continue;
+        }
+        let glue: Vec<Glue> = targets.into_iter().flat_map(&addresses).collect();
+        if let Some(&idx) = nodes.get(key) {
+            extra.push((idx as usize, *rtype, glue));
+        }
+    }
+    for (idx, rtype, glue) in extra {
+        if let Some(rrset) = list
+            .get_mut(idx)
+            .and_then(|n| n.rrsets.iter_mut().find(|r| r.rtype == rtype))
+        {
+            rrset.additional = glue;
+        }
+    }
+
+    let (soa_ttl, minimum) = match &zone.soa.data {
+        RData::SOA(soa) => (zone.soa.ttl, soa.minimum),
+        _ => (zone.soa.ttl, zone.soa.ttl),
+    };
+    let soa_wire = rdata_wire(&zone.soa.data).map_err(|message| CompileError::Encode {
+        file: zone.file.clone(),
+        owner: origin.to_string(),
+        rtype: RecordType::SOA,
+        message,
+    })?;
+    let soa = RrSet {
+        rtype: u16::from(RecordType::SOA),
+        ttl: soa_ttl,
+        rdata: vec![soa_wire.clone().into_boxed_slice()],
+        additional: Vec::new(),
+    };
+    if let Some(apex) = nodes.get(&apex_key).and_then(|&i| list.get_mut(i as usize)) {
+        apex.rrsets.push(soa);
+        apex.rrsets.sort_by_key(|r| r.rtype);
+    }
+    for node in list.iter_mut() {
+        node.rrsets.sort_by_key(|r| r.rtype);
+    }
+
+    Ok(ZoneTable {
+        origin: zone.origin.clone(),
+        serial: zone.serial(),
+        source: Arc::clone(zone),
+        nodes,
+        node_list: list,
+        negative_soa: RrSet {
+            rtype: u16::from(RecordType::SOA),
+            ttl: soa_ttl.min(minimum),
+            rdata: vec![soa_wire.into_boxed_slice()],
+            additional: Vec::new(),
+        },
+        services: Vec::<Service>::new(),
+    })
+}
+
+/// Parses a wire-form name back (only names this module produced, so it cannot fail).
+fn wire_to_name(wire: &[u8]) -> Name {
+    let mut labels = Vec::new();
+    let mut pos = 0usize;
+    while let Some(&len) = wire.get(pos) {
+        if len == 0 {
+            break;
+        }
+        let end = pos + 1 + usize::from(len);
+        if let Some(label) = wire.get(pos + 1..end) {
+            labels.push(label.to_vec());
+        }
+        pos = end;
+    }
+    Name::from_labels(labels).unwrap_or_else(|_| Name::root())
+}
+
+/// Creates nodes for names and every ancestor down to the apex (empty non-terminals).
+struct NodeBuilder<'a> {
+    origin: &'a Name,
+    nodes: HashMap<Box<[u8]>, u32, RandomState>,
+    list: Vec<Node>,
+}
+
+impl NodeBuilder<'_> {
+    fn ensure(&mut self, name: &Name) {
+        let mut current = name.clone();
+        loop {
+            let key = key_wire(&current);
+            if self.nodes.contains_key(&key) {
+                return;
+            }
+            let idx = u32::try_from(self.list.len()).unwrap_or(u32::MAX);
+            self.nodes.insert(key, idx);
+            self.list.push(Node {
+                name_wire: name_wire(&current),
+                rrsets: Vec::new(),
+                cut: false,
+                occluded_by: None,
+                wildcard: None,
+                service: None,
+                cname_target: None,
+            });
+            if current.num_labels() <= self.origin.num_labels() {
+                return;
+            }
+            current = current.base_name();
+        }
+    }
+
+    fn get_mut(&mut self, key: &[u8]) -> Option<&mut Node> {
+        let idx = *self.nodes.get(key)?;
+        self.list.get_mut(idx as usize)
+    }
+}

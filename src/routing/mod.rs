@@ -1,0 +1,10 @@
+//! Routing: the compiled, immutable table queries read (`table`), how it is built from config
+//! (`compile`), how a service picks addresses (`select`), and the one place that swaps it in
+//! (`publish`).
+
+pub mod compile;
+pub mod publish;
+pub mod select;
+pub mod table;
+
+pub use table::RoutingTable;

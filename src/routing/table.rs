@@ -1,0 +1,277 @@
+//! The immutable routing table and its lookup: the only structure DNS queries read.
+//!
+//! Built once per change by `compile.rs`, published by `publish.rs`, then only read. Names are
+//! keys in lowercase wire form, so a query's QNAME and every suffix of it (each zone apex, each
+//! closest encloser) is a slice of the parsed question: finding a zone or a node costs a hash
+//! lookup per label and no allocation. RRsets hold pre-encoded RDATA; negative answers and
+//! referrals are ready per zone and per cut.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use foldhash::fast::RandomState;
+use hickory_proto::rr::Name;
+
+use super::select::{Client, Service};
+use crate::config::Zone;
+use crate::dns::answer::{Owner, Rcode, Section, Writer};
+use crate::dns::wire::{Query, qtype};
+
+/// Longest CNAME chain followed inside a zone before giving up (loops end here too).
+pub const MAX_CNAME_CHAIN: usize = 8;
+
+/// Everything the query path needs, frozen.
+pub struct RoutingTable {
+    /// Increases by one with every table that is published.
+    pub generation: u64,
+    /// When it was compiled.
+    pub built_at: SystemTime,
+    /// The zones, keyed by lowercase wire-form apex.
+    pub(crate) zones: HashMap<Box<[u8]>, ZoneTable, RandomState>,
+}
+
+/// One zone, compiled.
+pub struct ZoneTable {
+    /// The apex.
+    pub origin: Name,
+    /// The SOA serial.
+    pub serial: u32,
+    /// Where the zone came from.
+    pub source: Arc<Zone>,
+    pub(crate) nodes: HashMap<Box<[u8]>, u32, RandomState>,
+    pub(crate) node_list: Vec<Node>,
+    /// SOA for negative answers: TTL = min(SOA TTL, SOA minimum) (RFC 2308 §3).
+    pub(crate) negative_soa: RrSet,
+    /// Traffic-managed names.
+    pub(crate) services: Vec<Service>,
+}
+
+/// A name that exists in a zone (with data, or as an empty non-terminal).
+pub struct Node {
+    /// The owner in wire form, letter case as configured.
+    pub(crate) name_wire: Box<[u8]>,
+    /// RRsets, sorted by type.
+    pub(crate) rrsets: Vec<RrSet>,
+    /// This name has NS records and is not the apex: a zone cut.
+    pub(crate) cut: bool,
+    /// The nearest cut strictly above this name, if any: the data here is glue, not answers.
+    pub(crate) occluded_by: Option<u32>,
+    /// The `*` child of this name, if there is one.
+    pub(crate) wildcard: Option<u32>,
+    /// The service that answers A/AAAA here.
+    pub(crate) service: Option<u32>,
+    /// For a CNAME, its target in lowercase wire form.
+    pub(crate) cname_target: Option<Box<[u8]>>,
+}
+
+/// An RRset with pre-encoded RDATA and the additional records that go with it.
+pub struct RrSet {
+    /// TYPE.
+    pub(crate) rtype: u16,
+    /// TTL.
+    pub(crate) ttl: u32,
+    /// RDATA of each record, in wire form (names uncompressed).
+    pub(crate) rdata: Vec<Box<[u8]>>,
+    /// A/AAAA of in-zone targets (NS, MX, SRV): additional-section processing, precomputed.
+    pub(crate) additional: Vec<Glue>,
+}
+
+/// Address records of a name that an RRset points to.
+pub struct Glue {
+    /// Owner, wire form.
+    pub(crate) owner: Box<[u8]>,
+    /// The A or AAAA RRset.
+    pub(crate) rrset: RrSet,
+}
+
+impl RrSet {
+    fn rdatas(&self) -> impl Iterator<Item = &[u8]> {
+        self.rdata.iter().map(|r| &r[..])
+    }
+
+    fn write(&self, w: &mut Writer<'_>, section: Section, owner: Owner<'_>) {
+        w.rrset(section, owner, self.rtype, self.ttl, self.rdatas());
+    }
+
+    fn write_additional(&self, w: &mut Writer<'_>, section: Section) {
+        for glue in &self.additional {
+            glue.rrset.write(w, section, Owner::Wire(&glue.owner));
+        }
+    }
+}
+
+impl Node {
+    fn rrset(&self, rtype: u16) -> Option<&RrSet> {
+        self.rrsets.iter().find(|r| r.rtype == rtype)
+    }
+}
+
+/// Where a name landed inside a zone.
+enum Found<'t> {
+    /// The name exists (or a wildcard stands in for it).
+    Node(&'t Node),
+    /// The name is at or below a zone cut.
+    Referral(&'t Node),
+    /// No such name.
+    NxDomain,
+}
+
+/// Iterates the byte offsets of every label of a wire-form name, longest suffix first,
+/// ending with the root's offset.
+fn suffix_offsets(name: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    let mut next = Some(0usize);
+    std::iter::from_fn(move || {
+        let off = next?;
+        let len = usize::from(*name.get(off)?);
+        next = if len == 0 { None } else { Some(off + 1 + len) };
+        Some(off)
+    })
+}
+
+impl RoutingTable {
+    /// Answers `q` into `w`. Returns the ECS scope prefix the answer depends on (0 when it does
+    /// not depend on the client).
+    pub fn answer(&self, q: &Query, client: &Client, w: &mut Writer<'_>) -> u8 {
+        let lname = q.lname();
+        let Some((zone_off, zone)) = suffix_offsets(lname).find_map(|off| {
+            let suffix = lname.get(off..)?;
+            self.zones.get(suffix).map(|z| (off, z))
+        }) else {
+            w.set_rcode(Rcode::Refused);
+            return 0;
+        };
+        zone.answer(q, zone_off, client, w)
+    }
+
+    /// The zones, in no particular order.
+    pub fn zones(&self) -> impl Iterator<Item = &ZoneTable> {
+        self.zones.values()
+    }
+}
+
+impl ZoneTable {
+    fn node(&self, name: &[u8]) -> Option<&Node> {
+        let idx = *self.nodes.get(name)?;
+        self.node_list.get(usize::try_from(idx).ok()?)
+    }
+
+    fn by_index(&self, idx: u32) -> Option<&Node> {
+        self.node_list.get(usize::try_from(idx).ok()?)
+    }
+
+    /// Finds `name` (lowercase wire form, inside this zone) per RFC 1034 §4.3.2 and RFC 4592.
+    fn find(&self, name: &[u8], qtype: u16) -> Found<'_> {
+        if let Some(node) = self.node(name) {
+            if let Some(cut) = node.occluded_by.and_then(|i| self.by_index(i)) {
+                return Found::Referral(cut);
+            }
+            // The parent side answers DS at a cut (RFC 4035 §3.1.4.1).
+            if node.cut && qtype != qtype::DS {
+                return Found::Referral(node);
+            }
+            return Found::Node(node);
+        }
+        // Closest encloser: the longest existing ancestor (the apex at worst).
+        for off in suffix_offsets(name).skip(1) {
+            let Some(encloser) = name.get(off..).and_then(|s| self.node(s)) else {
+                continue;
+            };
+            if let Some(cut) = encloser.occluded_by.and_then(|i| self.by_index(i)) {
+                return Found::Referral(cut);
+            }
+            if encloser.cut {
+                return Found::Referral(encloser);
+            }
+            return match encloser.wildcard.and_then(|i| self.by_index(i)) {
+                Some(wild) => Found::Node(wild),
+                None => Found::NxDomain,
+            };
+        }
+        Found::NxDomain
+    }
+
+    fn answer(&self, q: &Query, zone_off: usize, client: &Client, w: &mut Writer<'_>) -> u8 {
+        w.set_authoritative(true);
+        let mut owner = Owner::Question(0);
+        let mut found = self.find(q.lname(), q.qtype);
+        let mut scope = 0;
+        for _ in 0..MAX_CNAME_CHAIN {
+            let node = match found {
+                Found::NxDomain => {
+                    w.set_rcode(Rcode::NxDomain);
+                    self.negative(w, zone_off);
+                    return scope;
+                }
+                Found::Referral(cut) => {
+                    // Only the first name can be a referral with AA=0; a CNAME into a cut
+                    // ends the chain (the resolver follows it).
+                    if w.answer_count() == 0 {
+                        w.set_authoritative(false);
+                        if let Some(ns) = cut.rrset(qtype::NS) {
+                            ns.write(w, Section::Authority, Owner::Wire(&cut.name_wire));
+                            ns.write_additional(w, Section::RequiredAdditional);
+                        }
+                    }
+                    return scope;
+                }
+                Found::Node(node) => node,
+            };
+
+            if q.qtype == qtype::ANY {
+                // RFC 8482 §4.1: one RRset is a complete answer to ANY.
+                if let Some(svc) = node.service.and_then(|i| self.services.get(i as usize)) {
+                    scope = scope.max(svc.answer(qtype::A, client, w, owner));
+                } else if let Some(rrset) = node.rrsets.first() {
+                    rrset.write(w, Section::Answer, owner);
+                } else {
+                    self.negative(w, zone_off);
+                }
+                return scope;
+            }
+            if let Some(rrset) = node.rrset(q.qtype) {
+                rrset.write(w, Section::Answer, owner);
+                rrset.write_additional(w, Section::Additional);
+                return scope;
+            }
+            if let Some(svc) = node.service.and_then(|i| self.services.get(i as usize)) {
+                if q.qtype == qtype::A || q.qtype == qtype::AAAA {
+                    scope = scope.max(svc.answer(q.qtype, client, w, owner));
+                    if w.answer_count() == 0 {
+                        self.negative(w, zone_off);
+                    }
+                    return scope;
+                }
+            }
+            match (node.rrset(qtype::CNAME), &node.cname_target) {
+                (Some(cname), Some(target)) => {
+                    cname.write(w, Section::Answer, owner);
+                    // Follow only inside this zone; the resolver chases the rest.
+                    let apex = q.lname().get(zone_off..).unwrap_or(&[]);
+                    if !target.ends_with(apex) || !is_label_suffix(target, apex.len()) {
+                        return scope;
+                    }
+                    owner = Owner::Wire(target);
+                    found = self.find(target, q.qtype);
+                }
+                _ => {
+                    self.negative(w, zone_off);
+                    return scope;
+                }
+            }
+        }
+        scope
+    }
+
+    /// NODATA/NXDOMAIN authority: the SOA, owner = apex (a suffix of QNAME).
+    fn negative(&self, w: &mut Writer<'_>, zone_off: usize) {
+        self.negative_soa
+            .write(w, Section::Authority, Owner::Question(zone_off));
+    }
+}
+
+/// True when the last `suffix_len` bytes of `name` start at a label boundary.
+fn is_label_suffix(name: &[u8], suffix_len: usize) -> bool {
+    let start = name.len().saturating_sub(suffix_len);
+    suffix_offsets(name).any(|off| off == start)
+}
