@@ -400,6 +400,47 @@ fn names_at_and_below_a_cut_get_a_referral_with_glue() {
     }
 }
 
+#[test]
+fn cname_into_a_cut_gives_the_cname_then_a_referral() {
+    // RFC 1034 §4.3.2: after the CNAME, QNAME restarts at the target; a match below a cut
+    // is step 3b (NS of the cut in authority, addresses in additional). AA covers the
+    // first owner name (RFC 1035 §4.1.1), which is ours.
+    let ns = Meridian::serve(BASIC);
+    for t in Transport::ALL {
+        let r = ns.query("tosub.example.test.", RecordType::A, t);
+        assert_eq!(r.metadata.response_code, ResponseCode::NoError, "{t:?}");
+        assert!(r.metadata.authoritative, "{t:?}: AA for the CNAME owner");
+        assert_eq!(
+            answer_set(&r, "tosub.example.test.", RecordType::CNAME),
+            [(3600, wire_name("www.sub.example.test."))]
+        );
+        assert_eq!(r.answers.len(), 1, "{t:?}: {:?}", r.answers);
+        let mut ns_targets: Vec<String> = r
+            .authorities
+            .iter()
+            .filter(|rec| rec.record_type() == RecordType::NS)
+            .map(|rec| {
+                assert_eq!(rec.name, name("sub.example.test."), "{t:?}");
+                rec.data.to_string().to_lowercase()
+            })
+            .collect();
+        ns_targets.sort();
+        assert_eq!(
+            ns_targets,
+            ["ns1.sub.example.test.", "ns2.sub.example.test."],
+            "{t:?}: the cut's NS in authority: {:?}",
+            r.authorities
+        );
+        assert!(
+            r.authorities
+                .iter()
+                .all(|rec| rec.record_type() == RecordType::NS),
+            "{t:?}: no SOA in a referral: {:?}",
+            r.authorities
+        );
+    }
+}
+
 // ---- question handling ----
 
 #[test]
@@ -911,6 +952,59 @@ fn packets_shorter_than_a_header_are_dropped() {
         assert_eq!(ns.send_raw_udp(&bytes, SILENCE), None, "{bytes:02x?}");
         assert_eq!(ns.a("www.example.test."), www_addrs());
     }
+}
+
+#[test]
+fn two_opt_records_get_formerr() {
+    // RFC 6891 §6.1.1: more than one OPT RR in a query MUST get FORMERR.
+    let ns = Meridian::serve(BASIC);
+    let opt = [
+        vec![0u8],
+        41u16.to_be_bytes().to_vec(),
+        vec![0x04, 0xd0, 0, 0, 0, 0, 0, 0],
+    ]
+    .concat();
+    let bytes = [
+        header(0x2001, 0, 1, 0, 0, 2),
+        question("www.example.test.", 1),
+        opt.clone(),
+        opt,
+    ]
+    .concat();
+    for t in Transport::ALL {
+        let raw = match t {
+            Transport::Udp => ns.send_raw_udp(&bytes, NET_TIMEOUT),
+            Transport::Tcp => ns.send_raw_tcp(&bytes, NET_TIMEOUT),
+        }
+        .unwrap_or_else(|| panic!("{t:?}: no reply to a query with two OPTs"));
+        assert_eq!(raw[..2], bytes[..2], "{t:?}: id");
+        assert_eq!(
+            raw[3] & 0x0f,
+            1,
+            "{t:?}: FORMERR, got rcode {}",
+            raw[3] & 0x0f
+        );
+    }
+}
+
+#[test]
+fn broken_tcp_framing_does_not_hurt_the_server() {
+    let ns = Meridian::serve(BASIC);
+    // A zero-length frame (shorter than a header): no reply.
+    let mut s = ns.tcp_connect();
+    s.write_all(&[0, 0]).unwrap();
+    s.set_read_timeout(Some(SILENCE)).unwrap();
+    assert!(read_frame(&mut s).is_none(), "no reply to an empty frame");
+    // A frame announcing 300 bytes, cut off after 5, then the client goes away.
+    let mut s = ns.tcp_connect();
+    s.write_all(&[1, 44, 0x12, 0x34, 0, 0, 0]).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    s.set_read_timeout(Some(NET_TIMEOUT)).unwrap();
+    assert!(read_frame(&mut s).is_none(), "no reply to half a message");
+    drop(s);
+    let r = ns.query("www.example.test.", RecordType::A, Transport::Tcp);
+    assert_eq!(a_of(&r), www_addrs());
+    assert_eq!(ns.a("www.example.test."), www_addrs());
 }
 
 #[test]
