@@ -5,6 +5,9 @@ pub mod file;
 pub mod load;
 pub mod model;
 
+#[cfg(test)]
+mod tests;
+
 pub use load::{ZoneError, load_dir, load_zone};
 pub use model::Zone;
 

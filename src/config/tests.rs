@@ -1,0 +1,813 @@
+//! Validation of zone files: one case per error `load.rs` can report, each a small zone written
+//! to a temporary file, checked for the exact file, key and message; plus the master-file path
+//! (`records_file`) and duplicate origins across files (`load_dir`).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use hickory_proto::rr::{Name, RData, RecordType};
+
+use super::load::{ZoneError, load_dir, load_zone};
+
+/// A valid zone's top: origin, apex NS and SOA. Cases append tables after it.
+const BASE: &str = r#"
+origin = "t.test."
+ns = ["ns1.t.test."]
+[soa]
+mname = "ns1.t.test."
+rname = "hostmaster.t.test."
+serial = 1
+"#;
+
+/// Regions for service cases: two with a location, one without.
+const REGIONS: &str = r#"
+[region.eu]
+location = [53.35, -6.26]
+countries = ["GB"]
+[region.us]
+location = [39.04, -77.49]
+continents = ["NA"]
+[region.bare]
+"#;
+
+/// Writes `text` as `zone.toml` in a fresh directory; returns the directory (kept alive by the
+/// caller) and the file's path.
+fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("zone.toml");
+    fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
+/// Loads `text` and returns the `Invalid` error's key and message, checking it names the file.
+fn invalid(label: &str, text: &str) -> (String, String) {
+    let (_dir, path) = write(text);
+    match load_zone(&path) {
+        Err(ZoneError::Invalid {
+            path: p,
+            key,
+            message,
+        }) => {
+            assert_eq!(p, path, "{label}: error names the zone file");
+            (key, message)
+        }
+        Err(other) => panic!("{label}: expected an invalid-value error, got {other:?}"),
+        Ok(_) => panic!("{label}: the zone loaded, expected an error"),
+    }
+}
+
+/// Runs a table of `(label, zone text, key, message)` cases.
+fn check(cases: &[(&str, String, &str, String)]) {
+    for (label, text, key, message) in cases {
+        let (k, m) = invalid(label, text);
+        assert_eq!(
+            (k.as_str(), m.as_str()),
+            (*key, message.as_str()),
+            "{label}"
+        );
+    }
+}
+
+fn base(extra: &str) -> String {
+    format!("{BASE}{extra}")
+}
+
+fn with_regions(extra: &str) -> String {
+    format!("{BASE}{REGIONS}{extra}")
+}
+
+/// A service `www`: `keys` in its table, endpoints 0 (`eu`) and 1 (`us`), then `tables`
+/// (sub-tables or more endpoints, numbered from 2).
+fn service(keys: &str, tables: &str) -> String {
+    with_regions(&format!(
+        r#"
+[service.www]
+{keys}
+[[service.www.endpoint]]
+region = "eu"
+address = "192.0.2.1"
+[[service.www.endpoint]]
+region = "us"
+address = "192.0.2.2"
+{tables}"#
+    ))
+}
+
+#[test]
+fn the_base_zones_load() {
+    for (label, text) in [
+        ("base", BASE.to_string()),
+        ("regions", with_regions("")),
+        ("service", service("", "")),
+    ] {
+        let (_dir, path) = write(&text);
+        let zone = load_zone(&path).unwrap_or_else(|e| panic!("{label}: {e}"));
+        assert_eq!(zone.origin, Name::from_ascii("t.test.").unwrap());
+    }
+}
+
+#[test]
+fn the_example_zone_loads() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("zones/example.toml");
+    let zone = load_zone(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(zone.services.len(), 2);
+    assert_eq!(zone.regions.len(), 3);
+}
+
+#[test]
+fn names_and_records_are_validated() {
+    let supported = "A, AAAA, CAA, CNAME, HTTPS, MX, NAPTR, NS, PTR, SRV, SSHFP, SVCB, TLSA, TXT";
+    let cases: Vec<(&str, String, &str, String)> = vec![
+        (
+            "origin not absolute",
+            BASE.replace("\"t.test.\"", "\"t.test\""),
+            "origin",
+            "`t.test` must be absolute (end with a dot)".into(),
+        ),
+        (
+            "empty NS name",
+            BASE.replace("[\"ns1.t.test.\"]", "[\"ns1.t.test.\", \"\"]"),
+            "ns[1]",
+            "empty name".into(),
+        ),
+        (
+            "owner outside the zone",
+            base("[[record]]\nname = \"www.other.test.\"\ntype = \"A\"\ndata = [\"192.0.2.1\"]\n"),
+            "record[0].name",
+            "`www.other.test.` is outside the zone t.test.".into(),
+        ),
+        (
+            "unknown type (second record)",
+            base(
+                "[[record]]\nname = \"a\"\ntype = \"A\"\ndata = [\"192.0.2.1\"]\n\
+                 [[record]]\nname = \"b\"\ntype = \"BOGUS\"\ndata = [\"x\"]\n",
+            ),
+            "record[1].type",
+            "unknown record type `BOGUS`".into(),
+        ),
+        (
+            "unsupported type",
+            base("[[record]]\nname = \"a\"\ntype = \"HINFO\"\ndata = [\"x86 linux\"]\n"),
+            "record[0].type",
+            format!("type HINFO is not supported in [[record]] (supported: {supported})"),
+        ),
+        (
+            "unsupported type: SOA belongs in [soa]",
+            base("[[record]]\nname = \"@\"\ntype = \"soa\"\ndata = [\"x\"]\n"),
+            "record[0].type",
+            format!("type SOA is not supported in [[record]] (supported: {supported})"),
+        ),
+        (
+            "apex NS in [[record]]",
+            base("[[record]]\nname = \"@\"\ntype = \"NS\"\ndata = [\"ns2.t.test.\"]\n"),
+            "record[0].type",
+            "apex NS records belong in the zone's `ns` list".into(),
+        ),
+        (
+            "empty data",
+            base("[[record]]\nname = \"a\"\ntype = \"A\"\ndata = []\n"),
+            "record[0].data",
+            "needs at least one value".into(),
+        ),
+        (
+            "TTL over the maximum",
+            base(
+                "[[record]]\nname = \"a\"\ntype = \"A\"\nttl = 2147483648\ndata = [\"192.0.2.1\"]\n",
+            ),
+            "record[0].ttl",
+            "2147483648 is above the maximum TTL 2147483647".into(),
+        ),
+        (
+            "zone TTL over the maximum",
+            BASE.replace("ns = ", "ttl = 4294967295\nns = "),
+            "ttl",
+            "4294967295 is above the maximum TTL 2147483647".into(),
+        ),
+        (
+            "SOA minimum over the maximum TTL",
+            base("minimum = 2147483648\n"),
+            "soa.minimum",
+            "2147483648 is above the maximum TTL 2147483647".into(),
+        ),
+        (
+            "SOA refresh above i32",
+            base("refresh = 2147483648\n"),
+            "soa.refresh",
+            "2147483648 is above 2147483647".into(),
+        ),
+        (
+            "missing SOA",
+            "origin = \"t.test.\"\nns = [\"ns1.t.test.\"]\n".into(),
+            "soa",
+            "missing: give a [soa] table or an SOA in records_file".into(),
+        ),
+        (
+            "no apex NS",
+            BASE.replace("ns = [\"ns1.t.test.\"]", ""),
+            "ns",
+            "the zone has no apex NS records".into(),
+        ),
+        (
+            "CNAME at the apex",
+            base("[[record]]\nname = \"@\"\ntype = \"CNAME\"\ndata = [\"www\"]\n"),
+            "record",
+            "a CNAME cannot stand at the zone apex".into(),
+        ),
+        (
+            "CNAME and other data",
+            base(
+                "[[record]]\nname = \"www\"\ntype = \"CNAME\"\ndata = [\"web\"]\n\
+                 [[record]]\nname = \"www\"\ntype = \"TXT\"\ndata = ['\"x\"']\n",
+            ),
+            "record",
+            "www.t.test. has a CNAME and other data (RFC 1034 §3.6.2)".into(),
+        ),
+        (
+            "RRset TTL mismatch",
+            base(
+                "[[record]]\nname = \"www\"\ntype = \"A\"\nttl = 300\ndata = [\"192.0.2.1\"]\n\
+                 [[record]]\nname = \"www\"\ntype = \"A\"\nttl = 600\ndata = [\"192.0.2.2\"]\n",
+            ),
+            "record",
+            "www.t.test. A has records with TTLs 300 and 600; an RRset has one TTL (RFC 2181 §5.2)"
+                .into(),
+        ),
+    ];
+    check(&cases);
+}
+
+#[test]
+fn bad_rdata_names_the_value_and_type() {
+    let text = base(
+        "[[record]]\nname = \"a\"\ntype = \"A\"\ndata = [\"192.0.2.1\", \"not-an-ip\"]\n\
+         [[record]]\nname = \"m\"\ntype = \"MX\"\ndata = [\"ten mail\"]\n",
+    );
+    let (key, message) = invalid("bad A", &text);
+    assert_eq!(key, "record[0].data[1]");
+    let detail = message
+        .strip_prefix("bad A data `not-an-ip`: ")
+        .unwrap_or_else(|| panic!("{message}"));
+    assert!(!detail.is_empty(), "the parser's reason follows: {message}");
+
+    let text = base("[[record]]\nname = \"t\"\ntype = \"TXT\"\ndata = ['\"open']\n");
+    let (key, message) = invalid("bad TXT", &text);
+    assert_eq!(key, "record[0].data[0]");
+    assert_eq!(message, "bad TXT data `\"open`: unterminated quoted string");
+}
+
+#[test]
+fn unknown_keys_are_rejected_with_key_and_line() {
+    let cases = [
+        (
+            "top level",
+            base("").replace("ns = ", "colour = \"red\"\nns = "),
+            "colour",
+        ),
+        ("soa", base("refesh = 1\n"), "refesh"),
+        (
+            "record",
+            base("[[record]]\nname = \"a\"\ntype = \"A\"\nvalue = 1\ndata = [\"192.0.2.1\"]\n"),
+            "value",
+        ),
+        ("region", with_regions("lattitude = 1\n"), "lattitude"),
+        ("service", service("weight = 3", ""), "weight"),
+        (
+            "geo",
+            service("", "[service.www.geo]\ncountrys = {}\n"),
+            "countrys",
+        ),
+        (
+            "endpoint",
+            service("", "").replace(
+                "address = \"192.0.2.2\"",
+                "address = \"192.0.2.2\"\nwieght = 5",
+            ),
+            "wieght",
+        ),
+    ];
+    for (label, text, bad) in cases {
+        let line = text
+            .lines()
+            .position(|l| l.trim_start().starts_with(bad))
+            .unwrap()
+            + 1;
+        let (_dir, path) = write(&text);
+        match load_zone(&path) {
+            Err(e @ ZoneError::Syntax { .. }) => {
+                let ZoneError::Syntax { path: p, .. } = &e else {
+                    unreachable!()
+                };
+                assert_eq!(*p, path, "{label}");
+                let shown = e.to_string();
+                assert!(shown.contains(&format!("`{bad}`")), "{label}: {shown}");
+                assert!(shown.contains(&format!("line {line}")), "{label}: {shown}");
+            }
+            other => panic!("{label}: expected a syntax error, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn regions_are_validated() {
+    let region = |body: &str| base(&format!("[region.r]\n{body}\n"));
+    let cases: Vec<(&str, String, &str, String)> = vec![
+        (
+            "region name with a blank",
+            base("[region.\"eu west\"]\n"),
+            "region.eu west",
+            "region names use letters, digits, `-` and `_` (at most 63)".into(),
+        ),
+        (
+            "latitude out of range",
+            region("location = [91.0, 0.0]"),
+            "region.r.location",
+            "[91, 0] is not a latitude in -90..90 and a longitude in -180..180".into(),
+        ),
+        (
+            "longitude out of range",
+            region("location = [10.5, -180.5]"),
+            "region.r.location",
+            "[10.5, -180.5] is not a latitude in -90..90 and a longitude in -180..180".into(),
+        ),
+        (
+            "unknown country",
+            region("countries = [\"GB\", \"XX\"]"),
+            "region.r.countries[1]",
+            "unknown country code `XX`".into(),
+        ),
+        (
+            "lowercase country",
+            region("countries = [\"gb\"]"),
+            "region.r.countries[0]",
+            "`gb` is not an ISO 3166 alpha-2 country code (two capital letters)".into(),
+        ),
+        (
+            "three-letter country",
+            region("countries = [\"GBR\"]"),
+            "region.r.countries[0]",
+            "`GBR` is not an ISO 3166 alpha-2 country code (two capital letters)".into(),
+        ),
+        (
+            "unknown continent",
+            region("continents = [\"EU\", \"XY\"]"),
+            "region.r.continents[1]",
+            "unknown continent code `XY` (one of AF AN AS EU NA OC SA)".into(),
+        ),
+        (
+            "lowercase continent",
+            region("continents = [\"eu\"]"),
+            "region.r.continents[0]",
+            "unknown continent code `eu` (one of AF AN AS EU NA OC SA)".into(),
+        ),
+    ];
+    check(&cases);
+
+    let long = "r".repeat(64);
+    let (key, message) = invalid("region name too long", &base(&format!("[region.{long}]\n")));
+    assert_eq!(key, format!("region.{long}"));
+    assert_eq!(
+        message,
+        "region names use letters, digits, `-` and `_` (at most 63)"
+    );
+    // 63 is fine.
+    let (_dir, path) = write(&base(&format!("[region.{}]\n", "r".repeat(63))));
+    load_zone(&path).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn services_are_validated() {
+    let endpoint =
+        |addr: &str| format!("[[service.www.endpoint]]\nregion = \"eu\"\naddress = \"{addr}\"\n");
+    let cases: Vec<(&str, String, &str, String)> = vec![
+        (
+            "wildcard service",
+            with_regions(
+                "[service.\"*\"]\n[[service.\"*\".endpoint]]\nregion = \"eu\"\naddress = \"192.0.2.1\"\n",
+            ),
+            "service.*",
+            "a service name cannot be a wildcard".into(),
+        ),
+        (
+            "service outside the zone",
+            with_regions(
+                "[service.\"www.other.test.\"]\n[[service.\"www.other.test.\".endpoint]]\n\
+                 region = \"eu\"\naddress = \"192.0.2.1\"\n",
+            ),
+            "service.www.other.test.",
+            "`www.other.test.` is outside the zone t.test.".into(),
+        ),
+        (
+            "service TTL over the maximum",
+            service("ttl = 2147483648", ""),
+            "service.www.ttl",
+            "2147483648 is above the maximum TTL 2147483647".into(),
+        ),
+        (
+            "answers 0",
+            service("answers = 0", ""),
+            "service.www.answers",
+            "0 is not between 1 and 16".into(),
+        ),
+        (
+            "answers 17",
+            service("answers = 17", ""),
+            "service.www.answers",
+            "17 is not between 1 and 16".into(),
+        ),
+        (
+            "unknown check",
+            service("check = \"web\"", ""),
+            "service.www.check",
+            "unknown check `web` (declare it as [check.web])".into(),
+        ),
+        (
+            "bad fallback mode",
+            service("fallback = \"some\"", ""),
+            "service.www.fallback",
+            "`some` is not `all`, `none` or a list of addresses".into(),
+        ),
+        (
+            "bad fallback address",
+            service("fallback = [\"192.0.2.9\", \"1.2.3\"]", ""),
+            "service.www.fallback[1]",
+            "`1.2.3` is not an IP address".into(),
+        ),
+        (
+            "empty fallback list",
+            service("fallback = []", ""),
+            "service.www.fallback",
+            "an empty list; use \"none\" to answer nothing".into(),
+        ),
+        (
+            "no endpoints",
+            with_regions("[service.www]\npolicy = \"weighted\"\n"),
+            "service.www",
+            "has no endpoints ([[service.NAME.endpoint]])".into(),
+        ),
+        (
+            "duplicate endpoint",
+            service("", &endpoint("192.0.2.2")),
+            "service.www.endpoint[2].address",
+            "endpoint 192.0.2.2 is listed twice".into(),
+        ),
+        (
+            "duplicate IPv6 endpoint, spelt differently",
+            service(
+                "",
+                &format!("{}{}", endpoint("2001:db8::1"), endpoint("2001:DB8:0::0:1")),
+            ),
+            "service.www.endpoint[3].address",
+            "endpoint 2001:db8::1 is listed twice".into(),
+        ),
+        (
+            "weight over 1000",
+            service("", "").replace(
+                "address = \"192.0.2.2\"",
+                "address = \"192.0.2.2\"\nweight = 1001",
+            ),
+            "service.www.endpoint[1].weight",
+            "1001 is not between 0 and 1000".into(),
+        ),
+        (
+            "bad address",
+            service("", &endpoint("300.1.1.1")),
+            "service.www.endpoint[2].address",
+            "`300.1.1.1` is not an IP address".into(),
+        ),
+        (
+            "bad probe_address",
+            service("", "").replace(
+                "address = \"192.0.2.2\"",
+                "address = \"192.0.2.2\"\nprobe_address = \"10.0.0\"",
+            ),
+            "service.www.endpoint[1].probe_address",
+            "`10.0.0` is not an IP address".into(),
+        ),
+        (
+            "unknown policy",
+            service("policy = \"random\"", ""),
+            "service.www.policy",
+            "unknown policy `random` (geo, nearest, failover or weighted)".into(),
+        ),
+        (
+            "geo table with another policy",
+            service(
+                "policy = \"weighted\"",
+                "[service.www.geo]\ndefault = [\"eu\"]\n",
+            ),
+            "service.www.geo",
+            "only used by policy = \"geo\", not \"weighted\"".into(),
+        ),
+        (
+            "failover list with another policy",
+            service("policy = \"nearest\"\nfailover = [\"eu\", \"us\"]", ""),
+            "service.www.failover",
+            "only used by policy = \"failover\", not \"nearest\"".into(),
+        ),
+        (
+            "failover list next to a geo table (policy geo by default)",
+            service("failover = [\"eu\", \"us\"]", "[service.www.geo]\n"),
+            "service.www.failover",
+            "only used by policy = \"failover\", not \"geo\"".into(),
+        ),
+        (
+            "failover without a list",
+            service("policy = \"failover\"", ""),
+            "service.www.failover",
+            "policy = \"failover\" needs an ordered region list".into(),
+        ),
+        (
+            "nearest with a region without location",
+            service("policy = \"nearest\"", "").replace("region = \"us\"", "region = \"bare\""),
+            "region.bare.location",
+            "needed by service `www` (policy = \"nearest\")".into(),
+        ),
+        (
+            "service clashes with a static record",
+            service("", "").replace(
+                "[service.www]",
+                "[[record]]\nname = \"www\"\ntype = \"TXT\"\ndata = ['\"x\"']\n[service.www]",
+            ),
+            "service.www",
+            "www.t.test. is also a static TXT record; a name is either a service or static data"
+                .into(),
+        ),
+    ];
+    check(&cases);
+}
+
+#[test]
+fn region_references_are_validated() {
+    let geo = |table: &str| service("", &format!("[service.www.geo]\n{table}\n"));
+    let cases: Vec<(&str, String, &str, String)> = vec![
+        (
+            "unknown region in geo.default",
+            geo("default = [\"eu\", \"nowhere\"]"),
+            "service.www.geo.default[1]",
+            "unknown region `nowhere` (declare it as [region.nowhere])".into(),
+        ),
+        (
+            "unknown region in geo.country",
+            geo("country.GB = [\"mars\"]"),
+            "service.www.geo.country.GB[0]",
+            "unknown region `mars` (declare it as [region.mars])".into(),
+        ),
+        (
+            "unknown region in geo.continent",
+            geo("continent.EU = [\"eu\", \"mars\"]"),
+            "service.www.geo.continent.EU[1]",
+            "unknown region `mars` (declare it as [region.mars])".into(),
+        ),
+        (
+            "unknown region in geo.subnet",
+            geo("subnet.\"192.0.2.0/24\" = [\"mars\"]"),
+            "service.www.geo.subnet.\"192.0.2.0/24\"[0]",
+            "unknown region `mars` (declare it as [region.mars])".into(),
+        ),
+        (
+            "unknown region in the failover list",
+            service("failover = [\"us\", \"mars\"]", ""),
+            "service.www.failover[1]",
+            "unknown region `mars` (declare it as [region.mars])".into(),
+        ),
+        (
+            "region listed twice in geo.default",
+            geo("default = [\"eu\", \"us\", \"eu\"]"),
+            "service.www.geo.default[2]",
+            "region `eu` is listed twice".into(),
+        ),
+        (
+            "region listed twice in the failover list",
+            service("failover = [\"us\", \"us\"]", ""),
+            "service.www.failover[1]",
+            "region `us` is listed twice".into(),
+        ),
+        (
+            "unknown country in geo.country",
+            geo("country.XX = [\"eu\"]"),
+            "service.www.geo.country.XX",
+            "unknown country code `XX`".into(),
+        ),
+        (
+            "lowercase country in geo.country",
+            geo("country.gb = [\"eu\"]"),
+            "service.www.geo.country.gb",
+            "`gb` is not an ISO 3166 alpha-2 country code (two capital letters)".into(),
+        ),
+        (
+            "lowercase continent in geo.continent",
+            geo("continent.eu = [\"eu\"]"),
+            "service.www.geo.continent.eu",
+            "unknown continent code `eu` (one of AF AN AS EU NA OC SA)".into(),
+        ),
+        (
+            "bad CIDR",
+            geo("subnet.\"10.0.0.0/33\" = [\"eu\"]"),
+            "service.www.geo.subnet.\"10.0.0.0/33\"",
+            "`10.0.0.0/33` is not a CIDR prefix".into(),
+        ),
+        (
+            "CIDR without a prefix length",
+            geo("subnet.\"10.0.0.0\" = [\"eu\"]"),
+            "service.www.geo.subnet.\"10.0.0.0\"",
+            "`10.0.0.0` is not a CIDR prefix".into(),
+        ),
+        (
+            "CIDR with host bits",
+            geo("subnet.\"10.1.2.3/8\" = [\"eu\"]"),
+            "service.www.geo.subnet.\"10.1.2.3/8\"",
+            "`10.1.2.3/8` has bits set past the prefix; did you mean 10.0.0.0/8?".into(),
+        ),
+        (
+            "IPv6 CIDR with host bits",
+            geo("subnet.\"2001:db8::1/32\" = [\"eu\"]"),
+            "service.www.geo.subnet.\"2001:db8::1/32\"",
+            "`2001:db8::1/32` has bits set past the prefix; did you mean 2001:db8::/32?".into(),
+        ),
+    ];
+    check(&cases);
+}
+
+/// The endpoint's `region` is a single name, so an error about it names `…region`, not an
+/// element of a list (STYLE.md: messages say what and where, as the operator wrote it).
+#[test]
+#[ignore = "BUG (load.rs): an unknown endpoint region is reported as `endpoint[N].region[0]`"]
+fn unknown_endpoint_region_names_the_key_as_written() {
+    let text = service("", "").replace("region = \"us\"", "region = \"mars\"");
+    let (key, message) = invalid("unknown endpoint region", &text);
+    assert_eq!(key, "service.www.endpoint[1].region");
+    assert_eq!(
+        message,
+        "unknown region `mars` (declare it as [region.mars])"
+    );
+}
+
+#[test]
+fn unknown_endpoint_region_is_rejected() {
+    let text = service("", "").replace("region = \"us\"", "region = \"mars\"");
+    let (key, message) = invalid("unknown endpoint region", &text);
+    assert!(key.starts_with("service.www.endpoint[1].region"), "{key}");
+    assert_eq!(
+        message,
+        "unknown region `mars` (declare it as [region.mars])"
+    );
+}
+
+#[test]
+fn records_file_supplies_soa_and_ns() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("t.test.zone"),
+        "$ORIGIN t.test.\n$TTL 1800\n\
+         @ IN SOA ns1 hostmaster (\n  2026112599 7200 3600 1209600 120 )\n\
+         @ IN NS ns1\n\
+         ns1 IN A 192.0.2.53\n\
+         www 300 IN A 192.0.2.80\n",
+    )
+    .unwrap();
+    let path = dir.path().join("t.test.toml");
+    fs::write(
+        &path,
+        "origin = \"t.test.\"\nrecords_file = \"t.test.zone\"\n",
+    )
+    .unwrap();
+    let zone = load_zone(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(zone.serial(), 2026112599);
+    let RData::SOA(soa) = &zone.soa.data else {
+        panic!("{:?}", zone.soa)
+    };
+    assert_eq!(soa.minimum, 120);
+    assert_eq!(soa.mname, Name::from_ascii("ns1.t.test.").unwrap());
+    let origin = Name::from_ascii("t.test.").unwrap();
+    let ns: Vec<_> = zone.records_of(&origin, RecordType::NS).collect();
+    assert_eq!(ns.len(), 1, "{:?}", zone.records);
+    let www = Name::from_ascii("www.t.test.").unwrap();
+    let a: Vec<_> = zone.records_of(&www, RecordType::A).collect();
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].ttl, 300);
+    assert_eq!(zone.record_count(), 4, "SOA, NS, ns1 A, www A");
+}
+
+#[test]
+fn records_file_errors_name_the_master_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = dir.path().join("t.test.toml");
+
+    // A syntax error in the master file: the error names the .zone file, not the TOML.
+    let zone_file = dir.path().join("t.test.zone");
+    fs::write(
+        &zone_file,
+        "$ORIGIN t.test.\n@ 3600 IN SOA ns1 hostmaster 1 2 3 4 5\n@ 3600 IN NS ns1\nwww 300 IN A 999.1.1.1\n",
+    )
+    .unwrap();
+    fs::write(
+        &toml,
+        "origin = \"t.test.\"\nrecords_file = \"t.test.zone\"\n",
+    )
+    .unwrap();
+    match load_zone(&toml) {
+        Err(e @ ZoneError::MasterFile { .. }) => {
+            let ZoneError::MasterFile { path, .. } = &e else {
+                unreachable!()
+            };
+            assert_eq!(*path, zone_file);
+            assert!(
+                e.to_string()
+                    .starts_with(&format!("{}: ", zone_file.display()))
+            );
+        }
+        other => panic!("expected a master-file error, got {other:?}"),
+    }
+
+    // A record outside the zone.
+    fs::write(
+        &zone_file,
+        "$ORIGIN t.test.\n@ 3600 IN SOA ns1 hostmaster 1 2 3 4 5\n@ 3600 IN NS ns1\nwww.other.test. 300 IN A 192.0.2.1\n",
+    )
+    .unwrap();
+    match load_zone(&toml) {
+        Err(ZoneError::MasterFile { path, message }) => {
+            assert_eq!(path, zone_file);
+            assert_eq!(message, "www.other.test. is outside the zone t.test.");
+        }
+        other => panic!("expected a master-file error, got {other:?}"),
+    }
+
+    // The SOA both in the master file and as [soa].
+    fs::write(
+        &zone_file,
+        "$ORIGIN t.test.\n@ 3600 IN SOA ns1 hostmaster 1 2 3 4 5\n@ 3600 IN NS ns1\n",
+    )
+    .unwrap();
+    fs::write(
+        &toml,
+        "origin = \"t.test.\"\nrecords_file = \"t.test.zone\"\n[soa]\nmname = \"ns1\"\nrname = \"h\"\nserial = 1\n",
+    )
+    .unwrap();
+    match load_zone(&toml) {
+        Err(ZoneError::Invalid { path, key, message }) => {
+            assert_eq!(path, toml);
+            assert_eq!(key, "soa");
+            assert_eq!(message, "the SOA is given both here and in records_file");
+        }
+        other => panic!("expected SOA twice, got {other:?}"),
+    }
+
+    // A records_file that does not exist: the error names it.
+    fs::write(
+        &toml,
+        "origin = \"t.test.\"\nrecords_file = \"missing.zone\"\n",
+    )
+    .unwrap();
+    match load_zone(&toml) {
+        Err(ZoneError::Read { path, .. }) => assert_eq!(path, dir.path().join("missing.zone")),
+        other => panic!("expected a read error, got {other:?}"),
+    }
+}
+
+#[test]
+fn load_dir_rejects_a_duplicate_origin() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.toml");
+    let b = dir.path().join("b.toml");
+    fs::write(&a, BASE).unwrap();
+    // Names compare case-insensitively: `T.Test.` is the same zone.
+    fs::write(
+        &b,
+        BASE.replace("origin = \"t.test.\"", "origin = \"T.Test.\""),
+    )
+    .unwrap();
+    // Not a zone file: ignored.
+    fs::write(dir.path().join("notes.txt"), "origin = 1").unwrap();
+    match load_dir(dir.path()) {
+        Err(e @ ZoneError::DuplicateOrigin { .. }) => assert_eq!(
+            e.to_string(),
+            format!(
+                "{}: origin t.test. is already served by {}",
+                b.display(),
+                a.display()
+            )
+        ),
+        other => panic!("expected a duplicate origin, got {other:?}"),
+    }
+
+    fs::write(&b, BASE.replace("t.test.", "u.test.")).unwrap();
+    let zones = load_dir(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let origins: Vec<String> = zones.iter().map(|z| z.origin.to_string()).collect();
+    assert_eq!(origins, ["t.test.", "u.test."], "sorted by file name");
+}
+
+/// `zones/example.toml` and `model::Zone::regions` promise file order ("Regions not listed
+/// follow in file order", "Default: every region, file order"), and the geo default list and
+/// every failover tail are built from that order. The TOML is read into a `BTreeMap`, so the
+/// regions come out sorted by name instead: a zone declaring `us-east` before `eu-west` sends
+/// unmatched clients to `eu-west` first.
+#[test]
+#[ignore = "BUG (file.rs/load.rs): regions are sorted by name, not kept in file order"]
+fn regions_keep_file_order() {
+    let text = base("[region.us-east]\n[region.eu-west]\n[region.ap-south]\n");
+    let (_dir, path) = write(&text);
+    let zone = load_zone(&path).unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<&str> = zone.regions.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["us-east", "eu-west", "ap-south"]);
+}
