@@ -482,3 +482,7 @@ fn common_prefix(a: IpAddr, b: IpAddr) -> Option<u8> {
     };
     u8::try_from(bits).ok()
 }
+
+#[cfg(test)]
+#[path = "select_tests.rs"]
+mod tests;
