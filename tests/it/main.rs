@@ -10,6 +10,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod core;
+mod steering;
+mod steering_support;
 // Shared by every test module; not each module uses every helper.
 #[allow(dead_code)]
 mod harness;

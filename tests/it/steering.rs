@@ -1,0 +1,383 @@
+//! Traffic steering end to end: the real binary serving `tests/fixtures/steering` with the
+//! GeoIP test databases in `../shared/geoip/`, asked over UDP and TCP with EDNS Client Subnet.
+//!
+//! Each case checks the answer and the ECS scope (RFC 7871 §7.2.1): never longer than the
+//! source prefix, and as short as the decision allows (the GeoIP network for geo and nearest,
+//! the override's prefix for a subnet override, 0 when the client does not matter).
+//! Health is not driven here (the unit tests in `routing/select_tests.rs` do that).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+use hickory_proto::rr::rdata::opt::EdnsOption;
+
+use crate::harness::Transport;
+use crate::steering_support::{
+    CITY_DB, COUNTRY_DB, FLAT_DB, SAMPLE_SOURCE, addresses, ask, ecs_echo, ips, query, raw_ecs,
+    scope, serve,
+};
+
+const GEO: &str = "geo.steer.test.";
+const NEAR: &str = "near.steer.test.";
+
+#[test]
+fn geo_clients_get_the_regions_the_zone_says() {
+    let ns = serve(CITY_DB);
+    // (ECS, endpoint of the expected region, scope)
+    let cases = [
+        ("2.2.3.0/25", "192.0.2.1", 25), // GB, country -> eu-west (see the carve test)
+        ("89.160.20.128/25", "192.0.2.2", 25), // SE, country -> eu-north
+        ("214.78.120.0/24", "192.0.2.3", 22), // US, continent NA -> us-east; GeoIP /22
+        ("214.0.0.0/24", "192.0.2.4", 24), // SG, continent AS -> ap-southeast
+        ("214.0.1.0/24", "192.0.2.6", 24), // AU, country -> au-east
+        ("175.16.199.0/24", "192.0.2.5", 24), // CN, country (beats AS) -> ap-east
+        ("2.3.3.0/24", "192.0.2.1", 24), // continent EU only -> eu-west
+        ("81.2.69.144/28", "192.0.2.1", 28), // London, outside the override -> eu-west
+        ("2a02:d3c0:1::/48", "192.0.2.1", 29), // IPv6 client subnet, GB
+        ("10.0.0.0/24", "192.0.2.100", 8), // not found: default; empty /8 around it
+        ("214.1.1.0/24", "192.0.2.100", 24), // a record without country: default
+    ];
+    for t in Transport::ALL {
+        for (ecs, want, want_scope) in cases {
+            let r = ask(&ns, GEO, RecordType::A, Some(ecs), t);
+            assert_eq!(addresses(&r), ips(&[want]), "{ecs} {t:?}");
+            assert_eq!(scope(&r, ecs), want_scope, "{ecs} {t:?}: scope");
+            assert!(r.metadata.authoritative, "{ecs}: AA");
+            assert_eq!(r.answers[0].ttl, 30, "{ecs}: default service TTL");
+        }
+    }
+}
+
+#[test]
+fn subnet_override_beats_geoip() {
+    let ns = serve(CITY_DB);
+    for t in Transport::ALL {
+        // 81.2.69.160/27 is London in GeoIP; the zone sends it to us-east. The override holds
+        // for its whole /27, so a /28 client gets scope 27.
+        for (ecs, want_scope) in [("81.2.69.160/27", 27), ("81.2.69.176/28", 27)] {
+            let r = ask(&ns, GEO, RecordType::A, Some(ecs), t);
+            assert_eq!(addresses(&r), ips(&["192.0.2.3"]), "{ecs} {t:?}");
+            assert_eq!(scope(&r, ecs), want_scope, "{ecs} {t:?}");
+        }
+        // 2.2.3.128/25 is carved out of GeoIP's GB /24: that half goes to ap-southeast, the
+        // other half stays eu-west, and both answers are scoped /25, not /24.
+        let r = ask(&ns, GEO, RecordType::A, Some("2.2.3.128/25"), t);
+        assert_eq!(addresses(&r), ips(&["192.0.2.4"]), "{t:?}");
+        assert_eq!(scope(&r, "2.2.3.128/25"), 25);
+        let r = ask(&ns, GEO, RecordType::A, Some("2.2.3.0/25"), t);
+        assert_eq!(addresses(&r), ips(&["192.0.2.1"]), "{t:?}");
+        assert_eq!(scope(&r, "2.2.3.0/25"), 25);
+        // A /24 source covers both halves: the address decides (2.2.3.0 -> GB) and the scope
+        // is capped at the source prefix.
+        let r = ask(&ns, GEO, RecordType::A, Some("2.2.3.0/24"), t);
+        assert_eq!(addresses(&r), ips(&["192.0.2.1"]), "{t:?}");
+        assert_eq!(scope(&r, "2.2.3.0/24"), 24);
+    }
+}
+
+#[test]
+fn without_usable_client_information_the_default_answers() {
+    let ns = serve(CITY_DB);
+    for t in Transport::ALL {
+        // No ECS: the packet's source (127.0.0.1, in no database) decides, and no ECS option
+        // comes back (RFC 7871 §7.2.2).
+        let r = ask(&ns, GEO, RecordType::A, None, t);
+        assert_eq!(addresses(&r), ips(&["192.0.2.100"]), "{t:?}");
+        assert_eq!(ecs_echo(&r), None, "{t:?}");
+        // Source prefix 0: "no client information" -> default, scope 0 (RFC 7871 §7.1.2).
+        for ecs in ["0.0.0.0/0", "::/0"] {
+            let r = ask(&ns, GEO, RecordType::A, Some(ecs), t);
+            assert_eq!(addresses(&r), ips(&["192.0.2.100"]), "{ecs} {t:?}");
+            assert_eq!(scope(&r, ecs), 0, "{ecs} {t:?}");
+        }
+    }
+}
+
+#[test]
+fn nearest_picks_the_closest_region() {
+    let ns = serve(CITY_DB);
+    let cases = [
+        ("2.2.3.0/24", "198.51.100.1", 24),       // Boxford -> Dublin
+        ("89.160.20.128/25", "198.51.100.2", 25), // Linköping -> Stockholm
+        ("214.78.120.0/24", "198.51.100.3", 22),  // San Diego -> Ashburn
+        ("214.0.0.0/24", "198.51.100.4", 24),     // Singapore -> Singapore
+        ("175.16.199.0/24", "198.51.100.5", 24),  // Changchun -> Hong Kong
+        ("214.0.1.0/24", "198.51.100.6", 24),     // Melbourne -> Sydney
+        // No coordinates: every region in file order (ap-east first).
+        ("10.0.0.0/24", "198.51.100.5", 8),
+        ("0.0.0.0/0", "198.51.100.5", 0),
+    ];
+    for t in Transport::ALL {
+        for (ecs, want, want_scope) in cases {
+            let r = ask(&ns, NEAR, RecordType::A, Some(ecs), t);
+            assert_eq!(addresses(&r), ips(&[want]), "{ecs} {t:?}");
+            assert_eq!(scope(&r, ecs), want_scope, "{ecs} {t:?}");
+            assert_eq!(r.answers[0].ttl, 20, "{ecs}: the service's ttl");
+        }
+    }
+}
+
+#[test]
+fn failover_answers_the_first_region_for_everyone_with_scope_zero() {
+    let ns = serve(CITY_DB);
+    for t in Transport::ALL {
+        for ecs in [
+            "2.2.3.0/24",
+            "214.0.1.0/24",
+            "10.0.0.0/24",
+            "2a02:d3c0::/32",
+        ] {
+            let r = ask(&ns, "fo.steer.test.", RecordType::A, Some(ecs), t);
+            assert_eq!(addresses(&r), ips(&["203.0.113.3"]), "{ecs} {t:?}");
+            assert_eq!(scope(&r, ecs), 0, "{ecs} {t:?}");
+        }
+    }
+}
+
+#[test]
+fn static_and_negative_answers_have_scope_zero() {
+    let ns = serve(CITY_DB);
+    for t in Transport::ALL {
+        let r = ask(
+            &ns,
+            "static.steer.test.",
+            RecordType::A,
+            Some("2.2.3.0/24"),
+            t,
+        );
+        assert_eq!(addresses(&r), ips(&["192.0.2.200"]));
+        assert_eq!(scope(&r, "2.2.3.0/24"), 0, "{t:?}");
+
+        let r = ns.exchange(
+            &query("nothing.steer.test.", RecordType::A, Some("2.2.3.0/24")),
+            t,
+        );
+        assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
+        assert_eq!(scope(&r, "2.2.3.0/24"), 0, "{t:?}: NXDOMAIN");
+    }
+}
+
+#[test]
+fn weighted_splits_answers_by_weight_and_never_answers_the_standby() {
+    let ns = serve(CITY_DB);
+    const N: usize = 10_000;
+    let mut counts: HashMap<IpAddr, usize> = HashMap::new();
+    for i in 0..N {
+        let ecs = if i % 2 == 0 {
+            "2.2.3.0/24"
+        } else {
+            "214.0.1.0/24"
+        };
+        let r = ask(
+            &ns,
+            "wrr.steer.test.",
+            RecordType::A,
+            Some(ecs),
+            Transport::Udp,
+        );
+        let a = addresses(&r);
+        assert_eq!(a.len(), 1, "{a:?}");
+        if i < 10 {
+            assert_eq!(
+                scope(&r, ecs),
+                0,
+                "weighted answers do not depend on the client"
+            );
+        }
+        *counts.entry(a[0]).or_default() += 1;
+    }
+    let standby: IpAddr = "192.0.2.13".parse().unwrap();
+    assert_eq!(
+        counts.get(&standby),
+        None,
+        "the standby answered: {counts:?}"
+    );
+    // 10,000 answers: one standard deviation of a 60% share is 0.5 points; 3 points is far
+    // outside chance.
+    for (addr, share) in [
+        ("192.0.2.10", 0.1),
+        ("192.0.2.11", 0.3),
+        ("192.0.2.12", 0.6),
+    ] {
+        let got = counts.get(&addr.parse().unwrap()).copied().unwrap_or(0) as f64 / N as f64;
+        assert!(
+            (got - share).abs() <= 0.03,
+            "{addr}: {got:.3} of answers, configured {share} ({counts:?})"
+        );
+    }
+}
+
+#[test]
+fn answers_two_gives_two_distinct_addresses() {
+    let ns = serve(CITY_DB);
+    let region: Vec<IpAddr> = ips(&["192.0.2.50", "192.0.2.51", "192.0.2.52"]);
+    let mut seen = std::collections::BTreeSet::new();
+    for t in Transport::ALL {
+        for _ in 0..60 {
+            let r = ask(&ns, "two.steer.test.", RecordType::A, None, t);
+            let a = addresses(&r);
+            assert_eq!(a.len(), 2, "{a:?}");
+            assert_ne!(a[0], a[1], "{a:?}");
+            assert!(a.iter().all(|x| region.contains(x)), "{a:?}: eu-west only");
+            seen.extend(a);
+        }
+    }
+    assert_eq!(
+        seen.len(),
+        3,
+        "all three eu-west endpoints take turns: {seen:?}"
+    );
+}
+
+#[test]
+fn ipv6_endpoints_answer_aaaa() {
+    let ns = serve(CITY_DB);
+    for t in Transport::ALL {
+        let r = ask(&ns, "dual.steer.test.", RecordType::A, None, t);
+        assert_eq!(addresses(&r), ips(&["192.0.2.30"]), "{t:?}");
+        // eu-west has no IPv6 endpoint: AAAA comes from the next region.
+        let r = ask(&ns, "dual.steer.test.", RecordType::AAAA, None, t);
+        assert_eq!(addresses(&r), ips(&["2001:db8:31::1"]), "{t:?}");
+        assert_eq!(r.answers[0].record_type(), RecordType::AAAA);
+        // A service with no IPv6 endpoint: NODATA (NOERROR, no answer, the SOA).
+        let r = ask(&ns, GEO, RecordType::AAAA, Some("2.2.3.0/24"), t);
+        assert!(r.answers.is_empty(), "{t:?}: {:?}", r.answers);
+        assert_eq!(
+            r.authorities
+                .iter()
+                .map(|rec| rec.record_type())
+                .collect::<Vec<_>>(),
+            [RecordType::SOA],
+            "{t:?}"
+        );
+    }
+}
+
+#[test]
+fn invalid_client_subnet_options_get_formerr() {
+    let ns = serve(CITY_DB);
+    let cases: [(&str, Vec<u8>); 8] = [
+        ("family 3", vec![0, 3, 24, 0, 2, 2, 3]),
+        ("family 0", vec![0, 0, 0, 0]),
+        ("IPv4 source prefix 33", vec![0, 1, 33, 0, 2, 2, 3, 0, 0]),
+        ("IPv6 source prefix 129", {
+            let mut v = vec![0, 2, 129, 0];
+            v.extend([0x2a, 0x02, 0xd3, 0xc0]);
+            v.extend([0; 13]);
+            v
+        }),
+        // 2.2.3.1/24 sent as four bytes: the address must be truncated to the prefix.
+        (
+            "address longer than the prefix",
+            vec![0, 1, 24, 0, 2, 2, 3, 1],
+        ),
+        // 2.2.3.0/23: bit 24 is set.
+        ("bits past the prefix", vec![0, 1, 23, 0, 2, 2, 3]),
+        ("address shorter than the prefix", vec![0, 1, 24, 0, 2, 2]),
+        ("source prefix 0 with an address byte", vec![0, 1, 0, 0, 2]),
+    ];
+    for t in Transport::ALL {
+        for (label, body) in &cases {
+            let r = ns.exchange(&raw_ecs(GEO, body.clone()), t);
+            assert_eq!(r.rcode(), 1, "{label} {t:?}: FORMERR");
+            assert!(r.answers.is_empty(), "{label} {t:?}");
+        }
+        // Two ECS options in one OPT (RFC 7871 §6: at most one).
+        let twice = raw_ecs(GEO, vec![0, 1, 24, 0, 2, 2, 3])
+            .edns_option(EdnsOption::Unknown(8, vec![0, 1, 24, 0, 214, 0, 1]));
+        let r = ns.exchange(&twice, t);
+        assert_eq!(r.rcode(), 1, "two ECS options {t:?}: FORMERR");
+        // The well-formed version of the same option is answered.
+        let r = ns.exchange(&raw_ecs(GEO, vec![0, 1, 24, 0, 2, 2, 3]), t);
+        assert_eq!(r.rcode(), 0, "{t:?}");
+        assert_eq!(addresses(&r), ips(&["192.0.2.1"]), "{t:?}");
+    }
+}
+
+#[test]
+fn a_flat_schema_country_database_works() {
+    // geo-whois-asn-country.mmdb records are `{"country_code": "US"}`: the continent and the
+    // coordinates come from the built-in country table.
+    let ns = serve(FLAT_DB);
+    for t in Transport::ALL {
+        // 8.8.8.0/24 -> US -> continent NA -> us-east; the database's network is a /15.
+        let r = ask(&ns, GEO, RecordType::A, Some("8.8.8.0/24"), t);
+        assert_eq!(addresses(&r), ips(&["192.0.2.3"]), "{t:?}");
+        assert_eq!(scope(&r, "8.8.8.0/24"), 15, "{t:?}");
+        // The US centroid is nearest to Ashburn.
+        let r = ask(&ns, NEAR, RecordType::A, Some("8.8.8.0/24"), t);
+        assert_eq!(addresses(&r), ips(&["198.51.100.3"]), "{t:?}");
+        // 81.2.69.142 is GB in this database too.
+        let r = ask(&ns, GEO, RecordType::A, Some("81.2.69.142/32"), t);
+        assert_eq!(addresses(&r), ips(&["192.0.2.1"]), "{t:?}");
+    }
+}
+
+#[test]
+fn a_country_only_database_uses_the_country_centroid_for_nearest() {
+    let ns = serve(COUNTRY_DB);
+    let cases = [
+        ("89.160.20.128/25", "198.51.100.2", 25), // SE centroid -> Stockholm
+        ("81.2.69.144/28", "198.51.100.1", 28),   // GB centroid -> Dublin
+        ("50.114.0.0/22", "198.51.100.3", 22),    // US centroid -> Ashburn (Country DB only)
+        ("111.235.160.0/22", "198.51.100.5", 22), // CN centroid -> Hong Kong (Country DB only)
+    ];
+    for t in Transport::ALL {
+        for (ecs, want, want_scope) in cases {
+            let r = ask(&ns, NEAR, RecordType::A, Some(ecs), t);
+            assert_eq!(addresses(&r), ips(&[want]), "{ecs} {t:?}");
+            assert_eq!(scope(&r, ecs), want_scope, "{ecs} {t:?}");
+        }
+        // geo still works by country: 111.235.160.0/22 is CN -> ap-east.
+        let r = ask(&ns, GEO, RecordType::A, Some("111.235.160.0/22"), t);
+        assert_eq!(addresses(&r), ips(&["192.0.2.5"]), "{t:?}");
+        // 2.2.3.0/24 is City-only: not found here, so the default.
+        let r = ask(&ns, GEO, RecordType::A, Some("2.2.3.0/24"), t);
+        assert_eq!(addresses(&r), ips(&["192.0.2.100"]), "{t:?}");
+    }
+}
+
+#[test]
+fn a_cname_into_a_service_keeps_the_services_scope() {
+    let ns = serve(CITY_DB);
+    for t in Transport::ALL {
+        // Letter case of the name does not matter either.
+        let r = ask(
+            &ns,
+            "Alias.STEER.test.",
+            RecordType::A,
+            Some("89.160.20.128/25"),
+            t,
+        );
+        let types: Vec<RecordType> = r.answers.iter().map(|a| a.record_type()).collect();
+        assert_eq!(types, [RecordType::CNAME, RecordType::A], "{t:?}");
+        assert_eq!(addresses(&r), ips(&["192.0.2.2"]), "{t:?}");
+        assert_eq!(scope(&r, "89.160.20.128/25"), 25, "{t:?}");
+        // Other types at a service name: NODATA, and nothing about the client was used.
+        let r = ask(&ns, GEO, RecordType::TXT, Some("89.160.20.128/25"), t);
+        assert!(r.answers.is_empty(), "{t:?}");
+        assert_eq!(scope(&r, "89.160.20.128/25"), 0, "{t:?}");
+    }
+}
+
+#[test]
+fn the_text_source_database_works() {
+    // geoip/meridian-sample.txt: the documentation ranges have one continent each.
+    let ns = serve(SAMPLE_SOURCE);
+    let cases = [
+        ("192.0.2.0/24", "192.0.2.1", 24),    // DE, continent EU -> eu-west
+        ("203.0.113.0/24", "192.0.2.4", 24),  // JP, continent AS -> ap-southeast
+        ("2001:db8:4::/48", "192.0.2.6", 48), // AU, country -> au-east
+        ("214.0.1.0/24", "192.0.2.6", 24),    // the City test networks are in it too
+        ("10.0.0.0/24", "192.0.2.100", 5),    // nothing in 8.0.0.0/5: default, scope 5
+    ];
+    for t in Transport::ALL {
+        for (ecs, want, want_scope) in cases {
+            let r = ask(&ns, GEO, RecordType::A, Some(ecs), t);
+            assert_eq!(addresses(&r), ips(&[want]), "{ecs} {t:?}");
+            assert_eq!(scope(&r, ecs), want_scope, "{ecs} {t:?}");
+        }
+    }
+}
