@@ -811,3 +811,62 @@ fn regions_keep_file_order() {
     let names: Vec<&str> = zone.regions.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, ["us-east", "eu-west", "ap-south"]);
 }
+
+#[test]
+fn malformed_names_and_files_are_reported() {
+    // A label over 63 bytes: the parser's reason follows the name.
+    let long = format!("{}.test.", "a".repeat(64));
+    let (key, message) = invalid(
+        "origin label too long",
+        &BASE.replace("origin = \"t.test.\"", &format!("origin = \"{long}\"")),
+    );
+    assert_eq!(key, "origin");
+    assert!(message.starts_with(&format!("`{long}`: ")), "{message}");
+
+    let (key, message) = invalid(
+        "bad NS name",
+        &BASE.replace("[\"ns1.t.test.\"]", "[\"ns1..t.test.\"]"),
+    );
+    assert_eq!(key, "ns[0]");
+    assert!(message.starts_with("`ns1..t.test.`: "), "{message}");
+
+    // A wrong type is a syntax error naming the key.
+    let (_dir, path) = write(&BASE.replace("serial = 1", "serial = \"one\""));
+    match load_zone(&path) {
+        Err(e @ ZoneError::Syntax { .. }) => assert!(e.to_string().contains("serial"), "{e}"),
+        other => panic!("expected a syntax error, got {other:?}"),
+    }
+
+    // An SOA in records_file that is not at the origin.
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("t.test.zone"),
+        "$ORIGIN t.test.\nsub 3600 IN SOA ns1 hostmaster 1 2 3 4 5\n@ 3600 IN NS ns1\n",
+    )
+    .unwrap();
+    let toml = dir.path().join("t.test.toml");
+    fs::write(
+        &toml,
+        "origin = \"t.test.\"\nrecords_file = \"t.test.zone\"\n",
+    )
+    .unwrap();
+    match load_zone(&toml) {
+        Err(ZoneError::Invalid { path, key, message }) => {
+            assert_eq!((path, key.as_str()), (toml.clone(), "records_file"));
+            assert_eq!(message, "SOA owner sub.t.test. is not the origin t.test.");
+        }
+        other => panic!("expected a bad SOA owner, got {other:?}"),
+    }
+
+    // Missing zone file and missing directory: read errors naming them.
+    let missing = dir.path().join("nope.toml");
+    match load_zone(&missing) {
+        Err(ZoneError::Read { path, .. }) => assert_eq!(path, missing),
+        other => panic!("expected a read error, got {other:?}"),
+    }
+    let missing_dir = dir.path().join("nodir");
+    match load_dir(&missing_dir) {
+        Err(ZoneError::Read { path, .. }) => assert_eq!(path, missing_dir),
+        other => panic!("expected a read error, got {other:?}"),
+    }
+}

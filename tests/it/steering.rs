@@ -381,3 +381,49 @@ fn the_text_source_database_works() {
         }
     }
 }
+
+#[test]
+fn the_geoip_database_is_swapped_on_reload() {
+    // A text source the test rewrites: 10.0.0.0/24 moves from Sweden to Australia.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("geo.txt");
+    std::fs::write(&db, "10.0.0.0/24 SE\n").unwrap();
+    let ns = serve(db.to_str().unwrap());
+    let r = ask(&ns, GEO, RecordType::A, Some("10.0.0.0/24"), Transport::Udp);
+    assert_eq!(addresses(&r), ips(&["192.0.2.2"]), "SE -> eu-north");
+    assert_eq!(scope(&r, "10.0.0.0/24"), 24);
+
+    std::fs::write(&db, "10.0.0.0/24 AU\n").unwrap();
+    ns.signal("HUP");
+    ns.wait_for_generation(2);
+    let r = ask(&ns, GEO, RecordType::A, Some("10.0.0.0/24"), Transport::Udp);
+    assert_eq!(
+        addresses(&r),
+        ips(&["192.0.2.6"]),
+        "AU -> au-east after the reload"
+    );
+
+    // A broken database on reload: logged with its path, the previous one keeps serving.
+    std::fs::write(&db, "10.0.0.0/33 AU\n").unwrap();
+    ns.signal("HUP");
+    ns.wait_for_generation(3);
+    let r = ask(&ns, GEO, RecordType::A, Some("10.0.0.0/24"), Transport::Udp);
+    assert_eq!(
+        addresses(&r),
+        ips(&["192.0.2.6"]),
+        "the previous database still answers"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let named = |log: &str| {
+        log.lines()
+            .any(|l| l.contains("geo.txt") && l.contains("10.0.0.0/33"))
+    };
+    while !named(&ns.log()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reload error does not name the database:\n{}",
+            ns.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+}
