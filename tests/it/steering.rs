@@ -13,7 +13,7 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use hickory_proto::rr::rdata::opt::EdnsOption;
 
-use crate::harness::Transport;
+use crate::harness::{Transport, fixture, run};
 use crate::steering_support::{
     CITY_DB, COUNTRY_DB, FLAT_DB, SAMPLE_SOURCE, addresses, ask, ecs_echo, ips, query, raw_ecs,
     scope, serve,
@@ -426,4 +426,44 @@ fn the_geoip_database_is_swapped_on_reload() {
         );
         std::thread::sleep(std::time::Duration::from_millis(25));
     }
+}
+
+#[test]
+fn check_config_and_serve_reject_a_bad_service_naming_file_and_key() {
+    let out = run(&[
+        "check-config",
+        "--zones",
+        fixture("steering").to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(out.stdout.contains("ok steer.test."), "{out:?}");
+
+    // The fixture with one endpoint weight out of range.
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(fixture("steering").join("steer.test.toml")).unwrap();
+    let bad = text.replacen("weight = 300", "weight = 3000", 1);
+    assert_ne!(bad, text);
+    let file = dir.path().join("steer.test.toml");
+    std::fs::write(&file, bad).unwrap();
+    let want = format!(
+        "{}: service.wrr.endpoint[1].weight: 3000 is not between 0 and 1000",
+        file.display()
+    );
+    let out = run(&["check-config", "--zones", dir.path().to_str().unwrap()]);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains(&want), "{out:?}");
+    let out = run(&[
+        "serve",
+        "--zones",
+        dir.path().to_str().unwrap(),
+        "--geoip",
+        CITY_DB,
+        "--dns-listen",
+        "127.0.0.1:0",
+        "--api-listen",
+        "127.0.0.1:0",
+        "--no-local-probe",
+    ]);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains(&want), "{out:?}");
 }
