@@ -32,6 +32,14 @@ pub enum StartError {
     Geo(#[from] GeoError),
 }
 
+/// Loads zones and GeoIP and compiles a table with every endpoint up, without serving
+/// (`meridian explain`).
+pub fn compile_offline(zones_dir: &Path, geo_path: &Path) -> Result<RoutingTable, StartError> {
+    let zones: Vec<Arc<Zone>> = load_dir(zones_dir)?.into_iter().map(Arc::new).collect();
+    let geo = Arc::new(GeoDb::open(geo_path)?);
+    Ok(compile(&zones, geo, &AllUp, 0)?)
+}
+
 /// What a reload did.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct ReloadReport {

@@ -159,6 +159,12 @@ impl ZoneTable {
         self.node_list.get(usize::try_from(idx).ok()?)
     }
 
+    /// The service at `name` (lowercase wire form), if that name is one.
+    pub fn service_at(&self, name: &[u8]) -> Option<&Service> {
+        let node = self.node(name)?;
+        self.services.get(usize::try_from(node.service?).ok()?)
+    }
+
     fn by_index(&self, idx: u32) -> Option<&Node> {
         self.node_list.get(usize::try_from(idx).ok()?)
     }
