@@ -24,7 +24,9 @@ fn main() -> ExitCode {
             };
             match runtime.block_on(serve(args)) {
                 Ok(()) => ExitCode::SUCCESS,
-                Err(e @ ServeError::Config(_)) => {
+                Err(
+                    e @ (ServeError::Config(_) | ServeError::Keys(_) | ServeError::Token { .. }),
+                ) => {
                     eprintln!("meridian: {e}");
                     ExitCode::from(2)
                 }
@@ -35,6 +37,26 @@ fn main() -> ExitCode {
             }
         }
         Command::Explain(args) => explain(args),
+        Command::Probe(args) => {
+            init_logging(args.log_format);
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("meridian: cannot start the runtime: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            match runtime.block_on(meridian::prober::probe(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("meridian: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Geoip {
             command: GeoipCommand::Build { src, out },
         } => match meridian::geo::run_build(&src, &out) {

@@ -7,15 +7,23 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
+use crate::health::hub::HealthHub;
+use crate::health::report::MAX_REPORT_BYTES;
 use crate::metrics::Metrics;
-use crate::routing::publish::Publisher;
+use crate::routing::publish::{Publisher, ReloadReport};
+
+mod health;
+
+/// Reloads zones, GeoIP and keys; returns what happened.
+pub type ReloadFn = Arc<dyn Fn() -> ReloadReport + Send + Sync>;
 
 /// What the API handlers share.
 #[derive(Clone)]
@@ -24,6 +32,39 @@ pub struct ApiState {
     pub publisher: Arc<Publisher>,
     /// Counters.
     pub metrics: Arc<Metrics>,
+    /// Health decisions, reports and overrides.
+    pub hub: Arc<HealthHub>,
+    /// Bearer token for admin endpoints; None = overrides disabled, reload open.
+    pub admin_token: Option<Arc<str>>,
+    /// The reload action.
+    pub reload: ReloadFn,
+}
+
+/// Checks `Authorization: Bearer <token>`; `required` makes a missing configured token a 403.
+/// Returns the refusal when the request may not use an admin endpoint.
+fn authorize(state: &ApiState, headers: &HeaderMap, required: bool) -> Option<Response> {
+    let Some(token) = &state.admin_token else {
+        return required.then(|| {
+            (
+                StatusCode::FORBIDDEN,
+                "admin endpoints are disabled: start the server with --admin-token-file\n",
+            )
+                .into_response()
+        });
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    // Constant time in the token's length: no early exit on the first differing byte.
+    let same = given.len() == token.len()
+        && given
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    (!same).then(|| (StatusCode::UNAUTHORIZED, "missing or wrong admin token\n").into_response())
 }
 
 /// The routes.
@@ -33,6 +74,16 @@ pub fn router(state: ApiState) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/reload", post(reload))
         .route("/v1/explain", get(explain))
+        .route(
+            "/v1/reports",
+            post(health::reports).layer(DefaultBodyLimit::max(MAX_REPORT_BYTES + 1)),
+        )
+        .route("/v1/status", get(health::status))
+        .route(
+            "/v1/overrides",
+            get(health::list_overrides).post(health::add_override),
+        )
+        .route("/v1/overrides/{id}", delete(health::delete_override))
         .with_state(state)
 }
 
@@ -92,9 +143,12 @@ async fn metrics(State(state): State<ApiState>) -> Response {
         .into_response()
 }
 
-async fn reload(State(state): State<ApiState>) -> Response {
-    let publisher = Arc::clone(&state.publisher);
-    let report = match tokio::task::spawn_blocking(move || publisher.reload()).await {
+async fn reload(State(state): State<ApiState>, headers: HeaderMap) -> Response {
+    if let Some(denied) = authorize(&state, &headers, false) {
+        return denied;
+    }
+    let reload = Arc::clone(&state.reload);
+    let report = match tokio::task::spawn_blocking(move || reload()).await {
         Ok(r) => r,
         Err(e) => {
             return (

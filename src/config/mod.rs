@@ -1,6 +1,7 @@
 //! Configuration: zone files on disk (`file`), their validated form (`model`), and the loader
 //! between them (`load`).
 
+pub mod check;
 pub mod file;
 pub mod load;
 pub mod model;

@@ -32,15 +32,21 @@ pub enum EndpointState {
 
 /// Where the compiler learns each endpoint's state (the health module implements it).
 pub trait EndpointHealth {
-    /// State of `address` in `service` of `zone`.
-    fn state(&self, zone: &Name, service: &str, address: std::net::IpAddr) -> EndpointState;
+    /// State of `address` (in `region`) of `service` in `zone`.
+    fn state(
+        &self,
+        zone: &Name,
+        service: &str,
+        region: &str,
+        address: std::net::IpAddr,
+    ) -> EndpointState;
 }
 
 /// Every endpoint up: before any health information exists, and for offline `explain`.
 pub struct AllUp;
 
 impl EndpointHealth for AllUp {
-    fn state(&self, _: &Name, _: &str, _: std::net::IpAddr) -> EndpointState {
+    fn state(&self, _: &Name, _: &str, _: &str, _: std::net::IpAddr) -> EndpointState {
         EndpointState::Up
     }
 }
@@ -128,7 +134,7 @@ pub fn compile_service(zone: &Zone, svc: &model::Service, health: &dyn EndpointH
     for (zi, region) in zone.regions.iter().enumerate() {
         let start = endpoints.len();
         for e in svc.endpoints.iter().filter(|e| e.region == zi) {
-            let state = health.state(&zone.origin, &svc.key, e.address);
+            let state = health.state(&zone.origin, &svc.key, &region.name, e.address);
             let rdata: Box<[u8]> = match e.address {
                 std::net::IpAddr::V4(a) => Box::new(a.octets()),
                 std::net::IpAddr::V6(a) => Box::new(a.octets()),

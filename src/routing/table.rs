@@ -220,14 +220,14 @@ impl ZoneTable {
                     return scope;
                 }
                 Found::Referral(cut) => {
-                    // Only the first name can be a referral with AA=0; a CNAME into a cut
-                    // ends the chain (the resolver follows it).
+                    // RFC 1034 §4.3.2 step 3b. AA stays set when a CNAME of ours led here
+                    // (RFC 1035 §4.1.1: AA speaks for the first owner name).
                     if w.answer_count() == 0 {
                         w.set_authoritative(false);
-                        if let Some(ns) = cut.rrset(qtype::NS) {
-                            ns.write(w, Section::Authority, Owner::Wire(&cut.name_wire));
-                            ns.write_additional(w, Section::RequiredAdditional);
-                        }
+                    }
+                    if let Some(ns) = cut.rrset(qtype::NS) {
+                        ns.write(w, Section::Authority, Owner::Wire(&cut.name_wire));
+                        ns.write_additional(w, Section::RequiredAdditional);
                     }
                     return scope;
                 }
