@@ -21,6 +21,52 @@ pub enum Command {
     Serve(ServeArgs),
     /// Validate zone files without serving; one line per zone.
     CheckConfig(CheckConfigArgs),
+    /// Explain, step by step, what a client gets for a name and why (offline).
+    Explain(ExplainArgs),
+    /// GeoIP database tools.
+    Geoip {
+        /// What to do.
+        #[command(subcommand)]
+        command: GeoipCommand,
+    },
+}
+
+/// `meridian geoip ...`.
+#[derive(Debug, Subcommand)]
+pub enum GeoipCommand {
+    /// Build a MaxMind DB file from Meridian's text source format.
+    Build {
+        /// The text source (see geoip/README.md).
+        src: PathBuf,
+        /// Where to write the .mmdb file.
+        #[arg(short, long)]
+        out: PathBuf,
+    },
+}
+
+/// `meridian explain`.
+#[derive(Debug, clap::Args)]
+pub struct ExplainArgs {
+    /// The name to explain, e.g. www.gslb.example.test.
+    pub name: String,
+    /// The resolver's address (no ECS).
+    #[arg(long, conflicts_with = "ecs")]
+    pub client: Option<std::net::IpAddr>,
+    /// An EDNS Client Subnet prefix, e.g. 2.2.3.0/24.
+    #[arg(long)]
+    pub ecs: Option<String>,
+    /// Record type.
+    #[arg(long = "type", default_value = "A")]
+    pub qtype: String,
+    /// Directory of zone files.
+    #[arg(long, default_value = "zones")]
+    pub zones: PathBuf,
+    /// GeoIP database.
+    #[arg(long, default_value = "geoip/meridian-sample.txt")]
+    pub geoip: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Log output format.
@@ -45,6 +91,10 @@ pub struct ServeArgs {
     /// Address for the HTTP API.
     #[arg(long = "api-listen", default_value = "127.0.0.1:5380")]
     pub api_listen: SocketAddr,
+    /// GeoIP database: a MaxMind DB (.mmdb, GeoIP2/GeoLite2 or ip-location-db schema) or a
+    /// Meridian text source (built in memory).
+    #[arg(long, default_value = "geoip/meridian-sample.txt")]
+    pub geoip: PathBuf,
     /// Log format.
     #[arg(long = "log-format", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -31,7 +31,11 @@ pub enum ServeError {
 /// Runs the server until SIGTERM or SIGINT.
 pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     let metrics = Arc::new(Metrics::new());
-    let publisher = Arc::new(Publisher::start(&args.zones, Arc::clone(&metrics))?);
+    let publisher = Arc::new(Publisher::start(
+        &args.zones,
+        &args.geoip,
+        Arc::clone(&metrics),
+    )?);
     let handler = Arc::new(Handler::new(
         Arc::clone(&publisher),
         Arc::clone(&metrics),

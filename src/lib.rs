@@ -18,5 +18,8 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod dns;
+pub mod geo;
+pub mod health;
 pub mod metrics;
+pub mod probe;
 pub mod routing;

@@ -7,11 +7,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
 use crate::metrics::Metrics;
@@ -32,6 +32,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/v1/reload", post(reload))
+        .route("/v1/explain", get(explain))
         .with_state(state)
 }
 
@@ -109,4 +110,33 @@ async fn reload(State(state): State<ApiState>) -> Response {
         StatusCode::UNPROCESSABLE_ENTITY
     };
     (status, axum::Json(report)).into_response()
+}
+
+/// Query string of `/v1/explain`.
+#[derive(Deserialize)]
+struct ExplainQuery {
+    name: String,
+    client: Option<std::net::IpAddr>,
+    ecs: Option<String>,
+    #[serde(rename = "type")]
+    qtype: Option<String>,
+    format: Option<String>,
+}
+
+async fn explain(State(state): State<ApiState>, Query(q): Query<ExplainQuery>) -> Response {
+    use crate::routing::explain::{Asker, explain, parse_ecs};
+    let asker = match (&q.ecs, q.client) {
+        (Some(text), _) if !text.is_empty() => match parse_ecs(text) {
+            Ok(net) => Asker::Subnet(net),
+            Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+        },
+        (_, Some(ip)) => Asker::Address(ip),
+        _ => Asker::Address(std::net::IpAddr::from([127, 0, 0, 1])),
+    };
+    let table = state.publisher.table();
+    match explain(&table, &q.name, q.qtype.as_deref().unwrap_or("A"), asker) {
+        Ok(x) if q.format.as_deref() == Some("text") => x.to_string().into_response(),
+        Ok(x) => axum::Json(x).into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    }
 }

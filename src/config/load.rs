@@ -4,18 +4,24 @@
 //! file contains; a bad file is an `Err`, and the caller decides whether that stops start-up
 //! (it does) or only that zone's reload (the previous version keeps serving).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use hickory_proto::rr::rdata::{SOA, TXT};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use hickory_proto::serialize::txt::Parser;
 
-use super::file::{RecordFile, SoaFile, ZoneFile};
+use ipnet::IpNet;
+
+use super::file::{FallbackFile, GeoFile, RecordFile, RegionFile, ServiceFile, SoaFile, ZoneFile};
 use super::model::{
-    DEFAULT_EXPIRE, DEFAULT_MINIMUM, DEFAULT_REFRESH, DEFAULT_RETRY, DEFAULT_TTL, MAX_TTL, Zone,
+    DEFAULT_ANSWERS, DEFAULT_EXPIRE, DEFAULT_MINIMUM, DEFAULT_REFRESH, DEFAULT_RETRY,
+    DEFAULT_SERVICE_TTL, DEFAULT_TTL, DEFAULT_WEIGHT, Endpoint, Fallback, GeoMap, MAX_ANSWERS,
+    MAX_TTL, MAX_WEIGHT, Policy, Region, Service, Zone,
 };
+use crate::geo::{Continent, Coords, CountryCode};
 
 /// Why a zone file (or the zones directory) could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -188,14 +194,365 @@ impl<'a> ZoneBuilder<'a> {
             records.extend(self.record(i, record, &origin, default_ttl)?);
         }
 
+        let regions = self.regions(&file.region)?;
+        let mut services = Vec::with_capacity(file.service.len());
+        for (key, service) in &file.service {
+            services.push(self.service(key, service, &origin, &regions, &file)?);
+        }
+
         let zone = Zone {
             origin,
             file: self.path.to_path_buf(),
             soa,
             records,
+            regions,
+            services,
+            checks: file.check.into_iter().collect(),
         };
         self.check_records(&zone)?;
+        self.check_services(&zone)?;
         Ok(zone)
+    }
+
+    fn regions(&self, regions: &BTreeMap<String, RegionFile>) -> Result<Vec<Region>, ZoneError> {
+        let mut out = Vec::with_capacity(regions.len());
+        for (name, region) in regions {
+            let key = format!("region.{name}");
+            if !valid_region_name(name) {
+                return Err(self.invalid(
+                    &key,
+                    "region names use letters, digits, `-` and `_` (at most 63)",
+                ));
+            }
+            let location = match region.location {
+                None => None,
+                Some([lat, lon]) => Some(Coords::new(lat, lon).ok_or_else(|| {
+                    self.invalid(
+                        format!("{key}.location"),
+                        format!("[{lat}, {lon}] is not a latitude in -90..90 and a longitude in -180..180"),
+                    )
+                })?),
+            };
+            let mut countries = Vec::new();
+            for (i, code) in region.countries.iter().enumerate() {
+                countries.push(self.country(&format!("{key}.countries[{i}]"), code)?);
+            }
+            let mut continents = Vec::new();
+            for (i, code) in region.continents.iter().enumerate() {
+                continents.push(self.continent(&format!("{key}.continents[{i}]"), code)?);
+            }
+            out.push(Region {
+                name: name.clone(),
+                location,
+                countries,
+                continents,
+            });
+        }
+        Ok(out)
+    }
+
+    fn country(&self, key: &str, code: &str) -> Result<CountryCode, ZoneError> {
+        if code.len() != 2 || code.bytes().any(|b| !b.is_ascii_uppercase()) {
+            return Err(self.invalid(
+                key,
+                format!("`{code}` is not an ISO 3166 alpha-2 country code (two capital letters)"),
+            ));
+        }
+        code.parse()
+            .map_err(|_| self.invalid(key, format!("unknown country code `{code}`")))
+    }
+
+    fn continent(&self, key: &str, code: &str) -> Result<Continent, ZoneError> {
+        Continent::from_code(code)
+            .filter(|c| c.as_str() == code)
+            .ok_or_else(|| {
+                self.invalid(
+                    key,
+                    format!("unknown continent code `{code}` (one of AF AN AS EU NA OC SA)"),
+                )
+            })
+    }
+
+    fn region_list(
+        &self,
+        key: &str,
+        names: &[String],
+        regions: &[Region],
+    ) -> Result<Vec<usize>, ZoneError> {
+        let mut out = Vec::with_capacity(names.len());
+        for (i, name) in names.iter().enumerate() {
+            let idx = regions
+                .iter()
+                .position(|r| &r.name == name)
+                .ok_or_else(|| {
+                    self.invalid(
+                        format!("{key}[{i}]"),
+                        format!("unknown region `{name}` (declare it as [region.{name}])"),
+                    )
+                })?;
+            if out.contains(&idx) {
+                return Err(self.invalid(
+                    format!("{key}[{i}]"),
+                    format!("region `{name}` is listed twice"),
+                ));
+            }
+            out.push(idx);
+        }
+        Ok(out)
+    }
+
+    fn service(
+        &self,
+        name: &str,
+        service: &ServiceFile,
+        origin: &Name,
+        regions: &[Region],
+        file: &ZoneFile,
+    ) -> Result<Service, ZoneError> {
+        let key = format!("service.{name}");
+        if name.contains('*') {
+            return Err(self.invalid(&key, "a service name cannot be a wildcard"));
+        }
+        let owner = self.owner(&key, name, origin)?;
+        let ttl = self.ttl(
+            &format!("{key}.ttl"),
+            service.ttl.unwrap_or(DEFAULT_SERVICE_TTL),
+        )?;
+        let answers = match service.answers {
+            None => DEFAULT_ANSWERS,
+            Some(n) if (1..=MAX_ANSWERS as u32).contains(&n) => n as usize,
+            Some(n) => {
+                return Err(self.invalid(
+                    format!("{key}.answers"),
+                    format!("{n} is not between 1 and {MAX_ANSWERS}"),
+                ));
+            }
+        };
+        if let Some(check) = &service.check {
+            if !file.check.contains_key(check) {
+                return Err(self.invalid(
+                    format!("{key}.check"),
+                    format!("unknown check `{check}` (declare it as [check.{check}])"),
+                ));
+            }
+        }
+        let fallback = match &service.fallback {
+            None => Fallback::All,
+            Some(FallbackFile::Mode(mode)) if mode == "all" => Fallback::All,
+            Some(FallbackFile::Mode(mode)) if mode == "none" => Fallback::None,
+            Some(FallbackFile::Mode(mode)) => {
+                return Err(self.invalid(
+                    format!("{key}.fallback"),
+                    format!("`{mode}` is not `all`, `none` or a list of addresses"),
+                ));
+            }
+            Some(FallbackFile::Addresses(list)) => {
+                let mut out = Vec::with_capacity(list.len());
+                for (i, a) in list.iter().enumerate() {
+                    out.push(a.parse().map_err(|_| {
+                        self.invalid(
+                            format!("{key}.fallback[{i}]"),
+                            format!("`{a}` is not an IP address"),
+                        )
+                    })?);
+                }
+                if out.is_empty() {
+                    return Err(self.invalid(
+                        format!("{key}.fallback"),
+                        "an empty list; use \"none\" to answer nothing",
+                    ));
+                }
+                Fallback::Addresses(out)
+            }
+        };
+
+        if service.endpoint.is_empty() {
+            return Err(self.invalid(&key, "has no endpoints ([[service.NAME.endpoint]])"));
+        }
+        let mut endpoints: Vec<Endpoint> = Vec::with_capacity(service.endpoint.len());
+        for (i, e) in service.endpoint.iter().enumerate() {
+            let ekey = format!("{key}.endpoint[{i}]");
+            let region = self.region_list(
+                &format!("{ekey}.region"),
+                std::slice::from_ref(&e.region),
+                regions,
+            )?;
+            let address: IpAddr = e.address.parse().map_err(|_| {
+                self.invalid(
+                    format!("{ekey}.address"),
+                    format!("`{}` is not an IP address", e.address),
+                )
+            })?;
+            if endpoints.iter().any(|x| x.address == address) {
+                return Err(self.invalid(
+                    format!("{ekey}.address"),
+                    format!("endpoint {address} is listed twice"),
+                ));
+            }
+            let weight = e.weight.unwrap_or(DEFAULT_WEIGHT);
+            if weight > MAX_WEIGHT {
+                return Err(self.invalid(
+                    format!("{ekey}.weight"),
+                    format!("{weight} is not between 0 and {MAX_WEIGHT}"),
+                ));
+            }
+            let probe_address = match &e.probe_address {
+                None => None,
+                Some(a) => Some(a.parse().map_err(|_| {
+                    self.invalid(
+                        format!("{ekey}.probe_address"),
+                        format!("`{a}` is not an IP address"),
+                    )
+                })?),
+            };
+            endpoints.push(Endpoint {
+                region: region.first().copied().unwrap_or(0),
+                address,
+                weight,
+                probe_address,
+                probe_port: e.probe_port,
+            });
+        }
+
+        let policy_name = service
+            .policy
+            .as_deref()
+            .unwrap_or(if service.geo.is_some() {
+                "geo"
+            } else if !service.failover.is_empty() {
+                "failover"
+            } else {
+                "weighted"
+            });
+        if service.geo.is_some() && policy_name != "geo" {
+            return Err(self.invalid(
+                format!("{key}.geo"),
+                format!("only used by policy = \"geo\", not \"{policy_name}\""),
+            ));
+        }
+        if !service.failover.is_empty() && policy_name != "failover" {
+            return Err(self.invalid(
+                format!("{key}.failover"),
+                format!("only used by policy = \"failover\", not \"{policy_name}\""),
+            ));
+        }
+        let policy = match policy_name {
+            "geo" => Policy::Geo(self.geo_map(&key, service.geo.as_ref(), regions)?),
+            "nearest" => {
+                for e in &endpoints {
+                    if let Some(region) = regions.get(e.region).filter(|r| r.location.is_none()) {
+                        return Err(self.invalid(
+                            format!("region.{}.location", region.name),
+                            format!("needed by service `{name}` (policy = \"nearest\")"),
+                        ));
+                    }
+                }
+                Policy::Nearest
+            }
+            "failover" => {
+                if service.failover.is_empty() {
+                    return Err(self.invalid(
+                        format!("{key}.failover"),
+                        "policy = \"failover\" needs an ordered region list",
+                    ));
+                }
+                Policy::Failover(self.region_list(
+                    &format!("{key}.failover"),
+                    &service.failover,
+                    regions,
+                )?)
+            }
+            "weighted" => Policy::Weighted,
+            other => {
+                return Err(self.invalid(
+                    format!("{key}.policy"),
+                    format!("unknown policy `{other}` (geo, nearest, failover or weighted)"),
+                ));
+            }
+        };
+
+        Ok(Service {
+            key: name.to_string(),
+            name: owner,
+            ttl,
+            policy,
+            answers,
+            check: service.check.clone(),
+            fallback,
+            endpoints,
+        })
+    }
+
+    fn geo_map(
+        &self,
+        key: &str,
+        geo: Option<&GeoFile>,
+        regions: &[Region],
+    ) -> Result<GeoMap, ZoneError> {
+        let mut map = GeoMap::default();
+        let Some(geo) = geo else {
+            // No tables: the regions' home countries and continents, then file order.
+            map.default = (0..regions.len()).collect();
+            for (i, region) in regions.iter().enumerate() {
+                for &c in &region.countries {
+                    map.country.push((c, home_first(i, regions.len())));
+                }
+                for &c in &region.continents {
+                    map.continent.push((c, home_first(i, regions.len())));
+                }
+            }
+            return Ok(map);
+        };
+        map.default = if geo.default.is_empty() {
+            (0..regions.len()).collect()
+        } else {
+            self.region_list(&format!("{key}.geo.default"), &geo.default, regions)?
+        };
+        for (code, list) in &geo.country {
+            let k = format!("{key}.geo.country.{code}");
+            let c = self.country(&k, code)?;
+            map.country.push((c, self.region_list(&k, list, regions)?));
+        }
+        for (code, list) in &geo.continent {
+            let k = format!("{key}.geo.continent.{code}");
+            let c = self.continent(&k, code)?;
+            map.continent
+                .push((c, self.region_list(&k, list, regions)?));
+        }
+        for (cidr, list) in &geo.subnet {
+            let k = format!("{key}.geo.subnet.\"{cidr}\"");
+            let net: IpNet = cidr
+                .parse()
+                .map_err(|_| self.invalid(&k, format!("`{cidr}` is not a CIDR prefix")))?;
+            if net.trunc() != net {
+                return Err(self.invalid(
+                    &k,
+                    format!(
+                        "`{cidr}` has bits set past the prefix; did you mean {}?",
+                        net.trunc()
+                    ),
+                ));
+            }
+            map.subnet.push((net, self.region_list(&k, list, regions)?));
+        }
+        Ok(map)
+    }
+
+    /// A service name must not also be a static record's owner, nor sit under a cut.
+    fn check_services(&self, zone: &Zone) -> Result<(), ZoneError> {
+        for service in &zone.services {
+            if let Some(r) = zone.records.iter().find(|r| r.name == service.name) {
+                return Err(self.invalid(
+                    format!("service.{}", service.key),
+                    format!(
+                        "{} is also a static {} record; a name is either a service or static data",
+                        service.name,
+                        r.record_type()
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn origin(&self, text: &str) -> Result<Name, ZoneError> {
@@ -374,6 +731,21 @@ impl<'a> ZoneBuilder<'a> {
         }
         Ok(())
     }
+}
+
+/// `home` first, then every other region in file order.
+fn home_first(home: usize, count: usize) -> Vec<usize> {
+    std::iter::once(home)
+        .chain((0..count).filter(|&i| i != home))
+        .collect()
+}
+
+fn valid_region_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// Types that `[[record]]` accepts.

@@ -11,10 +11,12 @@ pub use model::Zone;
 /// One line describing a loaded zone, as `check-config` prints it.
 pub fn summary(zone: &Zone) -> String {
     format!(
-        "ok {} ({}): serial {}, {} records",
+        "ok {} ({}): serial {}, {} records, {} regions, {} services",
         zone.origin,
         zone.file.display(),
         zone.serial(),
-        zone.record_count()
+        zone.record_count(),
+        zone.regions.len(),
+        zone.services.len()
     )
 }

@@ -3,9 +3,13 @@
 //! A value of these types has passed every check: names are inside their zone, RDATA parsed,
 //! CNAMEs stand alone. Nothing here touches the file system.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use hickory_proto::rr::{Name, RData, Record, RecordType};
+use ipnet::IpNet;
+
+use crate::geo::{Continent, Coords, CountryCode};
 
 /// Default TTL of records that do not give one (`ttl` in a zone file).
 pub const DEFAULT_TTL: u32 = 3600;
@@ -31,6 +35,12 @@ pub struct Zone {
     pub soa: Record,
     /// Every other static record, apex NS included. Grouped into RRsets by the compiler.
     pub records: Vec<Record>,
+    /// Regions, in file order (services refer to them by index).
+    pub regions: Vec<Region>,
+    /// Traffic-managed names, in file order.
+    pub services: Vec<Service>,
+    /// Health checks by name, as written (the health module validates them).
+    pub checks: Vec<(String, toml::Table)>,
 }
 
 impl Zone {
@@ -57,4 +67,113 @@ impl Zone {
             .iter()
             .filter(move |r| r.record_type() == rtype && r.name == *owner)
     }
+}
+
+/// Default TTL of a service's answers, seconds: short, so failover reaches clients quickly.
+pub const DEFAULT_SERVICE_TTL: u32 = 30;
+/// Default number of addresses in one service answer.
+pub const DEFAULT_ANSWERS: usize = 1;
+/// Largest `answers` a service may ask for.
+pub const MAX_ANSWERS: usize = 16;
+/// Default endpoint weight.
+pub const DEFAULT_WEIGHT: u32 = 100;
+/// Largest endpoint weight.
+pub const MAX_WEIGHT: u32 = 1000;
+
+/// A region where load balancers live.
+#[derive(Clone, Debug)]
+pub struct Region {
+    /// Its name (`eu-west`).
+    pub name: String,
+    /// Where its data centre is, for the `nearest` policy.
+    pub location: Option<Coords>,
+    /// Countries it is home for.
+    pub countries: Vec<CountryCode>,
+    /// Continents it is home for.
+    pub continents: Vec<Continent>,
+}
+
+/// How a service orders regions for a client.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Policy {
+    /// By the client's subnet, country or continent; `default` otherwise.
+    Geo(GeoMap),
+    /// By great-circle distance from the client.
+    Nearest,
+    /// A fixed order (active-passive).
+    Failover(Vec<usize>),
+    /// All regions together, weighted (active-active).
+    Weighted,
+}
+
+impl Policy {
+    /// The name used in zone files.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Policy::Geo(_) => "geo",
+            Policy::Nearest => "nearest",
+            Policy::Failover(_) => "failover",
+            Policy::Weighted => "weighted",
+        }
+    }
+}
+
+/// The tables of the `geo` policy; region lists are indices into the zone's regions.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GeoMap {
+    /// For clients nothing else matches.
+    pub default: Vec<usize>,
+    /// By country.
+    pub country: Vec<(CountryCode, Vec<usize>)>,
+    /// By continent.
+    pub continent: Vec<(Continent, Vec<usize>)>,
+    /// By subnet; beats GeoIP.
+    pub subnet: Vec<(IpNet, Vec<usize>)>,
+}
+
+/// What a service answers when none of its endpoints is healthy.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Fallback {
+    /// Every endpoint of the best region (fail open).
+    All,
+    /// No address (NODATA).
+    None,
+    /// These addresses.
+    Addresses(Vec<IpAddr>),
+}
+
+/// A load balancer address of a service.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Endpoint {
+    /// Index into the zone's regions.
+    pub region: usize,
+    /// Address answered.
+    pub address: IpAddr,
+    /// Relative weight, 0 = standby.
+    pub weight: u32,
+    /// Address the health check connects to (defaults to `address`).
+    pub probe_address: Option<IpAddr>,
+    /// Port the health check connects to (defaults to the check's).
+    pub probe_port: Option<u16>,
+}
+
+/// A traffic-managed name.
+#[derive(Clone, Debug)]
+pub struct Service {
+    /// The key in the zone file (`www`).
+    pub key: String,
+    /// Absolute owner name.
+    pub name: Name,
+    /// TTL of answers.
+    pub ttl: u32,
+    /// Region ordering.
+    pub policy: Policy,
+    /// Most addresses per answer.
+    pub answers: usize,
+    /// Name of the health check.
+    pub check: Option<String>,
+    /// When nothing is healthy.
+    pub fallback: Fallback,
+    /// The endpoints, in file order.
+    pub endpoints: Vec<Endpoint>,
 }

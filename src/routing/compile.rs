@@ -13,9 +13,37 @@ use foldhash::fast::RandomState;
 use hickory_proto::rr::{Name, RData, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 
-use super::select::Service;
+use super::select::{CompiledFallback, CompiledPolicy, Endpoint, Order, RegionEndpoints, Service};
 use super::table::{Glue, Node, RoutingTable, RrSet, ZoneTable};
 use crate::config::Zone;
+use crate::config::model::{self, Fallback, Policy};
+use crate::geo::{Continent, GeoDb};
+
+/// The decided state of one endpoint, as the compiler needs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndpointState {
+    /// Answer it.
+    Up,
+    /// Do not answer it (unless the fallback does).
+    Down,
+    /// Healthy, but weight 0: no new answers while anything weighted is up.
+    Drain,
+}
+
+/// Where the compiler learns each endpoint's state (the health module implements it).
+pub trait EndpointHealth {
+    /// State of `address` in `service` of `zone`.
+    fn state(&self, zone: &Name, service: &str, address: std::net::IpAddr) -> EndpointState;
+}
+
+/// Every endpoint up: before any health information exists, and for offline `explain`.
+pub struct AllUp;
+
+impl EndpointHealth for AllUp {
+    fn state(&self, _: &Name, _: &str, _: std::net::IpAddr) -> EndpointState {
+        EndpointState::Up
+    }
+}
 
 /// Why a zone could not be compiled (validation should have caught it; this is the backstop).
 #[derive(Debug, thiserror::Error)]
@@ -58,17 +86,141 @@ pub fn rdata_wire(rdata: &RData) -> Result<Vec<u8>, String> {
     Ok(buf)
 }
 
-/// Compiles `zones` into table number `generation`.
-pub fn compile(zones: &[Arc<Zone>], generation: u64) -> Result<RoutingTable, CompileError> {
+/// Compiles `zones` with `geo` and the endpoints' `health` into table number `generation`.
+pub fn compile(
+    zones: &[Arc<Zone>],
+    geo: Arc<GeoDb>,
+    health: &dyn EndpointHealth,
+    generation: u64,
+) -> Result<RoutingTable, CompileError> {
     let mut map = HashMap::with_hasher(RandomState::default());
     for zone in zones {
-        map.insert(key_wire(&zone.origin), compile_zone(zone)?);
+        map.insert(key_wire(&zone.origin), compile_zone(zone, health)?);
     }
     Ok(RoutingTable {
         generation,
         built_at: SystemTime::now(),
         zones: map,
+        geo,
     })
+}
+
+/// An order over all of a service's regions: `listed` first, then the rest in file order.
+fn full_order(listed: &[usize], region_map: &[Option<u16>]) -> Order {
+    let mut out: Vec<u16> = listed
+        .iter()
+        .filter_map(|&i| region_map.get(i).copied().flatten())
+        .collect();
+    for idx in region_map.iter().flatten() {
+        if !out.contains(idx) {
+            out.push(*idx);
+        }
+    }
+    out.into_boxed_slice()
+}
+
+/// Compiles one service: endpoints grouped by region with their health, orders resolved.
+pub fn compile_service(zone: &Zone, svc: &model::Service, health: &dyn EndpointHealth) -> Service {
+    // Regions that have endpoints, in zone file order; region_map: zone index -> service index.
+    let mut region_map: Vec<Option<u16>> = vec![None; zone.regions.len()];
+    let mut regions = Vec::new();
+    let mut endpoints = Vec::with_capacity(svc.endpoints.len());
+    for (zi, region) in zone.regions.iter().enumerate() {
+        let start = endpoints.len();
+        for e in svc.endpoints.iter().filter(|e| e.region == zi) {
+            let state = health.state(&zone.origin, &svc.key, e.address);
+            let rdata: Box<[u8]> = match e.address {
+                std::net::IpAddr::V4(a) => Box::new(a.octets()),
+                std::net::IpAddr::V6(a) => Box::new(a.octets()),
+            };
+            endpoints.push(Endpoint {
+                address: e.address,
+                weight: if state == EndpointState::Drain {
+                    0
+                } else {
+                    e.weight
+                },
+                configured_weight: e.weight,
+                healthy: state != EndpointState::Down,
+                region: u16::try_from(regions.len()).unwrap_or(u16::MAX),
+                rdata,
+            });
+        }
+        if endpoints.len() > start {
+            if let Some(slot) = region_map.get_mut(zi) {
+                *slot = u16::try_from(regions.len()).ok();
+            }
+            regions.push(RegionEndpoints {
+                name: region.name.clone(),
+                coords: region.location,
+                endpoints: start..endpoints.len(),
+            });
+        }
+    }
+    let all: Vec<usize> = (0..zone.regions.len()).collect();
+    let policy = match &svc.policy {
+        Policy::Geo(map) => {
+            let mut country: Vec<_> = map
+                .country
+                .iter()
+                .map(|(c, list)| (*c, full_order(list, &region_map)))
+                .collect();
+            country.sort_by_key(|a| a.0);
+            country.dedup_by(|a, b| a.0 == b.0);
+            let mut continent: [Option<Order>; 7] = Default::default();
+            for (c, list) in &map.continent {
+                if let Some(pos) = Continent::ALL.iter().position(|x| x == c) {
+                    if let Some(slot) = continent.get_mut(pos) {
+                        if slot.is_none() {
+                            *slot = Some(full_order(list, &region_map));
+                        }
+                    }
+                }
+            }
+            let mut subnet: Vec<_> = map
+                .subnet
+                .iter()
+                .map(|(net, list)| (*net, full_order(list, &region_map)))
+                .collect();
+            subnet.sort_by_key(|a| std::cmp::Reverse(a.0.prefix_len()));
+            CompiledPolicy::Geo {
+                default: full_order(&map.default, &region_map),
+                country,
+                continent,
+                subnet,
+            }
+        }
+        Policy::Nearest => CompiledPolicy::Nearest {
+            default: full_order(&all, &region_map),
+        },
+        Policy::Failover(list) => CompiledPolicy::Failover(full_order(list, &region_map)),
+        Policy::Weighted => CompiledPolicy::Weighted,
+    };
+    let fallback = match &svc.fallback {
+        Fallback::All => CompiledFallback::All,
+        Fallback::None => CompiledFallback::None,
+        Fallback::Addresses(list) => CompiledFallback::Addresses(
+            list.iter()
+                .map(|a| {
+                    let rdata: Box<[u8]> = match a {
+                        std::net::IpAddr::V4(v4) => Box::new(v4.octets()),
+                        std::net::IpAddr::V6(v6) => Box::new(v6.octets()),
+                    };
+                    (*a, rdata)
+                })
+                .collect(),
+        ),
+    };
+    Service {
+        key: svc.key.clone(),
+        policy_name: svc.policy.as_str(),
+        ttl: svc.ttl,
+        answers: svc.answers,
+        policy,
+        regions,
+        endpoints,
+        fallback,
+    }
 }
 
 /// An RRset while it is being gathered.
@@ -78,7 +230,7 @@ struct Gathered {
     rdata: Vec<RData>,
 }
 
-fn compile_zone(zone: &Arc<Zone>) -> Result<ZoneTable, CompileError> {
+fn compile_zone(zone: &Arc<Zone>, health: &dyn EndpointHealth) -> Result<ZoneTable, CompileError> {
     let origin = zone.origin.to_lowercase();
     // (owner key, type) -> RRset; BTreeMap keeps the output deterministic.
     let mut sets: BTreeMap<(Box<[u8]>, u16), Gathered> = BTreeMap::new();
@@ -103,6 +255,17 @@ fn compile_zone(zone: &Arc<Zone>) -> Result<ZoneTable, CompileError> {
     builder.ensure(&origin);
     for g in sets.values() {
         builder.ensure(&g.owner);
+    }
+    let services: Vec<Service> = zone
+        .services
+        .iter()
+        .map(|svc| compile_service(zone, svc, health))
+        .collect();
+    for (i, svc) in zone.services.iter().enumerate() {
+        builder.ensure(&svc.name);
+        if let Some(node) = builder.get_mut(&key_wire(&svc.name)) {
+            node.service = u32::try_from(i).ok();
+        }
     }
 
     // RRsets onto their nodes.
@@ -262,7 +425,7 @@ fn compile_zone(zone: &Arc<Zone>) -> Result<ZoneTable, CompileError> {
             rdata: vec![soa_wire.into_boxed_slice()],
             additional: Vec::new(),
         },
-        services: Vec::<Service>::new(),
+        services,
     })
 }
 

@@ -11,10 +11,11 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
-use super::compile::{CompileError, compile};
+use super::compile::{AllUp, CompileError, compile};
 use super::table::RoutingTable;
 use crate::config::load::{ZoneError, check_unique_origin, load_zone, zone_files};
 use crate::config::{Zone, load_dir};
+use crate::geo::{GeoDb, GeoError};
 use crate::metrics::Metrics;
 
 /// Why the first table could not be built.
@@ -26,6 +27,17 @@ pub enum StartError {
     /// Compiling failed.
     #[error(transparent)]
     Compile(#[from] CompileError),
+    /// The GeoIP database cannot be opened.
+    #[error(transparent)]
+    Geo(#[from] GeoError),
+}
+
+/// Loads zones and GeoIP and compiles a table with every endpoint up, without serving
+/// (`meridian explain`).
+pub fn compile_offline(zones_dir: &Path, geo_path: &Path) -> Result<RoutingTable, StartError> {
+    let zones: Vec<Arc<Zone>> = load_dir(zones_dir)?.into_iter().map(Arc::new).collect();
+    let geo = Arc::new(GeoDb::open(geo_path)?);
+    Ok(compile(&zones, geo, &AllUp, 0)?)
 }
 
 /// What a reload did.
@@ -42,6 +54,7 @@ pub struct ReloadReport {
 /// Control-plane state behind the mutex.
 struct State {
     zones: BTreeMap<PathBuf, Arc<Zone>>,
+    geo: Arc<GeoDb>,
     generation: u64,
 }
 
@@ -50,22 +63,32 @@ pub struct Publisher {
     routes: ArcSwap<RoutingTable>,
     state: Mutex<State>,
     zones_dir: PathBuf,
+    geo_path: PathBuf,
     metrics: Arc<Metrics>,
 }
 
 impl Publisher {
-    /// Loads every zone in `zones_dir` (any error stops start-up) and publishes generation 1.
-    pub fn start(zones_dir: &Path, metrics: Arc<Metrics>) -> Result<Self, StartError> {
+    /// Loads every zone in `zones_dir` and the GeoIP database at `geo_path` (any error stops
+    /// start-up) and publishes generation 1.
+    pub fn start(
+        zones_dir: &Path,
+        geo_path: &Path,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, StartError> {
         let zones: Vec<Arc<Zone>> = load_dir(zones_dir)?.into_iter().map(Arc::new).collect();
-        let table = compile(&zones, 1)?;
+        let geo = Arc::new(GeoDb::open(geo_path)?);
+        tracing::info!(geoip = %geo.description(), "geoip database loaded");
+        let table = compile(&zones, Arc::clone(&geo), &AllUp, 1)?;
         metrics.record_swap(1);
         Ok(Self {
             routes: ArcSwap::from_pointee(table),
             state: Mutex::new(State {
                 zones: zones.into_iter().map(|z| (z.file.clone(), z)).collect(),
+                geo,
                 generation: 1,
             }),
             zones_dir: zones_dir.to_path_buf(),
+            geo_path: geo_path.to_path_buf(),
             metrics,
         })
     }
@@ -113,12 +136,21 @@ impl Publisher {
                 }
             }
         }
+        // The database is swapped with the table; a bad file keeps the previous one.
+        let geo = match GeoDb::open(&self.geo_path) {
+            Ok(geo) => Arc::new(geo),
+            Err(e) => {
+                errors.push(e.to_string());
+                Arc::clone(&state.geo)
+            }
+        };
         let generation = state.generation + 1;
         let zones: Vec<Arc<Zone>> = next.values().cloned().collect();
-        match compile(&zones, generation) {
+        match compile(&zones, Arc::clone(&geo), &AllUp, generation) {
             Ok(table) => {
                 self.routes.store(Arc::new(table));
                 state.zones = next;
+                state.geo = geo;
                 state.generation = generation;
                 self.metrics.record_swap(generation);
             }

@@ -1,13 +1,20 @@
 //! Choosing the addresses of a traffic-managed name for one client.
 //!
-//! Runs on the query path: reads the compiled [`Service`], draws random numbers, writes
-//! records; never allocates, locks or fails. Whatever the health state, a service answers with
-//! something unless its fallback says `none`.
+//! Runs on the query path: reads the compiled [`Service`], looks the client up in GeoIP, draws
+//! random numbers, writes records; never allocates, locks or fails. The policy orders regions
+//! (geo, nearest, failover) or pools them (weighted); the walk takes the first region with a
+//! healthy weighted endpoint, then the first with a healthy standby, then the fallback, so a
+//! service answers with something unless its fallback says `none`.
 
 use std::net::IpAddr;
+use std::ops::Range;
 
+use ipnet::IpNet;
+
+use crate::config::model::MAX_ANSWERS;
 use crate::dns::answer::{Owner, Section, Writer};
 use crate::dns::wire::{ClientSubnet, qtype};
+use crate::geo::{Continent, Coords, CountryCode, GeoDb, Location, distance_km};
 
 /// Who is asking: the packet's source, and the ECS option when the resolver sent one.
 #[derive(Clone, Copy, Debug)]
@@ -18,79 +25,460 @@ pub struct Client {
     pub subnet: Option<ClientSubnet>,
 }
 
-/// One load balancer address of a service, compiled.
+impl Client {
+    /// The address to locate, and the prefix of it that is known (ECS source prefix, or the
+    /// whole address). `None` when the resolver said "no client information" (source /0).
+    pub fn locate_addr(&self) -> Option<(IpAddr, u8)> {
+        match self.subnet {
+            Some(ecs) if ecs.source_prefix == 0 => None,
+            Some(ecs) => Some((ecs.addr, ecs.source_prefix)),
+            None => Some((self.source, if self.source.is_ipv4() { 32 } else { 128 })),
+        }
+    }
+}
+
+/// One load balancer address of a service, compiled with its health.
 #[derive(Clone, Debug)]
 pub struct Endpoint {
     /// The address answered.
     pub address: IpAddr,
-    /// Relative weight; 0 = standby.
+    /// Weight answers are drawn with (0 = standby; a drained endpoint has 0).
     pub weight: u32,
+    /// Weight as configured.
+    pub configured_weight: u32,
+    /// Decided health at compile time.
+    pub healthy: bool,
+    /// Index of its region in [`Service::regions`].
+    pub region: u16,
     /// RDATA: 4 or 16 bytes.
     pub(crate) rdata: Box<[u8]>,
+}
+
+/// A region as a service sees it: where it is and which of the service's endpoints live there.
+#[derive(Clone, Debug)]
+pub struct RegionEndpoints {
+    /// Region name.
+    pub name: String,
+    /// Location, for `nearest`.
+    pub coords: Option<Coords>,
+    /// Its endpoints: a range of [`Service::endpoints`] (sorted by region).
+    pub endpoints: Range<usize>,
+}
+
+/// A region order, as indices into [`Service::regions`]. Every region appears once: the
+/// configured ones first, then the rest in file order, so failover never runs out early.
+pub type Order = Box<[u16]>;
+
+/// How a compiled service orders regions.
+#[derive(Clone, Debug)]
+pub enum CompiledPolicy {
+    /// Lists by subnet (longest prefix first), country, continent; `default` otherwise.
+    Geo {
+        /// Clients nothing else matches.
+        default: Order,
+        /// Sorted by country for binary search.
+        country: Vec<(CountryCode, Order)>,
+        /// Indexed by [`Continent`] position in [`Continent::ALL`].
+        continent: [Option<Order>; 7],
+        /// Longest prefix first.
+        subnet: Vec<(IpNet, Order)>,
+    },
+    /// Nearest region with coordinates first; `default` when the client has none.
+    Nearest {
+        /// File order.
+        default: Order,
+    },
+    /// A fixed order.
+    Failover(Order),
+    /// One pool of every endpoint.
+    Weighted,
+}
+
+/// What to answer when nothing is healthy.
+#[derive(Clone, Debug)]
+pub enum CompiledFallback {
+    /// Every endpoint of the best region.
+    All,
+    /// NODATA.
+    None,
+    /// Fixed addresses (RDATA), by family.
+    Addresses(Vec<(IpAddr, Box<[u8]>)>),
 }
 
 /// A traffic-managed name, compiled.
 #[derive(Clone, Debug)]
 pub struct Service {
     /// Name relative to the zone, as configured.
-    pub name: String,
+    pub key: String,
+    /// Policy name, for explain and status.
+    pub policy_name: &'static str,
     /// TTL of answers.
     pub ttl: u32,
     /// Maximum addresses per answer.
     pub answers: usize,
-    /// The endpoints.
+    /// Region ordering.
+    pub policy: CompiledPolicy,
+    /// Regions that have endpoints of this service, zone file order.
+    pub regions: Vec<RegionEndpoints>,
+    /// The endpoints, grouped by region.
     pub endpoints: Vec<Endpoint>,
+    /// When nothing is healthy.
+    pub fallback: CompiledFallback,
+}
+
+/// Why a region order was chosen.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum OrderReason {
+    /// A `geo.subnet` entry matched.
+    Subnet(IpNet),
+    /// A `geo.country` entry matched.
+    Country(CountryCode),
+    /// A `geo.continent` entry matched.
+    Continent(Continent),
+    /// Nothing matched: `geo.default` (or file order).
+    Default,
+    /// Sorted by distance from the client.
+    Distance(Coords),
+    /// `failover` list.
+    Failover,
+    /// All endpoints pooled.
+    Pooled,
+}
+
+/// Which pass of the walk produced the answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Healthy endpoints with weight.
+    Healthy,
+    /// Healthy standby (weight 0) endpoints: nothing weighted was healthy.
+    Standby,
+    /// Nothing healthy: the fallback.
+    Fallback,
+    /// No endpoint of the asked family, or fallback `none`.
+    NoData,
+}
+
+/// The decision for one client and family.
+#[derive(Clone, Copy, Debug)]
+pub struct Selection {
+    /// Chosen endpoint indices (into [`Service::endpoints`]), `count` of them.
+    pub chosen: [u16; MAX_ANSWERS],
+    /// How many of `chosen` are set.
+    pub count: usize,
+    /// Region the answer came from (for weighted: none).
+    pub region: Option<u16>,
+    /// Which pass answered.
+    pub outcome: Outcome,
+    /// ECS scope prefix the decision depends on.
+    pub scope: u8,
+    /// Why the order was what it was.
+    pub reason: OrderReason,
+}
+
+/// The order a client gets before health is considered.
+#[derive(Clone, Copy, Debug)]
+pub enum RegionWalk<'s> {
+    /// A fixed list.
+    List(&'s [u16]),
+    /// By distance from a point.
+    Nearest(Coords),
+    /// All endpoints as one pool.
+    Pool,
 }
 
 impl Service {
-    /// Writes the answer for `rtype` (A or AAAA); returns the ECS scope it depends on.
-    pub fn answer(&self, rtype: u16, _client: &Client, w: &mut Writer<'_>, owner: Owner<'_>) -> u8 {
-        let want_v4 = rtype == qtype::A;
-        let family = |e: &&Endpoint| e.address.is_ipv4() == want_v4;
-        let mut chosen: [Option<&Endpoint>; 16] = [None; 16];
-        let mut count = 0;
-        let total: u64 = self
-            .endpoints
-            .iter()
-            .filter(family)
-            .map(|e| u64::from(e.weight))
-            .sum();
-        let limit = self.answers.min(chosen.len());
-        if total > 0 {
-            // Weighted draws without replacement.
-            let mut remaining = total;
-            while count < limit && remaining > 0 {
-                let mut pick = rand::random_range(0..remaining);
-                for e in self.endpoints.iter().filter(family) {
-                    if e.weight == 0 || chosen.iter().flatten().any(|c| std::ptr::eq(*c, e)) {
-                        continue;
-                    }
-                    if pick < u64::from(e.weight) {
-                        if let Some(slot) = chosen.get_mut(count) {
-                            *slot = Some(e);
-                        }
-                        count += 1;
-                        remaining -= u64::from(e.weight);
-                        break;
-                    }
-                    pick -= u64::from(e.weight);
+    /// Locates the client and orders regions for it; returns the walk, why, and the ECS scope.
+    pub fn order(
+        &self,
+        client: &Client,
+        geo: &GeoDb,
+    ) -> (RegionWalk<'_>, OrderReason, u8, Option<Location>) {
+        match &self.policy {
+            CompiledPolicy::Failover(order) => {
+                (RegionWalk::List(order), OrderReason::Failover, 0, None)
+            }
+            CompiledPolicy::Weighted => (RegionWalk::Pool, OrderReason::Pooled, 0, None),
+            CompiledPolicy::Nearest { default } => {
+                let Some((addr, _)) = client.locate_addr() else {
+                    return (RegionWalk::List(default), OrderReason::Default, 0, None);
+                };
+                let loc = geo.lookup(addr);
+                match loc.coords {
+                    Some(c) => (
+                        RegionWalk::Nearest(c),
+                        OrderReason::Distance(c),
+                        loc.prefix_len,
+                        Some(loc),
+                    ),
+                    None => (
+                        RegionWalk::List(default),
+                        OrderReason::Default,
+                        loc.prefix_len,
+                        Some(loc),
+                    ),
                 }
             }
-        } else {
-            for e in self.endpoints.iter().filter(family).take(limit) {
-                if let Some(slot) = chosen.get_mut(count) {
-                    *slot = Some(e);
+            CompiledPolicy::Geo {
+                default,
+                country,
+                continent,
+                subnet,
+            } => {
+                let Some((addr, _)) = client.locate_addr() else {
+                    return (RegionWalk::List(default), OrderReason::Default, 0, None);
+                };
+                if let Some((net, order)) = subnet.iter().find(|(net, _)| net.contains(&addr)) {
+                    return (
+                        RegionWalk::List(order),
+                        OrderReason::Subnet(*net),
+                        net.prefix_len(),
+                        None,
+                    );
                 }
-                count += 1;
+                let loc = geo.lookup(addr);
+                // The answer is the same for the whole GeoIP network, except where an override
+                // subnet cuts into it: then the scope must be long enough to exclude it.
+                let mut scope = loc.prefix_len;
+                for (net, _) in subnet {
+                    if net.prefix_len() > scope {
+                        if let Some(common) = common_prefix(addr, net.network()) {
+                            if common >= scope {
+                                scope = scope.max((common + 1).min(net.prefix_len()));
+                            }
+                        }
+                    }
+                }
+                if let Some(c) = loc.country {
+                    if let Ok(i) = country.binary_search_by(|(k, _)| k.cmp(&c)) {
+                        if let Some((_, order)) = country.get(i) {
+                            return (
+                                RegionWalk::List(order),
+                                OrderReason::Country(c),
+                                scope,
+                                Some(loc),
+                            );
+                        }
+                    }
+                }
+                if let Some(c) = loc.continent {
+                    if let Some(Some(order)) = Continent::ALL
+                        .iter()
+                        .position(|x| *x == c)
+                        .and_then(|i| continent.get(i))
+                    {
+                        return (
+                            RegionWalk::List(order),
+                            OrderReason::Continent(c),
+                            scope,
+                            Some(loc),
+                        );
+                    }
+                }
+                (
+                    RegionWalk::List(default),
+                    OrderReason::Default,
+                    scope,
+                    Some(loc),
+                )
             }
         }
-        w.rrset(
-            Section::Answer,
-            owner,
-            rtype,
-            self.ttl,
-            chosen.iter().flatten().map(|e| &e.rdata[..]),
-        );
-        0
     }
+
+    /// Decides the answer for `rtype` (A or AAAA).
+    pub fn select(&self, rtype: u16, client: &Client, geo: &GeoDb) -> Selection {
+        let (walk, reason, scope, _) = self.order(client, geo);
+        let want_v4 = rtype == qtype::A;
+        let mut sel = Selection {
+            chosen: [0; MAX_ANSWERS],
+            count: 0,
+            region: None,
+            outcome: Outcome::NoData,
+            scope,
+            reason,
+        };
+        let limit = self.answers.min(MAX_ANSWERS);
+        let usable = |e: &Endpoint, standby: bool| {
+            e.healthy && e.address.is_ipv4() == want_v4 && (e.weight == 0) == standby
+        };
+        for (outcome, standby) in [(Outcome::Healthy, false), (Outcome::Standby, true)] {
+            let found = self.walk(walk, |range| {
+                let any = self
+                    .endpoints
+                    .get(range.clone())?
+                    .iter()
+                    .any(|e| usable(e, standby));
+                any.then_some(range)
+            });
+            if let Some((region, range)) = found {
+                sel.count = self.draw(
+                    range,
+                    limit,
+                    standby,
+                    |e| usable(e, standby),
+                    &mut sel.chosen,
+                );
+                sel.region = region;
+                sel.outcome = outcome;
+                return sel;
+            }
+        }
+        // Nothing healthy: the fallback, never nothing unless configured so.
+        if let CompiledFallback::All = self.fallback {
+            let family = |e: &Endpoint| e.address.is_ipv4() == want_v4;
+            let found = self.walk(walk, |range| {
+                self.endpoints
+                    .get(range.clone())?
+                    .iter()
+                    .any(family)
+                    .then_some(range)
+            });
+            if let Some((region, range)) = found {
+                for (i, e) in self
+                    .endpoints
+                    .iter()
+                    .enumerate()
+                    .skip(range.start)
+                    .take(range.len())
+                {
+                    if family(e) && sel.count < MAX_ANSWERS {
+                        if let Some(slot) = sel.chosen.get_mut(sel.count) {
+                            *slot = u16::try_from(i).unwrap_or(u16::MAX);
+                        }
+                        sel.count += 1;
+                    }
+                }
+                sel.region = region;
+                sel.outcome = Outcome::Fallback;
+            }
+        } else if let CompiledFallback::Addresses(list) = &self.fallback {
+            if list.iter().any(|(a, _)| a.is_ipv4() == want_v4) {
+                sel.outcome = Outcome::Fallback;
+            }
+        }
+        sel
+    }
+
+    /// Walks regions in `walk` order; returns the first region (and its endpoint range) that
+    /// `accept` takes.
+    fn walk(
+        &self,
+        walk: RegionWalk<'_>,
+        mut accept: impl FnMut(Range<usize>) -> Option<Range<usize>>,
+    ) -> Option<(Option<u16>, Range<usize>)> {
+        match walk {
+            RegionWalk::Pool => accept(0..self.endpoints.len()).map(|r| (None, r)),
+            RegionWalk::List(order) => order.iter().find_map(|&i| {
+                let region = self.regions.get(usize::from(i))?;
+                accept(region.endpoints.clone()).map(|r| (Some(i), r))
+            }),
+            RegionWalk::Nearest(from) => {
+                // Next-nearest each step, without sorting or allocating: most walks stop at
+                // the first region.
+                let mut last: Option<(f64, usize)> = None;
+                loop {
+                    let mut best: Option<(f64, usize)> = None;
+                    for (i, region) in self.regions.iter().enumerate() {
+                        let d = region.coords.map_or(f64::MAX, |c| distance_km(from, c));
+                        let after_last = last.is_none_or(|(ld, li)| (d, i) > (ld, li));
+                        if after_last && best.is_none_or(|(bd, bi)| (d, i) < (bd, bi)) {
+                            best = Some((d, i));
+                        }
+                    }
+                    let (d, i) = best?;
+                    if let Some(region) = self.regions.get(i) {
+                        if let Some(r) = accept(region.endpoints.clone()) {
+                            return Some((u16::try_from(i).ok(), r));
+                        }
+                    }
+                    last = Some((d, i));
+                }
+            }
+        }
+    }
+
+    /// Draws up to `limit` distinct endpoints from `range` that pass `usable`: by weight
+    /// without replacement, or uniformly for standbys.
+    fn draw(
+        &self,
+        range: Range<usize>,
+        limit: usize,
+        uniform: bool,
+        usable: impl Fn(&Endpoint) -> bool,
+        out: &mut [u16; MAX_ANSWERS],
+    ) -> usize {
+        let weight = |e: &Endpoint| if uniform { 1 } else { u64::from(e.weight) };
+        let candidates = || {
+            self.endpoints
+                .iter()
+                .enumerate()
+                .skip(range.start)
+                .take(range.len())
+                .filter(|(_, e)| usable(e))
+        };
+        let mut count = 0;
+        let mut remaining: u64 = candidates().map(|(_, e)| weight(e)).sum();
+        while count < limit && remaining > 0 {
+            let mut pick = rand::random_range(0..remaining);
+            let taken = out.get(..count).unwrap_or(&[]);
+            let next = candidates()
+                .filter(|(i, _)| !taken.contains(&u16::try_from(*i).unwrap_or(u16::MAX)))
+                .find(|(_, e)| {
+                    let w = weight(e);
+                    if pick < w {
+                        true
+                    } else {
+                        pick -= w;
+                        false
+                    }
+                });
+            let Some((i, e)) = next else { break };
+            if let Some(slot) = out.get_mut(count) {
+                *slot = u16::try_from(i).unwrap_or(u16::MAX);
+            }
+            count += 1;
+            remaining -= weight(e);
+        }
+        count
+    }
+
+    /// Writes the answer for `rtype` (A or AAAA); returns the ECS scope it depends on.
+    pub fn answer(
+        &self,
+        rtype: u16,
+        client: &Client,
+        geo: &GeoDb,
+        w: &mut Writer<'_>,
+        owner: Owner<'_>,
+    ) -> u8 {
+        let sel = self.select(rtype, client, geo);
+        if sel.outcome == Outcome::Fallback && sel.count == 0 {
+            if let CompiledFallback::Addresses(list) = &self.fallback {
+                let want_v4 = rtype == qtype::A;
+                let rdatas = list
+                    .iter()
+                    .filter(|(a, _)| a.is_ipv4() == want_v4)
+                    .map(|(_, r)| &r[..]);
+                w.rrset(Section::Answer, owner, rtype, self.ttl, rdatas);
+            }
+            return sel.scope;
+        }
+        let chosen = sel.chosen.get(..sel.count).unwrap_or(&[]);
+        let rdatas = chosen
+            .iter()
+            .filter_map(|&i| self.endpoints.get(usize::from(i)))
+            .map(|e| &e.rdata[..]);
+        w.rrset(Section::Answer, owner, rtype, self.ttl, rdatas);
+        sel.scope
+    }
+}
+
+/// Number of leading bits two addresses of the same family share.
+fn common_prefix(a: IpAddr, b: IpAddr) -> Option<u8> {
+    let bits = match (a, b) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => (u32::from(a) ^ u32::from(b)).leading_zeros(),
+        (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(a) ^ u128::from(b)).leading_zeros(),
+        _ => return None,
+    };
+    u8::try_from(bits).ok()
 }

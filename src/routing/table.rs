@@ -17,6 +17,7 @@ use super::select::{Client, Service};
 use crate::config::Zone;
 use crate::dns::answer::{Owner, Rcode, Section, Writer};
 use crate::dns::wire::{Query, qtype};
+use crate::geo::GeoDb;
 
 /// Longest CNAME chain followed inside a zone before giving up (loops end here too).
 pub const MAX_CNAME_CHAIN: usize = 8;
@@ -29,6 +30,8 @@ pub struct RoutingTable {
     pub built_at: SystemTime,
     /// The zones, keyed by lowercase wire-form apex.
     pub(crate) zones: HashMap<Box<[u8]>, ZoneTable, RandomState>,
+    /// The GeoIP database this table answers with (swapped together with it).
+    pub geo: Arc<GeoDb>,
 }
 
 /// One zone, compiled.
@@ -44,7 +47,7 @@ pub struct ZoneTable {
     /// SOA for negative answers: TTL = min(SOA TTL, SOA minimum) (RFC 2308 §3).
     pub(crate) negative_soa: RrSet,
     /// Traffic-managed names.
-    pub(crate) services: Vec<Service>,
+    pub services: Vec<Service>,
 }
 
 /// A name that exists in a zone (with data, or as an empty non-terminal).
@@ -141,7 +144,7 @@ impl RoutingTable {
             w.set_rcode(Rcode::Refused);
             return 0;
         };
-        zone.answer(q, zone_off, client, w)
+        zone.answer(q, zone_off, client, &self.geo, w)
     }
 
     /// The zones, in no particular order.
@@ -154,6 +157,12 @@ impl ZoneTable {
     fn node(&self, name: &[u8]) -> Option<&Node> {
         let idx = *self.nodes.get(name)?;
         self.node_list.get(usize::try_from(idx).ok()?)
+    }
+
+    /// The service at `name` (lowercase wire form), if that name is one.
+    pub fn service_at(&self, name: &[u8]) -> Option<&Service> {
+        let node = self.node(name)?;
+        self.services.get(usize::try_from(node.service?).ok()?)
     }
 
     fn by_index(&self, idx: u32) -> Option<&Node> {
@@ -191,7 +200,14 @@ impl ZoneTable {
         Found::NxDomain
     }
 
-    fn answer(&self, q: &Query, zone_off: usize, client: &Client, w: &mut Writer<'_>) -> u8 {
+    fn answer(
+        &self,
+        q: &Query,
+        zone_off: usize,
+        client: &Client,
+        geo: &GeoDb,
+        w: &mut Writer<'_>,
+    ) -> u8 {
         w.set_authoritative(true);
         let mut owner = Owner::Question(0);
         let mut found = self.find(q.lname(), q.qtype);
@@ -221,7 +237,7 @@ impl ZoneTable {
             if q.qtype == qtype::ANY {
                 // RFC 8482 §4.1: one RRset is a complete answer to ANY.
                 if let Some(svc) = node.service.and_then(|i| self.services.get(i as usize)) {
-                    scope = scope.max(svc.answer(qtype::A, client, w, owner));
+                    scope = scope.max(svc.answer(qtype::A, client, geo, w, owner));
                 } else if let Some(rrset) = node.rrsets.first() {
                     rrset.write(w, Section::Answer, owner);
                 } else {
@@ -236,7 +252,7 @@ impl ZoneTable {
             }
             if let Some(svc) = node.service.and_then(|i| self.services.get(i as usize)) {
                 if q.qtype == qtype::A || q.qtype == qtype::AAAA {
-                    scope = scope.max(svc.answer(q.qtype, client, w, owner));
+                    scope = scope.max(svc.answer(q.qtype, client, geo, w, owner));
                     if w.answer_count() == 0 {
                         self.negative(w, zone_off);
                     }

@@ -1,0 +1,918 @@
+//! The probe report wire format and its authentication.
+//!
+//! Owns: [`ProbeReport`] (the JSON a prober POSTs), [`EndpointKey`] (how an endpoint is named on
+//! the wire), the HMAC-SHA256 signature ([`sign`], [`verify`]), the key file ([`Keyring`]) and
+//! the rejection reasons with their metric labels and HTTP status codes ([`RejectReason`]).
+//!
+//! Never: keeps state between reports (replay detection needs memory, so it lives in
+//! `health::aggregate`), does I/O other than reading the key file, or parses a body whose
+//! signature has not been checked.
+//!
+//! # Wire format
+//!
+//! The body is JSON (see [`ProbeReport`]); times are Unix milliseconds, durations milliseconds
+//! (latency microseconds). Two headers carry the authentication:
+//! [`KEY_ID_HEADER`] names the key, [`SIGNATURE_HEADER`] is the lowercase hex HMAC-SHA256 of the
+//! raw body bytes under that key.
+//!
+//! # Key file
+//!
+//! One key per line, three whitespace-separated fields, `#` starts a comment:
+//!
+//! ```text
+//! # key_id      prober_id   secret (hex, at least 16 bytes)
+//! eu-1-2024a    eu-1        6f1c...64 hex digits...
+//! eu-1-2024b    eu-1        a3b9...
+//! ```
+//!
+//! A key id is unique in the file. A prober id may have at most [`MAX_KEYS_PER_PROBER`] keys,
+//! which is what rotation needs: add the new key to every nameserver, then switch the prober, then
+//! remove the old key. A prober signs with the *last* key listed for it. A report is accepted only
+//! when its `prober_id` is the one bound to the key that signed it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::http::{HeaderMap, StatusCode};
+use serde::{Deserialize, Serialize};
+
+/// Header naming the key that signed the body.
+pub const KEY_ID_HEADER: &str = "x-meridian-key-id";
+/// Header carrying the lowercase hex HMAC-SHA256 of the raw body.
+pub const SIGNATURE_HEADER: &str = "x-meridian-signature";
+/// Largest accepted report body. An endpoint entry is about 150 bytes, so this fits several
+/// thousand endpoints per prober: it stops abuse, not real probers.
+pub const MAX_REPORT_BYTES: usize = 1024 * 1024;
+/// How far a report's `sent_at_ms` may be from the receiver's clock, either way. Together with
+/// the per-boot sequence check this bounds how long a captured report can be replayed.
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(30);
+/// Keys one prober may hold at once (the old and the new one during rotation).
+pub const MAX_KEYS_PER_PROBER: usize = 2;
+/// Shortest secret accepted in a key file, in bytes.
+pub const MIN_SECRET_BYTES: usize = 16;
+/// Shortest prober interval a report may declare.
+pub const MIN_REPORT_INTERVAL: Duration = Duration::from_secs(1);
+/// Longest prober interval a report may declare; beyond this, "fresh" would mean hours.
+pub const MAX_REPORT_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Which endpoint a vote is about: `zone/service/address` on the wire.
+///
+/// The zone is stored lowercase and without a trailing dot so that `Shop.Example.` from one
+/// config and `shop.example` from another name the same endpoint. Neither the zone nor the
+/// service may be empty or contain `/`; the address is the endpoint's IP as the nameserver
+/// answers it (IPv6 in its canonical compressed form, e.g. `shop.example/www/2001:db8::1`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct EndpointKey {
+    zone: String,
+    service: String,
+    address: IpAddr,
+}
+
+/// Why a string or parts cannot form an [`EndpointKey`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EndpointKeyError {
+    /// The text is not `zone/service/address`.
+    #[error("endpoint key `{0}`: expected zone/service/address")]
+    Shape(String),
+    /// Zone or service is empty or contains `/`.
+    #[error("endpoint key: {part} `{value}` must be non-empty and contain no `/`")]
+    Part {
+        /// `zone` or `service`.
+        part: &'static str,
+        /// The offending value.
+        value: String,
+    },
+    /// The address part is not an IP address.
+    #[error("endpoint key `{0}`: address is not an IP address")]
+    Address(String),
+}
+
+impl EndpointKey {
+    /// Builds a key, normalising the zone (lowercase, no trailing dot).
+    pub fn new(zone: &str, service: &str, address: IpAddr) -> Result<Self, EndpointKeyError> {
+        let zone = zone.strip_suffix('.').unwrap_or(zone).to_ascii_lowercase();
+        for (part, value) in [("zone", zone.as_str()), ("service", service)] {
+            if value.is_empty() || value.contains('/') {
+                return Err(EndpointKeyError::Part {
+                    part,
+                    value: value.to_owned(),
+                });
+            }
+        }
+        Ok(Self {
+            zone,
+            service: service.to_owned(),
+            address,
+        })
+    }
+
+    /// The zone, lowercase and without a trailing dot.
+    pub fn zone(&self) -> &str {
+        &self.zone
+    }
+
+    /// The service name within the zone.
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
+    /// The endpoint's address.
+    pub fn address(&self) -> IpAddr {
+        self.address
+    }
+}
+
+impl fmt::Display for EndpointKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.zone, self.service, self.address)
+    }
+}
+
+impl FromStr for EndpointKey {
+    type Err = EndpointKeyError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut parts = s.split('/');
+        let (Some(zone), Some(service), Some(address), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(EndpointKeyError::Shape(s.to_owned()));
+        };
+        let address = address
+            .parse()
+            .map_err(|_| EndpointKeyError::Address(s.to_owned()))?;
+        Self::new(zone, service, address)
+    }
+}
+
+impl TryFrom<String> for EndpointKey {
+    type Error = EndpointKeyError;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<EndpointKey> for String {
+    fn from(key: EndpointKey) -> Self {
+        key.to_string()
+    }
+}
+
+/// Identifies one prober; bound to its keys in the [`Keyring`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ProberId(String);
+
+impl ProberId {
+    /// Wraps a prober id. Ids are compared exactly (case-sensitive).
+    pub fn new(id: impl Into<String>) -> Self {
+        Self(id.into())
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ProberId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A prober's view of one endpoint after applying rise/fall.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VoteState {
+    /// Passed `rise` consecutive checks.
+    Up,
+    /// Failed `fall` consecutive checks.
+    Down,
+    /// Not yet enough checks to say either; counts as no vote.
+    Unknown,
+}
+
+impl VoteState {
+    /// `up`, `down` or `unknown`, as on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Up => "up",
+            Self::Down => "down",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+impl fmt::Display for VoteState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One prober's full view, as POSTed to every nameserver.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeReport {
+    /// Who sent it; must match the prober bound to the signing key.
+    pub prober_id: ProberId,
+    /// The prober's region; votes are first counted per region.
+    pub region: String,
+    /// Random per process start; sequence numbers restart with it.
+    pub boot_id: String,
+    /// Increases by at least one per report within a boot; replays are rejected on it.
+    pub sequence: u64,
+    /// When the prober sent it, Unix milliseconds.
+    pub sent_at_ms: u64,
+    /// The prober's check interval in milliseconds; a vote is fresh for three of these.
+    pub interval_ms: u64,
+    /// Digest of the prober's configuration, so operators can spot probers on old configs.
+    pub config_digest: String,
+    /// The view of every endpoint the prober checks.
+    pub endpoints: BTreeMap<EndpointKey, EndpointReport>,
+}
+
+/// One endpoint in a [`ProbeReport`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointReport {
+    /// The prober's rise/fall state.
+    pub state: VoteState,
+    /// Length of the current streak of identical check results (successes if the latest check
+    /// passed, failures otherwise).
+    pub consecutive: u32,
+    /// Duration of the latest check in microseconds; absent before the first check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_us: Option<u64>,
+    /// When the latest check finished, Unix milliseconds; absent before the first check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked_at_ms: Option<u64>,
+    /// Outcome of the latest check: `ok`, `connect refused`, `status 503`, `timeout`, `tls: ...`.
+    pub reason: String,
+}
+
+impl ProbeReport {
+    /// The declared interval as a duration.
+    pub fn interval(&self) -> Duration {
+        Duration::from_millis(self.interval_ms)
+    }
+
+    /// Serialises the report to the bytes that are signed and sent.
+    pub fn to_body(&self) -> Result<Vec<u8>, serde_json::Error> {
+        serde_json::to_vec(self)
+    }
+}
+
+/// Milliseconds since the Unix epoch (0 for clocks set before 1970).
+pub fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// A signing key: its id, the prober it belongs to and the HMAC secret.
+#[derive(Clone)]
+pub struct Key {
+    id: String,
+    prober_id: ProberId,
+    mac: ring::hmac::Key,
+}
+
+impl fmt::Debug for Key {
+    // The secret never appears in logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Key")
+            .field("id", &self.id)
+            .field("prober_id", &self.prober_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Key {
+    /// Builds a key from its parts. The secret must be at least [`MIN_SECRET_BYTES`] long.
+    pub fn new(id: &str, prober_id: ProberId, secret: &[u8]) -> Result<Self, KeyError> {
+        if id.is_empty() || !id.bytes().all(is_id_byte) {
+            return Err(KeyError::BadId(id.to_owned()));
+        }
+        if prober_id.as_str().is_empty() || !prober_id.as_str().bytes().all(is_id_byte) {
+            return Err(KeyError::BadProberId(prober_id.0));
+        }
+        if secret.len() < MIN_SECRET_BYTES {
+            return Err(KeyError::ShortSecret(secret.len()));
+        }
+        Ok(Self {
+            id: id.to_owned(),
+            prober_id,
+            mac: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret),
+        })
+    }
+
+    /// The key id sent in [`KEY_ID_HEADER`].
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The prober this key authenticates.
+    pub fn prober_id(&self) -> &ProberId {
+        &self.prober_id
+    }
+}
+
+fn is_id_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')
+}
+
+/// Why a key cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// Key ids are 1+ characters of `[A-Za-z0-9._-]`.
+    #[error("key id `{0}`: use letters, digits, `.`, `_` and `-`")]
+    BadId(String),
+    /// Prober ids are 1+ characters of `[A-Za-z0-9._-]`.
+    #[error("prober id `{0}`: use letters, digits, `.`, `_` and `-`")]
+    BadProberId(String),
+    /// The secret is too short to be a meaningful HMAC key.
+    #[error("secret is {0} bytes, need at least {MIN_SECRET_BYTES}")]
+    ShortSecret(usize),
+}
+
+/// Signs a body: lowercase hex HMAC-SHA256, the value of [`SIGNATURE_HEADER`].
+pub fn sign(body: &[u8], key: &Key) -> String {
+    data_encoding::HEXLOWER.encode(ring::hmac::sign(&key.mac, body).as_ref())
+}
+
+/// All keys a nameserver accepts (or a prober signs with), by key id.
+#[derive(Clone, Debug, Default)]
+pub struct Keyring {
+    by_id: HashMap<String, Key>,
+    /// Key ids per prober in file order; the last one signs.
+    by_prober: HashMap<ProberId, Vec<String>>,
+}
+
+/// Why a key file cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyringError {
+    /// The file cannot be read.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The key file.
+        path: PathBuf,
+        /// The read error.
+        source: std::io::Error,
+    },
+    /// A line is not `key_id prober_id secret_hex`.
+    #[error("{}:{line}: expected `key_id prober_id secret_hex`", path.display())]
+    Shape {
+        /// The key file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+    },
+    /// The secret is not hex.
+    #[error("{}:{line}: secret is not hex", path.display())]
+    Hex {
+        /// The key file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+    },
+    /// The key itself is invalid.
+    #[error("{}:{line}: {source}", path.display())]
+    Key {
+        /// The key file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong with it.
+        source: KeyError,
+    },
+    /// The same key id appears twice.
+    #[error("{}:{line}: key id `{id}` is already defined", path.display())]
+    DuplicateId {
+        /// The key file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// The repeated id.
+        id: String,
+    },
+    /// A prober has more keys than rotation needs.
+    #[error("{}:{line}: prober `{prober}` has more than {MAX_KEYS_PER_PROBER} keys", path.display())]
+    TooManyKeys {
+        /// The key file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// The prober.
+        prober: ProberId,
+    },
+}
+
+impl Keyring {
+    /// Reads and parses a key file (format in the module docs).
+    pub fn load(path: &Path) -> Result<Self, KeyringError> {
+        let text = std::fs::read_to_string(path).map_err(|source| KeyringError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses key file text; `path` only names the origin in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, KeyringError> {
+        let mut ring = Self::default();
+        for (idx, raw) in text.lines().enumerate() {
+            let line = idx + 1;
+            let content = raw.split('#').next().unwrap_or("").trim();
+            if content.is_empty() {
+                continue;
+            }
+            let fields: Vec<&str> = content.split_whitespace().collect();
+            let [id, prober, secret_hex] = fields.as_slice() else {
+                return Err(KeyringError::Shape {
+                    path: path.to_owned(),
+                    line,
+                });
+            };
+            let secret = data_encoding::HEXLOWER_PERMISSIVE
+                .decode(secret_hex.as_bytes())
+                .map_err(|_| KeyringError::Hex {
+                    path: path.to_owned(),
+                    line,
+                })?;
+            let key = Key::new(id, ProberId::new(*prober), &secret).map_err(|source| {
+                KeyringError::Key {
+                    path: path.to_owned(),
+                    line,
+                    source,
+                }
+            })?;
+            ring.insert(key).map_err(|e| match e {
+                InsertError::Duplicate(id) => KeyringError::DuplicateId {
+                    path: path.to_owned(),
+                    line,
+                    id,
+                },
+                InsertError::TooMany(prober) => KeyringError::TooManyKeys {
+                    path: path.to_owned(),
+                    line,
+                    prober,
+                },
+            })?;
+        }
+        Ok(ring)
+    }
+
+    /// Builds a keyring from keys in order (for tests and programmatic setup).
+    pub fn from_keys(keys: impl IntoIterator<Item = Key>) -> Result<Self, KeyringError> {
+        let mut ring = Self::default();
+        for (idx, key) in keys.into_iter().enumerate() {
+            let path = PathBuf::from("<keys>");
+            ring.insert(key).map_err(|e| match e {
+                InsertError::Duplicate(id) => KeyringError::DuplicateId {
+                    path,
+                    line: idx + 1,
+                    id,
+                },
+                InsertError::TooMany(prober) => KeyringError::TooManyKeys {
+                    path,
+                    line: idx + 1,
+                    prober,
+                },
+            })?;
+        }
+        Ok(ring)
+    }
+
+    fn insert(&mut self, key: Key) -> Result<(), InsertError> {
+        if self.by_id.contains_key(&key.id) {
+            return Err(InsertError::Duplicate(key.id));
+        }
+        let ids = self.by_prober.entry(key.prober_id.clone()).or_default();
+        if ids.len() >= MAX_KEYS_PER_PROBER {
+            return Err(InsertError::TooMany(key.prober_id));
+        }
+        ids.push(key.id.clone());
+        self.by_id.insert(key.id.clone(), key);
+        Ok(())
+    }
+
+    /// The key with this id.
+    pub fn get(&self, key_id: &str) -> Option<&Key> {
+        self.by_id.get(key_id)
+    }
+
+    /// The key a prober signs with: the last one listed for it.
+    pub fn signing_key(&self, prober: &ProberId) -> Option<&Key> {
+        self.by_prober
+            .get(prober)
+            .and_then(|ids| ids.last())
+            .and_then(|id| self.by_id.get(id))
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// True when no keys are loaded (every report will be rejected).
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+}
+
+enum InsertError {
+    Duplicate(String),
+    TooMany(ProberId),
+}
+
+/// Why a report was rejected. Rejection never changes any health state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum RejectReason {
+    /// Body larger than [`MAX_REPORT_BYTES`].
+    #[error("report body exceeds {MAX_REPORT_BYTES} bytes")]
+    Oversize,
+    /// Key id header missing or not in the keyring.
+    #[error("unknown or missing key id")]
+    UnknownKey,
+    /// Signature header missing, not hex, or not matching the body.
+    #[error("signature does not match the body")]
+    BadSignature,
+    /// Signed, but not a valid report.
+    #[error("report is not valid")]
+    Malformed,
+    /// The report's prober id is not the one the key belongs to.
+    #[error("report prober id does not match the signing key")]
+    ProberMismatch,
+    /// `sent_at_ms` is more than [`MAX_CLOCK_SKEW`] away from the receiver's clock.
+    #[error("report sent_at is more than {}s off", MAX_CLOCK_SKEW.as_secs())]
+    StaleTime,
+    /// Sequence number not newer than the last accepted one for this prober and boot.
+    #[error("report sequence is not newer than the last accepted one")]
+    Replay,
+}
+
+impl RejectReason {
+    /// Every reason, for registering metric labels up front.
+    pub const ALL: [Self; 7] = [
+        Self::Oversize,
+        Self::UnknownKey,
+        Self::BadSignature,
+        Self::Malformed,
+        Self::ProberMismatch,
+        Self::StaleTime,
+        Self::Replay,
+    ];
+
+    /// Stable metric label (`reason="..."`).
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Oversize => "oversize",
+            Self::UnknownKey => "unknown_key",
+            Self::BadSignature => "bad_signature",
+            Self::Malformed => "malformed",
+            Self::ProberMismatch => "prober_mismatch",
+            Self::StaleTime => "stale_time",
+            Self::Replay => "replay",
+        }
+    }
+
+    /// The HTTP status to answer with.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::Oversize => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnknownKey | Self::BadSignature => StatusCode::UNAUTHORIZED,
+            Self::ProberMismatch => StatusCode::FORBIDDEN,
+            Self::Malformed | Self::StaleTime => StatusCode::BAD_REQUEST,
+            Self::Replay => StatusCode::CONFLICT,
+        }
+    }
+}
+
+/// Authenticates and parses a report body.
+///
+/// Order matters: size first (cheap), then the signature over the raw bytes, and only then is
+/// the JSON parsed, so unauthenticated input never reaches the parser. Replay is checked later
+/// by `HealthBook::ingest`, which remembers sequence numbers.
+pub fn verify(
+    headers: &HeaderMap,
+    body: &[u8],
+    keyring: &Keyring,
+    now: SystemTime,
+) -> Result<ProbeReport, RejectReason> {
+    if body.len() > MAX_REPORT_BYTES {
+        return Err(RejectReason::Oversize);
+    }
+    let key = headers
+        .get(KEY_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|id| keyring.get(id.trim()))
+        .ok_or(RejectReason::UnknownKey)?;
+    let tag = headers
+        .get(SIGNATURE_HEADER)
+        .and_then(|v| data_encoding::HEXLOWER_PERMISSIVE.decode(v.as_bytes()).ok())
+        .ok_or(RejectReason::BadSignature)?;
+    // ring::hmac::verify compares in constant time.
+    ring::hmac::verify(&key.mac, body, &tag).map_err(|_| RejectReason::BadSignature)?;
+
+    let report: ProbeReport = serde_json::from_slice(body).map_err(|_| RejectReason::Malformed)?;
+    let interval = report.interval();
+    if report.region.is_empty()
+        || report.boot_id.is_empty()
+        || !(MIN_REPORT_INTERVAL..=MAX_REPORT_INTERVAL).contains(&interval)
+    {
+        return Err(RejectReason::Malformed);
+    }
+    if report.prober_id != key.prober_id {
+        return Err(RejectReason::ProberMismatch);
+    }
+    let now_ms = unix_ms(now);
+    let skew_ms = u64::try_from(MAX_CLOCK_SKEW.as_millis()).unwrap_or(u64::MAX);
+    if now_ms.abs_diff(report.sent_at_ms) > skew_ms {
+        return Err(RejectReason::StaleTime);
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    const SECRET_A: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+    const SECRET_B: &str = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100";
+
+    fn keyring() -> Keyring {
+        let text = format!(
+            "# comment line\n\
+             eu-1-a  eu-1  {SECRET_A}\n\
+             \n\
+             eu-1-b  eu-1  {SECRET_B}   # rotated in\n\
+             us-1-a  us-1  {SECRET_B}\n"
+        );
+        Keyring::parse(&text, Path::new("keys.txt")).unwrap()
+    }
+
+    fn now() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+    }
+
+    fn report(prober: &str) -> ProbeReport {
+        let mut endpoints = BTreeMap::new();
+        endpoints.insert(
+            EndpointKey::new("Shop.Example.", "www", "192.0.2.10".parse().unwrap()).unwrap(),
+            EndpointReport {
+                state: VoteState::Down,
+                consecutive: 3,
+                latency_us: Some(1500),
+                checked_at_ms: Some(unix_ms(now())),
+                reason: "status 503".into(),
+            },
+        );
+        endpoints.insert(
+            EndpointKey::new("shop.example", "www", "2001:db8::1".parse().unwrap()).unwrap(),
+            EndpointReport {
+                state: VoteState::Unknown,
+                consecutive: 0,
+                latency_us: None,
+                checked_at_ms: None,
+                reason: "not checked yet".into(),
+            },
+        );
+        ProbeReport {
+            prober_id: ProberId::new(prober),
+            region: "eu-west".into(),
+            boot_id: "b00t".into(),
+            sequence: 7,
+            sent_at_ms: unix_ms(now()),
+            interval_ms: 5000,
+            config_digest: "abc".into(),
+            endpoints,
+        }
+    }
+
+    fn signed(body: &[u8], key: &Key) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(KEY_ID_HEADER, HeaderValue::from_str(key.id()).unwrap());
+        h.insert(
+            SIGNATURE_HEADER,
+            HeaderValue::from_str(&sign(body, key)).unwrap(),
+        );
+        h
+    }
+
+    #[test]
+    fn endpoint_key_round_trips_and_normalises() {
+        let key = EndpointKey::new("Shop.Example.", "www", "2001:db8::1".parse().unwrap()).unwrap();
+        assert_eq!(key.to_string(), "shop.example/www/2001:db8::1");
+        assert_eq!(key.to_string().parse::<EndpointKey>().unwrap(), key);
+        for bad in [
+            "shop.example/www",
+            "shop.example/www/1.2.3.4/x",
+            "/www/1.2.3.4",
+            "shop.example//1.2.3.4",
+            "shop.example/www/not-an-ip",
+        ] {
+            assert!(bad.parse::<EndpointKey>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn report_json_round_trips_with_string_keys() {
+        let r = report("eu-1");
+        let body = r.to_body().unwrap();
+        let text = String::from_utf8(body.clone()).unwrap();
+        assert!(text.contains("\"shop.example/www/192.0.2.10\""), "{text}");
+        assert!(text.contains("\"state\":\"down\""), "{text}");
+        let back: ProbeReport = serde_json::from_slice(&body).unwrap();
+        assert_eq!(back, r);
+    }
+
+    #[test]
+    fn signature_is_hmac_sha256_hex() {
+        // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?". The key is
+        // shorter than MIN_SECRET_BYTES, so build the ring key directly for this vector.
+        let key = Key {
+            id: "t".into(),
+            prober_id: ProberId::new("p"),
+            mac: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"Jefe"),
+        };
+        assert_eq!(
+            sign(b"what do ya want for nothing?", &key),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn keyring_parses_and_picks_last_key_for_signing() {
+        let ring = keyring();
+        assert_eq!(ring.len(), 3);
+        assert_eq!(ring.get("eu-1-a").unwrap().prober_id().as_str(), "eu-1");
+        assert_eq!(
+            ring.signing_key(&ProberId::new("eu-1")).unwrap().id(),
+            "eu-1-b"
+        );
+        assert!(ring.signing_key(&ProberId::new("nobody")).is_none());
+        assert!(!format!("{:?}", ring.get("eu-1-a").unwrap()).contains(SECRET_A));
+    }
+
+    #[test]
+    fn keyring_rejects_bad_files() {
+        let cases: &[(&str, &str)] = &[
+            ("k p", "keys.txt:1: expected"),
+            (&format!("k p {SECRET_A} extra"), "keys.txt:1: expected"),
+            ("k p zz", "keys.txt:1: secret is not hex"),
+            ("k p 0011", "keys.txt:1: secret is 2 bytes"),
+            (&format!("k/x p {SECRET_A}"), "key id `k/x`"),
+            (
+                &format!("k p {SECRET_A}\nk q {SECRET_B}"),
+                "keys.txt:2: key id `k` is already defined",
+            ),
+            (
+                &format!("a p {SECRET_A}\nb p {SECRET_A}\nc p {SECRET_A}"),
+                "keys.txt:3: prober `p` has more than 2 keys",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = Keyring::parse(text, Path::new("keys.txt")).unwrap_err();
+            assert!(err.to_string().contains(want), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn keyring_load_names_missing_file() {
+        let err = Keyring::load(Path::new("/nonexistent/keys.txt")).unwrap_err();
+        assert!(
+            err.to_string().starts_with("/nonexistent/keys.txt: "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn verify_accepts_both_rotation_keys() {
+        let ring = keyring();
+        let body = report("eu-1").to_body().unwrap();
+        for id in ["eu-1-a", "eu-1-b"] {
+            let key = ring.get(id).unwrap();
+            let got = verify(&signed(&body, key), &body, &ring, now()).unwrap();
+            assert_eq!(got.sequence, 7);
+        }
+    }
+
+    #[test]
+    fn verify_rejections() {
+        let ring = keyring();
+        let key = ring.get("eu-1-a").unwrap();
+        let good = report("eu-1").to_body().unwrap();
+
+        let mut tampered = good.clone();
+        let pos = tampered.iter().position(|&b| b == b'7').unwrap();
+        tampered[pos] = b'8';
+
+        let mut unknown = signed(&good, key);
+        unknown.insert(KEY_ID_HEADER, HeaderValue::from_static("nope"));
+        let mut no_sig = signed(&good, key);
+        no_sig.remove(SIGNATURE_HEADER);
+        let mut not_hex = signed(&good, key);
+        not_hex.insert(SIGNATURE_HEADER, HeaderValue::from_static("xyz"));
+
+        let garbage = b"{not json".to_vec();
+        let mut zero_interval = report("eu-1");
+        zero_interval.interval_ms = 0;
+        let zero_interval = zero_interval.to_body().unwrap();
+        let mut old = report("eu-1");
+        old.sent_at_ms -= 31_000;
+        let old = old.to_body().unwrap();
+        let mut future = report("eu-1");
+        future.sent_at_ms += 31_000;
+        let future = future.to_body().unwrap();
+        let mut edge = report("eu-1");
+        edge.sent_at_ms -= 30_000;
+        let edge = edge.to_body().unwrap();
+        let other_prober = report("us-1").to_body().unwrap();
+        let huge = vec![b' '; MAX_REPORT_BYTES + 1];
+
+        type Case<'a> = (&'a str, HeaderMap, &'a [u8], Result<(), RejectReason>);
+        let cases: Vec<Case<'_>> = vec![
+            ("good", signed(&good, key), &good, Ok(())),
+            ("edge of skew", signed(&edge, key), &edge, Ok(())),
+            (
+                "oversize",
+                signed(&huge, key),
+                &huge,
+                Err(RejectReason::Oversize),
+            ),
+            ("unknown key", unknown, &good, Err(RejectReason::UnknownKey)),
+            (
+                "no key header",
+                HeaderMap::new(),
+                &good,
+                Err(RejectReason::UnknownKey),
+            ),
+            (
+                "no signature",
+                no_sig,
+                &good,
+                Err(RejectReason::BadSignature),
+            ),
+            (
+                "signature not hex",
+                not_hex,
+                &good,
+                Err(RejectReason::BadSignature),
+            ),
+            (
+                "tampered body",
+                signed(&good, key),
+                &tampered,
+                Err(RejectReason::BadSignature),
+            ),
+            (
+                "garbage",
+                signed(&garbage, key),
+                &garbage,
+                Err(RejectReason::Malformed),
+            ),
+            (
+                "zero interval",
+                signed(&zero_interval, key),
+                &zero_interval,
+                Err(RejectReason::Malformed),
+            ),
+            ("old", signed(&old, key), &old, Err(RejectReason::StaleTime)),
+            (
+                "future",
+                signed(&future, key),
+                &future,
+                Err(RejectReason::StaleTime),
+            ),
+            (
+                "signed by eu-1 for us-1",
+                signed(&other_prober, key),
+                &other_prober,
+                Err(RejectReason::ProberMismatch),
+            ),
+        ];
+        for (name, headers, body, want) in cases {
+            let got = verify(&headers, body, &ring, now()).map(|_| ());
+            assert_eq!(got, want, "{name}");
+        }
+    }
+
+    #[test]
+    fn reject_labels_and_statuses_are_distinct_4xx() {
+        let mut labels: Vec<_> = RejectReason::ALL.iter().map(|r| r.label()).collect();
+        labels.sort_unstable();
+        labels.dedup();
+        assert_eq!(labels.len(), RejectReason::ALL.len());
+        for r in RejectReason::ALL {
+            assert!(r.status().is_client_error(), "{r:?}");
+        }
+    }
+}

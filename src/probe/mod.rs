@@ -1,0 +1,17 @@
+//! The prober: checks endpoints, applies rise/fall, reports its view to every nameserver.
+//!
+//! Owns: single checks ([`check`]), the rise/fall state machine ([`state`]), the schedule and
+//! report building ([`runner`]) and signed delivery to the nameservers ([`push`]).
+//!
+//! TLS everywhere here is rustls with the ring provider, always passed to reqwest as a
+//! preconfigured config: reqwest is built without its own provider (no aws-lc build), so a
+//! client built *without* `tls_backend_preconfigured` panics unless a default rustls provider
+//! was installed first.
+//!
+//! Never: decides an endpoint's health for DNS answers (only the nameservers' aggregation of
+//! many probers does), or sends check traffic anywhere but the configured endpoints.
+
+pub mod check;
+pub mod push;
+pub mod runner;
+pub mod state;
