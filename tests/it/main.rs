@@ -1,0 +1,15 @@
+//! Meridian's integration tests: each module starts the real `meridian` binary (through
+//! `harness`) and talks to it over loopback only: DNS over UDP/TCP and the HTTP API.
+//!
+//! Owns: end-to-end behaviour as a client sees it. Must never: reach into the crate's
+//! internals, send traffic anywhere but 127.0.0.1, or wait without a deadline.
+
+// The deny-lints in Cargo.toml guard the server against panics on input; in test code a
+// panic is how a check fails, and clippy's `allow-*-in-tests` does not reach helper
+// functions of an integration-test crate.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod core;
+// Shared by every test module; not each module uses every helper.
+#[allow(dead_code)]
+mod harness;
