@@ -125,6 +125,9 @@ impl HealthHub {
     /// Replaces the set of endpoints after a reload (votes of kept endpoints stay).
     pub fn set_known(&self, known: Vec<EndpointKey>) {
         let mut inner = self.lock();
+        if inner.known == known {
+            return;
+        }
         inner.book.set_known(known.iter().cloned(), Instant::now());
         inner.known = known;
         inner.dirty = true;
