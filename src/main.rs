@@ -12,15 +12,8 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => {
             init_logging(args.log_format);
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("meridian: cannot start the runtime: {e}");
-                    return ExitCode::from(1);
-                }
+            let Some(runtime) = runtime() else {
+                return ExitCode::from(1);
             };
             match runtime.block_on(serve(args)) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -39,15 +32,8 @@ fn main() -> ExitCode {
         Command::Explain(args) => explain(args),
         Command::Probe(args) => {
             init_logging(args.log_format);
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("meridian: cannot start the runtime: {e}");
-                    return ExitCode::from(1);
-                }
+            let Some(runtime) = runtime() else {
+                return ExitCode::from(1);
             };
             match runtime.block_on(meridian::prober::probe(args)) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -123,6 +109,19 @@ fn explain(args: ExplainArgs) -> ExitCode {
         Err(e) => {
             eprintln!("meridian: {e}");
             ExitCode::from(2)
+        }
+    }
+}
+
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("meridian: cannot start the runtime: {e}");
+            None
         }
     }
 }
