@@ -125,6 +125,14 @@ fn full_order(listed: &[usize], region_map: &[Option<u16>]) -> Order {
     out.into_boxed_slice()
 }
 
+/// A or AAAA RDATA of an address.
+fn address_rdata(address: std::net::IpAddr) -> Box<[u8]> {
+    match address {
+        std::net::IpAddr::V4(a) => Box::new(a.octets()),
+        std::net::IpAddr::V6(a) => Box::new(a.octets()),
+    }
+}
+
 /// Compiles one service: endpoints grouped by region with their health, orders resolved.
 pub fn compile_service(zone: &Zone, svc: &model::Service, health: &dyn EndpointHealth) -> Service {
     // Regions that have endpoints, in zone file order; region_map: zone index -> service index.
@@ -135,10 +143,7 @@ pub fn compile_service(zone: &Zone, svc: &model::Service, health: &dyn EndpointH
         let start = endpoints.len();
         for e in svc.endpoints.iter().filter(|e| e.region == zi) {
             let state = health.state(&zone.origin, &svc.key, &region.name, e.address);
-            let rdata: Box<[u8]> = match e.address {
-                std::net::IpAddr::V4(a) => Box::new(a.octets()),
-                std::net::IpAddr::V6(a) => Box::new(a.octets()),
-            };
+            let rdata = address_rdata(e.address);
             endpoints.push(Endpoint {
                 address: e.address,
                 weight: if state == EndpointState::Drain {
@@ -205,17 +210,9 @@ pub fn compile_service(zone: &Zone, svc: &model::Service, health: &dyn EndpointH
     let fallback = match &svc.fallback {
         Fallback::All => CompiledFallback::All,
         Fallback::None => CompiledFallback::None,
-        Fallback::Addresses(list) => CompiledFallback::Addresses(
-            list.iter()
-                .map(|a| {
-                    let rdata: Box<[u8]> = match a {
-                        std::net::IpAddr::V4(v4) => Box::new(v4.octets()),
-                        std::net::IpAddr::V6(v6) => Box::new(v6.octets()),
-                    };
-                    (*a, rdata)
-                })
-                .collect(),
-        ),
+        Fallback::Addresses(list) => {
+            CompiledFallback::Addresses(list.iter().map(|a| (*a, address_rdata(*a))).collect())
+        }
     };
     Service {
         key: svc.key.clone(),

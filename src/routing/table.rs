@@ -238,6 +238,12 @@ impl ZoneTable {
                 // RFC 8482 §4.1: one RRset is a complete answer to ANY.
                 if let Some(svc) = node.service.and_then(|i| self.services.get(i as usize)) {
                     scope = scope.max(svc.answer(qtype::A, client, geo, w, owner));
+                    if w.answer_count() == 0 {
+                        scope = scope.max(svc.answer(qtype::AAAA, client, geo, w, owner));
+                    }
+                    if w.answer_count() == 0 {
+                        self.negative(w, zone_off);
+                    }
                 } else if let Some(rrset) = node.rrsets.first() {
                     rrset.write(w, Section::Answer, owner);
                 } else {
