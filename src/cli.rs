@@ -21,6 +21,54 @@ pub enum Command {
     Serve(ServeArgs),
     /// Validate zone files without serving; one line per zone.
     CheckConfig(CheckConfigArgs),
+    /// Run a prober: check endpoints and report to nameservers.
+    Probe(ProbeArgs),
+    /// Explain, step by step, what a client gets for a name and why (offline).
+    Explain(ExplainArgs),
+    /// GeoIP database tools.
+    Geoip {
+        /// What to do.
+        #[command(subcommand)]
+        command: GeoipCommand,
+    },
+}
+
+/// `meridian geoip ...`.
+#[derive(Debug, Subcommand)]
+pub enum GeoipCommand {
+    /// Build a MaxMind DB file from Meridian's text source format.
+    Build {
+        /// The text source (see geoip/README.md).
+        src: PathBuf,
+        /// Where to write the .mmdb file.
+        #[arg(short, long)]
+        out: PathBuf,
+    },
+}
+
+/// `meridian explain`.
+#[derive(Debug, clap::Args)]
+pub struct ExplainArgs {
+    /// The name to explain, e.g. www.gslb.example.test.
+    pub name: String,
+    /// The resolver's address (no ECS).
+    #[arg(long, conflicts_with = "ecs")]
+    pub client: Option<std::net::IpAddr>,
+    /// An EDNS Client Subnet prefix, e.g. 2.2.3.0/24.
+    #[arg(long)]
+    pub ecs: Option<String>,
+    /// Record type.
+    #[arg(long = "type", default_value = "A")]
+    pub qtype: String,
+    /// Directory of zone files.
+    #[arg(long, default_value = "zones")]
+    pub zones: PathBuf,
+    /// GeoIP database.
+    #[arg(long, default_value = "geoip/meridian-sample.txt")]
+    pub geoip: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Log output format.
@@ -70,6 +118,44 @@ pub struct ServeArgs {
     /// Do not run the embedded prober (dedicated probers report instead).
     #[arg(long = "no-local-probe")]
     pub no_local_probe: bool,
+    /// Prober keys accepted on POST /v1/reports (lines `key_id prober_id secret_hex`).
+    #[arg(long = "keys")]
+    pub keys: Option<PathBuf>,
+    /// File holding the admin token for /v1/overrides and /v1/reload.
+    #[arg(long = "admin-token-file")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Seconds an endpoint keeps its last known state when no prober reports on it.
+    #[arg(long = "health-grace", default_value_t = 300)]
+    pub health_grace: u64,
+}
+
+/// `meridian probe`.
+#[derive(Debug, clap::Args)]
+pub struct ProbeArgs {
+    /// Directory of zone files (the same as the nameservers').
+    #[arg(long, default_value = "zones")]
+    pub zones: PathBuf,
+    /// This prober's region (any name; votes are grouped by it).
+    #[arg(long)]
+    pub region: String,
+    /// This prober's id; must match its key in the key file.
+    #[arg(long)]
+    pub id: String,
+    /// Nameserver report URL, e.g. http://192.0.2.53:5380/v1/reports (repeatable).
+    #[arg(long = "publish", required = true)]
+    pub publish: Vec<String>,
+    /// Key file (lines `key_id prober_id secret_hex`); the last key for --id signs.
+    #[arg(long = "key-file")]
+    pub key_file: PathBuf,
+    /// Check only the endpoints in this region.
+    #[arg(long = "only-region")]
+    pub only_region: Option<String>,
+    /// Most checks in flight at once.
+    #[arg(long = "max-in-flight", default_value_t = 64)]
+    pub max_in_flight: usize,
+    /// Log format.
+    #[arg(long = "log-format", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 }
 
 /// `meridian check-config`.

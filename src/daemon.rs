@@ -3,12 +3,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
 use crate::api::{self, ApiState};
 use crate::cli::ServeArgs;
 use crate::dns::handler::{Handler, HandlerConfig, txt_rdata};
 use crate::dns::server::{self, TcpLimits};
+use crate::health::hub::HealthHub;
+use crate::health::report::{Keyring, KeyringError};
 use crate::metrics::Metrics;
-use crate::routing::publish::{Publisher, StartError};
+use crate::probe::targets::checked_endpoints;
+use crate::prober::LocalProber;
+use crate::routing::publish::{Publisher, ReloadReport, StartError};
 
 /// Why `serve` stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -16,6 +22,17 @@ pub enum ServeError {
     /// The configuration is bad (exit code 2).
     #[error(transparent)]
     Config(#[from] StartError),
+    /// The prober key file is bad (exit code 2).
+    #[error(transparent)]
+    Keys(KeyringError),
+    /// The admin token file is unusable (exit code 2).
+    #[error("{path}: {message}")]
+    Token {
+        /// The file.
+        path: String,
+        /// Why.
+        message: String,
+    },
     /// A socket could not be bound or served (exit code 1).
     #[error("{what} {addr}: {source}")]
     Io {
@@ -36,6 +53,27 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         &args.geoip,
         Arc::clone(&metrics),
     )?);
+    let keyring = match &args.keys {
+        Some(path) => Some(Keyring::load(path).map_err(ServeError::Keys)?),
+        None => None,
+    };
+    let admin_token = match &args.admin_token_file {
+        Some(path) => Some(read_token(path)?),
+        None => None,
+    };
+    let hub = Arc::new(HealthHub::new(
+        checked_endpoints(&publisher.zones()),
+        Duration::from_secs(args.health_grace),
+        keyring,
+        Arc::clone(&metrics),
+    ));
+    let local_prober = Arc::new(std::sync::Mutex::new(LocalProber::stopped()));
+    let control = Arc::new(Control {
+        publisher: Arc::clone(&publisher),
+        hub: Arc::clone(&hub),
+        local_prober: (!args.no_local_probe).then(|| Arc::clone(&local_prober)),
+        keys: args.keys.clone(),
+    });
     let handler = Arc::new(Handler::new(
         Arc::clone(&publisher),
         Arc::clone(&metrics),
@@ -79,43 +117,131 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     let state = ApiState {
         publisher: Arc::clone(&publisher),
         metrics: Arc::clone(&metrics),
+        hub: Arc::clone(&hub),
+        admin_token: admin_token.map(Arc::from),
+        reload: {
+            let control = Arc::clone(&control);
+            Arc::new(move || control.reload())
+        },
     };
+    {
+        let publisher = Arc::clone(&publisher);
+        tokio::spawn(Arc::clone(&hub).run(move |snapshot| {
+            publisher.set_health(Arc::new(snapshot));
+        }));
+    }
+    if !args.no_local_probe {
+        if let Ok(mut p) = local_prober.lock() {
+            p.restart(&publisher.zones(), &hub);
+        }
+    }
     tokio::spawn(async move {
         if let Err(e) = api::serve(api_listener, state).await {
             tracing::error!(error = %e, "http api stopped");
         }
     });
 
+    // Handlers go in before the ready line: a signal sent as soon as it is read must be seen.
+    let signals = Signals::install();
     tracing::info!(dns = %dns_addrs.join(","), api = %api_addr, zones = %args.zones.display(), "serving");
     // The one machine-readable line: tests and scripts read the bound ports from it.
     println!("ready dns={} api={api_addr}", dns_addrs.join(","));
 
-    wait_for_shutdown(&publisher).await;
+    signals.wait_for_shutdown(&control).await;
     tracing::info!("shutting down");
     Ok(())
 }
 
-/// Reloads on SIGHUP; returns on SIGTERM or SIGINT.
-async fn wait_for_shutdown(publisher: &Arc<Publisher>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::hangup()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; serving until killed");
-        std::future::pending::<()>().await;
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = hup.recv() => {
-                tracing::info!("SIGHUP: reloading zones");
-                let publisher = Arc::clone(publisher);
-                let _ = tokio::task::spawn_blocking(move || publisher.reload()).await;
+/// SIGHUP, SIGTERM and SIGINT streams.
+struct Signals {
+    streams: Option<(Signal, Signal, Signal)>,
+}
+
+impl Signals {
+    fn install() -> Self {
+        let streams = match (
+            signal(SignalKind::hangup()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(h), Ok(t), Ok(i)) => Some((h, t, i)),
+            _ => {
+                tracing::error!("cannot install signal handlers; serving until killed");
+                None
             }
-            _ = term.recv() => return,
-            _ = int.recv() => return,
+        };
+        Self { streams }
+    }
+
+    /// Reloads on SIGHUP; returns on SIGTERM or SIGINT.
+    async fn wait_for_shutdown(self, control: &Arc<Control>) {
+        let Some((mut hup, mut term, mut int)) = self.streams else {
+            std::future::pending::<()>().await;
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP: reloading zones");
+                    let control = Arc::clone(control);
+                    let _ = tokio::task::spawn_blocking(move || control.reload()).await;
+                }
+                _ = term.recv() => return,
+                _ = int.recv() => return,
+            }
         }
+    }
+}
+
+/// Shortest admin token accepted.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+fn read_token(path: &std::path::Path) -> Result<String, ServeError> {
+    let err = |message: String| ServeError::Token {
+        path: path.display().to_string(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let token = text.trim().to_string();
+    if token.len() < MIN_TOKEN_LEN || token.contains(char::is_whitespace) {
+        return Err(err(format!(
+            "the token must be one word of at least {MIN_TOKEN_LEN} characters"
+        )));
+    }
+    Ok(token)
+}
+
+/// What a reload touches: zones and GeoIP (publisher), the endpoints health expects, the
+/// embedded prober's targets, and the prober keys.
+pub struct Control {
+    publisher: Arc<Publisher>,
+    hub: Arc<HealthHub>,
+    local_prober: Option<Arc<std::sync::Mutex<LocalProber>>>,
+    keys: Option<std::path::PathBuf>,
+}
+
+impl Control {
+    /// Reloads everything; a part that fails keeps its previous version.
+    pub fn reload(&self) -> ReloadReport {
+        let mut report = self.publisher.reload();
+        let zones = self.publisher.zones();
+        self.hub.set_known(checked_endpoints(&zones));
+        if let Some(path) = &self.keys {
+            match Keyring::load(path) {
+                Ok(k) => self.hub.set_keyring(Some(k)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "prober keys rejected on reload; previous keys kept");
+                    report.ok = false;
+                    report.errors.push(e.to_string());
+                }
+            }
+        }
+        if let Some(prober) = &self.local_prober {
+            // The runner is spawned on the runtime; reload runs on a blocking thread of it.
+            if let Ok(mut p) = prober.lock() {
+                p.restart(&zones, &self.hub);
+            }
+        }
+        report
     }
 }

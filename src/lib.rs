@@ -22,4 +22,5 @@ pub mod geo;
 pub mod health;
 pub mod metrics;
 pub mod probe;
+pub mod prober;
 pub mod routing;

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use meridian::cli::{Cli, Command, LogFormat};
+use meridian::cli::{Cli, Command, ExplainArgs, GeoipCommand, LogFormat};
 use meridian::daemon::{ServeError, serve};
 
 fn main() -> ExitCode {
@@ -12,19 +12,14 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => {
             init_logging(args.log_format);
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("meridian: cannot start the runtime: {e}");
-                    return ExitCode::from(1);
-                }
+            let Some(runtime) = runtime() else {
+                return ExitCode::from(1);
             };
             match runtime.block_on(serve(args)) {
                 Ok(()) => ExitCode::SUCCESS,
-                Err(e @ ServeError::Config(_)) => {
+                Err(
+                    e @ (ServeError::Config(_) | ServeError::Keys(_) | ServeError::Token { .. }),
+                ) => {
                     eprintln!("meridian: {e}");
                     ExitCode::from(2)
                 }
@@ -34,6 +29,32 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Explain(args) => explain(args),
+        Command::Probe(args) => {
+            init_logging(args.log_format);
+            let Some(runtime) = runtime() else {
+                return ExitCode::from(1);
+            };
+            match runtime.block_on(meridian::prober::probe(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("meridian: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Geoip {
+            command: GeoipCommand::Build { src, out },
+        } => match meridian::geo::run_build(&src, &out) {
+            Ok(summary) => {
+                println!("{summary}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("meridian: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::CheckConfig(args) => match meridian::config::load_dir(&args.zones) {
             Ok(zones) => {
                 for zone in &zones {
@@ -46,6 +67,62 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+    }
+}
+
+/// `meridian explain`: compile the zones offline (every endpoint up) and explain one query.
+fn explain(args: ExplainArgs) -> ExitCode {
+    use meridian::routing::explain::{Asker, explain, parse_ecs};
+    let asker = match (&args.ecs, args.client) {
+        (Some(text), _) => match parse_ecs(text) {
+            Ok(net) => Asker::Subnet(net),
+            Err(e) => {
+                eprintln!("meridian: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        (None, Some(ip)) => Asker::Address(ip),
+        (None, None) => Asker::Address(std::net::IpAddr::from([127, 0, 0, 1])),
+    };
+    let table = match meridian::routing::publish::compile_offline(&args.zones, &args.geoip) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("meridian: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match explain(&table, &args.name, &args.qtype, asker) {
+        Ok(x) if args.json => match serde_json::to_string_pretty(&x) {
+            Ok(text) => {
+                println!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("meridian: {e}");
+                ExitCode::from(1)
+            }
+        },
+        Ok(x) => {
+            print!("{x}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("meridian: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("meridian: cannot start the runtime: {e}");
+            None
+        }
     }
 }
 

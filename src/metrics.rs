@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use crate::dns::answer::Rcode;
+use crate::health::report::RejectReason;
 
 /// DNS transports, for labels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,6 +43,12 @@ pub struct Metrics {
     swaps: AtomicU64,
     generation: AtomicU64,
     tcp_connections: AtomicU64,
+    reports_accepted: AtomicU64,
+    reports_rejected: [AtomicU64; RejectReason::ALL.len()],
+    report_unknown_endpoints: AtomicU64,
+    transitions: AtomicU64,
+    endpoints_down: AtomicU64,
+    overrides_active: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -64,6 +71,12 @@ impl Metrics {
             swaps: AtomicU64::new(0),
             generation: AtomicU64::new(0),
             tcp_connections: AtomicU64::new(0),
+            reports_accepted: AtomicU64::new(0),
+            reports_rejected: Default::default(),
+            report_unknown_endpoints: AtomicU64::new(0),
+            transitions: AtomicU64::new(0),
+            endpoints_down: AtomicU64::new(0),
+            overrides_active: AtomicU64::new(0),
         }
     }
 
@@ -111,6 +124,34 @@ impl Metrics {
         c.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts an accepted probe report and the endpoints in it this server does not know.
+    pub fn record_report_accepted(&self, unknown_endpoints: usize) {
+        self.reports_accepted.fetch_add(1, Ordering::Relaxed);
+        self.report_unknown_endpoints
+            .fetch_add(unknown_endpoints as u64, Ordering::Relaxed);
+    }
+
+    /// Counts a rejected probe report.
+    pub fn record_report_rejected(&self, reason: RejectReason) {
+        if let Some(i) = RejectReason::ALL.iter().position(|r| *r == reason) {
+            if let Some(c) = self.reports_rejected.get(i) {
+                c.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Counts an endpoint health transition.
+    pub fn record_transition(&self) {
+        self.transitions.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Sets the endpoints-down and active-overrides gauges.
+    pub fn set_health_gauges(&self, down: usize, overrides: usize) {
+        self.endpoints_down.store(down as u64, Ordering::Relaxed);
+        self.overrides_active
+            .store(overrides as u64, Ordering::Relaxed);
+    }
+
     /// Counts a table swap to `generation`.
     pub fn record_swap(&self, generation: u64) {
         self.swaps.fetch_add(1, Ordering::Relaxed);
@@ -152,7 +193,37 @@ impl Metrics {
                 t.as_str()
             );
         }
-        let simple: [(&str, &str, &str, u64); 6] = [
+        let simple: [(&str, &str, &str, u64); 11] = [
+            (
+                "meridian_reports_accepted_total",
+                "counter",
+                "Probe reports accepted.",
+                get(&self.reports_accepted),
+            ),
+            (
+                "meridian_report_unknown_endpoints_total",
+                "counter",
+                "Endpoints in accepted reports that this server does not know (ignored).",
+                get(&self.report_unknown_endpoints),
+            ),
+            (
+                "meridian_health_transitions_total",
+                "counter",
+                "Endpoint health state changes.",
+                get(&self.transitions),
+            ),
+            (
+                "meridian_endpoints_down",
+                "gauge",
+                "Endpoints decided down.",
+                get(&self.endpoints_down),
+            ),
+            (
+                "meridian_overrides_active",
+                "gauge",
+                "Operator overrides in force.",
+                get(&self.overrides_active),
+            ),
             (
                 "meridian_packets_dropped_total",
                 "counter",
@@ -194,6 +265,16 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        }
+        out.push_str("# HELP meridian_reports_rejected_total Probe reports rejected, by reason.\n");
+        out.push_str("# TYPE meridian_reports_rejected_total counter\n");
+        for (reason, c) in RejectReason::ALL.iter().zip(&self.reports_rejected) {
+            let _ = writeln!(
+                out,
+                "meridian_reports_rejected_total{{reason=\"{}\"}} {}",
+                reason.label(),
+                get(c)
             );
         }
         out.push_str("# HELP meridian_reloads_total Zone reloads, by result.\n");

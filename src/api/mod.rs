@@ -7,15 +7,23 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::extract::DefaultBodyLimit;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use serde::Serialize;
+use axum::routing::{delete, get, post};
+use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
+use crate::health::hub::HealthHub;
+use crate::health::report::MAX_REPORT_BYTES;
 use crate::metrics::Metrics;
-use crate::routing::publish::Publisher;
+use crate::routing::publish::{Publisher, ReloadReport};
+
+mod health;
+
+/// Reloads zones, GeoIP and keys; returns what happened.
+pub type ReloadFn = Arc<dyn Fn() -> ReloadReport + Send + Sync>;
 
 /// What the API handlers share.
 #[derive(Clone)]
@@ -24,6 +32,39 @@ pub struct ApiState {
     pub publisher: Arc<Publisher>,
     /// Counters.
     pub metrics: Arc<Metrics>,
+    /// Health decisions, reports and overrides.
+    pub hub: Arc<HealthHub>,
+    /// Bearer token for admin endpoints; None = overrides disabled, reload open.
+    pub admin_token: Option<Arc<str>>,
+    /// The reload action.
+    pub reload: ReloadFn,
+}
+
+/// Checks `Authorization: Bearer <token>`; `required` makes a missing configured token a 403.
+/// Returns the refusal when the request may not use an admin endpoint.
+fn authorize(state: &ApiState, headers: &HeaderMap, required: bool) -> Option<Response> {
+    let Some(token) = &state.admin_token else {
+        return required.then(|| {
+            (
+                StatusCode::FORBIDDEN,
+                "admin endpoints are disabled: start the server with --admin-token-file\n",
+            )
+                .into_response()
+        });
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    // Constant time in the token's length: no early exit on the first differing byte.
+    let same = given.len() == token.len()
+        && given
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    (!same).then(|| (StatusCode::UNAUTHORIZED, "missing or wrong admin token\n").into_response())
 }
 
 /// The routes.
@@ -32,6 +73,17 @@ pub fn router(state: ApiState) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/v1/reload", post(reload))
+        .route("/v1/explain", get(explain))
+        .route(
+            "/v1/reports",
+            post(health::reports).layer(DefaultBodyLimit::max(MAX_REPORT_BYTES + 1)),
+        )
+        .route("/v1/status", get(health::status))
+        .route(
+            "/v1/overrides",
+            get(health::list_overrides).post(health::add_override),
+        )
+        .route("/v1/overrides/{id}", delete(health::delete_override))
         .with_state(state)
 }
 
@@ -91,9 +143,12 @@ async fn metrics(State(state): State<ApiState>) -> Response {
         .into_response()
 }
 
-async fn reload(State(state): State<ApiState>) -> Response {
-    let publisher = Arc::clone(&state.publisher);
-    let report = match tokio::task::spawn_blocking(move || publisher.reload()).await {
+async fn reload(State(state): State<ApiState>, headers: HeaderMap) -> Response {
+    if let Some(denied) = authorize(&state, &headers, false) {
+        return denied;
+    }
+    let reload = Arc::clone(&state.reload);
+    let report = match tokio::task::spawn_blocking(move || reload()).await {
         Ok(r) => r,
         Err(e) => {
             return (
@@ -109,4 +164,33 @@ async fn reload(State(state): State<ApiState>) -> Response {
         StatusCode::UNPROCESSABLE_ENTITY
     };
     (status, axum::Json(report)).into_response()
+}
+
+/// Query string of `/v1/explain`.
+#[derive(Deserialize)]
+struct ExplainQuery {
+    name: String,
+    client: Option<std::net::IpAddr>,
+    ecs: Option<String>,
+    #[serde(rename = "type")]
+    qtype: Option<String>,
+    format: Option<String>,
+}
+
+async fn explain(State(state): State<ApiState>, Query(q): Query<ExplainQuery>) -> Response {
+    use crate::routing::explain::{Asker, explain, parse_ecs};
+    let asker = match (&q.ecs, q.client) {
+        (Some(text), _) if !text.is_empty() => match parse_ecs(text) {
+            Ok(net) => Asker::Subnet(net),
+            Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+        },
+        (_, Some(ip)) => Asker::Address(ip),
+        _ => Asker::Address(std::net::IpAddr::from([127, 0, 0, 1])),
+    };
+    let table = state.publisher.table();
+    match explain(&table, &q.name, q.qtype.as_deref().unwrap_or("A"), asker) {
+        Ok(x) if q.format.as_deref() == Some("text") => x.to_string().into_response(),
+        Ok(x) => axum::Json(x).into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    }
 }

@@ -33,7 +33,61 @@ pub struct ZoneFile {
     pub service: BTreeMap<String, ServiceFile>,
     /// Health checks that services name.
     #[serde(default)]
-    pub check: BTreeMap<String, toml::Table>,
+    pub check: BTreeMap<String, CheckFile>,
+}
+
+/// A `[check.NAME]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckFile {
+    /// `http`, `https` or `tcp`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Port; default 80 (http), 443 (https); required for tcp.
+    pub port: Option<u16>,
+    /// Request path.
+    pub path: Option<String>,
+    /// Host header and TLS server name.
+    pub host: Option<String>,
+    /// Statuses that pass: numbers or `"200-399"` ranges.
+    pub expect_status: Option<Vec<StatusFile>>,
+    /// Substring the body must contain.
+    pub expect_body: Option<String>,
+    /// Extra request headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Verify the server certificate.
+    pub tls_verify: Option<bool>,
+    /// CA bundle (PEM) to verify against, relative to the zone file.
+    pub ca_file: Option<String>,
+    /// Time between checks: seconds, or `"500ms"`, `"5s"`, `"1m"`.
+    pub interval: Option<DurationFile>,
+    /// Time one check may take.
+    pub timeout: Option<DurationFile>,
+    /// Consecutive successes to go up.
+    pub rise: Option<u32>,
+    /// Consecutive failures to go down.
+    pub fall: Option<u32>,
+}
+
+/// One `expect_status` entry.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum StatusFile {
+    /// A single status.
+    Code(u16),
+    /// `"200-399"`.
+    Range(String),
+}
+
+/// A duration: whole seconds, or a string with a unit.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum DurationFile {
+    /// Seconds.
+    Seconds(u64),
+    /// `"500ms"`, `"5s"`, `"1m"`.
+    Text(String),
 }
 
 /// The `[soa]` table.

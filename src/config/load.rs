@@ -200,6 +200,14 @@ impl<'a> ZoneBuilder<'a> {
             services.push(self.service(key, service, &origin, &regions, &file)?);
         }
 
+        let base = self.path.parent().unwrap_or(Path::new("."));
+        let mut checks = Vec::with_capacity(file.check.len());
+        for (name, c) in &file.check {
+            checks.push(
+                super::check::check(name, c, base).map_err(|(key, msg)| self.invalid(key, msg))?,
+            );
+        }
+
         let zone = Zone {
             origin,
             file: self.path.to_path_buf(),
@@ -207,7 +215,7 @@ impl<'a> ZoneBuilder<'a> {
             records,
             regions,
             services,
-            checks: file.check.into_iter().collect(),
+            checks,
         };
         self.check_records(&zone)?;
         self.check_services(&zone)?;

@@ -39,8 +39,8 @@ pub struct Zone {
     pub regions: Vec<Region>,
     /// Traffic-managed names, in file order.
     pub services: Vec<Service>,
-    /// Health checks by name, as written (the health module validates them).
-    pub checks: Vec<(String, toml::Table)>,
+    /// Health checks, by name.
+    pub checks: Vec<super::check::Check>,
 }
 
 impl Zone {

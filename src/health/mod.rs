@@ -8,4 +8,6 @@
 //! [`aggregate::HealthView`] to `routing::publish`), or sits on the query path.
 
 pub mod aggregate;
+pub mod hub;
+pub mod overrides;
 pub mod report;

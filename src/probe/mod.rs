@@ -15,3 +15,4 @@ pub mod check;
 pub mod push;
 pub mod runner;
 pub mod state;
+pub mod targets;

@@ -32,15 +32,21 @@ pub enum EndpointState {
 
 /// Where the compiler learns each endpoint's state (the health module implements it).
 pub trait EndpointHealth {
-    /// State of `address` in `service` of `zone`.
-    fn state(&self, zone: &Name, service: &str, address: std::net::IpAddr) -> EndpointState;
+    /// State of `address` (in `region`) of `service` in `zone`.
+    fn state(
+        &self,
+        zone: &Name,
+        service: &str,
+        region: &str,
+        address: std::net::IpAddr,
+    ) -> EndpointState;
 }
 
 /// Every endpoint up: before any health information exists, and for offline `explain`.
 pub struct AllUp;
 
 impl EndpointHealth for AllUp {
-    fn state(&self, _: &Name, _: &str, _: std::net::IpAddr) -> EndpointState {
+    fn state(&self, _: &Name, _: &str, _: &str, _: std::net::IpAddr) -> EndpointState {
         EndpointState::Up
     }
 }
@@ -119,6 +125,14 @@ fn full_order(listed: &[usize], region_map: &[Option<u16>]) -> Order {
     out.into_boxed_slice()
 }
 
+/// A or AAAA RDATA of an address.
+fn address_rdata(address: std::net::IpAddr) -> Box<[u8]> {
+    match address {
+        std::net::IpAddr::V4(a) => Box::new(a.octets()),
+        std::net::IpAddr::V6(a) => Box::new(a.octets()),
+    }
+}
+
 /// Compiles one service: endpoints grouped by region with their health, orders resolved.
 pub fn compile_service(zone: &Zone, svc: &model::Service, health: &dyn EndpointHealth) -> Service {
     // Regions that have endpoints, in zone file order; region_map: zone index -> service index.
@@ -128,11 +142,8 @@ pub fn compile_service(zone: &Zone, svc: &model::Service, health: &dyn EndpointH
     for (zi, region) in zone.regions.iter().enumerate() {
         let start = endpoints.len();
         for e in svc.endpoints.iter().filter(|e| e.region == zi) {
-            let state = health.state(&zone.origin, &svc.key, e.address);
-            let rdata: Box<[u8]> = match e.address {
-                std::net::IpAddr::V4(a) => Box::new(a.octets()),
-                std::net::IpAddr::V6(a) => Box::new(a.octets()),
-            };
+            let state = health.state(&zone.origin, &svc.key, &region.name, e.address);
+            let rdata = address_rdata(e.address);
             endpoints.push(Endpoint {
                 address: e.address,
                 weight: if state == EndpointState::Drain {
@@ -199,17 +210,9 @@ pub fn compile_service(zone: &Zone, svc: &model::Service, health: &dyn EndpointH
     let fallback = match &svc.fallback {
         Fallback::All => CompiledFallback::All,
         Fallback::None => CompiledFallback::None,
-        Fallback::Addresses(list) => CompiledFallback::Addresses(
-            list.iter()
-                .map(|a| {
-                    let rdata: Box<[u8]> = match a {
-                        std::net::IpAddr::V4(v4) => Box::new(v4.octets()),
-                        std::net::IpAddr::V6(v6) => Box::new(v6.octets()),
-                    };
-                    (*a, rdata)
-                })
-                .collect(),
-        ),
+        Fallback::Addresses(list) => {
+            CompiledFallback::Addresses(list.iter().map(|a| (*a, address_rdata(*a))).collect())
+        }
     };
     Service {
         key: svc.key.clone(),

@@ -3,6 +3,7 @@
 //! (`publish`).
 
 pub mod compile;
+pub mod explain;
 pub mod publish;
 pub mod select;
 pub mod table;

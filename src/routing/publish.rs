@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
-use super::compile::{AllUp, CompileError, compile};
+use super::compile::{AllUp, CompileError, EndpointHealth, compile};
 use super::table::RoutingTable;
 use crate::config::load::{ZoneError, check_unique_origin, load_zone, zone_files};
 use crate::config::{Zone, load_dir};
@@ -32,6 +32,14 @@ pub enum StartError {
     Geo(#[from] GeoError),
 }
 
+/// Loads zones and GeoIP and compiles a table with every endpoint up, without serving
+/// (`meridian explain`).
+pub fn compile_offline(zones_dir: &Path, geo_path: &Path) -> Result<RoutingTable, StartError> {
+    let zones: Vec<Arc<Zone>> = load_dir(zones_dir)?.into_iter().map(Arc::new).collect();
+    let geo = Arc::new(GeoDb::open(geo_path)?);
+    Ok(compile(&zones, geo, &AllUp, 0)?)
+}
+
 /// What a reload did.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct ReloadReport {
@@ -47,6 +55,7 @@ pub struct ReloadReport {
 struct State {
     zones: BTreeMap<PathBuf, Arc<Zone>>,
     geo: Arc<GeoDb>,
+    health: Arc<dyn EndpointHealth + Send + Sync>,
     generation: u64,
 }
 
@@ -77,6 +86,7 @@ impl Publisher {
             state: Mutex::new(State {
                 zones: zones.into_iter().map(|z| (z.file.clone(), z)).collect(),
                 geo,
+                health: Arc::new(AllUp),
                 generation: 1,
             }),
             zones_dir: zones_dir.to_path_buf(),
@@ -95,12 +105,43 @@ impl Publisher {
         self.routes.load_full()
     }
 
+    /// The zones serving now.
+    pub fn zones(&self) -> Vec<Arc<Zone>> {
+        self.lock().zones.values().cloned().collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Recompiles with new endpoint health and publishes the table.
+    pub fn set_health(&self, health: Arc<dyn EndpointHealth + Send + Sync>) {
+        let mut state = self.lock();
+        state.health = health;
+        let generation = state.generation + 1;
+        let zones: Vec<Arc<Zone>> = state.zones.values().cloned().collect();
+        let started = std::time::Instant::now();
+        match compile(
+            &zones,
+            Arc::clone(&state.geo),
+            state.health.as_ref(),
+            generation,
+        ) {
+            Ok(table) => {
+                self.routes.store(Arc::new(table));
+                state.generation = generation;
+                self.metrics.record_swap(generation);
+                tracing::debug!(generation, took = ?started.elapsed(), "table recompiled for health");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "recompile for health failed; previous table keeps serving")
+            }
+        }
+    }
+
     /// Re-reads the zones directory and publishes a new table.
     pub fn reload(&self) -> ReloadReport {
-        let mut state = match self.state.lock() {
-            Ok(s) => s,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut state = self.lock();
         let mut errors = Vec::new();
         let mut next: BTreeMap<PathBuf, Arc<Zone>> = BTreeMap::new();
         match zone_files(&self.zones_dir) {
@@ -138,7 +179,7 @@ impl Publisher {
         };
         let generation = state.generation + 1;
         let zones: Vec<Arc<Zone>> = next.values().cloned().collect();
-        match compile(&zones, Arc::clone(&geo), &AllUp, generation) {
+        match compile(&zones, Arc::clone(&geo), state.health.as_ref(), generation) {
             Ok(table) => {
                 self.routes.store(Arc::new(table));
                 state.zones = next;

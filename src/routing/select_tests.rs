@@ -249,7 +249,7 @@ impl Health {
 }
 
 impl EndpointHealth for Health {
-    fn state(&self, _zone: &Name, service: &str, address: IpAddr) -> EndpointState {
+    fn state(&self, _zone: &Name, service: &str, _region: &str, address: IpAddr) -> EndpointState {
         self.0
             .get(&(service.to_string(), address))
             .copied()

@@ -159,6 +159,12 @@ impl ZoneTable {
         self.node_list.get(usize::try_from(idx).ok()?)
     }
 
+    /// The service at `name` (lowercase wire form), if that name is one.
+    pub fn service_at(&self, name: &[u8]) -> Option<&Service> {
+        let node = self.node(name)?;
+        self.services.get(usize::try_from(node.service?).ok()?)
+    }
+
     fn by_index(&self, idx: u32) -> Option<&Node> {
         self.node_list.get(usize::try_from(idx).ok()?)
     }
@@ -214,14 +220,14 @@ impl ZoneTable {
                     return scope;
                 }
                 Found::Referral(cut) => {
-                    // Only the first name can be a referral with AA=0; a CNAME into a cut
-                    // ends the chain (the resolver follows it).
+                    // RFC 1034 §4.3.2 step 3b. AA stays set when a CNAME of ours led here
+                    // (RFC 1035 §4.1.1: AA speaks for the first owner name).
                     if w.answer_count() == 0 {
                         w.set_authoritative(false);
-                        if let Some(ns) = cut.rrset(qtype::NS) {
-                            ns.write(w, Section::Authority, Owner::Wire(&cut.name_wire));
-                            ns.write_additional(w, Section::RequiredAdditional);
-                        }
+                    }
+                    if let Some(ns) = cut.rrset(qtype::NS) {
+                        ns.write(w, Section::Authority, Owner::Wire(&cut.name_wire));
+                        ns.write_additional(w, Section::RequiredAdditional);
                     }
                     return scope;
                 }
@@ -232,6 +238,12 @@ impl ZoneTable {
                 // RFC 8482 §4.1: one RRset is a complete answer to ANY.
                 if let Some(svc) = node.service.and_then(|i| self.services.get(i as usize)) {
                     scope = scope.max(svc.answer(qtype::A, client, geo, w, owner));
+                    if w.answer_count() == 0 {
+                        scope = scope.max(svc.answer(qtype::AAAA, client, geo, w, owner));
+                    }
+                    if w.answer_count() == 0 {
+                        self.negative(w, zone_off);
+                    }
                 } else if let Some(rrset) = node.rrsets.first() {
                     rrset.write(w, Section::Answer, owner);
                 } else {

@@ -1387,6 +1387,21 @@ fn sigterm_exits_zero_promptly() {
     assert_eq!(status.code(), Some(0), "{status:?}");
 }
 
+#[test]
+fn signals_are_handled_as_soon_as_ready_is_printed() {
+    // The ready line promises a fully started server: a SIGTERM right after it must be a
+    // clean shutdown, not the default action (death by signal). A few rounds, because a
+    // late handler only loses the race some of the time.
+    for round in 0..10 {
+        let mut ns = Meridian::serve(BASIC);
+        ns.signal("TERM");
+        let status = ns
+            .wait_exit(Duration::from_secs(5))
+            .expect("exit within 5 s of SIGTERM");
+        assert_eq!(status.code(), Some(0), "round {round}: {status:?}");
+    }
+}
+
 // ---- CLI ----
 
 fn serve_args(zones: &std::path::Path) -> Vec<String> {

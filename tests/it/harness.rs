@@ -144,13 +144,18 @@ impl Meridian {
         self.log.lock().unwrap().join("\n")
     }
 
-    /// Sends a signal by name (`HUP`, `TERM`) with kill(1).
+    /// Sends a signal (`"HUP"`, `"TERM"`, `"INT"`) with kill(2), directly: no helper
+    /// process, so a test can signal within microseconds of the ready line.
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args(["-s", name, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -s {name} failed");
+        use rustix::process::{Pid, Signal, kill_process};
+        let sig = match name {
+            "HUP" => Signal::HUP,
+            "TERM" => Signal::TERM,
+            "INT" => Signal::INT,
+            other => panic!("signal {other} not supported by the harness"),
+        };
+        kill_process(Pid::from_child(&self.child), sig)
+            .unwrap_or_else(|e| panic!("kill -{name}: {e}"));
     }
 
     /// Waits up to `timeout` for the process to exit.

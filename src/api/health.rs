@@ -1,0 +1,216 @@
+//! Health endpoints: probe report ingest, `/v1/status`, overrides.
+
+use std::net::IpAddr;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use super::{ApiState, authorize};
+use crate::health::aggregate::VoteStatus;
+use crate::health::overrides::{NewOverride, Target};
+use crate::health::report::EndpointKey;
+
+/// `POST /v1/reports`: a signed report from a prober.
+pub async fn reports(State(state): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
+    match state.hub.accept_signed(&headers, &body) {
+        Ok(summary) => axum::Json(serde_json::json!({
+            "accepted": true,
+            "recorded": summary.recorded,
+            "unknown_endpoints": summary.unknown_endpoints,
+            "outdated": summary.outdated,
+        }))
+        .into_response(),
+        Err(reason) => {
+            tracing::debug!(reason = reason.label(), "probe report rejected");
+            (
+                reason.status(),
+                axum::Json(serde_json::json!({
+                    "accepted": false,
+                    "reason": reason.label(),
+                })),
+            )
+                .into_response()
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct EndpointStatusView {
+    address: IpAddr,
+    weight: u32,
+    effective_weight: u32,
+    /// What answers use now (health and overrides applied).
+    serving: bool,
+    /// What the probes decided (`up` when the service has no check).
+    decided: String,
+    checked: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    decided_for_ms: Option<u64>,
+    votes: Vec<VoteStatus>,
+}
+
+#[derive(Serialize)]
+struct RegionStatusView {
+    name: String,
+    endpoints: Vec<EndpointStatusView>,
+}
+
+#[derive(Serialize)]
+struct ServiceStatusView {
+    zone: String,
+    service: String,
+    policy: &'static str,
+    regions: Vec<RegionStatusView>,
+}
+
+#[derive(Serialize)]
+struct ProberView {
+    prober_id: String,
+    region: String,
+    youngest_vote_age_ms: u64,
+    endpoints: usize,
+}
+
+/// `GET /v1/status`: every service, region, endpoint with decided state and each prober's
+/// vote and age; table generation and build time; the health digest.
+pub async fn status(State(state): State<ApiState>) -> Response {
+    let table = state.publisher.table();
+    let view = state.hub.view();
+    let mut probers: std::collections::BTreeMap<String, ProberView> = Default::default();
+    for st in view.status().values() {
+        for v in &st.votes {
+            let p = probers
+                .entry(v.prober_id.as_str().to_string())
+                .or_insert_with(|| ProberView {
+                    prober_id: v.prober_id.as_str().to_string(),
+                    region: v.region.clone(),
+                    youngest_vote_age_ms: v.age_ms,
+                    endpoints: 0,
+                });
+            p.youngest_vote_age_ms = p.youngest_vote_age_ms.min(v.age_ms);
+            p.endpoints += 1;
+        }
+    }
+    let mut services = Vec::new();
+    let mut zones: Vec<_> = table.zones().collect();
+    zones.sort_by_key(|z| z.origin.to_string());
+    for zone in zones {
+        let origin = zone.origin.to_string();
+        for svc in &zone.services {
+            let regions = svc
+                .regions
+                .iter()
+                .map(|r| RegionStatusView {
+                    name: r.name.clone(),
+                    endpoints: svc
+                        .endpoints
+                        .get(r.endpoints.clone())
+                        .unwrap_or(&[])
+                        .iter()
+                        .map(|e| {
+                            let key = EndpointKey::new(&origin, &svc.key, e.address).ok();
+                            let st = key.as_ref().and_then(|k| view.status().get(k));
+                            EndpointStatusView {
+                                address: e.address,
+                                weight: e.configured_weight,
+                                effective_weight: e.weight,
+                                serving: e.healthy,
+                                decided: st.map_or("up".into(), |s| s.health.to_string()),
+                                checked: st.is_some(),
+                                decided_for_ms: st.map(|s| s.for_ms),
+                                votes: st.map(|s| s.votes.clone()).unwrap_or_default(),
+                            }
+                        })
+                        .collect(),
+                })
+                .collect();
+            services.push(ServiceStatusView {
+                zone: origin.clone(),
+                service: svc.key.clone(),
+                policy: svc.policy_name,
+                regions,
+            });
+        }
+    }
+    let built_at_ms = table
+        .built_at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    axum::Json(serde_json::json!({
+        "generation": table.generation,
+        "built_at_ms": built_at_ms,
+        "health_digest": view.digest(),
+        "endpoints_down": view.down_count(),
+        "probers": probers.into_values().collect::<Vec<_>>(),
+        "services": services,
+        "overrides": state.hub.overrides(),
+        "transitions": state.hub.recent(),
+    }))
+    .into_response()
+}
+
+/// `GET /v1/overrides`.
+pub async fn list_overrides(State(state): State<ApiState>, headers: HeaderMap) -> Response {
+    if let Some(denied) = authorize(&state, &headers, true) {
+        return denied;
+    }
+    axum::Json(state.hub.overrides()).into_response()
+}
+
+/// `POST /v1/overrides`.
+pub async fn add_override(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(denied) = authorize(&state, &headers, true) {
+        return denied;
+    }
+    let new: NewOverride = match serde_json::from_slice(&body) {
+        Ok(n) => n,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("bad override: {e}\n")).into_response(),
+    };
+    let table = state.publisher.table();
+    let matches_any = |t: &Target| {
+        table.zones().any(|z| {
+            z.origin
+                .to_string()
+                .trim_end_matches('.')
+                .eq_ignore_ascii_case(t.zone.trim_end_matches('.'))
+                && z.services.iter().any(|s| {
+                    s.key == t.service
+                        && s.regions.iter().any(|r| {
+                            t.region.as_deref().is_none_or(|name| name == r.name)
+                                && s.endpoints
+                                    .get(r.endpoints.clone())
+                                    .unwrap_or(&[])
+                                    .iter()
+                                    .any(|e| t.address.is_none_or(|a| a == e.address))
+                        })
+                })
+        })
+    };
+    match state.hub.add_override(new, matches_any) {
+        Ok(o) => (StatusCode::CREATED, axum::Json(o)).into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+    }
+}
+
+/// `DELETE /v1/overrides/{id}`.
+pub async fn delete_override(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+) -> Response {
+    if let Some(denied) = authorize(&state, &headers, true) {
+        return denied;
+    }
+    if state.hub.remove_override(id) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        (StatusCode::NOT_FOUND, format!("no override {id}\n")).into_response()
+    }
+}

@@ -1,0 +1,158 @@
+//! Validating `[check.NAME]` tables into probe check specifications.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::file::{CheckFile, DurationFile, StatusFile};
+use crate::probe::check::{CheckKind, CheckSpec};
+use crate::probe::state::{DEFAULT_FALL, DEFAULT_RISE};
+
+/// Default time between checks.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
+/// Shortest time between checks.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
+/// Default time one check may take.
+pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A validated health check.
+#[derive(Clone, Debug)]
+pub struct Check {
+    /// Its name in the zone file.
+    pub name: String,
+    /// What to do against an endpoint.
+    pub spec: CheckSpec,
+    /// Time between checks of one endpoint.
+    pub interval: Duration,
+    /// Consecutive successes to go up.
+    pub rise: u32,
+    /// Consecutive failures to go down.
+    pub fall: u32,
+}
+
+/// Validates one check; errors are `(key suffix, message)` for the loader to wrap.
+pub fn check(name: &str, file: &CheckFile, base: &Path) -> Result<Check, (String, String)> {
+    let err = |key: &str, msg: String| (format!("check.{name}.{key}"), msg);
+    let kind = match file.kind.as_str() {
+        "http" => CheckKind::Http,
+        "https" => CheckKind::Https,
+        "tcp" => CheckKind::Tcp,
+        other => return Err(err("type", format!("`{other}` is not http, https or tcp"))),
+    };
+    let port = match (file.port, kind) {
+        (Some(0), _) => return Err(err("port", "0 is not a port".into())),
+        (Some(p), _) => p,
+        (None, CheckKind::Http) => 80,
+        (None, CheckKind::Https) => 443,
+        (None, CheckKind::Tcp) => return Err(err("port", "a tcp check needs a port".into())),
+    };
+    let mut spec = CheckSpec::new(kind, port);
+    if let Some(path) = &file.path {
+        if !path.starts_with('/') {
+            return Err(err("path", format!("`{path}` must start with `/`")));
+        }
+        spec.path = path.clone();
+    }
+    spec.host = file.host.clone();
+    if let Some(list) = &file.expect_status {
+        for (i, s) in list.iter().enumerate() {
+            let range = match s {
+                StatusFile::Code(c) => *c..=*c,
+                StatusFile::Range(text) => {
+                    let parsed = text.split_once('-').and_then(|(a, b)| {
+                        Some(a.trim().parse::<u16>().ok()?..=b.trim().parse::<u16>().ok()?)
+                    });
+                    match parsed {
+                        Some(r) if r.start() <= r.end() => r,
+                        _ => {
+                            return Err(err(
+                                &format!("expect_status[{i}]"),
+                                format!("`{text}` is not a status or a range like \"200-299\""),
+                            ));
+                        }
+                    }
+                }
+            };
+            if *range.start() < 100 || *range.end() > 599 {
+                return Err(err(
+                    &format!("expect_status[{i}]"),
+                    "statuses are between 100 and 599".into(),
+                ));
+            }
+            spec.expect_status.push(range);
+        }
+    }
+    spec.expect_body = file.expect_body.clone();
+    spec.headers = file
+        .headers
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if spec
+        .headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("host"))
+    {
+        return Err(err("headers", "set the Host header with `host`".into()));
+    }
+    spec.tls_verify = file.tls_verify.unwrap_or(true);
+    spec.ca_file = file.ca_file.as_ref().map(|f| base.join(f));
+    let interval = match &file.interval {
+        None => DEFAULT_INTERVAL,
+        Some(d) => duration(d).map_err(|m| err("interval", m))?,
+    };
+    if interval < MIN_INTERVAL {
+        return Err(err(
+            "interval",
+            format!("{interval:?} is below the minimum of 1s"),
+        ));
+    }
+    spec.timeout = match &file.timeout {
+        None => DEFAULT_CHECK_TIMEOUT.min(interval.saturating_sub(Duration::from_millis(100))),
+        Some(d) => duration(d).map_err(|m| err("timeout", m))?,
+    };
+    if spec.timeout >= interval || spec.timeout.is_zero() {
+        return Err(err(
+            "timeout",
+            format!(
+                "{:?} must be above 0 and below the interval ({interval:?})",
+                spec.timeout
+            ),
+        ));
+    }
+    let rise = file.rise.unwrap_or(DEFAULT_RISE);
+    let fall = file.fall.unwrap_or(DEFAULT_FALL);
+    for (key, v) in [("rise", rise), ("fall", fall)] {
+        if !(1..=100).contains(&v) {
+            return Err(err(key, format!("{v} is not between 1 and 100")));
+        }
+    }
+    Ok(Check {
+        name: name.to_string(),
+        spec,
+        interval,
+        rise,
+        fall,
+    })
+}
+
+/// `5`, `"5s"`, `"500ms"`, `"1m"`.
+pub fn duration(d: &DurationFile) -> Result<Duration, String> {
+    match d {
+        DurationFile::Seconds(s) => Ok(Duration::from_secs(*s)),
+        DurationFile::Text(t) => {
+            let t = t.trim();
+            let (num, unit) = t
+                .find(|c: char| !c.is_ascii_digit())
+                .map_or((t, "s"), |i| t.split_at(i));
+            let n: u64 = num
+                .parse()
+                .map_err(|_| format!("`{t}` is not a duration like \"5s\" or \"500ms\""))?;
+            match unit {
+                "ms" => Ok(Duration::from_millis(n)),
+                "s" => Ok(Duration::from_secs(n)),
+                "m" => Ok(Duration::from_secs(n * 60)),
+                _ => Err(format!("`{t}`: unit must be ms, s or m")),
+            }
+        }
+    }
+}

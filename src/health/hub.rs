@@ -1,0 +1,289 @@
+//! The nameserver's health state: probe reports in, decisions and overrides out.
+//!
+//! Owns the [`HealthBook`], the overrides and the recent transitions, behind one mutex (the
+//! control plane; the query path never sees it). Reports are verified, ingested and a
+//! recompile is requested; a single task (`run`) decides at most every
+//! [`RECOMPILE_SPACING`], also on a tick so staleness and grace take effect without reports,
+//! and hands a [`HealthSnapshot`] to the publisher when anything changed.
+
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::http::HeaderMap;
+use hickory_proto::rr::Name;
+use serde::Serialize;
+use tokio::sync::Notify;
+
+use super::aggregate::{Health, HealthBook, HealthView, IngestSummary};
+use super::overrides::{Forced, NewOverride, Override, OverrideError, Overrides, Target};
+use super::report::{EndpointKey, Keyring, ProbeReport, RejectReason, verify};
+use crate::metrics::Metrics;
+use crate::routing::compile::{EndpointHealth, EndpointState};
+
+/// Least time between two recompiles caused by health, however many reports arrive.
+pub const RECOMPILE_SPACING: Duration = Duration::from_millis(200);
+/// How often health is re-decided without reports (staleness, grace, override expiry).
+pub const DECIDE_TICK: Duration = Duration::from_millis(500);
+/// Transitions kept for the status page.
+pub const RECENT_TRANSITIONS: usize = 100;
+
+/// What the table is compiled against: decided health plus overrides.
+#[derive(Clone, Debug, Default)]
+pub struct HealthSnapshot {
+    view: HealthView,
+    overrides: Overrides,
+}
+
+impl EndpointHealth for HealthSnapshot {
+    fn state(&self, zone: &Name, service: &str, region: &str, address: IpAddr) -> EndpointState {
+        let zone_text = zone.to_string();
+        match self.overrides.find(&zone_text, service, region, address) {
+            Some(Forced::Up) => return EndpointState::Up,
+            Some(Forced::Down) => return EndpointState::Down,
+            Some(Forced::Drain) => return EndpointState::Drain,
+            None => {}
+        }
+        let Ok(key) = EndpointKey::new(&zone_text, service, address) else {
+            return EndpointState::Up;
+        };
+        match self.view.health(&key) {
+            Health::Up => EndpointState::Up,
+            Health::Down => EndpointState::Down,
+        }
+    }
+}
+
+/// One state change, as kept for `/v1/status`.
+#[derive(Clone, Debug, Serialize)]
+pub struct TransitionRecord {
+    /// Unix milliseconds.
+    pub at_ms: u64,
+    /// `zone/service/address`.
+    pub endpoint: String,
+    /// Before.
+    pub from: String,
+    /// After.
+    pub to: String,
+    /// Why.
+    pub cause: String,
+    /// Regions voting up / down.
+    pub up_regions: usize,
+    /// Regions voting down.
+    pub down_regions: usize,
+}
+
+struct Inner {
+    book: HealthBook,
+    view: HealthView,
+    overrides: Overrides,
+    recent: VecDeque<TransitionRecord>,
+    /// Something changed since the last snapshot was handed out.
+    dirty: bool,
+    known: Vec<EndpointKey>,
+}
+
+/// Shared between the API, the embedded prober and the decide task.
+pub struct HealthHub {
+    inner: Mutex<Inner>,
+    keyring: Mutex<Option<Keyring>>,
+    wake: Notify,
+    metrics: Arc<Metrics>,
+}
+
+impl HealthHub {
+    /// A hub that knows `known` endpoints, with the given grace period and accepted keys.
+    pub fn new(
+        known: Vec<EndpointKey>,
+        grace: Duration,
+        keyring: Option<Keyring>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let now = Instant::now();
+        let mut book = HealthBook::new(known.iter().cloned(), now).with_grace(grace);
+        let view = book.decide(now).view;
+        Self {
+            inner: Mutex::new(Inner {
+                book,
+                view,
+                overrides: Overrides::default(),
+                recent: VecDeque::new(),
+                dirty: false,
+                known,
+            }),
+            keyring: Mutex::new(keyring),
+            wake: Notify::new(),
+            metrics,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Replaces the set of endpoints after a reload (votes of kept endpoints stay).
+    pub fn set_known(&self, known: Vec<EndpointKey>) {
+        let mut inner = self.lock();
+        if inner.known == known {
+            return;
+        }
+        inner.book.set_known(known.iter().cloned(), Instant::now());
+        inner.known = known;
+        inner.dirty = true;
+        drop(inner);
+        self.wake.notify_one();
+    }
+
+    /// Endpoints with a health check.
+    pub fn known(&self) -> Vec<EndpointKey> {
+        self.lock().known.clone()
+    }
+
+    /// Replaces the accepted prober keys (SIGHUP).
+    pub fn set_keyring(&self, keyring: Option<Keyring>) {
+        *self.keyring.lock().unwrap_or_else(|p| p.into_inner()) = keyring;
+    }
+
+    /// Verifies and ingests a signed report. Nothing changes on any error.
+    pub fn accept_signed(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<IngestSummary, RejectReason> {
+        let result = {
+            let keyring = self.keyring.lock().unwrap_or_else(|p| p.into_inner());
+            match keyring.as_ref() {
+                Some(k) => verify(headers, body, k, SystemTime::now()),
+                None => Err(RejectReason::UnknownKey),
+            }
+        };
+        let outcome = result.and_then(|report| self.ingest(&report));
+        match &outcome {
+            Ok(summary) => self
+                .metrics
+                .record_report_accepted(summary.unknown_endpoints),
+            Err(reason) => self.metrics.record_report_rejected(*reason),
+        }
+        outcome
+    }
+
+    /// Ingests a report from the embedded prober (same process: no signature).
+    pub fn ingest(&self, report: &ProbeReport) -> Result<IngestSummary, RejectReason> {
+        let summary = self.lock().book.ingest(report, Instant::now())?;
+        self.wake.notify_one();
+        Ok(summary)
+    }
+
+    /// Decides now; true if the decided state or the overrides changed since the last call.
+    pub fn decide(&self) -> bool {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let decision = inner.book.decide(now);
+        let expired = inner.overrides.expire(SystemTime::now());
+        for o in &expired {
+            tracing::info!(id = o.id, target = ?o.target, state = ?o.state, reason = %o.reason, "override expired");
+        }
+        let changed = !decision.transitions.is_empty() || !expired.is_empty() || inner.dirty;
+        let at_ms = crate::health::report::unix_ms(SystemTime::now());
+        for t in &decision.transitions {
+            tracing::warn!(
+                zone = t.key.zone(),
+                service = t.key.service(),
+                endpoint = %t.key.address(),
+                from = %t.from,
+                to = %t.to,
+                cause = ?t.cause,
+                up_regions = t.votes.up_regions,
+                down_regions = t.votes.down_regions,
+                "endpoint health changed"
+            );
+            self.metrics.record_transition();
+            inner.recent.push_front(TransitionRecord {
+                at_ms,
+                endpoint: t.key.to_string(),
+                from: t.from.to_string(),
+                to: t.to.to_string(),
+                cause: format!("{:?}", t.cause).to_lowercase(),
+                up_regions: t.votes.up_regions,
+                down_regions: t.votes.down_regions,
+            });
+        }
+        inner.recent.truncate(RECENT_TRANSITIONS);
+        inner.view = decision.view;
+        inner.dirty = false;
+        self.metrics
+            .set_health_gauges(inner.view.down_count(), inner.overrides.list().len());
+        changed
+    }
+
+    /// What the next table compiles against.
+    pub fn snapshot(&self) -> HealthSnapshot {
+        let inner = self.lock();
+        HealthSnapshot {
+            view: inner.view.clone(),
+            overrides: inner.overrides.clone(),
+        }
+    }
+
+    /// The current decided view (for `/v1/status`).
+    pub fn view(&self) -> HealthView {
+        self.lock().view.clone()
+    }
+
+    /// Recent transitions, newest first.
+    pub fn recent(&self) -> Vec<TransitionRecord> {
+        self.lock().recent.iter().cloned().collect()
+    }
+
+    /// Adds an override; `matches_any` checks the target names something.
+    pub fn add_override(
+        &self,
+        new: NewOverride,
+        matches_any: impl Fn(&Target) -> bool,
+    ) -> Result<Override, OverrideError> {
+        let mut inner = self.lock();
+        let o = inner.overrides.add(new, SystemTime::now(), matches_any)?;
+        tracing::warn!(id = o.id, target = ?o.target, state = ?o.state, expires_at = o.expires_at, reason = %o.reason, "override added");
+        inner.dirty = true;
+        drop(inner);
+        self.wake.notify_one();
+        Ok(o)
+    }
+
+    /// Removes an override.
+    pub fn remove_override(&self, id: u64) -> bool {
+        let mut inner = self.lock();
+        let removed = inner.overrides.remove(id);
+        if removed {
+            tracing::warn!(id, "override removed");
+            inner.dirty = true;
+            drop(inner);
+            self.wake.notify_one();
+        }
+        removed
+    }
+
+    /// Active overrides.
+    pub fn overrides(&self) -> Vec<Override> {
+        self.lock().overrides.list().to_vec()
+    }
+
+    /// Decides on every wake-up or tick and calls `publish` with a snapshot when something
+    /// changed, never more often than [`RECOMPILE_SPACING`]. Runs until the process ends.
+    pub async fn run(self: Arc<Self>, publish: impl Fn(HealthSnapshot) + Send + Sync + 'static) {
+        let publish = Arc::new(publish);
+        loop {
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(DECIDE_TICK) => {}
+            }
+            if self.decide() {
+                let snapshot = self.snapshot();
+                let publish = Arc::clone(&publish);
+                let _ = tokio::task::spawn_blocking(move || publish(snapshot)).await;
+            }
+            tokio::time::sleep(RECOMPILE_SPACING).await;
+        }
+    }
+}

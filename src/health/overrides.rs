@@ -1,0 +1,277 @@
+//! Operator overrides: force an endpoint, a region of a service, or a whole service up, down
+//! or drained, until an expiry. Control plane only; consulted when the table is compiled.
+
+use std::net::IpAddr;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+/// Longest an override may last (a forgotten override should not outlive a week).
+pub const MAX_OVERRIDE_SECONDS: u64 = 7 * 24 * 3600;
+
+/// What an override forces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Forced {
+    /// Serve it whatever the probes say.
+    Up,
+    /// Never serve it (the fallback may still).
+    Down,
+    /// Weight 0: no new answers while anything weighted is healthy; still checked.
+    Drain,
+}
+
+/// What an override applies to. `zone` and `service` are always given; `region` narrows it to
+/// one region's endpoints, `address` to one endpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    /// Zone origin, with or without the trailing dot.
+    pub zone: String,
+    /// Service key.
+    pub service: String,
+    /// Region name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Endpoint address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<IpAddr>,
+}
+
+impl Target {
+    fn zone_key(&self) -> String {
+        self.zone.trim_end_matches('.').to_ascii_lowercase()
+    }
+
+    /// How specific the target is: endpoint 2, region 1, service 0.
+    fn specificity(&self) -> u8 {
+        match (&self.address, &self.region) {
+            (Some(_), _) => 2,
+            (None, Some(_)) => 1,
+            (None, None) => 0,
+        }
+    }
+
+    fn matches(&self, zone: &str, service: &str, region: &str, address: IpAddr) -> bool {
+        self.zone_key() == zone.trim_end_matches('.').to_ascii_lowercase()
+            && self.service == service
+            && self.region.as_deref().is_none_or(|r| r == region)
+            && self.address.is_none_or(|a| a == address)
+    }
+}
+
+/// An override as posted.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewOverride {
+    /// What it applies to.
+    pub target: Target,
+    /// What it forces.
+    pub state: Forced,
+    /// Seconds from now until it expires (mandatory).
+    pub expires_in_seconds: u64,
+    /// Why (mandatory, for the audit log).
+    pub reason: String,
+}
+
+/// An active override.
+#[derive(Clone, Debug, Serialize)]
+pub struct Override {
+    /// Id for DELETE.
+    pub id: u64,
+    /// What it applies to.
+    pub target: Target,
+    /// What it forces.
+    pub state: Forced,
+    /// Unix seconds when it stops applying.
+    pub expires_at: u64,
+    /// Why.
+    pub reason: String,
+    /// Unix seconds when it was made.
+    pub created_at: u64,
+}
+
+/// Why an override was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum OverrideError {
+    /// Expiry out of range.
+    #[error("expires_in_seconds must be between 1 and {MAX_OVERRIDE_SECONDS}")]
+    Expiry,
+    /// Empty reason.
+    #[error("reason must not be empty")]
+    Reason,
+    /// Names nothing in the configuration.
+    #[error("target matches no endpoint: {0}")]
+    NoMatch(String),
+}
+
+/// The set of overrides.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    list: Vec<Override>,
+    next_id: u64,
+}
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Overrides {
+    /// Adds one; `matches_any` says whether the target names at least one configured endpoint.
+    pub fn add(
+        &mut self,
+        new: NewOverride,
+        now: SystemTime,
+        matches_any: impl Fn(&Target) -> bool,
+    ) -> Result<Override, OverrideError> {
+        if new.expires_in_seconds == 0 || new.expires_in_seconds > MAX_OVERRIDE_SECONDS {
+            return Err(OverrideError::Expiry);
+        }
+        if new.reason.trim().is_empty() {
+            return Err(OverrideError::Reason);
+        }
+        if !matches_any(&new.target) {
+            return Err(OverrideError::NoMatch(
+                serde_json::to_string(&new.target).unwrap_or_default(),
+            ));
+        }
+        self.next_id += 1;
+        let o = Override {
+            id: self.next_id,
+            target: new.target,
+            state: new.state,
+            expires_at: unix(now) + new.expires_in_seconds,
+            reason: new.reason,
+            created_at: unix(now),
+        };
+        self.list.push(o.clone());
+        Ok(o)
+    }
+
+    /// Removes one by id; true if it existed.
+    pub fn remove(&mut self, id: u64) -> bool {
+        let before = self.list.len();
+        self.list.retain(|o| o.id != id);
+        self.list.len() != before
+    }
+
+    /// Drops expired overrides; returns them (for the audit log).
+    pub fn expire(&mut self, now: SystemTime) -> Vec<Override> {
+        let now = unix(now);
+        let (gone, keep): (Vec<_>, Vec<_>) = self.list.drain(..).partition(|o| o.expires_at <= now);
+        self.list = keep;
+        gone
+    }
+
+    /// The active overrides.
+    pub fn list(&self) -> &[Override] {
+        &self.list
+    }
+
+    /// The most specific active override for an endpoint (latest wins among equals).
+    pub fn find(&self, zone: &str, service: &str, region: &str, address: IpAddr) -> Option<Forced> {
+        self.list
+            .iter()
+            .filter(|o| o.target.matches(zone, service, region, address))
+            .max_by_key(|o| (o.target.specificity(), o.id))
+            .map(|o| o.state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn target(region: Option<&str>, address: Option<&str>) -> Target {
+        Target {
+            zone: "gslb.test.".into(),
+            service: "www".into(),
+            region: region.map(Into::into),
+            address: address.map(|a| a.parse().unwrap()),
+        }
+    }
+
+    fn new(t: Target, state: Forced, secs: u64) -> NewOverride {
+        NewOverride {
+            target: t,
+            state,
+            expires_in_seconds: secs,
+            reason: "maintenance".into(),
+        }
+    }
+
+    #[test]
+    fn most_specific_override_wins_and_expires() {
+        let now = SystemTime::now();
+        let mut o = Overrides::default();
+        o.add(new(target(None, None), Forced::Down, 60), now, |_| true)
+            .unwrap();
+        o.add(
+            new(target(Some("eu"), None), Forced::Drain, 60),
+            now,
+            |_| true,
+        )
+        .unwrap();
+        o.add(
+            new(target(None, Some("192.0.2.1")), Forced::Up, 10),
+            now,
+            |_| true,
+        )
+        .unwrap();
+        let ip = |s: &str| s.parse().unwrap();
+        assert_eq!(
+            o.find("gslb.test", "www", "eu", ip("192.0.2.1")),
+            Some(Forced::Up)
+        );
+        assert_eq!(
+            o.find("gslb.test", "www", "eu", ip("192.0.2.2")),
+            Some(Forced::Drain)
+        );
+        assert_eq!(
+            o.find("gslb.test", "www", "us", ip("192.0.2.3")),
+            Some(Forced::Down)
+        );
+        assert_eq!(o.find("gslb.test", "api", "us", ip("192.0.2.3")), None);
+        let gone = o.expire(now + Duration::from_secs(11));
+        assert_eq!(gone.len(), 1);
+        assert_eq!(
+            o.find("gslb.test", "www", "eu", ip("192.0.2.1")),
+            Some(Forced::Drain)
+        );
+        assert!(o.expire(now + Duration::from_secs(61)).len() == 2 && o.list().is_empty());
+    }
+
+    #[test]
+    fn refuses_bad_overrides() {
+        let now = SystemTime::now();
+        let mut o = Overrides::default();
+        let cases = [
+            (
+                new(target(None, None), Forced::Down, 0),
+                "expires_in_seconds",
+            ),
+            (
+                new(target(None, None), Forced::Down, MAX_OVERRIDE_SECONDS + 1),
+                "expires_in_seconds",
+            ),
+            (
+                NewOverride {
+                    reason: " ".into(),
+                    ..new(target(None, None), Forced::Down, 5)
+                },
+                "reason",
+            ),
+        ];
+        for (n, want) in cases {
+            let e = o.add(n, now, |_| true).unwrap_err().to_string();
+            assert!(e.contains(want), "{e}");
+        }
+        let e = o
+            .add(new(target(None, None), Forced::Down, 5), now, |_| false)
+            .unwrap_err();
+        assert!(e.to_string().starts_with("target matches no endpoint"));
+        assert!(o.list().is_empty());
+    }
+}

@@ -1,0 +1,481 @@
+//! `explain`: why a client gets the answer it gets, step by step.
+//!
+//! Control plane only. It runs the query through the same table and writer the DNS path uses,
+//! so "what was returned" is the real thing, and beside it replays the service's decision
+//! with every input shown: where the client is and why, the region order and why, each
+//! endpoint's health and weight, the pass that answered, the ECS scope and the TTL.
+
+use std::fmt::{self, Write as _};
+use std::net::IpAddr;
+
+use hickory_proto::op::Message;
+use hickory_proto::rr::{Name, RecordType};
+use ipnet::IpNet;
+use serde::Serialize;
+
+use super::compile::name_wire;
+use super::select::{Client, OrderReason, RegionWalk, Service};
+use super::table::RoutingTable;
+use crate::dns::answer::Writer;
+use crate::dns::wire::{self, ClientSubnet};
+use crate::geo::distance_km;
+
+/// Why an explain request is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ExplainError {
+    /// The name does not parse.
+    #[error("name `{0}`: {1}")]
+    Name(String, String),
+    /// The type is not A or AAAA (or another known type).
+    #[error("type `{0}` is not a record type")]
+    Type(String),
+    /// The ECS prefix is malformed.
+    #[error("ecs `{0}`: {1}")]
+    Ecs(String, String),
+}
+
+/// Who the explanation is for.
+#[derive(Clone, Copy, Debug)]
+pub enum Asker {
+    /// A resolver at this address, no ECS.
+    Address(IpAddr),
+    /// A resolver sending this ECS prefix.
+    Subnet(IpNet),
+}
+
+/// Parses `--ecs` / `ecs=`: a CIDR prefix with no bits past its length (RFC 7871 §6).
+pub fn parse_ecs(text: &str) -> Result<IpNet, ExplainError> {
+    let net: IpNet = text
+        .parse()
+        .map_err(|_| ExplainError::Ecs(text.into(), "not a CIDR prefix like 2.2.3.0/24".into()))?;
+    if net.trunc() != net {
+        return Err(ExplainError::Ecs(
+            text.into(),
+            format!("bits set past the prefix (did you mean {}?)", net.trunc()),
+        ));
+    }
+    Ok(net)
+}
+
+/// Where the client was placed.
+#[derive(Debug, Serialize)]
+pub struct ClientView {
+    /// `ecs`, `source address`, or `none` (ECS with source prefix 0).
+    pub located_by: &'static str,
+    /// The address looked up.
+    pub address: Option<IpAddr>,
+    /// ECS source prefix, if ECS.
+    pub source_prefix: Option<u8>,
+    /// Found in the database.
+    pub geoip_found: bool,
+    /// The database network that holds the address.
+    pub geoip_network: Option<String>,
+    /// Country.
+    pub country: Option<String>,
+    /// Continent.
+    pub continent: Option<String>,
+    /// Coordinates.
+    pub coords: Option<[f64; 2]>,
+    /// True when the coordinates are the country's centroid.
+    pub coords_from_centroid: bool,
+}
+
+/// An endpoint as the decision saw it.
+#[derive(Debug, Serialize)]
+pub struct EndpointView {
+    /// Address.
+    pub address: IpAddr,
+    /// Configured weight.
+    pub weight: u32,
+    /// Weight in effect (0 when drained).
+    pub effective_weight: u32,
+    /// Decided health.
+    pub healthy: bool,
+    /// Right family for the query.
+    pub family_matches: bool,
+}
+
+/// A region in the order.
+#[derive(Debug, Serialize)]
+pub struct RegionView {
+    /// Name.
+    pub name: String,
+    /// Distance from the client, for `nearest`.
+    pub distance_km: Option<f64>,
+    /// Its endpoints of this service.
+    pub endpoints: Vec<EndpointView>,
+}
+
+/// The service part of an explanation.
+#[derive(Debug, Serialize)]
+pub struct ServiceView {
+    /// Service key.
+    pub service: String,
+    /// Policy.
+    pub policy: &'static str,
+    /// Why this order.
+    pub order_reason: String,
+    /// Regions in the order walked.
+    pub regions: Vec<RegionView>,
+    /// Which pass answered.
+    pub outcome: String,
+    /// Region that answered.
+    pub chosen_region: Option<String>,
+    /// Most addresses per answer.
+    pub answers: usize,
+}
+
+/// The whole explanation.
+#[derive(Debug, Serialize)]
+pub struct Explanation {
+    /// The name asked.
+    pub name: String,
+    /// The type asked.
+    pub qtype: String,
+    /// The zone that answers, if any.
+    pub zone: Option<String>,
+    /// Table generation explained against.
+    pub generation: u64,
+    /// The client.
+    pub client: ClientView,
+    /// The service decision, when the name is a service.
+    pub service: Option<ServiceView>,
+    /// Response code returned.
+    pub rcode: String,
+    /// Answer records, in presentation form.
+    pub answer: Vec<String>,
+    /// Authority records, in presentation form.
+    pub authority: Vec<String>,
+    /// ECS scope in the response.
+    pub ecs_scope: Option<u8>,
+}
+
+/// Explains `name`/`qtype` for `asker` against `table`.
+pub fn explain(
+    table: &RoutingTable,
+    name: &str,
+    qtype: &str,
+    asker: Asker,
+) -> Result<Explanation, ExplainError> {
+    let fqdn = if name.ends_with('.') {
+        name.to_string()
+    } else {
+        format!("{name}.")
+    };
+    let qname =
+        Name::from_ascii(&fqdn).map_err(|e| ExplainError::Name(name.into(), e.to_string()))?;
+    let rtype: RecordType = qtype
+        .to_ascii_uppercase()
+        .parse()
+        .map_err(|_| ExplainError::Type(qtype.into()))?;
+
+    let (source, subnet) = match asker {
+        Asker::Address(a) => (a, None),
+        Asker::Subnet(net) => (
+            IpAddr::from([127, 0, 0, 1]),
+            Some(ClientSubnet {
+                addr: net.addr(),
+                source_prefix: net.prefix_len(),
+            }),
+        ),
+    };
+    let client = Client { source, subnet };
+
+    // The real answer, through the real path.
+    let packet = query_packet(&qname, u16::from(rtype), subnet);
+    let mut out = Vec::with_capacity(4096);
+    let mut zone_name = None;
+    if let Ok(q) = wire::parse(&packet) {
+        let mut w = Writer::new(&mut out, &packet, &q, 65_535);
+        if let Some(ecs) = subnet {
+            w.set_edns(crate::dns::answer::ResponseEdns {
+                udp_size: 1232,
+                dnssec_ok: false,
+                client_subnet: Some((ecs, 0)),
+            });
+        }
+        let scope = table.answer(&q, &client, &mut w);
+        w.set_ecs_scope(scope);
+        w.finish();
+        zone_name = table
+            .zones()
+            .filter(|z| z.origin.zone_of(&qname))
+            .max_by_key(|z| z.origin.num_labels())
+            .map(|z| z.origin.to_string());
+    }
+    let response = Message::from_vec(&out).ok();
+
+    let located = client.locate_addr();
+    let loc = located.map(|(addr, _)| table.geo.lookup(addr));
+    let client_view = ClientView {
+        located_by: match (subnet, located) {
+            (_, None) => "none",
+            (Some(_), _) => "ecs",
+            (None, _) => "source address",
+        },
+        address: located.map(|(a, _)| a),
+        source_prefix: subnet.map(|s| s.source_prefix),
+        geoip_found: loc.is_some_and(|l| l.found),
+        geoip_network: located.zip(loc).and_then(|((a, _), l)| {
+            IpNet::new(a, l.prefix_len)
+                .ok()
+                .map(|n| n.trunc().to_string())
+        }),
+        country: loc.and_then(|l| l.country).map(|c| c.to_string()),
+        continent: loc.and_then(|l| l.continent).map(|c| c.to_string()),
+        coords: loc.and_then(|l| l.coords).map(|c| [c.lat, c.lon]),
+        coords_from_centroid: loc.is_some_and(|l| l.coords_from_centroid),
+    };
+
+    let service = find_service(table, &qname).map(|svc| service_view(svc, table, &client, rtype));
+
+    let (rcode, answer, authority, ecs_scope) = match &response {
+        Some(m) => (
+            rcode_name(u16::from(m.metadata.response_code)),
+            m.answers.iter().map(|r| r.to_string()).collect(),
+            m.authorities.iter().map(|r| r.to_string()).collect(),
+            m.edns.as_ref().and_then(|e| {
+                match e.option(hickory_proto::rr::rdata::opt::EdnsCode::Subnet) {
+                    Some(hickory_proto::rr::rdata::opt::EdnsOption::Subnet(s)) => {
+                        Some(s.scope_prefix())
+                    }
+                    _ => None,
+                }
+            }),
+        ),
+        None => ("REFUSED".to_string(), Vec::new(), Vec::new(), None),
+    };
+
+    Ok(Explanation {
+        name: fqdn,
+        qtype: rtype.to_string(),
+        zone: zone_name,
+        generation: table.generation,
+        client: client_view,
+        service,
+        rcode,
+        answer,
+        authority,
+        ecs_scope,
+    })
+}
+
+fn rcode_name(code: u16) -> String {
+    crate::dns::answer::Rcode::ALL
+        .into_iter()
+        .find(|r| *r as u16 == code)
+        .map_or_else(|| code.to_string(), |r| r.as_str().to_string())
+}
+
+fn find_service<'t>(table: &'t RoutingTable, qname: &Name) -> Option<&'t Service> {
+    let key = super::compile::key_wire(qname);
+    table.zones().find_map(|z| z.service_at(&key))
+}
+
+fn service_view(
+    svc: &Service,
+    table: &RoutingTable,
+    client: &Client,
+    rtype: RecordType,
+) -> ServiceView {
+    let (walk, reason, _, loc) = svc.order(client, &table.geo);
+    let want_v4 = rtype != RecordType::AAAA;
+    let order: Vec<(usize, Option<f64>)> = match walk {
+        RegionWalk::List(list) => list.iter().map(|&i| (usize::from(i), None)).collect(),
+        RegionWalk::Pool => (0..svc.regions.len()).map(|i| (i, None)).collect(),
+        RegionWalk::Nearest(from) => {
+            let mut v: Vec<(usize, Option<f64>)> = svc
+                .regions
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (i, r.coords.map(|c| distance_km(from, c))))
+                .collect();
+            v.sort_by(|a, b| {
+                a.1.unwrap_or(f64::MAX)
+                    .total_cmp(&b.1.unwrap_or(f64::MAX))
+                    .then(a.0.cmp(&b.0))
+            });
+            v
+        }
+    };
+    let regions = order
+        .into_iter()
+        .filter_map(|(i, distance_km)| {
+            let region = svc.regions.get(i)?;
+            let endpoints = svc
+                .endpoints
+                .get(region.endpoints.clone())?
+                .iter()
+                .map(|e| EndpointView {
+                    address: e.address,
+                    weight: e.configured_weight,
+                    effective_weight: e.weight,
+                    healthy: e.healthy,
+                    family_matches: e.address.is_ipv4() == want_v4,
+                })
+                .collect();
+            Some(RegionView {
+                name: region.name.clone(),
+                distance_km: distance_km.map(|d| (d * 10.0).round() / 10.0),
+                endpoints,
+            })
+        })
+        .collect();
+    let order_reason = match reason {
+        OrderReason::Subnet(net) => format!("geo.subnet \"{net}\" matched (beats GeoIP)"),
+        OrderReason::Country(c) => format!("geo.country {c} matched"),
+        OrderReason::Continent(c) => {
+            format!("geo.continent {c} matched (no entry for the country)")
+        }
+        OrderReason::Default => match loc {
+            Some(l) if l.found => "no geo entry for this location: default order".to_string(),
+            Some(_) => "client not in the GeoIP database: default order".to_string(),
+            None => "no client address to locate: default order".to_string(),
+        },
+        OrderReason::Distance(c) => format!("nearest first, by distance from {c}"),
+        OrderReason::Failover => "failover list".to_string(),
+        OrderReason::Pooled => "weighted: all endpoints in one pool".to_string(),
+    };
+    let qt = if want_v4 {
+        wire::qtype::A
+    } else {
+        wire::qtype::AAAA
+    };
+    let sel = svc.select(qt, client, &table.geo);
+    ServiceView {
+        service: svc.key.clone(),
+        policy: svc.policy_name,
+        order_reason,
+        regions,
+        outcome: format!("{:?}", sel.outcome).to_lowercase(),
+        chosen_region: sel
+            .region
+            .and_then(|i| svc.regions.get(usize::from(i)))
+            .map(|r| r.name.clone()),
+        answers: svc.answers,
+    }
+}
+
+/// A query packet for `name`/`qtype`, with ECS when given.
+fn query_packet(name: &Name, qtype: u16, subnet: Option<ClientSubnet>) -> Vec<u8> {
+    let mut p = vec![0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, u8::from(subnet.is_some())];
+    p.extend_from_slice(&name_wire(name));
+    p.extend_from_slice(&qtype.to_be_bytes());
+    p.extend_from_slice(&1u16.to_be_bytes());
+    if let Some(ecs) = subnet {
+        let addr_len = usize::from(ecs.source_prefix).div_ceil(8);
+        let octets: Vec<u8> = match ecs.addr {
+            IpAddr::V4(a) => a.octets().to_vec(),
+            IpAddr::V6(a) => a.octets().to_vec(),
+        };
+        let addr = octets.get(..addr_len).unwrap_or(&[]);
+        let opt_len = 4 + addr.len();
+        p.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0]);
+        p.extend_from_slice(&u16::try_from(4 + opt_len).unwrap_or(0).to_be_bytes());
+        p.extend_from_slice(&wire::OPTION_ECS.to_be_bytes());
+        p.extend_from_slice(&u16::try_from(opt_len).unwrap_or(0).to_be_bytes());
+        p.extend_from_slice(&ecs.family().to_be_bytes());
+        p.push(ecs.source_prefix);
+        p.push(0);
+        p.extend_from_slice(addr);
+    }
+    p
+}
+
+impl fmt::Display for Explanation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = String::new();
+        let _ = writeln!(s, "query     {} {}", self.name, self.qtype);
+        let _ = writeln!(
+            s,
+            "zone      {} (table generation {})",
+            self.zone.as_deref().unwrap_or("none: REFUSED"),
+            self.generation
+        );
+        let c = &self.client;
+        let _ = write!(s, "client    located by {}", c.located_by);
+        if let Some(a) = c.address {
+            let _ = write!(s, ": {a}");
+            if let Some(p) = c.source_prefix {
+                let _ = write!(s, "/{p}");
+            }
+        }
+        let _ = writeln!(s);
+        let _ = writeln!(
+            s,
+            "geoip     {} network {}: country {}, continent {}, coordinates {}{}",
+            if c.geoip_found {
+                "found,"
+            } else {
+                "not found,"
+            },
+            c.geoip_network.as_deref().unwrap_or("-"),
+            c.country.as_deref().unwrap_or("-"),
+            c.continent.as_deref().unwrap_or("-"),
+            c.coords
+                .map_or("-".to_string(), |[a, b]| format!("{a}, {b}")),
+            if c.coords_from_centroid {
+                " (country centroid)"
+            } else {
+                ""
+            },
+        );
+        if let Some(svc) = &self.service {
+            let _ = writeln!(
+                s,
+                "service   {} (policy {}, up to {} per answer)",
+                svc.service, svc.policy, svc.answers
+            );
+            let _ = writeln!(s, "order     {}", svc.order_reason);
+            for (i, r) in svc.regions.iter().enumerate() {
+                let dist = r
+                    .distance_km
+                    .map_or(String::new(), |d| format!(" ({d} km)"));
+                let _ = writeln!(s, "  {}. {}{dist}", i + 1, r.name);
+                for e in &r.endpoints {
+                    let _ = writeln!(
+                        s,
+                        "       {:<40} {} weight {}{}{}",
+                        e.address.to_string(),
+                        if e.healthy { "up  " } else { "down" },
+                        e.effective_weight,
+                        if e.effective_weight != e.weight {
+                            format!(" (configured {}, drained)", e.weight)
+                        } else {
+                            String::new()
+                        },
+                        if e.family_matches {
+                            ""
+                        } else {
+                            " (other family)"
+                        },
+                    );
+                }
+            }
+            let _ = writeln!(
+                s,
+                "decision  {}{}",
+                svc.outcome,
+                svc.chosen_region
+                    .as_ref()
+                    .map_or(String::new(), |r| format!(" from {r}")),
+            );
+        }
+        let _ = writeln!(s, "rcode     {}", self.rcode);
+        for r in &self.answer {
+            let _ = writeln!(s, "answer    {r}");
+        }
+        for r in &self.authority {
+            let _ = writeln!(s, "authority {r}");
+        }
+        match self.ecs_scope {
+            Some(scope) => {
+                let _ = writeln!(s, "ecs scope /{scope}");
+            }
+            None => {
+                let _ = writeln!(s, "ecs scope (no ECS in the query)");
+            }
+        }
+        f.write_str(&s)
+    }
+}
