@@ -4,7 +4,8 @@
 //! Each case checks the answer and the ECS scope (RFC 7871 §7.2.1): never longer than the
 //! source prefix, and as short as the decision allows (the GeoIP network for geo and nearest,
 //! the override's prefix for a subnet override, 0 when the client does not matter).
-//! Health is not driven here (the unit tests in `routing/select_tests.rs` do that).
+//! Health is driven with operator overrides; the unit tests in `routing/select_tests.rs`
+//! cover the same walk with every combination of states.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -15,8 +16,9 @@ use hickory_proto::rr::rdata::opt::EdnsOption;
 
 use crate::harness::{Transport, fixture, run};
 use crate::steering_support::{
-    CITY_DB, COUNTRY_DB, FLAT_DB, SAMPLE_SOURCE, addresses, ask, ecs_echo, ips, query, raw_ecs,
-    scope, serve,
+    CITY_DB, COUNTRY_DB, FLAT_DB, SAMPLE_SOURCE, addresses, admin, ask, ecs_echo, explain_api,
+    explained_health, force, ips, query, raw_ecs, scope, serve, serve_with_admin, wait_for_answer,
+    wait_for_explain,
 };
 
 const GEO: &str = "geo.steer.test.";
@@ -466,4 +468,285 @@ fn check_config_and_serve_reject_a_bad_service_naming_file_and_key() {
     ]);
     assert_eq!(out.code, Some(2), "{out:?}");
     assert!(out.stderr.contains(&want), "{out:?}");
+}
+
+// ---- Health, driven by operator overrides ----
+
+#[test]
+fn standby_answers_only_when_every_weighted_endpoint_is_out() {
+    let (ns, _token) = serve_with_admin(CITY_DB);
+    let wrr = "wrr.steer.test.";
+    let explain = "name=wrr.steer.test.&client=127.0.0.1";
+    let ids: Vec<u64> = ["192.0.2.10", "192.0.2.11"]
+        .iter()
+        .map(|a| force(&ns, "wrr", None, Some(a), "down"))
+        .collect();
+    wait_for_explain(&ns, explain, |e| {
+        explained_health(e, "192.0.2.10") == Some(false)
+            && explained_health(e, "192.0.2.11") == Some(false)
+    });
+    // One weighted endpoint left: it answers, the standby does not.
+    for _ in 0..100 {
+        let r = ask(&ns, wrr, RecordType::A, None, Transport::Udp);
+        assert_eq!(addresses(&r), ips(&["192.0.2.12"]));
+    }
+    // The last one drained (healthy, weight 0): it and the standby share, uniformly.
+    let drained = force(&ns, "wrr", None, Some("192.0.2.12"), "drain");
+    let e = wait_for_explain(&ns, explain, |e| e["service"]["outcome"] == "standby");
+    assert_eq!(
+        e["service"]["chosen_region"],
+        serde_json::Value::Null,
+        "pooled: {e}"
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..100 {
+        let r = ask(&ns, wrr, RecordType::A, None, Transport::Udp);
+        seen.extend(addresses(&r));
+    }
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        ips(&["192.0.2.12", "192.0.2.13"])
+    );
+    // Down instead: only the standby.
+    force(&ns, "wrr", None, Some("192.0.2.12"), "down");
+    wait_for_explain(&ns, explain, |e| {
+        explained_health(e, "192.0.2.12") == Some(false)
+    });
+    for _ in 0..50 {
+        let r = ask(&ns, wrr, RecordType::A, None, Transport::Udp);
+        assert_eq!(addresses(&r), ips(&["192.0.2.13"]));
+    }
+    // Overrides removed: the weighted endpoints are back and the standby is idle again.
+    let (status, list) = admin(&ns, "GET", "/v1/overrides", "");
+    assert_eq!(status, 200, "{list}");
+    for id in &ids {
+        let (status, body) = admin(&ns, "DELETE", &format!("/v1/overrides/{id}"), "");
+        assert_eq!(status, 204, "{body}");
+    }
+    let (status, body) = admin(&ns, "DELETE", &format!("/v1/overrides/{drained}"), "");
+    assert_eq!(status, 204, "{body}");
+    // The newest override on 192.0.2.12 (down) is still there: the other two answer.
+    wait_for_explain(&ns, explain, |e| e["service"]["outcome"] == "healthy");
+    for _ in 0..100 {
+        let r = ask(&ns, wrr, RecordType::A, None, Transport::Udp);
+        let a = addresses(&r);
+        assert!(
+            a == ips(&["192.0.2.10"]) || a == ips(&["192.0.2.11"]),
+            "{a:?}"
+        );
+    }
+}
+
+#[test]
+fn failover_moves_to_the_next_region_and_fails_open_when_all_are_down() {
+    let (ns, _token) = serve_with_admin(CITY_DB);
+    let fo = "fo.steer.test.";
+    force(&ns, "fo", Some("us-east"), None, "down");
+    let r = wait_for_answer(&ns, fo, RecordType::A, &ips(&["203.0.113.1"]));
+    assert!(r.metadata.authoritative);
+    // Everything down: fallback "all" (the default) answers the first region's endpoints
+    // rather than nothing.
+    force(&ns, "fo", Some("eu-west"), None, "down");
+    wait_for_answer(&ns, fo, RecordType::A, &ips(&["203.0.113.3"]));
+    let r = explain_api(&ns, "name=fo.steer.test.&ecs=2.2.3.0/24");
+    assert_eq!(r["service"]["outcome"], "fallback", "{r}");
+    assert_eq!(r["service"]["chosen_region"], "us-east", "{r}");
+    assert_eq!(r["ecs_scope"], 0, "{r}");
+}
+
+#[test]
+fn fallback_none_gives_nodata_and_fallback_addresses_answer_when_all_are_down() {
+    let (ns, _token) = serve_with_admin(CITY_DB);
+    // Up: the endpoints.
+    let r = ask(&ns, "nofb.steer.test.", RecordType::A, None, Transport::Udp);
+    assert_eq!(addresses(&r), ips(&["192.0.2.40"]));
+    let r = ask(
+        &ns,
+        "fixed.steer.test.",
+        RecordType::A,
+        None,
+        Transport::Udp,
+    );
+    assert_eq!(addresses(&r), ips(&["192.0.2.41"]));
+
+    force(&ns, "nofb", None, None, "down");
+    force(&ns, "fixed", None, None, "down");
+    wait_for_answer(
+        &ns,
+        "fixed.steer.test.",
+        RecordType::A,
+        &ips(&["198.51.100.250"]),
+    );
+    for t in Transport::ALL {
+        // fallback = "none": NODATA, with the SOA for negative caching.
+        let r = ask(&ns, "nofb.steer.test.", RecordType::A, None, t);
+        assert!(r.answers.is_empty(), "{t:?}: {:?}", r.answers);
+        let auth: Vec<RecordType> = r.authorities.iter().map(|a| a.record_type()).collect();
+        assert_eq!(auth, [RecordType::SOA], "{t:?}");
+        // fallback = [addresses]: per family.
+        let r = ask(&ns, "fixed.steer.test.", RecordType::A, None, t);
+        assert_eq!(addresses(&r), ips(&["198.51.100.250"]), "{t:?}");
+        let r = ask(&ns, "fixed.steer.test.", RecordType::AAAA, None, t);
+        assert_eq!(addresses(&r), ips(&["2001:db8::250"]), "{t:?}");
+    }
+}
+
+// ---- Explain ----
+
+/// The answer addresses and ECS scope `GET /v1/explain` reports must be what DNS returns.
+#[test]
+fn explain_agrees_with_the_dns_answer() {
+    let ns = serve(CITY_DB);
+    let cases = [
+        ("geo.steer.test.", "89.160.20.128/25"),
+        ("geo.steer.test.", "214.78.120.0/24"),
+        ("geo.steer.test.", "81.2.69.176/28"),
+        ("geo.steer.test.", "2.2.3.0/24"),
+        ("geo.steer.test.", "10.0.0.0/24"),
+        ("geo.steer.test.", "0.0.0.0/0"),
+        ("near.steer.test.", "175.16.199.0/24"),
+        ("fo.steer.test.", "2.2.3.0/24"),
+        ("static.steer.test.", "2.2.3.0/24"),
+        ("alias.steer.test.", "214.0.1.0/24"),
+    ];
+    for (name, ecs) in cases {
+        let dns = ask(&ns, name, RecordType::A, Some(ecs), Transport::Udp);
+        let e = explain_api(&ns, &format!("name={name}&ecs={ecs}&type=A"));
+        let explained: Vec<IpAddr> = {
+            let mut v: Vec<IpAddr> = e["answer"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|rr| {
+                    let rr = rr.as_str().unwrap();
+                    let mut f = rr.split_whitespace();
+                    (f.nth(3) == Some("A")).then(|| f.next().unwrap().parse().unwrap())
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(explained, addresses(&dns), "{name} {ecs}: {e}");
+        assert_eq!(
+            e["ecs_scope"],
+            u64::from(scope(&dns, ecs)),
+            "{name} {ecs}: {e}"
+        );
+        assert_eq!(e["rcode"], "NOERROR", "{name} {ecs}");
+    }
+}
+
+#[test]
+fn explain_shows_location_order_and_decision() {
+    let ns = serve(CITY_DB);
+    let e = explain_api(&ns, "name=geo.steer.test.&ecs=89.160.20.128/25");
+    let client = &e["client"];
+    assert_eq!(client["located_by"], "ecs", "{e}");
+    assert_eq!(client["source_prefix"], 25);
+    assert_eq!(client["geoip_network"], "89.160.20.128/25");
+    assert_eq!(
+        (&client["country"], &client["continent"]),
+        (&"SE".into(), &"EU".into())
+    );
+    let svc = &e["service"];
+    assert_eq!(svc["policy"], "geo");
+    assert!(svc["order_reason"].as_str().unwrap().contains("SE"), "{e}");
+    assert_eq!(svc["regions"][0]["name"], "eu-north", "{e}");
+    assert_eq!(
+        svc["regions"].as_array().unwrap().len(),
+        7,
+        "every region is walkable"
+    );
+    assert_eq!(
+        (&svc["outcome"], &svc["chosen_region"]),
+        (&"healthy".into(), &"eu-north".into())
+    );
+
+    // Nearest lists regions by increasing distance, the nearest first.
+    let e = explain_api(&ns, "name=near.steer.test.&ecs=2.2.3.0/24");
+    let regions = e["service"]["regions"].as_array().unwrap();
+    let d: Vec<f64> = regions
+        .iter()
+        .map(|r| r["distance_km"].as_f64().unwrap())
+        .collect();
+    assert!(d.windows(2).all(|w| w[0] <= w[1]), "{d:?}");
+    assert_eq!(regions[0]["name"], "eu-west");
+    assert!(
+        (d[0] - 382.0).abs() < 5.0,
+        "Boxford to Dublin is about 380 km: {d:?}"
+    );
+
+    // No ECS: the source address; ECS /0: nobody to locate.
+    let e = explain_api(&ns, "name=geo.steer.test.&client=127.0.0.1");
+    assert_eq!(e["client"]["located_by"], "source address", "{e}");
+    assert_eq!(e["client"]["geoip_found"], false);
+    assert_eq!(e["service"]["chosen_region"], "anycast");
+    let e = explain_api(&ns, "name=geo.steer.test.&ecs=0.0.0.0/0");
+    assert_eq!(e["client"]["located_by"], "none", "{e}");
+    assert_eq!(e["ecs_scope"], 0);
+
+    // A malformed ECS prefix is a client error.
+    let r = ns.get("/v1/explain?name=geo.steer.test.&ecs=2.2.3.1/24");
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(
+        r.body.contains("2.2.3.0/24"),
+        "suggests the prefix: {}",
+        r.body
+    );
+}
+
+#[test]
+fn explain_on_the_command_line_works_offline() {
+    let zones = fixture("steering");
+    let zones = zones.to_str().unwrap();
+    let out = run(&[
+        "explain",
+        "geo.steer.test",
+        "--ecs",
+        "214.0.1.0/24",
+        "--zones",
+        zones,
+        "--geoip",
+        CITY_DB,
+    ]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    for line in [
+        "client    located by ecs: 214.0.1.0/24",
+        "order     geo.country AU matched",
+        "decision  healthy from au-east",
+        "answer    geo.steer.test. 30 IN A 192.0.2.6",
+        "ecs scope /24",
+    ] {
+        assert!(
+            out.stdout.contains(line),
+            "missing {line:?} in\n{}",
+            out.stdout
+        );
+    }
+    let out = run(&[
+        "explain",
+        "dual.steer.test",
+        "--type",
+        "AAAA",
+        "--json",
+        "--zones",
+        zones,
+        "--geoip",
+        CITY_DB,
+    ]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let e: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(e["service"]["chosen_region"], "us-east", "{e}");
+    assert_eq!(e["answer"][0], "dual.steer.test. 30 IN AAAA 2001:db8:31::1");
+    let out = run(&[
+        "explain",
+        "geo.steer.test",
+        "--ecs",
+        "2.2.3.1/24",
+        "--zones",
+        zones,
+        "--geoip",
+        CITY_DB,
+    ]);
+    assert_eq!(out.code, Some(2), "{out:?}");
 }

@@ -5,12 +5,13 @@
 //! itself (the harness does, with its deadlines).
 
 use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
 use hickory_proto::rr::RData;
 use hickory_proto::rr::RecordType;
 use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 
-use crate::harness::{Meridian, Query, Reply, Transport};
+use crate::harness::{Meridian, NET_TIMEOUT, Query, Reply, Transport};
 
 /// MaxMind's GeoIP2-City test database (country, continent, coordinates).
 pub const CITY_DB: &str = concat!(
@@ -119,4 +120,136 @@ pub fn scope(r: &Reply, sent: &str) -> u8 {
 /// A raw ECS option (code 8) with `data` as its body, for malformed cases.
 pub fn raw_ecs(name: &str, data: Vec<u8>) -> Query {
     Query::new(name, RecordType::A).edns_option(EdnsOption::Unknown(8, data))
+}
+
+/// The admin token written for [`serve_with_admin`].
+pub const ADMIN_TOKEN: &str = "steering-test-token";
+
+/// A server with the admin API enabled; the token file lives as long as the returned dir.
+pub fn serve_with_admin(db: &str) -> (Meridian, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("admin.token");
+    std::fs::write(&token, format!("{ADMIN_TOKEN}\n")).unwrap();
+    let ns = Meridian::serve_with(
+        "steering",
+        &["--geoip", db, "--admin-token-file", token.to_str().unwrap()],
+    );
+    (ns, dir)
+}
+
+/// One HTTP/1.1 request to the API with the admin token; returns (status, body).
+pub fn admin(ns: &Meridian, method: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&ns.api, NET_TIMEOUT).unwrap();
+    s.set_read_timeout(Some(NET_TIMEOUT)).unwrap();
+    s.set_write_timeout(Some(NET_TIMEOUT)).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\
+         Authorization: Bearer {ADMIN_TOKEN}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        ns.api,
+        body.len()
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, rest) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("{method} {path}: no header end in {text:?}"));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{method} {path}: bad status line {head:?}"));
+    (status, rest.to_string())
+}
+
+/// Forces `state` (`up`, `down`, `drain`) on a service of `steer.test.`, optionally narrowed
+/// to a region or one address; returns the override's id.
+pub fn force(
+    ns: &Meridian,
+    service: &str,
+    region: Option<&str>,
+    address: Option<&str>,
+    state: &str,
+) -> u64 {
+    let mut target = serde_json::json!({"zone": "steer.test.", "service": service});
+    if let Some(r) = region {
+        target["region"] = r.into();
+    }
+    if let Some(a) = address {
+        target["address"] = a.into();
+    }
+    let body = serde_json::json!({
+        "target": target,
+        "state": state,
+        "expires_in_seconds": 600,
+        "reason": "steering integration test",
+    });
+    let (status, text) = admin(ns, "POST", "/v1/overrides", &body.to_string());
+    assert_eq!(status, 201, "override {body}: {text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["id"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no id in {text}"))
+}
+
+/// Asks until the answer's addresses are `want` (5 s deadline): health changes are applied
+/// by a batched recompile, not synchronously with the API call.
+pub fn wait_for_answer(ns: &Meridian, name: &str, rtype: RecordType, want: &[IpAddr]) -> Reply {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = ns.exchange(&query(name, rtype, None), Transport::Udp);
+        if addresses(&r) == want {
+            return r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} {rtype}: still {:?}, want {want:?}\n{}",
+            addresses(&r),
+            ns.log()
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// `GET /v1/explain?QUERY` as JSON (checked for 200).
+pub fn explain_api(ns: &Meridian, query: &str) -> serde_json::Value {
+    let r = ns.get(&format!("/v1/explain?{query}"));
+    assert_eq!(r.status, 200, "/v1/explain?{query}: {}", r.body);
+    r.json()
+}
+
+/// Polls `GET /v1/explain?QUERY` until `done` accepts it (5 s deadline): the live table is
+/// recompiled after a health change, shortly after the API call returns.
+pub fn wait_for_explain(
+    ns: &Meridian,
+    query: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let e = explain_api(ns, query);
+        if done(&e) {
+            return e;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/v1/explain?{query} stayed at {e}"
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// The `healthy` flag of `address` in an explanation's service view.
+pub fn explained_health(e: &serde_json::Value, address: &str) -> Option<bool> {
+    e["service"]["regions"]
+        .as_array()?
+        .iter()
+        .flat_map(|r| r["endpoints"].as_array().into_iter().flatten())
+        .find(|ep| ep["address"] == address)?["healthy"]
+        .as_bool()
 }
