@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use indexmap::IndexMap;
 use serde::Deserialize;
 
 /// One zone file: `zones/NAME.toml`.
@@ -25,12 +26,12 @@ pub struct ZoneFile {
     /// Static records.
     #[serde(default)]
     pub record: Vec<RecordFile>,
-    /// Regions where load balancers live.
+    /// Regions where load balancers live, in file order (orders fall back to it).
     #[serde(default)]
-    pub region: BTreeMap<String, RegionFile>,
-    /// Traffic-managed names.
+    pub region: IndexMap<String, RegionFile>,
+    /// Traffic-managed names, in file order.
     #[serde(default)]
-    pub service: BTreeMap<String, ServiceFile>,
+    pub service: IndexMap<String, ServiceFile>,
     /// Health checks that services name.
     #[serde(default)]
     pub check: BTreeMap<String, CheckFile>,

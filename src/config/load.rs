@@ -4,7 +4,7 @@
 //! file contains; a bad file is an `Err`, and the caller decides whether that stops start-up
 //! (it does) or only that zone's reload (the previous version keeps serving).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fs;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -13,6 +13,7 @@ use hickory_proto::rr::rdata::{SOA, TXT};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use hickory_proto::serialize::txt::Parser;
 
+use indexmap::IndexMap;
 use ipnet::IpNet;
 
 use super::file::{FallbackFile, GeoFile, RecordFile, RegionFile, ServiceFile, SoaFile, ZoneFile};
@@ -222,7 +223,7 @@ impl<'a> ZoneBuilder<'a> {
         Ok(zone)
     }
 
-    fn regions(&self, regions: &BTreeMap<String, RegionFile>) -> Result<Vec<Region>, ZoneError> {
+    fn regions(&self, regions: &IndexMap<String, RegionFile>) -> Result<Vec<Region>, ZoneError> {
         let mut out = Vec::with_capacity(regions.len());
         for (name, region) in regions {
             let key = format!("region.{name}");
@@ -380,11 +381,18 @@ impl<'a> ZoneBuilder<'a> {
         let mut endpoints: Vec<Endpoint> = Vec::with_capacity(service.endpoint.len());
         for (i, e) in service.endpoint.iter().enumerate() {
             let ekey = format!("{key}.endpoint[{i}]");
-            let region = self.region_list(
-                &format!("{ekey}.region"),
-                std::slice::from_ref(&e.region),
-                regions,
-            )?;
+            let region = regions
+                .iter()
+                .position(|r| r.name == e.region)
+                .ok_or_else(|| {
+                    self.invalid(
+                        format!("{ekey}.region"),
+                        format!(
+                            "unknown region `{}` (declare it as [region.{}])",
+                            e.region, e.region
+                        ),
+                    )
+                })?;
             let address: IpAddr = e.address.parse().map_err(|_| {
                 self.invalid(
                     format!("{ekey}.address"),
@@ -414,7 +422,7 @@ impl<'a> ZoneBuilder<'a> {
                 })?),
             };
             endpoints.push(Endpoint {
-                region: region.first().copied().unwrap_or(0),
+                region,
                 address,
                 weight,
                 probe_address,

@@ -631,7 +631,6 @@ fn region_references_are_validated() {
 /// The endpoint's `region` is a single name, so an error about it names `…region`, not an
 /// element of a list (STYLE.md: messages say what and where, as the operator wrote it).
 #[test]
-#[ignore = "BUG (load.rs): an unknown endpoint region is reported as `endpoint[N].region[0]`"]
 fn unknown_endpoint_region_names_the_key_as_written() {
     let text = service("", "").replace("region = \"us\"", "region = \"mars\"");
     let (key, message) = invalid("unknown endpoint region", &text);
@@ -803,7 +802,6 @@ fn load_dir_rejects_a_duplicate_origin() {
 /// regions come out sorted by name instead: a zone declaring `us-east` before `eu-west` sends
 /// unmatched clients to `eu-west` first.
 #[test]
-#[ignore = "BUG (file.rs/load.rs): regions are sorted by name, not kept in file order"]
 fn regions_keep_file_order() {
     let text = base("[region.us-east]\n[region.eu-west]\n[region.ap-south]\n");
     let (_dir, path) = write(&text);
