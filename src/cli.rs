@@ -115,6 +115,9 @@ pub struct ServeArgs {
     /// Answer CH TXT version.bind / version.server with this text (default: REFUSED).
     #[arg(long = "server-version")]
     pub server_version: Option<String>,
+    /// Allow zone transfers (AXFR/IXFR over TCP) from this prefix (repeatable; default none).
+    #[arg(long = "allow-transfer")]
+    pub allow_transfer: Vec<ipnet::IpNet>,
     /// Do not run the embedded prober (dedicated probers report instead).
     #[arg(long = "no-local-probe")]
     pub no_local_probe: bool,

@@ -81,6 +81,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
             max_udp_size: args.max_udp_size,
             identity: args.server_id.as_deref().map(txt_rdata),
             version: args.server_version.as_deref().map(txt_rdata),
+            allow_transfer: args.allow_transfer.clone(),
         },
     ));
     let limits = TcpLimits {

@@ -196,6 +196,16 @@ impl<'b> Writer<'b> {
         self.rcode
     }
 
+    /// Bytes written so far.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// True before anything past the question is written.
+    pub fn is_empty(&self) -> bool {
+        self.buf.len() <= self.question_end
+    }
+
     /// Number of records in the answer section so far.
     pub fn answer_count(&self) -> u16 {
         self.counts[0]

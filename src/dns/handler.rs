@@ -29,6 +29,8 @@ pub struct HandlerConfig {
     pub identity: Option<Box<[u8]>>,
     /// TXT RDATA for CH `version.bind` / `version.server`; None = REFUSED.
     pub version: Option<Box<[u8]>>,
+    /// Sources allowed to transfer zones (AXFR/IXFR over TCP); empty = REFUSED for all.
+    pub allow_transfer: Vec<ipnet::IpNet>,
 }
 
 impl Default for HandlerConfig {
@@ -37,6 +39,7 @@ impl Default for HandlerConfig {
             max_udp_size: DEFAULT_MAX_UDP_SIZE,
             identity: None,
             version: None,
+            allow_transfer: Vec::new(),
         }
     }
 }
@@ -71,6 +74,23 @@ impl Handler {
     /// The counters this handler records into.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// A zone transfer's messages when `packet` is an AXFR/IXFR from an allowed source (TCP
+    /// only); `None` sends it down the normal path (REFUSED).
+    pub fn transfer(&self, packet: &[u8], source: IpAddr) -> Option<Vec<Vec<u8>>> {
+        if self.config.allow_transfer.is_empty() {
+            return None;
+        }
+        let messages = super::transfer::transfer(
+            &self.publisher.routes(),
+            &self.config.allow_transfer,
+            packet,
+            source,
+        )?;
+        self.metrics
+            .record_query(Transport::Tcp, Rcode::NoError, false, false);
+        Some(messages)
     }
 
     /// Handles one message; fills `out` and returns true when there is something to send.

@@ -168,6 +168,19 @@ async fn serve_connection(
                 r?;
             }
         }
+        if let Some(messages) = handler.transfer(buf, peer.ip()) {
+            for message in messages {
+                frame.clear();
+                frame.extend_from_slice(
+                    &u16::try_from(message.len())
+                        .unwrap_or(u16::MAX)
+                        .to_be_bytes(),
+                );
+                frame.extend_from_slice(&message);
+                stream.write_all(&frame).await?;
+            }
+            continue;
+        }
         if handler.handle(buf, peer.ip(), Transport::Tcp, &mut out) {
             // One write per response: length prefix and message in a single segment.
             frame.clear();

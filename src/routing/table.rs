@@ -147,6 +147,11 @@ impl RoutingTable {
         zone.answer(q, zone_off, client, &self.geo, w)
     }
 
+    /// The zone whose apex is exactly `name` (lowercase wire form).
+    pub fn zone_at(&self, name: &[u8]) -> Option<&ZoneTable> {
+        self.zones.get(name)
+    }
+
     /// The zones, in no particular order.
     pub fn zones(&self) -> impl Iterator<Item = &ZoneTable> {
         self.zones.values()
@@ -157,6 +162,24 @@ impl ZoneTable {
     fn node(&self, name: &[u8]) -> Option<&Node> {
         let idx = *self.nodes.get(name)?;
         self.node_list.get(usize::try_from(idx).ok()?)
+    }
+
+    /// The apex SOA: TTL and RDATA.
+    pub fn apex_soa(&self) -> Option<(u32, &[u8])> {
+        let apex = self.node(&crate::routing::compile::key_wire(&self.origin))?;
+        let soa = apex.rrset(qtype::SOA)?;
+        Some((soa.ttl, soa.rdata.first()?))
+    }
+
+    /// Every static RRset with its owner: (owner wire name, (type, TTL, RDATAs)).
+    pub fn all_rrsets(
+        &self,
+    ) -> impl Iterator<Item = (&[u8], (u16, u32, impl Iterator<Item = &[u8]>))> {
+        self.node_list.iter().flat_map(|node| {
+            node.rrsets
+                .iter()
+                .map(move |r| (&node.name_wire[..], (r.rtype, r.ttl, r.rdatas())))
+        })
     }
 
     /// The service at `name` (lowercase wire form), if that name is one.

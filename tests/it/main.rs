@@ -12,6 +12,7 @@
 mod core;
 mod steering;
 mod steering_support;
+mod transfer;
 // Shared by every test module; not each module uses every helper.
 #[allow(dead_code)]
 mod harness;
