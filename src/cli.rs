@@ -127,6 +127,9 @@ pub struct ServeArgs {
     /// Seconds an endpoint keeps its last known state when no prober reports on it.
     #[arg(long = "health-grace", default_value_t = 300)]
     pub health_grace: u64,
+    /// POST a JSON event to this URL on every endpoint health change (repeatable).
+    #[arg(long = "notify-url")]
+    pub notify_url: Vec<String>,
 }
 
 /// `meridian probe`.

@@ -21,6 +21,7 @@ pub mod dns;
 pub mod geo;
 pub mod health;
 pub mod metrics;
+pub mod notify;
 pub mod probe;
 pub mod prober;
 pub mod routing;

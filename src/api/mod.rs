@@ -132,15 +132,24 @@ async fn health(State(state): State<ApiState>) -> Response {
     .into_response()
 }
 
-async fn metrics(State(state): State<ApiState>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
+async fn metrics(State(state): State<ApiState>, headers: HeaderMap) -> Response {
+    // OpenMetrics for scrapers that ask for it, the classic text format otherwise.
+    let openmetrics = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/openmetrics-text"));
+    let (content_type, body) = if openmetrics {
+        (
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            state.metrics.render_openmetrics(),
+        )
+    } else {
+        (
             "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        state.metrics.render(),
-    )
-        .into_response()
+            state.metrics.render(),
+        )
+    };
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
 async fn reload(State(state): State<ApiState>, headers: HeaderMap) -> Response {
