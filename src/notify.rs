@@ -98,7 +98,7 @@ impl TransitionEvent {
             .unwrap_or_default();
         Self {
             event: "endpoint_health_changed",
-            zone: t.key.zone().to_string(),
+            zone: fqdn(t.key.zone()),
             service: t.key.service().to_string(),
             region,
             endpoint: t.key.address(),
@@ -129,6 +129,15 @@ impl TransitionEvent {
     }
 }
 
+/// The zone as an absolute name (trailing dot), as zone files and metrics write it.
+fn fqdn(zone: &str) -> String {
+    if zone.ends_with('.') {
+        zone.to_string()
+    } else {
+        format!("{zone}.")
+    }
+}
+
 /// Formats a time since the Unix epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 pub fn rfc3339(since_epoch: Duration) -> String {
     let secs = since_epoch.as_secs();
@@ -153,7 +162,7 @@ pub fn rfc3339(since_epoch: Duration) -> String {
     )
 }
 
-/// Finds the region of an endpoint: `(zone, service, address)`.
+/// Finds the region of an endpoint: `(zone with trailing dot, service, address)`.
 pub type RegionLookup = Arc<dyn Fn(&str, &str, IpAddr) -> Option<String> + Send + Sync>;
 
 /// Queues transition events for each webhook URL.
@@ -205,7 +214,7 @@ impl Notifier {
 
     /// Queues `t` for every URL without waiting; a full queue drops it (counted, logged).
     pub fn notify(&self, t: &Transition) {
-        let region = (self.region)(t.key.zone(), t.key.service(), t.key.address());
+        let region = (self.region)(&fqdn(t.key.zone()), t.key.service(), t.key.address());
         let event = Arc::new(TransitionEvent::new(t, region, SystemTime::now()));
         for (url, tx) in &self.queues {
             if tx.try_send(Arc::clone(&event)).is_err() {

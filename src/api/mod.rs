@@ -1,4 +1,4 @@
-//! The HTTP API: `/health`, `/metrics`, `/v1/reload`, `/v1/table`.
+//! The HTTP API: the status page `/`, `/health`, `/metrics`, `/v1/reload`, `/v1/table`.
 //!
 //! Control plane only: handlers may lock, allocate and format. Nothing here is on the DNS
 //! query path.
@@ -21,6 +21,7 @@ use crate::metrics::Metrics;
 use crate::routing::publish::{Publisher, ReloadReport};
 
 mod health;
+mod status_page;
 
 /// Reloads zones, GeoIP and keys; returns what happened.
 pub type ReloadFn = Arc<dyn Fn() -> ReloadReport + Send + Sync>;
@@ -70,6 +71,9 @@ fn authorize(state: &ApiState, headers: &HeaderMap, required: bool) -> Option<Re
 /// The routes.
 pub fn router(state: ApiState) -> Router {
     Router::new()
+        .route("/", get(status_page::index))
+        .route("/status.js", get(status_page::script))
+        .route("/status.css", get(status_page::style))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/v1/reload", post(reload))

@@ -10,6 +10,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod core;
+mod ops;
 // Shared by every test module; not each module uses every helper.
 #[allow(dead_code)]
 mod harness;
