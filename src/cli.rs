@@ -25,6 +25,9 @@ pub enum Command {
     Probe(ProbeArgs),
     /// Explain, step by step, what a client gets for a name and why (offline).
     Explain(ExplainArgs),
+    /// A tiny HTTP server answering its name (the compose lab's sample backends).
+    #[command(hide = true)]
+    LabBackend(LabBackendArgs),
     /// GeoIP database tools.
     Geoip {
         /// What to do.
@@ -159,6 +162,17 @@ pub struct ProbeArgs {
     /// Log format.
     #[arg(long = "log-format", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+/// `meridian lab-backend` (hidden).
+#[derive(Debug, clap::Args)]
+pub struct LabBackendArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// Text every response carries.
+    #[arg(long, default_value = "backend")]
+    pub name: String,
 }
 
 /// `meridian check-config`.

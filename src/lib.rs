@@ -20,6 +20,7 @@ pub mod daemon;
 pub mod dns;
 pub mod geo;
 pub mod health;
+pub mod lab;
 pub mod metrics;
 pub mod notify;
 pub mod probe;

@@ -60,6 +60,20 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::LabBackend(args) => {
+            init_logging(LogFormat::Text);
+            let result = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .and_then(|rt| rt.block_on(meridian::lab::serve_backend(args.listen, args.name)));
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("meridian: lab-backend: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Geoip {
             command: GeoipCommand::Build { src, out },
         } => match meridian::geo::run_build(&src, &out) {
