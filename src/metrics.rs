@@ -451,8 +451,9 @@ pub struct ProcessStats {
     pub open_fds: u64,
     /// Soft limit on open file descriptors.
     pub max_fds: Option<u64>,
-    /// Unix time the process started, seconds.
-    pub start_time_seconds: f64,
+    /// Unix time the process started, seconds (None when `/proc/stat` is hidden, e.g.
+    /// systemd's `ProcSubset=pid`).
+    pub start_time_seconds: Option<f64>,
     /// OS threads.
     pub threads: u64,
 }
@@ -477,10 +478,10 @@ pub fn process_stats() -> Option<ProcessStats> {
     let mut statm = statm.split_whitespace().map(|v| v.parse::<u64>().ok());
     let virtual_pages = statm.next().flatten()?;
     let resident_pages = statm.next().flatten()?;
-    let boot_time = std::fs::read_to_string("/proc/stat")
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix("btime ")?.trim().parse::<u64>().ok())?;
+    let boot_time = std::fs::read_to_string("/proc/stat").ok().and_then(|text| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("btime ")?.trim().parse::<u64>().ok())
+    });
     let open_fds = std::fs::read_dir("/proc/self/fd").ok()?.count() as u64;
     let max_fds = std::fs::read_to_string("/proc/self/limits")
         .ok()
@@ -495,7 +496,7 @@ pub fn process_stats() -> Option<ProcessStats> {
         virtual_bytes: virtual_pages * page,
         open_fds,
         max_fds,
-        start_time_seconds: boot_time as f64 + start_ticks as f64 / ticks,
+        start_time_seconds: boot_time.map(|b| b as f64 + start_ticks as f64 / ticks),
         threads,
     })
 }
@@ -524,24 +525,24 @@ impl Collector for ProcessCollector {
             Some(&Unit::Seconds),
             MetricType::Counter,
         )?)?;
-        let gauges: [(&str, &str, Option<Unit>, f64); 5] = [
+        let gauges: [(&str, &str, Option<Unit>, Option<f64>); 5] = [
             (
                 "process_resident_memory",
                 "Resident memory size.",
                 Some(Unit::Bytes),
-                p.resident_bytes as f64,
+                Some(p.resident_bytes as f64),
             ),
             (
                 "process_virtual_memory",
                 "Virtual memory size.",
                 Some(Unit::Bytes),
-                p.virtual_bytes as f64,
+                Some(p.virtual_bytes as f64),
             ),
             (
                 "process_open_fds",
                 "Open file descriptors.",
                 None,
-                p.open_fds as f64,
+                Some(p.open_fds as f64),
             ),
             (
                 "process_start_time",
@@ -549,9 +550,15 @@ impl Collector for ProcessCollector {
                 Some(Unit::Seconds),
                 p.start_time_seconds,
             ),
-            ("process_threads", "OS threads.", None, p.threads as f64),
+            (
+                "process_threads",
+                "OS threads.",
+                None,
+                Some(p.threads as f64),
+            ),
         ];
         for (name, help, unit, v) in gauges {
+            let Some(v) = v else { continue };
             ConstGauge::new(v).encode(encoder.encode_descriptor(
                 name,
                 help,
@@ -1145,7 +1152,8 @@ mod tests {
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap()
             .as_secs_f64();
-        assert!(p.start_time_seconds <= now + 1.0 && p.start_time_seconds > now - 86_400.0 * 365.0);
+        let start = p.start_time_seconds.unwrap();
+        assert!(start <= now + 1.0 && start > now - 86_400.0 * 365.0);
         let text = Metrics::new().render();
         assert!(text.contains("process_resident_memory_bytes "), "{text}");
         assert!(text.contains("process_cpu_seconds_total "), "{text}");
