@@ -274,6 +274,61 @@ async fn deliver(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::health::aggregate::{Cause, Health, Tally};
+    use crate::health::report::EndpointKey;
+
+    fn transition() -> Transition {
+        Transition {
+            key: EndpointKey::new("gslb.test", "www", "192.0.2.1".parse().unwrap()).unwrap(),
+            from: Health::Up,
+            to: Health::Down,
+            cause: Cause::Votes,
+            votes: Tally::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stuck_receiver_costs_dropped_events_not_time() {
+        // Accepts connections and never answers: the first POST hangs until its timeout.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let _hold = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                open.push(s);
+            }
+        });
+        let metrics = Arc::new(Metrics::new());
+        let lookup: RegionLookup = Arc::new(|_, _, _| Some("eu".to_string()));
+        let notifier = Notifier::start(&[url], Arc::clone(&metrics), lookup).unwrap();
+        let extra = 50;
+        let started = std::time::Instant::now();
+        for _ in 0..QUEUE_CAPACITY + 1 + extra {
+            notifier.notify(&transition());
+        }
+        assert!(started.elapsed() < Duration::from_secs(1), "notify blocked");
+        let text = metrics.render();
+        let dropped = text
+            .lines()
+            .find(|l| l.starts_with(r#"meridian_notifications_total{result="dropped"}"#))
+            .and_then(|l| l.rsplit_once(' '))
+            .map(|(_, v)| v.parse::<f64>().unwrap())
+            .unwrap();
+        // At most one event is in flight; the queue holds QUEUE_CAPACITY; the rest drop.
+        assert!(
+            (extra as f64..=extra as f64 + 1.0).contains(&dropped),
+            "dropped {dropped}"
+        );
+    }
+
+    #[test]
+    fn events_carry_the_zone_as_an_absolute_name() {
+        let e = TransitionEvent::new(&transition(), Some("eu".into()), SystemTime::UNIX_EPOCH);
+        assert_eq!(e.zone, "gslb.test.");
+        assert_eq!(e.region.as_deref(), Some("eu"));
+        assert_eq!((e.from.as_str(), e.to.as_str()), ("up", "down"));
+        assert_eq!(e.time, "1970-01-01T00:00:00.000Z");
+    }
 
     #[test]
     fn rfc3339_formats_known_instants() {
