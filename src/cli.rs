@@ -25,6 +25,9 @@ pub enum Command {
     Probe(ProbeArgs),
     /// Explain, step by step, what a client gets for a name and why (offline).
     Explain(ExplainArgs),
+    /// A tiny HTTP server answering its name (the compose lab's sample backends).
+    #[command(hide = true)]
+    LabBackend(LabBackendArgs),
     /// GeoIP database tools.
     Geoip {
         /// What to do.
@@ -130,6 +133,9 @@ pub struct ServeArgs {
     /// Seconds an endpoint keeps its last known state when no prober reports on it.
     #[arg(long = "health-grace", default_value_t = 300)]
     pub health_grace: u64,
+    /// POST a JSON event to this URL on every endpoint health change (repeatable).
+    #[arg(long = "notify-url")]
+    pub notify_url: Vec<String>,
 }
 
 /// `meridian probe`.
@@ -159,6 +165,17 @@ pub struct ProbeArgs {
     /// Log format.
     #[arg(long = "log-format", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+/// `meridian lab-backend` (hidden).
+#[derive(Debug, clap::Args)]
+pub struct LabBackendArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// Text every response carries.
+    #[arg(long, default_value = "backend")]
+    pub name: String,
 }
 
 /// `meridian check-config`.

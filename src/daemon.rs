@@ -33,6 +33,9 @@ pub enum ServeError {
         /// Why.
         message: String,
     },
+    /// A webhook URL is unusable (exit code 2).
+    #[error(transparent)]
+    Notify(#[from] crate::notify::NotifyError),
     /// A socket could not be bound or served (exit code 1).
     #[error("{what} {addr}: {source}")]
     Io {
@@ -67,6 +70,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         keyring,
         Arc::clone(&metrics),
     ));
+    wire_observers(&args, &metrics, &publisher, &hub)?;
     let local_prober = Arc::new(std::sync::Mutex::new(LocalProber::stopped()));
     let control = Arc::new(Control {
         publisher: Arc::clone(&publisher),
@@ -150,6 +154,43 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
 
     signals.wait_for_shutdown(&control).await;
     tracing::info!("shutting down");
+    Ok(())
+}
+
+/// Connects what reads health from the side: endpoint metrics at scrape time and the
+/// transition webhooks. Both hold weak references, so neither keeps the other alive.
+fn wire_observers(
+    args: &ServeArgs,
+    metrics: &Arc<Metrics>,
+    publisher: &Arc<Publisher>,
+    hub: &Arc<HealthHub>,
+) -> Result<(), ServeError> {
+    let (weak_pub, weak_hub) = (Arc::downgrade(publisher), Arc::downgrade(hub));
+    metrics.set_health_source(Box::new(move || {
+        match (weak_pub.upgrade(), weak_hub.upgrade()) {
+            (Some(p), Some(h)) => crate::metrics::endpoint_samples(&p.table(), &h.view()),
+            _ => Vec::new(),
+        }
+    }));
+    if args.notify_url.is_empty() {
+        return Ok(());
+    }
+    let weak_pub = Arc::downgrade(publisher);
+    let region: crate::notify::RegionLookup = Arc::new(move |zone, service, address| {
+        let table = weak_pub.upgrade()?.table();
+        table
+            .zones()
+            .filter(|z| z.origin.to_string().eq_ignore_ascii_case(zone))
+            .flat_map(|z| z.services.iter())
+            .filter(|s| s.key == service)
+            .find_map(|s| {
+                let e = s.endpoints.iter().find(|e| e.address == address)?;
+                Some(s.regions.get(usize::from(e.region))?.name.clone())
+            })
+    });
+    let notifier = crate::notify::Notifier::start(&args.notify_url, Arc::clone(metrics), region)?;
+    hub.set_notifier(notifier);
+    tracing::info!(urls = args.notify_url.len(), "health webhooks enabled");
     Ok(())
 }
 

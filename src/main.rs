@@ -18,7 +18,10 @@ fn main() -> ExitCode {
             match runtime.block_on(serve(args)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(
-                    e @ (ServeError::Config(_) | ServeError::Keys(_) | ServeError::Token { .. }),
+                    e @ (ServeError::Config(_)
+                    | ServeError::Keys(_)
+                    | ServeError::Token { .. }
+                    | ServeError::Notify(_)),
                 ) => {
                     eprintln!("meridian: {e}");
                     ExitCode::from(2)
@@ -40,6 +43,20 @@ fn main() -> ExitCode {
                 Err(e) => {
                     eprintln!("meridian: {e}");
                     ExitCode::from(2)
+                }
+            }
+        }
+        Command::LabBackend(args) => {
+            init_logging(LogFormat::Text);
+            let result = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .and_then(|rt| rt.block_on(meridian::lab::serve_backend(args.listen, args.name)));
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("meridian: lab-backend: {e}");
+                    ExitCode::from(1)
                 }
             }
         }

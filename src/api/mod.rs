@@ -1,4 +1,4 @@
-//! The HTTP API: `/health`, `/metrics`, `/v1/reload`, `/v1/table`.
+//! The HTTP API: the status page `/`, `/health`, `/metrics`, `/v1/reload`, `/v1/table`.
 //!
 //! Control plane only: handlers may lock, allocate and format. Nothing here is on the DNS
 //! query path.
@@ -21,6 +21,7 @@ use crate::metrics::Metrics;
 use crate::routing::publish::{Publisher, ReloadReport};
 
 mod health;
+mod status_page;
 
 /// Reloads zones, GeoIP and keys; returns what happened.
 pub type ReloadFn = Arc<dyn Fn() -> ReloadReport + Send + Sync>;
@@ -70,6 +71,9 @@ fn authorize(state: &ApiState, headers: &HeaderMap, required: bool) -> Option<Re
 /// The routes.
 pub fn router(state: ApiState) -> Router {
     Router::new()
+        .route("/", get(status_page::index))
+        .route("/status.js", get(status_page::script))
+        .route("/status.css", get(status_page::style))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/v1/reload", post(reload))
@@ -132,15 +136,24 @@ async fn health(State(state): State<ApiState>) -> Response {
     .into_response()
 }
 
-async fn metrics(State(state): State<ApiState>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
+async fn metrics(State(state): State<ApiState>, headers: HeaderMap) -> Response {
+    // OpenMetrics for scrapers that ask for it, the classic text format otherwise.
+    let openmetrics = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/openmetrics-text"));
+    let (content_type, body) = if openmetrics {
+        (
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            state.metrics.render_openmetrics(),
+        )
+    } else {
+        (
             "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        state.metrics.render(),
-    )
-        .into_response()
+            state.metrics.render(),
+        )
+    };
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
 async fn reload(State(state): State<ApiState>, headers: HeaderMap) -> Response {

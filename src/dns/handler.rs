@@ -6,6 +6,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::answer::{Owner, Rcode, ResponseEdns, Section, Writer};
 use super::wire::{self, ParseError, Query, qclass, qtype};
@@ -101,6 +102,7 @@ impl Handler {
         transport: Transport,
         out: &mut Vec<u8>,
     ) -> bool {
+        let started = Instant::now();
         let q = match wire::parse(packet) {
             Ok(q) => q,
             Err(ParseError::Drop) => {
@@ -119,6 +121,7 @@ impl Handler {
                 };
                 Writer::header_only(out, h.id, h.opcode, h.rd, rcode);
                 self.metrics.record_query(transport, rcode, false, false);
+                self.metrics.record_latency(started.elapsed());
                 return true;
             }
         };
@@ -143,7 +146,7 @@ impl Handler {
             });
             if !known {
                 w.set_rcode(Rcode::BadVers);
-                return self.finish(w, transport, false);
+                return self.finish(w, transport, false, started);
             }
         }
 
@@ -162,12 +165,13 @@ impl Handler {
             }
             _ => w.set_rcode(Rcode::Refused),
         }
-        self.finish(w, transport, ecs.is_some())
+        self.finish(w, transport, ecs.is_some(), started)
     }
 
-    fn finish(&self, w: Writer<'_>, transport: Transport, ecs: bool) -> bool {
+    fn finish(&self, w: Writer<'_>, transport: Transport, ecs: bool, started: Instant) -> bool {
         let (rcode, truncated) = w.finish();
         self.metrics.record_query(transport, rcode, truncated, ecs);
+        self.metrics.record_latency(started.elapsed());
         true
     }
 

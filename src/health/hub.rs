@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::http::HeaderMap;
@@ -20,6 +20,7 @@ use super::aggregate::{Health, HealthBook, HealthView, IngestSummary};
 use super::overrides::{Forced, NewOverride, Override, OverrideError, Overrides, Target};
 use super::report::{EndpointKey, Keyring, ProbeReport, RejectReason, verify};
 use crate::metrics::Metrics;
+use crate::notify::Notifier;
 use crate::routing::compile::{EndpointHealth, EndpointState};
 
 /// Least time between two recompiles caused by health, however many reports arrive.
@@ -90,6 +91,7 @@ pub struct HealthHub {
     keyring: Mutex<Option<Keyring>>,
     wake: Notify,
     metrics: Arc<Metrics>,
+    notifier: OnceLock<Notifier>,
 }
 
 impl HealthHub {
@@ -115,6 +117,7 @@ impl HealthHub {
             keyring: Mutex::new(keyring),
             wake: Notify::new(),
             metrics,
+            notifier: OnceLock::new(),
         }
     }
 
@@ -133,6 +136,13 @@ impl HealthHub {
         inner.dirty = true;
         drop(inner);
         self.wake.notify_one();
+    }
+
+    /// Sends every later transition to the webhooks of `notifier` too (first call wins).
+    pub fn set_notifier(&self, notifier: Notifier) {
+        if self.notifier.set(notifier).is_err() {
+            tracing::warn!("a webhook notifier is already set; ignoring the second");
+        }
     }
 
     /// Endpoints with a health check.
@@ -199,6 +209,9 @@ impl HealthHub {
                 "endpoint health changed"
             );
             self.metrics.record_transition();
+            if let Some(n) = self.notifier.get() {
+                n.notify(t);
+            }
             inner.recent.push_front(TransitionRecord {
                 at_ms,
                 endpoint: t.key.to_string(),

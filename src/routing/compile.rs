@@ -108,6 +108,7 @@ pub fn compile(
         built_at: SystemTime::now(),
         zones: map,
         geo,
+        unmatched: Default::default(),
     })
 }
 
@@ -223,6 +224,7 @@ pub fn compile_service(zone: &Zone, svc: &model::Service, health: &dyn EndpointH
         regions,
         endpoints,
         fallback,
+        counters: Default::default(),
     }
 }
 
@@ -429,6 +431,7 @@ fn compile_zone(zone: &Arc<Zone>, health: &dyn EndpointHealth) -> Result<ZoneTab
             additional: Vec::new(),
         },
         services,
+        counters: Default::default(),
     })
 }
 

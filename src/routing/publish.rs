@@ -79,7 +79,10 @@ impl Publisher {
         let zones: Vec<Arc<Zone>> = load_dir(zones_dir)?.into_iter().map(Arc::new).collect();
         let geo = Arc::new(GeoDb::open(geo_path)?);
         tracing::info!(geoip = %geo.description(), "geoip database loaded");
-        let table = compile(&zones, Arc::clone(&geo), &AllUp, 1)?;
+        let started = std::time::Instant::now();
+        let mut table = compile(&zones, Arc::clone(&geo), &AllUp, 1)?;
+        metrics.record_compile(started.elapsed());
+        metrics.attach(&mut table);
         metrics.record_swap(1);
         Ok(Self {
             routes: ArcSwap::from_pointee(table),
@@ -127,7 +130,9 @@ impl Publisher {
             state.health.as_ref(),
             generation,
         ) {
-            Ok(table) => {
+            Ok(mut table) => {
+                self.metrics.record_compile(started.elapsed());
+                self.metrics.attach(&mut table);
                 self.routes.store(Arc::new(table));
                 state.generation = generation;
                 self.metrics.record_swap(generation);
@@ -179,8 +184,11 @@ impl Publisher {
         };
         let generation = state.generation + 1;
         let zones: Vec<Arc<Zone>> = next.values().cloned().collect();
+        let started = std::time::Instant::now();
         match compile(&zones, Arc::clone(&geo), state.health.as_ref(), generation) {
-            Ok(table) => {
+            Ok(mut table) => {
+                self.metrics.record_compile(started.elapsed());
+                self.metrics.attach(&mut table);
                 self.routes.store(Arc::new(table));
                 state.zones = next;
                 state.geo = geo;

@@ -15,6 +15,7 @@ use crate::config::model::MAX_ANSWERS;
 use crate::dns::answer::{Owner, Section, Writer};
 use crate::dns::wire::{ClientSubnet, qtype};
 use crate::geo::{Continent, Coords, CountryCode, GeoDb, Location, distance_km};
+use crate::metrics::ServiceCounters;
 
 /// Who is asking: the packet's source, and the ECS option when the resolver sent one.
 #[derive(Clone, Copy, Debug)]
@@ -124,6 +125,8 @@ pub struct Service {
     pub endpoints: Vec<Endpoint>,
     /// When nothing is healthy.
     pub fallback: CompiledFallback,
+    /// Answers by region and outcome (set by `Metrics::attach`; counts nowhere before).
+    pub counters: ServiceCounters,
 }
 
 /// Why a region order was chosen.
@@ -452,6 +455,7 @@ impl Service {
         owner: Owner<'_>,
     ) -> u8 {
         let sel = self.select(rtype, client, geo);
+        self.counters.count(sel.region, sel.outcome);
         if sel.outcome == Outcome::Fallback && sel.count == 0 {
             if let CompiledFallback::Addresses(list) = &self.fallback {
                 let want_v4 = rtype == qtype::A;

@@ -18,6 +18,7 @@ use crate::config::Zone;
 use crate::dns::answer::{Owner, Rcode, Section, Writer};
 use crate::dns::wire::{Query, qtype};
 use crate::geo::GeoDb;
+use crate::metrics::ZoneCounters;
 
 /// Longest CNAME chain followed inside a zone before giving up (loops end here too).
 pub const MAX_CNAME_CHAIN: usize = 8;
@@ -32,6 +33,8 @@ pub struct RoutingTable {
     pub(crate) zones: HashMap<Box<[u8]>, ZoneTable, RandomState>,
     /// The GeoIP database this table answers with (swapped together with it).
     pub geo: Arc<GeoDb>,
+    /// Counts queries for names in no zone here (set by `Metrics::attach`).
+    pub(crate) unmatched: ZoneCounters,
 }
 
 /// One zone, compiled.
@@ -48,6 +51,8 @@ pub struct ZoneTable {
     pub(crate) negative_soa: RrSet,
     /// Traffic-managed names.
     pub services: Vec<Service>,
+    /// Queries by QTYPE for this zone (set by `Metrics::attach`).
+    pub(crate) counters: ZoneCounters,
 }
 
 /// A name that exists in a zone (with data, or as an empty non-terminal).
@@ -141,9 +146,11 @@ impl RoutingTable {
             let suffix = lname.get(off..)?;
             self.zones.get(suffix).map(|z| (off, z))
         }) else {
+            self.unmatched.count(q.qtype);
             w.set_rcode(Rcode::Refused);
             return 0;
         };
+        zone.counters.count(q.qtype);
         zone.answer(q, zone_off, client, &self.geo, w)
     }
 

@@ -10,6 +10,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod core;
+mod ops;
 mod steering;
 mod steering_support;
 mod transfer;

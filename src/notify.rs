@@ -1,0 +1,345 @@
+//! Health-transition webhooks (`meridian serve --notify-url URL`): one JSON POST per endpoint
+//! state change, for alerting.
+//!
+//! Owns: a bounded queue and one delivery task per URL, retries with exponential backoff, and
+//! the JSON shape of an event ([`TransitionEvent`]).
+//!
+//! Must never: block or slow the health hub. [`Notifier::notify`] only does `try_send`; a full
+//! queue drops the event and counts it (`meridian_notifications_total{result="dropped"}`), so
+//! a dead receiver costs memory bounded by [`QUEUE_CAPACITY`] and nothing else.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::health::aggregate::Transition;
+use crate::metrics::{Metrics, NotifyOutcome};
+
+/// Events waiting per URL before new ones are dropped.
+pub const QUEUE_CAPACITY: usize = 256;
+/// Attempts per event (the first try plus retries).
+pub const ATTEMPTS: u32 = 5;
+/// Wait before the first retry; doubled after each failed attempt.
+pub const FIRST_RETRY: Duration = Duration::from_millis(500);
+/// How long one POST may take.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why the notifier cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    /// A URL is not http(s).
+    #[error("--notify-url {0}: must be an http:// or https:// URL")]
+    Url(String),
+    /// The TLS setup failed.
+    #[error("webhook tls setup: {0}")]
+    Tls(String),
+    /// The HTTP client cannot be built.
+    #[error("webhook client: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
+/// Region votes behind a transition.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Votes {
+    /// Regions whose fresh votes say up.
+    pub up_regions: usize,
+    /// Regions whose fresh votes say down.
+    pub down_regions: usize,
+    /// Per region: fresh up and down votes.
+    pub regions: Vec<RegionVotes>,
+}
+
+/// One region's fresh votes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RegionVotes {
+    /// The prober region.
+    pub region: String,
+    /// Fresh up votes.
+    pub up: usize,
+    /// Fresh down votes.
+    pub down: usize,
+}
+
+/// The JSON body POSTed for one transition.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TransitionEvent {
+    /// Always `endpoint_health_changed`.
+    pub event: &'static str,
+    /// Zone apex.
+    pub zone: String,
+    /// Service name relative to the zone.
+    pub service: String,
+    /// Region of the endpoint (None when the table no longer has it).
+    pub region: Option<String>,
+    /// The endpoint's address.
+    pub endpoint: IpAddr,
+    /// State before (`up`/`down`).
+    pub from: String,
+    /// State after.
+    pub to: String,
+    /// `votes` or `grace_expired`.
+    pub cause: String,
+    /// The votes it rests on.
+    pub votes: Votes,
+    /// When it was decided, RFC 3339 UTC.
+    pub time: String,
+    /// When it was decided, Unix milliseconds.
+    pub time_ms: u64,
+}
+
+impl TransitionEvent {
+    /// Builds the event of `t` at `at`, with the endpoint's region.
+    pub fn new(t: &Transition, region: Option<String>, at: SystemTime) -> Self {
+        let since = at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        Self {
+            event: "endpoint_health_changed",
+            zone: fqdn(t.key.zone()),
+            service: t.key.service().to_string(),
+            region,
+            endpoint: t.key.address(),
+            from: t.from.to_string(),
+            to: t.to.to_string(),
+            cause: match t.cause {
+                crate::health::aggregate::Cause::Votes => "votes",
+                crate::health::aggregate::Cause::GraceExpired => "grace_expired",
+            }
+            .to_string(),
+            votes: Votes {
+                up_regions: t.votes.up_regions,
+                down_regions: t.votes.down_regions,
+                regions: t
+                    .votes
+                    .regions
+                    .iter()
+                    .map(|r| RegionVotes {
+                        region: r.region.clone(),
+                        up: r.up,
+                        down: r.down,
+                    })
+                    .collect(),
+            },
+            time: rfc3339(since),
+            time_ms: u64::try_from(since.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+}
+
+/// The zone as an absolute name (trailing dot), as zone files and metrics write it.
+fn fqdn(zone: &str) -> String {
+    if zone.ends_with('.') {
+        zone.to_string()
+    } else {
+        format!("{zone}.")
+    }
+}
+
+/// Formats a time since the Unix epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+pub fn rfc3339(since_epoch: Duration) -> String {
+    let secs = since_epoch.as_secs();
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        since_epoch.subsec_millis()
+    )
+}
+
+/// Finds the region of an endpoint: `(zone with trailing dot, service, address)`.
+pub type RegionLookup = Arc<dyn Fn(&str, &str, IpAddr) -> Option<String> + Send + Sync>;
+
+/// Queues transition events for each webhook URL.
+pub struct Notifier {
+    queues: Vec<(String, mpsc::Sender<Arc<TransitionEvent>>)>,
+    metrics: Arc<Metrics>,
+    region: RegionLookup,
+}
+
+impl Notifier {
+    /// Starts one delivery task per URL. Must be called inside a Tokio runtime.
+    pub fn start(
+        urls: &[String],
+        metrics: Arc<Metrics>,
+        region: RegionLookup,
+    ) -> Result<Self, NotifyError> {
+        for url in urls {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(NotifyError::Url(url.clone()));
+            }
+        }
+        let spec = crate::probe::check::CheckSpec::new(crate::probe::check::CheckKind::Https, 443);
+        let tls =
+            crate::probe::check::tls_config(&spec).map_err(|e| NotifyError::Tls(e.to_string()))?;
+        let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .user_agent(concat!("meridian/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(REQUEST_TIMEOUT)
+            .no_proxy()
+            .build()?;
+        let mut queues = Vec::new();
+        for url in urls {
+            let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+            tokio::spawn(deliver(
+                client.clone(),
+                url.clone(),
+                rx,
+                Arc::clone(&metrics),
+            ));
+            queues.push((url.clone(), tx));
+        }
+        Ok(Self {
+            queues,
+            metrics,
+            region,
+        })
+    }
+
+    /// Queues `t` for every URL without waiting; a full queue drops it (counted, logged).
+    pub fn notify(&self, t: &Transition) {
+        let region = (self.region)(&fqdn(t.key.zone()), t.key.service(), t.key.address());
+        let event = Arc::new(TransitionEvent::new(t, region, SystemTime::now()));
+        for (url, tx) in &self.queues {
+            if tx.try_send(Arc::clone(&event)).is_err() {
+                self.metrics.record_notification(NotifyOutcome::Dropped);
+                tracing::warn!(url = %url, endpoint = %t.key, "webhook queue full; notification dropped");
+            }
+        }
+    }
+}
+
+/// Delivers the events of one URL in order, each with retries, until the notifier is gone.
+async fn deliver(
+    client: reqwest::Client,
+    url: String,
+    mut rx: mpsc::Receiver<Arc<TransitionEvent>>,
+    metrics: Arc<Metrics>,
+) {
+    while let Some(event) = rx.recv().await {
+        let body = match serde_json::to_vec(&*event) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "webhook event does not serialize");
+                continue;
+            }
+        };
+        let mut delay = FIRST_RETRY;
+        let mut attempt = 1;
+        loop {
+            let result = client
+                .post(&url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone())
+                .send()
+                .await;
+            let error = match result {
+                Ok(resp) if resp.status().is_success() => {
+                    metrics.record_notification(NotifyOutcome::Sent);
+                    tracing::debug!(url = %url, endpoint = %event.endpoint, "webhook delivered");
+                    break;
+                }
+                Ok(resp) => format!("status {}", resp.status().as_u16()),
+                Err(e) => e.to_string(),
+            };
+            if attempt >= ATTEMPTS {
+                metrics.record_notification(NotifyOutcome::Failed);
+                tracing::warn!(url = %url, endpoint = %event.endpoint, error = %error, attempts = attempt, "webhook failed; giving up on this event");
+                break;
+            }
+            tracing::debug!(url = %url, error = %error, attempt, "webhook failed; retrying");
+            tokio::time::sleep(delay).await;
+            delay = delay.saturating_mul(2);
+            attempt += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::aggregate::{Cause, Health, Tally};
+    use crate::health::report::EndpointKey;
+
+    fn transition() -> Transition {
+        Transition {
+            key: EndpointKey::new("gslb.test", "www", "192.0.2.1".parse().unwrap()).unwrap(),
+            from: Health::Up,
+            to: Health::Down,
+            cause: Cause::Votes,
+            votes: Tally::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stuck_receiver_costs_dropped_events_not_time() {
+        // Accepts connections and never answers: the first POST hangs until its timeout.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let _hold = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                open.push(s);
+            }
+        });
+        let metrics = Arc::new(Metrics::new());
+        let lookup: RegionLookup = Arc::new(|_, _, _| Some("eu".to_string()));
+        let notifier = Notifier::start(&[url], Arc::clone(&metrics), lookup).unwrap();
+        let extra = 50;
+        let started = std::time::Instant::now();
+        for _ in 0..QUEUE_CAPACITY + 1 + extra {
+            notifier.notify(&transition());
+        }
+        assert!(started.elapsed() < Duration::from_secs(1), "notify blocked");
+        let text = metrics.render();
+        let dropped = text
+            .lines()
+            .find(|l| l.starts_with(r#"meridian_notifications_total{result="dropped"}"#))
+            .and_then(|l| l.rsplit_once(' '))
+            .map(|(_, v)| v.parse::<f64>().unwrap())
+            .unwrap();
+        // At most one event is in flight; the queue holds QUEUE_CAPACITY; the rest drop.
+        assert!(
+            (extra as f64..=extra as f64 + 1.0).contains(&dropped),
+            "dropped {dropped}"
+        );
+    }
+
+    #[test]
+    fn events_carry_the_zone_as_an_absolute_name() {
+        let e = TransitionEvent::new(&transition(), Some("eu".into()), SystemTime::UNIX_EPOCH);
+        assert_eq!(e.zone, "gslb.test.");
+        assert_eq!(e.region.as_deref(), Some("eu"));
+        assert_eq!((e.from.as_str(), e.to.as_str()), ("up", "down"));
+        assert_eq!(e.time, "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn rfc3339_formats_known_instants() {
+        assert_eq!(rfc3339(Duration::ZERO), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            rfc3339(Duration::from_millis(951_782_400_123)),
+            "2000-02-29T00:00:00.123Z"
+        );
+        assert_eq!(
+            rfc3339(Duration::from_secs(1_798_761_599)),
+            "2026-12-31T23:59:59.000Z"
+        );
+    }
+}
