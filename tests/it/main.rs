@@ -17,3 +17,4 @@ mod transfer;
 // Shared by every test module; not each module uses every helper.
 #[allow(dead_code)]
 mod harness;
+mod lab;
