@@ -15,8 +15,9 @@
 //!
 //! 1. each region's verdict is the majority of its probers (a tie gives that region no verdict);
 //! 2. the endpoint goes **down** when more regions say down than up, and, if more than one
-//!    region has fresh votes, at least [`MIN_DOWN_REGIONS`] regions say down: a single
-//!    partitioned region cannot take an endpoint out;
+//!    region reports (has fresh votes, `unknown` ones included), at least
+//!    [`MIN_DOWN_REGIONS`] regions say down: a single partitioned region cannot take an
+//!    endpoint out, not even while the other regions' probers are still warming up;
 //! 3. it goes **up** when more regions say up than down;
 //! 4. anything else (ties, a lone down region among several reporting) keeps the current state.
 //!
@@ -142,6 +143,9 @@ pub struct Tally {
     pub up_regions: usize,
     /// Regions whose majority says down.
     pub down_regions: usize,
+    /// Regions with any fresh vote, `unknown` included: a region whose probers have not yet
+    /// seen `rise`/`fall` results is reporting, it just has no verdict yet.
+    pub reporting_regions: usize,
 }
 
 impl Tally {
@@ -149,7 +153,7 @@ impl Tally {
         if self.regions.is_empty() {
             Verdict::Silent
         } else if self.down_regions > self.up_regions
-            && (self.regions.len() == 1 || self.down_regions >= MIN_DOWN_REGIONS)
+            && (self.reporting_regions <= 1 || self.down_regions >= MIN_DOWN_REGIONS)
         {
             Verdict::Down
         } else if self.up_regions > self.down_regions {
@@ -458,7 +462,9 @@ impl HealthBook {
 
 fn tally(book: &EndpointBook, now: Instant) -> Tally {
     let mut regions: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    let mut reporting: HashSet<&str> = HashSet::new();
     for vote in book.votes.values().filter(|v| v.is_fresh(now)) {
+        reporting.insert(vote.region.as_str());
         let (up, down) = match vote.state {
             VoteState::Up => (1, 0),
             VoteState::Down => (0, 1),
@@ -468,7 +474,10 @@ fn tally(book: &EndpointBook, now: Instant) -> Tally {
         counts.0 += up;
         counts.1 += down;
     }
-    let mut t = Tally::default();
+    let mut t = Tally {
+        reporting_regions: reporting.len(),
+        ..Tally::default()
+    };
     for (region, (up, down)) in regions {
         if up > down {
             t.up_regions += 1;
@@ -661,12 +670,43 @@ mod tests {
                 ],
             ),
             (
-                "unknown votes are no votes",
+                "unknown votes are no votes inside a region",
                 &[Step {
                     t: 0,
-                    votes: &[("a1", "eu", D), ("a2", "eu", U), ("b1", "us", U)],
+                    votes: &[("a1", "eu", D), ("a2", "eu", U)],
                     want: Health::Down,
                 }],
+            ),
+            (
+                "a region still warming up counts as reporting: one down region is not enough",
+                &[
+                    Step {
+                        t: 0,
+                        votes: &[("a1", "eu", D), ("a2", "eu", U), ("b1", "us", U)],
+                        want: Health::Up,
+                    },
+                    // Once us sees it too, two regions agree.
+                    Step {
+                        t: 1,
+                        votes: &[("b1", "us", D)],
+                        want: Health::Down,
+                    },
+                ],
+            ),
+            (
+                "a region whose unknown votes went stale stops counting",
+                &[
+                    Step {
+                        t: 0,
+                        votes: &[("b1", "us", U)],
+                        want: Health::Up,
+                    },
+                    Step {
+                        t: 16,
+                        votes: &[("a1", "eu", D)],
+                        want: Health::Down,
+                    },
+                ],
             ),
             (
                 "stale up votes stop counting",
