@@ -115,6 +115,8 @@ async fn accept_loop(listener: TcpListener, kind: Kind, tls: tokio_rustls::TlsAc
     let mut conns = JoinSet::new();
     loop {
         let Ok((stream, _)) = listener.accept().await else {
+            // Out of file descriptors or similar: do not spin.
+            tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
         while conns.try_join_next().is_some() {}
@@ -166,8 +168,8 @@ pub struct Lab {
     backends: BTreeMap<&'static str, Backend>,
     keyring: Keyring,
     ca_pem: String,
-    // Dropped last: backends run on it.
-    rt: tokio::runtime::Runtime,
+    // Dropped last: backends run on it (never read, only kept alive).
+    _rt: tokio::runtime::Runtime,
 }
 
 impl Lab {
@@ -214,7 +216,7 @@ impl Lab {
             backends,
             keyring,
             ca_pem,
-            rt,
+            _rt: rt,
         };
         lab.write_zones("zones", |name| lab.backend(name).addr().port());
         lab
@@ -295,10 +297,10 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        // Before the runtime goes (fields drop in order, `_rt` last).
         for b in self.backends.values() {
             b.stop();
         }
-        let _ = &self.rt;
     }
 }
 
