@@ -8,7 +8,7 @@
 //! recovery times are printed as `failover_ms=` / `recovery_ms=` lines.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
@@ -17,8 +17,8 @@ use meridian::health::report::{MAX_REPORT_BYTES, sign, unix_ms};
 
 use crate::harness::{Meridian, Transport};
 use crate::health_support::{
-    BACKENDS, Lab, answer, closed_port, endpoint_status, fresh_vote, http_request, post_report,
-    post_signed, report, served, status, wait_all_up, wait_until,
+    BACKENDS, Lab, Proc, answer, answer_at, closed_port, endpoint_status, fresh_vote, http_request,
+    post_report, post_signed, report, served, status, wait_all_up, wait_until,
 };
 
 /// Check interval of every check in the fixture.
@@ -470,8 +470,9 @@ fn forged_replayed_garbled_stale_and_oversize_reports_change_nothing() {
     // The control: the same down votes, properly sent, do move the answer.
     let r = post_signed(&ns, key, &fresh);
     assert_eq!(r.status, 200, "{}", r.body);
+    // One region alone: it may decide once the server is a vote's freshness (3 s) old.
     wait_until(
-        Duration::from_secs(2),
+        Duration::from_secs(4),
         "a valid down report takes effect",
         || served(&ns, "www") == ip("127.0.0.12"),
     );
@@ -742,4 +743,89 @@ fn the_embedded_prober_alone_moves_answers() {
     eprintln!("embedded recovery_ms={}", t1.elapsed().as_millis());
     assert_eq!(served(&ns, "secure"), ip("127.0.0.21"));
     assert_eq!(served(&ns, "db"), ip("127.0.0.31"));
+}
+
+#[test]
+fn a_restarted_nameserver_does_not_take_a_partitioned_probers_word_for_it() {
+    // After a restart the book is empty; whichever report arrives first is all it knows.
+    // p3 cannot reach region a (its checks of the `_a` backends go to a closed port) and is
+    // started first, so its periodic report tends to be the first in after each restart.
+    let lab = Lab::new();
+    let closed = closed_port();
+    let partitioned = lab.write_zones("region-a-unreachable", |name| {
+        if name.ends_with("_a") {
+            closed
+        } else {
+            lab.backend(name).addr().port()
+        }
+    });
+    // Fixed ports: the probers keep publishing to the same URL across restarts.
+    let dns: SocketAddr = format!("127.0.0.1:{}", closed_port()).parse().unwrap();
+    let api: SocketAddr = format!("127.0.0.1:{}", closed_port()).parse().unwrap();
+    let args: Vec<String> = [
+        "serve",
+        "--no-local-probe",
+        "--dns-listen",
+        &dns.to_string(),
+        "--api-listen",
+        &api.to_string(),
+        "--zones",
+        &lab.zones().display().to_string(),
+        "--keys",
+        &lab.keys().display().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut ns = Proc::spawn("nameserver", &args);
+    let url = format!("http://{api}/v1/reports");
+    let _probers = [
+        lab.prober_to(&partitioned, "p3", "us", std::slice::from_ref(&url)),
+        lab.prober_to(&lab.zones(), "p1", "eu", std::slice::from_ref(&url)),
+        lab.prober_to(&lab.zones(), "p2", "eu", std::slice::from_ref(&url)),
+    ];
+    let primary = |s: &str| ip(SERVICES.iter().find(|x| x.0 == s).unwrap().2);
+    let check_answers = || {
+        for (service, ..) in SERVICES {
+            let got = answer_at(dns, service).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(got, [primary(service)], "{service} flipped");
+        }
+    };
+    let status_at = || http_request(api, "GET", "/v1/status", &[], b"").json();
+    wait_until(WARM_UP, "p3 votes region a down, p1 and p2 up", || {
+        check_answers();
+        let st = status_at();
+        SERVICES.iter().all(|(service, _, a, b)| {
+            let (ea, eb) = (
+                endpoint_status(&st, service, a),
+                endpoint_status(&st, service, b),
+            );
+            fresh_vote(&ea, "p3").as_deref() == Some("down")
+                && fresh_vote(&eb, "p3").as_deref() == Some("up")
+                && ["p1", "p2"]
+                    .iter()
+                    .all(|p| fresh_vote(&ea, p).as_deref() == Some("up"))
+        })
+    });
+    for round in 0..3 {
+        ns.kill();
+        drop(ns);
+        ns = Proc::spawn("nameserver", &args);
+        // Every prober has reported within a second; watch for a vote's freshness (3 s).
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(3) {
+            check_answers();
+            thread::sleep(Duration::from_millis(20));
+        }
+        let st = status_at();
+        assert_eq!(st["endpoints_down"], 0, "round {round}: {st:#}");
+        assert_eq!(st["transitions"], serde_json::json!([]), "round {round}");
+        let heard: Vec<_> = st["probers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["prober_id"].clone())
+            .collect();
+        assert_eq!(heard.len(), 3, "round {round}: {heard:?}");
+    }
 }

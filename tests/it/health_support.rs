@@ -264,6 +264,15 @@ impl Lab {
 
     /// Starts `meridian probe` as `id` in `region` on `zones`, publishing to every `ns`.
     pub fn prober(&self, zones: &Path, id: &str, region: &str, ns: &[&Meridian]) -> Proc {
+        let urls: Vec<String> = ns
+            .iter()
+            .map(|n| format!("http://{}/v1/reports", n.api))
+            .collect();
+        self.prober_to(zones, id, region, &urls)
+    }
+
+    /// Like [`Lab::prober`], publishing to report URLs.
+    pub fn prober_to(&self, zones: &Path, id: &str, region: &str, urls: &[String]) -> Proc {
         let mut args: Vec<String> = vec![
             "probe".into(),
             "--zones".into(),
@@ -275,9 +284,9 @@ impl Lab {
             "--key-file".into(),
             self.keys().display().to_string(),
         ];
-        for n in ns {
+        for url in urls {
             args.push("--publish".into());
-            args.push(format!("http://{}/v1/reports", n.api));
+            args.push(url.clone());
         }
         let p = Proc::spawn(&format!("prober {id}"), &args);
         assert!(
@@ -421,6 +430,35 @@ pub fn answer(ns: &Meridian, service: &str, transport: Transport) -> Result<Vec<
     v.sort();
     if v.is_empty() {
         return Err(format!("{qname}: empty answer"));
+    }
+    Ok(v)
+}
+
+/// Like [`answer`] over UDP, for a server run as a plain [`Proc`] at `dns`.
+pub fn answer_at(dns: SocketAddr, service: &str) -> Result<Vec<Ipv4Addr>, String> {
+    let query = crate::harness::Query::new(&format!("{service}.{ZONE}"), RecordType::A);
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(NET_TIMEOUT)).unwrap();
+    sock.send_to(&query.to_bytes(), dns).unwrap();
+    let mut buf = vec![0u8; 65535];
+    let n = sock
+        .recv(&mut buf)
+        .map_err(|e| format!("{service}: no reply from {dns}: {e}"))?;
+    let reply = crate::harness::Reply::decode(buf[..n].to_vec(), query.id);
+    if reply.rcode() != 0 {
+        return Err(format!("{service}: rcode {}", reply.rcode()));
+    }
+    let mut v: Vec<Ipv4Addr> = reply
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(a.0),
+            _ => None,
+        })
+        .collect();
+    v.sort();
+    if v.is_empty() {
+        return Err(format!("{service}: empty answer"));
     }
     Ok(v)
 }
