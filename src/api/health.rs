@@ -3,6 +3,7 @@
 use std::net::IpAddr;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -11,10 +12,24 @@ use serde::Serialize;
 use super::{ApiState, authorize};
 use crate::health::aggregate::VoteStatus;
 use crate::health::overrides::{NewOverride, Target};
-use crate::health::report::EndpointKey;
+use crate::health::report::{EndpointKey, RejectReason};
 
 /// `POST /v1/reports`: a signed report from a prober.
-pub async fn reports(State(state): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn reports(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        // The route's body limit stopped reading a body far beyond MAX_REPORT_BYTES: answer
+        // and count it like an oversize body the handler sees, not with axum's plain text.
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            state.metrics.record_report_rejected(RejectReason::Oversize);
+            return rejected(RejectReason::Oversize);
+        }
+        Err(e) => return e.into_response(),
+    };
     match state.hub.accept_signed(&headers, &body) {
         Ok(summary) => axum::Json(serde_json::json!({
             "accepted": true,
@@ -23,18 +38,20 @@ pub async fn reports(State(state): State<ApiState>, headers: HeaderMap, body: By
             "outdated": summary.outdated,
         }))
         .into_response(),
-        Err(reason) => {
-            tracing::debug!(reason = reason.label(), "probe report rejected");
-            (
-                reason.status(),
-                axum::Json(serde_json::json!({
-                    "accepted": false,
-                    "reason": reason.label(),
-                })),
-            )
-                .into_response()
-        }
+        Err(reason) => rejected(reason),
     }
+}
+
+fn rejected(reason: RejectReason) -> Response {
+    tracing::debug!(reason = reason.label(), "probe report rejected");
+    (
+        reason.status(),
+        axum::Json(serde_json::json!({
+            "accepted": false,
+            "reason": reason.label(),
+        })),
+    )
+        .into_response()
 }
 
 #[derive(Serialize)]

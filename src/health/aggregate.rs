@@ -15,10 +15,17 @@
 //!
 //! 1. each region's verdict is the majority of its probers (a tie gives that region no verdict);
 //! 2. the endpoint goes **down** when more regions say down than up, and, if more than one
-//!    region has fresh votes, at least [`MIN_DOWN_REGIONS`] regions say down: a single
-//!    partitioned region cannot take an endpoint out;
+//!    region reports (has fresh votes, `unknown` ones included), at least
+//!    [`MIN_DOWN_REGIONS`] regions say down: a single partitioned region cannot take an
+//!    endpoint out, not even while the other regions' probers are still warming up;
 //! 3. it goes **up** when more regions say up than down;
 //! 4. anything else (ties, a lone down region among several reporting) keeps the current state.
+//!
+//! Right after the nameserver starts, a lone reporting region may just be the first whose
+//! report got in: a `down` resting on one region waits until the book is as old as that
+//! vote's freshness window (every live prober has reported by then). Without this a
+//! partitioned prober that happens to report first takes endpoints down, and once the other
+//! regions say up the tie keeps them down.
 //!
 //! When no fresh `up`/`down` vote exists, the endpoint keeps its last decided state for the
 //! grace period ([`DEFAULT_GRACE`]) counted from when its last vote went stale, then becomes up:
@@ -142,6 +149,9 @@ pub struct Tally {
     pub up_regions: usize,
     /// Regions whose majority says down.
     pub down_regions: usize,
+    /// Regions with any fresh vote, `unknown` included: a region whose probers have not yet
+    /// seen `rise`/`fall` results is reporting, it just has no verdict yet.
+    pub reporting_regions: usize,
 }
 
 impl Tally {
@@ -149,7 +159,7 @@ impl Tally {
         if self.regions.is_empty() {
             Verdict::Silent
         } else if self.down_regions > self.up_regions
-            && (self.regions.len() == 1 || self.down_regions >= MIN_DOWN_REGIONS)
+            && (self.reporting_regions <= 1 || self.down_regions >= MIN_DOWN_REGIONS)
         {
             Verdict::Down
         } else if self.up_regions > self.down_regions {
@@ -300,6 +310,8 @@ pub struct HealthBook {
     endpoints: BTreeMap<EndpointKey, EndpointBook>,
     boots: HashMap<ProberId, HashMap<String, BootSeq>>,
     grace: Duration,
+    /// When the book was created (the nameserver started).
+    started: Instant,
 }
 
 impl HealthBook {
@@ -312,6 +324,7 @@ impl HealthBook {
                 .collect(),
             boots: HashMap::new(),
             grace: DEFAULT_GRACE,
+            started: now,
         }
     }
 
@@ -401,9 +414,16 @@ impl HealthBook {
     pub fn decide(&mut self, now: Instant) -> Decision {
         let mut view = HealthView::default();
         let mut transitions = Vec::new();
+        let age = now.saturating_duration_since(self.started);
         for (key, book) in &mut self.endpoints {
             let tally = tally(book, now);
-            let (next, cause) = match tally.verdict() {
+            let verdict = match tally.verdict() {
+                Verdict::Down if tally.reporting_regions <= 1 && age < freshness(book, now) => {
+                    Verdict::Hold
+                }
+                v => v,
+            };
+            let (next, cause) = match verdict {
                 Verdict::Up => (Health::Up, Cause::Votes),
                 Verdict::Down => (Health::Down, Cause::Votes),
                 Verdict::Hold => (book.health, Cause::Votes),
@@ -458,7 +478,9 @@ impl HealthBook {
 
 fn tally(book: &EndpointBook, now: Instant) -> Tally {
     let mut regions: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    let mut reporting: HashSet<&str> = HashSet::new();
     for vote in book.votes.values().filter(|v| v.is_fresh(now)) {
+        reporting.insert(vote.region.as_str());
         let (up, down) = match vote.state {
             VoteState::Up => (1, 0),
             VoteState::Down => (0, 1),
@@ -468,7 +490,10 @@ fn tally(book: &EndpointBook, now: Instant) -> Tally {
         counts.0 += up;
         counts.1 += down;
     }
-    let mut t = Tally::default();
+    let mut t = Tally {
+        reporting_regions: reporting.len(),
+        ..Tally::default()
+    };
     for (region, (up, down)) in regions {
         if up > down {
             t.up_regions += 1;
@@ -484,6 +509,16 @@ fn tally(book: &EndpointBook, now: Instant) -> Tally {
     t
 }
 
+/// The longest freshness window among an endpoint's fresh votes.
+fn freshness(book: &EndpointBook, now: Instant) -> Duration {
+    book.votes
+        .values()
+        .filter(|v| v.is_fresh(now))
+        .map(|v| v.interval.saturating_mul(FRESH_INTERVALS))
+        .max()
+        .unwrap_or_default()
+}
+
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -494,6 +529,11 @@ mod tests {
     use crate::health::report::EndpointReport;
 
     const INTERVAL: u64 = 5; // seconds; votes are fresh for 15 s
+
+    /// A book created a minute before `t0`: past the start-up wait of every test interval.
+    fn settled(known: impl IntoIterator<Item = EndpointKey>, t0: Instant) -> HealthBook {
+        HealthBook::new(known, t0.checked_sub(Duration::from_secs(60)).unwrap())
+    }
 
     fn key(n: u8) -> EndpointKey {
         EndpointKey::new("shop.example", "www", [192, 0, 2, n].into()).unwrap()
@@ -543,7 +583,7 @@ mod tests {
 
     fn run(name: &str, steps: &[Step]) -> HealthBook {
         let t0 = Instant::now();
-        let mut book = HealthBook::new([key(1)], t0);
+        let mut book = settled([key(1)], t0);
         let mut seq = 0;
         for (i, step) in steps.iter().enumerate() {
             let now = t0 + Duration::from_secs(step.t);
@@ -661,12 +701,43 @@ mod tests {
                 ],
             ),
             (
-                "unknown votes are no votes",
+                "unknown votes are no votes inside a region",
                 &[Step {
                     t: 0,
-                    votes: &[("a1", "eu", D), ("a2", "eu", U), ("b1", "us", U)],
+                    votes: &[("a1", "eu", D), ("a2", "eu", U)],
                     want: Health::Down,
                 }],
+            ),
+            (
+                "a region still warming up counts as reporting: one down region is not enough",
+                &[
+                    Step {
+                        t: 0,
+                        votes: &[("a1", "eu", D), ("a2", "eu", U), ("b1", "us", U)],
+                        want: Health::Up,
+                    },
+                    // Once us sees it too, two regions agree.
+                    Step {
+                        t: 1,
+                        votes: &[("b1", "us", D)],
+                        want: Health::Down,
+                    },
+                ],
+            ),
+            (
+                "a region whose unknown votes went stale stops counting",
+                &[
+                    Step {
+                        t: 0,
+                        votes: &[("b1", "us", U)],
+                        want: Health::Up,
+                    },
+                    Step {
+                        t: 16,
+                        votes: &[("a1", "eu", D)],
+                        want: Health::Down,
+                    },
+                ],
             ),
             (
                 "stale up votes stop counting",
@@ -722,9 +793,37 @@ mod tests {
     }
 
     #[test]
+    fn right_after_start_a_lone_region_waits_one_freshness_window() {
+        // The partitioned prober's report is the first to arrive after a restart.
+        let t0 = Instant::now();
+        let mut book = HealthBook::new([key(1)], t0);
+        book.ingest(&report("c1", "us", 1, 0, &[D]), t0).unwrap();
+        assert_eq!(book.decide(t0).view.health(&key(1)), Health::Up);
+        // The honest region reports a second later: a tie, and the endpoint is still up.
+        let t1 = t0 + Duration::from_secs(1);
+        book.ingest(&report("a1", "eu", 1, 1, &[Up_]), t1).unwrap();
+        assert_eq!(book.decide(t1).view.health(&key(1)), Health::Up);
+
+        // A region that really is alone decides once the window (3 x 5 s) has passed.
+        let mut alone = HealthBook::new([key(1)], t0);
+        alone.ingest(&report("a1", "eu", 1, 0, &[D]), t0).unwrap();
+        let t14 = t0 + Duration::from_secs(14);
+        alone.ingest(&report("a1", "eu", 2, 14, &[D]), t14).unwrap();
+        assert_eq!(alone.decide(t14).view.health(&key(1)), Health::Up);
+        let t15 = t0 + Duration::from_secs(15);
+        assert_eq!(alone.decide(t15).view.health(&key(1)), Health::Down);
+
+        // Two regions agreeing need no wait.
+        let mut two = HealthBook::new([key(1)], t0);
+        two.ingest(&report("a1", "eu", 1, 0, &[D]), t0).unwrap();
+        two.ingest(&report("b1", "us", 1, 0, &[D]), t0).unwrap();
+        assert_eq!(two.decide(t0).view.health(&key(1)), Health::Down);
+    }
+
+    #[test]
     fn transitions_are_reported_once_with_votes_and_cause() {
         let t0 = Instant::now();
-        let mut book = HealthBook::new([key(1), key(2)], t0);
+        let mut book = settled([key(1), key(2)], t0);
         book.ingest(&report("a1", "eu", 1, 0, &[D, Up_]), t0)
             .unwrap();
         let d = book.decide(t0);
@@ -749,7 +848,7 @@ mod tests {
     #[test]
     fn replay_is_rejected_without_changing_state() {
         let t0 = Instant::now();
-        let mut book = HealthBook::new([key(1)], t0);
+        let mut book = settled([key(1)], t0);
         book.ingest(&report("a1", "eu", 5, 0, &[D]), t0).unwrap();
         for seq in [5, 4] {
             let replay = report("a1", "eu", seq, 1, &[Up_]);
@@ -770,7 +869,7 @@ mod tests {
     #[test]
     fn delayed_report_does_not_override_newer_vote() {
         let t0 = Instant::now();
-        let mut book = HealthBook::new([key(1)], t0);
+        let mut book = settled([key(1)], t0);
         let mut newer = report("a1", "eu", 1, 10, &[Up_]);
         newer.boot_id = "boot-2".into();
         book.ingest(&newer, t0).unwrap();
@@ -783,7 +882,7 @@ mod tests {
     #[test]
     fn unknown_endpoints_are_counted_and_ignored() {
         let t0 = Instant::now();
-        let mut book = HealthBook::new([key(1)], t0);
+        let mut book = settled([key(1)], t0);
         let s = book
             .ingest(&report("a1", "eu", 1, 0, &[D, D, D]), t0)
             .unwrap();
@@ -803,7 +902,7 @@ mod tests {
     #[test]
     fn snapshot_without_an_endpoint_withdraws_the_vote() {
         let t0 = Instant::now();
-        let mut book = HealthBook::new([key(1), key(2)], t0);
+        let mut book = settled([key(1), key(2)], t0);
         book.ingest(&report("a1", "eu", 1, 0, &[Up_, D]), t0)
             .unwrap();
         assert_eq!(book.decide(t0).view.health(&key(2)), Health::Down);
@@ -817,7 +916,7 @@ mod tests {
     #[test]
     fn set_known_keeps_surviving_state() {
         let t0 = Instant::now();
-        let mut book = HealthBook::new([key(1), key(2)], t0);
+        let mut book = settled([key(1), key(2)], t0);
         book.ingest(&report("a1", "eu", 1, 0, &[D, D]), t0).unwrap();
         book.decide(t0);
         book.set_known([key(1), key(3)], t0);
@@ -829,7 +928,7 @@ mod tests {
     #[test]
     fn status_shows_votes_ages_and_freshness() {
         let t0 = Instant::now();
-        let mut book = HealthBook::new([key(1)], t0);
+        let mut book = settled([key(1)], t0);
         book.ingest(&report("a1", "eu", 1, 0, &[D]), t0).unwrap();
         book.ingest(
             &report("b1", "us", 1, 0, &[Up_]),
@@ -859,14 +958,14 @@ mod tests {
     #[test]
     fn digest_depends_only_on_decided_states() {
         let t0 = Instant::now();
-        let mut a = HealthBook::new([key(1), key(2)], t0);
-        let mut b = HealthBook::new([key(2), key(1)], t0);
+        let mut a = settled([key(1), key(2)], t0);
+        let mut b = settled([key(2), key(1)], t0);
         a.ingest(&report("a1", "eu", 1, 0, &[D, Up_]), t0).unwrap();
         b.ingest(&report("x9", "us", 1, 0, &[D]), t0).unwrap();
         let (va, vb) = (a.decide(t0).view, b.decide(t0).view);
         assert_eq!(va.digest(), vb.digest());
         assert_eq!(va.digest().len(), 64);
-        let fresh = HealthBook::new([key(1), key(2)], t0).decide(t0).view;
+        let fresh = settled([key(1), key(2)], t0).decide(t0).view;
         assert_ne!(fresh.digest(), va.digest());
         assert_eq!(va.down_count(), 1);
     }

@@ -16,7 +16,7 @@ use hickory_proto::rr::Name;
 use serde::Serialize;
 use tokio::sync::Notify;
 
-use super::aggregate::{Health, HealthBook, HealthView, IngestSummary};
+use super::aggregate::{Cause, Health, HealthBook, HealthView, IngestSummary};
 use super::overrides::{Forced, NewOverride, Override, OverrideError, Overrides, Target};
 use super::report::{EndpointKey, Keyring, ProbeReport, RejectReason, verify};
 use crate::metrics::Metrics;
@@ -67,8 +67,8 @@ pub struct TransitionRecord {
     pub from: String,
     /// After.
     pub to: String,
-    /// Why.
-    pub cause: String,
+    /// Why: `votes` or `grace_expired`.
+    pub cause: Cause,
     /// Regions voting up / down.
     pub up_regions: usize,
     /// Regions voting down.
@@ -217,7 +217,7 @@ impl HealthHub {
                 endpoint: t.key.to_string(),
                 from: t.from.to_string(),
                 to: t.to.to_string(),
-                cause: format!("{:?}", t.cause).to_lowercase(),
+                cause: t.cause,
                 up_regions: t.votes.up_regions,
                 down_regions: t.votes.down_regions,
             });

@@ -36,7 +36,7 @@ pub fn fixture(name: &str) -> PathBuf {
 }
 
 /// Log lines of a child process, shared with the threads that drain its pipes.
-type Log = Arc<Mutex<Vec<String>>>;
+pub type Log = Arc<Mutex<Vec<String>>>;
 
 /// A running `meridian serve`; killed (and its log printed) on drop.
 pub struct Meridian {
@@ -63,6 +63,12 @@ impl Meridian {
         Self::start(fixture(fixture_name), None, extra)
     }
 
+    /// Serves a zones directory the test made (it must outlive the server). With
+    /// `local_probe` the embedded prober runs; every other constructor turns it off.
+    pub fn serve_dir(zones: &Path, extra: &[&str], local_probe: bool) -> Self {
+        Self::start_with(zones.to_path_buf(), None, extra, local_probe)
+    }
+
     /// Copies the fixture's files into a temporary directory first, so that the test may
     /// edit them (reload tests). See [`Meridian::write_zone`].
     pub fn serve_copy(fixture_name: &str, extra: &[&str]) -> Self {
@@ -72,18 +78,29 @@ impl Meridian {
     }
 
     fn start(zones: PathBuf, temp: Option<tempfile::TempDir>, extra: &[&str]) -> Self {
+        Self::start_with(zones, temp, extra, false)
+    }
+
+    fn start_with(
+        zones: PathBuf,
+        temp: Option<tempfile::TempDir>,
+        extra: &[&str],
+        local_probe: bool,
+    ) -> Self {
         let mut args: Vec<String> = [
             "serve",
             "--dns-listen",
             "127.0.0.1:0",
             "--api-listen",
             "127.0.0.1:0",
-            "--no-local-probe",
-            "--zones",
         ]
         .iter()
         .map(|s| s.to_string())
         .collect();
+        if !local_probe {
+            args.push("--no-local-probe".into());
+        }
+        args.push("--zones".into());
         args.push(zones.display().to_string());
         args.extend(extra.iter().map(|s| s.to_string()));
 
@@ -424,7 +441,9 @@ pub fn run(args: &[&str]) -> Finished {
     }
 }
 
-fn drain(
+/// Reads a child's pipe line by line into `log` (tagged), sending the first `ready ` line
+/// to `ready`.
+pub fn drain(
     pipe: impl Read + Send + 'static,
     tag: &'static str,
     log: Log,
@@ -451,7 +470,7 @@ fn drain(
 
 /// Gives the pipe readers a moment to reach EOF after the child is gone (bounded: a
 /// grandchild holding the pipe must not hang the test).
-fn wait_drained(drains: &[JoinHandle<()>]) {
+pub fn wait_drained(drains: &[JoinHandle<()>]) {
     let deadline = Instant::now() + Duration::from_secs(2);
     while drains.iter().any(|h| !h.is_finished()) && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(10));

@@ -10,6 +10,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod core;
+mod health;
+// Backends, probers and signed reports for `health`.
+mod health_support;
 mod ops;
 mod steering;
 mod steering_support;

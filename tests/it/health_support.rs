@@ -1,0 +1,673 @@
+//! What the health tests need beyond `harness`: backends the test stops and starts (HTTP,
+//! HTTPS with a CA made per run, TCP), zone files written from a template with the backends'
+//! ports, prober keys, `meridian probe` processes, signed reports and HTTP with headers.
+//!
+//! Owns: the lifecycle of those backends and prober processes (killed on drop, logs printed).
+//! Must never: listen or connect anywhere but 127.0.0.x, or wait without a deadline.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant, SystemTime};
+
+use hickory_proto::rr::{RData, RecordType};
+use meridian::health::report::{
+    EndpointKey, EndpointReport, KEY_ID_HEADER, Key, Keyring, ProbeReport, ProberId,
+    SIGNATURE_HEADER, VoteState, sign, unix_ms,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+use crate::harness::{
+    HttpResponse, Log, Meridian, NET_TIMEOUT, READY_TIMEOUT, Transport, drain, fixture,
+    wait_drained,
+};
+
+/// The zone every health test serves.
+pub const ZONE: &str = "h.test.";
+/// The TLS server name of the `secure` service's backends (the check's `host`).
+pub const TLS_NAME: &str = "secure.h.test";
+/// Every backend of the template: (placeholder, protocol, address).
+pub const BACKENDS: &[(&str, Kind, &str)] = &[
+    ("www_a", Kind::Http, "127.0.0.11"),
+    ("www_b", Kind::Http, "127.0.0.12"),
+    ("secure_a", Kind::Https, "127.0.0.21"),
+    ("secure_b", Kind::Https, "127.0.0.22"),
+    ("db_a", Kind::Tcp, "127.0.0.31"),
+    ("db_b", Kind::Tcp, "127.0.0.32"),
+];
+/// Probers with keys in the lab's key file.
+pub const PROBERS: &[&str] = &["p1", "p2", "p3", "p4"];
+
+/// A backend protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// `GET /health` answered `200 ok`.
+    Http,
+    /// The same inside TLS, with a certificate for [`TLS_NAME`] from the lab's CA.
+    Https,
+    /// Accepts connections.
+    Tcp,
+}
+
+/// One backend on its own loopback address; `stop` closes the listener and every open
+/// connection (new connections are refused), `start` listens on the same port again.
+pub struct Backend {
+    addr: SocketAddr,
+    kind: Kind,
+    tls: tokio_rustls::TlsAcceptor,
+    rt: tokio::runtime::Handle,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Backend {
+    /// The address and port it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// True while listening.
+    pub fn running(&self) -> bool {
+        self.task.lock().unwrap().is_some()
+    }
+
+    /// Stops listening and drops every connection; returns once the port refuses.
+    pub fn stop(&self) {
+        let Some(task) = self.task.lock().unwrap().take() else {
+            return;
+        };
+        task.abort();
+        // Aborting drops the accept loop (the listener, and the JoinSet with every
+        // connection) at its next poll; wait for that so "stopped" is true on return.
+        let _ = self.rt.block_on(task);
+    }
+
+    /// Listens again on the same address and port (retried for up to 2 s).
+    pub fn start(&self) {
+        let mut slot = self.task.lock().unwrap();
+        if slot.is_some() {
+            return;
+        }
+        let addr = self.addr;
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let listener = loop {
+            match self.rt.block_on(TcpListener::bind(addr)) {
+                Ok(l) => break l,
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "rebind {addr}: {e}");
+                    thread::sleep(Duration::from_millis(20));
+                }
+            }
+        };
+        *slot = Some(
+            self.rt
+                .spawn(accept_loop(listener, self.kind, self.tls.clone())),
+        );
+    }
+}
+
+async fn accept_loop(listener: TcpListener, kind: Kind, tls: tokio_rustls::TlsAcceptor) {
+    let mut conns = JoinSet::new();
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            // Out of file descriptors or similar: do not spin.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        while conns.try_join_next().is_some() {}
+        let tls = tls.clone();
+        conns.spawn(async move {
+            match kind {
+                // Hold the connection a moment, as a server would, then close it.
+                Kind::Tcp => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    drop(stream);
+                }
+                Kind::Http => answer_http(stream).await,
+                Kind::Https => {
+                    if let Ok(s) = tls.accept(stream).await {
+                        answer_http(s).await;
+                    }
+                }
+            }
+        });
+    }
+}
+
+async fn answer_http(mut s: impl AsyncRead + AsyncWrite + Unpin) {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 2048];
+    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+        if seen.len() > 16 * 1024 {
+            return;
+        }
+    }
+    let resp = if seen.starts_with(b"GET /health ") {
+        "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
+    } else {
+        "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    };
+    let _ = s.write_all(resp.as_bytes()).await;
+    let _ = s.shutdown().await;
+}
+
+/// Everything a health scenario runs against: backends, a directory with the zones (and CA
+/// file), the prober key file; nameservers and probers are started from it.
+pub struct Lab {
+    /// Holds zones, key file and CA; removed on drop.
+    pub dir: tempfile::TempDir,
+    backends: BTreeMap<&'static str, Backend>,
+    keyring: Keyring,
+    ca_pem: String,
+    // Dropped last: backends run on it (never read, only kept alive).
+    _rt: tokio::runtime::Runtime,
+}
+
+impl Lab {
+    /// Starts every backend of [`BACKENDS`], writes `zones/` from the template and the key
+    /// file with a fresh secret for each of [`PROBERS`].
+    pub fn new() -> Lab {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (ca_pem, server_config) = pki();
+        let tls = tokio_rustls::TlsAcceptor::from(server_config);
+        let mut backends = BTreeMap::new();
+        for (name, kind, ip) in BACKENDS {
+            let ip: IpAddr = ip.parse().unwrap();
+            let listener = rt.block_on(TcpListener::bind((ip, 0))).unwrap();
+            let addr = listener.local_addr().unwrap();
+            let task = rt.spawn(accept_loop(listener, *kind, tls.clone()));
+            backends.insert(
+                *name,
+                Backend {
+                    addr,
+                    kind: *kind,
+                    tls: tls.clone(),
+                    rt: rt.handle().clone(),
+                    task: Mutex::new(Some(task)),
+                },
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut keys = String::from("# key_id prober_id secret\n");
+        for p in PROBERS {
+            let secret: [u8; 32] = rand::random();
+            keys.push_str(&format!(
+                "{p}-k1 {p} {}\n",
+                data_encoding::HEXLOWER.encode(&secret)
+            ));
+        }
+        std::fs::write(dir.path().join("keys.txt"), &keys).unwrap();
+        let keyring = Keyring::load(&dir.path().join("keys.txt")).unwrap();
+        let lab = Lab {
+            dir,
+            backends,
+            keyring,
+            ca_pem,
+            _rt: rt,
+        };
+        lab.write_zones("zones", |name| lab.backend(name).addr().port());
+        lab
+    }
+
+    /// A backend by placeholder name (`www_a`).
+    pub fn backend(&self, name: &str) -> &Backend {
+        self.backends
+            .get(name)
+            .unwrap_or_else(|| panic!("no backend {name}"))
+    }
+
+    /// The zones directory every nameserver and honest prober uses.
+    pub fn zones(&self) -> PathBuf {
+        self.dir.path().join("zones")
+    }
+
+    /// The prober key file (also the nameservers' `--keys`).
+    pub fn keys(&self) -> PathBuf {
+        self.dir.path().join("keys.txt")
+    }
+
+    /// Writes `DIR/h.test.toml` (and `ca.pem`) from the template with `port(name)` for
+    /// every placeholder; returns the directory.
+    pub fn write_zones(&self, dir: &str, port: impl Fn(&str) -> u16) -> PathBuf {
+        let out = self.dir.path().join(dir);
+        std::fs::create_dir_all(&out).unwrap();
+        let mut text = std::fs::read_to_string(fixture("health/h.test.toml.in")).unwrap();
+        for (name, _, _) in BACKENDS {
+            text = text.replace(&format!("{{{{{name}}}}}"), &port(name).to_string());
+        }
+        assert!(!text.contains("{{"), "unreplaced placeholder:\n{text}");
+        std::fs::write(out.join("h.test.toml"), text).unwrap();
+        std::fs::write(out.join("ca.pem"), &self.ca_pem).unwrap();
+        out
+    }
+
+    /// A nameserver on the lab's zones accepting the lab's prober keys, embedded prober off.
+    pub fn nameserver(&self, extra: &[&str]) -> Meridian {
+        let keys = self.keys().display().to_string();
+        let mut args = vec!["--keys", keys.as_str()];
+        args.extend_from_slice(extra);
+        Meridian::serve_dir(&self.zones(), &args, false)
+    }
+
+    /// Starts `meridian probe` as `id` in `region` on `zones`, publishing to every `ns`.
+    pub fn prober(&self, zones: &Path, id: &str, region: &str, ns: &[&Meridian]) -> Proc {
+        let urls: Vec<String> = ns
+            .iter()
+            .map(|n| format!("http://{}/v1/reports", n.api))
+            .collect();
+        self.prober_to(zones, id, region, &urls)
+    }
+
+    /// Like [`Lab::prober`], publishing to report URLs.
+    pub fn prober_to(&self, zones: &Path, id: &str, region: &str, urls: &[String]) -> Proc {
+        let mut args: Vec<String> = vec![
+            "probe".into(),
+            "--zones".into(),
+            zones.display().to_string(),
+            "--region".into(),
+            region.into(),
+            "--id".into(),
+            id.into(),
+            "--key-file".into(),
+            self.keys().display().to_string(),
+        ];
+        for url in urls {
+            args.push("--publish".into());
+            args.push(url.clone());
+        }
+        let p = Proc::spawn(&format!("prober {id}"), &args);
+        assert!(
+            p.ready
+                .contains(&format!("id={id} endpoints={}", BACKENDS.len())),
+            "unexpected ready line {:?}",
+            p.ready
+        );
+        p
+    }
+
+    /// The key a prober signs with.
+    pub fn key(&self, prober: &str) -> &Key {
+        self.keyring.signing_key(&ProberId::new(prober)).unwrap()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        // Before the runtime goes (fields drop in order, `_rt` last).
+        for b in self.backends.values() {
+            b.stop();
+        }
+    }
+}
+
+/// A CA and a server certificate for [`TLS_NAME`] signed by it: (CA PEM, server config).
+fn pki() -> (String, Arc<rustls::ServerConfig>) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "meridian health test ca");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec![TLS_NAME.to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    let key_der = rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![leaf.der().clone()], key_der)
+    .unwrap();
+    (ca_cert.pem(), Arc::new(config))
+}
+
+/// A long-running `meridian` subcommand other than `serve` (a prober): ready line read with a
+/// deadline, output captured, killed and its log printed on drop.
+pub struct Proc {
+    name: String,
+    child: Child,
+    log: Log,
+    drains: Vec<JoinHandle<()>>,
+    /// The ready line it printed.
+    pub ready: String,
+}
+
+impl Proc {
+    /// Spawns `meridian ARGS` and waits for its `ready ` line.
+    pub fn spawn(name: &str, args: &[String]) -> Proc {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_meridian"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn meridian {args:?}: {e}"));
+        let log: Log = Arc::default();
+        let (tx, rx) = mpsc::channel();
+        let drains = vec![
+            drain(child.stdout.take().unwrap(), "out", log.clone(), Some(tx)),
+            drain(child.stderr.take().unwrap(), "err", log.clone(), None),
+        ];
+        let ready = match rx.recv_timeout(READY_TIMEOUT) {
+            Ok(line) => line,
+            Err(e) => {
+                let _ = child.kill();
+                let status = child.wait();
+                wait_drained(&drains);
+                panic!(
+                    "{name}: no ready line ({e}); exit {status:?}\n{}",
+                    log.lock().unwrap().join("\n")
+                );
+            }
+        };
+        Proc {
+            name: name.to_string(),
+            child,
+            log,
+            drains,
+            ready,
+        }
+    }
+
+    /// Kills it (SIGKILL: no goodbye report) and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+        wait_drained(&self.drains);
+        eprintln!(
+            "---- {} log ----\n{}\n---- end of {} log ----",
+            self.name,
+            self.log.lock().unwrap().join("\n"),
+            self.name
+        );
+    }
+}
+
+// ---- DNS ----
+
+/// The A addresses answered for `NAME.h.test.` over `transport`, or why the answer is
+/// unacceptable during a failover (an RCODE other than NOERROR, or no address).
+pub fn answer(ns: &Meridian, service: &str, transport: Transport) -> Result<Vec<Ipv4Addr>, String> {
+    let qname = format!("{service}.{ZONE}");
+    let reply = ns.query(&qname, RecordType::A, transport);
+    if reply.rcode() != 0 {
+        return Err(format!("{qname}: rcode {}", reply.rcode()));
+    }
+    let mut v: Vec<Ipv4Addr> = reply
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(a.0),
+            _ => None,
+        })
+        .collect();
+    v.sort();
+    if v.is_empty() {
+        return Err(format!("{qname}: empty answer"));
+    }
+    Ok(v)
+}
+
+/// Like [`answer`] over UDP, for a server run as a plain [`Proc`] at `dns`.
+pub fn answer_at(dns: SocketAddr, service: &str) -> Result<Vec<Ipv4Addr>, String> {
+    let query = crate::harness::Query::new(&format!("{service}.{ZONE}"), RecordType::A);
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(NET_TIMEOUT)).unwrap();
+    sock.send_to(&query.to_bytes(), dns).unwrap();
+    let mut buf = vec![0u8; 65535];
+    let n = sock
+        .recv(&mut buf)
+        .map_err(|e| format!("{service}: no reply from {dns}: {e}"))?;
+    let reply = crate::harness::Reply::decode(buf[..n].to_vec(), query.id);
+    if reply.rcode() != 0 {
+        return Err(format!("{service}: rcode {}", reply.rcode()));
+    }
+    let mut v: Vec<Ipv4Addr> = reply
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(a.0),
+            _ => None,
+        })
+        .collect();
+    v.sort();
+    if v.is_empty() {
+        return Err(format!("{service}: empty answer"));
+    }
+    Ok(v)
+}
+
+/// The single address a failover service answers over UDP (panics on anything else).
+pub fn served(ns: &Meridian, service: &str) -> Ipv4Addr {
+    let v = answer(ns, service, Transport::Udp).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(v.len(), 1, "{service}: one address expected, got {v:?}");
+    v[0]
+}
+
+/// Polls `cond` every 20 ms until it holds; panics with `what` after `limit`. Returns the
+/// time it took.
+pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    loop {
+        if cond() {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < limit, "not within {limit:?}: {what}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+// ---- HTTP with headers ----
+
+/// `METHOD path` with extra headers and a raw body. Tolerates the server answering and closing
+/// before the whole body was sent (an early 413).
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpResponse {
+    let mut s = TcpStream::connect_timeout(&addr, NET_TIMEOUT).unwrap();
+    s.set_read_timeout(Some(NET_TIMEOUT)).unwrap();
+    s.set_write_timeout(Some(NET_TIMEOUT)).unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut bytes = head.into_bytes();
+    bytes.extend_from_slice(body);
+    let _ = s.write_all(&bytes);
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, rest) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("{method} {path}: no response head in {text:?}"));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{method} {path}: bad status line {head:?}"));
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(rest)
+    } else {
+        rest.to_string()
+    };
+    HttpResponse { status, body }
+}
+
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, tail)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.split(';').next().unwrap().trim(), 16).unwrap();
+        if n == 0 {
+            break;
+        }
+        out.push_str(&tail[..n]);
+        rest = tail[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+// ---- reports and status ----
+
+/// A report from `prober` in `region` on every endpoint of the lab's zone: `down` for the
+/// addresses in `down`, `up` for the others.
+pub fn report(prober: &str, region: &str, boot: &str, sequence: u64, down: &[&str]) -> ProbeReport {
+    let endpoints = BACKENDS
+        .iter()
+        .map(|(name, _, ip)| {
+            let service = name.split('_').next().unwrap();
+            let state = if down.contains(ip) {
+                VoteState::Down
+            } else {
+                VoteState::Up
+            };
+            (
+                EndpointKey::new(ZONE, service, ip.parse().unwrap()).unwrap(),
+                EndpointReport {
+                    state,
+                    consecutive: 2,
+                    latency_us: Some(100),
+                    checked_at_ms: Some(unix_ms(SystemTime::now())),
+                    reason: match state {
+                        VoteState::Up => "ok".into(),
+                        _ => "connect refused".into(),
+                    },
+                },
+            )
+        })
+        .collect();
+    ProbeReport {
+        prober_id: ProberId::new(prober),
+        region: region.into(),
+        boot_id: boot.into(),
+        sequence,
+        sent_at_ms: unix_ms(SystemTime::now()),
+        interval_ms: 1000,
+        config_digest: "test".into(),
+        endpoints,
+    }
+}
+
+/// POSTs `body` to `/v1/reports` with `key_id` and `signature` headers.
+pub fn post_report(ns: &Meridian, key_id: &str, signature: &str, body: &[u8]) -> HttpResponse {
+    http_request(
+        ns.api,
+        "POST",
+        "/v1/reports",
+        &[
+            ("Content-Type", "application/json"),
+            (KEY_ID_HEADER, key_id),
+            (SIGNATURE_HEADER, signature),
+        ],
+        body,
+    )
+}
+
+/// POSTs `body` signed with `key`.
+pub fn post_signed(ns: &Meridian, key: &Key, body: &[u8]) -> HttpResponse {
+    post_report(ns, key.id(), &sign(body, key), body)
+}
+
+/// `GET /v1/status`, parsed.
+pub fn status(ns: &Meridian) -> serde_json::Value {
+    let r = ns.get("/v1/status");
+    assert_eq!(r.status, 200, "/v1/status: {}", r.body);
+    r.json()
+}
+
+/// The `/v1/status` entry of one endpoint.
+pub fn endpoint_status(st: &serde_json::Value, service: &str, address: &str) -> serde_json::Value {
+    for svc in st["services"].as_array().unwrap() {
+        if svc["service"] != service {
+            continue;
+        }
+        for region in svc["regions"].as_array().unwrap() {
+            for e in region["endpoints"].as_array().unwrap() {
+                if e["address"] == address {
+                    return e.clone();
+                }
+            }
+        }
+    }
+    panic!("{service}/{address} not in /v1/status: {st:#}");
+}
+
+/// A prober's fresh vote (`up`, `down`, `unknown`) in an endpoint's `/v1/status` entry.
+pub fn fresh_vote(endpoint: &serde_json::Value, prober: &str) -> Option<String> {
+    endpoint["votes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["prober_id"] == prober && v["fresh"] == true)
+        .map(|v| v["state"].as_str().unwrap().to_string())
+}
+
+/// Waits until `ns` has a fresh `up` vote from each of `probers` on every endpoint; on
+/// timeout the panic shows every vote with its reason.
+pub fn wait_all_up(ns: &Meridian, probers: &[&str], limit: Duration) {
+    let start = Instant::now();
+    loop {
+        let st = status(ns);
+        let mut missing = Vec::new();
+        for (name, _, ip) in BACKENDS {
+            let service = name.split('_').next().unwrap();
+            let e = endpoint_status(&st, service, ip);
+            for p in probers {
+                if fresh_vote(&e, p).as_deref() != Some("up") {
+                    missing.push(format!("{service}/{ip} {p}: {}", e["votes"]));
+                }
+            }
+        }
+        if missing.is_empty() {
+            return;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "not every vote up within {limit:?}:\n{}",
+            missing.join("\n")
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A port nothing listens on at any of the lab's addresses (bound once, then closed).
+pub fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
