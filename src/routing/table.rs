@@ -144,6 +144,7 @@ impl RoutingTable {
             w.set_rcode(Rcode::Refused);
             return 0;
         };
+        super::geo_cache::bind(&self.geo);
         zone.answer(q, zone_off, client, &self.geo, w)
     }
 
