@@ -5,4 +5,5 @@ pub mod answer;
 pub mod handler;
 pub mod server;
 pub mod transfer;
+pub mod udp;
 pub mod wire;

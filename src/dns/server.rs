@@ -1,6 +1,7 @@
 //! UDP and TCP listeners: sockets in, handler calls, bytes out.
 //!
-//! Each UDP socket is served by a few worker tasks, each with its own reused buffers. Each TCP
+//! UDP is served by one thread per worker, each with its own socket bound to the same address
+//! with `SO_REUSEPORT` and its own reused buffers (see `udp.rs`). Each TCP
 //! connection is a task that reads length-prefixed messages (RFC 7766), answers every one of
 //! them in turn (pipelined queries all get answers), and is closed when idle for the timeout,
 //! when the client closes, or when a per-connection query cap is reached. A semaphore bounds
@@ -11,8 +12,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use super::handler::{Handler, MAX_TCP_MESSAGE};
@@ -48,8 +50,8 @@ impl Default for TcpLimits {
 
 /// A UDP socket and a TCP listener on the same address.
 pub struct Listener {
-    /// UDP side.
-    pub udp: UdpSocket,
+    /// UDP side: the first worker's socket (`SO_REUSEPORT`, blocking).
+    pub udp: std::net::UdpSocket,
     /// TCP side.
     pub tcp: TcpListener,
     /// The bound address (port resolved when 0 was asked for).
@@ -61,7 +63,7 @@ pub struct Listener {
 pub async fn bind(addr: SocketAddr) -> io::Result<Listener> {
     let mut last_err = None;
     for _ in 0..20 {
-        let udp = UdpSocket::bind(addr).await?;
+        let udp = udp_socket(addr)?;
         let bound = udp.local_addr()?;
         match TcpListener::bind(bound).await {
             Ok(tcp) => {
@@ -78,34 +80,41 @@ pub async fn bind(addr: SocketAddr) -> io::Result<Listener> {
     Err(last_err.unwrap_or_else(|| io::Error::other("no free port for UDP and TCP")))
 }
 
-/// Serves a UDP socket with `workers` tasks.
-pub fn spawn_udp(socket: UdpSocket, handler: Arc<Handler>, workers: usize) {
-    let socket = Arc::new(socket);
-    for _ in 0..workers.max(1) {
-        let socket = Arc::clone(&socket);
-        let handler = Arc::clone(&handler);
-        tokio::spawn(async move {
-            let mut packet = vec![0u8; 65_535];
-            let mut out = Vec::with_capacity(65_535);
-            loop {
-                let (len, peer) = match socket.recv_from(&mut packet).await {
-                    Ok(x) => x,
-                    Err(e) => {
-                        // ICMP errors surface here on some systems; keep serving.
-                        tracing::debug!(error = %e, "udp receive failed");
-                        continue;
-                    }
-                };
-                let Some(query) = packet.get(..len) else {
-                    continue;
-                };
-                if handler.handle(query, peer.ip(), Transport::Udp, &mut out) {
-                    if let Err(e) = socket.send_to(&out, peer).await {
-                        tracing::debug!(error = %e, %peer, "udp send failed");
-                    }
+/// Receive buffer of each UDP socket: room for a burst of a few thousand queries while the
+/// worker is busy, instead of dropping them.
+const UDP_RECV_BUFFER: usize = 4 << 20;
+
+/// A blocking UDP socket bound to `addr` with `SO_REUSEPORT`, so every worker can have its own.
+fn udp_socket(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_reuse_port(true)?;
+    // Best effort: the kernel caps it at net.core.rmem_max.
+    let _ = socket.set_recv_buffer_size(UDP_RECV_BUFFER);
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+/// Serves UDP on `socket`'s address with `workers` threads, one socket each (the first is
+/// `socket`; the others are bound to the same address). If an extra socket cannot be had, the
+/// workers that have one serve.
+pub fn spawn_udp(socket: std::net::UdpSocket, handler: Arc<Handler>, workers: usize) {
+    let addr = socket.local_addr();
+    let mut sockets = vec![socket];
+    if let Ok(addr) = addr {
+        for _ in 1..workers.max(1) {
+            match udp_socket(addr) {
+                Ok(s) => sockets.push(s),
+                Err(e) => {
+                    tracing::warn!(%addr, error = %e, "cannot open another udp socket");
+                    break;
                 }
             }
-        });
+        }
+    }
+    for (i, socket) in sockets.into_iter().enumerate() {
+        if let Err(e) = super::udp::spawn(socket, Arc::clone(&handler), i) {
+            tracing::warn!(error = %e, "cannot start a udp worker");
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod compile;
 pub mod explain;
+pub mod geo_cache;
 pub mod publish;
 pub mod select;
 pub mod table;

@@ -206,7 +206,7 @@ impl Service {
                 let Some((addr, _)) = client.locate_addr() else {
                     return (RegionWalk::List(default), OrderReason::Default, 0, None);
                 };
-                let loc = geo.lookup(addr);
+                let loc = super::geo_cache::lookup(geo, addr);
                 match loc.coords {
                     Some(c) => (
                         RegionWalk::Nearest(c),
@@ -239,7 +239,7 @@ impl Service {
                         None,
                     );
                 }
-                let loc = geo.lookup(addr);
+                let loc = super::geo_cache::lookup(geo, addr);
                 // The answer is the same for the whole GeoIP network, except where an override
                 // subnet cuts into it: then the scope must be long enough to exclude it.
                 let mut scope = loc.prefix_len;

@@ -151,6 +151,7 @@ impl RoutingTable {
             return 0;
         };
         zone.counters.count(q.qtype);
+        super::geo_cache::bind(&self.geo);
         zone.answer(q, zone_off, client, &self.geo, w)
     }
 

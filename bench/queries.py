@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""Writes the benchmark query files in dnsperf's binary input format (-B).
+
+Each message is a complete DNS query preceded by its 2-byte length (the TCP stream format), so
+every query can carry its own EDNS Client Subnet option: one file covers several countries.
+Every query has EDNS (UDP size 1232), as resolvers send today.
+
+Usage: queries.py OUT_DIR
+"""
+
+import os
+import struct
+import sys
+
+ZONE = "gslb.example.test."
+
+# ECS clients from /work/shared/geoip/README.md (GeoIP2-City-Test.mmdb): (family, prefix, bytes).
+ECS_CLIENTS = {
+    "GB": (1, 24, bytes([2, 2, 3])),
+    "SE": (1, 25, bytes([89, 160, 20, 128])),
+    "US": (1, 24, bytes([214, 78, 120])),
+    "SG": (1, 24, bytes([214, 0, 0])),
+    "CN": (1, 24, bytes([175, 16, 199])),
+    "AU": (1, 24, bytes([214, 0, 1])),
+}
+
+
+def name_wire(name):
+    out = b""
+    for label in name.rstrip(".").split("."):
+        out += bytes([len(label)]) + label.encode()
+    return out + b"\x00"
+
+
+def query(name, qtype=1, ecs=None, qid=0):
+    header = struct.pack(">HHHHHH", qid, 0x0000, 1, 0, 0, 1)
+    question = name_wire(name) + struct.pack(">HH", qtype, 1)
+    options = b""
+    if ecs is not None:
+        family, prefix, addr = ecs
+        data = struct.pack(">HBB", family, prefix, 0) + addr
+        options = struct.pack(">HH", 8, len(data)) + data
+    opt = b"\x00" + struct.pack(">HHIH", 41, 1232, 0, len(options)) + options
+    return header + question + opt
+
+
+def write(path, messages):
+    with open(path, "wb") as f:
+        for m in messages:
+            f.write(struct.pack(">H", len(m)) + m)
+
+
+def main():
+    out = sys.argv[1]
+    os.makedirs(out, exist_ok=True)
+    static = [query("static." + ZONE)]
+    # Distinct names, so no server can answer NXDOMAIN from a one-entry cache.
+    nxdomain = [query(f"nx{i}.{ZONE}") for i in range(1000)]
+    geo = [query("www." + ZONE)]
+    geo_ecs = [query("www." + ZONE, ecs=c) for c in ECS_CLIENTS.values()]
+    mix = (
+        static * 4
+        + nxdomain[:1]
+        + geo * 2
+        + geo_ecs[:3]
+        + [query("mail." + ZONE), query(ZONE, qtype=15)]
+    )
+    write(os.path.join(out, "static.bin"), static)
+    write(os.path.join(out, "nxdomain.bin"), nxdomain)
+    write(os.path.join(out, "geo.bin"), geo)
+    write(os.path.join(out, "geo-ecs.bin"), geo_ecs)
+    write(os.path.join(out, "mix.bin"), mix)
+
+
+if __name__ == "__main__":
+    main()
