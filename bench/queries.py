@@ -14,7 +14,7 @@ import sys
 
 ZONE = "gslb.example.test."
 
-# ECS clients from /work/shared/geoip/README.md (GeoIP2-City-Test.mmdb): (family, prefix, bytes).
+# ECS clients from ../shared/geoip/README.md (GeoIP2-City-Test.mmdb): (family, prefix, bytes).
 ECS_CLIENTS = {
     "GB": (1, 24, bytes([2, 2, 3])),
     "SE": (1, 25, bytes([89, 160, 20, 128])),

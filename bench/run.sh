@@ -16,7 +16,6 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SERVER_CPU=${SERVER_CPU:-1}
 LOAD_CPU=${LOAD_CPU:-0}
 GEOIP=${GEOIP:-$ROOT/../shared/geoip/GeoIP2-City-Test.mmdb}
-[ -f "$GEOIP" ] || GEOIP=/work/shared/geoip/GeoIP2-City-Test.mmdb
 SECONDS_PER_RUN=10
 ROUNDS=3
 SERVERS="meridian gdnsd nsd knot"

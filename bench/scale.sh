@@ -15,7 +15,6 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SERVER_CPU=${SERVER_CPU:-1}
 LOAD_CPU=${LOAD_CPU:-0}
 GEOIP=${GEOIP:-$ROOT/../shared/geoip/GeoIP2-City-Test.mmdb}
-[ -f "$GEOIP" ] || GEOIP=/work/shared/geoip/GeoIP2-City-Test.mmdb
 MERIDIAN=${CARGO_TARGET_DIR:-$ROOT/target}/release/meridian
 MATRIX="10:1 1000:1 100000:1 10:1000 100:1000"
 SECS=5

@@ -1,7 +1,7 @@
 //! Micro-benchmarks of the query path, stage by stage, so a regression shows without dnsperf:
 //! parse, table lookup (static / NXDOMAIN / geo), GeoIP (direct and through the per-thread
 //! cache), encode, and the whole `Handler::handle`. Uses zones/example.toml and the GeoIP test
-//! database in ../shared/geoip (or /work/shared/geoip). Run: `cargo bench --bench query_path`.
+//! database in ../shared/geoip. Run: `cargo bench --bench query_path`.
 
 // Like tests: a fixture that cannot be set up should stop the run loudly.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
@@ -22,12 +22,7 @@ use meridian::routing::publish::Publisher;
 use meridian::routing::select::Client;
 
 fn geoip() -> PathBuf {
-    let near = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/geoip/GeoIP2-City-Test.mmdb");
-    if near.exists() {
-        near
-    } else {
-        PathBuf::from("/work/shared/geoip/GeoIP2-City-Test.mmdb")
-    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/geoip/GeoIP2-City-Test.mmdb")
 }
 
 /// A query with EDNS and, optionally, an IPv4 ECS option of `prefix` bits.

@@ -124,11 +124,6 @@ mod tests {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../shared/geoip")
             .join(file);
-        let path = if path.exists() {
-            path
-        } else {
-            std::path::Path::new("/work/shared/geoip").join(file)
-        };
         Arc::new(GeoDb::open(&path).unwrap())
     }
 
