@@ -781,39 +781,54 @@ impl HttpResponse {
     }
 }
 
-/// A minimal HTTP/1.1 exchange (`Connection: close`, read to EOF).
+/// A minimal HTTP/1.1 exchange (`Connection: close`, read to EOF); JSON when there is a body.
 fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> HttpResponse {
+    let headers: &[(&str, &str)] = if body.is_empty() {
+        &[]
+    } else {
+        &[("Content-Type", "application/json")]
+    };
+    http_request(addr, method, path, headers, body.as_bytes())
+}
+
+/// `METHOD path` with extra headers and a raw body. Tolerates the server answering and closing
+/// before the whole body was sent (an early 413).
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpResponse {
     let mut s = TcpStream::connect_timeout(&addr, NET_TIMEOUT).unwrap();
     s.set_read_timeout(Some(NET_TIMEOUT)).unwrap();
     s.set_write_timeout(Some(NET_TIMEOUT)).unwrap();
-    let content_type = if body.is_empty() {
-        ""
-    } else {
-        "Content-Type: application/json\r\n"
-    };
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{content_type}Content-Length: {}\r\n\r\n{body}",
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
-    )
-    .unwrap();
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut bytes = head.into_bytes();
+    bytes.extend_from_slice(body);
+    let _ = s.write_all(&bytes);
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw)
-        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    let _ = s.read_to_end(&mut raw);
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, rest) = text
         .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("{method} {path}: no header end in {text:?}"));
-    let status: u16 = head
+        .unwrap_or_else(|| panic!("{method} {path}: no response head in {text:?}"));
+    let status = head
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("{method} {path}: bad status line in {head:?}"));
-    let chunked = head.lines().any(|l| {
-        let l = l.to_ascii_lowercase();
-        l.starts_with("transfer-encoding:") && l.contains("chunked")
-    });
-    let body = if chunked {
+        .unwrap_or_else(|| panic!("{method} {path}: bad status line {head:?}"));
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         dechunk(rest)
     } else {
         rest.to_string()
