@@ -161,10 +161,15 @@ fn has_metadata_marker(bytes: &[u8]) -> bool {
         .any(|w| w == METADATA_MARKER)
 }
 
-/// `YYYY-MM-DD` (UTC) of a Unix timestamp, without a date library: days to civil date after
-/// Howard Hinnant's `civil_from_days`.
+/// `YYYY-MM-DD` (UTC) of a Unix timestamp.
 fn format_date(epoch_secs: u64) -> String {
-    let days = i64::try_from(epoch_secs / 86_400).unwrap_or(0);
+    let (year, month, day) = civil_from_days(i64::try_from(epoch_secs / 86_400).unwrap_or(0));
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+/// Year, month, day of a count of days since 1970-01-01, without a date library (Howard
+/// Hinnant's `civil_from_days`).
+pub(crate) fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -173,8 +178,7 @@ fn format_date(epoch_secs: u64) -> String {
     let mp = (5 * doy + 2) / 153;
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
 }
 
 /// The fields of a record that Meridian reads, in both schemas. Unknown fields are skipped

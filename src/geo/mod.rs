@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 pub use db::GeoDb;
+pub(crate) use db::civil_from_days;
 pub use source::{BuildSummary, DATABASE_TYPE, SourceProblem, build_mmdb, run_build};
 
 /// Where an address is, as far as the database knows.
