@@ -8,6 +8,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use crate::api::{self, ApiState};
 use crate::cli::ServeArgs;
 use crate::dns::handler::{Handler, HandlerConfig, txt_rdata};
+use crate::dns::rrl::{DEFAULT_RRL_TABLE_SIZE, Rrl, RrlConfig};
 use crate::dns::server::{self, TcpLimits};
 use crate::health::hub::HealthHub;
 use crate::health::report::{Keyring, KeyringError};
@@ -85,11 +86,24 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     ));
     let limits = TcpLimits {
         idle_timeout: Duration::from_secs(args.tcp_idle_timeout),
+        session_timeout: Duration::from_secs(args.tcp_session_timeout),
         max_connections: args.max_tcp_connections,
-        ..TcpLimits::default()
+        max_connections_per_client: usize::try_from(args.max_tcp_connections_per_client)
+            .unwrap_or(usize::MAX),
+        max_queries: usize::try_from(args.max_tcp_queries).unwrap_or(usize::MAX),
     };
+    let rrl = args.rrl_rate.map(|rate| {
+        Arc::new(Rrl::new(RrlConfig {
+            rate,
+            slip: args.rrl_slip,
+            table_size: usize::try_from(args.rrl_table_size).unwrap_or(DEFAULT_RRL_TABLE_SIZE),
+        }))
+    });
 
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let workers = match args.udp_workers {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
     let mut dns_addrs = Vec::new();
     for addr in &args.dns_listen {
         let listener = server::bind(*addr).await.map_err(|source| ServeError::Io {
@@ -98,7 +112,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
             source,
         })?;
         dns_addrs.push(listener.addr.to_string());
-        server::spawn_udp(listener.udp, Arc::clone(&handler), workers);
+        server::spawn_udp(listener.udp, Arc::clone(&handler), workers, rrl.clone());
         server::spawn_tcp(listener.tcp, Arc::clone(&handler), limits.clone());
     }
 

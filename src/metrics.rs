@@ -49,6 +49,32 @@ pub struct Metrics {
     transitions: AtomicU64,
     endpoints_down: AtomicU64,
     overrides_active: AtomicU64,
+    rrl_limited: AtomicU64,
+    rrl_slipped: AtomicU64,
+    tcp_refused: [AtomicU64; TcpRefusal::ALL.len()],
+    tcp_evicted: AtomicU64,
+}
+
+/// Why a TCP connection was closed by the server's limits (the `reason` label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TcpRefusal {
+    /// The client already had its maximum number of connections open.
+    PerClient = 0,
+    /// All connection slots were taken and none had been idle long enough to be evicted.
+    Full = 1,
+}
+
+impl TcpRefusal {
+    /// Every reason, in label order.
+    pub const ALL: [TcpRefusal; 2] = [TcpRefusal::PerClient, TcpRefusal::Full];
+
+    /// Label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TcpRefusal::PerClient => "per_client",
+            TcpRefusal::Full => "full",
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -77,6 +103,10 @@ impl Metrics {
             transitions: AtomicU64::new(0),
             endpoints_down: AtomicU64::new(0),
             overrides_active: AtomicU64::new(0),
+            rrl_limited: AtomicU64::new(0),
+            rrl_slipped: AtomicU64::new(0),
+            tcp_refused: Default::default(),
+            tcp_evicted: AtomicU64::new(0),
         }
     }
 
@@ -112,6 +142,26 @@ impl Metrics {
     /// Counts an accepted TCP connection.
     pub fn record_tcp_connection(&self) {
         self.tcp_connections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a UDP response over the RRL rate; `slipped` when it went out truncated.
+    pub fn record_rrl(&self, slipped: bool) {
+        self.rrl_limited.fetch_add(1, Ordering::Relaxed);
+        if slipped {
+            self.rrl_slipped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts a TCP connection refused by a limit.
+    pub fn record_tcp_refused(&self, reason: TcpRefusal) {
+        if let Some(c) = self.tcp_refused.get(reason as usize) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts an idle TCP connection closed to make room for a new one.
+    pub fn record_tcp_evicted(&self) {
+        self.tcp_evicted.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a reload.
@@ -274,6 +324,41 @@ impl Metrics {
                 out,
                 "meridian_reports_rejected_total{{reason=\"{}\"}} {}",
                 reason.label(),
+                get(c)
+            );
+        }
+        let limits: [(&str, &str, u64); 3] = [
+            (
+                "meridian_rrl_limited_total",
+                "UDP responses over the RRL rate (dropped or sent truncated).",
+                get(&self.rrl_limited),
+            ),
+            (
+                "meridian_rrl_slipped_total",
+                "Rate-limited UDP responses sent truncated (TC=1) instead of dropped.",
+                get(&self.rrl_slipped),
+            ),
+            (
+                "meridian_tcp_connections_evicted_total",
+                "Idle TCP connections closed to make room for a new client.",
+                get(&self.tcp_evicted),
+            ),
+        ];
+        for (name, help, value) in limits {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        }
+        out.push_str(
+            "# HELP meridian_tcp_connections_refused_total TCP connections closed at accept by a limit.\n",
+        );
+        out.push_str("# TYPE meridian_tcp_connections_refused_total counter\n");
+        for (reason, c) in TcpRefusal::ALL.iter().zip(&self.tcp_refused) {
+            let _ = writeln!(
+                out,
+                "meridian_tcp_connections_refused_total{{reason=\"{}\"}} {}",
+                reason.as_str(),
                 get(c)
             );
         }

@@ -3,5 +3,6 @@
 
 pub mod answer;
 pub mod handler;
+pub mod rrl;
 pub mod server;
 pub mod wire;
