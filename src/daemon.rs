@@ -34,6 +34,9 @@ pub enum ServeError {
         /// Why.
         message: String,
     },
+    /// The API's TLS certificate or key is unusable (exit code 2).
+    #[error(transparent)]
+    Tls(#[from] api::tls::TlsError),
     /// A socket could not be bound or served (exit code 1).
     #[error("{what} {addr}: {source}")]
     Io {
@@ -61,6 +64,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     let admin_token = match &args.admin_token_file {
         Some(path) => Some(read_token(path)?),
         None => None,
+    };
+    let api_tls = match (&args.api_tls_cert, &args.api_tls_key) {
+        (Some(cert), Some(key)) => Some(api::tls::load_config(cert, key)?),
+        _ => None,
     };
     let hub = Arc::new(HealthHub::new(
         checked_endpoints(&publisher.zones()),
@@ -150,7 +157,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         }
     }
     tokio::spawn(async move {
-        if let Err(e) = api::serve(api_listener, state).await {
+        if let Err(e) = api::tls::serve(api_listener, api::router(state), api_tls).await {
             tracing::error!(error = %e, "http api stopped");
         }
     });

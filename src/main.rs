@@ -25,7 +25,10 @@ fn main() -> ExitCode {
             match runtime.block_on(serve(args)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(
-                    e @ (ServeError::Config(_) | ServeError::Keys(_) | ServeError::Token { .. }),
+                    e @ (ServeError::Config(_)
+                    | ServeError::Keys(_)
+                    | ServeError::Token { .. }
+                    | ServeError::Tls(_)),
                 ) => {
                     eprintln!("meridian: {e}");
                     ExitCode::from(2)

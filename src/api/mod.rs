@@ -21,6 +21,7 @@ use crate::metrics::Metrics;
 use crate::routing::publish::{Publisher, ReloadReport};
 
 mod health;
+pub mod tls;
 
 /// Reloads zones, GeoIP and keys; returns what happened.
 pub type ReloadFn = Arc<dyn Fn() -> ReloadReport + Send + Sync>;

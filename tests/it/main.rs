@@ -13,3 +13,4 @@ mod core;
 // Shared by every test module; not each module uses every helper.
 #[allow(dead_code)]
 mod harness;
+mod robust;
