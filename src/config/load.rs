@@ -866,3 +866,7 @@ pub fn parse_txt(text: &str) -> Result<TXT, String> {
     }
     Ok(TXT::from_bytes(strings.iter().map(Vec::as_slice).collect()))
 }
+
+#[cfg(test)]
+#[path = "load_prop.rs"]
+mod proptests;

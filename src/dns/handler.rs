@@ -174,3 +174,7 @@ impl Handler {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "handler_prop.rs"]
+mod proptests;
