@@ -9,6 +9,7 @@
 // functions of an integration-test crate.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+mod chaos;
 mod core;
 // Shared by every test module; not each module uses every helper.
 #[allow(dead_code)]
