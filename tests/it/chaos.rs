@@ -599,6 +599,7 @@ fn phase(name: &str, started: Instant, tally: &Tally) {
 
 #[test]
 fn chaos_partitions_kills_and_reloads_lose_nothing() {
+    let _heavy = crate::robust::heavy();
     let hosts: Vec<(&str, Vec<Ipv4Addr>)> = vec![
         ("ns1", vec![NS1]),
         ("ns2", vec![NS2]),
