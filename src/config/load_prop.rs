@@ -473,6 +473,43 @@ fn check_zone(toml_text: &str, master: Option<&str>) -> Result<(), TestCaseError
     Ok(())
 }
 
+/// Regression (fuzz/zone, 2026-11-25): hickory's text parser accepts the CAA tag `issu%`,
+/// its wire decoder rejects it, so every response with that RRset failed to decode at clients.
+#[test]
+fn records_whose_wire_form_does_not_decode_are_rejected() {
+    let zone = |extra: &str| {
+        format!(
+            "origin = \"example.test.\"\nns = [\"ns1.example.test.\"]\n{extra}\n\
+             [soa]\nmname = \"ns1.example.test.\"\nrname = \"h.example.test.\"\nserial = 1\n\n\
+             [[record]]\nname = \"@\"\ntype = \"CAA\"\n\
+             data = ['0 issu% \"ca.example.net\"', '128 iodef \"mailto:security@example.test\"']\n"
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("z.toml");
+    std::fs::write(&path, zone("")).unwrap();
+    let err = load_zone(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("record[0].data[0]") && err.contains("CAA"),
+        "{err}"
+    );
+
+    // The same record in a master file.
+    std::fs::write(
+        dir.path().join("m.zone"),
+        "@ 300 IN CAA 0 issu% \"ca.example.net\"\n",
+    )
+    .unwrap();
+    let text = zone("records_file = \"m.zone\"").replace("'0 issu% ", "'0 issue ");
+    std::fs::write(&path, text).unwrap();
+    let err = load_zone(&path).unwrap_err().to_string();
+    assert!(err.contains("m.zone") && err.contains("CAA"), "{err}");
+
+    // A good tag loads.
+    std::fs::write(&path, zone("").replace("'0 issu% ", "'0 issue ")).unwrap();
+    load_zone(&path).unwrap();
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(1500))]
 
