@@ -23,7 +23,11 @@ pub fn check_response(response: &[u8], limit: usize, id: Option<u16>, what: &str
     );
     let msg = Message::from_vec(response)
         .unwrap_or_else(|e| panic!("{what}: response does not parse: {e}\n{response:02x?}"));
-    assert_eq!(msg.metadata.message_type, MessageType::Response, "{what}: QR not set");
+    assert_eq!(
+        msg.metadata.message_type,
+        MessageType::Response,
+        "{what}: QR not set"
+    );
     if let Some(id) = id {
         assert_eq!(msg.metadata.id, id, "{what}: id not echoed");
     }

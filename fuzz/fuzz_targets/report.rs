@@ -29,10 +29,13 @@ fn key() -> &'static Key {
 fn hub() -> &'static HealthHub {
     static HUB: OnceLock<HealthHub> = OnceLock::new();
     HUB.get_or_init(|| {
-        let known = ["example.test/www/192.0.2.10", "example.test/www/2001:db8::1"]
-            .iter()
-            .filter_map(|s| s.parse().ok())
-            .collect();
+        let known = [
+            "example.test/www/192.0.2.10",
+            "example.test/www/2001:db8::1",
+        ]
+        .iter()
+        .filter_map(|s| s.parse().ok())
+        .collect();
         let keyring = Keyring::from_keys([key().clone()]).unwrap_or_else(|e| panic!("{e}"));
         HealthHub::new(
             known,

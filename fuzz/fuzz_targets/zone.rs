@@ -53,7 +53,9 @@ fuzz_target!(|data: &[u8]| {
     };
     let dir = dir();
     let zone_path = dir.join("fuzz.toml");
-    if std::fs::write(&zone_path, toml).is_err() || std::fs::write(dir.join("fuzz.zone"), master).is_err() {
+    if std::fs::write(&zone_path, toml).is_err()
+        || std::fs::write(dir.join("fuzz.zone"), master).is_err()
+    {
         return;
     }
     let Ok(zone) = load_zone(&zone_path) else {
@@ -63,7 +65,11 @@ fuzz_target!(|data: &[u8]| {
     let Ok(table) = compile(&[Arc::clone(&zone)], geo(), &AllUp, 1) else {
         return;
     };
-    let mut names: Vec<_> = zone.records.iter().map(|r| (r.name.clone(), r.record_type())).collect();
+    let mut names: Vec<_> = zone
+        .records
+        .iter()
+        .map(|r| (r.name.clone(), r.record_type()))
+        .collect();
     names.push((zone.origin.clone(), RecordType::SOA));
     names.truncate(64);
     let client = Client {
@@ -76,7 +82,9 @@ fuzz_target!(|data: &[u8]| {
             let mut msg = Message::query();
             msg.add_query(Query::query(name.clone(), qtype));
             let Ok(packet) = msg.to_vec() else { continue };
-            let Ok(q) = wire::parse(&packet) else { continue };
+            let Ok(q) = wire::parse(&packet) else {
+                continue;
+            };
             let mut w = Writer::new(&mut out, &packet, &q, 65_535);
             table.answer(&q, &client, &mut w);
             w.finish();
