@@ -18,7 +18,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve DNS and the HTTP API.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Validate zone files without serving; one line per zone.
     CheckConfig(CheckConfigArgs),
     /// Run a prober: check endpoints and report to nameservers.
@@ -112,6 +112,36 @@ pub struct ServeArgs {
     /// Most TCP connections open at once.
     #[arg(long = "max-tcp-connections", default_value_t = 1024)]
     pub max_tcp_connections: usize,
+    /// Most TCP connections open at once from one client address.
+    #[arg(long = "max-tcp-connections-per-client", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_tcp_connections_per_client: u64,
+    /// Seconds a TCP connection may stay open in total, however busy.
+    #[arg(long = "tcp-session-timeout", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub tcp_session_timeout: u64,
+    /// Most queries answered on one TCP connection before it is closed.
+    #[arg(long = "max-tcp-queries", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_tcp_queries: u64,
+    /// UDP worker tasks per listening address, each handling one datagram at a time
+    /// (0 = one per CPU).
+    #[arg(long = "udp-workers", default_value_t = 0)]
+    pub udp_workers: usize,
+    /// Response rate limiting: UDP responses per second per client /24 (IPv4) or /56 (IPv6);
+    /// off unless given. TCP and the HTTP API are never limited.
+    #[arg(long = "rrl-rate", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub rrl_rate: Option<u32>,
+    /// Every Nth rate-limited response is sent truncated (TC=1) so real clients retry over
+    /// TCP; 0 drops them all.
+    #[arg(long = "rrl-slip", default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub rrl_slip: u32,
+    /// Buckets in the RRL table (fixed memory: 8 bytes each).
+    #[arg(long = "rrl-table-size", default_value_t = 393_241, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub rrl_table_size: u64,
+    /// Serve the HTTP API over TLS with this PEM certificate chain (needs --api-tls-key).
+    #[arg(long = "api-tls-cert", requires = "api_tls_key")]
+    pub api_tls_cert: Option<PathBuf>,
+    /// The PEM private key of --api-tls-cert.
+    #[arg(long = "api-tls-key", requires = "api_tls_cert")]
+    pub api_tls_key: Option<PathBuf>,
     /// Answer CH TXT id.server / hostname.bind with this text (default: REFUSED).
     #[arg(long = "server-id")]
     pub server_id: Option<String>,

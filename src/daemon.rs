@@ -8,6 +8,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use crate::api::{self, ApiState};
 use crate::cli::ServeArgs;
 use crate::dns::handler::{Handler, HandlerConfig, txt_rdata};
+use crate::dns::rrl::{DEFAULT_RRL_TABLE_SIZE, Rrl, RrlConfig};
 use crate::dns::server::{self, TcpLimits};
 use crate::health::hub::HealthHub;
 use crate::health::report::{Keyring, KeyringError};
@@ -36,6 +37,9 @@ pub enum ServeError {
     /// A webhook URL is unusable (exit code 2).
     #[error(transparent)]
     Notify(#[from] crate::notify::NotifyError),
+    /// The API's TLS certificate or key is unusable (exit code 2).
+    #[error(transparent)]
+    Tls(#[from] api::tls::TlsError),
     /// A socket could not be bound or served (exit code 1).
     #[error("{what} {addr}: {source}")]
     Io {
@@ -64,6 +68,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         Some(path) => Some(read_token(path)?),
         None => None,
     };
+    let api_tls = match (&args.api_tls_cert, &args.api_tls_key) {
+        (Some(cert), Some(key)) => Some(api::tls::load_config(cert, key)?),
+        _ => None,
+    };
     let hub = Arc::new(HealthHub::new(
         checked_endpoints(&publisher.zones()),
         Duration::from_secs(args.health_grace),
@@ -90,11 +98,24 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     ));
     let limits = TcpLimits {
         idle_timeout: Duration::from_secs(args.tcp_idle_timeout),
+        session_timeout: Duration::from_secs(args.tcp_session_timeout),
         max_connections: args.max_tcp_connections,
-        ..TcpLimits::default()
+        max_connections_per_client: usize::try_from(args.max_tcp_connections_per_client)
+            .unwrap_or(usize::MAX),
+        max_queries: usize::try_from(args.max_tcp_queries).unwrap_or(usize::MAX),
     };
+    let rrl = args.rrl_rate.map(|rate| {
+        Arc::new(Rrl::new(RrlConfig {
+            rate,
+            slip: args.rrl_slip,
+            table_size: usize::try_from(args.rrl_table_size).unwrap_or(DEFAULT_RRL_TABLE_SIZE),
+        }))
+    });
 
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let workers = match args.udp_workers {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
     let mut dns_addrs = Vec::new();
     for addr in &args.dns_listen {
         let listener = server::bind(*addr).await.map_err(|source| ServeError::Io {
@@ -103,7 +124,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
             source,
         })?;
         dns_addrs.push(listener.addr.to_string());
-        server::spawn_udp(listener.udp, Arc::clone(&handler), workers);
+        server::spawn_udp(listener.udp, Arc::clone(&handler), workers, rrl.clone());
         server::spawn_tcp(listener.tcp, Arc::clone(&handler), limits.clone());
     }
 
@@ -141,7 +162,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         }
     }
     tokio::spawn(async move {
-        if let Err(e) = api::serve(api_listener, state).await {
+        if let Err(e) = api::tls::serve(api_listener, api::router(state), api_tls).await {
             tracing::error!(error = %e, "http api stopped");
         }
     });

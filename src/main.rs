@@ -15,13 +15,14 @@ fn main() -> ExitCode {
             let Some(runtime) = runtime() else {
                 return ExitCode::from(1);
             };
-            match runtime.block_on(serve(args)) {
+            match runtime.block_on(serve(*args)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(
                     e @ (ServeError::Config(_)
                     | ServeError::Keys(_)
                     | ServeError::Token { .. }
-                    | ServeError::Notify(_)),
+                    | ServeError::Notify(_)
+                    | ServeError::Tls(_)),
                 ) => {
                     eprintln!("meridian: {e}");
                     ExitCode::from(2)

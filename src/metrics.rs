@@ -586,6 +586,33 @@ struct Attached {
     answers: HashSet<AnswerLabels>,
 }
 
+/// Why a TCP connection was closed by the server's limits (the `reason` label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TcpRefusal {
+    /// The client already had its maximum number of connections open.
+    PerClient = 0,
+    /// All connection slots were taken and none had been idle long enough to be evicted.
+    Full = 1,
+}
+
+impl TcpRefusal {
+    /// Every reason, in label order.
+    pub const ALL: [TcpRefusal; 2] = [TcpRefusal::PerClient, TcpRefusal::Full];
+
+    /// Label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TcpRefusal::PerClient => "per_client",
+            TcpRefusal::Full => "full",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusalLabels {
+    reason: &'static str,
+}
+
 /// Every metric the server keeps.
 pub struct Metrics {
     started: Instant,
@@ -602,6 +629,10 @@ pub struct Metrics {
     table_built: Gauge<f64, AtomicU64>,
     compile_seconds: Histogram,
     tcp_connections: Counter,
+    tcp_refused: [Counter; TcpRefusal::ALL.len()],
+    tcp_evicted: Counter,
+    rrl_limited: Counter,
+    rrl_slipped: Counter,
     reports_accepted: Counter,
     reports_rejected: [Counter; RejectReason::ALL.len()],
     report_unknown_endpoints: Counter,
@@ -696,6 +727,32 @@ impl Metrics {
             &mut registry,
             "meridian_tcp_connections",
             "TCP connections accepted",
+        );
+        let refused_family = Family::<RefusalLabels, Counter>::default();
+        registry.register(
+            "meridian_tcp_connections_refused",
+            "TCP connections closed at accept by a limit",
+            refused_family.clone(),
+        );
+        let tcp_refused = TcpRefusal::ALL.map(|r| {
+            refused_family
+                .get_or_create(&RefusalLabels { reason: r.as_str() })
+                .clone()
+        });
+        let tcp_evicted = counter(
+            &mut registry,
+            "meridian_tcp_connections_evicted",
+            "Idle TCP connections closed to make room for a new client",
+        );
+        let rrl_limited = counter(
+            &mut registry,
+            "meridian_rrl_limited",
+            "UDP responses over the RRL rate (dropped or sent truncated)",
+        );
+        let rrl_slipped = counter(
+            &mut registry,
+            "meridian_rrl_slipped",
+            "Rate-limited UDP responses sent truncated (TC=1) instead of dropped",
         );
         let reloads = Family::<ResultLabels, Counter>::default();
         registry.register(
@@ -810,6 +867,10 @@ impl Metrics {
             table_built,
             compile_seconds,
             tcp_connections,
+            tcp_refused,
+            tcp_evicted,
+            rrl_limited,
+            rrl_slipped,
             reports_accepted,
             reports_rejected,
             report_unknown_endpoints,
@@ -863,6 +924,26 @@ impl Metrics {
     /// Counts an accepted TCP connection.
     pub fn record_tcp_connection(&self) {
         self.tcp_connections.inc();
+    }
+
+    /// Counts a UDP response over the RRL rate; `slipped` when it went out truncated.
+    pub fn record_rrl(&self, slipped: bool) {
+        self.rrl_limited.inc();
+        if slipped {
+            self.rrl_slipped.inc();
+        }
+    }
+
+    /// Counts a TCP connection refused by a limit.
+    pub fn record_tcp_refused(&self, reason: TcpRefusal) {
+        if let Some(c) = self.tcp_refused.get(reason as usize) {
+            c.inc();
+        }
+    }
+
+    /// Counts an idle TCP connection closed to make room for a new one.
+    pub fn record_tcp_evicted(&self) {
+        self.tcp_evicted.inc();
     }
 
     /// Counts a reload.

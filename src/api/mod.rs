@@ -22,6 +22,7 @@ use crate::routing::publish::{Publisher, ReloadReport};
 
 mod health;
 mod status_page;
+pub mod tls;
 
 /// Reloads zones, GeoIP and keys; returns what happened.
 pub type ReloadFn = Arc<dyn Fn() -> ReloadReport + Send + Sync>;

@@ -198,3 +198,7 @@ impl Handler {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "handler_prop.rs"]
+mod proptests;

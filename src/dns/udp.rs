@@ -20,6 +20,7 @@ use std::sync::Arc;
 use nix::sys::socket::{ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage};
 
 use super::handler::Handler;
+use super::rrl::Rrl;
 use crate::metrics::Transport;
 
 /// Datagrams taken per system call.
@@ -30,7 +31,8 @@ pub const BATCH: usize = 32;
 pub const MAX_QUERY: usize = 4096;
 
 /// Serves `socket` on the calling thread until the socket fails for good.
-pub fn serve(socket: &UdpSocket, handler: &Handler) {
+/// Serves `socket` forever; responses pass through `rrl` when given.
+pub fn serve(socket: &UdpSocket, handler: &Handler, rrl: Option<&Rrl>) {
     let fd = socket.as_raw_fd();
     let mut packets: Box<[[u8; MAX_QUERY]; BATCH]> = Box::new([[0; MAX_QUERY]; BATCH]);
     let mut answers: [Vec<u8>; BATCH] = std::array::from_fn(|_| Vec::with_capacity(1232));
@@ -88,7 +90,11 @@ pub fn serve(socket: &UdpSocket, handler: &Handler) {
             let (Some(out), Some(addr)) = (answers.get_mut(ready), peers.get_mut(ready)) else {
                 break;
             };
-            if handler.handle(query, peer.ip(), Transport::Udp, out) {
+            if handler.handle(query, peer.ip(), Transport::Udp, out)
+                && rrl
+                    .as_ref()
+                    .is_none_or(|r| r.apply(peer.ip(), out, handler.metrics()))
+            {
                 *addr = Some(SockaddrStorage::from(peer));
                 ready += 1;
             }
@@ -143,9 +149,15 @@ fn to_socket_addr(addr: SockaddrStorage) -> Option<SocketAddr> {
 }
 
 /// Starts a named thread serving `socket`.
-pub fn spawn(socket: UdpSocket, handler: Arc<Handler>, index: usize) -> std::io::Result<()> {
+/// Responses pass through response rate limiting when `rrl` is given.
+pub fn spawn(
+    socket: UdpSocket,
+    handler: Arc<Handler>,
+    rrl: Option<Arc<Rrl>>,
+    index: usize,
+) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name(format!("meridian-udp-{index}"))
-        .spawn(move || serve(&socket, &handler))
+        .spawn(move || serve(&socket, &handler, rrl.as_deref()))
         .map(drop)
 }

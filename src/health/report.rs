@@ -916,3 +916,7 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "report_prop.rs"]
+mod proptests;

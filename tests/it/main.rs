@@ -9,6 +9,7 @@
 // functions of an integration-test crate.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+mod chaos;
 mod core;
 mod health;
 // Backends, probers and signed reports for `health`.
@@ -21,3 +22,4 @@ mod transfer;
 #[allow(dead_code)]
 mod harness;
 mod lab;
+mod robust;
