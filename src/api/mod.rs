@@ -92,11 +92,6 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// Serves the API on an already bound listener until the process ends.
-pub async fn serve(listener: TcpListener, state: ApiState) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).await
-}
-
 /// Binds the API address.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
