@@ -18,7 +18,7 @@ use meridian::dns::wire;
 use meridian::geo::GeoDb;
 use meridian::metrics::{Metrics, Transport};
 use meridian::routing::geo_cache;
-use meridian::routing::publish::Publisher;
+use meridian::routing::publish::{Publisher, load_sources};
 use meridian::routing::select::Client;
 
 fn geoip() -> PathBuf {
@@ -48,7 +48,8 @@ fn query(name: &str, ecs: Option<([u8; 4], u8)>) -> Vec<u8> {
 fn benches(c: &mut Criterion) {
     let zones = Path::new(env!("CARGO_MANIFEST_DIR")).join("zones");
     let metrics = Arc::new(Metrics::new());
-    let publisher = Arc::new(Publisher::start(&zones, &geoip(), Arc::clone(&metrics)).unwrap());
+    let (zones, geo) = load_sources(&zones, &geoip()).unwrap();
+    let publisher = Arc::new(Publisher::new(zones, geo, Arc::clone(&metrics)).unwrap());
     let handler = Handler::new(Arc::clone(&publisher), metrics, HandlerConfig::default());
     let table = publisher.table();
     let localhost: IpAddr = "127.0.0.1".parse().unwrap();

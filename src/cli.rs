@@ -19,8 +19,11 @@ pub struct Cli {
 pub enum Command {
     /// Serve DNS and the HTTP API.
     Serve(Box<ServeArgs>),
-    /// Validate zone files without serving; one line per zone.
+    /// Check the configuration as `serve` would start it (zones, GeoIP, compile, keys),
+    /// without opening sockets; one line per zone.
     CheckConfig(CheckConfigArgs),
+    /// Talk to a running server over its control socket (reload, status, overrides).
+    Ctl(CtlArgs),
     /// Run a prober: check endpoints and report to nameservers.
     Probe(ProbeArgs),
     /// Explain, step by step, what a client gets for a name and why (offline).
@@ -163,6 +166,17 @@ pub struct ServeArgs {
     /// Seconds an endpoint keeps its last known state when no prober reports on it.
     #[arg(long = "health-grace", default_value_t = 300)]
     pub health_grace: u64,
+    /// UNIX socket for `meridian ctl` (created mode 0600; off unless given).
+    #[arg(long = "control-socket")]
+    pub control_socket: Option<PathBuf>,
+    /// Do not reload when a zone file, records file, the GeoIP database or the key file
+    /// changes on disk.
+    #[arg(long = "no-watch")]
+    pub no_watch: bool,
+    /// On SIGTERM/SIGINT, seconds to finish TCP queries and API requests in flight before
+    /// exiting.
+    #[arg(long = "drain-timeout", default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub drain_timeout: u64,
     /// POST a JSON event to this URL on every endpoint health change (repeatable).
     #[arg(long = "notify-url")]
     pub notify_url: Vec<String>,
@@ -214,4 +228,78 @@ pub struct CheckConfigArgs {
     /// Directory of zone files (`*.toml`).
     #[arg(long, default_value = "zones")]
     pub zones: PathBuf,
+    /// GeoIP database, as given to `serve`.
+    #[arg(long, default_value = "geoip/meridian-sample.txt")]
+    pub geoip: PathBuf,
+    /// Prober key file, as given to `serve --keys`.
+    #[arg(long)]
+    pub keys: Option<PathBuf>,
+    /// Also print the compiled decisions of every service (stable, diff-friendly).
+    #[arg(long)]
+    pub print: bool,
+}
+
+/// `meridian ctl`.
+#[derive(Debug, clap::Args)]
+pub struct CtlArgs {
+    /// The server's control socket (`serve --control-socket`).
+    #[arg(long, short = 's', env = "MERIDIAN_CONTROL_SOCKET")]
+    pub socket: PathBuf,
+    /// Print the server's JSON response instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: CtlCommand,
+}
+
+/// `meridian ctl ...`.
+#[derive(Debug, Subcommand)]
+pub enum CtlCommand {
+    /// Reload zones, GeoIP and keys; exit 1 if any file was rejected.
+    Reload,
+    /// Table generation, zones, endpoints down, overrides and the last reload.
+    Status,
+    /// Operator overrides.
+    Override {
+        /// What to do.
+        #[command(subcommand)]
+        command: OverrideCommand,
+    },
+}
+
+/// `meridian ctl override ...`.
+#[derive(Debug, Subcommand)]
+pub enum OverrideCommand {
+    /// List active overrides.
+    List,
+    /// Force an endpoint, a region of a service or a whole service up, down or drained.
+    Add {
+        /// Zone origin.
+        #[arg(long)]
+        zone: String,
+        /// Service name (relative to the zone).
+        #[arg(long)]
+        service: String,
+        /// Only this region's endpoints.
+        #[arg(long)]
+        region: Option<String>,
+        /// Only this endpoint.
+        #[arg(long)]
+        address: Option<std::net::IpAddr>,
+        /// up, down or drain.
+        #[arg(long)]
+        state: String,
+        /// Seconds until it expires.
+        #[arg(long = "expires-in", default_value_t = 3600)]
+        expires_in: u64,
+        /// Why (kept in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Remove an override by id.
+    Remove {
+        /// The id `list` shows.
+        id: u64,
+    },
 }

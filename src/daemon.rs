@@ -1,21 +1,23 @@
-//! `meridian serve`: wires the publisher, listeners, API and signals together.
+//! `meridian serve`: wires the control plane, listeners, API, control socket, config watch
+//! and signals together, then drains on SIGTERM.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
+use tokio::net::TcpListener;
+
 use crate::api::{self, ApiState};
 use crate::cli::ServeArgs;
+use crate::control::{ControlError, ControlPlane, Sources, socket, watch};
 use crate::dns::handler::{Handler, HandlerConfig, txt_rdata};
 use crate::dns::rrl::{DEFAULT_RRL_TABLE_SIZE, Rrl, RrlConfig};
 use crate::dns::server::{self, TcpLimits};
 use crate::health::hub::HealthHub;
-use crate::health::report::{Keyring, KeyringError};
+use crate::health::report::KeyringError;
 use crate::metrics::Metrics;
-use crate::probe::targets::checked_endpoints;
-use crate::prober::LocalProber;
-use crate::routing::publish::{Publisher, ReloadReport, StartError};
+use crate::routing::publish::{Publisher, StartError};
 
 /// Why `serve` stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +42,9 @@ pub enum ServeError {
     /// The API's TLS certificate or key is unusable (exit code 2).
     #[error(transparent)]
     Tls(#[from] api::tls::TlsError),
+    /// The control socket cannot be created, or another server uses it (exit code 2).
+    #[error(transparent)]
+    Control(#[from] socket::SocketError),
     /// A socket could not be bound or served (exit code 1).
     #[error("{what} {addr}: {source}")]
     Io {
@@ -52,18 +57,23 @@ pub enum ServeError {
     },
 }
 
-/// Runs the server until SIGTERM or SIGINT.
+/// Runs the server until SIGTERM or SIGINT, then drains (bounded by `--drain-timeout`).
 pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     let metrics = Arc::new(Metrics::new());
-    let publisher = Arc::new(Publisher::start(
-        &args.zones,
-        &args.geoip,
+    let control = ControlPlane::start(
+        Sources {
+            zones_dir: args.zones.clone(),
+            geoip: args.geoip.clone(),
+            keys: args.keys.clone(),
+        },
+        Duration::from_secs(args.health_grace),
+        !args.no_local_probe,
         Arc::clone(&metrics),
-    )?);
-    let keyring = match &args.keys {
-        Some(path) => Some(Keyring::load(path).map_err(ServeError::Keys)?),
-        None => None,
-    };
+    )
+    .map_err(|e| match e {
+        ControlError::Start(e) => ServeError::Config(e),
+        ControlError::Keys(e) => ServeError::Keys(e),
+    })?;
     let admin_token = match &args.admin_token_file {
         Some(path) => Some(read_token(path)?),
         None => None,
@@ -72,22 +82,13 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         (Some(cert), Some(key)) => Some(api::tls::load_config(cert, key)?),
         _ => None,
     };
-    let hub = Arc::new(HealthHub::new(
-        checked_endpoints(&publisher.zones()),
-        Duration::from_secs(args.health_grace),
-        keyring,
-        Arc::clone(&metrics),
-    ));
-    wire_observers(&args, &metrics, &publisher, &hub)?;
-    let local_prober = Arc::new(std::sync::Mutex::new(LocalProber::stopped()));
-    let control = Arc::new(Control {
-        publisher: Arc::clone(&publisher),
-        hub: Arc::clone(&hub),
-        local_prober: (!args.no_local_probe).then(|| Arc::clone(&local_prober)),
-        keys: args.keys.clone(),
-    });
+    wire_observers(&args, &metrics, control.publisher(), control.hub())?;
+    let control_socket = match &args.control_socket {
+        Some(path) => Some(socket::bind(path)?),
+        None => None,
+    };
     let handler = Arc::new(Handler::new(
-        Arc::clone(&publisher),
+        Arc::clone(control.publisher()),
         Arc::clone(&metrics),
         HandlerConfig {
             max_udp_size: args.max_udp_size,
@@ -128,52 +129,52 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         server::spawn_tcp(listener.tcp, Arc::clone(&handler), limits.clone());
     }
 
-    let api_listener = api::bind(args.api_listen)
-        .await
-        .map_err(|source| ServeError::Io {
-            what: "cannot listen for HTTP on",
-            addr: args.api_listen.to_string(),
-            source,
-        })?;
+    let api_listener =
+        TcpListener::bind(args.api_listen)
+            .await
+            .map_err(|source| ServeError::Io {
+                what: "cannot listen for HTTP on",
+                addr: args.api_listen.to_string(),
+                source,
+            })?;
     let api_addr = api_listener.local_addr().map_err(|source| ServeError::Io {
         what: "cannot read the address of",
         addr: args.api_listen.to_string(),
         source,
     })?;
     let state = ApiState {
-        publisher: Arc::clone(&publisher),
+        control: Arc::clone(&control),
         metrics: Arc::clone(&metrics),
-        hub: Arc::clone(&hub),
         admin_token: admin_token.map(Arc::from),
-        reload: {
-            let control = Arc::clone(&control);
-            Arc::new(move || control.reload())
-        },
     };
-    {
-        let publisher = Arc::clone(&publisher);
-        tokio::spawn(Arc::clone(&hub).run(move |snapshot| {
-            publisher.set_health(Arc::new(snapshot));
-        }));
-    }
-    if !args.no_local_probe {
-        if let Ok(mut p) = local_prober.lock() {
-            p.restart(&publisher.zones(), &hub);
-        }
-    }
+    control.start_probing();
     tokio::spawn(async move {
         if let Err(e) = api::tls::serve(api_listener, api::router(state), api_tls).await {
             tracing::error!(error = %e, "http api stopped");
         }
     });
+    if let Some(socket) = control_socket {
+        tracing::info!(path = %socket.path().display(), "control socket ready");
+        tokio::spawn(socket.serve(Arc::clone(&control)));
+    }
+    if !args.no_watch {
+        // A watcher that cannot start (no inotify instances left) is worth a warning, not
+        // an outage: SIGHUP and the control channel still reload.
+        if let Err(e) = watch::spawn(Arc::clone(&control)) {
+            tracing::warn!(error = %e, "configuration watch disabled");
+        }
+    }
 
     // Handlers go in before the ready line: a signal sent as soon as it is read must be seen.
     let signals = Signals::install();
+    control.set_serving();
     tracing::info!(dns = %dns_addrs.join(","), api = %api_addr, zones = %args.zones.display(), "serving");
     // The one machine-readable line: tests and scripts read the bound ports from it.
     println!("ready dns={} api={api_addr}", dns_addrs.join(","));
 
     signals.wait_for_shutdown(&control).await;
+    control.set_draining();
+    tracing::info!(timeout_s = args.drain_timeout, "draining");
     tracing::info!("shutting down");
     Ok(())
 }
@@ -237,7 +238,7 @@ impl Signals {
     }
 
     /// Reloads on SIGHUP; returns on SIGTERM or SIGINT.
-    async fn wait_for_shutdown(self, control: &Arc<Control>) {
+    async fn wait_for_shutdown(self, control: &Arc<ControlPlane>) {
         let Some((mut hup, mut term, mut int)) = self.streams else {
             std::future::pending::<()>().await;
             return;
@@ -246,8 +247,10 @@ impl Signals {
             tokio::select! {
                 _ = hup.recv() => {
                     tracing::info!("SIGHUP: reloading zones");
+                    // Not awaited: a SIGTERM during a long reload is still seen at once;
+                    // reloads serialise inside the control plane.
                     let control = Arc::clone(control);
-                    let _ = tokio::task::spawn_blocking(move || control.reload()).await;
+                    tokio::task::spawn_blocking(move || control.reload());
                 }
                 _ = term.recv() => return,
                 _ = int.recv() => return,
@@ -272,39 +275,4 @@ fn read_token(path: &std::path::Path) -> Result<String, ServeError> {
         )));
     }
     Ok(token)
-}
-
-/// What a reload touches: zones and GeoIP (publisher), the endpoints health expects, the
-/// embedded prober's targets, and the prober keys.
-pub struct Control {
-    publisher: Arc<Publisher>,
-    hub: Arc<HealthHub>,
-    local_prober: Option<Arc<std::sync::Mutex<LocalProber>>>,
-    keys: Option<std::path::PathBuf>,
-}
-
-impl Control {
-    /// Reloads everything; a part that fails keeps its previous version.
-    pub fn reload(&self) -> ReloadReport {
-        let mut report = self.publisher.reload();
-        let zones = self.publisher.zones();
-        self.hub.set_known(checked_endpoints(&zones));
-        if let Some(path) = &self.keys {
-            match Keyring::load(path) {
-                Ok(k) => self.hub.set_keyring(Some(k)),
-                Err(e) => {
-                    tracing::warn!(error = %e, "prober keys rejected on reload; previous keys kept");
-                    report.ok = false;
-                    report.errors.push(e.to_string());
-                }
-            }
-        }
-        if let Some(prober) = &self.local_prober {
-            // The runner is spawned on the runtime; reload runs on a blocking thread of it.
-            if let Ok(mut p) = prober.lock() {
-                p.restart(&zones, &self.hub);
-            }
-        }
-        report
-    }
 }

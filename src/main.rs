@@ -4,7 +4,10 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use meridian::cli::{Cli, Command, ExplainArgs, GeoipCommand, LogFormat};
+use meridian::cli::{
+    CheckConfigArgs, Cli, Command, CtlArgs, CtlCommand, ExplainArgs, GeoipCommand, LogFormat,
+    OverrideCommand,
+};
 use meridian::daemon::{ServeError, serve};
 
 fn main() -> ExitCode {
@@ -22,7 +25,8 @@ fn main() -> ExitCode {
                     | ServeError::Keys(_)
                     | ServeError::Token { .. }
                     | ServeError::Notify(_)
-                    | ServeError::Tls(_)),
+                    | ServeError::Tls(_)
+                    | ServeError::Control(_)),
                 ) => {
                     eprintln!("meridian: {e}");
                     ExitCode::from(2)
@@ -73,18 +77,100 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::CheckConfig(args) => match meridian::config::load_dir(&args.zones) {
-            Ok(zones) => {
-                for zone in &zones {
-                    println!("{}", meridian::config::summary(zone));
-                }
-                ExitCode::SUCCESS
+        Command::CheckConfig(args) => check_config(args),
+        Command::Ctl(args) => ctl(args),
+    }
+}
+
+/// `meridian check-config`: what `serve` does before it opens a socket.
+fn check_config(args: CheckConfigArgs) -> ExitCode {
+    match meridian::control::check::check(&args.zones, &args.geoip, args.keys.as_deref()) {
+        Ok(checked) => {
+            print!("{}", checked.summary());
+            if args.print {
+                print!("{}", checked.print());
             }
-            Err(e) => {
-                eprintln!("meridian: {e}");
-                ExitCode::from(2)
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("meridian: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `meridian ctl`: one request over the control socket. Exit 0 when the server says ok, 1
+/// when it refused or failed, 2 when it cannot be reached.
+fn ctl(args: CtlArgs) -> ExitCode {
+    use meridian::control::socket::{Request, send};
+    let request = match args.command {
+        CtlCommand::Reload => Request::Reload,
+        CtlCommand::Status => Request::Status,
+        CtlCommand::Override { command } => match command {
+            OverrideCommand::List => Request::OverrideList,
+            OverrideCommand::Remove { id } => Request::OverrideRemove { id },
+            OverrideCommand::Add {
+                zone,
+                service,
+                region,
+                address,
+                state,
+                expires_in,
+                reason,
+            } => {
+                let new = serde_json::json!({
+                    "target": { "zone": zone, "service": service, "region": region, "address": address },
+                    "state": state,
+                    "expires_in_seconds": expires_in,
+                    "reason": reason,
+                });
+                match serde_json::from_value(strip_nulls(new)) {
+                    Ok(new) => Request::OverrideAdd { new },
+                    Err(e) => {
+                        eprintln!("meridian: ctl override add: {e}");
+                        return ExitCode::from(2);
+                    }
+                }
             }
         },
+    };
+    let response = match send(&args.socket, &request) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("meridian: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let ok = response.get("ok").and_then(|v| v.as_bool()) == Some(true);
+    if args.json {
+        println!("{response}");
+    } else {
+        if let Some(result) = response.get("result") {
+            match serde_json::to_string_pretty(result) {
+                Ok(text) => println!("{text}"),
+                Err(e) => eprintln!("meridian: {e}"),
+            }
+        }
+        if let Some(error) = response.get("error").and_then(|v| v.as_str()) {
+            eprintln!("meridian: {error}");
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// Drops `null` members (optional override target parts not given).
+fn strip_nulls(value: serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(map) => map
+            .into_iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| (k, strip_nulls(v)))
+            .collect(),
+        other => other,
     }
 }
 

@@ -609,6 +609,12 @@ impl TcpRefusal {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KeptLabels {
+    zone: String,
+    file: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RefusalLabels {
     reason: &'static str,
 }
@@ -624,6 +630,7 @@ pub struct Metrics {
     latency: Arc<LatencyHistogram>,
     reloads_ok: Counter,
     reloads_failed: Counter,
+    zones_kept: Family<KeptLabels, Gauge>,
     swaps: Counter,
     generation: Gauge,
     table_built: Gauge<f64, AtomicU64>,
@@ -766,6 +773,13 @@ impl Metrics {
         let reloads_failed = reloads
             .get_or_create(&ResultLabels { result: "failed" })
             .clone();
+        let zones_kept = Family::<KeptLabels, Gauge>::default();
+        registry.register(
+            "meridian_zone_kept_previous",
+            "1 for each zone serving its previous version because the last reload rejected \
+             its file (the reload response and log say why)",
+            zones_kept.clone(),
+        );
         let swaps = counter(
             &mut registry,
             "meridian_table_swaps",
@@ -862,6 +876,7 @@ impl Metrics {
             latency,
             reloads_ok,
             reloads_failed,
+            zones_kept,
             swaps,
             generation,
             table_built,
@@ -952,6 +967,19 @@ impl Metrics {
             self.reloads_ok.inc();
         } else {
             self.reloads_failed.inc();
+        }
+    }
+
+    /// Replaces the set of zones kept at their previous version: (origin, file).
+    pub fn set_zones_kept(&self, kept: &[(String, String)]) {
+        self.zones_kept.clear();
+        for (zone, file) in kept {
+            self.zones_kept
+                .get_or_create(&KeptLabels {
+                    zone: zone.clone(),
+                    file: file.clone(),
+                })
+                .set(1);
         }
     }
 

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::{ApiState, authorize};
 use crate::health::aggregate::VoteStatus;
-use crate::health::overrides::{NewOverride, Target};
+use crate::health::overrides::NewOverride;
 use crate::health::report::{EndpointKey, RejectReason};
 
 /// `POST /v1/reports`: a signed report from a prober.
@@ -30,7 +30,7 @@ pub async fn reports(
         }
         Err(e) => return e.into_response(),
     };
-    match state.hub.accept_signed(&headers, &body) {
+    match state.control.apply_reports(&headers, &body) {
         Ok(summary) => axum::Json(serde_json::json!({
             "accepted": true,
             "recorded": summary.recorded,
@@ -94,8 +94,8 @@ struct ProberView {
 /// `GET /v1/status`: every service, region, endpoint with decided state and each prober's
 /// vote and age; table generation and build time; the health digest.
 pub async fn status(State(state): State<ApiState>) -> Response {
-    let table = state.publisher.table();
-    let view = state.hub.view();
+    let table = state.control.table();
+    let view = state.control.hub().view();
     let mut probers: std::collections::BTreeMap<String, ProberView> = Default::default();
     for st in view.status().values() {
         for v in &st.votes {
@@ -163,8 +163,8 @@ pub async fn status(State(state): State<ApiState>) -> Response {
         "endpoints_down": view.down_count(),
         "probers": probers.into_values().collect::<Vec<_>>(),
         "services": services,
-        "overrides": state.hub.overrides(),
-        "transitions": state.hub.recent(),
+        "overrides": state.control.overrides(),
+        "transitions": state.control.hub().recent(),
     }))
     .into_response()
 }
@@ -174,7 +174,7 @@ pub async fn list_overrides(State(state): State<ApiState>, headers: HeaderMap) -
     if let Some(denied) = authorize(&state, &headers, true) {
         return denied;
     }
-    axum::Json(state.hub.overrides()).into_response()
+    axum::Json(state.control.overrides()).into_response()
 }
 
 /// `POST /v1/overrides`.
@@ -190,27 +190,7 @@ pub async fn add_override(
         Ok(n) => n,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("bad override: {e}\n")).into_response(),
     };
-    let table = state.publisher.table();
-    let matches_any = |t: &Target| {
-        table.zones().any(|z| {
-            z.origin
-                .to_string()
-                .trim_end_matches('.')
-                .eq_ignore_ascii_case(t.zone.trim_end_matches('.'))
-                && z.services.iter().any(|s| {
-                    s.key == t.service
-                        && s.regions.iter().any(|r| {
-                            t.region.as_deref().is_none_or(|name| name == r.name)
-                                && s.endpoints
-                                    .get(r.endpoints.clone())
-                                    .unwrap_or(&[])
-                                    .iter()
-                                    .any(|e| t.address.is_none_or(|a| a == e.address))
-                        })
-                })
-        })
-    };
-    match state.hub.add_override(new, matches_any) {
+    match state.control.set_override(new) {
         Ok(o) => (StatusCode::CREATED, axum::Json(o)).into_response(),
         Err(e) => (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
     }
@@ -225,7 +205,7 @@ pub async fn delete_override(
     if let Some(denied) = authorize(&state, &headers, true) {
         return denied;
     }
-    if state.hub.remove_override(id) {
+    if state.control.remove_override(id) {
         StatusCode::NO_CONTENT.into_response()
     } else {
         (StatusCode::NOT_FOUND, format!("no override {id}\n")).into_response()

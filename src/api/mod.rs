@@ -3,7 +3,6 @@
 //! Control plane only: handlers may lock, allocate and format. Nothing here is on the DNS
 //! query path.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -13,33 +12,24 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use serde::{Deserialize, Serialize};
-use tokio::net::TcpListener;
 
-use crate::health::hub::HealthHub;
+use crate::control::ControlPlane;
 use crate::health::report::MAX_REPORT_BYTES;
 use crate::metrics::Metrics;
-use crate::routing::publish::{Publisher, ReloadReport};
 
 mod health;
 mod status_page;
 pub mod tls;
 
-/// Reloads zones, GeoIP and keys; returns what happened.
-pub type ReloadFn = Arc<dyn Fn() -> ReloadReport + Send + Sync>;
-
 /// What the API handlers share.
 #[derive(Clone)]
 pub struct ApiState {
-    /// The routing table owner.
-    pub publisher: Arc<Publisher>,
+    /// The control plane: table, health, overrides, reload.
+    pub control: Arc<ControlPlane>,
     /// Counters.
     pub metrics: Arc<Metrics>,
-    /// Health decisions, reports and overrides.
-    pub hub: Arc<HealthHub>,
     /// Bearer token for admin endpoints; None = overrides disabled, reload open.
     pub admin_token: Option<Arc<str>>,
-    /// The reload action.
-    pub reload: ReloadFn,
 }
 
 /// Checks `Authorization: Bearer <token>`; `required` makes a missing configured token a 403.
@@ -92,11 +82,6 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// Binds the API address.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
-}
-
 #[derive(Serialize)]
 struct ZoneHealth {
     origin: String,
@@ -107,13 +92,20 @@ struct ZoneHealth {
 #[derive(Serialize)]
 struct Health {
     status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
     generation: u64,
     uptime_seconds: u64,
+    zone_count: usize,
+    /// Age of the newest probe vote held, when any prober has reported.
+    newest_report_age_ms: Option<u64>,
     zones: Vec<ZoneHealth>,
 }
 
+/// `GET /health`: 503 with the reason until the first table serves and while draining (load
+/// balancers and orchestrators take the process out), 200 otherwise.
 async fn health(State(state): State<ApiState>) -> Response {
-    let table = state.publisher.table();
+    let table = state.control.table();
     let mut zones: Vec<ZoneHealth> = table
         .zones()
         .map(|z| ZoneHealth {
@@ -123,13 +115,34 @@ async fn health(State(state): State<ApiState>) -> Response {
         })
         .collect();
     zones.sort_by(|a, b| a.origin.cmp(&b.origin));
-    axum::Json(Health {
-        status: "ok",
+    let newest_report_age_ms = state
+        .control
+        .hub()
+        .view()
+        .status()
+        .values()
+        .flat_map(|s| s.votes.iter().map(|v| v.age_ms))
+        .min();
+    let reason = state.control.not_ready();
+    let code = if reason.is_some() {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    let body = Health {
+        status: if reason.is_some() {
+            "unavailable"
+        } else {
+            "ok"
+        },
+        reason,
         generation: table.generation,
         uptime_seconds: state.metrics.uptime_seconds(),
+        zone_count: zones.len(),
+        newest_report_age_ms,
         zones,
-    })
-    .into_response()
+    };
+    (code, axum::Json(body)).into_response()
 }
 
 async fn metrics(State(state): State<ApiState>, headers: HeaderMap) -> Response {
@@ -156,8 +169,8 @@ async fn reload(State(state): State<ApiState>, headers: HeaderMap) -> Response {
     if let Some(denied) = authorize(&state, &headers, false) {
         return denied;
     }
-    let reload = Arc::clone(&state.reload);
-    let report = match tokio::task::spawn_blocking(move || reload()).await {
+    let control = Arc::clone(&state.control);
+    let report = match tokio::task::spawn_blocking(move || control.reload()).await {
         Ok(r) => r,
         Err(e) => {
             return (
@@ -196,7 +209,7 @@ async fn explain(State(state): State<ApiState>, Query(q): Query<ExplainQuery>) -
         (_, Some(ip)) => Asker::Address(ip),
         _ => Asker::Address(std::net::IpAddr::from([127, 0, 0, 1])),
     };
-    let table = state.publisher.table();
+    let table = state.control.table();
     match explain(&table, &q.name, q.qtype.as_deref().unwrap_or("A"), asker) {
         Ok(x) if q.format.as_deref() == Some("text") => x.to_string().into_response(),
         Ok(x) => axum::Json(x).into_response(),

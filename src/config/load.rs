@@ -212,6 +212,10 @@ impl<'a> ZoneBuilder<'a> {
         let zone = Zone {
             origin,
             file: self.path.to_path_buf(),
+            records_file: file
+                .records_file
+                .as_ref()
+                .map(|rel| self.path.parent().unwrap_or(Path::new(".")).join(rel)),
             soa,
             records,
             regions,

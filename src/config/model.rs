@@ -31,6 +31,9 @@ pub struct Zone {
     pub origin: Name,
     /// The TOML file it came from (for messages and `/health`).
     pub file: PathBuf,
+    /// The RFC 1035 master file named by `records_file`, resolved (the config watcher
+    /// watches it too).
+    pub records_file: Option<PathBuf>,
     /// The SOA record (owner = origin).
     pub soa: Record,
     /// Every other static record, apex NS included. Grouped into RRsets by the compiler.

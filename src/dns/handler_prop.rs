@@ -14,7 +14,7 @@ use super::{CLASSIC_UDP_SIZE, DEFAULT_MAX_UDP_SIZE, Handler, HandlerConfig, MAX_
 use crate::dns::rrl;
 use crate::dns::wire::{self, HEADER_LEN};
 use crate::metrics::{Metrics, Transport};
-use crate::routing::publish::Publisher;
+use crate::routing::publish::{Publisher, load_sources};
 
 /// The fuzz corpus zones: the example GSLB zone, the core fixtures and a master-file zone.
 fn handler() -> &'static Handler {
@@ -22,12 +22,12 @@ fn handler() -> &'static Handler {
     HANDLER.get_or_init(|| {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let metrics = Arc::new(Metrics::new());
-        let publisher = Publisher::start(
+        let (zones, geo) = load_sources(
             &root.join("fuzz/zones"),
             &root.join("geoip/meridian-sample.txt"),
-            Arc::clone(&metrics),
         )
         .unwrap();
+        let publisher = Publisher::new(zones, geo, Arc::clone(&metrics)).unwrap();
         Handler::new(
             Arc::new(publisher),
             metrics,

@@ -61,7 +61,7 @@ impl Target {
 }
 
 /// An override as posted.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewOverride {
     /// What it applies to.

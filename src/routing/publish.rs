@@ -1,9 +1,14 @@
-//! The one owner of the live [`RoutingTable`]: loads zones, compiles, swaps.
+//! The one owner of the live [`RoutingTable`]: compiles and swaps, nothing else.
 //!
-//! Readers call [`Publisher::routes`] and get the current table without a lock. Writers (start-up,
-//! SIGHUP, `POST /v1/reload`) serialize on a control-plane mutex, build a complete new table
-//! and store it in one atomic swap; a query sees the old table or the new one, never a mix.
-//! A zone whose file fails to load keeps its previous version in the new table.
+//! Readers call [`Publisher::routes`] and get the current table without a lock. Writers (the
+//! control plane's reload and the health task) hand over *already loaded* zones and GeoIP
+//! database, or new health; the publisher compiles a complete new table under its own mutex
+//! and stores it in one atomic swap, so a query sees the old table or the new one, never a mix.
+//!
+//! Owns: the `ArcSwap`, the zones and database the live table was compiled from, the health it
+//! was compiled against, the generation counter. Never: reads a file or a database (the
+//! control plane loads, `control::reload`), so nothing slow happens under the mutex that health
+//! updates need; never stores a table that did not compile (the old one keeps serving).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,12 +18,11 @@ use arc_swap::ArcSwap;
 
 use super::compile::{AllUp, CompileError, EndpointHealth, compile};
 use super::table::RoutingTable;
-use crate::config::load::{ZoneError, check_unique_origin, load_zone, zone_files};
-use crate::config::{Zone, load_dir};
+use crate::config::{Zone, ZoneError, load_dir};
 use crate::geo::{GeoDb, GeoError};
 use crate::metrics::Metrics;
 
-/// Why the first table could not be built.
+/// Why a table could not be built from files (start-up, `check-config`, `explain`).
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// A zone file is bad.
@@ -32,68 +36,61 @@ pub enum StartError {
     Geo(#[from] GeoError),
 }
 
+/// Zones by the file they came from: the unit a reload keeps or replaces.
+pub type ZoneFiles = BTreeMap<PathBuf, Arc<Zone>>;
+
+/// Loads every zone of `zones_dir` (any error fails) and opens the GeoIP database: what
+/// `serve` does at start-up, `check-config` and `explain` offline.
+pub fn load_sources(zones_dir: &Path, geo_path: &Path) -> Result<(ZoneFiles, GeoDb), StartError> {
+    let zones = load_dir(zones_dir)?
+        .into_iter()
+        .map(|z| (z.file.clone(), Arc::new(z)))
+        .collect();
+    let geo = GeoDb::open(geo_path)?;
+    Ok((zones, geo))
+}
+
 /// Loads zones and GeoIP and compiles a table with every endpoint up, without serving
-/// (`meridian explain`).
+/// (`meridian explain`, `meridian check-config`).
 pub fn compile_offline(zones_dir: &Path, geo_path: &Path) -> Result<RoutingTable, StartError> {
-    let zones: Vec<Arc<Zone>> = load_dir(zones_dir)?.into_iter().map(Arc::new).collect();
-    let geo = Arc::new(GeoDb::open(geo_path)?);
-    Ok(compile(&zones, geo, &AllUp, 0)?)
+    let (zones, geo) = load_sources(zones_dir, geo_path)?;
+    let zones: Vec<Arc<Zone>> = zones.into_values().collect();
+    Ok(compile(&zones, Arc::new(geo), &AllUp, 0)?)
 }
 
-/// What a reload did.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct ReloadReport {
-    /// True when every zone file loaded.
-    pub ok: bool,
-    /// Generation of the table now serving.
-    pub generation: u64,
-    /// One message per file that was rejected (its previous version, if any, still serves).
-    pub errors: Vec<String>,
-}
-
-/// Control-plane state behind the mutex.
+/// What the live table was compiled from.
 struct State {
-    zones: BTreeMap<PathBuf, Arc<Zone>>,
+    zones: ZoneFiles,
     geo: Arc<GeoDb>,
     health: Arc<dyn EndpointHealth + Send + Sync>,
     generation: u64,
 }
 
-/// Owns the `ArcSwap` and the zones it was compiled from.
+/// Owns the `ArcSwap` and the inputs of the table it holds.
 pub struct Publisher {
     routes: ArcSwap<RoutingTable>,
     state: Mutex<State>,
-    zones_dir: PathBuf,
-    geo_path: PathBuf,
     metrics: Arc<Metrics>,
 }
 
 impl Publisher {
-    /// Loads every zone in `zones_dir` and the GeoIP database at `geo_path` (any error stops
-    /// start-up) and publishes generation 1.
-    pub fn start(
-        zones_dir: &Path,
-        geo_path: &Path,
-        metrics: Arc<Metrics>,
-    ) -> Result<Self, StartError> {
-        let zones: Vec<Arc<Zone>> = load_dir(zones_dir)?.into_iter().map(Arc::new).collect();
-        let geo = Arc::new(GeoDb::open(geo_path)?);
-        tracing::info!(geoip = %geo.description(), "geoip database loaded");
+    /// Compiles `zones` against `geo` with every endpoint up and publishes generation 1.
+    pub fn new(zones: ZoneFiles, geo: GeoDb, metrics: Arc<Metrics>) -> Result<Self, CompileError> {
+        let geo = Arc::new(geo);
+        let list: Vec<Arc<Zone>> = zones.values().cloned().collect();
         let started = std::time::Instant::now();
-        let mut table = compile(&zones, Arc::clone(&geo), &AllUp, 1)?;
+        let mut table = compile(&list, Arc::clone(&geo), &AllUp, 1)?;
         metrics.record_compile(started.elapsed());
         metrics.attach(&mut table);
         metrics.record_swap(1);
         Ok(Self {
             routes: ArcSwap::from_pointee(table),
             state: Mutex::new(State {
-                zones: zones.into_iter().map(|z| (z.file.clone(), z)).collect(),
+                zones,
                 geo,
                 health: Arc::new(AllUp),
                 generation: 1,
             }),
-            zones_dir: zones_dir.to_path_buf(),
-            geo_path: geo_path.to_path_buf(),
             metrics,
         })
     }
@@ -108,105 +105,71 @@ impl Publisher {
         self.routes.load_full()
     }
 
+    /// The zones serving now, by file.
+    pub fn zone_files(&self) -> ZoneFiles {
+        self.lock().zones.clone()
+    }
+
     /// The zones serving now.
     pub fn zones(&self) -> Vec<Arc<Zone>> {
         self.lock().zones.values().cloned().collect()
+    }
+
+    /// The GeoIP database serving now.
+    pub fn geo(&self) -> Arc<GeoDb> {
+        Arc::clone(&self.lock().geo)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Recompiles with new endpoint health and publishes the table.
+    /// Recompiles with new endpoint health and publishes the table. On a compile error the
+    /// previous table keeps serving (logged: the health task has no one to return it to).
     pub fn set_health(&self, health: Arc<dyn EndpointHealth + Send + Sync>) {
         let mut state = self.lock();
         state.health = health;
-        let generation = state.generation + 1;
         let zones: Vec<Arc<Zone>> = state.zones.values().cloned().collect();
-        let started = std::time::Instant::now();
-        match compile(
-            &zones,
-            Arc::clone(&state.geo),
-            state.health.as_ref(),
-            generation,
-        ) {
-            Ok(mut table) => {
-                self.metrics.record_compile(started.elapsed());
-                self.metrics.attach(&mut table);
-                self.routes.store(Arc::new(table));
-                state.generation = generation;
-                self.metrics.record_swap(generation);
-                tracing::debug!(generation, took = ?started.elapsed(), "table recompiled for health");
-            }
+        let geo = Arc::clone(&state.geo);
+        match self.swap(&mut state, &zones, geo) {
+            Ok(generation) => tracing::debug!(generation, "table recompiled for health"),
             Err(e) => {
                 tracing::error!(error = %e, "recompile for health failed; previous table keeps serving")
             }
         }
     }
 
-    /// Re-reads the zones directory and publishes a new table.
-    pub fn reload(&self) -> ReloadReport {
+    /// Publishes a new configuration (zones and database), compiled against the current
+    /// health. Returns the generation now serving; on error nothing changes.
+    pub fn set_config(&self, zones: ZoneFiles, geo: Arc<GeoDb>) -> Result<u64, CompileError> {
         let mut state = self.lock();
-        let mut errors = Vec::new();
-        let mut next: BTreeMap<PathBuf, Arc<Zone>> = BTreeMap::new();
-        match zone_files(&self.zones_dir) {
-            Err(e) => {
-                errors.push(e.to_string());
-                next = state.zones.clone();
-            }
-            Ok(files) => {
-                for path in files {
-                    let loaded = load_zone(&path).and_then(|zone| {
-                        check_unique_origin(next.values().map(|z| &**z), &zone)?;
-                        Ok(zone)
-                    });
-                    match loaded {
-                        Ok(zone) => {
-                            next.insert(path, Arc::new(zone));
-                        }
-                        Err(e) => {
-                            errors.push(e.to_string());
-                            if let Some(previous) = state.zones.get(&path) {
-                                next.insert(path, Arc::clone(previous));
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        // The database is swapped with the table; a bad file keeps the previous one.
-        let geo = match GeoDb::open(&self.geo_path) {
-            Ok(geo) => Arc::new(geo),
-            Err(e) => {
-                errors.push(e.to_string());
-                Arc::clone(&state.geo)
-            }
-        };
+        let list: Vec<Arc<Zone>> = zones.values().cloned().collect();
+        let generation = self.swap(&mut state, &list, Arc::clone(&geo))?;
+        state.zones = zones;
+        state.geo = geo;
+        Ok(generation)
+    }
+
+    /// Compiles the next generation and stores it; the caller holds the state lock.
+    fn swap(
+        &self,
+        state: &mut State,
+        zones: &[Arc<Zone>],
+        geo: Arc<GeoDb>,
+    ) -> Result<u64, CompileError> {
         let generation = state.generation + 1;
-        let zones: Vec<Arc<Zone>> = next.values().cloned().collect();
         let started = std::time::Instant::now();
-        match compile(&zones, Arc::clone(&geo), state.health.as_ref(), generation) {
-            Ok(mut table) => {
-                self.metrics.record_compile(started.elapsed());
-                self.metrics.attach(&mut table);
-                self.routes.store(Arc::new(table));
-                state.zones = next;
-                state.geo = geo;
-                state.generation = generation;
-                self.metrics.record_swap(generation);
-            }
-            Err(e) => errors.push(e.to_string()),
-        }
-        let ok = errors.is_empty();
-        self.metrics.record_reload(ok);
-        for e in &errors {
-            tracing::warn!(error = %e, "zone rejected on reload; previous version keeps serving");
-        }
-        tracing::info!(generation = state.generation, ok, "reload finished");
-        ReloadReport {
-            ok,
-            generation: state.generation,
-            errors,
-        }
+        let mut table = compile(zones, geo, state.health.as_ref(), generation)?;
+        self.metrics.record_compile(started.elapsed());
+        self.metrics.attach(&mut table);
+        self.routes.store(Arc::new(table));
+        state.generation = generation;
+        self.metrics.record_swap(generation);
+        Ok(generation)
+    }
+
+    /// Generation of the table serving now.
+    pub fn generation(&self) -> u64 {
+        self.routes.load().generation
     }
 }

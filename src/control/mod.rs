@@ -1,0 +1,369 @@
+//! The control plane's one owner: the last-good config of every zone, the GeoIP database and
+//! prober keys, the health book and overrides (through [`HealthHub`]), the embedded prober,
+//! and the [`Publisher`] that turns them into the table queries read.
+//!
+//! Every way of changing what is served goes through [`ControlPlane`]: SIGHUP, the config
+//! watcher ([`watch`]), `POST /v1/reload`, the control socket ([`socket`], `meridian ctl`),
+//! probe reports and overrides. Loading and validating (config, geo, keys) happen here,
+//! outside any lock that health updates need; compiling and swapping are the publisher's.
+//!
+//! Owns: reload serialisation and reporting, the decision of which zone version serves
+//! ([`reload`]), serving/draining state for `/health`. Never: sits on the query path, or lets
+//! a failed load replace anything that serves.
+
+pub mod check;
+pub mod reload;
+pub mod socket;
+pub mod watch;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::http::HeaderMap;
+use serde::Serialize;
+
+use crate::geo::GeoDb;
+use crate::health::aggregate::IngestSummary;
+use crate::health::hub::HealthHub;
+use crate::health::overrides::{NewOverride, Override, OverrideError, Target};
+use crate::health::report::{Keyring, RejectReason};
+use crate::metrics::Metrics;
+use crate::probe::targets::checked_endpoints;
+use crate::prober::LocalProber;
+use crate::routing::publish::{Publisher, StartError, load_sources};
+use crate::routing::table::RoutingTable;
+use reload::{KeptZone, reload_zones};
+
+/// Where the configuration comes from: what a reload re-reads and the watcher watches.
+#[derive(Clone, Debug)]
+pub struct Sources {
+    /// Directory of zone files.
+    pub zones_dir: PathBuf,
+    /// GeoIP database.
+    pub geoip: PathBuf,
+    /// Prober keys, if reports are accepted.
+    pub keys: Option<PathBuf>,
+}
+
+/// What a reload did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ReloadReport {
+    /// True when every file (zones, GeoIP, keys) was taken.
+    pub ok: bool,
+    /// Generation of the table now serving.
+    pub generation: u64,
+    /// One message per file that was rejected (what and where).
+    pub errors: Vec<String>,
+    /// Zones serving their previous version, and why.
+    pub kept: Vec<KeptZone>,
+    /// Zones serving now.
+    pub zones: usize,
+}
+
+/// Why the control plane could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// Zones or GeoIP do not load or compile.
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// The prober key file is bad.
+    #[error(transparent)]
+    Keys(#[from] crate::health::report::KeyringError),
+}
+
+/// The control plane of one `serve` process.
+pub struct ControlPlane {
+    sources: Sources,
+    publisher: Arc<Publisher>,
+    hub: Arc<HealthHub>,
+    prober: Option<Mutex<LocalProber>>,
+    metrics: Arc<Metrics>,
+    /// Serialises reloads (and only reloads: health never waits for file I/O).
+    reloading: Mutex<Option<ReloadReport>>,
+    serving: AtomicBool,
+    draining: AtomicBool,
+}
+
+impl ControlPlane {
+    /// Loads everything once (any error stops start-up) and publishes generation 1. The
+    /// embedded prober, when `local_probe`, starts with [`ControlPlane::start_probing`].
+    pub fn start(
+        sources: Sources,
+        grace: Duration,
+        local_probe: bool,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Self>, ControlError> {
+        let (zones, geo) = load_sources(&sources.zones_dir, &sources.geoip)?;
+        tracing::info!(geoip = %geo.description(), "geoip database loaded");
+        let keyring = match &sources.keys {
+            Some(path) => Some(Keyring::load(path)?),
+            None => None,
+        };
+        let publisher =
+            Arc::new(Publisher::new(zones, geo, Arc::clone(&metrics)).map_err(StartError::from)?);
+        let hub = Arc::new(HealthHub::new(
+            checked_endpoints(&publisher.zones()),
+            grace,
+            keyring,
+            Arc::clone(&metrics),
+        ));
+        Ok(Arc::new(Self {
+            sources,
+            publisher,
+            hub,
+            prober: local_probe.then(|| Mutex::new(LocalProber::stopped())),
+            metrics,
+            reloading: Mutex::new(None),
+            serving: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+        }))
+    }
+
+    /// Starts the health task (decisions -> recompiles) and the embedded prober. Needs the
+    /// Tokio runtime.
+    pub fn start_probing(self: &Arc<Self>) {
+        let publisher = Arc::clone(&self.publisher);
+        tokio::spawn(Arc::clone(&self.hub).run(move |snapshot| {
+            publisher.set_health(Arc::new(snapshot));
+        }));
+        if let Some(prober) = &self.prober {
+            let mut p = prober.lock().unwrap_or_else(|p| p.into_inner());
+            p.restart(&self.publisher.zones(), &self.hub);
+        }
+    }
+
+    /// The table owner (the DNS handler reads through it).
+    pub fn publisher(&self) -> &Arc<Publisher> {
+        &self.publisher
+    }
+
+    /// Health decisions, votes and overrides.
+    pub fn hub(&self) -> &Arc<HealthHub> {
+        &self.hub
+    }
+
+    /// The table serving now.
+    pub fn table(&self) -> Arc<RoutingTable> {
+        self.publisher.table()
+    }
+
+    /// The configuration sources.
+    pub fn sources(&self) -> &Sources {
+        &self.sources
+    }
+
+    /// Re-reads zones, GeoIP and keys; each part that fails keeps its previous version, and
+    /// the report says which and why. Blocking (file I/O, compile): call it off the runtime's
+    /// worker threads (`spawn_blocking`), inside the runtime.
+    pub fn reload(&self) -> ReloadReport {
+        let mut last = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
+        let previous = self.publisher.zone_files();
+        let zones = reload_zones(&self.sources.zones_dir, &previous);
+        let mut errors = zones.errors;
+        let geo = match GeoDb::open(&self.sources.geoip) {
+            Ok(geo) => Arc::new(geo),
+            Err(e) => {
+                errors.push(format!("{e} (previous database kept)"));
+                self.publisher.geo()
+            }
+        };
+        let keyring = match &self.sources.keys {
+            Some(path) => match Keyring::load(path) {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    errors.push(format!("{e} (previous keys kept)"));
+                    None
+                }
+            },
+            None => None,
+        };
+        let mut kept = zones.kept;
+        let count = zones.zones.len();
+        let generation = match self.publisher.set_config(zones.zones, geo) {
+            Ok(g) => g,
+            Err(e) => {
+                errors.push(format!("{e} (previous table keeps serving)"));
+                kept = self
+                    .publisher
+                    .zones()
+                    .iter()
+                    .map(|z| KeptZone {
+                        origin: z.origin.to_string(),
+                        file: z.file.display().to_string(),
+                        reason: format!("the new configuration does not compile: {e}"),
+                    })
+                    .collect();
+                self.publisher.generation()
+            }
+        };
+        if let Some(k) = keyring {
+            self.hub.set_keyring(Some(k));
+        }
+        let serving = self.publisher.zones();
+        self.hub.set_known(checked_endpoints(&serving));
+        if let Some(prober) = &self.prober {
+            let mut p = prober.lock().unwrap_or_else(|p| p.into_inner());
+            p.restart(&serving, &self.hub);
+        }
+
+        let ok = errors.is_empty();
+        self.metrics.record_reload(ok);
+        let kept_labels: Vec<(String, String)> = kept
+            .iter()
+            .map(|k| (k.origin.clone(), k.file.clone()))
+            .collect();
+        self.metrics.set_zones_kept(&kept_labels);
+        for e in &errors {
+            tracing::warn!(error = %e, "rejected on reload");
+        }
+        for k in &kept {
+            tracing::warn!(zone = %k.origin, file = %k.file, reason = %k.reason, "zone kept at its previous version");
+        }
+        tracing::info!(
+            generation,
+            ok,
+            zones = count,
+            kept = kept.len(),
+            "reload finished"
+        );
+        let report = ReloadReport {
+            ok,
+            generation,
+            errors,
+            kept,
+            zones: serving.len(),
+        };
+        *last = Some(report.clone());
+        report
+    }
+
+    /// The last reload's report, if there was one.
+    pub fn last_reload(&self) -> Option<ReloadReport> {
+        self.reloading
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Verifies and records a signed probe report.
+    pub fn apply_reports(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<IngestSummary, RejectReason> {
+        self.hub.accept_signed(headers, body)
+    }
+
+    /// Adds an override; its target must name at least one endpoint served now.
+    pub fn set_override(&self, new: NewOverride) -> Result<Override, OverrideError> {
+        let table = self.table();
+        self.hub
+            .add_override(new, |t: &Target| target_matches(&table, t))
+    }
+
+    /// Removes an override; false when there is none with this id.
+    pub fn remove_override(&self, id: u64) -> bool {
+        self.hub.remove_override(id)
+    }
+
+    /// Active overrides.
+    pub fn overrides(&self) -> Vec<Override> {
+        self.hub.overrides()
+    }
+
+    /// Marks the first table as served (listeners are up).
+    pub fn set_serving(&self) {
+        self.serving.store(true, Ordering::Release);
+    }
+
+    /// Marks the process as draining (SIGTERM).
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    /// Why the process is not ready to take traffic, or `None` when it is (`/health`).
+    pub fn not_ready(&self) -> Option<&'static str> {
+        if self.draining.load(Ordering::Acquire) {
+            Some("draining: shutting down")
+        } else if !self.serving.load(Ordering::Acquire) {
+            Some("starting: the first table is not served yet")
+        } else {
+            None
+        }
+    }
+
+    /// A summary for `meridian ctl status`.
+    pub fn status(&self) -> StatusSummary {
+        let table = self.table();
+        let mut zones: Vec<ZoneSummary> = table
+            .zones()
+            .map(|z| ZoneSummary {
+                origin: z.origin.to_string(),
+                serial: z.serial,
+                file: z.source.file.display().to_string(),
+            })
+            .collect();
+        zones.sort_by(|a, b| a.origin.cmp(&b.origin));
+        let view = self.hub.view();
+        StatusSummary {
+            generation: table.generation,
+            ready: self.not_ready().is_none(),
+            zones,
+            endpoints_down: view.down_count(),
+            overrides: self.overrides(),
+            last_reload: self.last_reload(),
+        }
+    }
+}
+
+/// `meridian ctl status`.
+#[derive(Clone, Debug, Serialize)]
+pub struct StatusSummary {
+    /// Table generation.
+    pub generation: u64,
+    /// Serving and not draining.
+    pub ready: bool,
+    /// Zones serving.
+    pub zones: Vec<ZoneSummary>,
+    /// Endpoints decided down.
+    pub endpoints_down: usize,
+    /// Active overrides.
+    pub overrides: Vec<Override>,
+    /// The last reload, if any.
+    pub last_reload: Option<ReloadReport>,
+}
+
+/// A zone in [`StatusSummary`].
+#[derive(Clone, Debug, Serialize)]
+pub struct ZoneSummary {
+    /// Origin.
+    pub origin: String,
+    /// SOA serial.
+    pub serial: u32,
+    /// File.
+    pub file: String,
+}
+
+/// True when `t` names at least one endpoint of the table.
+fn target_matches(table: &RoutingTable, t: &Target) -> bool {
+    table.zones().any(|z| {
+        z.origin
+            .to_string()
+            .trim_end_matches('.')
+            .eq_ignore_ascii_case(t.zone.trim_end_matches('.'))
+            && z.services.iter().any(|s| {
+                s.key == t.service
+                    && s.regions.iter().any(|r| {
+                        t.region.as_deref().is_none_or(|name| name == r.name)
+                            && s.endpoints
+                                .get(r.endpoints.clone())
+                                .unwrap_or(&[])
+                                .iter()
+                                .any(|e| t.address.is_none_or(|a: IpAddr| a == e.address))
+                    })
+            })
+    })
+}

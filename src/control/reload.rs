@@ -1,0 +1,331 @@
+//! Which version of each zone file a reload serves: the new one where it loads and fits, the
+//! previous one (the last good) where it does not, and why, for every zone kept or refused.
+//!
+//! Owns: the per-file decision and the duplicate-origin rule across files. Never: compiles,
+//! publishes or logs (the control plane does); the only I/O is reading the zone files.
+//!
+//! # Rules
+//! 1. A file that loads is a candidate at its new version; a file that does not load keeps its
+//!    previous version if it had one (the zone is *kept*), else it is not served.
+//! 2. Two files may not serve one origin. The file that served that origin before the reload
+//!    wins; when none did, the first file by name wins (as `load_dir` at start-up would). Each
+//!    loser falls back to its own previous version, or is not served, with an error that names
+//!    both files. Falling back can cause a new clash, so the rule repeats until none is left.
+//! 3. A file that disappeared from the directory is no longer served (deleting a zone is a
+//!    valid change, not an error).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::config::Zone;
+use crate::config::load::{ZoneError, load_zone, zone_files};
+use crate::routing::publish::ZoneFiles;
+
+/// A zone serving its previous version after a reload, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct KeptZone {
+    /// The zone's origin.
+    pub origin: String,
+    /// Its file.
+    pub file: String,
+    /// Why its new version was not taken.
+    pub reason: String,
+}
+
+/// The outcome of reading the zone directory against what serves now.
+#[derive(Debug, Default)]
+pub struct ZoneReload {
+    /// What to serve.
+    pub zones: ZoneFiles,
+    /// One message per rejected file (file and reason).
+    pub errors: Vec<String>,
+    /// Zones serving their previous version.
+    pub kept: Vec<KeptZone>,
+}
+
+enum Choice {
+    New(Arc<Zone>),
+    Kept(Arc<Zone>, String),
+    Dropped,
+}
+
+impl Choice {
+    fn zone(&self) -> Option<&Arc<Zone>> {
+        match self {
+            Choice::New(z) | Choice::Kept(z, _) => Some(z),
+            Choice::Dropped => None,
+        }
+    }
+}
+
+/// Reads every zone file of `dir` and decides, per file, what serves (module rules). When the
+/// directory itself cannot be read, everything serving stays as it is.
+pub fn reload_zones(dir: &Path, previous: &ZoneFiles) -> ZoneReload {
+    match zone_files(dir) {
+        Ok(files) => {
+            let loaded = files.into_iter().map(|path| {
+                let zone = load_zone(&path);
+                (path, zone)
+            });
+            decide(previous, loaded)
+        }
+        Err(e) => ZoneReload {
+            zones: previous.clone(),
+            errors: vec![e.to_string()],
+            kept: previous
+                .values()
+                .map(|z| kept(z, &format!("the zone directory is unreadable: {e}")))
+                .collect(),
+        },
+    }
+}
+
+fn kept(zone: &Zone, reason: &str) -> KeptZone {
+    KeptZone {
+        origin: zone.origin.to_string(),
+        file: zone.file.display().to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// The rules of the module doc over already loaded files (pure: unit-tested).
+pub fn decide(
+    previous: &ZoneFiles,
+    loaded: impl IntoIterator<Item = (PathBuf, Result<Zone, ZoneError>)>,
+) -> ZoneReload {
+    let mut errors = Vec::new();
+    let mut choices: BTreeMap<PathBuf, Choice> = BTreeMap::new();
+    for (path, result) in loaded {
+        let choice = match (result, previous.get(&path)) {
+            (Ok(zone), _) => Choice::New(Arc::new(zone)),
+            (Err(e), Some(prev)) => {
+                errors.push(e.to_string());
+                Choice::Kept(Arc::clone(prev), e.to_string())
+            }
+            (Err(e), None) => {
+                errors.push(e.to_string());
+                Choice::Dropped
+            }
+        };
+        choices.insert(path, choice);
+    }
+
+    // Rule 2, until no origin is claimed twice. Each round turns at least one `New` into
+    // `Kept` or `Dropped`, so it ends within as many rounds as there are files.
+    loop {
+        let mut by_origin: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
+        for (path, choice) in &choices {
+            if let Some(zone) = choice.zone() {
+                by_origin
+                    .entry(zone.origin.to_ascii().to_ascii_lowercase())
+                    .or_default()
+                    .push(path.clone());
+            }
+        }
+        let Some((_, claimants)) = by_origin.into_iter().find(|(_, files)| files.len() > 1) else {
+            break;
+        };
+        let served_before = |path: &PathBuf| {
+            let origin = choices.get(path).and_then(Choice::zone).map(|z| &z.origin);
+            previous
+                .get(path)
+                .is_some_and(|p| Some(&p.origin) == origin)
+        };
+        let winner = claimants
+            .iter()
+            .find(|p| served_before(p))
+            .or_else(|| claimants.first())
+            .cloned()
+            .unwrap_or_default();
+        let mut changed = false;
+        for loser in claimants.iter().filter(|p| **p != winner) {
+            let Some(Choice::New(zone)) = choices.get(loser) else {
+                continue;
+            };
+            let clash = ZoneError::DuplicateOrigin {
+                path: loser.clone(),
+                origin: zone.origin.to_string(),
+                other: winner.clone(),
+            }
+            .to_string();
+            errors.push(clash.clone());
+            let next = match previous.get(loser) {
+                Some(prev) => Choice::Kept(Arc::clone(prev), clash),
+                None => Choice::Dropped,
+            };
+            choices.insert(loser.clone(), next);
+            changed = true;
+        }
+        if !changed {
+            // Only previous versions clash (they served together, so this cannot happen);
+            // serve the winner alone rather than loop.
+            for loser in claimants.iter().filter(|p| **p != winner) {
+                choices.insert(loser.clone(), Choice::Dropped);
+            }
+        }
+    }
+
+    let mut out = ZoneReload {
+        errors,
+        ..ZoneReload::default()
+    };
+    for (path, choice) in choices {
+        match choice {
+            Choice::New(zone) => {
+                out.zones.insert(path, zone);
+            }
+            Choice::Kept(zone, reason) => {
+                out.kept.push(kept(&zone, &reason));
+                out.zones.insert(path, zone);
+            }
+            Choice::Dropped => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn zone(file: &str, origin: &str) -> Zone {
+        let text = format!(
+            "origin = \"{origin}\"\nns = [\"ns1.example.\"]\n[soa]\nmname = \"ns1.example.\"\n\
+             rname = \"admin.example.\"\nserial = 1\n"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("z.toml");
+        std::fs::write(&path, text).unwrap();
+        let mut z = load_zone(&path).unwrap();
+        z.file = PathBuf::from(file);
+        z
+    }
+
+    fn broken(file: &str) -> Result<Zone, ZoneError> {
+        Err(ZoneError::Read {
+            path: PathBuf::from(file),
+            source: std::io::Error::other("broken"),
+        })
+    }
+
+    fn prev(zones: &[(&str, &str)]) -> ZoneFiles {
+        zones
+            .iter()
+            .map(|(f, o)| (PathBuf::from(f), Arc::new(zone(f, o))))
+            .collect()
+    }
+
+    fn served(r: &ZoneReload) -> Vec<(String, String)> {
+        r.zones
+            .iter()
+            .map(|(p, z)| (p.display().to_string(), z.origin.to_string()))
+            .collect()
+    }
+
+    fn pair(f: &str, o: &str) -> (String, String) {
+        (f.to_string(), o.to_string())
+    }
+
+    #[test]
+    fn a_new_file_taking_the_origin_of_a_broken_one_is_refused_naming_both() {
+        // Issue 10, item 5: b held x.test and is now broken; a new a.toml claims x.test.
+        let previous = prev(&[("b.toml", "x.test.")]);
+        let r = decide(
+            &previous,
+            [
+                ("a.toml".into(), Ok(zone("a.toml", "x.test."))),
+                ("b.toml".into(), broken("b.toml")),
+            ],
+        );
+        assert_eq!(served(&r), [pair("b.toml", "x.test.")]);
+        assert_eq!(r.kept.len(), 1);
+        assert_eq!(r.kept[0].file, "b.toml");
+        assert!(r.kept[0].reason.contains("broken"), "{:?}", r.kept);
+        let clash = r
+            .errors
+            .iter()
+            .find(|e| e.contains("a.toml"))
+            .expect("an error for a.toml");
+        assert!(
+            clash.contains("x.test") && clash.contains("b.toml"),
+            "{clash}"
+        );
+    }
+
+    #[test]
+    fn the_file_that_served_an_origin_keeps_it_against_a_newcomer() {
+        let previous = prev(&[("b.toml", "x.test."), ("a.toml", "y.test.")]);
+        let r = decide(
+            &previous,
+            [
+                ("a.toml".into(), Ok(zone("a.toml", "x.test."))),
+                ("b.toml".into(), Ok(zone("b.toml", "x.test."))),
+            ],
+        );
+        // a falls back to its previous version (y.test), b keeps x.test at its new version.
+        assert_eq!(
+            served(&r),
+            [pair("a.toml", "y.test."), pair("b.toml", "x.test.")]
+        );
+        assert_eq!(r.kept.len(), 1);
+        assert_eq!(r.kept[0].origin, "y.test.");
+        assert!(r.kept[0].reason.contains("b.toml"), "{:?}", r.kept);
+    }
+
+    #[test]
+    fn two_new_files_with_one_origin_serve_the_first_by_name() {
+        let r = decide(
+            &ZoneFiles::new(),
+            [
+                ("a.toml".into(), Ok(zone("a.toml", "x.test."))),
+                ("b.toml".into(), Ok(zone("b.toml", "x.test."))),
+            ],
+        );
+        assert_eq!(served(&r), [pair("a.toml", "x.test.")]);
+        assert!(r.kept.is_empty());
+        assert_eq!(r.errors.len(), 1);
+        assert!(r.errors[0].starts_with("b.toml"), "{:?}", r.errors);
+    }
+
+    #[test]
+    fn falling_back_that_clashes_again_is_resolved_too() {
+        // a: y -> x (clashes with b's x, which b served), a falls back to y;
+        // c: new file claiming y, which a served before: c is refused.
+        let previous = prev(&[("a.toml", "y.test."), ("b.toml", "x.test.")]);
+        let r = decide(
+            &previous,
+            [
+                ("a.toml".into(), Ok(zone("a.toml", "x.test."))),
+                ("b.toml".into(), Ok(zone("b.toml", "x.test."))),
+                ("c.toml".into(), Ok(zone("c.toml", "y.test."))),
+            ],
+        );
+        assert_eq!(
+            served(&r),
+            [pair("a.toml", "y.test."), pair("b.toml", "x.test.")]
+        );
+        assert_eq!(r.errors.len(), 2, "{:?}", r.errors);
+    }
+
+    #[test]
+    fn good_changes_and_deletions_are_taken_without_errors() {
+        let previous = prev(&[("a.toml", "x.test."), ("gone.toml", "z.test.")]);
+        let r = decide(
+            &previous,
+            [("a.toml".into(), Ok(zone("a.toml", "x.test.")))],
+        );
+        assert_eq!(served(&r), [pair("a.toml", "x.test.")]);
+        assert!(r.errors.is_empty() && r.kept.is_empty());
+    }
+
+    #[test]
+    fn a_broken_new_file_is_reported_and_not_served() {
+        let r = decide(&ZoneFiles::new(), [("n.toml".into(), broken("n.toml"))]);
+        assert!(r.zones.is_empty());
+        assert!(r.kept.is_empty());
+        assert_eq!(r.errors.len(), 1);
+    }
+}
