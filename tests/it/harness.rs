@@ -77,6 +77,14 @@ impl Meridian {
         Self::start(temp.path().to_path_buf(), Some(temp), extra)
     }
 
+    /// Like [`Meridian::serve_copy`] with the config watcher on (every other constructor
+    /// passes `--no-watch`, so that a test's file edits reload only when it asks).
+    pub fn serve_copy_watched(fixture_name: &str, extra: &[&str]) -> Self {
+        let temp = tempfile::tempdir().unwrap();
+        copy_dir(&fixture(fixture_name), temp.path());
+        Self::start_opts(temp.path().to_path_buf(), Some(temp), extra, false, true)
+    }
+
     fn start(zones: PathBuf, temp: Option<tempfile::TempDir>, extra: &[&str]) -> Self {
         Self::start_with(zones, temp, extra, false)
     }
@@ -86,6 +94,16 @@ impl Meridian {
         temp: Option<tempfile::TempDir>,
         extra: &[&str],
         local_probe: bool,
+    ) -> Self {
+        Self::start_opts(zones, temp, extra, local_probe, false)
+    }
+
+    fn start_opts(
+        zones: PathBuf,
+        temp: Option<tempfile::TempDir>,
+        extra: &[&str],
+        local_probe: bool,
+        watch: bool,
     ) -> Self {
         let mut args: Vec<String> = [
             "serve",
@@ -99,6 +117,9 @@ impl Meridian {
         .collect();
         if !local_probe {
             args.push("--no-local-probe".into());
+        }
+        if !watch {
+            args.push("--no-watch".into());
         }
         args.push("--zones".into());
         args.push(zones.display().to_string());

@@ -10,6 +10,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod chaos;
+mod control;
 mod core;
 mod health;
 // Backends, probers and signed reports for `health`.
