@@ -14,8 +14,9 @@ use ipnet::IpNet;
 use serde::Serialize;
 
 use super::compile::name_wire;
-use super::select::{Client, OrderReason, RegionWalk, Service};
+use super::select::{Client, Endpoint, OrderReason, Outcome, RegionWalk, Selection, Service};
 use super::table::RoutingTable;
+use crate::config::model::MAX_ANSWERS;
 use crate::dns::answer::Writer;
 use crate::dns::wire::{self, ClientSubnet};
 use crate::geo::distance_km;
@@ -93,6 +94,8 @@ pub struct EndpointView {
     pub healthy: bool,
     /// Right family for the query.
     pub family_matches: bool,
+    /// Chance that this endpoint is in the answer (0 to 1), for the decision shown.
+    pub probability: f64,
 }
 
 /// A region in the order.
@@ -194,7 +197,7 @@ pub fn explain(
                 client_subnet: Some((ecs, 0)),
             });
         }
-        let scope = table.answer(&q, &client, &mut w);
+        let scope = table.answer_uncounted(&q, &client, &mut w);
         w.set_ecs_scope(scope);
         w.finish();
         zone_name = table
@@ -298,6 +301,16 @@ fn service_view(
             v
         }
     };
+    let qt = if want_v4 {
+        wire::qtype::A
+    } else {
+        wire::qtype::AAAA
+    };
+    // The region and pass are decided without randomness; only which endpoints of that
+    // region answer is drawn. Show that draw as each endpoint's probability instead of a
+    // second draw that could differ from the answer shown.
+    let sel = svc.select(qt, client, &table.geo);
+    let probability = answer_probabilities(svc, &sel, want_v4);
     let regions = order
         .into_iter()
         .filter_map(|(i, distance_km)| {
@@ -306,12 +319,17 @@ fn service_view(
                 .endpoints
                 .get(region.endpoints.clone())?
                 .iter()
-                .map(|e| EndpointView {
+                .enumerate()
+                .map(|(j, e)| EndpointView {
                     address: e.address,
                     weight: e.configured_weight,
                     effective_weight: e.weight,
                     healthy: e.healthy,
                     family_matches: e.address.is_ipv4() == want_v4,
+                    probability: probability
+                        .get(region.endpoints.start + j)
+                        .copied()
+                        .unwrap_or(0.0),
                 })
                 .collect();
             Some(RegionView {
@@ -336,12 +354,6 @@ fn service_view(
         OrderReason::Failover => "failover list".to_string(),
         OrderReason::Pooled => "weighted: all endpoints in one pool".to_string(),
     };
-    let qt = if want_v4 {
-        wire::qtype::A
-    } else {
-        wire::qtype::AAAA
-    };
-    let sel = svc.select(qt, client, &table.geo);
     ServiceView {
         service: svc.key.clone(),
         policy: svc.policy_name,
@@ -354,6 +366,109 @@ fn service_view(
             .map(|r| r.name.clone()),
         answers: svc.answers,
     }
+}
+
+/// Each endpoint's chance of being in the answer for `sel`'s decision, by endpoint index.
+fn answer_probabilities(svc: &Service, sel: &Selection, want_v4: bool) -> Vec<f64> {
+    let mut p = vec![0.0; svc.endpoints.len()];
+    let range = match sel.region {
+        Some(r) => svc
+            .regions
+            .get(usize::from(r))
+            .map_or(0..0, |r| r.endpoints.clone()),
+        None => 0..svc.endpoints.len(),
+    };
+    let family = |e: &Endpoint| e.address.is_ipv4() == want_v4;
+    let candidates: Vec<(usize, u64)> = svc
+        .endpoints
+        .iter()
+        .enumerate()
+        .skip(range.start)
+        .take(range.len())
+        .filter_map(|(i, e)| {
+            let weight = match sel.outcome {
+                Outcome::Healthy if e.healthy && family(e) && e.weight > 0 => u64::from(e.weight),
+                Outcome::Standby if e.healthy && family(e) && e.weight == 0 => 1,
+                Outcome::Fallback if family(e) && sel.count > 0 => return Some((i, 0)),
+                _ => return None,
+            };
+            Some((i, weight))
+        })
+        .collect();
+    if sel.outcome == Outcome::Fallback {
+        // Fallback `all` answers every endpoint of the region (up to the record cap).
+        for (i, _) in candidates.iter().take(MAX_ANSWERS) {
+            if let Some(slot) = p.get_mut(*i) {
+                *slot = 1.0;
+            }
+        }
+        return p;
+    }
+    let weights: Vec<u64> = candidates.iter().map(|(_, w)| *w).collect();
+    let limit = svc.answers.min(MAX_ANSWERS);
+    for ((i, _), q) in candidates
+        .iter()
+        .zip(inclusion_probabilities(&weights, limit))
+    {
+        if let Some(slot) = p.get_mut(*i) {
+            *slot = q;
+        }
+    }
+    p
+}
+
+/// Most candidates for which the exact inclusion probabilities are computed (2^n states).
+const EXACT_CANDIDATES: usize = 16;
+
+/// The chance that each item is among `k` drawn one after another by weight without
+/// replacement (what `Service::select` does). Exact for up to [`EXACT_CANDIDATES`] items (a
+/// walk over the subsets drawn so far); beyond that, the first-order estimate
+/// `min(1, k * w / total)`.
+pub fn inclusion_probabilities(weights: &[u64], k: usize) -> Vec<f64> {
+    let n = weights.len();
+    let total: u64 = weights.iter().sum();
+    if total == 0 {
+        return vec![0.0; n];
+    }
+    let k = k.min(weights.iter().filter(|w| **w > 0).count());
+    if n > EXACT_CANDIDATES {
+        return weights
+            .iter()
+            .map(|&w| (k as f64 * w as f64 / total as f64).min(1.0))
+            .collect();
+    }
+    let mut reach = vec![0.0f64; 1 << n];
+    if let Some(first) = reach.first_mut() {
+        *first = 1.0;
+    }
+    let mut result = vec![0.0; n];
+    for set in 0..(1usize << n) {
+        let p = reach.get(set).copied().unwrap_or(0.0);
+        if p == 0.0 || set.count_ones() as usize >= k {
+            continue;
+        }
+        let taken: u64 = (0..n)
+            .filter(|i| set & (1 << i) != 0)
+            .map(|i| weights.get(i).copied().unwrap_or(0))
+            .sum();
+        let left = total - taken;
+        if left == 0 {
+            continue;
+        }
+        for (i, &w) in weights.iter().enumerate() {
+            if set & (1 << i) != 0 || w == 0 {
+                continue;
+            }
+            let q = p * w as f64 / left as f64;
+            if let Some(next) = reach.get_mut(set | (1 << i)) {
+                *next += q;
+            }
+            if let Some(r) = result.get_mut(i) {
+                *r += q;
+            }
+        }
+    }
+    result
 }
 
 /// A query packet for `name`/`qtype`, with ECS when given.
@@ -435,10 +550,11 @@ impl fmt::Display for Explanation {
                 for e in &r.endpoints {
                     let _ = writeln!(
                         s,
-                        "       {:<40} {} weight {}{}{}",
+                        "       {:<40} {} weight {} p={:.3}{}{}",
                         e.address.to_string(),
                         if e.healthy { "up  " } else { "down" },
                         e.effective_weight,
+                        e.probability,
                         if e.effective_weight != e.weight {
                             format!(" (configured {}, drained)", e.weight)
                         } else {
@@ -477,5 +593,39 @@ impl fmt::Display for Explanation {
             }
         }
         f.write_str(&s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::inclusion_probabilities;
+
+    fn close(a: &[f64], b: &[f64]) -> bool {
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-9)
+    }
+
+    #[test]
+    fn inclusion_probabilities_match_the_draw() {
+        // (weights, answers, expected chance of each being in the answer)
+        let cases: &[(&[u64], usize, &[f64])] = &[
+            (&[100, 100], 1, &[0.5, 0.5]),
+            (&[300, 100], 1, &[0.75, 0.25]),
+            (&[100, 100, 100], 3, &[1.0, 1.0, 1.0]),
+            (&[100, 100], 5, &[1.0, 1.0]),
+            // Two of {3, 1}: both always.
+            (&[3, 1], 2, &[1.0, 1.0]),
+            // Two of {2, 1, 1}: P(third in) = P(first pick is 1st or 2nd, then it) ...
+            // = 1/2 * 1/2 + 1/4 * 1/3 + 1/4 (picked first) = 1/4 + 1/12 + 1/4 = 7/12.
+            (&[2, 1, 1], 2, &[5.0 / 6.0, 7.0 / 12.0, 7.0 / 12.0]),
+            (&[100, 0], 1, &[1.0, 0.0]),
+            (&[0, 0], 1, &[0.0, 0.0]),
+        ];
+        for (weights, k, want) in cases {
+            let got = inclusion_probabilities(weights, *k);
+            assert!(close(&got, want), "{weights:?} k={k}: {got:?} != {want:?}");
+            let sum: f64 = got.iter().sum();
+            let drawn = (*k).min(weights.iter().filter(|w| **w > 0).count());
+            assert!((sum - drawn as f64).abs() < 1e-9, "{weights:?}: sum {sum}");
+        }
     }
 }

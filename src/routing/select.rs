@@ -446,7 +446,8 @@ impl Service {
     }
 
     /// Writes the answer for `rtype` (A or AAAA); returns the ECS scope it depends on.
-    pub fn answer(
+    /// Counts it in the service's counters when `COUNT`.
+    pub fn answer<const COUNT: bool>(
         &self,
         rtype: u16,
         client: &Client,
@@ -455,7 +456,9 @@ impl Service {
         owner: Owner<'_>,
     ) -> u8 {
         let sel = self.select(rtype, client, geo);
-        self.counters.count(sel.region, sel.outcome);
+        if COUNT {
+            self.counters.count(sel.region, sel.outcome);
+        }
         if sel.outcome == Outcome::Fallback && sel.count == 0 {
             if let CompiledFallback::Addresses(list) = &self.fallback {
                 let want_v4 = rtype == qtype::A;

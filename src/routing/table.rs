@@ -141,18 +141,39 @@ impl RoutingTable {
     /// Answers `q` into `w`. Returns the ECS scope prefix the answer depends on (0 when it does
     /// not depend on the client).
     pub fn answer(&self, q: &Query, client: &Client, w: &mut Writer<'_>) -> u8 {
+        self.answer_counting::<true>(q, client, w)
+    }
+
+    /// Like [`RoutingTable::answer`], but counts nowhere: `explain` runs the real path
+    /// without showing up in the query and answer metrics.
+    pub fn answer_uncounted(&self, q: &Query, client: &Client, w: &mut Writer<'_>) -> u8 {
+        self.answer_counting::<false>(q, client, w)
+    }
+
+    /// The one answer path; `COUNT` is a compile-time switch, so the query path pays nothing
+    /// for `explain`'s silence.
+    fn answer_counting<const COUNT: bool>(
+        &self,
+        q: &Query,
+        client: &Client,
+        w: &mut Writer<'_>,
+    ) -> u8 {
         let lname = q.lname();
         let Some((zone_off, zone)) = suffix_offsets(lname).find_map(|off| {
             let suffix = lname.get(off..)?;
             self.zones.get(suffix).map(|z| (off, z))
         }) else {
-            self.unmatched.count(q.qtype);
+            if COUNT {
+                self.unmatched.count(q.qtype);
+            }
             w.set_rcode(Rcode::Refused);
             return 0;
         };
-        zone.counters.count(q.qtype);
+        if COUNT {
+            zone.counters.count(q.qtype);
+        }
         super::geo_cache::bind(&self.geo);
-        zone.answer(q, zone_off, client, &self.geo, w)
+        zone.answer::<COUNT>(q, zone_off, client, &self.geo, w)
     }
 
     /// The zone whose apex is exactly `name` (lowercase wire form).
@@ -231,7 +252,7 @@ impl ZoneTable {
         Found::NxDomain
     }
 
-    fn answer(
+    fn answer<const COUNT: bool>(
         &self,
         q: &Query,
         zone_off: usize,
@@ -268,9 +289,9 @@ impl ZoneTable {
             if q.qtype == qtype::ANY {
                 // RFC 8482 §4.1: one RRset is a complete answer to ANY.
                 if let Some(svc) = node.service.and_then(|i| self.services.get(i as usize)) {
-                    scope = scope.max(svc.answer(qtype::A, client, geo, w, owner));
+                    scope = scope.max(svc.answer::<COUNT>(qtype::A, client, geo, w, owner));
                     if w.answer_count() == 0 {
-                        scope = scope.max(svc.answer(qtype::AAAA, client, geo, w, owner));
+                        scope = scope.max(svc.answer::<COUNT>(qtype::AAAA, client, geo, w, owner));
                     }
                     if w.answer_count() == 0 {
                         self.negative(w, zone_off);
@@ -289,7 +310,7 @@ impl ZoneTable {
             }
             if let Some(svc) = node.service.and_then(|i| self.services.get(i as usize)) {
                 if q.qtype == qtype::A || q.qtype == qtype::AAAA {
-                    scope = scope.max(svc.answer(q.qtype, client, geo, w, owner));
+                    scope = scope.max(svc.answer::<COUNT>(q.qtype, client, geo, w, owner));
                     if w.answer_count() == 0 {
                         self.negative(w, zone_off);
                     }

@@ -327,3 +327,37 @@ fn check_config_print_shows_the_compiled_decisions() {
         "check-config --print changed; if intended, regenerate print.golden (see the fixture README)"
     );
 }
+
+#[test]
+fn explain_counts_nowhere_and_shows_the_draw_as_probabilities() {
+    // Issue 10, item 8: explain bumped the query and answer counters and showed a second
+    // random draw.
+    let ns = Meridian::serve("control");
+    let zone_queries = r#"meridian_zone_queries_total{zone="x.test."}"#;
+    let answers = r#"meridian_service_answers_total{zone="x.test.",service="app"}"#;
+    let before = (ns.metric(zone_queries), ns.metric(answers));
+    let mut explained = None;
+    for _ in 0..5 {
+        let r = ns.get("/v1/explain?name=app.x.test&client=192.0.2.99");
+        assert_eq!(r.status, 200, "{}", r.body);
+        explained = Some(r.json());
+    }
+    assert_eq!(
+        (ns.metric(zone_queries), ns.metric(answers)),
+        before,
+        "explain moved the query counters"
+    );
+    let x = explained.unwrap();
+    assert_eq!(x["answer"].as_array().unwrap().len(), 1, "{x}");
+    let regions = x["service"]["regions"].as_array().unwrap();
+    let p = |region: usize| {
+        regions[region]["endpoints"][0]["probability"]
+            .as_f64()
+            .unwrap()
+    };
+    assert_eq!((p(0), p(1)), (1.0, 0.0), "{x}");
+
+    // A real query still counts.
+    ns.a("app.x.test.");
+    assert_eq!(ns.metric(zone_queries), before.0 + 1.0);
+}
