@@ -1113,7 +1113,9 @@ mod tests {
         let mut book = settled([key(1)], t0);
         book.ingest(&report("a1", "eu", 5, 0, &[D]), t0).unwrap();
         let later = t0 + BOOT_MEMORY + Duration::from_secs(1);
-        let s = book.ingest(&report("a1", "eu", 1, 0, &[Up_]), later).unwrap();
+        let s = book
+            .ingest(&report("a1", "eu", 1, 0, &[Up_]), later)
+            .unwrap();
         assert_eq!(s.recorded, 1);
         assert_eq!(
             book.ingest(&report("a1", "eu", 1, 0, &[Up_]), later),

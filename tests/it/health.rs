@@ -856,9 +856,11 @@ fn reloads_every_half_second_keep_a_dead_endpoint_out() {
     let ns = Meridian::serve_dir(&lab.zones(), &["--health-grace", "3"], true);
     wait_all_up(&ns, &["local"], WARM_UP);
     lab.backend("www_a").stop();
-    wait_until(Duration::from_secs(6), "embedded prober fails www over", || {
-        served(&ns, "www") == ip("127.0.0.12")
-    });
+    wait_until(
+        Duration::from_secs(6),
+        "embedded prober fails www over",
+        || served(&ns, "www") == ip("127.0.0.12"),
+    );
     let before = vote(&ns, "www", "127.0.0.11", "local");
     assert_eq!(before["state"], "down", "{before}");
     let reloads = |ns: &Meridian| ns.metric("meridian_reloads_total{result=\"ok\"}");
@@ -973,13 +975,17 @@ fn sighup_on_a_prober_keeps_its_boot_and_state() {
     // The db check changes: its targets start fresh, www keeps its state.
     set_check_timeout(&probe_zones.join("h.test.toml"), "db", "400ms");
     prober.signal("HUP");
-    wait_until(Duration::from_secs(5), "the changed db check starts fresh", || {
-        steady(&mut prober, "db check changed");
-        vote(&ns, "db", "127.0.0.31", "p1")["consecutive"]
-            .as_u64()
-            .unwrap()
-            < db_streak
-    });
+    wait_until(
+        Duration::from_secs(5),
+        "the changed db check starts fresh",
+        || {
+            steady(&mut prober, "db check changed");
+            vote(&ns, "db", "127.0.0.31", "p1")["consecutive"]
+                .as_u64()
+                .unwrap()
+                < db_streak
+        },
+    );
     let www = steady(&mut prober, "db check changed");
     assert!(www["consecutive"].as_u64() > kept["consecutive"].as_u64());
 
@@ -1008,7 +1014,11 @@ fn vote_order_follows_the_probers_sequence_not_its_clock() {
         let mut r = report("p1", "eu", boot, seq, down);
         r.sent_at_ms = r.sent_at_ms.checked_add_signed(skew_ms).unwrap();
         let resp = post_signed(&ns, key, &r.to_body().unwrap());
-        assert_eq!(resp.status, 200, "{boot}/{seq} skew {skew_ms}: {}", resp.body);
+        assert_eq!(
+            resp.status, 200,
+            "{boot}/{seq} skew {skew_ms}: {}",
+            resp.body
+        );
         resp.json()
     };
     let recorded = |r: &serde_json::Value, what: &str| {
@@ -1028,8 +1038,15 @@ fn vote_order_follows_the_probers_sequence_not_its_clock() {
             served(&ns, "www") == ip("127.0.0.12")
         },
     );
-    let v = vote(&ns, "www", "127.0.0.11", "p1");
-    assert_eq!((v["state"].as_str(), v["sequence"].as_u64()), (Some("down"), Some(seq)));
+    // /v1/status shows the view of the latest decision (at most a decide tick behind).
+    wait_until(
+        Duration::from_secs(2),
+        "the status shows the latest sequence",
+        || {
+            let v = vote(&ns, "www", "127.0.0.11", "p1");
+            (v["state"].as_str(), v["sequence"].as_u64()) == (Some("down"), Some(seq))
+        },
+    );
 
     // The prober's clock steps back 29 s: still recorded, the decision follows.
     wait_until(
@@ -1047,7 +1064,10 @@ fn vote_order_follows_the_probers_sequence_not_its_clock() {
         "votes from a clock 29 s ahead take www out again",
         || {
             seq += 1;
-            recorded(&post("boot-1", seq, 29_000, &["127.0.0.11"]), "29 s ahead again");
+            recorded(
+                &post("boot-1", seq, 29_000, &["127.0.0.11"]),
+                "29 s ahead again",
+            );
             served(&ns, "www") == ip("127.0.0.12")
         },
     );
@@ -1067,12 +1087,19 @@ fn vote_order_follows_the_probers_sequence_not_its_clock() {
         (Some(0), Some(6)),
         "{late}"
     );
-    wait_until(Duration::from_secs(4), "the new boot's up votes count", || {
-        served(&ns, "www") == ip("127.0.0.11")
-    });
-    let v = vote(&ns, "www", "127.0.0.11", "p1");
-    assert_eq!(v["boot_id"], "boot-2", "{v}");
-    assert_eq!(v["state"], "up", "{v}");
+    wait_until(
+        Duration::from_secs(4),
+        "the new boot's up votes count",
+        || served(&ns, "www") == ip("127.0.0.11"),
+    );
+    wait_until(
+        Duration::from_secs(2),
+        "the status shows boot-2's vote",
+        || {
+            let v = vote(&ns, "www", "127.0.0.11", "p1");
+            v["boot_id"] == "boot-2" && v["state"] == "up"
+        },
+    );
     hold(&[&ns], Duration::from_millis(1200), |s| {
         ip(SERVICES.iter().find(|x| x.0 == s).unwrap().2)
     });
