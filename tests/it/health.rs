@@ -4,7 +4,8 @@
 //! Scenarios: failover and recovery timing on two nameservers with three probers; a
 //! partitioned prober; all probers dead (last state, then fail-open after the grace); forged,
 //! replayed, garbled, stale, oversize reports; overrides; a flapping backend; the embedded
-//! prober. The zone is `tests/fixtures/health/h.test.toml.in` (see its README). Failover and
+//! prober; reloads of the nameserver and of a prober that must not forget health, and vote
+//! order that follows the prober's sequence, not its clock (issue 10). The zone is `tests/fixtures/health/h.test.toml.in` (see its README). Failover and
 //! recovery times are printed as `failover_ms=` / `recovery_ms=` lines.
 
 use std::collections::BTreeMap;
