@@ -1,13 +1,18 @@
 //! `meridian probe` and the embedded prober of `meridian serve`: the runner wired to a sink.
 
+use std::path::Path;
 use std::sync::Arc;
+
+use tokio::sync::mpsc;
 
 use crate::cli::ProbeArgs;
 use crate::config::{Zone, load_dir};
 use crate::health::hub::HealthHub;
 use crate::health::report::{Keyring, ProberId};
 use crate::probe::push::{PushPolicy, Pusher};
-use crate::probe::runner::{self, DEFAULT_MAX_IN_FLIGHT, RunnerConfig, new_boot_id};
+use crate::probe::runner::{
+    self, DEFAULT_MAX_IN_FLIGHT, ProbeTarget, RunnerConfig, TargetSet, new_boot_id,
+};
 use crate::probe::targets::{TargetError, config_digest, report_interval, targets};
 
 /// Why `meridian probe` cannot start.
@@ -35,9 +40,9 @@ pub enum ProbeError {
     Push(String),
 }
 
-/// Runs `meridian probe` until SIGTERM/SIGINT.
+/// Runs `meridian probe` until SIGTERM/SIGINT; SIGHUP re-reads the zones (see [`reload_on_hup`]).
 pub async fn probe(args: ProbeArgs) -> Result<(), ProbeError> {
-    let zones: Vec<Arc<Zone>> = load_dir(&args.zones)?.into_iter().map(Arc::new).collect();
+    let targets = load_targets(&args.zones, args.only_region.as_deref())?;
     let keyring = Keyring::load(&args.key_file)?;
     let prober = ProberId::new(args.id.clone());
     let key = keyring
@@ -47,7 +52,6 @@ pub async fn probe(args: ProbeArgs) -> Result<(), ProbeError> {
             path: args.key_file.display().to_string(),
             id: args.id.clone(),
         })?;
-    let targets = targets(&zones, args.only_region.as_deref())?;
     if targets.is_empty() {
         tracing::warn!("no endpoint has a health check here; reporting an empty view");
     }
@@ -61,6 +65,9 @@ pub async fn probe(args: ProbeArgs) -> Result<(), ProbeError> {
         config_digest: config_digest(&targets),
         max_in_flight: args.max_in_flight.max(1),
     };
+    // Installed before the ready line: a SIGHUP sent as soon as it is read must reload.
+    let (updates_tx, updates) = mpsc::unbounded_channel();
+    reload_on_hup(args.zones.clone(), args.only_region.clone(), updates_tx);
     tracing::info!(
         id = %args.id,
         region = %args.region,
@@ -72,6 +79,7 @@ pub async fn probe(args: ProbeArgs) -> Result<(), ProbeError> {
     runner::run(
         config,
         targets,
+        updates,
         move |report| {
             if let Err(e) = pusher.publish(&report) {
                 tracing::warn!(error = %e, "cannot queue report");
@@ -82,6 +90,55 @@ pub async fn probe(args: ProbeArgs) -> Result<(), ProbeError> {
     .await;
     tracing::info!("prober stopped");
     Ok(())
+}
+
+/// The probe targets of the zones in `dir` (only `only_region`'s when given).
+fn load_targets(dir: &Path, only_region: Option<&str>) -> Result<Vec<ProbeTarget>, ProbeError> {
+    let zones: Vec<Arc<Zone>> = load_dir(dir)?.into_iter().map(Arc::new).collect();
+    Ok(targets(&zones, only_region)?)
+}
+
+/// On every SIGHUP, re-reads the zones in `dir` and hands the new targets to the running
+/// prober: checks whose endpoint and settings are unchanged keep their state, boot id and
+/// sequence (see `probe::runner`). Zones that do not load are logged and the previous
+/// targets keep being checked.
+fn reload_on_hup(
+    dir: std::path::PathBuf,
+    only_region: Option<String>,
+    updates: mpsc::UnboundedSender<TargetSet>,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot handle SIGHUP; zones will not be reloaded");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!(zones = %dir.display(), "SIGHUP: reloading zones");
+            let (dir, only) = (dir.clone(), only_region.clone());
+            let loaded =
+                tokio::task::spawn_blocking(move || load_targets(&dir, only.as_deref())).await;
+            match loaded {
+                Ok(Ok(targets)) => {
+                    if targets.is_empty() {
+                        tracing::warn!(
+                            "no endpoint has a health check here; reporting an empty view"
+                        );
+                    }
+                    if updates.send(TargetSet::new(targets)).is_err() {
+                        return;
+                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "zones rejected on reload; still checking the previous targets");
+                }
+                Err(e) => tracing::error!(error = %e, "zone reload failed"),
+            }
+        }
+    });
 }
 
 async fn shutdown_signal() {
@@ -101,9 +158,16 @@ async fn shutdown_signal() {
 }
 
 /// The embedded prober of `serve`: checks every checked endpoint from here (region `local`)
-/// and feeds the hub directly. Restarted with new targets after a reload.
+/// and feeds the hub directly. A reload hands the running prober its new targets in place,
+/// so unchanged checks keep their state, boot id and sequence (see `probe::runner`).
 pub struct LocalProber {
-    task: Option<tokio::task::JoinHandle<()>>,
+    running: Option<Running>,
+}
+
+struct Running {
+    task: tokio::task::JoinHandle<()>,
+    updates: mpsc::UnboundedSender<TargetSet>,
+    hub: Arc<HealthHub>,
 }
 
 /// Region and id of the embedded prober.
@@ -112,43 +176,64 @@ pub const LOCAL_PROBER: &str = "local";
 impl LocalProber {
     /// Not running.
     pub fn stopped() -> Self {
-        Self { task: None }
+        Self { running: None }
     }
 
-    /// (Re)starts on `zones`.
+    /// Starts on `zones`, or, when already running for `hub`, hands it the targets of
+    /// `zones` in place (a reload). Kept for its callers under its old name: it restarts
+    /// nothing that did not change. Targets that cannot be prepared are logged and the
+    /// previous ones keep being checked.
     pub fn restart(&mut self, zones: &[Arc<Zone>], hub: &Arc<HealthHub>) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
         let targets = match targets(zones, None) {
             Ok(t) => t,
             Err(e) => {
-                tracing::error!(error = %e, "embedded prober not started");
+                let running = self.running.as_ref().is_some_and(|r| !r.task.is_finished());
+                tracing::error!(error = %e, running, "embedded prober targets rejected; previous targets kept");
                 return;
             }
         };
-        if targets.is_empty() {
+        let mut set = TargetSet::new(targets);
+        if let Some(r) = self.running.take() {
+            if !r.task.is_finished() && Arc::ptr_eq(&r.hub, hub) {
+                match r.updates.send(set) {
+                    Ok(()) => {
+                        self.running = Some(r);
+                        return;
+                    }
+                    Err(mpsc::error::SendError(back)) => set = back,
+                }
+            }
+            r.task.abort();
+        }
+        if set.targets.is_empty() {
             return;
         }
         let config = RunnerConfig {
             prober_id: ProberId::new(LOCAL_PROBER),
             region: LOCAL_PROBER.into(),
             boot_id: new_boot_id(),
-            report_interval: report_interval(&targets),
-            config_digest: config_digest(&targets),
+            report_interval: set.report_interval,
+            config_digest: set.config_digest,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
         };
-        tracing::info!(endpoints = targets.len(), "embedded prober started");
-        let hub = Arc::clone(hub);
-        self.task = Some(tokio::spawn(runner::run(
+        tracing::info!(endpoints = set.targets.len(), "embedded prober started");
+        let (updates, rx) = mpsc::unbounded_channel();
+        let sink_hub = Arc::clone(hub);
+        let task = tokio::spawn(runner::run(
             config,
-            targets,
+            set.targets,
+            rx,
             move |report| {
-                if let Err(e) = hub.ingest(&report) {
+                if let Err(e) = sink_hub.ingest(&report) {
                     tracing::warn!(reason = e.label(), "embedded prober report rejected");
                 }
             },
             std::future::pending::<()>(),
-        )));
+        ));
+        self.running = Some(Running {
+            task,
+            updates,
+            hub: Arc::clone(hub),
+        });
     }
 }

@@ -30,6 +30,27 @@
 //! When no fresh `up`/`down` vote exists, the endpoint keeps its last decided state for the
 //! grace period ([`DEFAULT_GRACE`]) counted from when its last vote went stale, then becomes up:
 //! losing the probers must never take endpoints out of DNS. Endpoints start up.
+//!
+//! # Vote order
+//!
+//! Which of a prober's reports is newer is decided here, on the receiver's side, never by the
+//! prober's clock: a report's `sent_at` is only checked against the receiver's clock (±30 s,
+//! `report::verify`), so a prober whose clock jumps back or forward within that keeps being
+//! recorded, and one report from the future cannot shadow the ones after it.
+//!
+//! - Within one boot of a prober, the sequence number orders reports: a sequence not above the
+//!   last accepted one is a replay and is rejected ([`BOOT_MEMORY`] bounds that memory).
+//! - Boots are ranked by when the book first heard them: a boot never heard before is a prober
+//!   process started later and supersedes every other boot of that prober. A report from a
+//!   superseded boot (a delayed report of a restarted prober) is accepted but its votes are
+//!   `outdated`, not recorded.
+//! - Unless the newest boot has gone silent (its last report's votes are no longer fresh) while
+//!   an older boot keeps reporting: the older boot takes over again. A short-lived boot whose
+//!   only report arrived late therefore freezes the live process out for at most one
+//!   freshness window.
+//!
+//! A reload of the nameserver never resets the book: [`HealthBook::set_known`] keeps the votes,
+//! state and replay memory of every endpoint that remains.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -76,7 +97,8 @@ struct Vote {
     consecutive: u32,
     latency_us: Option<u64>,
     reason: String,
-    sent_at_ms: u64,
+    boot_id: String,
+    sequence: u64,
     received: Instant,
     interval: Duration,
 }
@@ -111,10 +133,39 @@ impl EndpointBook {
     }
 }
 
+/// What the book remembers of one boot of a prober.
 #[derive(Clone, Copy, Debug)]
 struct BootSeq {
+    /// The highest sequence accepted from this boot.
     sequence: u64,
+    /// When its latest report arrived.
     seen: Instant,
+    /// When the votes of its latest report stop being fresh.
+    fresh_until: Instant,
+    /// Receiver-side order of boots: the boot with the highest rank is the prober's current
+    /// one. A boot gets the next rank when its first report arrives (or when it takes over
+    /// again from a newer boot that went silent).
+    rank: u64,
+}
+
+/// The boots of one prober the book remembers (for [`BOOT_MEMORY`]).
+#[derive(Clone, Debug, Default)]
+struct ProberBoots {
+    boots: HashMap<String, BootSeq>,
+    next_rank: u64,
+}
+
+impl ProberBoots {
+    /// The current boot: the one ranked highest.
+    fn current(&self) -> Option<&BootSeq> {
+        self.boots.values().max_by_key(|b| b.rank)
+    }
+
+    fn next_rank(&mut self) -> u64 {
+        let rank = self.next_rank;
+        self.next_rank += 1;
+        rank
+    }
 }
 
 /// What [`HealthBook::ingest`] did with an accepted report.
@@ -124,8 +175,8 @@ pub struct IngestSummary {
     pub recorded: usize,
     /// Endpoints in the report this nameserver does not know (counted, ignored).
     pub unknown_endpoints: usize,
-    /// Votes skipped because a newer vote from the same prober is already recorded (a
-    /// delayed report from a previous boot).
+    /// Votes skipped because the report comes from a boot of the prober that a newer boot
+    /// has superseded (a delayed report of a restarted prober).
     pub outdated: usize,
 }
 
@@ -232,6 +283,10 @@ pub struct VoteStatus {
     pub latency_us: Option<u64>,
     /// Its latest check outcome.
     pub reason: String,
+    /// The boot of the prober that sent it (random per prober process start).
+    pub boot_id: String,
+    /// The sequence number of the report that carried it, within that boot.
+    pub sequence: u64,
     /// Milliseconds since the report carrying this vote arrived.
     pub age_ms: u64,
     /// Whether the vote still counts.
@@ -308,7 +363,7 @@ pub struct Decision {
 #[derive(Clone, Debug)]
 pub struct HealthBook {
     endpoints: BTreeMap<EndpointKey, EndpointBook>,
-    boots: HashMap<ProberId, HashMap<String, BootSeq>>,
+    boots: HashMap<ProberId, ProberBoots>,
     grace: Duration,
     /// When the book was created (the nameserver started).
     started: Instant,
@@ -346,28 +401,50 @@ impl HealthBook {
         }
     }
 
-    /// Records an authenticated report's votes.
+    /// Records an authenticated report's votes (ordering rules in the module docs).
     ///
     /// Rejects with [`RejectReason::Replay`], changing nothing, when the sequence number is not
-    /// newer than the last accepted one for the same prober and boot. The report is a full
+    /// newer than the last accepted one for the same prober and boot. A report from a boot that
+    /// a newer boot of the prober superseded is accepted but its votes are not recorded
+    /// ([`IngestSummary::outdated`]). The report's `sent_at_ms` plays no part here: it was
+    /// only checked against the receiver's clock (`report::verify`). The report is a full
     /// snapshot: a known endpoint it leaves out loses this prober's vote.
     pub fn ingest(
         &mut self,
         report: &ProbeReport,
         now: Instant,
     ) -> Result<IngestSummary, RejectReason> {
-        let boots = self.boots.entry(report.prober_id.clone()).or_default();
-        boots.retain(|_, b| now.saturating_duration_since(b.seen) <= BOOT_MEMORY);
-        if let Some(last) = boots.get(&report.boot_id)
-            && report.sequence <= last.sequence
-        {
-            return Err(RejectReason::Replay);
-        }
-        boots.insert(
+        let prober = self.boots.entry(report.prober_id.clone()).or_default();
+        prober
+            .boots
+            .retain(|_, b| now.saturating_duration_since(b.seen) <= BOOT_MEMORY);
+        let fresh_until = now + report.interval().saturating_mul(FRESH_INTERVALS);
+        let (rank, current) = match prober.boots.get(&report.boot_id) {
+            Some(last) if report.sequence <= last.sequence => return Err(RejectReason::Replay),
+            Some(last) => {
+                let rank = last.rank;
+                match prober.current() {
+                    // The newest boot.
+                    Some(newest) if newest.rank == rank => (rank, true),
+                    // A newer boot is still being heard: this is a delayed report of a boot it
+                    // replaced.
+                    Some(newest) if now <= newest.fresh_until => (rank, false),
+                    // The newer boot went silent while this one keeps reporting: that one was
+                    // a short-lived boot whose reports arrived late, and this one is the live
+                    // process. Taking over keeps it from being frozen out.
+                    _ => (prober.next_rank(), true),
+                }
+            }
+            // Never seen: a prober process started after every boot the book knows.
+            None => (prober.next_rank(), true),
+        };
+        prober.boots.insert(
             report.boot_id.clone(),
             BootSeq {
                 sequence: report.sequence,
                 seen: now,
+                fresh_until,
+                rank,
             },
         );
 
@@ -377,9 +454,7 @@ impl HealthBook {
                 summary.unknown_endpoints += 1;
                 continue;
             };
-            if let Some(old) = book.votes.get(&report.prober_id)
-                && old.sent_at_ms > report.sent_at_ms
-            {
+            if !current {
                 summary.outdated += 1;
                 continue;
             }
@@ -389,7 +464,8 @@ impl HealthBook {
                 consecutive: ep.consecutive,
                 latency_us: ep.latency_us,
                 reason: ep.reason.clone(),
-                sent_at_ms: report.sent_at_ms,
+                boot_id: report.boot_id.clone(),
+                sequence: report.sequence,
                 received: now,
                 interval: report.interval(),
             };
@@ -400,11 +476,11 @@ impl HealthBook {
             book.votes.insert(report.prober_id.clone(), vote);
             summary.recorded += 1;
         }
-        for (key, book) in &mut self.endpoints {
-            if !report.endpoints.contains_key(key) {
-                book.votes.retain(|prober, vote| {
-                    prober != &report.prober_id || vote.sent_at_ms > report.sent_at_ms
-                });
+        if current {
+            for (key, book) in &mut self.endpoints {
+                if !report.endpoints.contains_key(key) {
+                    book.votes.remove(&report.prober_id);
+                }
             }
         }
         Ok(summary)
@@ -457,6 +533,8 @@ impl HealthBook {
                     consecutive: v.consecutive,
                     latency_us: v.latency_us,
                     reason: v.reason.clone(),
+                    boot_id: v.boot_id.clone(),
+                    sequence: v.sequence,
                     age_ms: millis(now.saturating_duration_since(v.received)),
                     fresh: v.is_fresh(now),
                 })
@@ -870,13 +948,179 @@ mod tests {
     fn delayed_report_does_not_override_newer_vote() {
         let t0 = Instant::now();
         let mut book = settled([key(1)], t0);
-        let mut newer = report("a1", "eu", 1, 10, &[Up_]);
+        book.ingest(&report("a1", "eu", 8, 0, &[D]), t0).unwrap();
+        // The prober restarts; its clock is behind now, which changes nothing.
+        let mut newer = report("a1", "eu", 1, 0, &[Up_]);
         newer.boot_id = "boot-2".into();
         book.ingest(&newer, t0).unwrap();
         let older = report("a1", "eu", 9, 5, &[D]);
         let s = book.ingest(&older, t0).unwrap();
         assert_eq!((s.recorded, s.outdated), (0, 1));
         assert_eq!(book.decide(t0).view.health(&key(1)), Health::Up);
+    }
+
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum Outcome {
+        Recorded,
+        Outdated,
+        Replay,
+    }
+
+    /// One report of prober a1 on key(1): received at `t` s, from `boot` with `seq`, its
+    /// `sent_at` `sent` s away from the receiver's clock; then the outcome and the decision.
+    struct Order {
+        t: u64,
+        boot: &'static str,
+        seq: u64,
+        sent: i64,
+        vote: VoteState,
+        want: Outcome,
+        health: Health,
+    }
+
+    const fn order(
+        t: u64,
+        boot: &'static str,
+        seq: u64,
+        sent: i64,
+        vote: VoteState,
+        want: Outcome,
+        health: Health,
+    ) -> Order {
+        Order {
+            t,
+            boot,
+            seq,
+            sent,
+            vote,
+            want,
+            health,
+        }
+    }
+
+    #[test]
+    fn vote_order_is_boot_and_sequence_as_received_never_the_probers_clock() {
+        use Health::{Down as HD, Up as HU};
+        use Outcome::{Outdated, Recorded, Replay};
+        let cases: &[(&str, &[Order])] = &[
+            (
+                "a report 29 s ahead does not shadow the correctly timed ones after it",
+                &[
+                    order(0, "b1", 1, 29, Up_, Recorded, HU),
+                    order(1, "b1", 2, 0, D, Recorded, HD),
+                    order(2, "b1", 3, 0, D, Recorded, HD),
+                    order(3, "b1", 4, 0, Up_, Recorded, HU),
+                ],
+            ),
+            (
+                "a clock stepping back keeps being recorded",
+                &[
+                    order(0, "b1", 1, 0, D, Recorded, HD),
+                    order(1, "b1", 2, -29, Up_, Recorded, HU),
+                    order(2, "b1", 3, -29, D, Recorded, HD),
+                ],
+            ),
+            (
+                "a clock jumping back and forth within the skew keeps being recorded",
+                &[
+                    order(0, "b1", 1, 29, D, Recorded, HD),
+                    order(1, "b1", 2, -29, Up_, Recorded, HU),
+                    order(2, "b1", 3, 10, D, Recorded, HD),
+                    order(3, "b1", 4, -10, Up_, Recorded, HU),
+                ],
+            ),
+            (
+                "within a boot the sequence orders, whatever sent_at says",
+                &[
+                    order(0, "b1", 5, 0, D, Recorded, HD),
+                    order(1, "b1", 4, 5, Up_, Replay, HD),
+                    order(2, "b1", 5, 5, Up_, Replay, HD),
+                    order(3, "b1", 6, -20, Up_, Recorded, HU),
+                ],
+            ),
+            (
+                "a newer boot supersedes; a delayed report of the older one is outdated",
+                &[
+                    order(0, "b1", 10, 0, D, Recorded, HD),
+                    order(1, "b2", 1, -25, Up_, Recorded, HU),
+                    order(2, "b1", 11, 25, D, Outdated, HU),
+                    order(3, "b2", 2, 0, Up_, Recorded, HU),
+                    order(4, "b1", 11, 0, D, Replay, HU),
+                ],
+            ),
+            (
+                "the older boot's reports count until the newer one is heard",
+                &[
+                    order(0, "b1", 10, 0, D, Recorded, HD),
+                    order(1, "b1", 11, 0, D, Recorded, HD),
+                    order(2, "b2", 1, 0, Up_, Recorded, HU),
+                ],
+            ),
+            (
+                "a late report of a short-lived boot freezes the live one for one window at most",
+                &[
+                    order(0, "b1", 1, 0, Up_, Recorded, HU),
+                    // b2 lived briefly before b1 and its only report arrives now.
+                    order(1, "b2", 1, -5, D, Recorded, HD),
+                    // Its vote is fresh until t=16: b1 waits.
+                    order(2, "b1", 2, 0, Up_, Outdated, HD),
+                    order(16, "b1", 3, 0, Up_, Outdated, HD),
+                    order(17, "b1", 4, 0, Up_, Recorded, HU),
+                    // Now b1 is the newest, and b2 the superseded one.
+                    order(18, "b2", 2, 0, D, Outdated, HU),
+                    order(19, "b1", 5, 0, Up_, Recorded, HU),
+                ],
+            ),
+        ];
+        for (name, steps) in cases {
+            let t0 = Instant::now();
+            let mut book = settled([key(1)], t0);
+            for (i, step) in steps.iter().enumerate() {
+                let now = t0 + Duration::from_secs(step.t);
+                let mut r = report("a1", "eu", step.seq, step.t, &[step.vote]);
+                r.boot_id = step.boot.into();
+                r.sent_at_ms = r.sent_at_ms.checked_add_signed(step.sent * 1000).unwrap();
+                let got = match book.ingest(&r, now) {
+                    Ok(s) if (s.recorded, s.outdated) == (1, 0) => Outcome::Recorded,
+                    Ok(s) if (s.recorded, s.outdated) == (0, 1) => Outcome::Outdated,
+                    Ok(s) => panic!("{name}: step {i}: {s:?}"),
+                    Err(RejectReason::Replay) => Outcome::Replay,
+                    Err(e) => panic!("{name}: step {i}: {e}"),
+                };
+                assert_eq!(got, step.want, "{name}: step {i}");
+                let view = book.decide(now).view;
+                assert_eq!(view.health(&key(1)), step.health, "{name}: step {i}");
+                let v = &view.status()[&key(1)].votes[0];
+                assert_eq!(
+                    v.boot_id.as_str(),
+                    steps
+                        .iter()
+                        .take(i + 1)
+                        .rev()
+                        .find(|s| s.want == Outcome::Recorded)
+                        .map_or("", |s| s.boot),
+                    "{name}: step {i}: the vote shown is not the last recorded one"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn boot_memory_ends_after_a_quiet_period() {
+        // After BOOT_MEMORY without a report, a boot's sequence is forgotten: by then a
+        // captured report is far outside the ±30 s sent_at window anyway.
+        let t0 = Instant::now();
+        let mut book = settled([key(1)], t0);
+        book.ingest(&report("a1", "eu", 5, 0, &[D]), t0).unwrap();
+        let later = t0 + BOOT_MEMORY + Duration::from_secs(1);
+        let s = book
+            .ingest(&report("a1", "eu", 1, 0, &[Up_]), later)
+            .unwrap();
+        assert_eq!(s.recorded, 1);
+        assert_eq!(
+            book.ingest(&report("a1", "eu", 1, 0, &[Up_]), later),
+            Err(RejectReason::Replay)
+        );
     }
 
     #[test]
@@ -919,10 +1163,24 @@ mod tests {
         let mut book = settled([key(1), key(2)], t0);
         book.ingest(&report("a1", "eu", 1, 0, &[D, D]), t0).unwrap();
         book.decide(t0);
+        let before = book.decide(t0).view.status()[&key(1)].clone();
         book.set_known([key(1), key(3)], t0);
         let view = book.decide(t0).view;
         let keys: Vec<_> = view.iter().map(|(k, h)| (k.clone(), h)).collect();
         assert_eq!(keys, [(key(1), Health::Down), (key(3), Health::Up)]);
+        // The kept endpoint's votes are untouched, the same set again changes nothing.
+        assert_eq!(view.status()[&key(1)], before);
+        book.set_known([key(1), key(3)], t0);
+        assert_eq!(book.decide(t0).view.status()[&key(1)], before);
+        // Replay memory survives too: the same sequence is still refused.
+        assert_eq!(
+            book.ingest(&report("a1", "eu", 1, 0, &[Up_]), t0),
+            Err(RejectReason::Replay)
+        );
+        // A reload that drops the endpoint and one that brings it back: it starts over, up.
+        book.set_known([key(3)], t0);
+        book.set_known([key(1), key(3)], t0);
+        assert_eq!(book.decide(t0).view.health(&key(1)), Health::Up);
     }
 
     #[test]

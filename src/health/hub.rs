@@ -300,3 +300,72 @@ impl HealthHub {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::report::{EndpointReport, ProberId, VoteState, unix_ms};
+
+    fn key(n: u8) -> EndpointKey {
+        EndpointKey::new("shop.example", "www", [192, 0, 2, n].into()).unwrap()
+    }
+
+    fn down_report(sequence: u64) -> ProbeReport {
+        ProbeReport {
+            prober_id: ProberId::new("p1"),
+            region: "eu".into(),
+            boot_id: "b1".into(),
+            sequence,
+            sent_at_ms: unix_ms(SystemTime::now()),
+            interval_ms: 60_000,
+            config_digest: "d".into(),
+            endpoints: [(
+                key(1),
+                EndpointReport {
+                    state: VoteState::Down,
+                    consecutive: 3,
+                    latency_us: None,
+                    checked_at_ms: None,
+                    reason: "connect refused".into(),
+                },
+            )]
+            .into(),
+        }
+    }
+
+    #[test]
+    fn a_reload_never_resets_the_book() {
+        let hub = HealthHub::new(
+            vec![key(1), key(2)],
+            DEFAULT_GRACE_FOR_TEST,
+            None,
+            Arc::new(Metrics::new()),
+        );
+        hub.ingest(&down_report(1)).unwrap();
+        hub.decide();
+        // One region alone decides once the book is a freshness window old (3 x 60 s): the
+        // vote is what must survive here, and the decision where it can be made.
+        let before = hub.view().status()[&key(1)].votes.clone();
+        assert_eq!(before.len(), 1);
+
+        // The reload: the same endpoints, then one more, then one fewer.
+        hub.set_known(vec![key(1), key(2)]);
+        hub.set_known(vec![key(1), key(2), key(3)]);
+        hub.set_known(vec![key(1), key(3)]);
+        hub.decide();
+        let view = hub.view();
+        let after = &view.status()[&key(1)].votes;
+        assert_eq!(after.len(), 1, "the vote was dropped by a reload");
+        assert_eq!(
+            (after[0].boot_id.as_str(), after[0].sequence, after[0].state),
+            ("b1", 1, VoteState::Down)
+        );
+        assert!(view.status().contains_key(&key(3)));
+        assert!(!view.status().contains_key(&key(2)));
+        // Replay memory too: the same sequence is still refused after the reloads.
+        assert_eq!(hub.ingest(&down_report(1)), Err(RejectReason::Replay));
+        assert!(hub.ingest(&down_report(2)).is_ok());
+    }
+
+    const DEFAULT_GRACE_FOR_TEST: Duration = Duration::from_secs(300);
+}

@@ -48,7 +48,9 @@ pub const SIGNATURE_HEADER: &str = "x-meridian-signature";
 /// thousand endpoints per prober: it stops abuse, not real probers.
 pub const MAX_REPORT_BYTES: usize = 1024 * 1024;
 /// How far a report's `sent_at_ms` may be from the receiver's clock, either way. Together with
-/// the per-boot sequence check this bounds how long a captured report can be replayed.
+/// the per-boot sequence check this bounds how long a captured report can be replayed. This is
+/// the only use of `sent_at_ms`: which of a prober's reports is newer is decided by the
+/// receiver from (boot, sequence) as received (`health::aggregate`), never by the prober's clock.
 pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(30);
 /// Keys one prober may hold at once (the old and the new one during rotation).
 pub const MAX_KEYS_PER_PROBER: usize = 2;
@@ -228,7 +230,8 @@ pub struct ProbeReport {
     pub boot_id: String,
     /// Increases by at least one per report within a boot; replays are rejected on it.
     pub sequence: u64,
-    /// When the prober sent it, Unix milliseconds.
+    /// When the prober sent it, Unix milliseconds; only checked to be within
+    /// [`MAX_CLOCK_SKEW`] of the receiver's clock, never used to order reports.
     pub sent_at_ms: u64,
     /// The prober's check interval in milliseconds; a vote is fresh for three of these.
     pub interval_ms: u64,

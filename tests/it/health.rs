@@ -4,7 +4,8 @@
 //! Scenarios: failover and recovery timing on two nameservers with three probers; a
 //! partitioned prober; all probers dead (last state, then fail-open after the grace); forged,
 //! replayed, garbled, stale, oversize reports; overrides; a flapping backend; the embedded
-//! prober. The zone is `tests/fixtures/health/h.test.toml.in` (see its README). Failover and
+//! prober; reloads of the nameserver and of a prober that must not forget health, and vote
+//! order that follows the prober's sequence, not its clock (issue 10). The zone is `tests/fixtures/health/h.test.toml.in` (see its README). Failover and
 //! recovery times are printed as `failover_ms=` / `recovery_ms=` lines.
 
 use std::collections::BTreeMap;
@@ -18,7 +19,7 @@ use meridian::health::report::{MAX_REPORT_BYTES, sign, unix_ms};
 use crate::harness::{Meridian, Transport};
 use crate::health_support::{
     BACKENDS, Lab, Proc, answer, answer_at, closed_port, endpoint_status, fresh_vote, http_request,
-    post_report, post_signed, report, served, status, wait_all_up, wait_until,
+    post_report, post_signed, report, served, status, vote_of, wait_all_up, wait_until,
 };
 
 /// Check interval of every check in the fixture.
@@ -828,4 +829,282 @@ fn a_restarted_nameserver_does_not_take_a_partitioned_probers_word_for_it() {
             .collect();
         assert_eq!(heard.len(), 3, "round {round}: {heard:?}");
     }
+}
+
+/// The `/v1/status` vote of `prober` on `service`/`address` (panics when there is none).
+fn vote(ns: &Meridian, service: &str, address: &str, prober: &str) -> serde_json::Value {
+    let e = endpoint_status(&status(ns), service, address);
+    vote_of(&e, prober).unwrap_or_else(|| panic!("no {prober} vote on {service}/{address}: {e}"))
+}
+
+/// Every transition `/v1/status` lists, for the assertion that none is `grace_expired`.
+fn grace_expiries(ns: &Meridian) -> Vec<serde_json::Value> {
+    status(ns)["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["cause"] == "grace_expired")
+        .cloned()
+        .collect()
+}
+
+/// Issue 10, item 1: a reload must not forget health. The embedded prober keeps its boot id,
+/// sequence and rise/fall state across reloads of unchanged zones, so a dead endpoint stays out
+/// of answers however often the nameserver reloads, far beyond the grace period.
+#[test]
+fn reloads_every_half_second_keep_a_dead_endpoint_out() {
+    let lab = Lab::new();
+    let ns = Meridian::serve_dir(&lab.zones(), &["--health-grace", "3"], true);
+    wait_all_up(&ns, &["local"], WARM_UP);
+    lab.backend("www_a").stop();
+    wait_until(
+        Duration::from_secs(6),
+        "embedded prober fails www over",
+        || served(&ns, "www") == ip("127.0.0.12"),
+    );
+    let before = vote(&ns, "www", "127.0.0.11", "local");
+    assert_eq!(before["state"], "down", "{before}");
+    let reloads = |ns: &Meridian| ns.metric("meridian_reloads_total{result=\"ok\"}");
+    let reloads_before = reloads(&ns);
+
+    // Freshness (3 s) + grace (3 s) is when a forgotten vote lets the endpoint back in; reload
+    // every 0.5 s for well over that.
+    let t0 = Instant::now();
+    let mut last_hup: Option<Instant> = None;
+    let mut sent = 0u32;
+    while t0.elapsed() < Duration::from_secs(10) {
+        if last_hup.is_none_or(|t| t.elapsed() >= Duration::from_millis(500)) {
+            ns.signal("HUP");
+            last_hup = Some(Instant::now());
+            sent += 1;
+        }
+        for t in Transport::ALL {
+            let got = answer(&ns, "www", t).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                got,
+                [ip("127.0.0.12")],
+                "{t:?}: the dead endpoint is answered again after {:?} of reloads; {:?}",
+                t0.elapsed(),
+                grace_expiries(&ns)
+            );
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    // The reloads really happened (SIGHUPs arriving during a reload may coalesce).
+    wait_until(Duration::from_secs(5), "reloads counted", || {
+        reloads(&ns) - reloads_before >= f64::from(sent / 2)
+    });
+    assert_eq!(grace_expiries(&ns), Vec::<serde_json::Value>::new());
+    let after = vote(&ns, "www", "127.0.0.11", "local");
+    assert_eq!(after["state"], "down", "{after}");
+    assert_eq!(after["fresh"], true, "{after}");
+    assert!(before["boot_id"].is_string(), "{before}");
+    assert_eq!(after["boot_id"], before["boot_id"], "the prober restarted");
+    assert!(
+        after["sequence"].as_u64() > before["sequence"].as_u64(),
+        "{before} -> {after}"
+    );
+    assert!(
+        after["consecutive"].as_u64().unwrap() >= before["consecutive"].as_u64().unwrap() + 5,
+        "rise/fall state was reset: {before} -> {after}"
+    );
+    let e = endpoint_status(&status(&ns), "www", "127.0.0.11");
+    assert_eq!(e["decided"], "down", "{e}");
+}
+
+/// Replaces the first `timeout = ...` line after `[check.NAME]` in a zone file.
+fn set_check_timeout(zone_file: &std::path::Path, check: &str, timeout: &str) {
+    let text = std::fs::read_to_string(zone_file).unwrap();
+    let start = text.find(&format!("[check.{check}]")).unwrap();
+    let at = start + text[start..].find("timeout = ").unwrap();
+    let end = at + text[at..].find('\n').unwrap();
+    let new = format!("{}timeout = \"{timeout}\"{}", &text[..at], &text[end..]);
+    std::fs::write(zone_file, new).unwrap();
+}
+
+/// Issue 10, item 1, for `meridian probe`: SIGHUP re-reads the zones; unchanged checks keep
+/// their state, boot id and sequence, a changed check starts fresh, and a broken zone
+/// directory is logged while the old targets keep being checked.
+#[test]
+fn sighup_on_a_prober_keeps_its_boot_and_state() {
+    let lab = Lab::new();
+    let ns = lab.nameserver(&["--health-grace", "3"]);
+    // The prober's own copy of the zones, edited below; the nameserver's stays as it is.
+    let probe_zones = lab.write_zones("probe-zones", |name| lab.backend(name).addr().port());
+    let mut prober = lab.prober(&probe_zones, "p1", "eu", &[&ns]);
+    wait_all_up(&ns, &["p1"], WARM_UP);
+    lab.backend("www_a").stop();
+    wait_until(Duration::from_secs(6), "www fails over", || {
+        served(&ns, "www") == ip("127.0.0.12")
+    });
+    let first = vote(&ns, "www", "127.0.0.11", "p1");
+    assert!(first["boot_id"].is_string(), "{first}");
+    let boot = first["boot_id"].clone();
+    let steady = |prober: &mut Proc, what: &str| {
+        assert!(prober.alive(), "{what}: the prober exited");
+        assert_eq!(served(&ns, "www"), ip("127.0.0.12"), "{what}");
+        assert_eq!(served(&ns, "db"), ip("127.0.0.31"), "{what}");
+        let v = vote(&ns, "www", "127.0.0.11", "p1");
+        assert_eq!(v["boot_id"], boot, "{what}: new boot");
+        assert_eq!(v["state"], "down", "{what}: {v}");
+        assert_eq!(v["fresh"], true, "{what}: {v}");
+        v
+    };
+
+    // Unchanged zones, SIGHUP every 0.5 s for longer than freshness + grace.
+    let t0 = Instant::now();
+    let mut last_hup: Option<Instant> = None;
+    while t0.elapsed() < Duration::from_secs(8) {
+        if last_hup.is_none_or(|t| t.elapsed() >= Duration::from_millis(500)) {
+            prober.signal("HUP");
+            last_hup = Some(Instant::now());
+        }
+        steady(&mut prober, "unchanged zones");
+        thread::sleep(Duration::from_millis(50));
+    }
+    let kept = steady(&mut prober, "after the reloads");
+    assert!(kept["sequence"].as_u64() > first["sequence"].as_u64());
+    assert!(
+        kept["consecutive"].as_u64().unwrap() >= first["consecutive"].as_u64().unwrap() + 5,
+        "rise/fall state was reset: {first} -> {kept}"
+    );
+    let db = vote(&ns, "db", "127.0.0.31", "p1");
+    let db_streak = db["consecutive"].as_u64().unwrap();
+    assert!(db_streak >= 8, "{db}");
+    assert_eq!(grace_expiries(&ns), Vec::<serde_json::Value>::new());
+
+    // The db check changes: its targets start fresh, www keeps its state.
+    set_check_timeout(&probe_zones.join("h.test.toml"), "db", "400ms");
+    prober.signal("HUP");
+    wait_until(
+        Duration::from_secs(5),
+        "the changed db check starts fresh",
+        || {
+            steady(&mut prober, "db check changed");
+            vote(&ns, "db", "127.0.0.31", "p1")["consecutive"]
+                .as_u64()
+                .unwrap()
+                < db_streak
+        },
+    );
+    let www = steady(&mut prober, "db check changed");
+    assert!(
+        www["consecutive"].as_u64() >= kept["consecutive"].as_u64(),
+        "www was restarted: {kept} -> {www}"
+    );
+
+    // A broken zone directory: logged, and the old targets keep being checked.
+    std::fs::write(probe_zones.join("h.test.toml"), "this is not [ toml").unwrap();
+    prober.signal("HUP");
+    let seq = steady(&mut prober, "broken zones")["sequence"].as_u64();
+    let t1 = Instant::now();
+    while t1.elapsed() < Duration::from_secs(4) {
+        steady(&mut prober, "broken zones");
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert!(steady(&mut prober, "broken zones")["sequence"].as_u64() > seq);
+    assert_eq!(grace_expiries(&ns), Vec::<serde_json::Value>::new());
+}
+
+/// Issue 10, item 6: votes are ordered by the prober's (boot, sequence) as received, never by
+/// its clock. A report 29 s in the future does not shadow the correctly timed ones after it, a
+/// clock stepping back keeps being recorded, and a newer boot supersedes an older one.
+#[test]
+fn vote_order_follows_the_probers_sequence_not_its_clock() {
+    let lab = Lab::new();
+    let ns = lab.nameserver(&[]);
+    let key = lab.key("p1");
+    let post = |boot: &str, seq: u64, skew_ms: i64, down: &[&str]| {
+        let mut r = report("p1", "eu", boot, seq, down);
+        r.sent_at_ms = r.sent_at_ms.checked_add_signed(skew_ms).unwrap();
+        let resp = post_signed(&ns, key, &r.to_body().unwrap());
+        assert_eq!(
+            resp.status, 200,
+            "{boot}/{seq} skew {skew_ms}: {}",
+            resp.body
+        );
+        resp.json()
+    };
+    let recorded = |r: &serde_json::Value, what: &str| {
+        assert_eq!(r["accepted"], true, "{what}: {r}");
+        assert_eq!(r["recorded"], 6, "{what}: {r}");
+        assert_eq!(r["outdated"], 0, "{what}: {r}");
+    };
+
+    recorded(&post("boot-1", 1, 29_000, &[]), "29 s ahead");
+    let mut seq = 1;
+    wait_until(
+        Duration::from_secs(6),
+        "correctly timed down votes after a report 29 s ahead take www out",
+        || {
+            seq += 1;
+            recorded(&post("boot-1", seq, 0, &["127.0.0.11"]), "on time");
+            served(&ns, "www") == ip("127.0.0.12")
+        },
+    );
+    // /v1/status shows the view of the latest decision (at most a decide tick behind).
+    wait_until(
+        Duration::from_secs(2),
+        "the status shows the latest sequence",
+        || {
+            let v = vote(&ns, "www", "127.0.0.11", "p1");
+            (v["state"].as_str(), v["sequence"].as_u64()) == (Some("down"), Some(seq))
+        },
+    );
+
+    // The prober's clock steps back 29 s: still recorded, the decision follows.
+    wait_until(
+        Duration::from_secs(6),
+        "votes from a clock 29 s behind bring www back",
+        || {
+            seq += 1;
+            recorded(&post("boot-1", seq, -29_000, &[]), "29 s behind");
+            served(&ns, "www") == ip("127.0.0.11")
+        },
+    );
+    // And forward again.
+    wait_until(
+        Duration::from_secs(6),
+        "votes from a clock 29 s ahead take www out again",
+        || {
+            seq += 1;
+            recorded(
+                &post("boot-1", seq, 29_000, &["127.0.0.11"]),
+                "29 s ahead again",
+            );
+            served(&ns, "www") == ip("127.0.0.12")
+        },
+    );
+
+    // Replay protection stays: the same sequence again is refused.
+    let mut again = report("p1", "eu", "boot-1", seq, &[]);
+    again.sent_at_ms -= 1;
+    let r = post_signed(&ns, key, &again.to_body().unwrap());
+    assert_eq!(r.status, 409, "{}", r.body);
+
+    // A restarted prober (new boot, sequence from 1, clock behind) supersedes the old boot; a
+    // delayed report of the old boot arriving afterwards is outdated, whatever its sent_at.
+    recorded(&post("boot-2", 1, -20_000, &[]), "new boot");
+    let late = post("boot-1", seq + 1, 25_000, &["127.0.0.11"]);
+    assert_eq!(
+        (late["recorded"].as_u64(), late["outdated"].as_u64()),
+        (Some(0), Some(6)),
+        "{late}"
+    );
+    wait_until(
+        Duration::from_secs(4),
+        "the new boot's up votes count",
+        || served(&ns, "www") == ip("127.0.0.11"),
+    );
+    wait_until(
+        Duration::from_secs(2),
+        "the status shows boot-2's vote",
+        || {
+            let v = vote(&ns, "www", "127.0.0.11", "p1");
+            v["boot_id"] == "boot-2" && v["state"] == "up"
+        },
+    );
+    hold(&[&ns], Duration::from_millis(1200), |s| {
+        ip(SERVICES.iter().find(|x| x.0 == s).unwrap().2)
+    });
 }

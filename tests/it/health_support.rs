@@ -390,6 +390,23 @@ impl Proc {
         }
     }
 
+    /// Sends a signal (`"HUP"`, `"TERM"`) with kill(2), directly.
+    pub fn signal(&self, name: &str) {
+        use rustix::process::{Pid, Signal, kill_process};
+        let sig = match name {
+            "HUP" => Signal::HUP,
+            "TERM" => Signal::TERM,
+            other => panic!("signal {other} not supported"),
+        };
+        kill_process(Pid::from_child(&self.child), sig)
+            .unwrap_or_else(|e| panic!("{}: kill -{name}: {e}", self.name));
+    }
+
+    /// True while the process has not exited.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Kills it (SIGKILL: no goodbye report) and waits for it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -613,4 +630,14 @@ pub fn wait_all_up(ns: &Meridian, probers: &[&str], limit: Duration) {
 pub fn closed_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
+}
+
+/// `prober`'s latest vote (fresh or not) in an endpoint's `/v1/status` entry, as JSON.
+pub fn vote_of(endpoint: &serde_json::Value, prober: &str) -> Option<serde_json::Value> {
+    endpoint["votes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["prober_id"] == prober)
+        .cloned()
 }
