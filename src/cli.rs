@@ -214,4 +214,7 @@ pub struct CheckConfigArgs {
     /// Directory of zone files (`*.toml`).
     #[arg(long, default_value = "zones")]
     pub zones: PathBuf,
+    /// Treat warnings (an MX, NS or SRV target that is a CNAME, RFC 2181 §10.3) as errors.
+    #[arg(long)]
+    pub strict: bool,
 }

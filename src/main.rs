@@ -75,6 +75,14 @@ fn main() -> ExitCode {
         },
         Command::CheckConfig(args) => match meridian::config::load_dir(&args.zones) {
             Ok(zones) => {
+                let warnings = meridian::config::lint(&zones);
+                let level = if args.strict { "error" } else { "warning" };
+                for w in &warnings {
+                    eprintln!("meridian: {level}: {w}");
+                }
+                if args.strict && !warnings.is_empty() {
+                    return ExitCode::from(2);
+                }
                 for zone in &zones {
                     println!("{}", meridian::config::summary(zone));
                 }
