@@ -4,7 +4,7 @@
 //! file contains; a bad file is an `Err`, and the caller decides whether that stops start-up
 //! (it does) or only that zone's reload (the previous version keeps serving).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
 use std::net::IpAddr;
@@ -931,6 +931,28 @@ impl<'a> ZoneBuilder<'a> {
         ))
     }
 
+    /// RFC 1034 §3.6.2: a CNAME stands alone. Names where both are, and errs at the other data.
+    fn cname_and_other_data(&self, owner: &Name, sources: &[Source]) -> ZoneError {
+        let at_owner = || sources.iter().filter(|s| s.owner == *owner);
+        let cname = at_owner().find(|s| s.rtype == RecordType::CNAME);
+        let other = at_owner().find(|s| s.rtype != RecordType::CNAME);
+        match (cname, other) {
+            (Some(cname), Some(other)) => self.error_at(
+                &other.at,
+                false,
+                format!(
+                    "{owner} has a CNAME (at {}) and other data ({} at {}); a CNAME stands \
+                     alone (RFC 1034 §3.6.2)",
+                    cname.at, other.rtype, other.at
+                ),
+            ),
+            _ => self.invalid(
+                "record",
+                format!("{owner} has a CNAME and other data (RFC 1034 §3.6.2)"),
+            ),
+        }
+    }
+
     /// Whole-zone rules: apex NS present, one CNAME at a name and alone there, one TTL per
     /// RRset, every RRset small enough for one message.
     fn check_records(&self, zone: &Zone, sources: &[Source]) -> Result<(), ZoneError> {
@@ -957,7 +979,16 @@ impl<'a> ZoneBuilder<'a> {
             }
         }
         self.check_rrset_sizes(zone, sources)?;
-        let mut seen = BTreeSet::new();
+        // Per name, how many records; per RRset, its first TTL (one pass: zones can be big).
+        let mut per_name: BTreeMap<Name, usize> = BTreeMap::new();
+        let mut first_ttl: BTreeMap<(Name, RecordType), u32> = BTreeMap::new();
+        for record in &zone.records {
+            let owner = record.name.to_lowercase();
+            *per_name.entry(owner.clone()).or_default() += 1;
+            first_ttl
+                .entry((owner, record.record_type()))
+                .or_insert(record.ttl);
+        }
         for record in &zone.records {
             let rtype = record.record_type();
             let owner = record.name.to_lowercase();
@@ -965,25 +996,17 @@ impl<'a> ZoneBuilder<'a> {
                 if owner == zone.origin {
                     return Err(self.invalid("record", "a CNAME cannot stand at the zone apex"));
                 }
-                let others = zone.records.iter().filter(|r| r.name == owner).count();
-                if others > 1 {
-                    return Err(self.invalid(
-                        "record",
-                        format!("{owner} has a CNAME and other data (RFC 1034 §3.6.2)"),
-                    ));
+                if per_name.get(&owner).is_some_and(|&n| n > 1) {
+                    return Err(self.cname_and_other_data(&owner, sources));
                 }
             }
-            let ttls = zone
-                .records
-                .iter()
-                .filter(|r| r.name == owner && r.record_type() == rtype)
-                .map(|r| r.ttl);
-            if let Some((a, b)) = ttls.clone().zip(ttls.skip(1)).find(|(a, b)| a != b) {
-                if seen.insert((owner.clone(), rtype)) {
+            if let Some(&first) = first_ttl.get(&(owner.clone(), rtype)) {
+                if first != record.ttl {
                     return Err(self.invalid(
                         "record",
                         format!(
-                            "{owner} {rtype} has records with TTLs {a} and {b}; an RRset has one TTL (RFC 2181 §5.2)"
+                            "{owner} {rtype} has records with TTLs {first} and {}; an RRset has one TTL (RFC 2181 §5.2)",
+                            record.ttl
                         ),
                     ));
                 }

@@ -60,14 +60,14 @@ impl std::fmt::Display for Warning {
 /// prints them all, and with `--strict` fails on them.
 pub fn lint(zones: &[Zone]) -> Vec<Warning> {
     use hickory_proto::rr::{RData, RecordType};
-    let is_cname = |target: &hickory_proto::rr::Name| {
-        zones.iter().any(|z| {
-            z.origin.zone_of(target)
-                && z.records
-                    .iter()
-                    .any(|r| r.record_type() == RecordType::CNAME && r.name == *target)
-        })
-    };
+    // Built once: a zone may have many MX/NS/SRV records (delegations) and many CNAMEs.
+    let cnames: std::collections::BTreeSet<hickory_proto::rr::Name> = zones
+        .iter()
+        .flat_map(|z| &z.records)
+        .filter(|r| r.record_type() == RecordType::CNAME)
+        .map(|r| r.name.to_lowercase())
+        .collect();
+    let is_cname = |target: &hickory_proto::rr::Name| cnames.contains(&target.to_lowercase());
     let mut out = Vec::new();
     for zone in zones {
         for record in &zone.records {

@@ -219,8 +219,10 @@ fn names_and_records_are_validated() {
                 "[[record]]\nname = \"www\"\ntype = \"CNAME\"\ndata = [\"web\"]\n\
                  [[record]]\nname = \"www\"\ntype = \"TXT\"\ndata = ['\"x\"']\n",
             ),
-            "record",
-            "www.t.test. has a CNAME and other data (RFC 1034 §3.6.2)".into(),
+            "record[1].data[0]",
+            "www.t.test. has a CNAME (at record[0].data[0]) and other data (TXT at \
+             record[1].data[0]); a CNAME stands alone (RFC 1034 §3.6.2)"
+                .into(),
         ),
         (
             "RRset TTL mismatch",
@@ -1054,6 +1056,17 @@ fn two_cnames_at_one_name_are_rejected() {
         message,
         "www.t.test. has a second CNAME (the first is at t.test.zone:4); a name has one CNAME \
          (RFC 1034 §3.6.2, RFC 2181 §10.1)"
+    );
+
+    // A CNAME and other data in the master file: both lines named.
+    let (_dir, toml, master) =
+        with_master("www 300 IN CNAME a.example.\nwww 300 IN A 192.0.2.1\n", "");
+    let (line, message) = master_line_error("CNAME and A", &toml, &master);
+    assert_eq!(line, 5);
+    assert_eq!(
+        message,
+        "www.t.test. has a CNAME (at t.test.zone:4) and other data (A at t.test.zone:5); a \
+         CNAME stands alone (RFC 1034 §3.6.2)"
     );
 
     // In TOML: two values in one table, and two tables.

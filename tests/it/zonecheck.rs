@@ -5,7 +5,9 @@
 use std::fs;
 use std::path::Path;
 
-use crate::harness::{Finished, run};
+use hickory_proto::rr::RecordType;
+
+use crate::harness::{Finished, Meridian, Query, Transport, run};
 
 /// A zone's top: origin, apex NS, SOA and the NS host's address.
 fn top(origin: &str) -> String {
@@ -187,4 +189,38 @@ fn cname_targets_warn_and_strict_makes_them_errors() {
 /// (a master-file string holds at most 255).
 fn quarters() -> String {
     format!("\"{0}\" \"{0}\" \"{0}\"", "x".repeat(250))
+}
+
+#[test]
+fn the_largest_rrset_the_loader_accepts_is_answered_whole_over_tcp() {
+    // 63 TXT records of 1,000 bytes: 64,638 bytes of RRset, under the 65,229 the loader
+    // allows; with the header, question and an OPT it still fits one TCP message.
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("z.toml"),
+        format!(
+            "{}[[record]]\nname = \"big\"\ntype = \"TXT\"\ndata = [{}]\n",
+            top("z.test."),
+            txt_values(63)
+        ),
+    )
+    .unwrap();
+    let out = check_config(dir.path(), &["--strict"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let ns = Meridian::serve_dir(dir.path(), &[], false);
+    for query in [
+        Query::new("big.z.test.", RecordType::TXT),
+        Query::new("big.z.test.", RecordType::TXT).edns(1232),
+    ] {
+        let reply = ns.exchange(&query, Transport::Tcp);
+        assert!(!reply.msg.metadata.truncation, "TC over TCP");
+        assert_eq!(reply.answers_of(RecordType::TXT).len(), 63);
+        assert!(reply.raw.len() > 63 * 1_004, "{} bytes", reply.raw.len());
+    }
+    // Over UDP it cannot fit: TC, and the client retries over TCP.
+    let reply = ns.exchange(
+        &Query::new("big.z.test.", RecordType::TXT).edns(1232),
+        Transport::Udp,
+    );
+    assert!(reply.msg.metadata.truncation);
 }
