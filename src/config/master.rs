@@ -239,4 +239,25 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn included_files_are_followed_and_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = dir.path().join("t.zone");
+        let inc = dir.path().join("more.zone");
+        std::fs::write(&inc, "; included\nversion CH TXT \"1\"\n").unwrap();
+        let text = "$ORIGIN t.test.\n$INCLUDE more.zone\nwww 60 IN A 192.0.2.1\n";
+        let entries = scan(&main, text, &Name::from_ascii("t.test.").unwrap()).unwrap();
+        let got: Vec<_> = entries
+            .iter()
+            .map(|e| (e.path.clone(), e.line, e.owner.to_string(), e.class))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (inc, 2, "version.t.test.".into(), Some(DNSClass::CH)),
+                (main, 3, "www.t.test.".into(), Some(DNSClass::IN)),
+            ]
+        );
+    }
 }
