@@ -171,6 +171,31 @@ fn cname_targets_warn_and_strict_makes_them_errors() {
         out.stderr
     );
 
+    // The server loads the zone, serves it and logs the warning.
+    let ns = Meridian::serve_dir(dir.path(), &[], false);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !ns.log().contains("record target is a CNAME") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no warning logged:\n{}",
+            ns.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        ns.log()
+            .lines()
+            .any(|l| l.contains("record target is a CNAME") && l.contains("mail.lint.test.")),
+        "{}",
+        ns.log()
+    );
+    assert_eq!(
+        ns.query_tcp("lint.test.", RecordType::MX).answers.len(),
+        1,
+        "served as written"
+    );
+    drop(ns);
+
     // A clean zone passes --strict.
     fs::write(
         dir.path().join("lint.toml"),
