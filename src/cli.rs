@@ -237,6 +237,9 @@ pub struct CheckConfigArgs {
     /// Also print the compiled decisions of every service (stable, diff-friendly).
     #[arg(long)]
     pub print: bool,
+    /// Treat warnings (an MX, NS or SRV target that is a CNAME, RFC 2181 §10.3) as errors.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 /// `meridian ctl`.

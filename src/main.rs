@@ -86,6 +86,14 @@ fn main() -> ExitCode {
 fn check_config(args: CheckConfigArgs) -> ExitCode {
     match meridian::control::check::check(&args.zones, &args.geoip, args.keys.as_deref()) {
         Ok(checked) => {
+            // RFC 2181 §10.3 and friends: legal, but worth a look; `--strict` refuses them.
+            let level = if args.strict { "error" } else { "warning" };
+            for w in &checked.warnings {
+                eprintln!("meridian: {level}: {w}");
+            }
+            if args.strict && !checked.warnings.is_empty() {
+                return ExitCode::from(2);
+            }
             print!("{}", checked.summary());
             if args.print {
                 print!("{}", checked.print());

@@ -36,7 +36,12 @@ pub fn check(name: &str, file: &CheckFile, base: &Path) -> Result<Check, (String
         "http" => CheckKind::Http,
         "https" => CheckKind::Https,
         "tcp" => CheckKind::Tcp,
-        other => return Err(err("type", format!("`{other}` is not http, https or tcp"))),
+        other => {
+            return Err(err(
+                "type",
+                format!("`{}` is not http, https or tcp", super::clip(other)),
+            ));
+        }
     };
     let port = match (file.port, kind) {
         (Some(0), _) => return Err(err("port", "0 is not a port".into())),
@@ -48,7 +53,10 @@ pub fn check(name: &str, file: &CheckFile, base: &Path) -> Result<Check, (String
     let mut spec = CheckSpec::new(kind, port);
     if let Some(path) = &file.path {
         if !path.starts_with('/') {
-            return Err(err("path", format!("`{path}` must start with `/`")));
+            return Err(err(
+                "path",
+                format!("`{}` must start with `/`", super::clip(path)),
+            ));
         }
         spec.path = path.clone();
     }
@@ -66,7 +74,10 @@ pub fn check(name: &str, file: &CheckFile, base: &Path) -> Result<Check, (String
                         _ => {
                             return Err(err(
                                 &format!("expect_status[{i}]"),
-                                format!("`{text}` is not a status or a range like \"200-299\""),
+                                format!(
+                                    "`{}` is not a status or a range like \"200-299\"",
+                                    super::clip(text)
+                                ),
                             ));
                         }
                     }
@@ -144,14 +155,17 @@ pub fn duration(d: &DurationFile) -> Result<Duration, String> {
             let (num, unit) = t
                 .find(|c: char| !c.is_ascii_digit())
                 .map_or((t, "s"), |i| t.split_at(i));
-            let n: u64 = num
-                .parse()
-                .map_err(|_| format!("`{t}` is not a duration like \"5s\" or \"500ms\""))?;
+            let n: u64 = num.parse().map_err(|_| {
+                format!(
+                    "`{}` is not a duration like \"5s\" or \"500ms\"",
+                    super::clip(t)
+                )
+            })?;
             match unit {
                 "ms" => Ok(Duration::from_millis(n)),
                 "s" => Ok(Duration::from_secs(n)),
                 "m" => Ok(Duration::from_secs(n * 60)),
-                _ => Err(format!("`{t}`: unit must be ms, s or m")),
+                _ => Err(format!("`{}`: unit must be ms, s or m", super::clip(t))),
             }
         }
     }

@@ -4,7 +4,8 @@
 //! file contains; a bad file is an `Err`, and the caller decides whether that stops start-up
 //! (it does) or only that zone's reload (the previous version keeps serving).
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
+use std::fmt;
 use std::fs;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -17,11 +18,13 @@ use indexmap::IndexMap;
 use ipnet::IpNet;
 
 use super::file::{FallbackFile, GeoFile, RecordFile, RegionFile, ServiceFile, SoaFile, ZoneFile};
+use super::master::{self, Entry};
 use super::model::{
     DEFAULT_ANSWERS, DEFAULT_EXPIRE, DEFAULT_MINIMUM, DEFAULT_REFRESH, DEFAULT_RETRY,
     DEFAULT_SERVICE_TTL, DEFAULT_TTL, DEFAULT_WEIGHT, Endpoint, Fallback, GeoMap, MAX_ANSWERS,
-    MAX_TTL, MAX_WEIGHT, Policy, Region, Service, Zone,
+    MAX_RRSET_WIRE, MAX_TTL, MAX_WEIGHT, Policy, Region, Service, Zone,
 };
+use super::{clip, clip_msg};
 use crate::geo::{Continent, Coords, CountryCode};
 
 /// Why a zone file (or the zones directory) could not be loaded.
@@ -35,8 +38,9 @@ pub enum ZoneError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The TOML does not parse, or has unknown keys or wrong types.
-    #[error("{}: {source}", path.display())]
+    /// The TOML does not parse, or has unknown keys or wrong types. toml's message quotes
+    /// the line at fault; each of its lines is cut short.
+    #[error("{}: {}", path.display(), clip_msg(source))]
     Syntax {
         /// The zone file.
         path: PathBuf,
@@ -59,6 +63,16 @@ pub enum ZoneError {
         /// The master file.
         path: PathBuf,
         /// What the parser said.
+        message: String,
+    },
+    /// An entry of the RFC 1035 master file named by `records_file` is wrong.
+    #[error("{}:{line}: {message}", path.display())]
+    MasterLine {
+        /// The master file (or a file it `$INCLUDE`s).
+        path: PathBuf,
+        /// The line the entry starts on, from 1.
+        line: usize,
+        /// What is wrong with it.
         message: String,
     },
     /// Two files declare the same origin.
@@ -126,7 +140,60 @@ pub fn load_zone(path: &Path) -> Result<Zone, ZoneError> {
         path: path.to_path_buf(),
         source,
     })?;
-    ZoneBuilder::new(path).build(file)
+    let zone = ZoneBuilder::new(path).build(file)?;
+    for w in super::lint(std::slice::from_ref(&zone)) {
+        tracing::warn!(
+            file = %path.display(),
+            owner = %w.owner,
+            rtype = %w.rtype,
+            target = %w.target,
+            "record target is a CNAME (RFC 2181 §10.3)"
+        );
+    }
+    Ok(zone)
+}
+
+/// Where a record was written, for messages that point at it.
+#[derive(Clone, Debug)]
+enum At {
+    /// A key of the zone file (`ns[0]`).
+    Key(String),
+    /// Value `value` of the `[[record]]` table number `index`.
+    Value { index: usize, value: usize },
+    /// A line of the master file (or of a file it includes).
+    Line { path: PathBuf, line: usize },
+}
+
+impl At {
+    /// The whole entry: for a `[[record]]` value, its table.
+    fn entry(&self) -> String {
+        match self {
+            At::Value { index, .. } => format!("record[{index}]"),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for At {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            At::Key(key) => f.write_str(key),
+            At::Value { index, value } => write!(f, "record[{index}].data[{value}]"),
+            At::Line { path, line } => {
+                let file = path.file_name().unwrap_or(path.as_os_str());
+                write!(f, "{}:{line}", file.to_string_lossy())
+            }
+        }
+    }
+}
+
+/// One record as written (before the master-file parser merges or folds anything): owner
+/// (lowercased), type and place.
+#[derive(Clone, Debug)]
+struct Source {
+    owner: Name,
+    rtype: RecordType,
+    at: At,
 }
 
 /// Validation state for one file: the path for messages, the origin once known.
@@ -147,14 +214,38 @@ impl<'a> ZoneBuilder<'a> {
         }
     }
 
+    /// An error at `at`: a key of the zone file, or a line of the master file. With
+    /// `whole_entry`, a `[[record]]` value is named by its table.
+    fn error_at(&self, at: &At, whole_entry: bool, message: String) -> ZoneError {
+        match at {
+            At::Line { path, line } => ZoneError::MasterLine {
+                path: path.clone(),
+                line: *line,
+                message,
+            },
+            at if whole_entry => self.invalid(at.entry(), message),
+            at => self.invalid(at.to_string(), message),
+        }
+    }
+
     fn build(&self, file: ZoneFile) -> Result<Zone, ZoneError> {
         let origin = self.origin(&file.origin)?;
         let default_ttl = self.ttl("ttl", file.ttl.unwrap_or(DEFAULT_TTL))?;
 
         let mut soa = None;
         let mut records = Vec::new();
+        let mut sources = Vec::new();
         if let Some(rel) = &file.records_file {
-            for record in self.master_file(rel, &origin)? {
+            let (parsed, entries) = self.master_file(rel, &origin)?;
+            sources.extend(entries.into_iter().map(|e| Source {
+                owner: e.owner,
+                rtype: e.rtype,
+                at: At::Line {
+                    path: e.path,
+                    line: e.line,
+                },
+            }));
+            for record in parsed {
                 if record.record_type() == RecordType::SOA {
                     if record.name != origin {
                         return Err(self.invalid(
@@ -184,6 +275,11 @@ impl<'a> ZoneBuilder<'a> {
 
         for (i, ns) in file.ns.iter().enumerate() {
             let target = self.name(&format!("ns[{i}]"), ns, &origin)?;
+            sources.push(Source {
+                owner: origin.clone(),
+                rtype: RecordType::NS,
+                at: At::Key(format!("ns[{i}]")),
+            });
             records.push(Record::from_rdata(
                 origin.clone(),
                 default_ttl,
@@ -192,7 +288,13 @@ impl<'a> ZoneBuilder<'a> {
         }
 
         for (i, record) in file.record.iter().enumerate() {
-            records.extend(self.record(i, record, &origin, default_ttl)?);
+            let values = self.record(i, record, &origin, default_ttl)?;
+            sources.extend(values.iter().enumerate().map(|(j, r)| Source {
+                owner: r.name.to_lowercase(),
+                rtype: r.record_type(),
+                at: At::Value { index: i, value: j },
+            }));
+            records.extend(values);
         }
 
         let regions = self.regions(&file.region)?;
@@ -222,8 +324,8 @@ impl<'a> ZoneBuilder<'a> {
             services,
             checks,
         };
-        self.check_records(&zone)?;
-        self.check_services(&zone)?;
+        self.check_records(&zone, &sources)?;
+        self.check_services(&zone, &sources)?;
         Ok(zone)
     }
 
@@ -268,11 +370,14 @@ impl<'a> ZoneBuilder<'a> {
         if code.len() != 2 || code.bytes().any(|b| !b.is_ascii_uppercase()) {
             return Err(self.invalid(
                 key,
-                format!("`{code}` is not an ISO 3166 alpha-2 country code (two capital letters)"),
+                format!(
+                    "`{}` is not an ISO 3166 alpha-2 country code (two capital letters)",
+                    clip(code)
+                ),
             ));
         }
         code.parse()
-            .map_err(|_| self.invalid(key, format!("unknown country code `{code}`")))
+            .map_err(|_| self.invalid(key, format!("unknown country code `{}`", clip(code))))
     }
 
     fn continent(&self, key: &str, code: &str) -> Result<Continent, ZoneError> {
@@ -281,7 +386,10 @@ impl<'a> ZoneBuilder<'a> {
             .ok_or_else(|| {
                 self.invalid(
                     key,
-                    format!("unknown continent code `{code}` (one of AF AN AS EU NA OC SA)"),
+                    format!(
+                        "unknown continent code `{}` (one of AF AN AS EU NA OC SA)",
+                        clip(code)
+                    ),
                 )
             })
     }
@@ -300,13 +408,17 @@ impl<'a> ZoneBuilder<'a> {
                 .ok_or_else(|| {
                     self.invalid(
                         format!("{key}[{i}]"),
-                        format!("unknown region `{name}` (declare it as [region.{name}])"),
+                        format!(
+                            "unknown region `{}` (declare it as [region.{}])",
+                            clip(name),
+                            clip(name)
+                        ),
                     )
                 })?;
             if out.contains(&idx) {
                 return Err(self.invalid(
                     format!("{key}[{i}]"),
-                    format!("region `{name}` is listed twice"),
+                    format!("region `{}` is listed twice", clip(name)),
                 ));
             }
             out.push(idx);
@@ -345,7 +457,11 @@ impl<'a> ZoneBuilder<'a> {
             if !file.check.contains_key(check) {
                 return Err(self.invalid(
                     format!("{key}.check"),
-                    format!("unknown check `{check}` (declare it as [check.{check}])"),
+                    format!(
+                        "unknown check `{}` (declare it as [check.{}])",
+                        clip(check),
+                        clip(check)
+                    ),
                 ));
             }
         }
@@ -356,7 +472,10 @@ impl<'a> ZoneBuilder<'a> {
             Some(FallbackFile::Mode(mode)) => {
                 return Err(self.invalid(
                     format!("{key}.fallback"),
-                    format!("`{mode}` is not `all`, `none` or a list of addresses"),
+                    format!(
+                        "`{}` is not `all`, `none` or a list of addresses",
+                        clip(mode)
+                    ),
                 ));
             }
             Some(FallbackFile::Addresses(list)) => {
@@ -365,7 +484,7 @@ impl<'a> ZoneBuilder<'a> {
                     out.push(a.parse().map_err(|_| {
                         self.invalid(
                             format!("{key}.fallback[{i}]"),
-                            format!("`{a}` is not an IP address"),
+                            format!("`{}` is not an IP address", clip(a)),
                         )
                     })?);
                 }
@@ -393,14 +512,15 @@ impl<'a> ZoneBuilder<'a> {
                         format!("{ekey}.region"),
                         format!(
                             "unknown region `{}` (declare it as [region.{}])",
-                            e.region, e.region
+                            clip(&e.region),
+                            clip(&e.region)
                         ),
                     )
                 })?;
             let address: IpAddr = e.address.parse().map_err(|_| {
                 self.invalid(
                     format!("{ekey}.address"),
-                    format!("`{}` is not an IP address", e.address),
+                    format!("`{}` is not an IP address", clip(&e.address)),
                 )
             })?;
             if endpoints.iter().any(|x| x.address == address) {
@@ -421,7 +541,7 @@ impl<'a> ZoneBuilder<'a> {
                 Some(a) => Some(a.parse().map_err(|_| {
                     self.invalid(
                         format!("{ekey}.probe_address"),
-                        format!("`{a}` is not an IP address"),
+                        format!("`{}` is not an IP address", clip(a)),
                     )
                 })?),
             };
@@ -463,7 +583,7 @@ impl<'a> ZoneBuilder<'a> {
                     if let Some(region) = regions.get(e.region).filter(|r| r.location.is_none()) {
                         return Err(self.invalid(
                             format!("region.{}.location", region.name),
-                            format!("needed by service `{name}` (policy = \"nearest\")"),
+                            format!("needed by service `{}` (policy = \"nearest\")", clip(name)),
                         ));
                     }
                 }
@@ -486,7 +606,10 @@ impl<'a> ZoneBuilder<'a> {
             other => {
                 return Err(self.invalid(
                     format!("{key}.policy"),
-                    format!("unknown policy `{other}` (geo, nearest, failover or weighted)"),
+                    format!(
+                        "unknown policy `{}` (geo, nearest, failover or weighted)",
+                        clip(other)
+                    ),
                 ));
             }
         };
@@ -543,12 +666,13 @@ impl<'a> ZoneBuilder<'a> {
             let k = format!("{key}.geo.subnet.\"{cidr}\"");
             let net: IpNet = cidr
                 .parse()
-                .map_err(|_| self.invalid(&k, format!("`{cidr}` is not a CIDR prefix")))?;
+                .map_err(|_| self.invalid(&k, format!("`{}` is not a CIDR prefix", clip(cidr))))?;
             if net.trunc() != net {
                 return Err(self.invalid(
                     &k,
                     format!(
-                        "`{cidr}` has bits set past the prefix; did you mean {}?",
+                        "`{}` has bits set past the prefix; did you mean {}?",
+                        clip(cidr),
                         net.trunc()
                     ),
                 ));
@@ -558,8 +682,9 @@ impl<'a> ZoneBuilder<'a> {
         Ok(map)
     }
 
-    /// A service name must not also be a static record's owner, nor sit under a cut.
-    fn check_services(&self, zone: &Zone) -> Result<(), ZoneError> {
+    /// A service name must not also be a static record's owner, nor sit under a cut (there
+    /// it could only ever be referred away: RFC 1034 §4.3.2 step 3b comes first).
+    fn check_services(&self, zone: &Zone, sources: &[Source]) -> Result<(), ZoneError> {
         for service in &zone.services {
             if let Some(r) = zone.records.iter().find(|r| r.name == service.name) {
                 return Err(self.invalid(
@@ -571,6 +696,26 @@ impl<'a> ZoneBuilder<'a> {
                     ),
                 ));
             }
+            let cut = zone.records.iter().find(|r| {
+                r.record_type() == RecordType::NS
+                    && r.name != zone.origin
+                    && r.name.zone_of(&service.name)
+            });
+            if let Some(cut) = cut {
+                let at = sources
+                    .iter()
+                    .find(|s| s.rtype == RecordType::NS && s.owner == cut.name)
+                    .map_or_else(|| "record".to_string(), |s| s.at.entry());
+                return Err(self.invalid(
+                    format!("service.{}", clip(&service.key)),
+                    format!(
+                        "{} is below the delegation {} (NS {at}); a service must be in the \
+                         zone's own data, where it is answered rather than referred",
+                        service.name,
+                        cut.name.to_lowercase()
+                    ),
+                ));
+            }
         }
         Ok(())
     }
@@ -579,19 +724,22 @@ impl<'a> ZoneBuilder<'a> {
         if !text.ends_with('.') {
             return Err(self.invalid(
                 "origin",
-                format!("`{text}` must be absolute (end with a dot)"),
+                format!("`{}` must be absolute (end with a dot)", clip(text)),
             ));
         }
         Name::from_ascii(text)
             .map(|n| n.to_lowercase())
-            .map_err(|e| self.invalid("origin", format!("`{text}`: {e}")))
+            .map_err(|e| self.invalid("origin", format!("`{}`: {}", clip(text), clip_msg(&e))))
     }
 
     /// A name relative to the origin, `@`, or absolute; it must lie inside the zone.
     fn owner(&self, key: &str, text: &str, origin: &Name) -> Result<Name, ZoneError> {
         let name = self.name(key, text, origin)?;
         if !origin.zone_of(&name) {
-            return Err(self.invalid(key, format!("`{text}` is outside the zone {origin}")));
+            return Err(self.invalid(
+                key,
+                format!("`{}` is outside the zone {origin}", clip(text)),
+            ));
         }
         Ok(name)
     }
@@ -603,7 +751,8 @@ impl<'a> ZoneBuilder<'a> {
         if text == "@" {
             return Ok(origin.clone());
         }
-        Name::parse(text, Some(origin)).map_err(|e| self.invalid(key, format!("`{text}`: {e}")))
+        Name::parse(text, Some(origin))
+            .map_err(|e| self.invalid(key, format!("`{}`: {}", clip(text), clip_msg(&e))))
     }
 
     fn ttl(&self, key: &str, ttl: u32) -> Result<u32, ZoneError> {
@@ -646,7 +795,7 @@ impl<'a> ZoneBuilder<'a> {
         let rtype: RecordType = record.rtype.to_ascii_uppercase().parse().map_err(|_| {
             self.invalid(
                 format!("{key}.type"),
-                format!("unknown record type `{}`", record.rtype),
+                format!("unknown record type `{}`", clip(&record.rtype)),
             )
         })?;
         if !SUPPORTED_TYPES.contains(&rtype) {
@@ -671,33 +820,77 @@ impl<'a> ZoneBuilder<'a> {
         let mut out = Vec::with_capacity(record.data.len());
         for (j, text) in record.data.iter().enumerate() {
             let data_key = format!("{key}.data[{j}]");
-            let rdata = parse_rdata(rtype, text, origin)
-                .map_err(|e| self.invalid(&data_key, format!("bad {rtype} data `{text}`: {e}")))?;
+            let rdata = parse_rdata(rtype, text, origin).map_err(|e| {
+                self.invalid(
+                    &data_key,
+                    format!("bad {rtype} data `{}`: {}", clip(text), clip_msg(&e)),
+                )
+            })?;
             let mut rec = Record::from_rdata(owner.clone(), ttl, rdata);
             rec.dns_class = DNSClass::IN;
-            check_wire_round_trip(&rec)
-                .map_err(|e| self.invalid(&data_key, format!("bad {rtype} data `{text}`: {e}")))?;
+            check_wire_round_trip(&rec).map_err(|e| {
+                self.invalid(
+                    &data_key,
+                    format!("bad {rtype} data `{}`: {}", clip(text), clip_msg(&e)),
+                )
+            })?;
             out.push(rec);
         }
         Ok(out)
     }
 
-    fn master_file(&self, rel: &str, origin: &Name) -> Result<Vec<Record>, ZoneError> {
+    /// The records of the master file `rel`, and where each entry of it is (the parser
+    /// keeps no lines, and folds a second CNAME into the first).
+    fn master_file(
+        &self,
+        rel: &str,
+        origin: &Name,
+    ) -> Result<(Vec<Record>, Vec<Entry>), ZoneError> {
         let base = self.path.parent().unwrap_or(Path::new("."));
         let path = base.join(rel);
         let text = fs::read_to_string(&path).map_err(|source| ZoneError::Read {
             path: path.clone(),
             source,
         })?;
-        let (_, sets) = Parser::new(text, Some(path.clone()), Some(origin.clone()))
+        let (_, sets) = Parser::new(text.as_str(), Some(path.clone()), Some(origin.clone()))
             .parse()
             .map_err(|e| ZoneError::MasterFile {
                 path: path.clone(),
-                message: e.to_string(),
+                message: clip_msg(&e),
             })?;
+        let entries = master::scan(&path, &text, origin).map_err(|(path, line, message)| {
+            ZoneError::MasterLine {
+                path,
+                line,
+                message,
+            }
+        })?;
+        // Meridian answers class IN only; a CH record would be served as IN (and the parser
+        // gives every later record of the file the same class).
+        if let Some((e, class)) = entries
+            .iter()
+            .find_map(|e| Some((e, e.class.filter(|c| *c != DNSClass::IN)?)))
+        {
+            return Err(ZoneError::MasterLine {
+                path: e.path.clone(),
+                line: e.line,
+                message: format!("class {class}: only class IN is served"),
+            });
+        }
         let mut records = Vec::new();
         for set in sets.values() {
             for record in set.records_without_rrsigs() {
+                if record.dns_class != DNSClass::IN {
+                    return Err(ZoneError::MasterFile {
+                        path: path.clone(),
+                        message: format!(
+                            "{} {}: class {}: only class IN is served",
+                            record.name,
+                            record.record_type(),
+                            record.dns_class
+                        ),
+                    });
+                }
                 if !origin.zone_of(&record.name) {
                     return Err(ZoneError::MasterFile {
                         path: path.clone(),
@@ -706,16 +899,67 @@ impl<'a> ZoneBuilder<'a> {
                 }
                 check_wire_round_trip(record).map_err(|e| ZoneError::MasterFile {
                     path: path.clone(),
-                    message: format!("{} {}: {e}", record.name, record.record_type()),
+                    message: format!("{} {}: {}", record.name, record.record_type(), clip(&e)),
                 })?;
                 records.push(record.clone());
             }
         }
-        Ok(records)
+        Ok((records, entries))
     }
 
-    /// Whole-zone rules: apex NS present, CNAMEs alone at their name, one TTL per RRset.
-    fn check_records(&self, zone: &Zone) -> Result<(), ZoneError> {
+    /// Every RRset fits one message with any question and OPT (RFC 2181 §9: an RRset is
+    /// never split in an answer; a larger one could be served to nobody, nor transferred).
+    fn check_rrset_sizes(&self, zone: &Zone, sources: &[Source]) -> Result<(), ZoneError> {
+        let mut sizes: BTreeMap<(Name, RecordType), usize> = BTreeMap::new();
+        for r in &zone.records {
+            *sizes
+                .entry((r.name.to_lowercase(), r.record_type()))
+                .or_default() += record_wire_len(r);
+        }
+        let Some(((owner, rtype), size)) =
+            sizes.into_iter().find(|(_, size)| *size > MAX_RRSET_WIRE)
+        else {
+            return Ok(());
+        };
+        let at = sources
+            .iter()
+            .find(|s| s.owner == owner && s.rtype == rtype)
+            .map_or_else(|| At::Key("record".into()), |s| s.at.clone());
+        Err(self.error_at(
+            &at,
+            true,
+            format!(
+                "{owner} {rtype} is {size} bytes in wire form; an RRset must fit one DNS \
+                 message (at most {MAX_RRSET_WIRE} bytes)"
+            ),
+        ))
+    }
+
+    /// RFC 1034 §3.6.2: a CNAME stands alone. Names where both are, and errs at the other data.
+    fn cname_and_other_data(&self, owner: &Name, sources: &[Source]) -> ZoneError {
+        let at_owner = || sources.iter().filter(|s| s.owner == *owner);
+        let cname = at_owner().find(|s| s.rtype == RecordType::CNAME);
+        let other = at_owner().find(|s| s.rtype != RecordType::CNAME);
+        match (cname, other) {
+            (Some(cname), Some(other)) => self.error_at(
+                &other.at,
+                false,
+                format!(
+                    "{owner} has a CNAME (at {}) and other data ({} at {}); a CNAME stands \
+                     alone (RFC 1034 §3.6.2)",
+                    cname.at, other.rtype, other.at
+                ),
+            ),
+            _ => self.invalid(
+                "record",
+                format!("{owner} has a CNAME and other data (RFC 1034 §3.6.2)"),
+            ),
+        }
+    }
+
+    /// Whole-zone rules: apex NS present, one CNAME at a name and alone there, one TTL per
+    /// RRset, every RRset small enough for one message.
+    fn check_records(&self, zone: &Zone, sources: &[Source]) -> Result<(), ZoneError> {
         if !zone
             .records
             .iter()
@@ -723,7 +967,32 @@ impl<'a> ZoneBuilder<'a> {
         {
             return Err(self.invalid("ns", "the zone has no apex NS records"));
         }
-        let mut seen = BTreeSet::new();
+        // Counted as written: the master-file parser keeps only the last CNAME at a name.
+        let mut cnames: BTreeMap<&Name, &At> = BTreeMap::new();
+        for s in sources.iter().filter(|s| s.rtype == RecordType::CNAME) {
+            if let Some(first) = cnames.insert(&s.owner, &s.at) {
+                return Err(self.error_at(
+                    &s.at,
+                    false,
+                    format!(
+                        "{} has a second CNAME (the first is at {first}); a name has one CNAME \
+                         (RFC 1034 §3.6.2, RFC 2181 §10.1)",
+                        s.owner
+                    ),
+                ));
+            }
+        }
+        self.check_rrset_sizes(zone, sources)?;
+        // Per name, how many records; per RRset, its first TTL (one pass: zones can be big).
+        let mut per_name: BTreeMap<Name, usize> = BTreeMap::new();
+        let mut first_ttl: BTreeMap<(Name, RecordType), u32> = BTreeMap::new();
+        for record in &zone.records {
+            let owner = record.name.to_lowercase();
+            *per_name.entry(owner.clone()).or_default() += 1;
+            first_ttl
+                .entry((owner, record.record_type()))
+                .or_insert(record.ttl);
+        }
         for record in &zone.records {
             let rtype = record.record_type();
             let owner = record.name.to_lowercase();
@@ -731,25 +1000,17 @@ impl<'a> ZoneBuilder<'a> {
                 if owner == zone.origin {
                     return Err(self.invalid("record", "a CNAME cannot stand at the zone apex"));
                 }
-                let others = zone.records.iter().filter(|r| r.name == owner).count();
-                if others > 1 {
-                    return Err(self.invalid(
-                        "record",
-                        format!("{owner} has a CNAME and other data (RFC 1034 §3.6.2)"),
-                    ));
+                if per_name.get(&owner).is_some_and(|&n| n > 1) {
+                    return Err(self.cname_and_other_data(&owner, sources));
                 }
             }
-            let ttls = zone
-                .records
-                .iter()
-                .filter(|r| r.name == owner && r.record_type() == rtype)
-                .map(|r| r.ttl);
-            if let Some((a, b)) = ttls.clone().zip(ttls.skip(1)).find(|(a, b)| a != b) {
-                if seen.insert((owner.clone(), rtype)) {
+            if let Some(&first) = first_ttl.get(&(owner.clone(), rtype)) {
+                if first != record.ttl {
                     return Err(self.invalid(
                         "record",
                         format!(
-                            "{owner} {rtype} has records with TTLs {a} and {b}; an RRset has one TTL (RFC 2181 §5.2)"
+                            "{owner} {rtype} has records with TTLs {first} and {}; an RRset has one TTL (RFC 2181 §5.2)",
+                            record.ttl
                         ),
                     ));
                 }
@@ -757,6 +1018,23 @@ impl<'a> ZoneBuilder<'a> {
         }
         Ok(())
     }
+}
+
+/// Bytes of `name` in uncompressed wire form.
+fn name_wire_len(name: &Name) -> usize {
+    name.iter().map(|label| label.len() + 1).sum::<usize>() + 1
+}
+
+/// Bytes of a record in a message, owner uncompressed: owner, type, class, TTL, RDLENGTH,
+/// RDATA (its names uncompressed, as the routing table stores them).
+fn record_wire_len(record: &Record) -> usize {
+    use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
+    let mut rdata = Vec::new();
+    let mut enc = BinEncoder::new(&mut rdata);
+    enc.set_name_encoding(NameEncoding::Uncompressed);
+    // Every record passed the wire round trip already; a failure here counts as nothing.
+    let _ = record.data.emit(&mut enc);
+    name_wire_len(&record.name) + 10 + rdata.len()
 }
 
 /// `home` first, then every other region in file order.

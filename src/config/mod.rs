@@ -4,12 +4,14 @@
 pub mod check;
 pub mod file;
 pub mod load;
+mod master;
 pub mod model;
 
 #[cfg(test)]
 mod tests;
 
 pub use load::{ZoneError, load_dir, load_zone};
+
 pub use model::Zone;
 
 /// One line describing a loaded zone, as `check-config` prints it.
@@ -23,4 +25,101 @@ pub fn summary(zone: &Zone) -> String {
         zone.regions.len(),
         zone.services.len()
     )
+}
+
+/// A loaded zone's record that RFC 2181 §10.3 advises against: an MX, NS or SRV whose target
+/// is a CNAME. Served as written; `check-config --strict` makes it an error.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Warning {
+    /// The zone file.
+    pub file: std::path::PathBuf,
+    /// Owner of the record.
+    pub owner: hickory_proto::rr::Name,
+    /// MX, NS or SRV.
+    pub rtype: hickory_proto::rr::RecordType,
+    /// The target, which is a CNAME's owner.
+    pub target: hickory_proto::rr::Name,
+}
+
+impl std::fmt::Display for Warning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {} {}: {} is a CNAME; an {} target must not be an alias (RFC 2181 §10.3)",
+            self.file.display(),
+            self.owner,
+            self.rtype,
+            self.target,
+            self.rtype
+        )
+    }
+}
+
+/// Warnings for `zones` checked together (a target may be a CNAME in another of them), in
+/// zone and record order. The loader logs a zone's own when it loads it; `check-config`
+/// prints them all, and with `--strict` fails on them.
+pub fn lint(zones: &[Zone]) -> Vec<Warning> {
+    use hickory_proto::rr::{RData, RecordType};
+    // Built once: a zone may have many MX/NS/SRV records (delegations) and many CNAMEs.
+    let cnames: std::collections::BTreeSet<hickory_proto::rr::Name> = zones
+        .iter()
+        .flat_map(|z| &z.records)
+        .filter(|r| r.record_type() == RecordType::CNAME)
+        .map(|r| r.name.to_lowercase())
+        .collect();
+    let is_cname = |target: &hickory_proto::rr::Name| cnames.contains(&target.to_lowercase());
+    let mut out = Vec::new();
+    for zone in zones {
+        for record in &zone.records {
+            let target = match &record.data {
+                RData::MX(mx) => &mx.exchange,
+                RData::NS(ns) => &ns.0,
+                RData::SRV(srv) => &srv.target,
+                _ => continue,
+            };
+            if is_cname(target) {
+                out.push(Warning {
+                    file: zone.file.clone(),
+                    owner: record.name.clone(),
+                    rtype: record.record_type(),
+                    target: target.clone(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Most bytes of an input value that an error message quotes.
+const QUOTE_MAX: usize = 80;
+/// Most bytes of a parser's own message (which may quote the input) repeated in an error.
+const MESSAGE_MAX: usize = 200;
+
+/// `value` cut to [`QUOTE_MAX`] bytes with an ellipsis, for quoting input in a message: a
+/// 70 KB TXT value must not come back whole in an error line.
+fn clip(value: &str) -> std::borrow::Cow<'_, str> {
+    cut(value, QUOTE_MAX)
+}
+
+/// A foreign error's message (hickory's, toml's), each line cut to [`MESSAGE_MAX`] bytes.
+fn clip_msg(e: &dyn std::fmt::Display) -> String {
+    let text = e.to_string();
+    if text.len() <= MESSAGE_MAX {
+        return text;
+    }
+    text.split('\n')
+        .map(|line| cut(line, MESSAGE_MAX))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn cut(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return text.into();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", text.get(..end).unwrap_or_default()).into()
 }

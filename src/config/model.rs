@@ -24,6 +24,15 @@ pub const DEFAULT_MINIMUM: u32 = 300;
 /// Largest TTL a record may have (RFC 2181 §8).
 pub const MAX_TTL: u32 = i32::MAX as u32;
 
+/// Largest DNS message: the 16-bit length of RFC 1035 §4.2.2 framing over TCP.
+pub const MAX_MESSAGE: usize = 65_535;
+/// Most bytes one RRset may take in wire form, owners uncompressed: what is left of a
+/// [`MAX_MESSAGE`] after the header (12), the longest question (a 255-byte name, type and
+/// class: 259) and an OPT record echoing the longest ECS option (11 + 8 + 16 = 35). An RRset
+/// over this could be neither answered whole over TCP nor sent in any AXFR message
+/// (RFC 2181 §9: an RRset is never split in an answer), so the loader rejects it.
+pub const MAX_RRSET_WIRE: usize = MAX_MESSAGE - 12 - 259 - 35;
+
 /// One authoritative zone, validated.
 #[derive(Clone, Debug)]
 pub struct Zone {

@@ -219,8 +219,10 @@ fn names_and_records_are_validated() {
                 "[[record]]\nname = \"www\"\ntype = \"CNAME\"\ndata = [\"web\"]\n\
                  [[record]]\nname = \"www\"\ntype = \"TXT\"\ndata = ['\"x\"']\n",
             ),
-            "record",
-            "www.t.test. has a CNAME and other data (RFC 1034 §3.6.2)".into(),
+            "record[1].data[0]",
+            "www.t.test. has a CNAME (at record[0].data[0]) and other data (TXT at \
+             record[1].data[0]); a CNAME stands alone (RFC 1034 §3.6.2)"
+                .into(),
         ),
         (
             "RRset TTL mismatch",
@@ -867,4 +869,363 @@ fn malformed_names_and_files_are_reported() {
         Err(ZoneError::Read { path, .. }) => assert_eq!(path, missing_dir),
         other => panic!("expected a read error, got {other:?}"),
     }
+}
+
+/// Writes `t.test.toml` (BASE's SOA kept out: the master file has it) naming `t.test.zone`
+/// with `zone` as its text, plus `extra` TOML; returns the directory, TOML and master paths.
+fn with_master(zone: &str, extra: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = dir.path().join("t.test.toml");
+    let master = dir.path().join("t.test.zone");
+    fs::write(
+        &master,
+        format!(
+            "$ORIGIN t.test.\n@ 3600 IN SOA ns1 hostmaster 1 2 3 4 5\n@ 3600 IN NS ns1\n{zone}"
+        ),
+    )
+    .unwrap();
+    fs::write(
+        &toml,
+        format!("origin = \"t.test.\"\nrecords_file = \"t.test.zone\"\n{extra}"),
+    )
+    .unwrap();
+    (dir, toml, master)
+}
+
+/// Loads a zone expected to fail on a master-file line; returns that line and the message.
+fn master_line_error(label: &str, toml: &Path, master: &Path) -> (usize, String) {
+    match load_zone(toml) {
+        Err(e @ ZoneError::MasterLine { .. }) => {
+            let shown = e.to_string();
+            let ZoneError::MasterLine {
+                path,
+                line,
+                message,
+            } = e
+            else {
+                unreachable!()
+            };
+            assert_eq!(path, master, "{label}: names the master file");
+            assert!(
+                shown.starts_with(&format!("{}:{line}: ", master.display())),
+                "{label}: {shown}"
+            );
+            (line, message)
+        }
+        other => panic!("{label}: expected an error on a master-file line, got {other:?}"),
+    }
+}
+
+/// `count` TXT values of `size` bytes each, quoted for TOML (literal strings).
+fn txt_values(count: usize, size: usize) -> String {
+    (0..count)
+        .map(|i| format!("'\"{i:04}{}\"'", "x".repeat(size - 4)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[test]
+fn an_rrset_too_large_for_one_message_is_rejected() {
+    // 70 TXT records of 1,000 bytes at big.t.test.: owner 12 + fixed 10 + RDATA 1,004 (four
+    // character-strings) = 1,026 bytes each, 71,820 in all; no DNS message can carry them.
+    let limit = super::model::MAX_RRSET_WIRE;
+    assert_eq!(limit, 65_535 - 12 - 259 - 35);
+    let text = base(&format!(
+        "[[record]]\nname = \"a\"\ntype = \"A\"\ndata = [\"192.0.2.1\"]\n\
+         [[record]]\nname = \"big\"\ntype = \"TXT\"\ndata = [{}]\n",
+        txt_values(70, 1000)
+    ));
+    let (key, message) = invalid("70 KB TXT RRset", &text);
+    assert_eq!(key, "record[1]");
+    assert_eq!(
+        message,
+        format!(
+            "big.t.test. TXT is 71820 bytes in wire form; an RRset must fit one DNS message \
+             (at most {limit} bytes)"
+        )
+    );
+
+    // Split over two [[record]] tables: still one RRset; the first table is named.
+    let text = base(&format!(
+        "[[record]]\nname = \"big\"\ntype = \"TXT\"\ndata = [{}]\n\
+         [[record]]\nname = \"big\"\ntype = \"TXT\"\ndata = [{}]\n",
+        txt_values(35, 1000),
+        txt_values(35, 1000).replace("'\"00", "'\"10"),
+    ));
+    let (key, message) = invalid("split RRset", &text);
+    assert_eq!(key, "record[0]");
+    assert!(
+        message.starts_with("big.t.test. TXT is 71820 bytes"),
+        "{message}"
+    );
+
+    // Just under the limit loads: 63 records of 1,026 bytes = 64,638.
+    let (_dir, path) = write(&base(&format!(
+        "[[record]]\nname = \"big\"\ntype = \"TXT\"\ndata = [{}]\n",
+        txt_values(63, 1000)
+    )));
+    load_zone(&path).unwrap_or_else(|e| panic!("64 KB RRset: {e}"));
+
+    // The same 70 records in the master file: the error names the file and the first line.
+    let lines: String = (0..70)
+        .map(|i| {
+            format!(
+                "big 300 IN TXT \"{i:04}{}\" {}\n",
+                "x".repeat(246),
+                quarters()
+            )
+        })
+        .collect();
+    let (_dir, toml, master) = with_master(&format!("www 300 IN A 192.0.2.1\n{lines}"), "");
+    let (line, message) = master_line_error("master file", &toml, &master);
+    assert_eq!(line, 5);
+    assert_eq!(
+        message,
+        format!(
+            "big.t.test. TXT is 71820 bytes in wire form; an RRset must fit one DNS message \
+             (at most {limit} bytes)"
+        )
+    );
+}
+
+#[test]
+fn a_service_below_a_delegation_is_rejected() {
+    let text = service("", "").replace(
+        "[service.www]",
+        "[[record]]\nname = \"sub\"\ntype = \"NS\"\ndata = [\"ns.elsewhere.test.\"]\n\
+         [service.\"www.sub\"]",
+    );
+    let text = text.replace("service.www.endpoint", "service.\"www.sub\".endpoint");
+    let (key, message) = invalid("service under a cut", &text);
+    assert_eq!(key, "service.www.sub");
+    assert_eq!(
+        message,
+        "www.sub.t.test. is below the delegation sub.t.test. (NS record[0]); a service must be \
+         in the zone's own data, where it is answered rather than referred"
+    );
+    // Deeper below, and a cut given in the master file.
+    let (_dir, toml, _master) = with_master(
+        "sub 300 IN NS ns.elsewhere.test.\n",
+        &format!(
+            "{REGIONS}[service.\"a.b.sub\"]\n[[service.\"a.b.sub\".endpoint]]\nregion = \"eu\"\naddress = \"192.0.2.1\"\n"
+        ),
+    );
+    match load_zone(&toml) {
+        Err(ZoneError::Invalid { key, message, .. }) => {
+            assert_eq!(key, "service.a.b.sub");
+            assert_eq!(
+                message,
+                "a.b.sub.t.test. is below the delegation sub.t.test. (NS t.test.zone:4); a \
+                 service must be in the zone's own data, where it is answered rather than referred"
+            );
+        }
+        other => panic!("expected a service under a cut, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_class_other_than_in_in_the_master_file_is_rejected() {
+    let (_dir, toml, master) = with_master(
+        "www 300 IN A 192.0.2.1\nversion 300 CH TXT \"1.0\"\nother 300 TXT \"sticky class\"\n",
+        "",
+    );
+    let (line, message) = master_line_error("CH record", &toml, &master);
+    assert_eq!(line, 5);
+    assert_eq!(message, "class CH: only class IN is served");
+
+    // The class may come before the TTL; a multi-line entry is named by its first line.
+    let (_dir, toml, master) =
+        with_master("www 300 IN A 192.0.2.1\n\nx HS 300 TXT (\n \"y\" )\n", "");
+    let (line, message) = master_line_error("HS record", &toml, &master);
+    assert_eq!(
+        (line, message.as_str()),
+        (6, "class HS: only class IN is served")
+    );
+}
+
+#[test]
+fn two_cnames_at_one_name_are_rejected() {
+    // In the master file: today the parser keeps only the last one, silently.
+    let (_dir, toml, master) = with_master(
+        "www 300 IN CNAME a.example.\n; comment\nwww 300 IN CNAME b.example.\n",
+        "",
+    );
+    let (line, message) = master_line_error("two CNAME lines", &toml, &master);
+    assert_eq!(line, 6);
+    assert_eq!(
+        message,
+        "www.t.test. has a second CNAME (the first is at t.test.zone:4); a name has one CNAME \
+         (RFC 1034 §3.6.2, RFC 2181 §10.1)"
+    );
+
+    // A CNAME and other data in the master file: both lines named.
+    let (_dir, toml, master) =
+        with_master("www 300 IN CNAME a.example.\nwww 300 IN A 192.0.2.1\n", "");
+    let (line, message) = master_line_error("CNAME and A", &toml, &master);
+    assert_eq!(line, 5);
+    assert_eq!(
+        message,
+        "www.t.test. has a CNAME (at t.test.zone:4) and other data (A at t.test.zone:5); a \
+         CNAME stands alone (RFC 1034 §3.6.2)"
+    );
+
+    // In TOML: two values in one table, and two tables.
+    let cases: Vec<(&str, String, &str, String)> = vec![
+        (
+            "two values",
+            base(
+                "[[record]]\nname = \"www\"\ntype = \"CNAME\"\ndata = [\"a.example.\", \"b.example.\"]\n",
+            ),
+            "record[0].data[1]",
+            "www.t.test. has a second CNAME (the first is at record[0].data[0]); a name has one \
+             CNAME (RFC 1034 §3.6.2, RFC 2181 §10.1)"
+                .into(),
+        ),
+        (
+            "two tables",
+            base(
+                "[[record]]\nname = \"www\"\ntype = \"CNAME\"\ndata = [\"a.example.\"]\n\
+                 [[record]]\nname = \"WWW\"\ntype = \"CNAME\"\ndata = [\"b.example.\"]\n",
+            ),
+            "record[1].data[0]",
+            "www.t.test. has a second CNAME (the first is at record[0].data[0]); a name has one \
+             CNAME (RFC 1034 §3.6.2, RFC 2181 §10.1)"
+                .into(),
+        ),
+    ];
+    check(&cases);
+
+    // One in the master file, one in TOML.
+    let (_dir, toml, _master) = with_master(
+        "www 300 IN CNAME a.example.\n",
+        "[[record]]\nname = \"www\"\ntype = \"CNAME\"\nttl = 300\ndata = [\"b.example.\"]\n",
+    );
+    match load_zone(&toml) {
+        Err(ZoneError::Invalid { key, message, .. }) => {
+            assert_eq!(key, "record[0].data[0]");
+            assert!(
+                message
+                    .starts_with("www.t.test. has a second CNAME (the first is at t.test.zone:4)"),
+                "{message}"
+            );
+        }
+        other => panic!("expected two CNAMEs, got {other:?}"),
+    }
+}
+
+#[test]
+fn quoted_values_in_messages_are_cut() {
+    let long = "x".repeat(70_000);
+    let cases = [
+        (
+            "A data",
+            base(&format!(
+                "[[record]]\nname = \"a\"\ntype = \"A\"\ndata = [\"1{long}\"]\n"
+            )),
+            "record[0].data[0]",
+        ),
+        (
+            "one 70 KB TXT value",
+            base(&format!(
+                "[[record]]\nname = \"t\"\ntype = \"TXT\"\ndata = ['\"{long}\"']\n"
+            )),
+            "record[0].data[0]",
+        ),
+        (
+            "record type",
+            base(&format!(
+                "[[record]]\nname = \"a\"\ntype = \"{long}\"\ndata = [\"x\"]\n"
+            )),
+            "record[0].type",
+        ),
+        (
+            "owner",
+            base(&format!(
+                "[[record]]\nname = \"{long}\"\ntype = \"A\"\ndata = [\"192.0.2.1\"]\n"
+            )),
+            "record[0].name",
+        ),
+        (
+            "check path",
+            base(&format!(
+                "[check.web]\ntype = \"http\"\npath = \"{long}\"\n"
+            )),
+            "check.web.path",
+        ),
+    ];
+    for (label, text, key) in cases {
+        let (k, message) = invalid(label, &text);
+        assert_eq!(k, key, "{label}: {message}");
+        assert!(
+            message.len() < 400 && message.contains('…'),
+            "{label}: {} bytes: {}",
+            message.len(),
+            message.get(..400).unwrap_or(&message)
+        );
+    }
+    // The same in the master file's parser messages and in TOML syntax errors.
+    let (_dir, toml, master) = with_master(&format!("www 300 IN A 1{long}\n"), "");
+    let e = load_zone(&toml).unwrap_err().to_string();
+    assert!(
+        e.contains(&*master.to_string_lossy()),
+        "{}",
+        e.get(..400).unwrap_or(&e)
+    );
+    assert!(e.len() < 600, "{} bytes", e.len());
+    let (_dir, path) = write(&base(&format!(
+        "[[record]]\nname = \"t\"\ntype = \"TXT\"\ndata = ['{long}\n"
+    )));
+    let e = load_zone(&path).unwrap_err().to_string();
+    assert!(
+        e.len() < 600,
+        "{} bytes: {}",
+        e.len(),
+        e.get(..600).unwrap_or(&e)
+    );
+}
+
+#[test]
+fn mx_ns_and_srv_targets_that_are_cnames_are_linted() {
+    let text = base(
+        "[[record]]\nname = \"mail\"\ntype = \"CNAME\"\ndata = [\"mx.elsewhere.test.\"]\n\
+         [[record]]\nname = \"@\"\ntype = \"MX\"\ndata = [\"10 mail\", \"20 mx2\"]\n\
+         [[record]]\nname = \"mx2\"\ntype = \"A\"\ndata = [\"192.0.2.2\"]\n\
+         [[record]]\nname = \"sub\"\ntype = \"NS\"\ndata = [\"mail.t.test.\"]\n\
+         [[record]]\nname = \"_sip._udp\"\ntype = \"SRV\"\ndata = [\"0 5 5060 mail\"]\n",
+    );
+    let (_dir, path) = write(&text);
+    let zone = load_zone(&path).unwrap_or_else(|e| panic!("a lint is not an error: {e}"));
+    let shown: Vec<String> = super::lint(std::slice::from_ref(&zone))
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let file = path.display();
+    assert_eq!(
+        shown,
+        [
+            format!(
+                "{file}: t.test. MX: mail.t.test. is a CNAME; an MX target must not be an alias (RFC 2181 §10.3)"
+            ),
+            format!(
+                "{file}: sub.t.test. NS: mail.t.test. is a CNAME; an NS target must not be an alias (RFC 2181 §10.3)"
+            ),
+            format!(
+                "{file}: _sip._udp.t.test. SRV: mail.t.test. is a CNAME; an SRV target must not be an alias (RFC 2181 §10.3)"
+            ),
+        ]
+    );
+    // A target that is a CNAME in another zone checked together is found too; none in a clean zone.
+    let (_dir2, other) = write(&BASE.replace("t.test.", "o.test.").replace(
+        "serial = 1\n",
+        "serial = 1\n[[record]]\nname = \"@\"\ntype = \"MX\"\ndata = [\"10 mail.t.test.\"]\n",
+    ));
+    let other = load_zone(&other).unwrap();
+    assert_eq!(super::lint(&[zone.clone(), other.clone()]).len(), 4);
+    assert!(super::lint(&[other]).is_empty());
+}
+
+/// Three more 250-byte character-strings: with a 250-byte first one, 1,000 bytes of TXT
+/// (a master-file string holds at most 255).
+fn quarters() -> String {
+    format!("\"{0}\" \"{0}\" \"{0}\"", "x".repeat(250))
 }

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::config::{Zone, summary};
+use crate::config::{Warning, Zone, lint, summary};
 use crate::health::report::{Keyring, KeyringError};
 use crate::routing::compile::{AllUp, compile};
 use crate::routing::publish::{StartError, load_sources};
@@ -37,6 +37,8 @@ pub struct Checked {
     pub geoip: String,
     /// The prober key file, when one was given (parsed).
     pub keys: Option<String>,
+    /// What is legal but suspect (`config::lint`).
+    pub warnings: Vec<Warning>,
 }
 
 /// Loads, opens and compiles as `serve` does at start-up.
@@ -52,11 +54,14 @@ pub fn check(zones_dir: &Path, geoip: &Path, keys: Option<&Path>) -> Result<Chec
         }
         None => None,
     };
+    let owned: Vec<Zone> = zones.iter().map(|z| Zone::clone(z)).collect();
+    let warnings = lint(&owned);
     Ok(Checked {
         zones,
         table,
         geoip: description,
         keys,
+        warnings,
     })
 }
 

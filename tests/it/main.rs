@@ -19,6 +19,7 @@ mod ops;
 mod steering;
 mod steering_support;
 mod transfer;
+mod zonecheck;
 // Shared by every test module; not each module uses every helper.
 #[allow(dead_code)]
 mod harness;
