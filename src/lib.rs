@@ -10,6 +10,11 @@
 //! query -> dns::handler -> routes.load() -> table.lookup(qname, qtype, client) -> answer
 //! ```
 //!
+//! `control::ControlPlane` owns everything before the swap: the last good version of each
+//! zone, the GeoIP database and keys, the health hub and overrides, the embedded prober and the
+//! publisher; SIGHUP, the config watcher, `meridian ctl` and the HTTP API all change what is
+//! served through it.
+//!
 //! Everything before the swap is the control plane: it may allocate, do I/O, log and fail.
 //! Everything after it is the query path: no locks, no I/O, as little allocation as possible.
 
