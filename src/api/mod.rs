@@ -26,6 +26,7 @@ use crate::metrics::Metrics;
 use crate::routing::publish::{Publisher, ReloadReport};
 
 mod health;
+pub mod limits;
 mod status_page;
 pub mod tls;
 
