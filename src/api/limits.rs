@@ -88,27 +88,36 @@ pub enum Phase {
     Idle,
     /// A request's first byte arrived; its headers and body are not complete yet.
     Reading,
-    /// The request is read; its handler runs or its response is being sent.
+    /// The request is read; its handler runs.
     Handling,
+    /// The response is ready and being sent.
+    Writing,
     /// Closed by the table for a newcomer: the connection must close now.
     Evicted,
 }
 
 impl Phase {
-    const ALL: [Phase; 4] = [Phase::Idle, Phase::Reading, Phase::Handling, Phase::Evicted];
+    const ALL: [Phase; 5] = [
+        Phase::Idle,
+        Phase::Reading,
+        Phase::Handling,
+        Phase::Writing,
+        Phase::Evicted,
+    ];
 
     fn bits(self) -> u64 {
         match self {
             Phase::Idle => 0,
             Phase::Reading => 1,
             Phase::Handling => 2,
-            Phase::Evicted => 3,
+            Phase::Writing => 3,
+            Phase::Evicted => 4,
         }
     }
 }
 
 /// One connection's phase and when it began, shared by the connection's I/O, its service, its
-/// watchdog and the table. Lock-free: one atomic word, `(since_ms << 2) | phase`, so a phase
+/// watchdog and the table. Lock-free: one atomic word, `(since_ms << 3) | phase`, so a phase
 /// and its start are always read together and transitions are compare-and-swap.
 pub struct Activity {
     word: AtomicU64,
@@ -127,7 +136,7 @@ impl Activity {
     }
 
     fn now_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX >> 2)
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX >> PHASE_BITS)
     }
 
     /// The current phase and when it began.
@@ -164,9 +173,17 @@ impl Activity {
         self.transition(&[Phase::Reading], Phase::Handling);
     }
 
+    /// The handler answered: the response is being sent from now.
+    pub fn response_ready(&self) {
+        self.transition(&[Phase::Reading, Phase::Handling], Phase::Writing);
+    }
+
     /// The response is sent (or the TLS handshake done): idle from now.
     pub fn finish_request(&self) {
-        self.transition(&[Phase::Reading, Phase::Handling], Phase::Idle);
+        self.transition(
+            &[Phase::Reading, Phase::Handling, Phase::Writing],
+            Phase::Idle,
+        );
     }
 
     /// Resolves on the next phase change after (or a stored one before) the call.
@@ -175,16 +192,19 @@ impl Activity {
     }
 }
 
+/// Low bits of an [`Activity`] word that hold the phase.
+const PHASE_BITS: u32 = 3;
+
 fn pack(phase: Phase, ms: u64) -> u64 {
-    (ms << 2) | phase.bits()
+    (ms << PHASE_BITS) | phase.bits()
 }
 
 fn unpack(word: u64) -> (Phase, u64) {
     let phase = Phase::ALL
         .into_iter()
-        .find(|p| p.bits() == word & 3)
+        .find(|p| p.bits() == word & ((1 << PHASE_BITS) - 1))
         .unwrap_or(Phase::Evicted);
-    (phase, word >> 2)
+    (phase, word >> PHASE_BITS)
 }
 
 /// A connection the table let in. Hand `id` back with [`SlotTable::release`] when it closes.
@@ -521,6 +541,10 @@ mod tests {
         assert_eq!(a.phase().0, Phase::Handling);
         a.begin_request();
         assert_eq!(a.phase().0, Phase::Handling);
+        a.response_ready();
+        assert_eq!(a.phase().0, Phase::Writing);
+        a.begin_request();
+        assert_eq!(a.phase().0, Phase::Writing);
         a.finish_request();
         assert_eq!(a.phase().0, Phase::Idle);
         assert!(a.transition(&[Phase::Idle], Phase::Evicted));

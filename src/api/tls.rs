@@ -6,7 +6,8 @@
 //! ingest and `/health`), and a watchdog task per connection enforces its deadlines:
 //! - idle (just accepted, or between keep-alive requests): closed after [`API_IDLE_TIMEOUT`];
 //! - a request's headers *and* body must be complete [`API_REQUEST_TIMEOUT`] after its first
-//!   byte, or the connection is cut (a body dripped a byte at a time cannot hold a slot);
+//!   byte, or the connection is cut (a body dripped a byte at a time cannot hold a slot); the
+//!   response must be sent within as long again (a client that does not read is cut too);
 //! - a TLS handshake gets [`API_HANDSHAKE_TIMEOUT`]; a connection is closed gracefully after
 //!   its request in flight once it is [`API_CONNECTION_LIFETIME`] old;
 //! - reserved connections: one request, within [`API_RESERVED_TIMEOUT`].
@@ -57,8 +58,8 @@ pub const API_RESERVED_PER_CLIENT: usize = 2;
 /// A reserved connection must deliver its one request (headers and body) this long after its
 /// first byte, and send that byte this long after accept (probers send a report at once).
 pub const API_RESERVED_TIMEOUT: Duration = Duration::from_secs(3);
-/// A request's headers and body must be complete this long after its first byte; then the
-/// connection is cut.
+/// A request's headers and body must be complete this long after its first byte, and its
+/// response sent this long after the handler answered; otherwise the connection is cut.
 pub const API_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// A connection with no request in flight (fresh, or between keep-alive requests) is closed
 /// after this long.
@@ -315,6 +316,7 @@ async fn serve_http<S>(
             ),
             Phase::Reading => (since + deadlines.request, OnDeadline::Cut),
             Phase::Handling => (lifetime_end, OnDeadline::Close),
+            Phase::Writing => (since + deadlines.request, OnDeadline::Cut),
             Phase::Evicted => (since, OnDeadline::Close),
         };
         if let Some(closing) = closing_since {
@@ -413,6 +415,7 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
 }
 
 fn track_response(response: Response<Body>, activity: Arc<Activity>) -> Response<Body> {
+    activity.response_ready();
     response.map(|inner| Body::new(ResponseBody { inner, activity }))
 }
 

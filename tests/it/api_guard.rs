@@ -469,3 +469,61 @@ fn probers_get_in_while_many_addresses_fill_the_api() {
     // And once the flood is gone, everything is served again.
     assert_eq!(ns.get("/metrics").status, 200);
 }
+
+#[test]
+fn a_client_that_does_not_read_its_answers_is_cut() {
+    use std::io::{Read, Write};
+    let ns = Meridian::serve("core/basic");
+    // A tiny receive window and many pipelined requests for a large answer: the server's
+    // send buffer fills up and its answers wait on a client that never reads. No request is
+    // being read then, so the connection counts as idle (or, while an answer is being
+    // produced, as writing): either deadline ends it. Before, it stayed open for its whole
+    // 60 s lifetime, and in that time sent every answer.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket
+        .connect_timeout(&ns.api.into(), Duration::from_secs(3))
+        .unwrap();
+    let mut s: std::net::TcpStream = socket.into();
+    let requests = 400;
+    let one = format!("GET /metrics HTTP/1.1\r\nHost: {}\r\n\r\n", ns.api);
+    s.write_all(one.repeat(requests).as_bytes()).unwrap();
+    let sent = Instant::now();
+    // Wait out the deadlines (this is what the test is about, not a synchronisation).
+    let wait = API_IDLE_TIMEOUT.max(API_REQUEST_TIMEOUT) + MARGIN;
+    std::thread::sleep(wait);
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 65536];
+    let ended = loop {
+        match s.read(&mut buf) {
+            Ok(0) => break "closed",
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break "reset",
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                break "still open";
+            }
+            Err(e) => panic!("read: {e}"),
+        }
+    };
+    let answered = String::from_utf8_lossy(&raw)
+        .matches("HTTP/1.1 200 OK")
+        .count();
+    eprintln!(
+        "non-reading client: {ended} after {:?}, {answered} of {requests} answers",
+        sent.elapsed()
+    );
+    assert_ne!(
+        ended, "still open",
+        "a client that did not read for {wait:?} still holds its connection ({answered} answers)"
+    );
+    assert!(
+        answered < requests,
+        "every answer was sent: nothing was cut"
+    );
+}
