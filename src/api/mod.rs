@@ -138,7 +138,7 @@ async fn guard_mutations(State(state): State<ApiState>, req: Request, next: Next
             .or_else(|| req.uri().authority().map(|a| a.as_str()));
         let origin = origin.to_str().unwrap_or("");
         if !same_origin(origin, host, scheme) {
-            tracing::warn!(origin, method = %req.method(), path = req.uri().path(), "cross-origin api request refused");
+            tracing::debug!(origin, method = %req.method(), path = req.uri().path(), "cross-origin api request refused");
             return (
                 StatusCode::FORBIDDEN,
                 format!(
