@@ -26,13 +26,16 @@ PID=
 stop() { [ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null; PID=; }
 trap 'stop; rm -rf "$WORK"' EXIT
 
+# POST /v1/reload needs the admin token.
+TOKEN=bench-admin-token-0123456789
+echo "$TOKEN" > "$WORK/admin.token"
 start() { # zone dir -> sets PID and READY_SECS
     local t0 t1
     rm -f "$WORK/out"
     t0=$(date +%s.%N)
     taskset -c "$SERVER_CPU" "$MERIDIAN" serve --zones "$1" --geoip "$GEOIP" \
         --dns-listen 127.0.0.1:5320 --api-listen 127.0.0.1:5392 --no-local-probe \
-        > "$WORK/out" 2> "$WORK/err" &
+        --admin-token-file "$WORK/admin.token" > "$WORK/out" 2> "$WORK/err" &
     PID=$!
     until grep -q '^ready' "$WORK/out" 2>/dev/null; do
         kill -0 "$PID" 2>/dev/null || { cat "$WORK/err" >&2; exit 1; }
@@ -87,10 +90,10 @@ PY
 echo
 echo "swap under load (1,000 services, 20,000 qps):"
 latency "no reloads"
-gen0=$(curl -s -X POST http://127.0.0.1:5392/v1/reload | python3 -c 'import json,sys; print(json.load(sys.stdin)["generation"])')
-( while kill -0 "$PID" 2>/dev/null; do curl -s -o /dev/null -X POST http://127.0.0.1:5392/v1/reload; sleep 0.1; done ) &
+gen0=$(curl -s -H "Authorization: Bearer $TOKEN" -X POST http://127.0.0.1:5392/v1/reload | python3 -c 'import json,sys; print(json.load(sys.stdin)["generation"])')
+( while kill -0 "$PID" 2>/dev/null; do curl -s -o /dev/null -H "Authorization: Bearer $TOKEN" -X POST http://127.0.0.1:5392/v1/reload; sleep 0.1; done ) &
 RELOADER=$!
 latency "reload every 100 ms"
 kill "$RELOADER" 2>/dev/null || true
-gen1=$(curl -s -X POST http://127.0.0.1:5392/v1/reload | python3 -c 'import json,sys; print(json.load(sys.stdin)["generation"])')
+gen1=$(curl -s -H "Authorization: Bearer $TOKEN" -X POST http://127.0.0.1:5392/v1/reload | python3 -c 'import json,sys; print(json.load(sys.stdin)["generation"])')
 echo "tables swapped during the run: $((gen1 - gen0 - 1))"

@@ -1,11 +1,14 @@
 //! Health endpoints: probe report ingest, `/v1/status`, overrides.
+//!
+//! Owns: turning health state into JSON and overrides requests into hub calls. Must never:
+//! list overrides (targets, reasons) to a request without the admin token.
 
 use std::net::IpAddr;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -92,8 +95,16 @@ struct ProberView {
 }
 
 /// `GET /v1/status`: every service, region, endpoint with decided state and each prober's
-/// vote and age; table generation and build time; the health digest.
-pub async fn status(State(state): State<ApiState>) -> Response {
+/// vote and age; table generation and build time; the health digest; how many overrides are
+/// active. The overrides themselves (targets, reasons) only with the admin token: a request
+/// without `Authorization` gets the count alone, one with a wrong token a 401.
+pub async fn status(State(state): State<ApiState>, headers: HeaderMap) -> Response {
+    let admin = headers.contains_key(header::AUTHORIZATION);
+    if admin {
+        if let Some(denied) = authorize(&state, &headers) {
+            return denied;
+        }
+    }
     let table = state.control.table();
     let view = state.control.hub().view();
     let mut probers: std::collections::BTreeMap<String, ProberView> = Default::default();
@@ -156,36 +167,35 @@ pub async fn status(State(state): State<ApiState>) -> Response {
         .built_at
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
-    axum::Json(serde_json::json!({
+    let overrides = state.control.overrides();
+    let mut body = serde_json::json!({
         "generation": table.generation,
         "built_at_ms": built_at_ms,
         "health_digest": view.digest(),
         "endpoints_down": view.down_count(),
         "probers": probers.into_values().collect::<Vec<_>>(),
         "services": services,
-        "overrides": state.control.overrides(),
+        "overrides_active": overrides.len(),
         "transitions": state.control.hub().recent(),
-    }))
-    .into_response()
+    });
+    if admin {
+        if let Some(fields) = body.as_object_mut() {
+            fields.insert("overrides".into(), serde_json::json!(overrides));
+        }
+    }
+    axum::Json(body).into_response()
 }
 
 /// `GET /v1/overrides`.
 pub async fn list_overrides(State(state): State<ApiState>, headers: HeaderMap) -> Response {
-    if let Some(denied) = authorize(&state, &headers, true) {
+    if let Some(denied) = authorize(&state, &headers) {
         return denied;
     }
     axum::Json(state.control.overrides()).into_response()
 }
 
-/// `POST /v1/overrides`.
-pub async fn add_override(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    if let Some(denied) = authorize(&state, &headers, true) {
-        return denied;
-    }
+/// `POST /v1/overrides`; the router's guard has checked the token and origin.
+pub async fn add_override(State(state): State<ApiState>, body: Bytes) -> Response {
     let new: NewOverride = match serde_json::from_slice(&body) {
         Ok(n) => n,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("bad override: {e}\n")).into_response(),
@@ -196,15 +206,8 @@ pub async fn add_override(
     }
 }
 
-/// `DELETE /v1/overrides/{id}`.
-pub async fn delete_override(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    Path(id): Path<u64>,
-) -> Response {
-    if let Some(denied) = authorize(&state, &headers, true) {
-        return denied;
-    }
+/// `DELETE /v1/overrides/{id}`; the router's guard has checked the token and origin.
+pub async fn delete_override(State(state): State<ApiState>, Path(id): Path<u64>) -> Response {
     if state.control.remove_override(id) {
         StatusCode::NO_CONTENT.into_response()
     } else {

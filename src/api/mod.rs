@@ -1,14 +1,19 @@
-//! The HTTP API: the status page `/`, `/health`, `/metrics`, `/v1/reload`, `/v1/table`.
+//! The HTTP API: the status page `/`, `/health`, `/metrics`, `/v1/reload`, `/v1/explain`,
+//! report ingest, `/v1/status` and overrides.
 //!
-//! Control plane only: handlers may lock, allocate and format. Nothing here is on the DNS
-//! query path.
+//! Owns: routing and who may call what. Every request that can change state needs the admin
+//! token and must not come from a foreign browser origin, except signed report ingest
+//! ([`router`]). Must never: serve a mutating route without that guard, or show override
+//! details without the token. Control plane only: handlers may lock, allocate and format.
+//! Nothing here is on the DNS query path.
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use serde::{Deserialize, Serialize};
@@ -18,6 +23,7 @@ use crate::health::report::MAX_REPORT_BYTES;
 use crate::metrics::Metrics;
 
 mod health;
+pub mod limits;
 mod status_page;
 pub mod tls;
 
@@ -28,21 +34,47 @@ pub struct ApiState {
     pub control: Arc<ControlPlane>,
     /// Counters.
     pub metrics: Arc<Metrics>,
-    /// Bearer token for admin endpoints; None = overrides disabled, reload open.
+    /// Bearer token for admin endpoints; None = every admin endpoint refused (403).
     pub admin_token: Option<Arc<str>>,
 }
 
-/// Checks `Authorization: Bearer <token>`; `required` makes a missing configured token a 403.
-/// Returns the refusal when the request may not use an admin endpoint.
-fn authorize(state: &ApiState, headers: &HeaderMap, required: bool) -> Option<Response> {
+/// How the API was reached; `api::tls` puts it in every request's extensions so that the
+/// origin check knows the API's own origin. A request without it counts as plain HTTP.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Scheme {
+    /// Plain HTTP.
+    #[default]
+    Http,
+    /// HTTP inside TLS.
+    Https,
+}
+
+impl Scheme {
+    fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+
+    fn default_port(self) -> u16 {
+        match self {
+            Scheme::Http => 80,
+            Scheme::Https => 443,
+        }
+    }
+}
+
+/// The refusal of every admin request when no token is configured.
+const ADMIN_DISABLED: &str = "admin endpoints are disabled without a token: use `meridian ctl` \
+                              or start with --admin-token-file\n";
+
+/// Checks `Authorization: Bearer <token>` against the configured admin token. Returns the
+/// refusal when the request may not use an admin endpoint: 403 when no token is configured
+/// (nothing can match), 401 when the token is missing or wrong.
+fn authorize(state: &ApiState, headers: &HeaderMap) -> Option<Response> {
     let Some(token) = &state.admin_token else {
-        return required.then(|| {
-            (
-                StatusCode::FORBIDDEN,
-                "admin endpoints are disabled: start the server with --admin-token-file\n",
-            )
-                .into_response()
-        });
+        return Some((StatusCode::FORBIDDEN, ADMIN_DISABLED).into_response());
     };
     let given = headers
         .get(header::AUTHORIZATION)
@@ -56,10 +88,115 @@ fn authorize(state: &ApiState, headers: &HeaderMap, required: bool) -> Option<Re
             .zip(token.bytes())
             .fold(0u8, |acc, (a, b)| acc | (a ^ b))
             == 0;
-    (!same).then(|| (StatusCode::UNAUTHORIZED, "missing or wrong admin token\n").into_response())
+    (!same).then(|| {
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "missing or wrong admin token\n",
+        )
+            .into_response()
+    })
 }
 
-/// The routes.
+/// Routes that change state yet are not admin endpoints: probe reports carry their own HMAC
+/// signature (`health::report`), so probers need no admin token.
+const SIGNED_ROUTES: &[&str] = &["/v1/reports"];
+
+/// Every request with a method that can change state (anything but GET, HEAD, OPTIONS) to a
+/// route other than [`SIGNED_ROUTES`] must come from no browser origin or from the API's own,
+/// and carry the admin token. Applied to every route, so a new mutating route is guarded
+/// without anyone remembering to.
+async fn guard_mutations(State(state): State<ApiState>, req: Request, next: Next) -> Response {
+    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if safe || SIGNED_ROUTES.contains(&req.uri().path()) {
+        return next.run(req).await;
+    }
+    if state.admin_token.is_none() {
+        // Nothing can pass: say so (and how to enable it) whatever the origin.
+        return (StatusCode::FORBIDDEN, ADMIN_DISABLED).into_response();
+    }
+    let scheme = req
+        .extensions()
+        .get::<Scheme>()
+        .copied()
+        .unwrap_or_default();
+    if let Some(origin) = req.headers().get(header::ORIGIN) {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| req.uri().authority().map(|a| a.as_str()));
+        let origin = origin.to_str().unwrap_or("");
+        if !same_origin(origin, host, scheme) {
+            tracing::debug!(origin, method = %req.method(), path = req.uri().path(), "cross-origin api request refused");
+            return (
+                StatusCode::FORBIDDEN,
+                format!(
+                    "cross-origin request refused: origin {origin:?} is not this API's origin\n"
+                ),
+            )
+                .into_response();
+        }
+    }
+    if let Some(denied) = authorize(&state, req.headers()) {
+        return denied;
+    }
+    next.run(req).await
+}
+
+/// True when the `Origin` header value names the API itself: the scheme it was served over and
+/// the request's `Host` (host and port, the scheme's default port when absent). An opaque
+/// origin (`null`) or a missing Host is never the same origin.
+fn same_origin(origin: &str, host: Option<&str>, scheme: Scheme) -> bool {
+    let Some(host) = host else {
+        return false;
+    };
+    let Some((origin_scheme, origin_authority)) = origin.split_once("://") else {
+        return false;
+    };
+    if !origin_scheme.eq_ignore_ascii_case(scheme.as_str()) {
+        return false;
+    }
+    // An origin is scheme://host[:port] and nothing else (RFC 6454 §6.1).
+    if origin_authority.contains(['/', '?', '#', '@']) {
+        return false;
+    }
+    let port = scheme.default_port();
+    match (
+        split_authority(origin_authority, port),
+        split_authority(host, port),
+    ) {
+        (Some((oh, op)), Some((hh, hp))) => op == hp && oh.eq_ignore_ascii_case(hh),
+        _ => false,
+    }
+}
+
+/// `host[:port]` or `[v6]:port` -> (host, port); `None` when the port is not a number.
+fn split_authority(authority: &str, default_port: u16) -> Option<(&str, u16)> {
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        match after {
+            "" => (host, None),
+            _ => (host, Some(after.strip_prefix(':')?)),
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() {
+        return None;
+    }
+    let port = match port {
+        Some(p) => p.parse().ok()?,
+        None => default_port,
+    };
+    Some((host, port))
+}
+
+/// The routes. Every mutating route needs the admin token and the API's own origin (see
+/// [`guard_mutations`]), except signed report ingest.
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/", get(status_page::index))
@@ -79,6 +216,10 @@ pub fn router(state: ApiState) -> Router {
             get(health::list_overrides).post(health::add_override),
         )
         .route("/v1/overrides/{id}", delete(health::delete_override))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            guard_mutations,
+        ))
         .with_state(state)
 }
 
@@ -165,10 +306,8 @@ async fn metrics(State(state): State<ApiState>, headers: HeaderMap) -> Response 
     ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
-async fn reload(State(state): State<ApiState>, headers: HeaderMap) -> Response {
-    if let Some(denied) = authorize(&state, &headers, false) {
-        return denied;
-    }
+/// `POST /v1/reload`; [`guard_mutations`] has checked the token and origin.
+async fn reload(State(state): State<ApiState>) -> Response {
     let control = Arc::clone(&state.control);
     let report = match tokio::task::spawn_blocking(move || control.reload()).await {
         Ok(r) => r,
@@ -214,5 +353,78 @@ async fn explain(State(state): State<ApiState>, Query(q): Query<ExplainQuery>) -
         Ok(x) if q.format.as_deref() == Some("text") => x.to_string().into_response(),
         Ok(x) => axum::Json(x).into_response(),
         Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_match_only_the_served_scheme_host_and_port() {
+        use Scheme::{Http, Https};
+        let cases: &[(&str, Option<&str>, Scheme, bool)] = &[
+            ("http://127.0.0.1:5380", Some("127.0.0.1:5380"), Http, true),
+            ("HTTP://LocalHost:5380", Some("localhost:5380"), Http, true),
+            (
+                "http://ns1.example.net",
+                Some("ns1.example.net:80"),
+                Http,
+                true,
+            ),
+            (
+                "https://ns1.example.net",
+                Some("ns1.example.net"),
+                Https,
+                true,
+            ),
+            ("http://[::1]:5380", Some("[::1]:5380"), Http, true),
+            ("http://evil.example", Some("127.0.0.1:5380"), Http, false),
+            ("null", Some("127.0.0.1:5380"), Http, false),
+            ("", Some("127.0.0.1:5380"), Http, false),
+            (
+                "https://127.0.0.1:5380",
+                Some("127.0.0.1:5380"),
+                Http,
+                false,
+            ),
+            (
+                "http://127.0.0.1:5380",
+                Some("127.0.0.1:5380"),
+                Https,
+                false,
+            ),
+            ("http://127.0.0.1:5381", Some("127.0.0.1:5380"), Http, false),
+            ("http://127.0.0.1", Some("127.0.0.1:5380"), Http, false),
+            ("http://127.0.0.1:5380", None, Http, false),
+            (
+                "http://127.0.0.1:5380/",
+                Some("127.0.0.1:5380"),
+                Http,
+                false,
+            ),
+            (
+                "http://x@127.0.0.1:5380",
+                Some("127.0.0.1:5380"),
+                Http,
+                false,
+            ),
+            (
+                "http://127.0.0.1.evil.example:5380",
+                Some("127.0.0.1:5380"),
+                Http,
+                false,
+            ),
+            ("http://[::1]:5380", Some("[::2]:5380"), Http, false),
+            ("http://:5380", Some(":5380"), Http, false),
+            ("http://127.0.0.1:port", Some("127.0.0.1:port"), Http, false),
+        ];
+        for (origin, host, scheme, want) in cases {
+            assert_eq!(
+                same_origin(origin, *host, *scheme),
+                *want,
+                "{origin} vs {host:?} over {scheme:?}"
+            );
+        }
     }
 }

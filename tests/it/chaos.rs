@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{RData, RecordType};
 
-use crate::harness::Query;
+use crate::harness::{ADMIN_TOKEN, Query, fixture};
 
 const NS1: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 11);
 const NS2: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 12);
@@ -441,7 +441,8 @@ fn http(api: SocketAddr, method: &str, path: &str) -> (u16, String) {
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: {api}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {api}\r\nConnection: close\r\n\
+         Authorization: Bearer {ADMIN_TOKEN}\r\nContent-Length: 0\r\n\r\n"
     )
     .unwrap();
     let mut text = String::new();
@@ -490,6 +491,9 @@ impl Cluster {
             &self.zones(host).display().to_string(),
             "--geoip",
             &self.geoip.display().to_string(),
+            // POST /v1/reload needs the admin token.
+            "--admin-token-file",
+            &fixture("core/admin.token").display().to_string(),
         ]
         .iter()
         .map(|s| s.to_string())

@@ -16,8 +16,8 @@ use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
 
 use crate::harness::{
-    Meridian, NET_TIMEOUT, Query, Reply, SILENCE, Transport, fixture, frame, header, name,
-    rdata_wire, read_frame, run, wire_name,
+    Meridian, NET_TIMEOUT, Query, Reply, SILENCE, Transport, admin_args, fixture, frame, header,
+    name, rdata_wire, read_frame, run, wire_name,
 };
 
 const BASIC: &str = "core/basic";
@@ -1282,13 +1282,14 @@ fn health_serial(ns: &Meridian, zone: &str) -> u64 {
 
 #[test]
 fn reload_api_serves_the_edited_zone() {
-    let ns = Meridian::serve_copy(BASIC, &[]);
+    let admin = admin_args();
+    let ns = Meridian::serve_copy(BASIC, &[&admin[0], &admin[1]]);
     let ok = r#"meridian_reloads_total{result="ok"}"#;
     let ok0 = ns.metric(ok);
     let g0 = ns.health()["generation"].as_u64().unwrap();
 
     ns.write_zone("example.test.toml", &edited_example_zone());
-    let r = ns.post("/v1/reload", "");
+    let r = ns.admin_post("/v1/reload", "");
     assert_eq!(r.status, 200, "{}", r.body);
     let body = r.json();
     assert_eq!(body["ok"], true, "{body}");
@@ -1306,7 +1307,8 @@ fn reload_api_serves_the_edited_zone() {
 /// Breaks example.test.toml with `broken`, edits neg.test.toml in the same reload, and
 /// checks: 422 naming the file, example.test. unchanged, neg.test. updated, failure counted.
 fn check_failed_reload(broken: &str, error_mentions: &str) {
-    let ns = Meridian::serve_copy(BASIC, &[]);
+    let admin = admin_args();
+    let ns = Meridian::serve_copy(BASIC, &[&admin[0], &admin[1]]);
     let failed = r#"meridian_reloads_total{result="failed"}"#;
     let failed0 = ns.metric(failed);
 
@@ -1317,7 +1319,7 @@ fn check_failed_reload(broken: &str, error_mentions: &str) {
         .replace("192.0.2.90", "192.0.2.91");
     ns.write_zone("neg.test.toml", &neg);
 
-    let r = ns.post("/v1/reload", "");
+    let r = ns.admin_post("/v1/reload", "");
     assert_eq!(r.status, 422, "{}", r.body);
     let body = r.json();
     assert_eq!(body["ok"], false, "{body}");

@@ -28,6 +28,17 @@ pub const NET_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long to listen before deciding that the server dropped a packet.
 pub const SILENCE: Duration = Duration::from_millis(800);
 
+/// The admin token in `tests/fixtures/core/admin.token` (test-only).
+pub const ADMIN_TOKEN: &str = "core-test-admin-token-0123456789";
+
+/// Flags that give a server the token of [`ADMIN_TOKEN`]: every mutating API endpoint needs it.
+pub fn admin_args() -> [String; 2] {
+    [
+        "--admin-token-file".into(),
+        fixture("core/admin.token").display().to_string(),
+    ]
+}
+
 /// The path of a fixture directory, e.g. `fixture("core/basic")`.
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -297,6 +308,22 @@ impl Meridian {
     /// `POST path` with `body` on the API.
     pub fn post(&self, path: &str, body: &str) -> HttpResponse {
         http(self.api, "POST", path, body)
+    }
+
+    /// `POST path` with `body` and `Authorization: Bearer` [`ADMIN_TOKEN`]; the server must
+    /// have been started with [`admin_args`].
+    pub fn admin_post(&self, path: &str, body: &str) -> HttpResponse {
+        let auth = format!("Bearer {ADMIN_TOKEN}");
+        http_request(
+            self.api,
+            "POST",
+            path,
+            &[
+                ("Content-Type", "application/json"),
+                ("Authorization", &auth),
+            ],
+            body.as_bytes(),
+        )
     }
 
     /// `GET /health`, checked for 200 and parsed.

@@ -9,6 +9,8 @@
 // functions of an integration-test crate.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+// The API against hostile clients: admin token, origin, status privacy, connection limits.
+mod api_guard;
 mod chaos;
 mod control;
 mod core;

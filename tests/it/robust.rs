@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::Message;
 use hickory_proto::rr::{RData, RecordType};
 
-use crate::harness::{Meridian, NET_TIMEOUT, Query, frame, read_frame};
+use crate::harness::{ADMIN_TOKEN, Meridian, NET_TIMEOUT, Query, admin_args, frame, read_frame};
 
 const WWW: &str = "www.example.test.";
 
@@ -447,13 +447,19 @@ fn slow_loris_connections_do_not_lock_out_udp_or_new_tcp_clients() {
 
 /// Sends a request with a body of `len` bytes (written as far as the server reads it) and
 /// returns the status code.
-fn post_sized(api: SocketAddr, path: &str, len: usize) -> u16 {
+/// POSTs `len` bytes to `path` with `auth` as the bearer token (none when empty).
+fn post_sized(api: SocketAddr, path: &str, auth: &str, len: usize) -> u16 {
     let mut s = TcpStream::connect_timeout(&api, NET_TIMEOUT).unwrap();
     s.set_read_timeout(Some(NET_TIMEOUT)).unwrap();
     s.set_write_timeout(Some(NET_TIMEOUT)).unwrap();
+    let auth = if auth.is_empty() {
+        String::new()
+    } else {
+        format!("Authorization: Bearer {auth}\r\n")
+    };
     write!(
         s,
-        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {len}\r\n\r\n"
+        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n{auth}Content-Length: {len}\r\n\r\n"
     )
     .unwrap();
     // The server may answer 413 and close before the whole body is sent.
@@ -473,11 +479,20 @@ fn post_sized(api: SocketAddr, path: &str, len: usize) -> u16 {
 
 #[test]
 fn api_bodies_are_size_capped() {
-    let ns = Meridian::serve("core/basic");
+    let admin = admin_args();
+    let ns = Meridian::serve_with("core/basic", &[&admin[0], &admin[1]]);
     // Report ingest: 1 MiB cap, checked before any signature or JSON work.
-    assert_eq!(post_sized(ns.api, "/v1/reports", 1024 * 1024 + 2), 413);
+    assert_eq!(post_sized(ns.api, "/v1/reports", "", 1024 * 1024 + 2), 413);
     // Other JSON bodies: axum's default 2 MB cap.
-    assert_eq!(post_sized(ns.api, "/v1/overrides", 3 * 1024 * 1024), 413);
+    assert_eq!(
+        post_sized(ns.api, "/v1/overrides", ADMIN_TOKEN, 3 * 1024 * 1024),
+        413
+    );
+    // Without the token the body is not even read.
+    assert_eq!(
+        post_sized(ns.api, "/v1/overrides", "", 3 * 1024 * 1024),
+        401
+    );
     assert_eq!(ns.metric("meridian_reports_accepted_total"), 0.0);
 }
 

@@ -5,7 +5,7 @@ use std::io::Write;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
 
-use crate::harness::{Meridian, Query, Transport, frame, rdata_wire, read_frame};
+use crate::harness::{Meridian, Query, Transport, admin_args, frame, rdata_wire, read_frame};
 
 const BASIC: &str = "core/basic";
 
@@ -58,7 +58,11 @@ fn axfr_sends_the_zone_between_two_soas_to_allowed_sources() {
 
 #[test]
 fn a_large_zone_is_split_over_several_messages() {
-    let ns = Meridian::serve_copy(BASIC, &["--allow-transfer", "127.0.0.0/8"]);
+    let admin = admin_args();
+    let ns = Meridian::serve_copy(
+        BASIC,
+        &["--allow-transfer", "127.0.0.0/8", &admin[0], &admin[1]],
+    );
     let mut zone = String::from(
         "origin = \"big.test.\"\nns = [\"ns1.big.test.\"]\n[soa]\nmname = \"ns1.big.test.\"\n\
          rname = \"h.big.test.\"\nserial = 7\n[[record]]\nname = \"ns1\"\ntype = \"A\"\n\
@@ -71,7 +75,7 @@ fn a_large_zone_is_split_over_several_messages() {
         ));
     }
     ns.write_zone("big.test.toml", &zone);
-    assert_eq!(ns.post("/v1/reload", "").status, 200);
+    assert_eq!(ns.admin_post("/v1/reload", "").status, 200);
     let messages = axfr(&ns, "big.test.");
     assert!(messages.len() >= 2, "{} message(s)", messages.len());
     let txt = messages

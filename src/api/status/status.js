@@ -100,8 +100,15 @@ async function refresh() {
     fill("probers", status.probers.map((p) => [p.prober_id, p.region, String(p.endpoints), ago(p.youngest_vote_age_ms) + " ago"]),
       "No prober has reported.");
     const now = Date.now();
-    fill("overrides", status.overrides.map((o) => [String(o.id), targetText(o.target), state(o.state), o.reason,
-      "in " + ago(Math.max(0, o.expires_at * 1000 - now))]), "None.");
+    if (Array.isArray(status.overrides)) {
+      fill("overrides", status.overrides.map((o) => [String(o.id), targetText(o.target), state(o.state), o.reason,
+        "in " + ago(Math.max(0, o.expires_at * 1000 - now))]), "None.");
+    } else {
+      // /v1/status lists overrides (targets, reasons) only for the admin token; the page has none.
+      const n = status.overrides_active || 0;
+      fill("overrides", [], n === 0 ? "None." : n + " active override" + (n === 1 ? "" : "s") +
+        " (details need the admin token: GET /v1/overrides)");
+    }
     fill("transitions", status.transitions.map((t) => [new Date(t.at_ms).toISOString().replace("T", " ").slice(0, 19),
       t.endpoint, el("span", {}, state(t.from), " → ", state(t.to)), t.cause, t.up_regions + " / " + t.down_regions]),
       "No changes since start-up.");
