@@ -83,18 +83,21 @@ impl Handler {
         if self.config.allow_transfer.is_empty() {
             return None;
         }
+        // The listeners canonicalise already; this is the ACL, so make sure: a v4-mapped
+        // source must match `allow-transfer 127.0.0.0/8` like the IPv4 address it is.
         let messages = super::transfer::transfer(
             &self.publisher.routes(),
             &self.config.allow_transfer,
             packet,
-            source,
+            source.to_canonical(),
         )?;
         self.metrics
             .record_query(Transport::Tcp, Rcode::NoError, false, false);
         Some(messages)
     }
 
-    /// Handles one message; fills `out` and returns true when there is something to send.
+    /// Handles one message from `source` (canonical: the listeners turn v4-mapped addresses
+    /// into IPv4); fills `out` and returns true when there is something to send.
     pub fn handle(
         &self,
         packet: &[u8],
