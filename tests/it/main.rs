@@ -11,6 +11,7 @@
 
 mod chaos;
 mod core;
+mod dnsedge;
 mod health;
 // Backends, probers and signed reports for `health`.
 mod health_support;
