@@ -176,8 +176,11 @@ fn subnet_overrides_and_allow_transfer_see_ipv4_clients_of_a_mapped_listener_as_
 fn rrl_buckets_ipv4_clients_of_a_mapped_listener_per_prefix() {
     // Rate 2, slip 0: a fresh bucket answers a burst of 4 x 2 (Knot's bucket capacity).
     let ns = serve_dual(&["--rrl-rate", "2", "--rrl-slip", "0"]);
-    let q = Query::new("www.edge.test.", RecordType::A).id(7).to_bytes();
-    for (what, server, flooder) in listener_kinds(&ns) {
+    // One name per listener: the same client on two sockets is the same client, with the
+    // same buckets (a bucket is prefix, response class and name).
+    let names = ["www.edge.test.", "ns1.edge.test.", GEO];
+    for ((what, server, flooder), name) in listener_kinds(&ns).into_iter().zip(names) {
+        let q = Query::new(name, RecordType::A).id(7).to_bytes();
         // The flooder's bucket empties: of 40 quick queries at most 8 + 2 per second pass.
         let s = udp_from(flooder, server);
         s.set_read_timeout(Some(SILENCE)).unwrap();
