@@ -12,8 +12,8 @@
 //! reached. A registry caps connections in total and per client host (the IPv4 address, the
 //! IPv6 /64: one host's addresses are one client). When a client is at its cap, its own
 //! connection idle for longest is closed for the new one; when every slot is taken, the
-//! connection idle for longest overall is. Either way the victim must have been idle (no
-//! query in progress) for at least [`MIN_IDLE_TO_EVICT`], so a slow-loris client holding many
+//! connection idle for longest overall is. Either way the victim must have been idle (not
+//! answering a query) for at least [`MIN_IDLE_TO_EVICT`], so a slow-loris client holding many
 //! silent connections cannot lock anyone out, itself included; only when the candidates are
 //! all busy is a new connection refused. Buffers are sized per message, so an idle connection
 //! costs a task and a socket, not 64 KiB buffers.
@@ -301,10 +301,10 @@ async fn drained(shutdown: &mut watch::Receiver<bool>) {
 
 /// What one connection shares with the registry.
 struct ConnShared {
-    /// Milliseconds since the registry's epoch when the connection last started or finished
-    /// a query.
+    /// Milliseconds since the registry's epoch when the connection last received a complete
+    /// query or finished answering one.
     last_active: AtomicU64,
-    /// True from the first byte of a query until its answer is written: not idle, whatever
+    /// True from a complete query until its answer is written: not idle, whatever
     /// `last_active` says (a long transfer, a slow reader).
     busy: AtomicBool,
     /// Signalled when the registry evicts the connection.
@@ -515,16 +515,18 @@ async fn serve_connection(
             },
             () = drained(shutdown) => return Ok(()),
         }
-        let _busy = Busy::start(shared, registry);
         let len = usize::from(u16::from_be_bytes(len));
         packet.resize(len, 0);
         // The whole message must arrive within the idle timeout: dripping bytes buys nothing.
+        // Until it has, the connection is not busy: a slow-loris client dripping a message
+        // stays evictable.
         match tokio::time::timeout(limits.idle_timeout, stream.read_exact(&mut packet)).await {
             Err(_) => return Ok(()),
             Ok(r) => {
                 r?;
             }
         }
+        let _busy = Busy::start(shared, registry);
         if let Some(messages) = handler.transfer(&packet, source) {
             for message in messages {
                 frame.clear();
