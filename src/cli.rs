@@ -93,7 +93,8 @@ pub struct ServeArgs {
     /// Directory of zone files (`*.toml`).
     #[arg(long, default_value = "zones")]
     pub zones: PathBuf,
-    /// Address for DNS over UDP and TCP (repeatable).
+    /// Address for DNS over UDP and TCP (repeatable). IPv6 addresses are IPv6-only: list
+    /// `0.0.0.0:53` beside `[::]:53` to serve both families.
     #[arg(long = "dns-listen", default_value = "127.0.0.1:5300")]
     pub dns_listen: Vec<SocketAddr>,
     /// Address for the HTTP API.
@@ -115,7 +116,8 @@ pub struct ServeArgs {
     /// Most TCP connections open at once.
     #[arg(long = "max-tcp-connections", default_value_t = 1024)]
     pub max_tcp_connections: usize,
-    /// Most TCP connections open at once from one client address.
+    /// Most TCP connections open at once from one client host (IPv4 address, IPv6 /64); at
+    /// the cap, the client's own longest-idle connection is closed for a new one.
     #[arg(long = "max-tcp-connections-per-client", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_tcp_connections_per_client: u64,
     /// Seconds a TCP connection may stay open in total, however busy.
@@ -128,8 +130,9 @@ pub struct ServeArgs {
     /// (0 = one per CPU).
     #[arg(long = "udp-workers", default_value_t = 0)]
     pub udp_workers: usize,
-    /// Response rate limiting: UDP responses per second per client /24 (IPv4) or /56 (IPv6);
-    /// off unless given. TCP and the HTTP API are never limited.
+    /// Response rate limiting: UDP responses per second per bucket (client /24 or /56,
+    /// response class and name, as Knot's `rate-limit`), bursts of four seconds' worth; off
+    /// unless given. TCP and the HTTP API are never limited.
     #[arg(long = "rrl-rate", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub rrl_rate: Option<u32>,
     /// Every Nth rate-limited response is sent truncated (TC=1) so real clients retry over

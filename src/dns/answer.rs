@@ -8,7 +8,7 @@
 
 use std::net::IpAddr;
 
-use super::wire::{ClientSubnet, HEADER_LEN, OPTION_ECS, Query, TYPE_OPT};
+use super::wire::{ClientSubnet, HEADER_LEN, Header, OPTION_ECS, Query, TYPE_OPT};
 
 /// Response codes the server sends (the low four bits, plus BADVERS via EDNS).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -152,13 +152,38 @@ impl<'b> Writer<'b> {
         }
     }
 
-    /// A header-only response (FORMERR/NOTIMP for packets whose question did not parse).
-    pub fn header_only(buf: &mut Vec<u8>, id: u16, opcode: u8, rd: bool, rcode: Rcode) {
+    /// An error response (FORMERR/NOTIMP) to a packet [`super::wire::parse`] rejected: the
+    /// header, the question when it parsed (`question_end`), and an OPT when the query had
+    /// one (RFC 6891 §6.1.1), as Knot and BIND answer. Call [`Writer::finish`] to complete it.
+    pub fn rejection(
+        buf: &'b mut Vec<u8>,
+        packet: &[u8],
+        h: Header,
+        question_end: Option<usize>,
+        rcode: Rcode,
+    ) -> Self {
         buf.clear();
-        buf.extend_from_slice(&id.to_be_bytes());
-        buf.push(0x80 | (opcode << 3) | u8::from(rd));
-        buf.push((rcode as u16 & 0x0F) as u8);
-        buf.extend_from_slice(&[0; 8]);
+        buf.extend_from_slice(&h.id.to_be_bytes());
+        buf.push(0x80 | ((h.opcode & 0x0F) << 3) | u8::from(h.rd));
+        buf.push(if h.cd { 0x10 } else { 0 });
+        let question = question_end.and_then(|end| packet.get(HEADER_LEN..end));
+        buf.extend_from_slice(&[0, u8::from(question.is_some()), 0, 0, 0, 0, 0, 0]);
+        buf.extend_from_slice(question.unwrap_or(&[]));
+        let question_end = buf.len();
+        Writer {
+            buf,
+            counts: [0; 3],
+            // Header, question and a bare OPT always fit the smallest UDP limit.
+            limit: usize::from(u16::MAX),
+            opt_len: 0,
+            question_end,
+            overflow: false,
+            additional_closed: false,
+            aa: false,
+            rcode,
+            edns: None,
+            class: 0,
+        }
     }
 
     /// Sets the OPT record the response will end with.

@@ -83,18 +83,21 @@ impl Handler {
         if self.config.allow_transfer.is_empty() {
             return None;
         }
+        // The listeners canonicalise already; this is the ACL, so make sure: a v4-mapped
+        // source must match `allow-transfer 127.0.0.0/8` like the IPv4 address it is.
         let messages = super::transfer::transfer(
             &self.publisher.routes(),
             &self.config.allow_transfer,
             packet,
-            source,
+            source.to_canonical(),
         )?;
         self.metrics
             .record_query(Transport::Tcp, Rcode::NoError, false, false);
         Some(messages)
     }
 
-    /// Handles one message; fills `out` and returns true when there is something to send.
+    /// Handles one message from `source` (canonical: the listeners turn v4-mapped addresses
+    /// into IPv4); fills `out` and returns true when there is something to send.
     pub fn handle(
         &self,
         packet: &[u8],
@@ -119,10 +122,17 @@ impl Handler {
                 } else {
                     Rcode::FormErr
                 };
-                Writer::header_only(out, h.id, h.opcode, h.rd, rcode);
-                self.metrics.record_query(transport, rcode, false, false);
-                self.metrics.record_latency(started.elapsed());
-                return true;
+                // The slow path: what parsed of the packet goes back with the error.
+                let salvage = wire::salvage(packet);
+                let mut w = Writer::rejection(out, packet, h, salvage.question_end, rcode);
+                if let Some(edns) = salvage.edns {
+                    w.set_edns(ResponseEdns {
+                        udp_size: self.config.max_udp_size,
+                        dnssec_ok: edns.dnssec_ok,
+                        client_subnet: None,
+                    });
+                }
+                return self.finish(w, transport, false, started);
             }
         };
 
@@ -153,6 +163,9 @@ impl Handler {
         match (q.qclass, q.qtype) {
             (_, wire::TYPE_OPT) => w.set_rcode(Rcode::FormErr),
             (qclass::CH, qtype::TXT) => self.chaos(&q, &mut w),
+            // Transaction meta-types are not data: we implement neither TSIG nor TKEY, so
+            // NOTIMP (Knot 3.2 answers NODATA, BIND FORMERR for TSIG; neither is data).
+            (_, qtype::TSIG | qtype::TKEY) => w.set_rcode(Rcode::NotImp),
             (qclass::IN, qtype::AXFR | qtype::IXFR) => w.set_rcode(Rcode::Refused),
             (qclass::IN, qtype::MAILA | qtype::MAILB) => w.set_rcode(Rcode::NotImp),
             (qclass::IN, _) => {

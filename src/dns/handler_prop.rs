@@ -203,3 +203,166 @@ proptest! {
         check(&packet, src)?;
     }
 }
+
+/// Protocol corners, answered as Knot or the RFCs say (see the cases), over UDP and TCP.
+#[test]
+fn protocol_corners_get_the_right_rcode_question_and_opt() {
+    fn name(n: &str) -> Vec<u8> {
+        let mut p = Vec::new();
+        for l in n.split('.').filter(|l| !l.is_empty()) {
+            p.push(l.len() as u8);
+            p.extend_from_slice(l.as_bytes());
+        }
+        p.push(0);
+        p
+    }
+    fn header(flags: u16, qd: u16, an: u16, ns: u16, ar: u16) -> Vec<u8> {
+        [0xbeefu16, flags, qd, an, ns, ar]
+            .iter()
+            .flat_map(|v| v.to_be_bytes())
+            .collect()
+    }
+    fn question(qtype: u16) -> Vec<u8> {
+        let mut q = name("www.example.test.");
+        q.extend_from_slice(&qtype.to_be_bytes());
+        q.extend_from_slice(&1u16.to_be_bytes());
+        q
+    }
+    fn opt(version: u8, rdata: &[u8]) -> Vec<u8> {
+        let mut o = vec![0, 0, 41, 0x04, 0xd0, 0, version, 0, 0];
+        o.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        o.extend_from_slice(rdata);
+        o
+    }
+    fn ecs(scope: u8) -> Vec<u8> {
+        vec![0, 8, 0, 7, 0, 1, 24, scope, 10, 1, 2]
+    }
+    let q = question(1);
+    // (what, packet, rcode with extended bits, question echoed, OPT in the response)
+    let cases: Vec<(&str, Vec<u8>, u16, bool, bool)> = vec![
+        (
+            "EDNS version 1 with a malformed option: BADVERS, not FORMERR",
+            [
+                header(0x0100, 1, 0, 0, 1),
+                q.clone(),
+                opt(1, &[0, 8, 0, 16, 0]),
+            ]
+            .concat(),
+            16,
+            true,
+            true,
+        ),
+        (
+            "OPT in the answer section: FORMERR with question and OPT",
+            [
+                header(0x0100, 1, 1, 0, 1),
+                q.clone(),
+                opt(0, &[]),
+                opt(0, &[]),
+            ]
+            .concat(),
+            1,
+            true,
+            true,
+        ),
+        (
+            "OPT in the authority section: FORMERR with question",
+            [header(0x0100, 1, 0, 1, 0), q.clone(), opt(0, &[])].concat(),
+            1,
+            true,
+            false,
+        ),
+        (
+            "TSIG qtype: NOTIMP, not NODATA",
+            [header(0x0100, 1, 0, 0, 1), question(250), opt(0, &[])].concat(),
+            4,
+            true,
+            true,
+        ),
+        (
+            "TKEY qtype: NOTIMP, not NODATA",
+            [header(0x0100, 1, 0, 0, 0), question(249)].concat(),
+            4,
+            true,
+            false,
+        ),
+        (
+            "ECS with a non-zero scope: FORMERR with question and OPT",
+            [header(0x0100, 1, 0, 0, 1), q.clone(), opt(0, &ecs(8))].concat(),
+            1,
+            true,
+            true,
+        ),
+        (
+            "ECS with a zero scope: answered",
+            [header(0x0100, 1, 0, 0, 1), q.clone(), opt(0, &ecs(0))].concat(),
+            0,
+            true,
+            true,
+        ),
+        (
+            "two OPT records: FORMERR with question and OPT",
+            [
+                header(0x0100, 1, 0, 0, 2),
+                q.clone(),
+                opt(0, &[]),
+                opt(0, &[]),
+            ]
+            .concat(),
+            1,
+            true,
+            true,
+        ),
+        (
+            "STATUS opcode: NOTIMP with question",
+            [header(2 << 11, 1, 0, 0, 0), q.clone()].concat(),
+            4,
+            true,
+            false,
+        ),
+        (
+            "UPDATE opcode with OPT: NOTIMP with question and OPT",
+            [header(5 << 11, 1, 0, 0, 1), q.clone(), opt(0, &[])].concat(),
+            4,
+            true,
+            true,
+        ),
+        (
+            "no question, OPT: FORMERR with OPT",
+            [header(0x0100, 0, 0, 0, 1), opt(0, &[])].concat(),
+            1,
+            false,
+            true,
+        ),
+        (
+            "trailing bytes: FORMERR with question",
+            [header(0x0100, 1, 0, 0, 0), q.clone(), vec![1, 2]].concat(),
+            1,
+            true,
+            false,
+        ),
+    ];
+    let h = handler();
+    let mut out = Vec::new();
+    for (what, packet, rcode, with_question, with_opt) in cases {
+        for transport in [Transport::Udp, Transport::Tcp] {
+            assert!(h.handle(&packet, "192.0.2.1".parse().unwrap(), transport, &mut out));
+            let msg = Message::from_vec(&out)
+                .unwrap_or_else(|e| panic!("{what}: response does not parse: {e}"));
+            let got_opt = msg.edns.is_some();
+            let ext = msg.edns.as_ref().map_or(0, |e| u16::from(e.rcode_high()));
+            let got_rcode = (ext << 4) | u16::from(out[3] & 0x0F);
+            assert_eq!(got_rcode, rcode, "{what} over {transport:?}");
+            assert_eq!(msg.queries.len(), usize::from(with_question), "{what}");
+            if with_question {
+                assert_eq!(
+                    &out[HEADER_LEN..HEADER_LEN + q.len()],
+                    &packet[HEADER_LEN..HEADER_LEN + q.len()],
+                    "{what}"
+                );
+            }
+            assert_eq!(got_opt, with_opt, "{what} over {transport:?}");
+            assert_eq!(out[0..2], [0xbe, 0xef], "{what}");
+        }
+    }
+}

@@ -30,8 +30,8 @@ pub const BATCH: usize = 32;
 /// does not fit arrives truncated and is dropped, as a mangled datagram would be.
 pub const MAX_QUERY: usize = 4096;
 
-/// Serves `socket` on the calling thread until the socket fails for good.
-/// Serves `socket` forever; responses pass through `rrl` when given.
+/// Serves `socket` on the calling thread until the socket fails for good; responses pass
+/// through `rrl` when given.
 pub fn serve(socket: &UdpSocket, handler: &Handler, rrl: Option<&Rrl>) {
     let fd = socket.as_raw_fd();
     let mut packets: Box<[[u8; MAX_QUERY]; BATCH]> = Box::new([[0; MAX_QUERY]; BATCH]);
@@ -90,10 +90,14 @@ pub fn serve(socket: &UdpSocket, handler: &Handler, rrl: Option<&Rrl>) {
             let (Some(out), Some(addr)) = (answers.get_mut(ready), peers.get_mut(ready)) else {
                 break;
             };
-            if handler.handle(query, peer.ip(), Transport::Udp, out)
+            // Canonical once, here: on a v4-mapped socket an IPv4 client arrives as
+            // ::ffff:a.b.c.d, and RRL, GeoIP and subnet overrides must see a.b.c.d. The answer
+            // still goes to `peer` as received.
+            let source = peer.ip().to_canonical();
+            if handler.handle(query, source, Transport::Udp, out)
                 && rrl
                     .as_ref()
-                    .is_none_or(|r| r.apply(peer.ip(), out, handler.metrics()))
+                    .is_none_or(|r| r.apply(source, out, handler.metrics()))
             {
                 *addr = Some(SockaddrStorage::from(peer));
                 ready += 1;

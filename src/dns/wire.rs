@@ -32,6 +32,10 @@ pub mod qtype {
     pub const AAAA: u16 = 28;
     /// Delegation signer (lives on the parent side of a cut).
     pub const DS: u16 = 43;
+    /// Transaction key (RFC 2930), a meta-type: not served.
+    pub const TKEY: u16 = 249;
+    /// Transaction signature (RFC 8945), a meta-type: not served.
+    pub const TSIG: u16 = 250;
     /// Incremental zone transfer.
     pub const IXFR: u16 = 251;
     /// Full zone transfer.
@@ -293,8 +297,11 @@ pub fn parse(packet: &[u8]) -> Result<Query, ParseError> {
     q.question_end = c.pos;
 
     // Answer and authority sections have no business in a query, but are legal: skip them.
+    // An OPT there is FORMERR (RFC 6891 §6.1.1: OPT lives in the additional section only).
     for _ in 0..(u32::from(ancount) + u32::from(nscount)) {
-        skip_record(&mut c)?;
+        if skip_record(&mut c)? == TYPE_OPT {
+            return Err(ParseError::FormErr);
+        }
     }
     for _ in 0..arcount {
         let start = c.pos;
@@ -322,18 +329,115 @@ pub fn parse(packet: &[u8]) -> Result<Query, ParseError> {
             udp_size,
             version,
             dnssec_ok: flags & 0x8000 != 0,
-            client_subnet: parse_options(rdata)?,
+            // RFC 6891 §6.1.3: the options of a version we do not know are not ours to judge;
+            // the version is checked first and answered BADVERS whatever they hold.
+            client_subnet: if version == 0 {
+                parse_options(rdata)?
+            } else {
+                None
+            },
         });
+    }
+    // Bytes past the last record mean the counts are wrong: FORMERR, as Knot and BIND say.
+    if c.pos != packet.len() {
+        return Err(ParseError::FormErr);
     }
     Ok(q)
 }
 
-fn skip_record(c: &mut Cursor<'_>) -> Result<(), ParseError> {
+/// What can be salvaged from a packet that [`parse`] rejected, for the error response:
+/// the end of its question when exactly one parsed, and its OPT record when it had one
+/// (RFC 6891 §6.1.1: a query with OPT gets a response with OPT, errors included).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Salvage {
+    /// End of the (single) question in the packet, when it parsed.
+    pub question_end: Option<usize>,
+    /// The first OPT record's fixed fields (never its options), when one was found.
+    pub edns: Option<Edns>,
+}
+
+/// Reads what it can of a rejected packet (see [`Salvage`]); stops at the first defect.
+/// Only the error path calls this, so it may walk the packet a second time.
+pub fn salvage(packet: &[u8]) -> Salvage {
+    let mut out = Salvage::default();
+    let mut c = Cursor {
+        buf: packet,
+        pos: 4,
+    };
+    let (Ok(qdcount), Ok(ancount), Ok(nscount), Ok(arcount)) = (c.u16(), c.u16(), c.u16(), c.u16())
+    else {
+        return out;
+    };
+    for i in 0..qdcount {
+        if question(&mut c).is_err() {
+            return out;
+        }
+        if qdcount == 1 && i == 0 {
+            out.question_end = Some(c.pos);
+        }
+    }
+    for _ in 0..(u32::from(ancount) + u32::from(nscount)) {
+        if skip_record(&mut c).is_err() {
+            return out;
+        }
+    }
+    for _ in 0..arcount {
+        let Ok(()) = c.skip_name() else {
+            return out;
+        };
+        let (Ok(rtype), Ok(class), Ok(_), Ok(version), Ok(flags)) =
+            (c.u16(), c.u16(), c.u8(), c.u8(), c.u16())
+        else {
+            return out;
+        };
+        if rtype == TYPE_OPT {
+            out.edns = Some(Edns {
+                udp_size: class,
+                version,
+                dnssec_ok: flags & 0x8000 != 0,
+                client_subnet: None,
+            });
+            return out;
+        }
+        let Ok(rdlen) = c.u16() else {
+            return out;
+        };
+        if c.bytes(usize::from(rdlen)).is_err() {
+            return out;
+        }
+    }
+    out
+}
+
+/// Skips a question entry (name without pointers, type, class).
+fn question(c: &mut Cursor<'_>) -> Result<(), ParseError> {
+    let mut total = 0usize;
+    loop {
+        let len = c.u8()?;
+        if len & 0xC0 != 0 {
+            return Err(ParseError::FormErr);
+        }
+        total += usize::from(len) + 1;
+        if total > MAX_NAME_LEN {
+            return Err(ParseError::FormErr);
+        }
+        if len == 0 {
+            break;
+        }
+        c.bytes(usize::from(len))?;
+    }
+    c.bytes(4)?;
+    Ok(())
+}
+
+/// Skips one resource record; returns its TYPE.
+fn skip_record(c: &mut Cursor<'_>) -> Result<u16, ParseError> {
     c.skip_name()?;
-    c.bytes(8)?;
+    let rtype = c.u16()?;
+    c.bytes(6)?;
     let rdlen = c.u16()?;
     c.bytes(usize::from(rdlen))?;
-    Ok(())
+    Ok(rtype)
 }
 
 /// Walks the OPT options; returns the ECS option if there is one. Unknown options are ignored
@@ -361,7 +465,11 @@ fn parse_ecs(data: &[u8]) -> Result<ClientSubnet, ParseError> {
     let mut c = Cursor { buf: data, pos: 0 };
     let family = c.u16()?;
     let source_prefix = c.u8()?;
-    let _scope = c.u8()?;
+    // RFC 7871 §6: SCOPE PREFIX-LENGTH MUST be 0 in queries; a query that sets it is
+    // malformed like any other bad ECS option: FORMERR.
+    if c.u8()? != 0 {
+        return Err(ParseError::FormErr);
+    }
     let addr_bytes = &data.get(4..).ok_or(ParseError::FormErr)?;
     let max = match family {
         1 => 32,
@@ -417,13 +525,37 @@ mod tests {
     }
 
     fn ecs(family: u16, source: u8, addr: &[u8]) -> Vec<u8> {
+        ecs_scoped(family, source, 0, addr)
+    }
+
+    fn ecs_scoped(family: u16, source: u8, scope: u8, addr: &[u8]) -> Vec<u8> {
         let mut o = vec![0, 8];
         o.extend_from_slice(&((4 + addr.len()) as u16).to_be_bytes());
         o.extend_from_slice(&family.to_be_bytes());
         o.push(source);
-        o.push(0);
+        o.push(scope);
         o.extend_from_slice(addr);
         o
+    }
+
+    fn opt_version(version: u8, options: &[u8]) -> Vec<u8> {
+        let mut o = opt(options);
+        o[6] = version;
+        o
+    }
+
+    /// A record of `rtype` with empty RDATA, owned by the root.
+    fn record(rtype: u16) -> Vec<u8> {
+        let mut r = vec![0];
+        r.extend_from_slice(&rtype.to_be_bytes());
+        r.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
+        r
+    }
+
+    fn with_counts(mut p: Vec<u8>, an: u16, ns: u16) -> Vec<u8> {
+        p[6..8].copy_from_slice(&an.to_be_bytes());
+        p[8..10].copy_from_slice(&ns.to_be_bytes());
+        p
     }
 
     #[test]
@@ -537,9 +669,113 @@ mod tests {
                 query(b"\x00", 1, &[], 1),
                 ParseError::FormErr,
             ),
+            (
+                "ECS with a non-zero scope",
+                query(b"\x00", 1, &opt(&ecs_scoped(1, 24, 8, &[10, 1, 2])), 1),
+                ParseError::FormErr,
+            ),
+            (
+                "OPT in the answer section",
+                with_counts(query(b"\x00", 1, &opt(&[]), 0), 1, 0),
+                ParseError::FormErr,
+            ),
+            (
+                "OPT in the authority section",
+                with_counts(query(b"\x00", 1, &opt(&[]), 0), 0, 1),
+                ParseError::FormErr,
+            ),
+            (
+                "trailing bytes",
+                query(b"\x00", 1, &[1, 2], 0),
+                ParseError::FormErr,
+            ),
         ];
         for (what, packet, want) in cases {
             assert_eq!(parse(&packet).err(), Some(want), "{what}");
+        }
+    }
+
+    #[test]
+    fn other_records_in_answer_and_authority_are_skipped() {
+        let p = with_counts(query(b"\x00", 1, &[record(1), record(2)].concat(), 0), 1, 1);
+        assert!(parse(&p).is_ok());
+    }
+
+    #[test]
+    fn an_unknown_edns_version_is_read_without_judging_its_options() {
+        // A truncated option (length 16, one byte present) under version 1: the version wins.
+        let bad_option = [0, 8, 0, 16, 0];
+        let q = parse(&query(b"\x00", 1, &opt_version(1, &bad_option), 1)).unwrap();
+        let edns = q.edns.unwrap();
+        assert_eq!((edns.version, edns.client_subnet), (1, None));
+        // The same option under version 0 is FORMERR.
+        assert_eq!(
+            parse(&query(b"\x00", 1, &opt_version(0, &bad_option), 1)).err(),
+            Some(ParseError::FormErr)
+        );
+    }
+
+    #[test]
+    fn salvage_finds_the_question_and_the_opt_of_rejected_packets() {
+        let with_opt = |p: Vec<u8>| salvage(&p);
+        let edns = Some(Edns {
+            udp_size: 4096,
+            version: 0,
+            dnssec_ok: true,
+            client_subnet: None,
+        });
+        let q_end = HEADER_LEN + 3 + 4;
+        let cases: Vec<(&str, Vec<u8>, Salvage)> = vec![
+            (
+                "bad ECS",
+                query(b"\x01a\x00", 1, &opt(&ecs_scoped(1, 24, 8, &[10, 1, 2])), 1),
+                Salvage {
+                    question_end: Some(q_end),
+                    edns,
+                },
+            ),
+            (
+                "OPT in answer, OPT in additional",
+                with_counts(
+                    query(b"\x01a\x00", 1, &[opt(&[]), opt(&[])].concat(), 1),
+                    1,
+                    0,
+                ),
+                Salvage {
+                    question_end: Some(q_end),
+                    edns,
+                },
+            ),
+            (
+                "no question, OPT",
+                {
+                    let mut p = query(b"", 1, &[], 1);
+                    p.truncate(HEADER_LEN);
+                    p[5] = 0;
+                    p.extend_from_slice(&opt(&[]));
+                    p
+                },
+                Salvage {
+                    question_end: None,
+                    edns,
+                },
+            ),
+            (
+                "truncated question",
+                query(b"\x05ab", 1, &[], 0)[..15].to_vec(),
+                Salvage::default(),
+            ),
+            (
+                "trailing bytes, no OPT",
+                query(b"\x01a\x00", 1, &[1, 2], 0),
+                Salvage {
+                    question_end: Some(q_end),
+                    edns: None,
+                },
+            ),
+        ];
+        for (what, packet, want) in cases {
+            assert_eq!(with_opt(packet), want, "{what}");
         }
     }
 

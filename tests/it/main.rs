@@ -14,6 +14,7 @@ mod api_guard;
 mod chaos;
 mod control;
 mod core;
+mod dnsedge;
 mod health;
 // Backends, probers and signed reports for `health`.
 mod health_support;
