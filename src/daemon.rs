@@ -7,10 +7,11 @@ use std::time::Duration;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::api::{self, ApiState};
 use crate::cli::ServeArgs;
-use crate::control::{ControlError, ControlPlane, Sources, socket, watch};
+use crate::control::{self, ControlError, ControlPlane, Sources, socket};
 use crate::dns::handler::{Handler, HandlerConfig, txt_rdata};
 use crate::dns::rrl::{DEFAULT_RRL_TABLE_SIZE, Rrl, RrlConfig};
 use crate::dns::server::{self, TcpLimits};
@@ -117,7 +118,12 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
     };
+    // Draining (SIGTERM) is announced on these channels: listeners stop accepting and finish
+    // what is in flight. DNS first; the API after it, so that /health answers 503 meanwhile.
+    let (drain_tx, drain_rx) = watch::channel(false);
+    let (api_drain_tx, api_drain_rx) = watch::channel(false);
     let mut dns_addrs = Vec::new();
+    let mut tcp_tasks = Vec::new();
     for addr in &args.dns_listen {
         let listener = server::bind(*addr).await.map_err(|source| ServeError::Io {
             what: "cannot listen for DNS on",
@@ -126,7 +132,12 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         })?;
         dns_addrs.push(listener.addr.to_string());
         server::spawn_udp(listener.udp, Arc::clone(&handler), workers, rrl.clone());
-        server::spawn_tcp(listener.tcp, Arc::clone(&handler), limits.clone());
+        tcp_tasks.push(server::spawn_tcp_with_shutdown(
+            listener.tcp,
+            Arc::clone(&handler),
+            limits.clone(),
+            drain_rx.clone(),
+        ));
     }
 
     let api_listener =
@@ -148,9 +159,13 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         admin_token: admin_token.map(Arc::from),
     };
     control.start_probing();
-    tokio::spawn(async move {
-        if let Err(e) = api::tls::serve(api_listener, api::router(state), api_tls).await {
-            tracing::error!(error = %e, "http api stopped");
+    let api_task = tokio::spawn({
+        let drain = api_drain_rx;
+        async move {
+            if let Err(e) = api::tls::serve(api_listener, api::router(state), api_tls, drain).await
+            {
+                tracing::error!(error = %e, "http api stopped");
+            }
         }
     });
     if let Some(socket) = control_socket {
@@ -160,7 +175,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     if !args.no_watch {
         // A watcher that cannot start (no inotify instances left) is worth a warning, not
         // an outage: SIGHUP and the control channel still reload.
-        if let Err(e) = watch::spawn(Arc::clone(&control)) {
+        if let Err(e) = control::watch::spawn(Arc::clone(&control)) {
             tracing::warn!(error = %e, "configuration watch disabled");
         }
     }
@@ -173,9 +188,24 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     println!("ready dns={} api={api_addr}", dns_addrs.join(","));
 
     signals.wait_for_shutdown(&control).await;
+    // Drain: /health says 503 from now on; DNS over TCP stops accepting and answers what it
+    // has read; then the API does the same (it keeps answering /health 503 until then).
+    // Everything is bounded by --drain-timeout; UDP answers until the process exits.
     control.set_draining();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(args.drain_timeout);
     tracing::info!(timeout_s = args.drain_timeout, "draining");
-    tracing::info!("shutting down");
+    let _ = drain_tx.send(true);
+    let mut drained = true;
+    for task in tcp_tasks {
+        drained &= tokio::time::timeout_at(deadline, task).await.is_ok();
+    }
+    let _ = api_drain_tx.send(true);
+    drained &= tokio::time::timeout_at(deadline, api_task).await.is_ok();
+    if drained {
+        tracing::info!("drained; shutting down");
+    } else {
+        tracing::warn!("drain timeout reached; shutting down with work in flight");
+    }
     Ok(())
 }
 

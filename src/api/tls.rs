@@ -37,6 +37,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
@@ -126,17 +127,29 @@ pub fn load_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsErro
 }
 
 /// Serves `router` on `listener`, over TLS when `tls` is given, until the process ends.
+///
+/// When `shutdown` turns true it stops accepting, asks every connection to close after the
+/// request it is serving (idle ones close at once), and returns once all have ended; the
+/// caller bounds how long that may take.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     tls: Option<Arc<ServerConfig>>,
+    mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
     let acceptor = tls.map(TlsAcceptor::from);
     let slots = Arc::new(SlotTable::new());
     let mut refused = 0u64;
     let mut refused_logged = Instant::now();
+    let mut connections = tokio::task::JoinSet::new();
     loop {
-        let (stream, peer) = match listener.accept().await {
+        // Reap finished connections so the set does not grow with the server's uptime.
+        while connections.try_join_next().is_some() {}
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            () = drained(&mut shutdown) => break,
+        };
+        let (stream, peer) = match accepted {
             Ok(x) => x,
             Err(e) => {
                 // Typically EMFILE: back off instead of spinning on the error.
@@ -173,10 +186,21 @@ pub async fn serve(
         };
         let router = router.clone();
         let acceptor = acceptor.clone();
-        tokio::spawn(async move {
-            serve_admitted(stream, peer, acceptor, router, admitted).await;
+        let shutdown = shutdown.clone();
+        connections.spawn(async move {
+            serve_admitted(stream, peer, acceptor, router, admitted, shutdown).await;
             drop(slot);
         });
+    }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// Resolves when a drain has been asked for; never, if the sender is gone without asking.
+async fn drained(shutdown: &mut watch::Receiver<bool>) {
+    if shutdown.wait_for(|draining| *draining).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 
@@ -226,6 +250,7 @@ async fn serve_admitted(
     acceptor: Option<TlsAcceptor>,
     router: Router,
     admitted: Admitted,
+    shutdown: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
     let activity = admitted.activity;
@@ -243,7 +268,7 @@ async fn serve_admitted(
         activity: Arc::clone(&activity),
     };
     let Some(acceptor) = acceptor else {
-        return serve_http(io, service, &activity, deadlines, peer).await;
+        return serve_http(io, service, &activity, deadlines, peer, shutdown).await;
     };
     let handshake = tokio::time::timeout(deadlines.handshake, acceptor.accept(io));
     tokio::pin!(handshake);
@@ -273,7 +298,7 @@ async fn serve_admitted(
         scheme: Scheme::Https,
         ..service
     };
-    serve_http(tls, service, &activity, deadlines, peer).await;
+    serve_http(tls, service, &activity, deadlines, peer, shutdown).await;
 }
 
 /// What the watchdog does when a deadline passes.
@@ -292,6 +317,7 @@ async fn serve_http<S>(
     activity: &Activity,
     deadlines: Deadlines,
     peer: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -334,6 +360,11 @@ async fn serve_http<S>(
                 return;
             }
             () = activity.changed() => {}
+            () = drained(&mut shutdown), if closing_since.is_none() => {
+                // Draining: finish the request in flight, take no more.
+                conn.as_mut().graceful_shutdown();
+                closing_since = Some(tokio::time::Instant::now());
+            }
             () = tokio::time::sleep_until(deadline) => {
                 // The phase may have moved just now; act only on the one the deadline is for.
                 let (now_phase, now_since) = activity.phase();

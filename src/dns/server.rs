@@ -205,14 +205,6 @@ pub fn spawn_udp(
     }
 }
 
-/// Accepts TCP connections and serves each in its own task, within `limits`, until the
-/// process exits. Same as [`spawn_tcp_with_shutdown`] with a drain that never comes.
-pub fn spawn_tcp(listener: TcpListener, handler: Arc<Handler>, limits: TcpLimits) {
-    let (_never, shutdown) = watch::channel(false);
-    // A dropped sender means "no drain will come": the connections keep being served.
-    drop(spawn_tcp_with_shutdown(listener, handler, limits, shutdown));
-}
-
 /// Accepts TCP connections and serves each in its own task, within `limits`, until
 /// `shutdown` turns true (drain). Then it stops accepting (the listener is closed, so new
 /// connections are refused), closes idle connections at once, lets each connection answer

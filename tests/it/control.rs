@@ -361,3 +361,146 @@ fn explain_counts_nowhere_and_shows_the_draw_as_probabilities() {
     ns.a("app.x.test.");
     assert_eq!(ns.metric(zone_queries), before.0 + 1.0);
 }
+
+/// A zone whose `big` TXT RRset is about 30 KB, so that a few hundred pipelined answers fill
+/// the socket buffers of a client that does not read: work in flight that a drain must finish.
+fn big_answer_zone() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    // `records_file` is a top-level key: it must come before the first table.
+    let toml = std::fs::read_to_string(fixture("control").join(ZONE_FILE))
+        .unwrap()
+        .replacen("ns = [", "records_file = \"big.zone\"\nns = [", 1);
+    std::fs::write(dir.path().join(ZONE_FILE), toml).unwrap();
+    let mut master = String::new();
+    for i in 0..60 {
+        let chunk = format!("{i:03}").repeat(80);
+        master.push_str(&format!("big 60 IN TXT \"{chunk}\" \"{chunk}\"\n"));
+    }
+    std::fs::write(dir.path().join("big.zone"), master).unwrap();
+    dir
+}
+
+/// Sends `n` pipelined TXT queries for the big RRset on a new connection and reads nothing.
+fn pipeline_big_queries(ns: &Meridian, n: u16) -> std::net::TcpStream {
+    use std::io::Write;
+    // A small, fixed receive buffer (no autotuning): the answers cannot all be absorbed by
+    // the kernel, so the server really blocks on this client.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(64 * 1024).unwrap();
+    socket
+        .connect_timeout(&ns.dns.into(), Duration::from_secs(3))
+        .unwrap();
+    let mut s: std::net::TcpStream = socket.into();
+    s.set_write_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut bytes = Vec::new();
+    for id in 0..n {
+        let q =
+            crate::harness::Query::new("big.x.test.", hickory_proto::rr::RecordType::TXT).id(id);
+        bytes.extend_from_slice(&crate::harness::frame(&q.to_bytes()));
+    }
+    s.write_all(&bytes).unwrap();
+    s
+}
+
+#[test]
+fn sigterm_drains_tcp_and_api_work_in_flight_answers_503_and_exits_0() {
+    // Issue 10, item 7: SIGTERM ended the process without draining, and /health always said ok.
+    let zones = big_answer_zone();
+    let mut ns = Meridian::serve_dir(zones.path(), &["--drain-timeout", "20"], false);
+    assert_eq!(ns.get("/health").status, 200);
+    let mut busy = pipeline_big_queries(&ns, 600);
+    // Let the server fill the buffers and block on the client that does not read.
+    std::thread::sleep(Duration::from_millis(500));
+
+    ns.signal("TERM");
+    // The signal is delivered asynchronously: poll, bounded.
+    let mut health = ns.get("/health");
+    wait_for(Duration::from_secs(5), "/health turns 503", || {
+        health = ns.get("/health");
+        health.status == 503
+    });
+    let body = health.json();
+    assert_eq!(body["status"], "unavailable");
+    assert!(
+        body["reason"].as_str().unwrap().contains("draining"),
+        "{body}"
+    );
+    // New TCP connections are refused while draining; UDP still answers until the exit.
+    wait_for(Duration::from_secs(5), "the TCP listener closes", || {
+        std::net::TcpStream::connect_timeout(&ns.dns, Duration::from_millis(500)).is_err()
+    });
+    assert_eq!(ns.a(WWW), [Ipv4Addr::new(192, 0, 2, 1)]);
+    assert!(
+        ns.wait_exit(Duration::from_millis(300)).is_none(),
+        "exited with work in flight"
+    );
+
+    // The client reads now: every answer it gets is whole, in order, then the server closes.
+    busy.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut answered = 0u16;
+    while let Some(raw) = crate::harness::read_frame(&mut busy) {
+        let reply = hickory_proto::op::Message::from_vec(&raw).unwrap();
+        assert_eq!(reply.metadata.id, answered, "answers come in order");
+        assert_eq!(reply.answers.len(), 60, "a whole RRset");
+        answered += 1;
+    }
+    assert!(answered > 0, "the query in flight was answered");
+    let status = ns
+        .wait_exit(Duration::from_secs(15))
+        .expect("the server exits once drained");
+    assert_eq!(status.code(), Some(0), "{}", ns.log());
+    assert!(ns.log().contains("drained; shutting down"), "{}", ns.log());
+}
+
+#[test]
+fn the_drain_is_bounded_by_drain_timeout() {
+    let zones = big_answer_zone();
+    let mut ns = Meridian::serve_dir(zones.path(), &["--drain-timeout", "2"], false);
+    let _stuck = pipeline_big_queries(&ns, 600);
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    ns.signal("TERM");
+    let status = ns
+        .wait_exit(Duration::from_secs(10))
+        .expect("the drain timeout ends the wait");
+    assert_eq!(status.code(), Some(0), "{}", ns.log());
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(8),
+        "exited after {took:?}"
+    );
+    assert!(ns.log().contains("drain timeout reached"), "{}", ns.log());
+}
+
+#[test]
+fn an_api_request_in_flight_at_sigterm_is_answered_before_the_exit() {
+    use std::io::{Read, Write};
+    let mut ns = Meridian::serve_with("control", &["--drain-timeout", "10"]);
+    let mut s = std::net::TcpStream::connect_timeout(&ns.api, Duration::from_secs(3)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let body = [b'x'; 100];
+    write!(
+        s,
+        "POST /v1/reports HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n\r\n",
+        ns.api,
+        body.len()
+    )
+    .unwrap();
+    s.write_all(&body[..50]).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    ns.signal("TERM");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        ns.wait_exit(Duration::from_millis(10)).is_none(),
+        "exited with a request in flight"
+    );
+    s.write_all(&body[50..]).unwrap();
+    let mut response = String::new();
+    let _ = s.read_to_string(&mut response);
+    assert!(response.starts_with("HTTP/1.1 "), "no answer: {response:?}");
+    let status = ns
+        .wait_exit(Duration::from_secs(10))
+        .expect("exits once drained");
+    assert_eq!(status.code(), Some(0), "{}", ns.log());
+}
