@@ -678,12 +678,13 @@ mod tests {
     fn handler() -> Arc<Handler> {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
         let metrics = Arc::new(crate::metrics::Metrics::new());
-        let publisher = crate::routing::publish::Publisher::start(
+        let (zones, geo) = crate::routing::publish::load_sources(
             &root.join("fuzz/zones"),
             &root.join("geoip/meridian-sample.txt"),
-            Arc::clone(&metrics),
         )
         .unwrap();
+        let publisher =
+            crate::routing::publish::Publisher::new(zones, geo, Arc::clone(&metrics)).unwrap();
         Arc::new(Handler::new(
             Arc::new(publisher),
             metrics,
