@@ -117,7 +117,10 @@ impl SubnetMap {
     /// (then a run may span an override and the space around it that decides the same); `None`
     /// when GeoIP decisions can differ.
     pub fn new(mut overrides: Vec<Override>, geo_order: Option<&Order>) -> SubnetMap {
-        overrides.sort_by_key(|(net, _)| std::cmp::Reverse(net.prefix_len()));
+        // Longest first; the same network twice (`10.0.0.0/8` and `10.0.0.0/08` parse alike)
+        // keeps its first entry, as a first-match scan would.
+        overrides.sort_by_key(|(net, _)| (std::cmp::Reverse(net.prefix_len()), net.network()));
+        overrides.dedup_by_key(|(net, _)| *net);
         let v4 = Self::intervals(&overrides, geo_order, true);
         let v6 = Self::intervals(&overrides, geo_order, false);
         SubnetMap {
@@ -442,6 +445,15 @@ mod tests {
         check(&m, &[("192.0.2.1", None, 0), ("2001:db8::1", None, 0)]);
         let m = map(&[], None);
         assert_eq!(m.lookup("192.0.2.1".parse().unwrap()).geo_scope(24), 24);
+    }
+
+    #[test]
+    fn the_same_network_twice_keeps_the_first() {
+        let m = map(&[("10.0.0.0/8", &[1]), ("10.0.0.0/8", &[0])], None);
+        assert_eq!(m.overrides().len(), 1);
+        let hit = m.lookup("10.1.2.3".parse().unwrap());
+        assert_eq!(hit.entry.map(|(_, o)| o.to_vec()), Some(vec![1]));
+        assert_eq!(hit.scope, 8);
     }
 
     #[test]
