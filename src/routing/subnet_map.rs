@@ -117,8 +117,8 @@ impl SubnetMap {
     /// (then a run may span an override and the space around it that decides the same); `None`
     /// when GeoIP decisions can differ.
     pub fn new(mut overrides: Vec<Override>, geo_order: Option<&Order>) -> SubnetMap {
-        // Longest first; the same network twice (`10.0.0.0/8` and `10.0.0.0/08` parse alike)
-        // keeps its first entry, as a first-match scan would.
+        // Longest first; should one network come twice, its first entry counts, as in a
+        // first-match scan.
         overrides.sort_by_key(|(net, _)| (std::cmp::Reverse(net.prefix_len()), net.network()));
         overrides.dedup_by_key(|(net, _)| *net);
         let v4 = Self::intervals(&overrides, geo_order, true);
