@@ -175,8 +175,9 @@ pub struct Selection {
     pub region: Option<u16>,
     /// Which pass answered.
     pub outcome: Outcome,
-    /// ECS scope: the shortest prefix around the client address on which the order is the
-    /// same for every address. May be longer than the ECS source prefix (RFC 7871 §7.2.1).
+    /// ECS scope: a prefix around the client address on which the order is the same for every
+    /// address (the shortest one, but for not merging GeoIP networks that decide alike). May be
+    /// longer than the ECS source prefix (RFC 7871 §7.2.1).
     pub scope: u8,
     /// Why the order was what it was.
     pub reason: OrderReason,
