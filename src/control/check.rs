@@ -143,7 +143,7 @@ fn print_service(out: &mut String, svc: &Service) {
             continent,
             subnet,
         } => {
-            for (net, order) in subnet {
+            for (net, order) in subnet.overrides() {
                 let _ = writeln!(out, "    subnet {net}: {}", names(order));
             }
             for (code, order) in country {

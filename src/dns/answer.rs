@@ -342,7 +342,10 @@ impl<'b> Writer<'b> {
                     .extend_from_slice(&u16::try_from(opt_len).unwrap_or(0).to_be_bytes());
                 self.buf.extend_from_slice(&ecs.family().to_be_bytes());
                 self.buf.push(ecs.source_prefix);
-                self.buf.push(scope.min(ecs.source_prefix));
+                // RFC 7871 §7.2.1: the scope may be longer than the source prefix when the
+                // answer depends on more bits than the resolver sent; only the family bounds it.
+                let max = if ecs.addr.is_ipv4() { 32 } else { 128 };
+                self.buf.push(scope.min(max));
                 let (octets, len) = match ecs.addr {
                     IpAddr::V4(a) => {
                         let [a, b, c, d] = a.octets();

@@ -1,5 +1,6 @@
 //! GeoIP: maps a client address to a [`Location`] (country, continent, coordinates) and the
-//! prefix length of the database network that holds it (what ECS scope is set from).
+//! prefix length of the database network that holds it (the ECS scope of a decision GeoIP made
+//! stays inside it).
 //!
 //! Owns reading MaxMind DB files ([`GeoDb`], in `db.rs`), Meridian's text source format and its
 //! MMDB writer (`source.rs`, behind `meridian geoip build`), and the built-in country table
@@ -32,9 +33,10 @@ pub struct Location {
     pub coords_from_centroid: bool,
     /// Prefix length of the DB network that contains the address (found or not found), in the
     /// address's own family: 0..=32 for IPv4 (also for IPv4 in an IPv6 tree), 0..=128 for IPv6.
-    /// This is what ECS scope will be set from. It is the network of the database's search
-    /// tree, which can be longer than the source network: a /16 with a /24 carved out of it is
-    /// stored as several shorter networks around the /24.
+    /// Whatever GeoIP decides holds for this network, so the ECS scope of a decision that
+    /// depends on GeoIP is at least this long. It is the network of the database's search tree,
+    /// which can be longer than the source network: a /16 with a /24 carved out of it is stored
+    /// as several shorter networks around the /24.
     pub prefix_len: u8,
     /// True when the database has a record for the address (even one without a country).
     pub found: bool,

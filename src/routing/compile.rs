@@ -14,6 +14,7 @@ use hickory_proto::rr::{Name, RData, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 
 use super::select::{CompiledFallback, CompiledPolicy, Endpoint, Order, RegionEndpoints, Service};
+use super::subnet_map::SubnetMap;
 use super::table::{Glue, Node, RoutingTable, RrSet, ZoneTable};
 use crate::config::Zone;
 use crate::config::model::{self, Fallback, Policy};
@@ -189,17 +190,21 @@ pub fn compile_service(zone: &Zone, svc: &model::Service, health: &dyn EndpointH
                     }
                 }
             }
-            let mut subnet: Vec<_> = map
+            let default = full_order(&map.default, &region_map);
+            // When every country and continent entry orders like the default, GeoIP cannot
+            // change the answer: ECS scopes then need not stop at GeoIP networks.
+            let geo_fixed = country.iter().all(|(_, order)| *order == default)
+                && continent.iter().flatten().all(|order| *order == default);
+            let subnet = map
                 .subnet
                 .iter()
                 .map(|(net, list)| (*net, full_order(list, &region_map)))
                 .collect();
-            subnet.sort_by_key(|a| std::cmp::Reverse(a.0.prefix_len()));
             CompiledPolicy::Geo {
-                default: full_order(&map.default, &region_map),
+                subnet: Box::new(SubnetMap::new(subnet, geo_fixed.then_some(&default))),
+                default,
                 country,
                 continent,
-                subnet,
             }
         }
         Policy::Nearest => CompiledPolicy::Nearest {

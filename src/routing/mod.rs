@@ -1,12 +1,13 @@
 //! Routing: the compiled, immutable table queries read (`table`), how it is built from config
-//! (`compile`), how a service picks addresses (`select`), and the one place that swaps it in
-//! (`publish`).
+//! (`compile`), how a service picks addresses (`select`, with `subnet_map` for `geo.subnet`
+//! overrides and their ECS scopes), and the one place that swaps it in (`publish`).
 
 pub mod compile;
 pub mod explain;
 pub mod geo_cache;
 pub mod publish;
 pub mod select;
+pub mod subnet_map;
 pub mod table;
 
 pub use table::RoutingTable;

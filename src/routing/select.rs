@@ -11,6 +11,7 @@ use std::ops::Range;
 
 use ipnet::IpNet;
 
+use super::subnet_map::SubnetMap;
 use crate::config::model::MAX_ANSWERS;
 use crate::dns::answer::{Owner, Section, Writer};
 use crate::dns::wire::{ClientSubnet, qtype};
@@ -81,8 +82,9 @@ pub enum CompiledPolicy {
         country: Vec<(CountryCode, Order)>,
         /// Indexed by [`Continent`] position in [`Continent::ALL`].
         continent: [Option<Order>; 7],
-        /// Longest prefix first.
-        subnet: Vec<(IpNet, Order)>,
+        /// The `subnet` overrides, with the ECS scope of every decision they take part in
+        /// (boxed: the tables are large next to the other policies).
+        subnet: Box<SubnetMap>,
     },
     /// Nearest region with coordinates first; `default` when the client has none.
     Nearest {
@@ -173,7 +175,9 @@ pub struct Selection {
     pub region: Option<u16>,
     /// Which pass answered.
     pub outcome: Outcome,
-    /// ECS scope prefix the decision depends on.
+    /// ECS scope: a prefix around the client address on which the order is the same for every
+    /// address (the shortest one, but for not merging GeoIP networks that decide alike). May be
+    /// longer than the ECS source prefix (RFC 7871 §7.2.1).
     pub scope: u8,
     /// Why the order was what it was.
     pub reason: OrderReason,
@@ -231,27 +235,19 @@ impl Service {
                 let Some((addr, _)) = client.locate_addr() else {
                     return (RegionWalk::List(default), OrderReason::Default, 0, None);
                 };
-                if let Some((net, order)) = subnet.iter().find(|(net, _)| net.contains(&addr)) {
+                let hit = subnet.lookup(addr);
+                if let Some((net, order)) = hit.entry {
                     return (
                         RegionWalk::List(order),
                         OrderReason::Subnet(*net),
-                        net.prefix_len(),
+                        hit.scope,
                         None,
                     );
                 }
                 let loc = super::geo_cache::lookup(geo, addr);
-                // The answer is the same for the whole GeoIP network, except where an override
-                // subnet cuts into it: then the scope must be long enough to exclude it.
-                let mut scope = loc.prefix_len;
-                for (net, _) in subnet {
-                    if net.prefix_len() > scope {
-                        if let Some(common) = common_prefix(addr, net.network()) {
-                            if common >= scope {
-                                scope = scope.max((common + 1).min(net.prefix_len()));
-                            }
-                        }
-                    }
-                }
+                // GeoIP decides: the answer holds for the GeoIP network, and for the run of
+                // addresses no override decides differently; the longer prefix is inside both.
+                let scope = hit.geo_scope(loc.prefix_len);
                 if let Some(c) = loc.country {
                     if let Ok(i) = country.binary_search_by(|(k, _)| k.cmp(&c)) {
                         if let Some((_, order)) = country.get(i) {
@@ -480,16 +476,10 @@ impl Service {
     }
 }
 
-/// Number of leading bits two addresses of the same family share.
-fn common_prefix(a: IpAddr, b: IpAddr) -> Option<u8> {
-    let bits = match (a, b) {
-        (IpAddr::V4(a), IpAddr::V4(b)) => (u32::from(a) ^ u32::from(b)).leading_zeros(),
-        (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(a) ^ u128::from(b)).leading_zeros(),
-        _ => return None,
-    };
-    u8::try_from(bits).ok()
-}
-
 #[cfg(test)]
 #[path = "select_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "select_prop.rs"]
+mod prop;

@@ -217,6 +217,22 @@ failover = ["eu-west"]
 region = "eu-west"
 address = "192.0.2.80"
 
+# Nested overrides (issue 11): 10.1/16 and 2001:db8:1::/48 carved out of larger ones. No
+# country or continent tables, so GeoIP cannot change the answer outside the overrides.
+[service.nest]
+[service.nest.geo]
+default = ["anycast"]
+subnet = { "10.0.0.0/8" = ["us-east"], "10.1.0.0/16" = ["eu-west"], "2001:db8::/32" = ["us-east"], "2001:db8:1::/48" = ["eu-west"] }
+[[service.nest.endpoint]]
+region = "anycast"
+address = "192.0.2.70"
+[[service.nest.endpoint]]
+region = "eu-west"
+address = "192.0.2.71"
+[[service.nest.endpoint]]
+region = "us-east"
+address = "192.0.2.73"
+
 [service.all]
 failover = ["us-east", "eu-west"]
 [[service.all.endpoint]]
@@ -433,13 +449,80 @@ fn an_override_inside_a_geoip_network_lengthens_the_scope() {
     let sel = svc.select(qtype::A, &ecs("2.2.3.0/25"), &db);
     assert_eq!(region(&svc, &sel).as_deref(), Some("eu-west"));
     assert_eq!(sel.scope, 25);
-    // With a /24 source the scope cannot be shorter than 25 either; the response writer
-    // caps what is sent at the source prefix (RFC 7871 §7.2.1), checked end to end.
+    // A /24 source covers both halves: 2.2.3.0 decides, and the scope is longer than the
+    // source (RFC 7871 §7.2.1: the source was not specific enough), not capped at it.
     let sel = svc.select(qtype::A, &ecs("2.2.3.0/24"), &db);
     assert_eq!(region(&svc, &sel).as_deref(), Some("eu-west"));
-    assert!(sel.scope >= 25, "{}", sel.scope);
+    assert_eq!(sel.scope, 25);
     let (_, scope) = written(&svc, RecordType::A, &ecs("2.2.3.0/24"), &db);
-    assert_eq!(scope, sel.scope, "answer() returns the decided scope");
+    assert_eq!(scope, 25, "answer() returns the decided scope");
+}
+
+#[test]
+fn a_source_wider_than_the_geoip_network_gets_the_networks_scope() {
+    let (svc, db) = (service("geo"), geo());
+    // 2.2.2.0/23 spans 2.2.2.0/24 (not in GeoIP) and 2.2.3.0/24 (GB): 2.2.2.0 decides, and
+    // the answer only holds for its /24.
+    let sel = svc.select(qtype::A, &ecs("2.2.2.0/23"), &db);
+    assert_eq!(region(&svc, &sel).as_deref(), Some("anycast"));
+    assert_eq!((sel.reason, sel.scope), (OrderReason::Default, 24));
+}
+
+/// Issue 11: with `10.0.0.0/8` -> us-east and `10.1.0.0/16` -> eu-west, an answer from the
+/// /8 must not claim the /16 (and the same in IPv6).
+#[test]
+fn nested_overrides_scope_leaves_out_what_decides_differently() {
+    let (svc, db) = (service("nest"), geo());
+    let net = |s: &str| OrderReason::Subnet(s.parse().unwrap());
+    // (ECS, region, deciding override, scope)
+    let cases = [
+        // The largest prefix around 10.2.3.0 that misses 10.1/16 is 10.2.0.0/15.
+        ("10.2.3.0/24", "us-east", "10.0.0.0/8", 15),
+        ("10.2.0.0/15", "us-east", "10.0.0.0/8", 15),
+        ("10.128.0.0/9", "us-east", "10.0.0.0/8", 9),
+        // A /15 source straddles 10.0/16 (us-east) and 10.1/16 (eu-west): 10.0.0.0 decides,
+        // for its /16 only, a scope longer than the source.
+        ("10.0.0.0/15", "us-east", "10.0.0.0/8", 16),
+        ("10.0.0.0/8", "us-east", "10.0.0.0/8", 16),
+        ("10.1.0.0/16", "eu-west", "10.1.0.0/16", 16),
+        ("10.1.2.0/24", "eu-west", "10.1.0.0/16", 16),
+        ("2001:db8:2::/48", "us-east", "2001:db8::/32", 47),
+        ("2001:db8::/32", "us-east", "2001:db8::/32", 48),
+        ("2001:db8:1:5::/64", "eu-west", "2001:db8:1::/48", 48),
+        ("2001:db8:8000::/33", "us-east", "2001:db8::/32", 33),
+    ];
+    for (subnet, want, by, scope) in cases {
+        let sel = svc.select(qtype::A, &ecs(subnet), &db);
+        assert_eq!(region(&svc, &sel).as_deref(), Some(want), "{subnet}");
+        assert_eq!(sel.reason, net(by), "{subnet}");
+        assert_eq!(sel.scope, scope, "{subnet}: scope");
+        let (_, written_scope) = written(&svc, RecordType::A, &ecs(subnet), &db);
+        assert_eq!(written_scope, scope, "{subnet}: answer() returns the scope");
+    }
+}
+
+#[test]
+fn where_geoip_cannot_change_the_answer_its_networks_do_not_bound_the_scope() {
+    let (svc, db) = (service("nest"), geo());
+    // Outside the overrides only `default` can answer, so the scope reaches the nearest
+    // override whatever GeoIP's networks are: 2.2.3.0 is GB in a /24, yet all of 0.0.0.0/5
+    // gets anycast; 11.0.0.0/8 is the largest prefix that misses 10/8.
+    for (subnet, scope) in [
+        ("2.2.3.0/24", 5),
+        ("11.0.0.0/24", 8),
+        ("9.0.0.0/8", 7),
+        ("200.0.0.0/8", 1),
+        ("2a02:d3c0::/32", 5),
+        ("2001:db9::/32", 32),
+    ] {
+        let sel = svc.select(qtype::A, &ecs(subnet), &db);
+        assert_eq!(region(&svc, &sel).as_deref(), Some("anycast"), "{subnet}");
+        assert_eq!(
+            (sel.reason, sel.scope),
+            (OrderReason::Default, scope),
+            "{subnet}"
+        );
+    }
 }
 
 #[test]

@@ -1,9 +1,11 @@
 //! Traffic steering end to end: the real binary serving `tests/fixtures/steering` with the
 //! GeoIP test databases in `../shared/geoip/`, asked over UDP and TCP with EDNS Client Subnet.
 //!
-//! Each case checks the answer and the ECS scope (RFC 7871 §7.2.1): never longer than the
-//! source prefix, and as short as the decision allows (the GeoIP network for geo and nearest,
-//! the override's prefix for a subnet override, 0 when the client does not matter).
+//! Each case checks the answer and the ECS scope (RFC 7871 §7.2.1): the shortest prefix around
+//! the client on which the decision is the same for every address (within the GeoIP network
+//! for geo and nearest, leaving out any `subnet` override that decides differently, 0 when the
+//! client does not matter), longer than the source prefix when the source straddles two
+//! decisions.
 //! Health is driven with operator overrides; the unit tests in `routing/select_tests.rs`
 //! cover the same walk with every combination of states.
 
@@ -71,11 +73,60 @@ fn subnet_override_beats_geoip() {
         let r = ask(&ns, GEO, RecordType::A, Some("2.2.3.0/25"), t);
         assert_eq!(addresses(&r), ips(&["192.0.2.1"]), "{t:?}");
         assert_eq!(scope(&r, "2.2.3.0/25"), 25);
-        // A /24 source covers both halves: the address decides (2.2.3.0 -> GB) and the scope
-        // is capped at the source prefix.
-        let r = ask(&ns, GEO, RecordType::A, Some("2.2.3.0/24"), t);
-        assert_eq!(addresses(&r), ips(&["192.0.2.1"]), "{t:?}");
-        assert_eq!(scope(&r, "2.2.3.0/24"), 24);
+        // A /24 source covers both halves: see scopes_longer_than_the_source_reach_the_wire.
+    }
+}
+
+/// Issue 11: with `10.0.0.0/8` -> us-east and `10.1.0.0/16` -> eu-west, an answer decided by
+/// the /8 must not claim the /16 (a resolver would cache us-east for the eu-west clients).
+#[test]
+fn nested_overrides_get_scopes_that_leave_out_the_inner_override() {
+    let ns = serve(CITY_DB);
+    // (ECS, endpoint of the expected region, scope)
+    let cases = [
+        // The largest prefix around 10.2.3.0 that misses 10.1/16 is 10.2.0.0/15 (not /8).
+        ("10.2.3.0/24", "192.0.2.113", 15),
+        ("10.128.0.0/9", "192.0.2.113", 9),
+        ("10.1.0.0/16", "192.0.2.111", 16),
+        ("10.1.2.0/24", "192.0.2.111", 16),
+        // The same in IPv6: 2001:db8:2::/47 misses 2001:db8:1::/48.
+        ("2001:db8:2::/48", "192.0.2.113", 47),
+        ("2001:db8:1:5::/64", "192.0.2.111", 48),
+        // Outside the overrides only the default can answer, whatever GeoIP says (2.2.3.0 is
+        // GB in a /24): the scope reaches to the nearest override.
+        ("11.0.0.0/24", "192.0.2.110", 8),
+        ("2.2.3.0/24", "192.0.2.110", 5),
+    ];
+    for t in Transport::ALL {
+        for (ecs, want, want_scope) in cases {
+            let r = ask(&ns, "nest.steer.test.", RecordType::A, Some(ecs), t);
+            assert_eq!(addresses(&r), ips(&[want]), "{ecs} {t:?}");
+            assert_eq!(scope(&r, ecs), want_scope, "{ecs} {t:?}: scope");
+        }
+    }
+}
+
+/// RFC 7871 §7.2.1: when the source prefix straddles two decisions, the scope is longer than
+/// the source, so the resolver caches the answer only for the part it holds for.
+#[test]
+fn scopes_longer_than_the_source_reach_the_wire() {
+    let ns = serve(CITY_DB);
+    // (name, ECS, endpoint of the expected region, scope)
+    let cases = [
+        // 10.0.0.0/15 spans 10.0/16 (us-east) and 10.1/16 (eu-west): 10.0.0.0 decides, /16.
+        ("nest.steer.test.", "10.0.0.0/15", "192.0.2.113", 16),
+        ("nest.steer.test.", "2001:db8::/47", "192.0.2.113", 48),
+        // 2.2.2.0/23: 2.2.2.0/24 is in no GeoIP network, 2.2.3.0/24 is GB.
+        (GEO, "2.2.2.0/23", "192.0.2.100", 24),
+        // 2.2.3.0/24: GB, but 2.2.3.128/25 is an override to ap-southeast.
+        (GEO, "2.2.3.0/24", "192.0.2.1", 25),
+    ];
+    for t in Transport::ALL {
+        for (name, ecs, want, want_scope) in cases {
+            let r = ask(&ns, name, RecordType::A, Some(ecs), t);
+            assert_eq!(addresses(&r), ips(&[want]), "{name} {ecs} {t:?}");
+            assert_eq!(scope(&r, ecs), want_scope, "{name} {ecs} {t:?}: scope");
+        }
     }
 }
 
