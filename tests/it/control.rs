@@ -504,3 +504,72 @@ fn an_api_request_in_flight_at_sigterm_is_answered_before_the_exit() {
         .expect("exits once drained");
     assert_eq!(status.code(), Some(0), "{}", ns.log());
 }
+
+#[test]
+fn the_watcher_follows_records_files_the_geoip_database_and_the_key_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let geoip = dir.path().join("geo.txt");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("geoip/meridian-sample.txt"),
+        &geoip,
+    )
+    .unwrap();
+    let keys = dir.path().join("keys.txt");
+    std::fs::write(&keys, "k1 p1 00112233445566778899aabbccddeeff\n").unwrap();
+    let (geoip_arg, keys_arg) = (geoip.display().to_string(), keys.display().to_string());
+    let ns = Meridian::serve_copy_watched("control", &["--geoip", &geoip_arg, "--keys", &keys_arg]);
+    let ok = r#"meridian_reloads_total{result="ok"}"#;
+    let txt = |ns: &Meridian| -> Vec<String> {
+        ns.query_udp("note.x.test.", hickory_proto::rr::RecordType::TXT)
+            .answers
+            .iter()
+            .map(|r| r.data.to_string())
+            .collect()
+    };
+
+    // A records file is watched once a zone names it.
+    std::fs::write(
+        ns.zones_dir().join("extra.zone"),
+        "note 60 IN TXT \"one\"\n",
+    )
+    .unwrap();
+    let with_records = std::fs::read_to_string(ns.zones_dir().join(ZONE_FILE))
+        .unwrap()
+        .replacen("ns = [", "records_file = \"extra.zone\"\nns = [", 1);
+    ns.write_zone(ZONE_FILE, &with_records);
+    wait_for(
+        Duration::from_secs(10),
+        "the zone naming the records file serves",
+        || txt(&ns).iter().any(|t| t.contains("one")),
+    );
+    std::fs::write(
+        ns.zones_dir().join("extra.zone"),
+        "note 60 IN TXT \"two\"\n",
+    )
+    .unwrap();
+    wait_for(
+        Duration::from_secs(10),
+        "a change to the records file alone reloads",
+        || txt(&ns).iter().any(|t| t.contains("two")),
+    );
+
+    // The GeoIP database and the key file, each on its own.
+    for file in [&geoip, &keys] {
+        let before = ns.metric(ok);
+        let text = std::fs::read_to_string(file).unwrap();
+        std::fs::write(file, text + "\n").unwrap();
+        wait_for(Duration::from_secs(10), "a change reloads", || {
+            ns.metric(ok) > before
+        });
+    }
+    // A broken key file is reported and the previous keys are kept.
+    let failed = r#"meridian_reloads_total{result="failed"}"#;
+    let before = ns.metric(failed);
+    std::fs::write(&keys, "not a key line\n").unwrap();
+    wait_for(
+        Duration::from_secs(10),
+        "the broken key file is rejected",
+        || ns.metric(failed) > before,
+    );
+    assert!(ns.log().contains("previous keys kept"), "{}", ns.log());
+}
