@@ -12,12 +12,12 @@ use indexmap::IndexMap;
 use ipnet::IpNet;
 
 use super::{Source, ZoneBuilder, ZoneError};
+use crate::config::clip;
 use crate::config::file::{FallbackFile, GeoFile, RegionFile, ServiceFile, ZoneFile};
 use crate::config::model::{
     DEFAULT_ANSWERS, DEFAULT_SERVICE_TTL, DEFAULT_WEIGHT, Endpoint, Fallback, GeoMap, MAX_ANSWERS,
     MAX_WEIGHT, Policy, Region, Service, Zone,
 };
-use crate::config::clip;
 use crate::geo::{Continent, Coords, CountryCode};
 
 impl ZoneBuilder<'_> {
