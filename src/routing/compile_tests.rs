@@ -136,12 +136,21 @@ fn rrsets_are_grouped_by_owner_and_type_sorted_and_without_duplicates() {
     );
 }
 
+/// (name, exists, has data, cut, occluded by, wildcard child)
+type NodeCase = (
+    &'static str,
+    bool,
+    bool,
+    bool,
+    Option<&'static str>,
+    Option<&'static str>,
+);
+
 #[test]
 fn nodes_mark_cuts_occlusion_wildcards_and_empty_non_terminals() {
     let table = table(zone(&head(3600, 300), Some(RECORDS)));
     let z = only_zone(&table);
-    // (name, exists, has data, cut, occluded by, wildcard child)
-    let cases: &[(&str, bool, bool, bool, Option<&str>, Option<&str>)] = &[
+    let cases: &[NodeCase] = &[
         ("z.test.", true, true, false, None, None),
         ("www.z.test.", true, true, false, None, None),
         ("c.z.test.", true, false, false, None, None),
