@@ -495,3 +495,7 @@ impl NodeBuilder<'_> {
         self.list.get_mut(idx as usize)
     }
 }
+
+#[cfg(test)]
+#[path = "compile_tests.rs"]
+mod tests;

@@ -349,3 +349,7 @@ fn is_label_suffix(name: &[u8], suffix_len: usize) -> bool {
     let start = name.len().saturating_sub(suffix_len);
     suffix_offsets(name).any(|off| off == start)
 }
+
+#[cfg(test)]
+#[path = "table_tests.rs"]
+mod tests;

@@ -1,0 +1,367 @@
+//! The compiler, unit-tested on what it hands the query path: RRsets grouped per owner and
+//! type, nodes marked (cuts, occlusion, wildcards, empty non-terminals), additional data
+//! attached, the negative-answer SOA TTL (RFC 2308 §5), and each service's endpoints grouped
+//! by region with their health. Zones come from files through the real loader.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use hickory_proto::rr::{Name, RecordType};
+
+use super::{AllUp, EndpointHealth, EndpointState, compile, compile_service, key_wire};
+use crate::config::{Zone, load_zone};
+use crate::geo::GeoDb;
+use crate::routing::select::CompiledPolicy;
+use crate::routing::table::{Node, RoutingTable, ZoneTable};
+
+const CITY_DB: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/geoip/GeoIP2-City-Test.mmdb"
+);
+
+/// Loads a zone file (and, when given, its master file `z.zone`) written to a tempdir.
+fn zone(toml: &str, records: Option<&str>) -> Zone {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("z.toml");
+    std::fs::write(&path, toml).unwrap();
+    if let Some(records) = records {
+        std::fs::write(dir.path().join("z.zone"), records).unwrap();
+    }
+    load_zone(&path).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn table(zone: Zone) -> RoutingTable {
+    let geo = Arc::new(GeoDb::open(Path::new(CITY_DB)).unwrap_or_else(|e| panic!("{e}")));
+    compile(&[Arc::new(zone)], geo, &AllUp, 1).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn only_zone(table: &RoutingTable) -> &ZoneTable {
+    let zones: Vec<_> = table.zones().collect();
+    assert_eq!(zones.len(), 1);
+    zones[0]
+}
+
+fn node<'z>(zone: &'z ZoneTable, name: &str) -> Option<&'z Node> {
+    let idx = *zone
+        .nodes
+        .get(&key_wire(&Name::from_ascii(name).unwrap()))?;
+    zone.node_list.get(idx as usize)
+}
+
+fn name_of(zone: &ZoneTable, idx: Option<u32>) -> Option<String> {
+    let node = zone.node_list.get(idx? as usize)?;
+    Some(super::wire_to_name(&node.name_wire).to_string())
+}
+
+fn head(ttl: u32, minimum: u32) -> String {
+    format!(
+        r#"
+origin = "z.test."
+ttl = {ttl}
+ns = ["ns1.z.test."]
+records_file = "z.zone"
+[soa]
+mname = "ns1.z.test."
+rname = "hostmaster.z.test."
+serial = 1
+minimum = {minimum}
+"#
+    )
+}
+
+const RECORDS: &str = r#"
+$TTL 3600
+@          NS     ns1
+ns1        A      192.0.2.53
+www        A      192.0.2.1
+WWW        A      192.0.2.2
+www        A      192.0.2.1
+www        TXT    "one"
+www        TXT    "two"
+@          MX     10 mail
+@          MX     20 mx.elsewhere.test.
+mail       A      192.0.2.25
+mail       AAAA   2001:db8::25
+a.b.c      A      192.0.2.3
+*.wild     A      192.0.2.4
+sub        NS     ns.sub
+ns.sub     A      192.0.2.10
+x.y.sub    A      192.0.2.11
+alias      CNAME  WWW
+"#;
+
+/// The same RRsets again from `[[record]]`, in another letter case: the compiler merges
+/// what the loader keeps apart (the master-file parser already merges within its file).
+const MORE_RECORDS: &str = r#"
+[[record]]
+name = "Www"
+type = "A"
+data = ["192.0.2.2"]
+"#;
+
+#[test]
+fn rrsets_are_grouped_by_owner_and_type_sorted_and_without_duplicates() {
+    let toml = format!("{}{MORE_RECORDS}", head(3600, 300));
+    let table = table(zone(&toml, Some(RECORDS)));
+    let z = only_zone(&table);
+    let www = node(z, "www.z.test.").unwrap();
+    let shape: Vec<(RecordType, usize)> = www
+        .rrsets
+        .iter()
+        .map(|r| (RecordType::from(r.rtype), r.rdata.len()))
+        .collect();
+    // Owner case does not split an RRset; a repeated record is kept once.
+    assert_eq!(shape, [(RecordType::A, 2), (RecordType::TXT, 2)]);
+    let a = &www.rrsets[0];
+    let mut rdata: Vec<&[u8]> = a.rdata.iter().map(|r| &r[..]).collect();
+    rdata.sort();
+    assert_eq!(rdata, [[192, 0, 2, 1], [192, 0, 2, 2]]);
+    assert_eq!(a.ttl, 3600);
+
+    // The apex gets the SOA next to the NS and MX, all in type order.
+    let apex = node(z, "z.test.").unwrap();
+    let types: Vec<RecordType> = apex.rrsets.iter().map(|r| r.rtype.into()).collect();
+    assert_eq!(types, [RecordType::NS, RecordType::SOA, RecordType::MX]);
+    // `ns = [...]` and the master file's apex NS are one record.
+    assert_eq!(apex.rrsets[0].rdata.len(), 1);
+    assert_eq!(z.apex_soa().map(|(ttl, _)| ttl), Some(3600));
+
+    // A CNAME keeps its target as a lowercase key for the chase.
+    let alias = node(z, "alias.z.test.").unwrap();
+    assert_eq!(
+        alias.cname_target.as_deref(),
+        Some(&key_wire(&Name::from_ascii("www.z.test.").unwrap())[..])
+    );
+}
+
+/// (name, exists, has data, cut, occluded by, wildcard child)
+type NodeCase = (
+    &'static str,
+    bool,
+    bool,
+    bool,
+    Option<&'static str>,
+    Option<&'static str>,
+);
+
+#[test]
+fn nodes_mark_cuts_occlusion_wildcards_and_empty_non_terminals() {
+    let table = table(zone(&head(3600, 300), Some(RECORDS)));
+    let z = only_zone(&table);
+    let cases: &[NodeCase] = &[
+        ("z.test.", true, true, false, None, None),
+        ("www.z.test.", true, true, false, None, None),
+        ("c.z.test.", true, false, false, None, None),
+        ("b.c.z.test.", true, false, false, None, None),
+        ("a.b.c.z.test.", true, true, false, None, None),
+        (
+            "wild.z.test.",
+            true,
+            false,
+            false,
+            None,
+            Some("*.wild.z.test."),
+        ),
+        ("*.wild.z.test.", true, true, false, None, None),
+        ("sub.z.test.", true, true, true, None, None),
+        (
+            "ns.sub.z.test.",
+            true,
+            true,
+            false,
+            Some("sub.z.test."),
+            None,
+        ),
+        (
+            "y.sub.z.test.",
+            true,
+            false,
+            false,
+            Some("sub.z.test."),
+            None,
+        ),
+        (
+            "x.y.sub.z.test.",
+            true,
+            true,
+            false,
+            Some("sub.z.test."),
+            None,
+        ),
+        ("nope.z.test.", false, false, false, None, None),
+        ("x.wild.z.test.", false, false, false, None, None),
+    ];
+    for &(name, exists, data, cut, occluded, wildcard) in cases {
+        let Some(n) = node(z, name) else {
+            assert!(!exists, "{name} should exist");
+            continue;
+        };
+        assert!(exists, "{name} should not exist");
+        assert_eq!(!n.rrsets.is_empty(), data, "{name}: has data");
+        assert_eq!(n.cut, cut, "{name}: cut");
+        assert_eq!(
+            name_of(z, n.occluded_by).as_deref(),
+            occluded,
+            "{name}: occluded by"
+        );
+        assert_eq!(
+            name_of(z, n.wildcard).as_deref(),
+            wildcard,
+            "{name}: wildcard"
+        );
+    }
+}
+
+#[test]
+fn in_zone_targets_get_their_addresses_as_additional_data() {
+    let table = table(zone(&head(3600, 300), Some(RECORDS)));
+    let z = only_zone(&table);
+    let additional = |name: &str, rtype: RecordType| -> Vec<(String, RecordType)> {
+        let n = node(z, name).unwrap();
+        let rrset = n
+            .rrsets
+            .iter()
+            .find(|r| r.rtype == u16::from(rtype))
+            .unwrap();
+        rrset
+            .additional
+            .iter()
+            .map(|g| {
+                let owner = super::wire_to_name(&g.owner).to_string();
+                (owner, RecordType::from(g.rrset.rtype))
+            })
+            .collect()
+    };
+    let s = |n: &str| n.to_string();
+    // The out-of-zone MX target gets nothing; the in-zone one both its address RRsets.
+    assert_eq!(
+        additional("z.test.", RecordType::MX),
+        [
+            (s("mail.z.test."), RecordType::A),
+            (s("mail.z.test."), RecordType::AAAA)
+        ]
+    );
+    assert_eq!(
+        additional("z.test.", RecordType::NS),
+        [(s("ns1.z.test."), RecordType::A)]
+    );
+    // Glue below the cut goes with the delegation's NS.
+    assert_eq!(
+        additional("sub.z.test.", RecordType::NS),
+        [(s("ns.sub.z.test."), RecordType::A)]
+    );
+    assert!(additional("www.z.test.", RecordType::A).is_empty());
+}
+
+#[test]
+fn negative_soa_ttl_is_the_smaller_of_soa_ttl_and_minimum() {
+    // (zone TTL = SOA TTL, SOA minimum, negative TTL): RFC 2308 §5.
+    for (ttl, minimum, negative) in [(3600, 300, 300), (60, 300, 60), (300, 300, 300)] {
+        let table = table(zone(
+            &head(ttl, minimum),
+            Some("$TTL 3600\nns1 A 192.0.2.53\n"),
+        ));
+        let z = only_zone(&table);
+        assert_eq!(z.negative_soa.ttl, negative, "ttl {ttl}, minimum {minimum}");
+        assert_eq!(z.negative_soa.rtype, u16::from(RecordType::SOA));
+        // Same RDATA as the apex SOA, whose own TTL is untouched.
+        let (apex_ttl, apex_rdata) = z.apex_soa().unwrap();
+        assert_eq!(apex_ttl, ttl);
+        assert_eq!(&z.negative_soa.rdata[0][..], apex_rdata);
+    }
+}
+
+/// Regions a, b, c (c without endpoints); endpoints listed out of region order.
+const SERVICE_ZONE: &str = r#"
+origin = "z.test."
+ns = ["ns1.z.test."]
+[soa]
+mname = "ns1.z.test."
+rname = "hostmaster.z.test."
+serial = 1
+
+[region.a]
+[region.b]
+[region.c]
+
+[service.www]
+policy = "failover"
+failover = ["b"]
+[[service.www.endpoint]]
+region = "b"
+address = "192.0.2.21"
+[[service.www.endpoint]]
+region = "a"
+address = "192.0.2.11"
+weight = 50
+[[service.www.endpoint]]
+region = "b"
+address = "192.0.2.22"
+[[service.www.endpoint]]
+region = "a"
+address = "2001:db8::12"
+"#;
+
+struct Health(HashMap<IpAddr, EndpointState>);
+
+impl EndpointHealth for Health {
+    fn state(&self, _: &Name, _: &str, _: &str, address: IpAddr) -> EndpointState {
+        self.0.get(&address).copied().unwrap_or(EndpointState::Up)
+    }
+}
+
+#[test]
+fn service_endpoints_are_grouped_into_region_ranges_in_file_order() {
+    let z = zone(SERVICE_ZONE, None);
+    let health = Health(HashMap::from([
+        ("192.0.2.11".parse().unwrap(), EndpointState::Drain),
+        ("192.0.2.22".parse().unwrap(), EndpointState::Down),
+    ]));
+    let svc = compile_service(&z, &z.services[0], &health);
+
+    // Regions with endpoints, in zone order (c has none); each a range of `endpoints`.
+    let regions: Vec<(&str, std::ops::Range<usize>)> = svc
+        .regions
+        .iter()
+        .map(|r| (r.name.as_str(), r.endpoints.clone()))
+        .collect();
+    assert_eq!(regions, [("a", 0..2), ("b", 2..4)]);
+    // (address, region index, weight, configured weight, healthy)
+    let endpoints: Vec<(String, u16, u32, u32, bool)> = svc
+        .endpoints
+        .iter()
+        .map(|e| {
+            let a = e.address.to_string();
+            (a, e.region, e.weight, e.configured_weight, e.healthy)
+        })
+        .collect();
+    let s = |a: &str| a.to_string();
+    assert_eq!(
+        endpoints,
+        [
+            // Drained: no weight for new answers, the configured one kept for reports.
+            (s("192.0.2.11"), 0, 0, 50, true),
+            (s("2001:db8::12"), 0, 100, 100, true),
+            (s("192.0.2.21"), 1, 100, 100, true),
+            (s("192.0.2.22"), 1, 100, 100, false),
+        ]
+    );
+    for (i, r) in svc.regions.iter().enumerate() {
+        for e in &svc.endpoints[r.endpoints.clone()] {
+            assert_eq!(
+                usize::from(e.region),
+                i,
+                "{} in region {}",
+                e.address,
+                r.name
+            );
+        }
+    }
+    // The failover list first, then the other regions with endpoints in file order.
+    match &svc.policy {
+        CompiledPolicy::Failover(order) => assert_eq!(&order[..], [1, 0]),
+        other => panic!("not failover: {other:?}"),
+    }
+}
