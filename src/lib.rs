@@ -20,6 +20,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod cmd;
 pub mod config;
 pub mod control;
 pub mod daemon;
