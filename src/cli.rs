@@ -156,8 +156,8 @@ pub struct ServeArgs {
     /// Most queries answered on one TCP connection before it is closed.
     #[arg(long = "max-tcp-queries", default_value_t = DEFAULT_MAX_TCP_QUERIES as u64, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_tcp_queries: u64,
-    /// UDP worker tasks per listening address, each handling one datagram at a time
-    /// (0 = one per CPU).
+    /// UDP worker threads per listening address, each with its own socket (SO_REUSEPORT)
+    /// taking batches of datagrams (0 = one per CPU).
     #[arg(long = "udp-workers", default_value_t = 0)]
     pub udp_workers: usize,
     /// Response rate limiting: UDP responses per second per bucket (client /24 or /56,

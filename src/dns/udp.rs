@@ -152,8 +152,7 @@ fn to_socket_addr(addr: SockaddrStorage) -> Option<SocketAddr> {
         .map(|v6| SocketAddr::V6(SocketAddrV6::from(*v6)))
 }
 
-/// Starts a named thread serving `socket`.
-/// Responses pass through response rate limiting when `rrl` is given.
+/// Starts a named thread serving `socket` (see [`serve`]).
 pub fn spawn(
     socket: UdpSocket,
     handler: Arc<Handler>,

@@ -1,7 +1,7 @@
 //! The walk, unit-tested: services from a validated zone, compiled with hand-set endpoint
 //! health, against MaxMind's GeoIP2-City test database (`../shared/geoip/`, see its README
-//! for which network maps where). Health is what the integration tests cannot drive yet, so
-//! standby, drain, failover and fallback are covered here.
+//! for which network maps where). Health is set by hand here, so standby, drain, failover and
+//! fallback are covered for every policy without probers or timers.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -22,8 +22,8 @@ const CITY_DB: &str = concat!(
     "/../shared/geoip/GeoIP2-City-Test.mmdb"
 );
 
-/// Regions are declared in name order, so "file order" and name order agree (the loader
-/// currently sorts them; see `config::tests::regions_keep_file_order`).
+/// Regions are declared in name order, so "file order" (which the loader keeps; see
+/// `config::tests::regions_keep_file_order`) and name order agree.
 const ZONE: &str = r#"
 origin = "s.test."
 ns = ["ns1.s.test."]
