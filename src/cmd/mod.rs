@@ -69,3 +69,123 @@ fn runtime() -> Result<tokio::runtime::Runtime, RuntimeError> {
         .build()
         .map_err(RuntimeError)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::ServeError;
+
+    fn io() -> std::io::Error {
+        std::io::Error::from(std::io::ErrorKind::AddrInUse)
+    }
+
+    /// The rule of the module doc, error by error: what was read at start-up is configuration
+    /// (2), what failed while running is runtime (1), and only errors the subcommand already
+    /// printed are left unprinted.
+    #[test]
+    fn every_error_names_its_exit_code() {
+        let cases: Vec<(&str, Box<dyn CommandError>, u8, bool)> = vec![
+            ("runtime", Box::new(RuntimeError(io())), EXIT_RUNTIME, false),
+            (
+                "serve: bad token file",
+                Box::new(serve::Error::Serve(ServeError::Token {
+                    path: "t".into(),
+                    message: "too short".into(),
+                })),
+                EXIT_CONFIG,
+                false,
+            ),
+            (
+                "serve: cannot bind",
+                Box::new(serve::Error::Serve(ServeError::Io {
+                    what: "cannot listen for DNS on",
+                    addr: "127.0.0.1:53".into(),
+                    source: io(),
+                })),
+                EXIT_RUNTIME,
+                false,
+            ),
+            (
+                "serve: no runtime",
+                Box::new(serve::Error::Runtime(RuntimeError(io()))),
+                EXIT_RUNTIME,
+                false,
+            ),
+            (
+                "probe: no runtime",
+                Box::new(probe::Error::Runtime(RuntimeError(io()))),
+                EXIT_RUNTIME,
+                false,
+            ),
+            (
+                "probe: no key",
+                Box::new(probe::Error::Probe(crate::prober::ProbeError::NoKey {
+                    path: "k".into(),
+                    id: "p".into(),
+                })),
+                EXIT_CONFIG,
+                false,
+            ),
+            (
+                "check-config --strict",
+                Box::new(check_config::Error::Strict { count: 1 }),
+                EXIT_CONFIG,
+                true,
+            ),
+            (
+                "ctl: refused with a message",
+                Box::new(ctl::Error::Refused(Some("no override 9".into()))),
+                EXIT_RUNTIME,
+                false,
+            ),
+            (
+                "ctl: refused, answer printed",
+                Box::new(ctl::Error::Refused(None)),
+                EXIT_RUNTIME,
+                true,
+            ),
+            (
+                "ctl: no server",
+                Box::new(ctl::Error::Socket(
+                    crate::control::socket::SocketError::Io {
+                        path: "s".into(),
+                        source: io(),
+                    },
+                )),
+                EXIT_CONFIG,
+                false,
+            ),
+            (
+                "lab-backend",
+                Box::new(lab_backend::Error::from(io())),
+                EXIT_RUNTIME,
+                false,
+            ),
+        ];
+        for (label, e, code, reported) in cases {
+            assert_eq!(e.exit_code(), code, "{label}: {e}");
+            assert_eq!(e.is_reported(), reported, "{label}: {e}");
+        }
+    }
+
+    /// `main` prints `meridian: {e}`: the messages are the ones the subcommands printed
+    /// before they returned errors.
+    #[test]
+    fn messages_keep_their_wording() {
+        assert_eq!(
+            RuntimeError(io()).to_string(),
+            format!("cannot start the runtime: {}", io())
+        );
+        assert_eq!(
+            lab_backend::Error::from(io()).to_string(),
+            format!("lab-backend: {}", io())
+        );
+        assert_eq!(
+            ctl::Error::Refused(Some("no override 9".into())).to_string(),
+            "no override 9"
+        );
+        let bad: serde_json::Error = serde_json::from_str::<u8>("x").unwrap_err();
+        let text = format!("ctl override add: {bad}");
+        assert_eq!(ctl::Error::Override(bad).to_string(), text);
+    }
+}
