@@ -5,6 +5,23 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::daemon::DEFAULT_DRAIN_TIMEOUT;
+use crate::dns::handler::{CLASSIC_UDP_SIZE, DEFAULT_MAX_UDP_SIZE};
+use crate::dns::rrl::{DEFAULT_RRL_SLIP, DEFAULT_RRL_TABLE_SIZE, MAX_RRL_RATE, MAX_RRL_SLIP};
+use crate::dns::server::{
+    DEFAULT_MAX_TCP_CONNECTIONS, DEFAULT_MAX_TCP_CONNECTIONS_PER_CLIENT, DEFAULT_MAX_TCP_QUERIES,
+    DEFAULT_TCP_IDLE_TIMEOUT, DEFAULT_TCP_SESSION_TIMEOUT,
+};
+use crate::health::aggregate::DEFAULT_GRACE;
+use crate::health::overrides::DEFAULT_OVERRIDE_SECONDS;
+use crate::probe::runner::DEFAULT_MAX_IN_FLIGHT;
+
+/// Where every subcommand looks for zone files unless told (`--zones`).
+pub const DEFAULT_ZONES_DIR: &str = "zones";
+/// The GeoIP database every subcommand opens unless told (`--geoip`): the sample shipped in
+/// the repository.
+pub const DEFAULT_GEOIP: &str = "geoip/meridian-sample.txt";
+
 /// Meridian: a DNS traffic manager and authoritative nameserver.
 #[derive(Debug, Parser)]
 #[command(name = "meridian", version, about)]
@@ -39,6 +56,19 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// The log format of a subcommand that logs (`serve`, `probe`, `lab-backend`); the others
+    /// only print their result and errors.
+    pub fn log_format(&self) -> Option<LogFormat> {
+        match self {
+            Self::Serve(args) => Some(args.log_format),
+            Self::Probe(args) => Some(args.log_format),
+            Self::LabBackend(_) => Some(LogFormat::Text),
+            Self::CheckConfig(_) | Self::Ctl(_) | Self::Explain(_) | Self::Geoip { .. } => None,
+        }
+    }
+}
+
 /// `meridian geoip ...`.
 #[derive(Debug, Subcommand)]
 pub enum GeoipCommand {
@@ -67,10 +97,10 @@ pub struct ExplainArgs {
     #[arg(long = "type", default_value = "A")]
     pub qtype: String,
     /// Directory of zone files.
-    #[arg(long, default_value = "zones")]
+    #[arg(long, default_value = DEFAULT_ZONES_DIR)]
     pub zones: PathBuf,
     /// GeoIP database.
-    #[arg(long, default_value = "geoip/meridian-sample.txt")]
+    #[arg(long, default_value = DEFAULT_GEOIP)]
     pub geoip: PathBuf,
     /// Print JSON instead of text.
     #[arg(long)]
@@ -91,7 +121,7 @@ pub enum LogFormat {
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
     /// Directory of zone files (`*.toml`).
-    #[arg(long, default_value = "zones")]
+    #[arg(long, default_value = DEFAULT_ZONES_DIR)]
     pub zones: PathBuf,
     /// Address for DNS over UDP and TCP (repeatable). IPv6 addresses are IPv6-only: list
     /// `0.0.0.0:53` beside `[::]:53` to serve both families.
@@ -102,45 +132,45 @@ pub struct ServeArgs {
     pub api_listen: SocketAddr,
     /// GeoIP database: a MaxMind DB (.mmdb, GeoIP2/GeoLite2 or ip-location-db schema) or a
     /// Meridian text source (built in memory).
-    #[arg(long, default_value = "geoip/meridian-sample.txt")]
+    #[arg(long, default_value = DEFAULT_GEOIP)]
     pub geoip: PathBuf,
     /// Log format.
     #[arg(long = "log-format", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
     /// Largest UDP response we send, bytes (512-65535).
-    #[arg(long = "max-udp-size", default_value_t = 1232, value_parser = clap::value_parser!(u16).range(512..))]
+    #[arg(long = "max-udp-size", default_value_t = DEFAULT_MAX_UDP_SIZE, value_parser = clap::value_parser!(u16).range(i64::from(CLASSIC_UDP_SIZE)..))]
     pub max_udp_size: u16,
     /// Seconds an idle TCP connection is kept open.
-    #[arg(long = "tcp-idle-timeout", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    #[arg(long = "tcp-idle-timeout", default_value_t = DEFAULT_TCP_IDLE_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub tcp_idle_timeout: u64,
     /// Most TCP connections open at once.
-    #[arg(long = "max-tcp-connections", default_value_t = 1024)]
+    #[arg(long = "max-tcp-connections", default_value_t = DEFAULT_MAX_TCP_CONNECTIONS)]
     pub max_tcp_connections: usize,
     /// Most TCP connections open at once from one client host (IPv4 address, IPv6 /64); at
     /// the cap, the client's own longest-idle connection is closed for a new one.
-    #[arg(long = "max-tcp-connections-per-client", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long = "max-tcp-connections-per-client", default_value_t = DEFAULT_MAX_TCP_CONNECTIONS_PER_CLIENT as u64, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_tcp_connections_per_client: u64,
     /// Seconds a TCP connection may stay open in total, however busy.
-    #[arg(long = "tcp-session-timeout", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    #[arg(long = "tcp-session-timeout", default_value_t = DEFAULT_TCP_SESSION_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub tcp_session_timeout: u64,
     /// Most queries answered on one TCP connection before it is closed.
-    #[arg(long = "max-tcp-queries", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long = "max-tcp-queries", default_value_t = DEFAULT_MAX_TCP_QUERIES as u64, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_tcp_queries: u64,
-    /// UDP worker tasks per listening address, each handling one datagram at a time
-    /// (0 = one per CPU).
+    /// UDP worker threads per listening address, each with its own socket (SO_REUSEPORT)
+    /// taking batches of datagrams (0 = one per CPU).
     #[arg(long = "udp-workers", default_value_t = 0)]
     pub udp_workers: usize,
     /// Response rate limiting: UDP responses per second per bucket (client /24 or /56,
     /// response class and name, as Knot's `rate-limit`), bursts of four seconds' worth; off
     /// unless given. TCP and the HTTP API are never limited.
-    #[arg(long = "rrl-rate", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    #[arg(long = "rrl-rate", value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_RRL_RATE)))]
     pub rrl_rate: Option<u32>,
     /// Every Nth rate-limited response is sent truncated (TC=1) so real clients retry over
     /// TCP; 0 drops them all.
-    #[arg(long = "rrl-slip", default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=100))]
+    #[arg(long = "rrl-slip", default_value_t = DEFAULT_RRL_SLIP, value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_RRL_SLIP)))]
     pub rrl_slip: u32,
     /// Buckets in the RRL table (fixed memory: 8 bytes each).
-    #[arg(long = "rrl-table-size", default_value_t = 393_241, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    #[arg(long = "rrl-table-size", default_value_t = DEFAULT_RRL_TABLE_SIZE as u64, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
     pub rrl_table_size: u64,
     /// Serve the HTTP API over TLS with this PEM certificate chain (needs --api-tls-key).
     #[arg(long = "api-tls-cert", requires = "api_tls_key")]
@@ -167,7 +197,7 @@ pub struct ServeArgs {
     #[arg(long = "admin-token-file")]
     pub admin_token_file: Option<PathBuf>,
     /// Seconds an endpoint keeps its last known state when no prober reports on it.
-    #[arg(long = "health-grace", default_value_t = 300)]
+    #[arg(long = "health-grace", default_value_t = DEFAULT_GRACE.as_secs())]
     pub health_grace: u64,
     /// UNIX socket for `meridian ctl` (created mode 0600; off unless given).
     #[arg(long = "control-socket")]
@@ -178,7 +208,7 @@ pub struct ServeArgs {
     pub no_watch: bool,
     /// On SIGTERM/SIGINT, seconds to finish TCP queries and API requests in flight before
     /// exiting.
-    #[arg(long = "drain-timeout", default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    #[arg(long = "drain-timeout", default_value_t = DEFAULT_DRAIN_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub drain_timeout: u64,
     /// POST a JSON event to this URL on every endpoint health change (repeatable).
     #[arg(long = "notify-url")]
@@ -189,7 +219,7 @@ pub struct ServeArgs {
 #[derive(Debug, clap::Args)]
 pub struct ProbeArgs {
     /// Directory of zone files (the same as the nameservers').
-    #[arg(long, default_value = "zones")]
+    #[arg(long, default_value = DEFAULT_ZONES_DIR)]
     pub zones: PathBuf,
     /// This prober's region (any name; votes are grouped by it).
     #[arg(long)]
@@ -207,7 +237,7 @@ pub struct ProbeArgs {
     #[arg(long = "only-region")]
     pub only_region: Option<String>,
     /// Most checks in flight at once.
-    #[arg(long = "max-in-flight", default_value_t = 64)]
+    #[arg(long = "max-in-flight", default_value_t = DEFAULT_MAX_IN_FLIGHT)]
     pub max_in_flight: usize,
     /// Log format.
     #[arg(long = "log-format", value_enum, default_value_t = LogFormat::Text)]
@@ -229,10 +259,10 @@ pub struct LabBackendArgs {
 #[derive(Debug, clap::Args)]
 pub struct CheckConfigArgs {
     /// Directory of zone files (`*.toml`).
-    #[arg(long, default_value = "zones")]
+    #[arg(long, default_value = DEFAULT_ZONES_DIR)]
     pub zones: PathBuf,
     /// GeoIP database, as given to `serve`.
-    #[arg(long, default_value = "geoip/meridian-sample.txt")]
+    #[arg(long, default_value = DEFAULT_GEOIP)]
     pub geoip: PathBuf,
     /// Prober key file, as given to `serve --keys`.
     #[arg(long)]
@@ -297,7 +327,7 @@ pub enum OverrideCommand {
         #[arg(long)]
         state: String,
         /// Seconds until it expires.
-        #[arg(long = "expires-in", default_value_t = 3600)]
+        #[arg(long = "expires-in", default_value_t = DEFAULT_OVERRIDE_SECONDS)]
         expires_in: u64,
         /// Why (kept in the audit log).
         #[arg(long)]

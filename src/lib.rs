@@ -1,13 +1,14 @@
 //! Meridian: a global DNS traffic manager and authoritative nameserver.
 //!
-//! The data flow, and the module that owns each step:
+//! The data flow, and the module that owns each step (`docs/architecture.md` draws it in full,
+//! with the rules each module keeps):
 //!
 //! ```text
-//! zones/*.toml -> config::load -> config::Model ---.
-//! GeoIP .mmdb  -> geo::GeoDb ----------------------+-> routing::compile -> Arc<RoutingTable>
-//! probes -> POST /v1/reports -> health::aggregate -'                                     |
+//! zones/*.toml -> config::load -> config::Zone ----------.
+//! GeoIP .mmdb  -> geo::GeoDb -----------------------------+-> routing::compile -> RoutingTable
+//! probes -> POST /v1/reports -> health::hub (aggregate) -'                           |
 //!                                                     routing::publish: ArcSwap::store <-'
-//! query -> dns::handler -> routes.load() -> table.lookup(qname, qtype, client) -> answer
+//! query -> dns::server -> dns::handler -> routes().answer(query, client, writer) -> bytes
 //! ```
 //!
 //! `control::ControlPlane` owns everything before the swap: the last good version of each
@@ -17,9 +18,27 @@
 //!
 //! Everything before the swap is the control plane: it may allocate, do I/O, log and fail.
 //! Everything after it is the query path: no locks, no I/O, as little allocation as possible.
+//!
+//! The modules, one line each on what they own:
+//! - [`cli`]: the command line (clap types); defaults come from the owners' `DEFAULT_*`.
+//! - [`cmd`]: one `run` per subcommand, and the exit code each error stands for.
+//! - [`daemon`]: `meridian serve`: wires control plane, listeners, API, socket, watch, signals.
+//! - [`config`]: zone files: TOML shapes, validated model, loader with file-and-key errors.
+//! - [`geo`]: GeoIP databases (reader, country table, text source and MMDB writer).
+//! - [`routing`]: the compiled table, its lookup, service selection, and the one `ArcSwap`.
+//! - [`dns`]: the query path: wire parsing, the handler, response writing, UDP/TCP, RRL, AXFR.
+//! - [`health`]: probe reports (format, signatures), vote aggregation, the hub, overrides.
+//! - [`control`]: the control plane's one owner: reload, health, overrides, socket, watcher.
+//! - [`api`]: the HTTP API and status page: routes, who may call them, connection limits, TLS.
+//! - [`probe`]: checks, rise/fall, the schedule and signed report delivery.
+//! - [`prober`]: `meridian probe` and the embedded prober: the probe runner wired to a sink.
+//! - [`notify`]: health-transition webhooks (`--notify-url`).
+//! - [`metrics`]: the Prometheus registry behind `/metrics` and the counters it renders.
+//! - [`lab`]: the hidden `lab-backend` HTTP server of the compose lab.
 
 pub mod api;
 pub mod cli;
+pub mod cmd;
 pub mod config;
 pub mod control;
 pub mod daemon;

@@ -40,7 +40,7 @@ pub enum ProbeError {
     Push(String),
 }
 
-/// Runs `meridian probe` until SIGTERM/SIGINT; SIGHUP re-reads the zones (see [`reload_on_hup`]).
+/// Runs `meridian probe` until SIGTERM/SIGINT; SIGHUP re-reads the zones (see `reload_on_hup`).
 pub async fn probe(args: ProbeArgs) -> Result<(), ProbeError> {
     let targets = load_targets(&args.zones, args.only_region.as_deref())?;
     let keyring = Keyring::load(&args.key_file)?;

@@ -10,7 +10,7 @@
 //! - When nothing can be displaced, a client that holds no general slot may take a reserved
 //!   one ([`API_RESERVED_CONNECTIONS`], at most [`API_RESERVED_PER_CLIENT`] per client). A
 //!   reserved connection serves one request, only `POST /v1/reports` or `GET /health`, and
-//!   must deliver it within [`API_RESERVED_TIMEOUT`] (enforced by `api::tls`). Probers send
+//!   must deliver it within `API_RESERVED_TIMEOUT` (enforced by `api::tls`). Probers send
 //!   one small signed report at once, so a client that cannot do that gains nothing there.
 //!
 //! Owns: admission, eviction and each connection's [`Phase`]. Must never: do I/O, or be

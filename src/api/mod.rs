@@ -196,7 +196,7 @@ fn split_authority(authority: &str, default_port: u16) -> Option<(&str, u16)> {
 }
 
 /// The routes. Every mutating route needs the admin token and the API's own origin (see
-/// [`guard_mutations`]), except signed report ingest.
+/// `guard_mutations`), except signed report ingest.
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/", get(status_page::index))

@@ -192,7 +192,7 @@ struct Source {
     at: At,
 }
 
-/// Validation state for one file: the path for messages, the origin once known.
+/// Validation state for one file: its path, which every error names.
 struct ZoneBuilder<'a> {
     path: &'a Path,
 }

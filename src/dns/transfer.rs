@@ -25,7 +25,7 @@ const POINTER_LEN: usize = 2;
 /// The messages of a transfer, or `None` when `packet` is not an allowed AXFR/IXFR for a zone
 /// apex we serve (the normal path then answers it, with REFUSED).
 ///
-/// A message is closed once it passes [`MESSAGE_TARGET`], and also whenever the next RRset
+/// A message is closed once it passes `MESSAGE_TARGET`, and also whenever the next RRset
 /// would not fit in it, so no message is ever truncated. The loader rejects an RRset that
 /// cannot fit one message (`config::model::MAX_RRSET_WIRE`); should one get here anyway, it
 /// is sent record by record over several messages, as Knot does, rather than cut.

@@ -1,6 +1,6 @@
 //! The UDP fast path: one blocking thread per socket, batched receive and send.
 //!
-//! Each worker owns one socket (the listener binds one per worker with `SO_REUSEPORT`, so the
+//! Each worker owns one socket (`server::spawn_udp` binds one each with `SO_REUSEPORT`, so the
 //! kernel spreads clients over them without a shared queue) and loops: `recvmmsg` takes every
 //! datagram waiting (at least one, at most [`BATCH`]), the handler answers each into a buffer
 //! the worker reuses, and `sendmmsg` sends the answers in one system call. Under load that is
@@ -152,8 +152,7 @@ fn to_socket_addr(addr: SockaddrStorage) -> Option<SocketAddr> {
         .map(|v6| SocketAddr::V6(SocketAddrV6::from(*v6)))
 }
 
-/// Starts a named thread serving `socket`.
-/// Responses pass through response rate limiting when `rrl` is given.
+/// Starts a named thread serving `socket` (see [`serve`]).
 pub fn spawn(
     socket: UdpSocket,
     handler: Arc<Handler>,

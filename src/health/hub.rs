@@ -145,11 +145,6 @@ impl HealthHub {
         }
     }
 
-    /// Endpoints with a health check.
-    pub fn known(&self) -> Vec<EndpointKey> {
-        self.lock().known.clone()
-    }
-
     /// Replaces the accepted prober keys (SIGHUP).
     pub fn set_keyring(&self, keyring: Option<Keyring>) {
         *self.keyring.lock().unwrap_or_else(|p| p.into_inner()) = keyring;

@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 
 /// Longest an override may last (a forgotten override should not outlive a week).
 pub const MAX_OVERRIDE_SECONDS: u64 = 7 * 24 * 3600;
+/// How long an override lasts when `meridian ctl override add` is not told (`--expires-in`);
+/// the HTTP API has no default: `expires_in_seconds` is mandatory there.
+pub const DEFAULT_OVERRIDE_SECONDS: u64 = 3600;
 
 /// What an override forces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -421,7 +421,7 @@ fn answer_probabilities(svc: &Service, sel: &Selection, want_v4: bool) -> Vec<f6
 const EXACT_CANDIDATES: usize = 16;
 
 /// The chance that each item is among `k` drawn one after another by weight without
-/// replacement (what `Service::select` does). Exact for up to [`EXACT_CANDIDATES`] items (a
+/// replacement (what `Service::select` does). Exact for up to `EXACT_CANDIDATES` items (a
 /// walk over the subsets drawn so far); beyond that, the first-order estimate
 /// `min(1, k * w / total)`.
 pub fn inclusion_probabilities(weights: &[u64], k: usize) -> Vec<f64> {
