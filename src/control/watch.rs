@@ -150,6 +150,9 @@ pub fn spawn(control: Arc<ControlPlane>) -> Result<(), WatchError> {
                 if let Err(e) = rewatch(&watcher, &mut watched, &current) {
                     tracing::warn!(error = %e, "cannot watch a changed configuration path");
                 }
+                // A newly named file (a zone's new records_file) may have changed between the
+                // reload reading it and the watch set learning its name: look once more.
+                wake.notify_one();
             }
         }
     });
