@@ -45,8 +45,8 @@ use tokio::sync::{Notify, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::handler::Handler;
+use super::metrics::{TcpRefusal, Transport};
 use super::rrl::Rrl;
-use crate::metrics::{TcpRefusal, Transport};
 
 /// Default idle timeout of a TCP connection (RFC 7766 §6.2.3 suggests seconds, not minutes).
 pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -677,17 +677,16 @@ mod tests {
     /// A handler over the fuzz corpus zones (`www.example.test` has A records).
     fn handler() -> Arc<Handler> {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let metrics = Arc::new(crate::metrics::Metrics::new());
         let (zones, geo) = crate::routing::publish::load_sources(
             &root.join("fuzz/zones"),
             &root.join("geoip/meridian-sample.txt"),
         )
         .unwrap();
         let publisher =
-            crate::routing::publish::Publisher::new(zones, geo, Arc::clone(&metrics)).unwrap();
+            crate::routing::publish::Publisher::new(zones, geo, Arc::default()).unwrap();
         Arc::new(Handler::new(
             Arc::new(publisher),
-            metrics,
+            Arc::default(),
             super::super::handler::HandlerConfig::default(),
         ))
     }

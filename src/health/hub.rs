@@ -17,9 +17,9 @@ use serde::Serialize;
 use tokio::sync::Notify;
 
 use super::aggregate::{Cause, Health, HealthBook, HealthView, IngestSummary};
+use super::export::HealthMetrics;
 use super::overrides::{Forced, NewOverride, Override, OverrideError, Overrides, Target};
 use super::report::{EndpointKey, Keyring, ProbeReport, RejectReason, verify};
-use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::routing::compile::{EndpointHealth, EndpointState};
 
@@ -90,7 +90,7 @@ pub struct HealthHub {
     inner: Mutex<Inner>,
     keyring: Mutex<Option<Keyring>>,
     wake: Notify,
-    metrics: Arc<Metrics>,
+    metrics: Arc<HealthMetrics>,
     notifier: OnceLock<Notifier>,
 }
 
@@ -100,7 +100,7 @@ impl HealthHub {
         known: Vec<EndpointKey>,
         grace: Duration,
         keyring: Option<Keyring>,
-        metrics: Arc<Metrics>,
+        metrics: Arc<HealthMetrics>,
     ) -> Self {
         let now = Instant::now();
         let mut book = HealthBook::new(known.iter().cloned(), now).with_grace(grace);
@@ -136,6 +136,12 @@ impl HealthHub {
         inner.dirty = true;
         drop(inner);
         self.wake.notify_one();
+    }
+
+    /// The counters of report ingest and decisions (the API counts what it rejects before
+    /// the hub sees it).
+    pub fn metrics(&self) -> &HealthMetrics {
+        &self.metrics
     }
 
     /// Sends every later transition to the webhooks of `notifier` too (first call wins).
@@ -339,7 +345,7 @@ mod tests {
             vec![key(1), key(2)],
             DEFAULT_GRACE_FOR_TEST,
             None,
-            Arc::new(Metrics::new()),
+            Arc::default(),
         );
         hub.ingest(&down_report(1)).unwrap();
         hub.decide();

@@ -16,11 +16,11 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
-use super::compile::{AllUp, CompileError, EndpointHealth, compile};
+use super::compile::{AllUp, CompileError, EndpointHealth, compile, compile_counted};
+use super::counters::TableMetrics;
 use super::table::RoutingTable;
 use crate::config::{Zone, ZoneError, load_dir};
 use crate::geo::{GeoDb, GeoError};
-use crate::metrics::Metrics;
 
 /// Why a table could not be built from files (start-up, `check-config`, `explain`).
 #[derive(Debug, thiserror::Error)]
@@ -70,18 +70,23 @@ struct State {
 pub struct Publisher {
     routes: ArcSwap<RoutingTable>,
     state: Mutex<State>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<TableMetrics>,
 }
 
 impl Publisher {
     /// Compiles `zones` against `geo` with every endpoint up and publishes generation 1.
-    pub fn new(zones: ZoneFiles, geo: GeoDb, metrics: Arc<Metrics>) -> Result<Self, CompileError> {
+    pub fn new(
+        zones: ZoneFiles,
+        geo: GeoDb,
+        metrics: Arc<TableMetrics>,
+    ) -> Result<Self, CompileError> {
         let geo = Arc::new(geo);
         let list: Vec<Arc<Zone>> = zones.values().cloned().collect();
         let started = std::time::Instant::now();
-        let mut table = compile(&list, Arc::clone(&geo), &AllUp, 1)?;
+        let mut counters = metrics.factory();
+        let table = compile_counted(&list, Arc::clone(&geo), &AllUp, 1, &mut counters)?;
         metrics.record_compile(started.elapsed());
-        metrics.attach(&mut table);
+        metrics.commit(counters);
         metrics.record_swap(1);
         Ok(Self {
             routes: ArcSwap::from_pointee(table),
@@ -159,9 +164,11 @@ impl Publisher {
     ) -> Result<u64, CompileError> {
         let generation = state.generation + 1;
         let started = std::time::Instant::now();
-        let mut table = compile(zones, geo, state.health.as_ref(), generation)?;
+        let mut counters = self.metrics.factory();
+        let table = compile_counted(zones, geo, state.health.as_ref(), generation, &mut counters)?;
         self.metrics.record_compile(started.elapsed());
-        self.metrics.attach(&mut table);
+        // Series of zones and services the new table lacks go before it serves.
+        self.metrics.commit(counters);
         self.routes.store(Arc::new(table));
         state.generation = generation;
         self.metrics.record_swap(generation);
