@@ -17,6 +17,7 @@ use super::counters::{CounterFactory, NO_ZONE};
 use super::select::{CompiledFallback, CompiledPolicy, Endpoint, Order, RegionEndpoints, Service};
 use super::subnet_map::SubnetMap;
 use super::table::{Glue, Node, RoutingTable, RrSet, ZoneTable};
+pub use super::table::{key_wire, name_wire};
 use crate::config::Zone;
 use crate::config::model::{self, Fallback, Policy};
 use crate::geo::{Continent, GeoDb};
@@ -68,21 +69,6 @@ pub enum CompileError {
         /// What the encoder said.
         message: String,
     },
-}
-
-/// A name in uncompressed wire form, letter case kept.
-pub fn name_wire(name: &Name) -> Box<[u8]> {
-    let mut buf = Vec::with_capacity(name.len() + 2);
-    let mut enc = BinEncoder::new(&mut buf);
-    enc.set_name_encoding(NameEncoding::Uncompressed);
-    // Encoding a valid Name into a Vec cannot fail; an empty result would only fail lookups.
-    let _ = name.emit(&mut enc);
-    buf.into_boxed_slice()
-}
-
-/// A name in uncompressed wire form, lowercased: the table's key form.
-pub fn key_wire(name: &Name) -> Box<[u8]> {
-    name_wire(&name.to_lowercase())
 }
 
 /// RDATA in wire form with every name uncompressed (it is copied into responses verbatim).

@@ -12,6 +12,7 @@ use std::time::SystemTime;
 
 use foldhash::fast::RandomState;
 use hickory_proto::rr::Name;
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 
 use super::counters::ZoneCounters;
 use super::select::{Client, Endpoint, RegionEndpoints, Service};
@@ -22,6 +23,21 @@ use crate::geo::GeoDb;
 
 /// Longest CNAME chain followed inside a zone before giving up (loops end here too).
 pub const MAX_CNAME_CHAIN: usize = 8;
+
+/// A name in uncompressed wire form, letter case kept.
+pub fn name_wire(name: &Name) -> Box<[u8]> {
+    let mut buf = Vec::with_capacity(name.len() + 2);
+    let mut enc = BinEncoder::new(&mut buf);
+    enc.set_name_encoding(NameEncoding::Uncompressed);
+    // Encoding a valid Name into a Vec cannot fail; an empty result would only fail lookups.
+    let _ = name.emit(&mut enc);
+    buf.into_boxed_slice()
+}
+
+/// A name in uncompressed wire form, lowercased: the table's key form.
+pub fn key_wire(name: &Name) -> Box<[u8]> {
+    name_wire(&name.to_lowercase())
+}
 
 /// Everything the query path needs, frozen.
 pub struct RoutingTable {
@@ -241,7 +257,7 @@ impl ZoneTable {
 
     /// The apex SOA: TTL and RDATA.
     pub fn apex_soa(&self) -> Option<(u32, &[u8])> {
-        let apex = self.node(&crate::routing::compile::key_wire(&self.origin))?;
+        let apex = self.node(&key_wire(&self.origin))?;
         let soa = apex.rrset(qtype::SOA)?;
         Some((soa.ttl, soa.rdata.first()?))
     }
