@@ -180,3 +180,42 @@ impl Publisher {
         self.routes.load().generation
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::metrics::Metrics;
+
+    fn lines_with(text: &str, needle: &str) -> usize {
+        text.lines().filter(|l| l.contains(needle)).count()
+    }
+
+    #[test]
+    fn a_new_configuration_takes_the_series_of_removed_zones_with_it() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let (zones, geo) = load_sources(
+            &root.join("fuzz/zones"),
+            &root.join("geoip/meridian-sample.txt"),
+        )
+        .unwrap();
+        let tables = Arc::new(TableMetrics::default());
+        let m = Metrics::new(|r| tables.register_queries(r));
+        let publisher = Publisher::new(zones.clone(), geo, Arc::clone(&tables)).unwrap();
+        let gslb = r#"zone="gslb.example.test.""#;
+        let text = m.render();
+        let answers = lines_with(&text, "meridian_service_answers_total{");
+        assert!(answers > 0, "{text}");
+        assert_eq!(lines_with(&text, gslb), 15 + answers, "{text}");
+        let kept: ZoneFiles = zones
+            .into_iter()
+            .filter(|(_, z)| z.origin.to_string() != "gslb.example.test.")
+            .collect();
+        assert_eq!(publisher.set_config(kept, publisher.geo()).unwrap(), 2);
+        let text = m.render();
+        assert_eq!(lines_with(&text, gslb), 0, "{text}");
+        assert!(text.contains(r#"zone="neg.test.""#), "{text}");
+        assert!(text.contains(r#"zone="none""#), "{text}");
+    }
+}
