@@ -298,7 +298,7 @@ fn wire_observers(
             .map(|e| e.region.name.clone())
     });
     let notifier = crate::notify::Notifier::start(&args.notify_url, notify, region)?;
-    hub.set_notifier(notifier);
+    hub.set_notifier(Box::new(move |t| notifier.notify(t)));
     tracing::info!(urls = args.notify_url.len(), "health webhooks enabled");
     Ok(())
 }

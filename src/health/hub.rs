@@ -16,11 +16,10 @@ use hickory_proto::rr::Name;
 use serde::Serialize;
 use tokio::sync::Notify;
 
-use super::aggregate::{Cause, Health, HealthBook, HealthView, IngestSummary};
+use super::aggregate::{Cause, Health, HealthBook, HealthView, IngestSummary, Transition};
 use super::export::HealthMetrics;
 use super::overrides::{Forced, NewOverride, Override, OverrideError, Overrides, Target};
 use super::report::{EndpointKey, Keyring, ProbeReport, RejectReason, verify};
-use crate::notify::Notifier;
 use crate::routing::compile::{EndpointHealth, EndpointState};
 
 /// Least time between two recompiles caused by health, however many reports arrive.
@@ -85,13 +84,17 @@ struct Inner {
     known: Vec<EndpointKey>,
 }
 
+/// Receives every endpoint health transition as it is decided (the webhooks: the daemon
+/// passes `notify::Notifier::notify`, so this module does not depend on `notify`).
+pub type TransitionSink = Box<dyn Fn(&Transition) + Send + Sync>;
+
 /// Shared between the API, the embedded prober and the decide task.
 pub struct HealthHub {
     inner: Mutex<Inner>,
     keyring: Mutex<Option<Keyring>>,
     wake: Notify,
     metrics: Arc<HealthMetrics>,
-    notifier: OnceLock<Notifier>,
+    notifier: OnceLock<TransitionSink>,
 }
 
 impl HealthHub {
@@ -144,8 +147,8 @@ impl HealthHub {
         &self.metrics
     }
 
-    /// Sends every later transition to the webhooks of `notifier` too (first call wins).
-    pub fn set_notifier(&self, notifier: Notifier) {
+    /// Sends every later transition to `notifier` too (first call wins).
+    pub fn set_notifier(&self, notifier: TransitionSink) {
         if self.notifier.set(notifier).is_err() {
             tracing::warn!("a webhook notifier is already set; ignoring the second");
         }
@@ -215,8 +218,8 @@ impl HealthHub {
                 "endpoint health changed"
             );
             self.metrics.record_transition();
-            if let Some(n) = self.notifier.get() {
-                n.notify(t);
+            if let Some(notify) = self.notifier.get() {
+                notify(t);
             }
             inner.recent.push_front(TransitionRecord {
                 at_ms,
