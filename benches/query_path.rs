@@ -14,9 +14,10 @@ use std::sync::Arc;
 use criterion::{Criterion, criterion_group, criterion_main};
 use meridian::dns::answer::{Owner, Section, Writer};
 use meridian::dns::handler::{Handler, HandlerConfig};
+use meridian::dns::metrics::{DnsMetrics, Transport};
 use meridian::dns::wire;
 use meridian::geo::GeoDb;
-use meridian::metrics::{Metrics, Transport};
+use meridian::routing::counters::TableMetrics;
 use meridian::routing::geo_cache;
 use meridian::routing::publish::{Publisher, load_sources};
 use meridian::routing::select::Client;
@@ -47,10 +48,15 @@ fn query(name: &str, ecs: Option<([u8; 4], u8)>) -> Vec<u8> {
 
 fn benches(c: &mut Criterion) {
     let zones = Path::new(env!("CARGO_MANIFEST_DIR")).join("zones");
-    let metrics = Arc::new(Metrics::new());
+    // Counters as `serve` has them (created by the compile), registered nowhere.
     let (zones, geo) = load_sources(&zones, &geoip()).unwrap();
-    let publisher = Arc::new(Publisher::new(zones, geo, Arc::clone(&metrics)).unwrap());
-    let handler = Handler::new(Arc::clone(&publisher), metrics, HandlerConfig::default());
+    let tables = Arc::new(TableMetrics::default());
+    let publisher = Arc::new(Publisher::new(zones, geo, tables).unwrap());
+    let handler = Handler::new(
+        Arc::clone(&publisher),
+        Arc::new(DnsMetrics::default()),
+        HandlerConfig::default(),
+    );
     let table = publisher.table();
     let localhost: IpAddr = "127.0.0.1".parse().unwrap();
 

@@ -11,13 +11,18 @@ use tokio::sync::watch;
 
 use crate::api::{self, ApiState};
 use crate::cli::ServeArgs;
+use crate::control::metrics::ReloadMetrics;
 use crate::control::{self, ControlError, ControlPlane, Sources, socket};
 use crate::dns::handler::{Handler, HandlerConfig, txt_rdata};
+use crate::dns::metrics::DnsMetrics;
 use crate::dns::rrl::{DEFAULT_RRL_TABLE_SIZE, Rrl, RrlConfig};
 use crate::dns::server::{self, TcpLimits};
+use crate::health::export::{HealthExport, HealthMetrics, endpoint_samples};
 use crate::health::hub::HealthHub;
 use crate::health::report::KeyringError;
 use crate::metrics::Metrics;
+use crate::notify::NotifyMetrics;
+use crate::routing::counters::TableMetrics;
 use crate::routing::publish::{Publisher, StartError};
 
 /// Why `serve` stopped with an error.
@@ -58,9 +63,59 @@ pub enum ServeError {
     },
 }
 
+/// Every module's metrics, and the registry `/metrics` renders them from.
+struct Counters {
+    metrics: Arc<Metrics>,
+    dns: Arc<DnsMetrics>,
+    tables: Arc<TableMetrics>,
+    health: Arc<HealthMetrics>,
+    reloads: ReloadMetrics,
+    notify: Arc<NotifyMetrics>,
+    export: HealthExport,
+}
+
+impl Counters {
+    /// Creates and registers them in the order `/metrics` has always listed them.
+    fn register() -> Self {
+        let dns = Arc::new(DnsMetrics::default());
+        let tables = Arc::new(TableMetrics::default());
+        let health = Arc::new(HealthMetrics::default());
+        let reloads = ReloadMetrics::default();
+        let notify = Arc::new(NotifyMetrics::default());
+        let export = HealthExport::default();
+        let metrics = Arc::new(Metrics::new(|r| {
+            dns.register_queries(r);
+            tables.register_queries(r);
+            dns.register_transport(r);
+            reloads.register(r);
+            tables.register_publish(r);
+            health.register(r);
+            notify.register(r);
+            export.register(r);
+        }));
+        Self {
+            metrics,
+            dns,
+            tables,
+            health,
+            reloads,
+            notify,
+            export,
+        }
+    }
+}
+
 /// Runs the server until SIGTERM or SIGINT, then drains (bounded by `--drain-timeout`).
 pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
-    let metrics = Arc::new(Metrics::new());
+    let Counters {
+        metrics,
+        dns,
+        tables,
+        health,
+        reloads,
+        notify,
+        export,
+    } = Counters::register();
     let control = ControlPlane::start(
         Sources {
             zones_dir: args.zones.clone(),
@@ -69,7 +124,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         },
         Duration::from_secs(args.health_grace),
         !args.no_local_probe,
-        Arc::clone(&metrics),
+        tables,
+        health,
+        reloads,
     )
     .map_err(|e| match e {
         ControlError::Start(e) => ServeError::Config(e),
@@ -83,14 +140,14 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         (Some(cert), Some(key)) => Some(api::tls::load_config(cert, key)?),
         _ => None,
     };
-    wire_observers(&args, &metrics, control.publisher(), control.hub())?;
+    wire_observers(&args, &export, notify, control.publisher(), control.hub())?;
     let control_socket = match &args.control_socket {
         Some(path) => Some(socket::bind(path)?),
         None => None,
     };
     let handler = Arc::new(Handler::new(
         Arc::clone(control.publisher()),
-        Arc::clone(&metrics),
+        dns,
         HandlerConfig {
             max_udp_size: args.max_udp_size,
             identity: args.server_id.as_deref().map(txt_rdata),
@@ -213,14 +270,15 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
 /// transition webhooks. Both hold weak references, so neither keeps the other alive.
 fn wire_observers(
     args: &ServeArgs,
-    metrics: &Arc<Metrics>,
+    export: &HealthExport,
+    notify: Arc<NotifyMetrics>,
     publisher: &Arc<Publisher>,
     hub: &Arc<HealthHub>,
 ) -> Result<(), ServeError> {
     let (weak_pub, weak_hub) = (Arc::downgrade(publisher), Arc::downgrade(hub));
-    metrics.set_health_source(Box::new(move || {
+    export.set_source(Box::new(move || {
         match (weak_pub.upgrade(), weak_hub.upgrade()) {
-            (Some(p), Some(h)) => crate::metrics::endpoint_samples(&p.table(), &h.view()),
+            (Some(p), Some(h)) => endpoint_samples(&p.table(), &h.view()),
             _ => Vec::new(),
         }
     }));
@@ -231,17 +289,16 @@ fn wire_observers(
     let region: crate::notify::RegionLookup = Arc::new(move |zone, service, address| {
         let table = weak_pub.upgrade()?.table();
         table
-            .zones()
-            .filter(|z| z.origin.to_string().eq_ignore_ascii_case(zone))
-            .flat_map(|z| z.services.iter())
-            .filter(|s| s.key == service)
-            .find_map(|s| {
-                let e = s.endpoints.iter().find(|e| e.address == address)?;
-                Some(s.regions.get(usize::from(e.region))?.name.clone())
+            .endpoints()
+            .find(|e| {
+                e.service.key == service
+                    && e.endpoint.address == address
+                    && e.zone.origin.to_string().eq_ignore_ascii_case(zone)
             })
+            .map(|e| e.region.name.clone())
     });
-    let notifier = crate::notify::Notifier::start(&args.notify_url, Arc::clone(metrics), region)?;
-    hub.set_notifier(notifier);
+    let notifier = crate::notify::Notifier::start(&args.notify_url, notify, region)?;
+    hub.set_notifier(Box::new(move |t| notifier.notify(t)));
     tracing::info!(urls = args.notify_url.len(), "health webhooks enabled");
     Ok(())
 }

@@ -15,8 +15,12 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+
 use crate::health::aggregate::Transition;
-use crate::metrics::{Metrics, NotifyOutcome};
 
 /// Events waiting per URL before new ones are dropped.
 pub const QUEUE_CAPACITY: usize = 256;
@@ -152,13 +156,74 @@ pub fn rfc3339(since_epoch: Duration) -> String {
     )
 }
 
+/// What became of one webhook notification.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotifyOutcome {
+    /// Delivered (2xx).
+    Sent,
+    /// Given up on after every retry.
+    Failed,
+    /// Not queued: the queue was full.
+    Dropped,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+/// Webhook delivery counters. [`Default`] registers nowhere.
+#[derive(Debug)]
+pub struct NotifyMetrics {
+    family: Family<ResultLabels, Counter>,
+    sent: Counter,
+    failed: Counter,
+    dropped: Counter,
+}
+
+impl Default for NotifyMetrics {
+    fn default() -> Self {
+        let family = Family::<ResultLabels, Counter>::default();
+        let counter = |result| family.get_or_create(&ResultLabels { result }).clone();
+        let (sent, failed, dropped) = (counter("sent"), counter("failed"), counter("dropped"));
+        Self {
+            family,
+            sent,
+            failed,
+            dropped,
+        }
+    }
+}
+
+impl NotifyMetrics {
+    /// Registers `meridian_notifications_total`.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "meridian_notifications",
+            "Health-transition webhook deliveries: sent, failed (after all retries), dropped \
+             (queue full)",
+            self.family.clone(),
+        );
+    }
+
+    /// Counts a webhook notification: delivered, given up on, or dropped because the queue
+    /// was full.
+    pub fn record_notification(&self, outcome: NotifyOutcome) {
+        match outcome {
+            NotifyOutcome::Sent => self.sent.inc(),
+            NotifyOutcome::Failed => self.failed.inc(),
+            NotifyOutcome::Dropped => self.dropped.inc(),
+        };
+    }
+}
+
 /// Finds the region of an endpoint: `(zone with trailing dot, service, address)`.
 pub type RegionLookup = Arc<dyn Fn(&str, &str, IpAddr) -> Option<String> + Send + Sync>;
 
 /// Queues transition events for each webhook URL.
 pub struct Notifier {
     queues: Vec<(String, mpsc::Sender<Arc<TransitionEvent>>)>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<NotifyMetrics>,
     region: RegionLookup,
 }
 
@@ -166,7 +231,7 @@ impl Notifier {
     /// Starts one delivery task per URL. Must be called inside a Tokio runtime.
     pub fn start(
         urls: &[String],
-        metrics: Arc<Metrics>,
+        metrics: Arc<NotifyMetrics>,
         region: RegionLookup,
     ) -> Result<Self, NotifyError> {
         for url in urls {
@@ -220,7 +285,7 @@ async fn deliver(
     client: reqwest::Client,
     url: String,
     mut rx: mpsc::Receiver<Arc<TransitionEvent>>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<NotifyMetrics>,
 ) {
     while let Some(event) = rx.recv().await {
         let body = match serde_json::to_vec(&*event) {
@@ -288,7 +353,8 @@ mod tests {
                 open.push(s);
             }
         });
-        let metrics = Arc::new(Metrics::new());
+        let metrics = Arc::new(NotifyMetrics::default());
+        let registry = crate::metrics::Metrics::new(|r| metrics.register(r));
         let lookup: RegionLookup = Arc::new(|_, _, _| Some("eu".to_string()));
         let notifier = Notifier::start(&[url], Arc::clone(&metrics), lookup).unwrap();
         let extra = 50;
@@ -297,7 +363,7 @@ mod tests {
             notifier.notify(&transition());
         }
         assert!(started.elapsed() < Duration::from_secs(1), "notify blocked");
-        let text = metrics.render();
+        let text = registry.render();
         let dropped = text
             .lines()
             .find(|l| l.starts_with(r#"meridian_notifications_total{result="dropped"}"#))

@@ -15,7 +15,7 @@ use serde::Serialize;
 use super::{ApiState, authorize};
 use crate::health::aggregate::VoteStatus;
 use crate::health::overrides::NewOverride;
-use crate::health::report::{EndpointKey, RejectReason};
+use crate::health::report::RejectReason;
 
 /// `POST /v1/reports`: a signed report from a prober.
 pub async fn reports(
@@ -28,7 +28,11 @@ pub async fn reports(
         // The route's body limit stopped reading a body far beyond MAX_REPORT_BYTES: answer
         // and count it like an oversize body the handler sees, not with axum's plain text.
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            state.metrics.record_report_rejected(RejectReason::Oversize);
+            state
+                .control
+                .hub()
+                .metrics()
+                .record_report_rejected(RejectReason::Oversize);
             return rejected(RejectReason::Oversize);
         }
         Err(e) => return e.into_response(),
@@ -122,45 +126,43 @@ pub async fn status(State(state): State<ApiState>, headers: HeaderMap) -> Respon
             p.endpoints += 1;
         }
     }
-    let mut services = Vec::new();
+    let mut services: Vec<ServiceStatusView> = Vec::new();
     let mut zones: Vec<_> = table.zones().collect();
     zones.sort_by_key(|z| z.origin.to_string());
     for zone in zones {
         let origin = zone.origin.to_string();
-        for svc in &zone.services {
-            let regions = svc
-                .regions
-                .iter()
-                .map(|r| RegionStatusView {
-                    name: r.name.clone(),
-                    endpoints: svc
-                        .endpoints
-                        .get(r.endpoints.clone())
-                        .unwrap_or(&[])
-                        .iter()
-                        .map(|e| {
-                            let key = EndpointKey::new(&origin, &svc.key, e.address).ok();
-                            let st = key.as_ref().and_then(|k| view.status().get(k));
-                            EndpointStatusView {
-                                address: e.address,
-                                weight: e.configured_weight,
-                                effective_weight: e.weight,
-                                serving: e.healthy,
-                                decided: st.map_or("up".into(), |s| s.health.to_string()),
-                                checked: st.is_some(),
-                                decided_for_ms: st.map(|s| s.for_ms),
-                                votes: st.map(|s| s.votes.clone()).unwrap_or_default(),
-                            }
-                        })
-                        .collect(),
-                })
-                .collect();
-            services.push(ServiceStatusView {
-                zone: origin.clone(),
-                service: svc.key.clone(),
-                policy: svc.policy_name,
-                regions,
-            });
+        // Every service is listed, with or without endpoints (fixed-fallback services).
+        let first = services.len();
+        services.extend(zone.services.iter().map(|svc| ServiceStatusView {
+            zone: origin.clone(),
+            service: svc.key.clone(),
+            policy: svc.policy_name,
+            regions: Vec::new(),
+        }));
+        for e in zone.endpoints() {
+            let Some(svc) = services.get_mut(first + e.service_index) else {
+                continue;
+            };
+            // Endpoints come grouped by region, in the service's region order.
+            if svc.regions.last().is_none_or(|r| r.name != e.region.name) {
+                svc.regions.push(RegionStatusView {
+                    name: e.region.name.clone(),
+                    endpoints: Vec::new(),
+                });
+            }
+            let st = view.lookup(&origin, &e.service.key, e.endpoint.address);
+            if let Some(region) = svc.regions.last_mut() {
+                region.endpoints.push(EndpointStatusView {
+                    address: e.endpoint.address,
+                    weight: e.endpoint.configured_weight,
+                    effective_weight: e.endpoint.weight,
+                    serving: e.endpoint.healthy,
+                    decided: st.map_or("up".into(), |s| s.health.to_string()),
+                    checked: st.is_some(),
+                    decided_for_ms: st.map(|s| s.for_ms),
+                    votes: st.map(|s| s.votes.clone()).unwrap_or_default(),
+                });
+            }
         }
     }
     let built_at_ms = table

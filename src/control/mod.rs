@@ -12,11 +12,11 @@
 //! a failed load replace anything that serves.
 
 pub mod check;
+pub mod metrics;
 pub mod reload;
 pub mod socket;
 pub mod watch;
 
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -27,14 +27,16 @@ use serde::Serialize;
 
 use crate::geo::GeoDb;
 use crate::health::aggregate::IngestSummary;
+use crate::health::export::HealthMetrics;
 use crate::health::hub::HealthHub;
 use crate::health::overrides::{NewOverride, Override, OverrideError, Target};
 use crate::health::report::{Keyring, RejectReason};
-use crate::metrics::Metrics;
 use crate::probe::targets::checked_endpoints;
 use crate::prober::LocalProber;
+use crate::routing::counters::TableMetrics;
 use crate::routing::publish::{Publisher, StartError, load_sources};
 use crate::routing::table::RoutingTable;
+use metrics::ReloadMetrics;
 use reload::{KeptZone, reload_zones};
 
 /// Where the configuration comes from: what a reload re-reads and the watcher watches.
@@ -80,7 +82,7 @@ pub struct ControlPlane {
     publisher: Arc<Publisher>,
     hub: Arc<HealthHub>,
     prober: Option<Mutex<LocalProber>>,
-    metrics: Arc<Metrics>,
+    metrics: ReloadMetrics,
     /// Serialises reloads (and only reloads: health never waits for file I/O).
     reloading: Mutex<Option<ReloadReport>>,
     serving: AtomicBool,
@@ -89,12 +91,15 @@ pub struct ControlPlane {
 
 impl ControlPlane {
     /// Loads everything once (any error stops start-up) and publishes generation 1. The
-    /// embedded prober, when `local_probe`, starts with [`ControlPlane::start_probing`].
+    /// embedded prober, when `local_probe`, starts with [`ControlPlane::start_probing`]. The
+    /// publisher counts into `tables`, the health hub into `health`, reloads into `reloads`.
     pub fn start(
         sources: Sources,
         grace: Duration,
         local_probe: bool,
-        metrics: Arc<Metrics>,
+        tables: Arc<TableMetrics>,
+        health: Arc<HealthMetrics>,
+        reloads: ReloadMetrics,
     ) -> Result<Arc<Self>, ControlError> {
         let (zones, geo) = load_sources(&sources.zones_dir, &sources.geoip)?;
         tracing::info!(geoip = %geo.description(), "geoip database loaded");
@@ -102,20 +107,19 @@ impl ControlPlane {
             Some(path) => Some(Keyring::load(path)?),
             None => None,
         };
-        let publisher =
-            Arc::new(Publisher::new(zones, geo, Arc::clone(&metrics)).map_err(StartError::from)?);
+        let publisher = Arc::new(Publisher::new(zones, geo, tables).map_err(StartError::from)?);
         let hub = Arc::new(HealthHub::new(
             checked_endpoints(&publisher.zones()),
             grace,
             keyring,
-            Arc::clone(&metrics),
+            health,
         ));
         Ok(Arc::new(Self {
             sources,
             publisher,
             hub,
             prober: local_probe.then(|| Mutex::new(LocalProber::stopped())),
-            metrics,
+            metrics: reloads,
             reloading: Mutex::new(None),
             serving: AtomicBool::new(false),
             draining: AtomicBool::new(false),
@@ -349,21 +353,15 @@ pub struct ZoneSummary {
 
 /// True when `t` names at least one endpoint of the table.
 fn target_matches(table: &RoutingTable, t: &Target) -> bool {
-    table.zones().any(|z| {
-        z.origin
-            .to_string()
-            .trim_end_matches('.')
-            .eq_ignore_ascii_case(t.zone.trim_end_matches('.'))
-            && z.services.iter().any(|s| {
-                s.key == t.service
-                    && s.regions.iter().any(|r| {
-                        t.region.as_deref().is_none_or(|name| name == r.name)
-                            && s.endpoints
-                                .get(r.endpoints.clone())
-                                .unwrap_or(&[])
-                                .iter()
-                                .any(|e| t.address.is_none_or(|a: IpAddr| a == e.address))
-                    })
-            })
+    let zone = t.zone.trim_end_matches('.');
+    table.endpoints().any(|e| {
+        e.service.key == t.service
+            && t.region.as_deref().is_none_or(|name| name == e.region.name)
+            && t.address.is_none_or(|a| a == e.endpoint.address)
+            && e.zone
+                .origin
+                .to_string()
+                .trim_end_matches('.')
+                .eq_ignore_ascii_case(zone)
     })
 }

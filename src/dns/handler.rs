@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::answer::{Owner, Rcode, ResponseEdns, Section, Writer};
+use super::metrics::{DnsMetrics, Transport};
 use super::wire::{self, ParseError, Query, qclass, qtype};
-use crate::metrics::{Metrics, Transport};
 use crate::routing::publish::Publisher;
 use crate::routing::select::Client;
 
@@ -58,13 +58,13 @@ pub fn txt_rdata(text: &str) -> Box<[u8]> {
 /// Answers DNS messages.
 pub struct Handler {
     publisher: Arc<Publisher>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<DnsMetrics>,
     config: HandlerConfig,
 }
 
 impl Handler {
     /// A handler over the tables `publisher` publishes.
-    pub fn new(publisher: Arc<Publisher>, metrics: Arc<Metrics>, config: HandlerConfig) -> Self {
+    pub fn new(publisher: Arc<Publisher>, metrics: Arc<DnsMetrics>, config: HandlerConfig) -> Self {
         Self {
             publisher,
             metrics,
@@ -73,7 +73,7 @@ impl Handler {
     }
 
     /// The counters this handler records into.
-    pub fn metrics(&self) -> &Metrics {
+    pub fn metrics(&self) -> &DnsMetrics {
         &self.metrics
     }
 

@@ -11,9 +11,9 @@ use hickory_proto::op::{Message, MessageType};
 use proptest::prelude::*;
 
 use super::{CLASSIC_UDP_SIZE, DEFAULT_MAX_UDP_SIZE, Handler, HandlerConfig, MAX_TCP_MESSAGE};
+use crate::dns::metrics::Transport;
 use crate::dns::rrl;
 use crate::dns::wire::{self, HEADER_LEN};
-use crate::metrics::{Metrics, Transport};
 use crate::routing::publish::{Publisher, load_sources};
 
 /// The fuzz corpus zones: the example GSLB zone, the core fixtures and a master-file zone.
@@ -21,16 +21,15 @@ fn handler() -> &'static Handler {
     static HANDLER: OnceLock<Handler> = OnceLock::new();
     HANDLER.get_or_init(|| {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let metrics = Arc::new(Metrics::new());
         let (zones, geo) = load_sources(
             &root.join("fuzz/zones"),
             &root.join("geoip/meridian-sample.txt"),
         )
         .unwrap();
-        let publisher = Publisher::new(zones, geo, Arc::clone(&metrics)).unwrap();
+        let publisher = Publisher::new(zones, geo, Arc::default()).unwrap();
         Handler::new(
             Arc::new(publisher),
-            metrics,
+            Arc::default(),
             HandlerConfig {
                 identity: Some(super::txt_rdata("prop-1")),
                 version: Some(super::txt_rdata(&"v".repeat(600))),

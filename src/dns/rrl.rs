@@ -32,8 +32,8 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use super::metrics::DnsMetrics;
 use super::wire::{HEADER_LEN, MAX_NAME_LEN};
-use crate::metrics::Metrics;
 
 /// Default slip: every 2nd limited response goes out truncated (BIND's and NSD's default).
 pub const DEFAULT_RRL_SLIP: u32 = 2;
@@ -189,7 +189,7 @@ impl Rrl {
 
     /// Applies the verdict for a response to `source` that is ready in `response`: returns
     /// whether to send it, truncating it first for a slip, and counts what was limited.
-    pub fn apply(&self, source: IpAddr, response: &mut Vec<u8>, metrics: &Metrics) -> bool {
+    pub fn apply(&self, source: IpAddr, response: &mut Vec<u8>, metrics: &DnsMetrics) -> bool {
         match self.check(source, response) {
             Verdict::Pass => true,
             Verdict::Drop => {

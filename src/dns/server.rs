@@ -45,8 +45,8 @@ use tokio::sync::{Notify, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::handler::Handler;
+use super::metrics::{TcpRefusal, Transport};
 use super::rrl::Rrl;
-use crate::metrics::{TcpRefusal, Transport};
 
 /// Default idle timeout of a TCP connection (RFC 7766 §6.2.3 suggests seconds, not minutes).
 pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -126,17 +126,15 @@ fn busy_or_recently_active_connections_are_never_evicted() {
 /// A handler over the fuzz corpus zones (`www.example.test` has A records).
 fn handler() -> Arc<Handler> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let metrics = Arc::new(crate::metrics::Metrics::new());
     let (zones, geo) = crate::routing::publish::load_sources(
         &root.join("fuzz/zones"),
         &root.join("geoip/meridian-sample.txt"),
     )
     .unwrap();
-    let publisher =
-        crate::routing::publish::Publisher::new(zones, geo, Arc::clone(&metrics)).unwrap();
+    let publisher = crate::routing::publish::Publisher::new(zones, geo, Arc::default()).unwrap();
     Arc::new(Handler::new(
         Arc::new(publisher),
-        metrics,
+        Arc::default(),
         super::super::handler::HandlerConfig::default(),
     ))
 }

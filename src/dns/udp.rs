@@ -20,8 +20,8 @@ use std::sync::Arc;
 use nix::sys::socket::{ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage};
 
 use super::handler::Handler;
+use super::metrics::Transport;
 use super::rrl::Rrl;
-use crate::metrics::Transport;
 
 /// Datagrams taken per system call.
 pub const BATCH: usize = 32;

@@ -16,11 +16,10 @@ use hickory_proto::rr::Name;
 use serde::Serialize;
 use tokio::sync::Notify;
 
-use super::aggregate::{Cause, Health, HealthBook, HealthView, IngestSummary};
+use super::aggregate::{Cause, Health, HealthBook, HealthView, IngestSummary, Transition};
+use super::export::HealthMetrics;
 use super::overrides::{Forced, NewOverride, Override, OverrideError, Overrides, Target};
 use super::report::{EndpointKey, Keyring, ProbeReport, RejectReason, verify};
-use crate::metrics::Metrics;
-use crate::notify::Notifier;
 use crate::routing::compile::{EndpointHealth, EndpointState};
 
 /// Least time between two recompiles caused by health, however many reports arrive.
@@ -85,13 +84,17 @@ struct Inner {
     known: Vec<EndpointKey>,
 }
 
+/// Receives every endpoint health transition as it is decided (the webhooks: the daemon
+/// passes `notify::Notifier::notify`, so this module does not depend on `notify`).
+pub type TransitionSink = Box<dyn Fn(&Transition) + Send + Sync>;
+
 /// Shared between the API, the embedded prober and the decide task.
 pub struct HealthHub {
     inner: Mutex<Inner>,
     keyring: Mutex<Option<Keyring>>,
     wake: Notify,
-    metrics: Arc<Metrics>,
-    notifier: OnceLock<Notifier>,
+    metrics: Arc<HealthMetrics>,
+    notifier: OnceLock<TransitionSink>,
 }
 
 impl HealthHub {
@@ -100,7 +103,7 @@ impl HealthHub {
         known: Vec<EndpointKey>,
         grace: Duration,
         keyring: Option<Keyring>,
-        metrics: Arc<Metrics>,
+        metrics: Arc<HealthMetrics>,
     ) -> Self {
         let now = Instant::now();
         let mut book = HealthBook::new(known.iter().cloned(), now).with_grace(grace);
@@ -138,8 +141,14 @@ impl HealthHub {
         self.wake.notify_one();
     }
 
-    /// Sends every later transition to the webhooks of `notifier` too (first call wins).
-    pub fn set_notifier(&self, notifier: Notifier) {
+    /// The counters of report ingest and decisions (the API counts what it rejects before
+    /// the hub sees it).
+    pub fn metrics(&self) -> &HealthMetrics {
+        &self.metrics
+    }
+
+    /// Sends every later transition to `notifier` too (first call wins).
+    pub fn set_notifier(&self, notifier: TransitionSink) {
         if self.notifier.set(notifier).is_err() {
             tracing::warn!("a webhook notifier is already set; ignoring the second");
         }
@@ -204,8 +213,8 @@ impl HealthHub {
                 "endpoint health changed"
             );
             self.metrics.record_transition();
-            if let Some(n) = self.notifier.get() {
-                n.notify(t);
+            if let Some(notify) = self.notifier.get() {
+                notify(t);
             }
             inner.recent.push_front(TransitionRecord {
                 at_ms,
@@ -334,7 +343,7 @@ mod tests {
             vec![key(1), key(2)],
             DEFAULT_GRACE_FOR_TEST,
             None,
-            Arc::new(Metrics::new()),
+            Arc::default(),
         );
         hub.ingest(&down_report(1)).unwrap();
         hub.decide();

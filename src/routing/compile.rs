@@ -13,9 +13,11 @@ use foldhash::fast::RandomState;
 use hickory_proto::rr::{Name, RData, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 
+use super::counters::{CounterFactory, NO_ZONE};
 use super::select::{CompiledFallback, CompiledPolicy, Endpoint, Order, RegionEndpoints, Service};
 use super::subnet_map::SubnetMap;
 use super::table::{Glue, Node, RoutingTable, RrSet, ZoneTable};
+pub use super::table::{key_wire, name_wire};
 use crate::config::Zone;
 use crate::config::model::{self, Fallback, Policy};
 use crate::geo::{Continent, GeoDb};
@@ -69,21 +71,6 @@ pub enum CompileError {
     },
 }
 
-/// A name in uncompressed wire form, letter case kept.
-pub fn name_wire(name: &Name) -> Box<[u8]> {
-    let mut buf = Vec::with_capacity(name.len() + 2);
-    let mut enc = BinEncoder::new(&mut buf);
-    enc.set_name_encoding(NameEncoding::Uncompressed);
-    // Encoding a valid Name into a Vec cannot fail; an empty result would only fail lookups.
-    let _ = name.emit(&mut enc);
-    buf.into_boxed_slice()
-}
-
-/// A name in uncompressed wire form, lowercased: the table's key form.
-pub fn key_wire(name: &Name) -> Box<[u8]> {
-    name_wire(&name.to_lowercase())
-}
-
 /// RDATA in wire form with every name uncompressed (it is copied into responses verbatim).
 pub fn rdata_wire(rdata: &RData) -> Result<Vec<u8>, String> {
     let mut buf = Vec::new();
@@ -93,23 +80,46 @@ pub fn rdata_wire(rdata: &RData) -> Result<Vec<u8>, String> {
     Ok(buf)
 }
 
-/// Compiles `zones` with `geo` and the endpoints' `health` into table number `generation`.
+/// Compiles `zones` with `geo` and the endpoints' `health` into table number `generation`,
+/// with counters that count nowhere (offline tables: `check-config`, `explain`, tests).
 pub fn compile(
     zones: &[Arc<Zone>],
     geo: Arc<GeoDb>,
     health: &dyn EndpointHealth,
     generation: u64,
 ) -> Result<RoutingTable, CompileError> {
+    compile_counted(
+        zones,
+        geo,
+        health,
+        generation,
+        &mut CounterFactory::detached(),
+    )
+}
+
+/// Like [`compile`], with the counters of every zone and service (and of names in no zone)
+/// created by `counters`: the table is born with them. The caller commits the factory when it
+/// publishes the table ([`super::counters::TableMetrics::commit`]).
+pub fn compile_counted(
+    zones: &[Arc<Zone>],
+    geo: Arc<GeoDb>,
+    health: &dyn EndpointHealth,
+    generation: u64,
+    counters: &mut CounterFactory<'_>,
+) -> Result<RoutingTable, CompileError> {
     let mut map = HashMap::with_hasher(RandomState::default());
     for zone in zones {
-        map.insert(key_wire(&zone.origin), compile_zone(zone, health)?);
+        map.insert(
+            key_wire(&zone.origin),
+            compile_zone(zone, health, counters)?,
+        );
     }
     Ok(RoutingTable {
         generation,
         built_at: SystemTime::now(),
         zones: map,
         geo,
-        unmatched: Default::default(),
+        unmatched: counters.zone(NO_ZONE),
     })
 }
 
@@ -240,7 +250,11 @@ struct Gathered {
     rdata: Vec<RData>,
 }
 
-fn compile_zone(zone: &Arc<Zone>, health: &dyn EndpointHealth) -> Result<ZoneTable, CompileError> {
+fn compile_zone(
+    zone: &Arc<Zone>,
+    health: &dyn EndpointHealth,
+    counters: &mut CounterFactory<'_>,
+) -> Result<ZoneTable, CompileError> {
     let origin = zone.origin.to_lowercase();
     // (owner key, type) -> RRset; BTreeMap keeps the output deterministic.
     let mut sets: BTreeMap<(Box<[u8]>, u16), Gathered> = BTreeMap::new();
@@ -266,10 +280,16 @@ fn compile_zone(zone: &Arc<Zone>, health: &dyn EndpointHealth) -> Result<ZoneTab
     for g in sets.values() {
         builder.ensure(&g.owner);
     }
+    let apex = zone.origin.to_string();
     let services: Vec<Service> = zone
         .services
         .iter()
-        .map(|svc| compile_service(zone, svc, health))
+        .map(|svc| {
+            let mut service = compile_service(zone, svc, health);
+            let regions = service.regions.iter().map(|r| r.name.as_str());
+            service.counters = counters.service(&apex, &service.key, regions);
+            service
+        })
         .collect();
     for (i, svc) in zone.services.iter().enumerate() {
         builder.ensure(&svc.name);
@@ -436,7 +456,7 @@ fn compile_zone(zone: &Arc<Zone>, health: &dyn EndpointHealth) -> Result<ZoneTab
             additional: Vec::new(),
         },
         services,
-        counters: Default::default(),
+        counters: counters.zone(&apex),
     })
 }
 

@@ -1,8 +1,10 @@
 //! Routing: the compiled, immutable table queries read (`table`), how it is built from config
 //! (`compile`), how a service picks addresses (`select`, with `subnet_map` for `geo.subnet`
-//! overrides and their ECS scopes), and the one place that swaps it in (`publish`).
+//! overrides and their ECS scopes), the counters a table is compiled with (`counters`), and the
+//! one place that swaps it in (`publish`).
 
 pub mod compile;
+pub mod counters;
 pub mod explain;
 pub mod geo_cache;
 pub mod publish;

@@ -16,11 +16,11 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
-use super::compile::{AllUp, CompileError, EndpointHealth, compile};
+use super::compile::{AllUp, CompileError, EndpointHealth, compile, compile_counted};
+use super::counters::TableMetrics;
 use super::table::RoutingTable;
 use crate::config::{Zone, ZoneError, load_dir};
 use crate::geo::{GeoDb, GeoError};
-use crate::metrics::Metrics;
 
 /// Why a table could not be built from files (start-up, `check-config`, `explain`).
 #[derive(Debug, thiserror::Error)]
@@ -70,18 +70,23 @@ struct State {
 pub struct Publisher {
     routes: ArcSwap<RoutingTable>,
     state: Mutex<State>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<TableMetrics>,
 }
 
 impl Publisher {
     /// Compiles `zones` against `geo` with every endpoint up and publishes generation 1.
-    pub fn new(zones: ZoneFiles, geo: GeoDb, metrics: Arc<Metrics>) -> Result<Self, CompileError> {
+    pub fn new(
+        zones: ZoneFiles,
+        geo: GeoDb,
+        metrics: Arc<TableMetrics>,
+    ) -> Result<Self, CompileError> {
         let geo = Arc::new(geo);
         let list: Vec<Arc<Zone>> = zones.values().cloned().collect();
         let started = std::time::Instant::now();
-        let mut table = compile(&list, Arc::clone(&geo), &AllUp, 1)?;
+        let mut counters = metrics.factory();
+        let table = compile_counted(&list, Arc::clone(&geo), &AllUp, 1, &mut counters)?;
         metrics.record_compile(started.elapsed());
-        metrics.attach(&mut table);
+        metrics.commit(counters);
         metrics.record_swap(1);
         Ok(Self {
             routes: ArcSwap::from_pointee(table),
@@ -159,9 +164,11 @@ impl Publisher {
     ) -> Result<u64, CompileError> {
         let generation = state.generation + 1;
         let started = std::time::Instant::now();
-        let mut table = compile(zones, geo, state.health.as_ref(), generation)?;
+        let mut counters = self.metrics.factory();
+        let table = compile_counted(zones, geo, state.health.as_ref(), generation, &mut counters)?;
         self.metrics.record_compile(started.elapsed());
-        self.metrics.attach(&mut table);
+        // Series of zones and services the new table lacks go before it serves.
+        self.metrics.commit(counters);
         self.routes.store(Arc::new(table));
         state.generation = generation;
         self.metrics.record_swap(generation);
@@ -171,5 +178,44 @@ impl Publisher {
     /// Generation of the table serving now.
     pub fn generation(&self) -> u64 {
         self.routes.load().generation
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::metrics::Metrics;
+
+    fn lines_with(text: &str, needle: &str) -> usize {
+        text.lines().filter(|l| l.contains(needle)).count()
+    }
+
+    #[test]
+    fn a_new_configuration_takes_the_series_of_removed_zones_with_it() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let (zones, geo) = load_sources(
+            &root.join("fuzz/zones"),
+            &root.join("geoip/meridian-sample.txt"),
+        )
+        .unwrap();
+        let tables = Arc::new(TableMetrics::default());
+        let m = Metrics::new(|r| tables.register_queries(r));
+        let publisher = Publisher::new(zones.clone(), geo, Arc::clone(&tables)).unwrap();
+        let gslb = r#"zone="gslb.example.test.""#;
+        let text = m.render();
+        let answers = lines_with(&text, "meridian_service_answers_total{");
+        assert!(answers > 0, "{text}");
+        assert_eq!(lines_with(&text, gslb), 15 + answers, "{text}");
+        let kept: ZoneFiles = zones
+            .into_iter()
+            .filter(|(_, z)| z.origin.to_string() != "gslb.example.test.")
+            .collect();
+        assert_eq!(publisher.set_config(kept, publisher.geo()).unwrap(), 2);
+        let text = m.render();
+        assert_eq!(lines_with(&text, gslb), 0, "{text}");
+        assert!(text.contains(r#"zone="neg.test.""#), "{text}");
+        assert!(text.contains(r#"zone="none""#), "{text}");
     }
 }

@@ -11,12 +11,13 @@ use std::ops::Range;
 
 use ipnet::IpNet;
 
+pub use super::counters::Outcome;
+use super::counters::ServiceCounters;
 use super::subnet_map::SubnetMap;
 use crate::config::model::MAX_ANSWERS;
 use crate::dns::answer::{Owner, Section, Writer};
 use crate::dns::wire::{ClientSubnet, qtype};
 use crate::geo::{Continent, Coords, CountryCode, GeoDb, Location, distance_km};
-use crate::metrics::ServiceCounters;
 
 /// Who is asking: the packet's source, and the ECS option when the resolver sent one.
 #[derive(Clone, Copy, Debug)]
@@ -127,7 +128,7 @@ pub struct Service {
     pub endpoints: Vec<Endpoint>,
     /// When nothing is healthy.
     pub fallback: CompiledFallback,
-    /// Answers by region and outcome (set by `Metrics::attach`; counts nowhere before).
+    /// Answers by region and outcome (created by `compile`; detached in offline tables).
     pub counters: ServiceCounters,
 }
 
@@ -148,20 +149,6 @@ pub enum OrderReason {
     Failover,
     /// All endpoints pooled.
     Pooled,
-}
-
-/// Which pass of the walk produced the answer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    /// Healthy endpoints with weight.
-    Healthy,
-    /// Healthy standby (weight 0) endpoints: nothing weighted was healthy.
-    Standby,
-    /// Nothing healthy: the fallback.
-    Fallback,
-    /// No endpoint of the asked family, or fallback `none`.
-    NoData,
 }
 
 /// The decision for one client and family.

@@ -12,16 +12,32 @@ use std::time::SystemTime;
 
 use foldhash::fast::RandomState;
 use hickory_proto::rr::Name;
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 
-use super::select::{Client, Service};
+use super::counters::ZoneCounters;
+use super::select::{Client, Endpoint, RegionEndpoints, Service};
 use crate::config::Zone;
 use crate::dns::answer::{Owner, Rcode, Section, Writer};
 use crate::dns::wire::{Query, qtype};
 use crate::geo::GeoDb;
-use crate::metrics::ZoneCounters;
 
 /// Longest CNAME chain followed inside a zone before giving up (loops end here too).
 pub const MAX_CNAME_CHAIN: usize = 8;
+
+/// A name in uncompressed wire form, letter case kept.
+pub fn name_wire(name: &Name) -> Box<[u8]> {
+    let mut buf = Vec::with_capacity(name.len() + 2);
+    let mut enc = BinEncoder::new(&mut buf);
+    enc.set_name_encoding(NameEncoding::Uncompressed);
+    // Encoding a valid Name into a Vec cannot fail; an empty result would only fail lookups.
+    let _ = name.emit(&mut enc);
+    buf.into_boxed_slice()
+}
+
+/// A name in uncompressed wire form, lowercased: the table's key form.
+pub fn key_wire(name: &Name) -> Box<[u8]> {
+    name_wire(&name.to_lowercase())
+}
 
 /// Everything the query path needs, frozen.
 pub struct RoutingTable {
@@ -33,7 +49,7 @@ pub struct RoutingTable {
     pub(crate) zones: HashMap<Box<[u8]>, ZoneTable, RandomState>,
     /// The GeoIP database this table answers with (swapped together with it).
     pub geo: Arc<GeoDb>,
-    /// Counts queries for names in no zone here (set by `Metrics::attach`).
+    /// Counts queries for names in no zone here (created by `compile`).
     pub(crate) unmatched: ZoneCounters,
 }
 
@@ -51,7 +67,7 @@ pub struct ZoneTable {
     pub(crate) negative_soa: RrSet,
     /// Traffic-managed names.
     pub services: Vec<Service>,
-    /// Queries by QTYPE for this zone (set by `Metrics::attach`).
+    /// Queries by QTYPE for this zone (created by `compile`).
     pub(crate) counters: ZoneCounters,
 }
 
@@ -185,9 +201,55 @@ impl RoutingTable {
     pub fn zones(&self) -> impl Iterator<Item = &ZoneTable> {
         self.zones.values()
     }
+
+    /// Every endpoint of every service with the zone, service and region it is in: zones in
+    /// no particular order, then services in file order, regions in the service's order and
+    /// endpoints in region order. The one walk over the table the control plane, the status
+    /// API and `/metrics` share.
+    pub fn endpoints(&self) -> impl Iterator<Item = EndpointEntry<'_>> {
+        self.zones().flat_map(ZoneTable::endpoints)
+    }
+}
+
+/// One endpoint of a [`RoutingTable`] and where it sits.
+#[derive(Clone, Copy)]
+pub struct EndpointEntry<'t> {
+    /// The zone.
+    pub zone: &'t ZoneTable,
+    /// Position of the service in [`ZoneTable::services`].
+    pub service_index: usize,
+    /// The service.
+    pub service: &'t Service,
+    /// The region of the endpoint, as the service has it.
+    pub region: &'t RegionEndpoints,
+    /// The endpoint.
+    pub endpoint: &'t Endpoint,
 }
 
 impl ZoneTable {
+    /// This zone's part of [`RoutingTable::endpoints`], in the same order.
+    pub fn endpoints(&self) -> impl Iterator<Item = EndpointEntry<'_>> {
+        self.services
+            .iter()
+            .enumerate()
+            .flat_map(move |(service_index, service)| {
+                service.regions.iter().flat_map(move |region| {
+                    service
+                        .endpoints
+                        .get(region.endpoints.clone())
+                        .unwrap_or(&[])
+                        .iter()
+                        .map(move |endpoint| EndpointEntry {
+                            zone: self,
+                            service_index,
+                            service,
+                            region,
+                            endpoint,
+                        })
+                })
+            })
+    }
+
     fn node(&self, name: &[u8]) -> Option<&Node> {
         let idx = *self.nodes.get(name)?;
         self.node_list.get(usize::try_from(idx).ok()?)
@@ -195,7 +257,7 @@ impl ZoneTable {
 
     /// The apex SOA: TTL and RDATA.
     pub fn apex_soa(&self) -> Option<(u32, &[u8])> {
-        let apex = self.node(&crate::routing::compile::key_wire(&self.origin))?;
+        let apex = self.node(&key_wire(&self.origin))?;
         let soa = apex.rrset(qtype::SOA)?;
         Some((soa.ttl, soa.rdata.first()?))
     }
