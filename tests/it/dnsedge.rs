@@ -12,9 +12,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, ResponseCode};
-use hickory_proto::rr::{RData, RecordType};
+use hickory_proto::rr::RecordType;
 
-use crate::harness::{Meridian, NET_TIMEOUT, Query, SILENCE, frame, read_frame};
+use crate::harness::{Meridian, NET_TIMEOUT, Query, SILENCE, a_records, frame, read_frame};
 
 const DUAL: &str = "dnsedge/dual";
 /// The geo service: 192.0.2.1 (`near`) for loopback sources, 192.0.2.2 (`far`) otherwise.
@@ -119,16 +119,6 @@ fn udp_ask(src: IpAddr, server: SocketAddr, query: &[u8], wait: Duration) -> Opt
 fn tcp_ask(s: &mut TcpStream, query: &[u8]) -> Option<Message> {
     s.write_all(&frame(query)).ok()?;
     read_frame(s).map(|raw| Message::from_vec(&raw).unwrap())
-}
-
-fn a_records(msg: &Message) -> Vec<Ipv4Addr> {
-    msg.answers
-        .iter()
-        .filter_map(|r| match &r.data {
-            RData::A(a) => Some(a.0),
-            _ => None,
-        })
-        .collect()
 }
 
 fn geo_query(id: u16) -> Vec<u8> {
@@ -309,24 +299,6 @@ fn own_idle_eviction_works_over_ipv6_and_mapped_listeners() {
 
 const KNOT_FIXTURE: &str = "dnsedge/knot";
 
-/// True if knotd runs. Missing is a failure under CI (`CI` set), a skip note locally.
-fn knotd_available() -> bool {
-    let found = std::process::Command::new("knotd")
-        .arg("-V")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "knotd is not installed but CI is set: .ci/run must install knot"
-        );
-        eprintln!("note: knotd not installed, skipping the comparison with Knot");
-    }
-    found
-}
-
 /// A knotd serving `rrl.test.` from the fixture's zone file on 127.0.0.1, in a temporary
 /// directory; killed (and its log printed) on drop.
 struct Knot {
@@ -451,10 +423,9 @@ fn at_second_start() {
 }
 
 #[test]
+#[ignore = "system test: needs knotd (Debian knot); run with `cargo test --locked -- --include-ignored` (bash .ci/run)"]
 fn rrl_answers_the_same_bursts_as_knot() {
-    if !knotd_available() {
-        return;
-    }
+    crate::harness::system::require_tool("knotd", "knot");
     let _heavy = crate::robust::heavy();
     const RATE: u32 = 5;
     // Slip 1: every limited response comes back truncated, so every query gets a reply and
@@ -588,11 +559,10 @@ enum Expect {
 }
 
 #[test]
+#[ignore = "system test: needs knotd (Debian knot); run with `cargo test --locked -- --include-ignored` (bash .ci/run)"]
 fn protocol_corners_are_answered_like_knot_or_differ_on_purpose() {
     use crate::harness::{header, wire_name};
-    if !knotd_available() {
-        return;
-    }
+    crate::harness::system::require_tool("knotd", "knot");
     let knot = Knot::start(None);
     let ns = Meridian::serve(KNOT_FIXTURE);
     let question = |name: &str, qtype: u16| {

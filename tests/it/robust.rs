@@ -12,9 +12,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::Message;
-use hickory_proto::rr::{RData, RecordType};
+use hickory_proto::rr::RecordType;
 
-use crate::harness::{ADMIN_TOKEN, Meridian, NET_TIMEOUT, Query, admin_args, frame, read_frame};
+use crate::harness::{
+    ADMIN_TOKEN, Meridian, NET_TIMEOUT, Query, a_records, admin_args, frame, read_frame,
+};
 
 const WWW: &str = "www.example.test.";
 
@@ -30,19 +32,6 @@ pub fn heavy() -> std::sync::MutexGuard<'static, ()> {
 
 fn www_addrs() -> Vec<Ipv4Addr> {
     vec![Ipv4Addr::new(192, 0, 2, 10), Ipv4Addr::new(192, 0, 2, 11)]
-}
-
-fn a_records(msg: &Message) -> Vec<Ipv4Addr> {
-    let mut v: Vec<Ipv4Addr> = msg
-        .answers
-        .iter()
-        .filter_map(|r| match &r.data {
-            RData::A(a) => Some(a.0),
-            _ => None,
-        })
-        .collect();
-    v.sort();
-    v
 }
 
 /// A UDP socket with source address `src` (any 127/8 address is local on Linux).
