@@ -23,7 +23,7 @@ use hickory_proto::rr::RecordType;
 
 use crate::harness::{
     ADMIN_TOKEN, HttpResponse, PrintLog, Process, Query, a_records, fixture, http_request_within,
-    metrics,
+    metrics, probe_args,
 };
 
 const NS1: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 11);
@@ -415,29 +415,16 @@ impl Cluster {
 
     fn prober(&self, i: usize) -> Process {
         let host = format!("p{}", i + 1);
-        let args: Vec<String> = [
-            "probe",
-            "--zones",
-            &self.zones("probers").display().to_string(),
-            "--region",
+        let args = probe_args(
+            &self.zones("probers"),
             ["eu", "us", "ap"][i],
-            "--id",
             &host,
-            "--publish",
-            &format!("http://{NS1}:{API_PORT}/v1/reports"),
-            "--publish",
-            &format!("http://{NS2}:{API_PORT}/v1/reports"),
-            "--key-file",
-            &self
-                .dir
-                .path()
-                .join(format!("{host}.key"))
-                .display()
-                .to_string(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+            &self.dir.path().join(format!("{host}.key")),
+            &[
+                format!("http://{NS1}:{API_PORT}/v1/reports"),
+                format!("http://{NS2}:{API_PORT}/v1/reports"),
+            ],
+        );
         spawn(&self.net, &host, &args, false)
     }
 

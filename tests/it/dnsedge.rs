@@ -6,7 +6,6 @@
 //! Every client is on loopback (127.0.0.0/8, ::1); knotd is started on loopback in a
 //! temporary directory and killed on drop.
 
-use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -14,7 +13,10 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
 
-use crate::harness::{Meridian, NET_TIMEOUT, Query, SILENCE, a_records, frame, read_frame};
+use crate::harness::{
+    Meridian, NET_TIMEOUT, Query, SILENCE, Transport, a_records, ask_tcp, exchange_raw, read_frame,
+    tcp_from, udp_from,
+};
 
 const DUAL: &str = "dnsedge/dual";
 /// The geo service: 192.0.2.1 (`near`) for loopback sources, 192.0.2.2 (`far`) otherwise.
@@ -84,27 +86,6 @@ fn serve_dual(extra: &[&str]) -> Meridian {
     Meridian::serve_with(DUAL, &args)
 }
 
-/// A UDP socket with source address `src`, connected to `server`.
-fn udp_from(src: IpAddr, server: SocketAddr) -> UdpSocket {
-    let s = UdpSocket::bind((src, 0)).unwrap_or_else(|e| panic!("bind {src}: {e}"));
-    s.connect(server).unwrap();
-    s
-}
-
-/// A TCP connection from `src` to `server`.
-fn tcp_from(src: IpAddr, server: SocketAddr) -> TcpStream {
-    use socket2::{Domain, Socket, Type};
-    let s = Socket::new(Domain::for_address(server), Type::STREAM, None).unwrap();
-    s.bind(&SocketAddr::from((src, 0)).into())
-        .unwrap_or_else(|e| panic!("bind {src}: {e}"));
-    s.connect_timeout(&server.into(), NET_TIMEOUT)
-        .unwrap_or_else(|e| panic!("connect from {src} to {server}: {e}"));
-    let s: TcpStream = s.into();
-    s.set_read_timeout(Some(NET_TIMEOUT)).unwrap();
-    s.set_write_timeout(Some(NET_TIMEOUT)).unwrap();
-    s
-}
-
 /// One UDP exchange from `src`; None if nothing came back within `wait`.
 fn udp_ask(src: IpAddr, server: SocketAddr, query: &[u8], wait: Duration) -> Option<Message> {
     let s = udp_from(src, server);
@@ -113,12 +94,6 @@ fn udp_ask(src: IpAddr, server: SocketAddr, query: &[u8], wait: Duration) -> Opt
     let mut buf = vec![0u8; 65_535];
     let n = s.recv(&mut buf).ok()?;
     Some(Message::from_vec(&buf[..n]).unwrap())
-}
-
-/// One query over an open TCP connection; None if the server closed it.
-fn tcp_ask(s: &mut TcpStream, query: &[u8]) -> Option<Message> {
-    s.write_all(&frame(query)).ok()?;
-    read_frame(s).map(|raw| Message::from_vec(&raw).unwrap())
 }
 
 fn geo_query(id: u16) -> Vec<u8> {
@@ -144,7 +119,7 @@ fn subnet_overrides_and_allow_transfer_see_ipv4_clients_of_a_mapped_listener_as_
             "{what} over udp: subnet override missed"
         );
         let mut tcp = tcp_from(src, server);
-        let answer = tcp_ask(&mut tcp, &geo_query(2)).expect("tcp answer");
+        let answer = ask_tcp(&mut tcp, &geo_query(2)).expect("tcp answer");
         assert_eq!(
             a_records(&answer),
             [NEAR],
@@ -152,7 +127,7 @@ fn subnet_overrides_and_allow_transfer_see_ipv4_clients_of_a_mapped_listener_as_
         );
         // allow-transfer 127.0.0.0/8 (and ::1) admits the client, whatever the socket.
         let axfr = Query::new("edge.test.", RecordType::AXFR).id(3).to_bytes();
-        let first = tcp_ask(&mut tcp, &axfr).expect("transfer answer");
+        let first = ask_tcp(&mut tcp, &axfr).expect("transfer answer");
         assert_eq!(
             first.metadata.response_code,
             ResponseCode::NoError,
@@ -212,14 +187,14 @@ fn tcp_per_client_cap_counts_ipv4_clients_of_a_mapped_listener_per_address() {
         let mut held: Vec<TcpStream> = (0..2).map(|_| tcp_from(src, server)).collect();
         for (i, s) in held.iter_mut().enumerate() {
             assert!(
-                tcp_ask(s, &geo_query(i as u16)).is_some(),
+                ask_tcp(s, &geo_query(i as u16)).is_some(),
                 "{what}: conn {i}"
             );
         }
         // At its cap, with nothing idle long enough to give up: the third is closed.
         let mut third = tcp_from(src, server);
         assert!(
-            tcp_ask(&mut third, &geo_query(9)).is_none(),
+            ask_tcp(&mut third, &geo_query(9)).is_none(),
             "{what}: a third connection got in at cap 2"
         );
         if what == "ipv6" {
@@ -229,7 +204,7 @@ fn tcp_per_client_cap_counts_ipv4_clients_of_a_mapped_listener_per_address() {
         // ::ffff:a.b.c.d would lump every IPv4 client together).
         let mut other = tcp_from(IpAddr::from([127, 0, 0, 2]), server);
         assert!(
-            tcp_ask(&mut other, &geo_query(10)).is_some(),
+            ask_tcp(&mut other, &geo_query(10)).is_some(),
             "{what}: another address was refused"
         );
     }
@@ -251,19 +226,19 @@ fn a_client_at_its_cap_gets_in_by_closing_its_oldest_idle_connection() {
     let mut held: Vec<TcpStream> = Vec::new();
     for i in 0..64u16 {
         let mut s = tcp_from(me, ns.dns);
-        assert!(tcp_ask(&mut s, &geo_query(i)).is_some(), "connection {i}");
+        assert!(ask_tcp(&mut s, &geo_query(i)).is_some(), "connection {i}");
         held.push(s);
     }
     wait_until_idle();
     let mut newcomer = tcp_from(me, ns.dns);
-    let answer = tcp_ask(&mut newcomer, &geo_query(100)).expect("the 65th was refused");
+    let answer = ask_tcp(&mut newcomer, &geo_query(100)).expect("the 65th was refused");
     assert_eq!(a_records(&answer), [NEAR]);
     // The oldest idle one was closed for it; the next oldest still serves.
     assert!(
         read_frame(&mut held[0]).is_none(),
         "the oldest idle connection is open"
     );
-    assert!(tcp_ask(&mut held[1], &geo_query(101)).is_some());
+    assert!(ask_tcp(&mut held[1], &geo_query(101)).is_some());
     assert_eq!(ns.metric("meridian_tcp_connections_evicted_total"), 1.0);
     assert_eq!(
         ns.metric("meridian_tcp_connections_refused_total{reason=\"per_client\"}"),
@@ -278,14 +253,14 @@ fn own_idle_eviction_works_over_ipv6_and_mapped_listeners() {
         let mut held: Vec<TcpStream> = (0..3).map(|_| tcp_from(src, server)).collect();
         for (i, s) in held.iter_mut().enumerate() {
             assert!(
-                tcp_ask(s, &geo_query(i as u16)).is_some(),
+                ask_tcp(s, &geo_query(i as u16)).is_some(),
                 "{what}: conn {i}"
             );
         }
         wait_until_idle();
         let mut newcomer = tcp_from(src, server);
         assert!(
-            tcp_ask(&mut newcomer, &geo_query(50)).is_some(),
+            ask_tcp(&mut newcomer, &geo_query(50)).is_some(),
             "{what}: refused although idle connections could make room"
         );
         assert!(
@@ -529,23 +504,6 @@ fn summarise(raw: &[u8]) -> Summary {
     }
 }
 
-/// One exchange of raw bytes over UDP or TCP.
-fn exchange_raw(server: SocketAddr, packet: &[u8], tcp: bool) -> Option<Vec<u8>> {
-    if tcp {
-        let mut s = TcpStream::connect_timeout(&server, NET_TIMEOUT).unwrap();
-        s.set_read_timeout(Some(NET_TIMEOUT)).unwrap();
-        s.write_all(&frame(packet)).ok()?;
-        read_frame(&mut s)
-    } else {
-        let s = udp_from(IpAddr::from([127, 0, 0, 1]), server);
-        s.set_read_timeout(Some(NET_TIMEOUT)).unwrap();
-        s.send(packet).unwrap();
-        let mut buf = vec![0u8; 65_535];
-        let n = s.recv(&mut buf).ok()?;
-        Some(buf[..n].to_vec())
-    }
-}
-
 /// How Meridian's reply must relate to Knot's for a case.
 enum Expect {
     /// The same rcode, flags, counts and OPT presence.
@@ -698,26 +656,28 @@ fn protocol_corners_are_answered_like_knot_or_differ_on_purpose() {
     ];
     let mut report = Vec::new();
     for (what, packet, expect) in &cases {
-        for tcp in [false, true] {
-            let transport = if tcp { "tcp" } else { "udp" };
-            let knot_reply = exchange_raw(knot.addr, packet, tcp)
-                .unwrap_or_else(|| panic!("knotd did not answer {what} over {transport}"));
-            let ours = exchange_raw(ns.dns, packet, tcp)
-                .unwrap_or_else(|| panic!("meridian did not answer {what} over {transport}"));
+        for transport in Transport::ALL {
+            let knot_reply = exchange_raw(knot.addr, packet, transport, NET_TIMEOUT)
+                .unwrap_or_else(|| panic!("knotd did not answer {what} over {transport:?}"));
+            let ours = exchange_raw(ns.dns, packet, transport, NET_TIMEOUT)
+                .unwrap_or_else(|| panic!("meridian did not answer {what} over {transport:?}"));
             let (k, m) = (summarise(&knot_reply), summarise(&ours));
             report.push(format!(
-                "{what} ({transport}): knot {k:?}\n    meridian {m:?}"
+                "{what} ({transport:?}): knot {k:?}\n    meridian {m:?}"
             ));
             match expect {
-                Expect::SameAsKnot => assert_eq!(m, k, "{what} over {transport}"),
+                Expect::SameAsKnot => assert_eq!(m, k, "{what} over {transport:?}"),
                 Expect::Differs { rcode, opt, why } => {
                     assert_eq!(
                         (m.rcode, m.opt),
                         (*rcode, *opt),
-                        "{what} over {transport}: {why}"
+                        "{what} over {transport:?}: {why}"
                     );
                     // The question goes back whenever it parsed, as Knot sends it.
-                    assert_eq!(m.counts[0], 1, "{what} over {transport}: question missing");
+                    assert_eq!(
+                        m.counts[0], 1,
+                        "{what} over {transport:?}: question missing"
+                    );
                 }
             }
         }

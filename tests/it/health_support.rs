@@ -23,6 +23,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
+use crate::harness::probe_args;
 use crate::harness::{
     HttpResponse, Meridian, Query, Transport, a_records, fixture, try_exchange_at,
 };
@@ -273,21 +274,7 @@ impl Lab {
 
     /// Like [`Lab::prober`], publishing to report URLs.
     pub fn prober_to(&self, zones: &Path, id: &str, region: &str, urls: &[String]) -> Process {
-        let mut args: Vec<String> = vec![
-            "probe".into(),
-            "--zones".into(),
-            zones.display().to_string(),
-            "--region".into(),
-            region.into(),
-            "--id".into(),
-            id.into(),
-            "--key-file".into(),
-            self.keys().display().to_string(),
-        ];
-        for url in urls {
-            args.push("--publish".into());
-            args.push(url.clone());
-        }
+        let args = probe_args(zones, region, id, &self.keys(), urls);
         let p = Process::meridian(&format!("prober {id}"), &args);
         let ready = p.ready.as_deref().unwrap_or_default();
         assert!(

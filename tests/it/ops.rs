@@ -17,7 +17,8 @@ use std::time::Duration;
 use hickory_proto::rr::RecordType;
 
 use crate::harness::{
-    HttpResponse, Meridian, Process, Query, Transport, fixture, http_request, system, wait_for,
+    HttpResponse, Meridian, Process, Query, Transport, fixture, http_request, probe_args, system,
+    wait_for,
 };
 
 const FIXTURE: &str = "ops/status";
@@ -133,19 +134,14 @@ impl Receiver {
 
 /// A `meridian probe` process in `region` publishing to `api`; killed on drop.
 fn prober(zones: &Path, region: &str, id: &str, api: SocketAddr) -> Process {
-    let args: Vec<String> = vec![
-        "probe".into(),
-        "--zones".into(),
-        zones.display().to_string(),
-        "--region".into(),
-        region.into(),
-        "--id".into(),
-        id.into(),
-        "--publish".into(),
-        format!("http://{api}/v1/reports"),
-        "--key-file".into(),
-        secrets("probers.keys"),
-    ];
+    let publish = [format!("http://{api}/v1/reports")];
+    let args = probe_args(
+        zones,
+        region,
+        id,
+        Path::new(&secrets("probers.keys")),
+        &publish,
+    );
     Process::meridian(&format!("prober {id}"), &args)
 }
 

@@ -25,38 +25,72 @@ pub fn exchange_at(dns: SocketAddr, query: &Query, transport: Transport) -> Repl
 
 /// Like [`exchange_at`], `None` when no reply came within [`NET_TIMEOUT`].
 pub fn try_exchange_at(dns: SocketAddr, query: &Query, transport: Transport) -> Option<Reply> {
-    let bytes = query.to_bytes();
-    let raw = match transport {
-        Transport::Udp => udp_exchange(dns, &bytes, NET_TIMEOUT),
-        Transport::Tcp => tcp_exchange(dns, &bytes, NET_TIMEOUT),
-    }?;
+    let raw = exchange_raw(dns, &query.to_bytes(), transport, NET_TIMEOUT)?;
     Some(Reply::decode(raw, query.id))
+}
+
+/// A UDP socket with source address `src` (any 127/8 address is local on Linux), connected
+/// to `server`.
+pub fn udp_from(src: impl Into<IpAddr>, server: SocketAddr) -> UdpSocket {
+    let src = src.into();
+    let s = UdpSocket::bind((src, 0)).unwrap_or_else(|e| panic!("bind {src}: {e}"));
+    s.connect(server).unwrap();
+    s
+}
+
+/// A TCP connection from source address `src` to `server`, with read/write timeouts set.
+pub fn tcp_from(src: impl Into<IpAddr>, server: SocketAddr) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let src = src.into();
+    let s = Socket::new(Domain::for_address(server), Type::STREAM, None).unwrap();
+    s.bind(&SocketAddr::from((src, 0)).into())
+        .unwrap_or_else(|e| panic!("bind {src}: {e}"));
+    s.connect_timeout(&server.into(), NET_TIMEOUT)
+        .unwrap_or_else(|e| panic!("connect from {src} to {server}: {e}"));
+    let s: TcpStream = s.into();
+    s.set_read_timeout(Some(NET_TIMEOUT)).unwrap();
+    s.set_write_timeout(Some(NET_TIMEOUT)).unwrap();
+    s
+}
+
+/// One query (wire bytes) over an open TCP connection; `None` if the server closed it.
+pub fn ask_tcp(s: &mut TcpStream, query: &[u8]) -> Option<Message> {
+    s.write_all(&frame(query)).ok()?;
+    read_frame(s).map(|raw| Message::from_vec(&raw).unwrap())
+}
+
+/// Raw bytes to `server` over `transport` (a new socket or connection); the reply's bytes,
+/// or `None` if nothing came within `wait`.
+pub fn exchange_raw(
+    server: SocketAddr,
+    bytes: &[u8],
+    transport: Transport,
+    wait: Duration,
+) -> Option<Vec<u8>> {
+    match transport {
+        Transport::Udp => udp_exchange(server, bytes, wait),
+        Transport::Tcp => tcp_exchange(server, bytes, wait),
+    }
 }
 
 /// The A addresses in the answer section, sorted (other types are left out).
 pub fn a_records(msg: &Message) -> Vec<Ipv4Addr> {
-    let mut v: Vec<Ipv4Addr> = msg
-        .answers
-        .iter()
-        .filter_map(|r| match &r.data {
-            RData::A(a) => Some(a.0),
-            _ => None,
-        })
-        .collect();
-    v.sort();
-    v
+    sorted_answers(msg, |d| match d {
+        RData::A(a) => Some(a.0),
+        _ => None,
+    })
 }
 
 /// The AAAA addresses in the answer section, sorted.
 pub fn aaaa_records(msg: &Message) -> Vec<Ipv6Addr> {
-    let mut v: Vec<Ipv6Addr> = msg
-        .answers
-        .iter()
-        .filter_map(|r| match &r.data {
-            RData::AAAA(a) => Some(a.0),
-            _ => None,
-        })
-        .collect();
+    sorted_answers(msg, |d| match d {
+        RData::AAAA(a) => Some(a.0),
+        _ => None,
+    })
+}
+
+fn sorted_answers<T: Ord>(msg: &Message, pick: impl Fn(&RData) -> Option<T>) -> Vec<T> {
+    let mut v: Vec<T> = msg.answers.iter().filter_map(|r| pick(&r.data)).collect();
     v.sort();
     v
 }

@@ -117,24 +117,7 @@ impl Meridian {
         local_probe: bool,
         watch: bool,
     ) -> Self {
-        let mut args: Vec<String> = [
-            "serve",
-            "--dns-listen",
-            "127.0.0.1:0",
-            "--api-listen",
-            "127.0.0.1:0",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        if !local_probe {
-            args.push("--no-local-probe".into());
-        }
-        if !watch {
-            args.push("--no-watch".into());
-        }
-        args.push("--zones".into());
-        args.push(zones.display().to_string());
+        let mut args = loopback_serve_args(&zones, local_probe, watch);
         args.extend(extra.iter().map(|s| s.to_string()));
 
         let process = Process::meridian(&format!("meridian ({})", zones.display()), &args);
@@ -309,6 +292,69 @@ impl Meridian {
         assert!(out.status.success(), "dig {args:?} failed:\n{stdout}");
         Some(stdout)
     }
+}
+
+/// `meridian serve` on `127.0.0.1:0` (DNS and API) for `zones`, the embedded prober and the
+/// config watcher off, then `extra`: the arguments every test server starts with.
+pub fn serve_args(zones: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args = loopback_serve_args(zones, false, false);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+/// Runs `meridian serve` ([`serve_args`]) to completion: for servers that must refuse to start.
+pub fn run_serve(zones: &Path, extra: &[&str]) -> Finished {
+    let args = serve_args(zones, extra);
+    run(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// `meridian probe` as `id` in `region` on `zones`, signing with `key_file` and publishing to
+/// every URL of `publish`.
+pub fn probe_args(
+    zones: &Path,
+    region: &str,
+    id: &str,
+    key_file: &Path,
+    publish: &[String],
+) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "probe".into(),
+        "--zones".into(),
+        zones.display().to_string(),
+        "--region".into(),
+        region.into(),
+        "--id".into(),
+        id.into(),
+        "--key-file".into(),
+        key_file.display().to_string(),
+    ];
+    for url in publish {
+        args.push("--publish".into());
+        args.push(url.clone());
+    }
+    args
+}
+
+fn loopback_serve_args(zones: &Path, local_probe: bool, watch: bool) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "serve",
+        "--dns-listen",
+        "127.0.0.1:0",
+        "--api-listen",
+        "127.0.0.1:0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if !local_probe {
+        args.push("--no-local-probe".into());
+    }
+    if !watch {
+        args.push("--no-watch".into());
+    }
+    args.push("--zones".into());
+    args.push(zones.display().to_string());
+    args
 }
 
 /// Polls `cond` every 20 ms until it holds; panics with `what` after `limit`. Returns the
