@@ -6,13 +6,14 @@
 //! Every client is on loopback (127.0.0.0/8, ::1); knotd is started on loopback in a
 //! temporary directory and killed on drop.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
 
+use crate::harness::knot::{Knot, KnotOptions};
 use crate::harness::{
     Meridian, NET_TIMEOUT, Query, SILENCE, Transport, a_records, ask_tcp, exchange_raw, read_frame,
     tcp_from, udp_from,
@@ -274,95 +275,18 @@ fn own_idle_eviction_works_over_ipv6_and_mapped_listeners() {
 
 const KNOT_FIXTURE: &str = "dnsedge/knot";
 
-/// A knotd serving `rrl.test.` from the fixture's zone file on 127.0.0.1, in a temporary
-/// directory; killed (and its log printed) on drop.
-struct Knot {
-    child: std::process::Child,
-    addr: SocketAddr,
-    dir: tempfile::TempDir,
-}
-
-impl Knot {
-    /// Starts knotd, with `mod-rrl` (rate, slip) when given; waits (bounded) until it answers.
-    fn start(rrl: Option<(u32, u32)>) -> Knot {
-        let dir = tempfile::tempdir().unwrap();
-        let zone = crate::harness::fixture(KNOT_FIXTURE).join("rrl.test.zone");
-        std::fs::copy(&zone, dir.path().join("rrl.test.zone")).unwrap();
-        // A port free for UDP and TCP now (knotd binds it a moment later).
-        let port = loop {
-            let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-            let port = udp.local_addr().unwrap().port();
-            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-                break port;
-            }
-        };
-        let d = dir.path().display();
-        let module = match rrl {
-            Some((rate, slip)) => format!(
-                "mod-rrl:\n  - id: limit\n    rate-limit: {rate}\n    slip: {slip}\n\
-                 template:\n  - id: default\n    storage: {d}\n    global-module: mod-rrl/limit\n"
-            ),
-            None => format!("template:\n  - id: default\n    storage: {d}\n"),
-        };
-        let conf = format!(
-            "server:\n    listen: 127.0.0.1@{port}\n    rundir: {d}\n    udp-workers: 1\n    \
-             tcp-workers: 1\n    background-workers: 1\n\
-             database:\n    storage: {d}/db\n\
-             control:\n    listen: {d}/knot.sock\n\
-             {module}\
-             zone:\n  - domain: rrl.test.\n    file: rrl.test.zone\n\
-             log:\n  - target: stderr\n    any: notice\n"
-        );
-        let conf_path = dir.path().join("knot.conf");
-        std::fs::write(&conf_path, conf).unwrap();
-        let log = std::fs::File::create(dir.path().join("knotd.log")).unwrap();
-        let child = std::process::Command::new("knotd")
-            .arg("-c")
-            .arg(&conf_path)
-            .stdin(std::process::Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("spawn knotd");
-        let knot = Knot {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            dir,
-        };
-        let soa = Query::new("rrl.test.", RecordType::SOA).id(1).to_bytes();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        // Ask from 127.0.0.1: the tests' own sources (other /24s) start with fresh buckets.
-        while udp_ask(
-            IpAddr::from([127, 0, 0, 1]),
-            knot.addr,
-            &soa,
-            Duration::from_millis(200),
-        )
-        .is_none_or(|m| m.answers.is_empty())
-        {
-            assert!(
-                Instant::now() < deadline,
-                "knotd did not start:\n{}",
-                knot.log()
-            );
-        }
-        knot
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("knotd.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Knot {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        eprintln!(
-            "---- knotd log ----\n{}\n---- end of knotd log ----",
-            self.log()
-        );
-    }
+/// A knotd serving `rrl.test.` from the fixture's zone file, with `mod-rrl` (rate, slip)
+/// when given.
+fn knot(rrl: Option<(u32, u32)>) -> Knot {
+    let zone = crate::harness::fixture(KNOT_FIXTURE).join("rrl.test.zone");
+    Knot::serve(
+        "rrl.test.",
+        &zone,
+        KnotOptions {
+            rrl,
+            ..KnotOptions::default()
+        },
+    )
 }
 
 /// Sends every query of `burst` from `src` to `server` as fast as possible, then counts the
@@ -400,12 +324,11 @@ fn at_second_start() {
 #[test]
 #[ignore = "system test: needs knotd (Debian knot); run with `cargo test --locked -- --include-ignored` (bash .ci/run)"]
 fn rrl_answers_the_same_bursts_as_knot() {
-    crate::harness::system::require_tool("knotd", "knot");
     let _heavy = crate::robust::heavy();
     const RATE: u32 = 5;
     // Slip 1: every limited response comes back truncated, so every query gets a reply and
     // the counts do not depend on Knot's random slip draw.
-    let knot = Knot::start(Some((RATE, 1)));
+    let knot = knot(Some((RATE, 1)));
     let ns = Meridian::serve_with(
         KNOT_FIXTURE,
         &["--rrl-rate", &RATE.to_string(), "--rrl-slip", "1"],
@@ -520,8 +443,7 @@ enum Expect {
 #[ignore = "system test: needs knotd (Debian knot); run with `cargo test --locked -- --include-ignored` (bash .ci/run)"]
 fn protocol_corners_are_answered_like_knot_or_differ_on_purpose() {
     use crate::harness::{header, wire_name};
-    crate::harness::system::require_tool("knotd", "knot");
-    let knot = Knot::start(None);
+    let knot = knot(None);
     let ns = Meridian::serve(KNOT_FIXTURE);
     let question = |name: &str, qtype: u16| {
         let mut q = wire_name(name);

@@ -8,6 +8,7 @@ use std::time::Duration;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
 
+use crate::harness::knot::{Knot, KnotOptions};
 use crate::harness::{
     Meridian, NET_TIMEOUT, Query, Transport, admin_args, frame, rdata_wire, read_frame,
 };
@@ -181,87 +182,6 @@ fn big_zone_master() -> (String, usize) {
     (text, count)
 }
 
-/// `knotd` serving `zone_dir/big.test.zone` on a loopback port; killed on drop.
-struct Knot {
-    child: std::process::Child,
-    addr: std::net::SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Knot {
-    /// Starts knotd (a system test's prerequisite: fails naming the package when missing).
-    fn serve(zone_file: &std::path::Path) -> Knot {
-        use std::process::{Command, Stdio};
-        crate::harness::system::require_tool("knotd", "knot");
-        let dir = tempfile::tempdir().unwrap();
-        // A free loopback port: bound by us, released, then taken by knotd.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let conf = dir.path().join("knot.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "server:\n  rundir: \"{d}\"\n  listen: 127.0.0.1@{port}\n\
-                 database:\n  storage: \"{d}\"\n\
-                 log:\n  - target: stderr\n    any: info\n\
-                 acl:\n  - id: xfr\n    address: 127.0.0.0/8\n    action: transfer\n\
-                 zone:\n  - domain: big.test.\n    file: \"{z}\"\n    storage: \"{d}\"\n\
-                 \x20   acl: xfr\n    zonefile-sync: -1\n    journal-content: none\n",
-                d = dir.path().display(),
-                z = zone_file.display(),
-            ),
-        )
-        .unwrap();
-        let child = Command::new("knotd")
-            .arg("-c")
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let knot = Knot {
-            child,
-            addr: ([127, 0, 0, 1], port).into(),
-            _dir: dir,
-        };
-        // Ready when it answers the zone's SOA over TCP (bounded wait).
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
-            if let Ok(mut s) = std::net::TcpStream::connect(knot.addr) {
-                s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
-                    .unwrap();
-                let q = Query::new("big.test.", RecordType::SOA).to_bytes();
-                if s.write_all(&frame(&q)).is_ok() {
-                    if let Some(raw) = read_frame(&mut s) {
-                        let msg = Message::from_vec(&raw).unwrap();
-                        if msg.metadata.response_code == ResponseCode::NoError
-                            && !msg.answers.is_empty()
-                        {
-                            return knot;
-                        }
-                    }
-                }
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "knotd did not serve big.test. within 30 s"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Knot {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The big zone of [`big_zone_master`] in `dir`, served by Meridian with transfers allowed
 /// from loopback: the server, the master file, and how many records the zone holds.
 fn serve_big_zone(dir: &Path) -> (Meridian, PathBuf, usize) {
@@ -317,7 +237,14 @@ fn a_big_zone_transfers_the_same_records_as_knot() {
     assert_eq!(ours.len(), count + 1, "meridian sent the whole zone");
 
     // Knot serves the same master file: the same records.
-    let knot = Knot::serve(&zone_file);
+    let knot = Knot::serve(
+        "big.test.",
+        &zone_file,
+        KnotOptions {
+            allow_transfer: true,
+            ..KnotOptions::default()
+        },
+    );
     let theirs = record_set(&axfr_from(knot.addr, "big.test."));
     assert_eq!(theirs.len(), count + 1, "knot sent the whole zone");
     assert_eq!(ours, theirs);
