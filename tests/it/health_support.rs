@@ -1,9 +1,10 @@
 //! What the health tests need beyond `harness`: backends the test stops and starts (HTTP,
 //! HTTPS with a CA made per run, TCP), zone files written from a template with the backends'
-//! ports, prober keys, `meridian probe` processes, signed reports and HTTP with headers.
+//! ports, prober keys, which `meridian probe` to start (the harness's `Process` runs it), and
+//! signed reports.
 //!
-//! Owns: the lifecycle of those backends and prober processes (killed on drop, logs printed).
-//! Must never: listen or connect anywhere but 127.0.0.x, or wait without a deadline.
+//! Owns: the lifecycle of those backends. Must never: spawn a process itself (the harness
+//! does), listen or connect anywhere but 127.0.0.x, or wait without a deadline.
 
 use std::collections::BTreeMap;
 
