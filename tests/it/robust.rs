@@ -42,22 +42,6 @@ fn tcp_query(s: &mut TcpStream, id: u16) -> Option<Message> {
     Some(msg)
 }
 
-/// Raises this process's open-file soft limit to `want` (or the hard limit); the server
-/// inherits it.
-fn raise_nofile(want: u64) -> u64 {
-    use rustix::process::{Resource, getrlimit, setrlimit};
-    let mut lim = getrlimit(Resource::Nofile);
-    let target = match lim.maximum {
-        Some(max) => want.min(max),
-        None => want,
-    };
-    if lim.current.is_some_and(|c| c < target) {
-        lim.current = Some(target);
-        setrlimit(Resource::Nofile, lim).unwrap();
-    }
-    getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
-}
-
 fn assert_full_answer(msg: &Message, what: &str) {
     assert!(!msg.metadata.truncation, "{what}: truncated");
     assert_eq!(a_records(msg), www_addrs(), "{what}");
@@ -348,7 +332,7 @@ fn assert_serving(ns: &Meridian, what: &str) {
 #[test]
 fn slow_loris_connections_do_not_lock_out_udp_or_new_tcp_clients() {
     let _heavy = heavy();
-    let nofile = raise_nofile(8192);
+    let nofile = crate::harness::system::raise_nofile(8192);
     assert!(
         nofile >= 4500,
         "RLIMIT_NOFILE {nofile} is too low for 2,000 client and 1,024 server sockets"

@@ -93,3 +93,21 @@ pub fn require_docker() {
          installed) and permission to use it"
     );
 }
+
+/// Raises this process's open-file soft limit to `want` (or the hard limit, which an ordinary
+/// user cannot exceed) and returns the limit now in force. Children started afterwards
+/// (the server) inherit it: tests that open hundreds of sockets call it first, since a normal
+/// user's default soft limit (1,024 on Debian) is too tight for them and root's often is not.
+pub fn raise_nofile(want: u64) -> u64 {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut lim = getrlimit(Resource::Nofile);
+    let target = match lim.maximum {
+        Some(max) => want.min(max),
+        None => want,
+    };
+    if lim.current.is_some_and(|c| c < target) {
+        lim.current = Some(target);
+        setrlimit(Resource::Nofile, lim).unwrap();
+    }
+    getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
+}
