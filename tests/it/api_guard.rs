@@ -394,6 +394,13 @@ fn assert_flood_cut(outcomes: &[FloodOutcome]) {
 
 #[test]
 fn one_address_cannot_lock_probers_out() {
+    // 1,000 flood sockets here and as many accepted by the server: more than a normal user's
+    // default soft limit (1,024), where connections the server cannot accept look held.
+    let nofile = crate::harness::system::raise_nofile(8192);
+    assert!(
+        nofile >= 2500,
+        "RLIMIT_NOFILE {nofile} is too low for the flood"
+    );
     let lab = Lab::new();
     let ns = lab.nameserver(&[]);
     let rt = flood_runtime();

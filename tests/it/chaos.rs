@@ -6,22 +6,25 @@
 //! Owns: the namespaces, links and processes it creates (all removed on drop). Must never:
 //! touch the host's own network namespace (every link is created directly inside the test's
 //! namespaces, and the bridge lives in a namespace of its own), or wait without a deadline.
-//! Needs root (CI runs as root); where namespaces cannot be created the test fails and says why.
+//! A system test (`#[ignore]`d in the quick suite): needs root (CI runs as root); where
+//! namespaces cannot be created the test fails and says why.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, ResponseCode};
-use hickory_proto::rr::{RData, RecordType};
+use hickory_proto::rr::RecordType;
 
-use crate::harness::{ADMIN_TOKEN, Query, fixture};
+use crate::harness::{
+    ADMIN_TOKEN, HttpResponse, PrintLog, Process, Query, a_records, fixture, http_request_within,
+    metrics, probe_args,
+};
 
 const NS1: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 11);
 const NS2: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 12);
@@ -163,82 +166,23 @@ impl Drop for Net {
 
 // ---- processes ----
 
-type Log = Arc<Mutex<Vec<String>>>;
-
-/// A `meridian` process inside a namespace; killed on drop.
-struct Proc {
-    name: String,
-    child: Child,
-    log: Log,
-}
-
-impl Proc {
-    fn spawn(net: &Net, host: &str, name: &str, args: &[String], ready: bool) -> Proc {
-        let mut child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &net.ns(host),
-                env!("CARGO_BIN_EXE_meridian"),
-            ])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
-        let log: Log = Arc::default();
-        let (tx, rx) = mpsc::channel();
-        for (pipe, tx) in [
-            (
-                Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
-                Some(tx),
-            ),
-            (Box::new(child.stderr.take().unwrap()), None),
-        ] {
-            let log = Arc::clone(&log);
-            let tag = name.to_string();
-            thread::spawn(move || {
-                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    if let Some(tx) = &tx {
-                        if line.starts_with("ready ") {
-                            let _ = tx.send(());
-                        }
-                    }
-                    log.lock().unwrap().push(format!("{tag}| {line}"));
-                }
-            });
-        }
-        if ready && rx.recv_timeout(Duration::from_secs(15)).is_err() {
-            panic!(
-                "{name} printed no ready line:\n{}",
-                log.lock().unwrap().join("\n")
-            );
-        }
-        Proc {
-            name: name.to_string(),
-            child,
-            log,
-        }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
-        if thread::panicking() {
-            eprintln!(
-                "---- {} log ----\n{}",
-                self.name,
-                self.log.lock().unwrap().join("\n")
-            );
-        }
-    }
+/// `meridian ARGS` inside `host`'s namespace (through `ip netns exec`), waiting for its ready
+/// line when `ready`; its log is printed only if the test fails (processes restart often).
+fn spawn(net: &Net, host: &str, args: &[String], ready: bool) -> Process {
+    let mut cmd = Command::new("ip");
+    cmd.args([
+        "netns",
+        "exec",
+        &net.ns(host),
+        env!("CARGO_BIN_EXE_meridian"),
+    ])
+    .args(args);
+    let process = if ready {
+        Process::spawn_ready(host, cmd, Duration::from_secs(15))
+    } else {
+        Process::spawn(host, cmd)
+    };
+    process.print_log(PrintLog::OnPanic)
 }
 
 // ---- zones ----
@@ -318,13 +262,7 @@ struct Tally {
 }
 
 fn a_set(msg: &Message) -> BTreeSet<Ipv4Addr> {
-    msg.answers
-        .iter()
-        .filter_map(|r| match &r.data {
-            RData::A(a) => Some(a.0),
-            _ => None,
-        })
-        .collect()
+    a_records(msg).into_iter().collect()
 }
 
 fn set(addrs: &[&str]) -> BTreeSet<Ipv4Addr> {
@@ -433,35 +371,9 @@ fn load_worker(
     }
 }
 
-// ---- HTTP inside the namespaces ----
-
-fn http(api: SocketAddr, method: &str, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect_timeout(&api, Duration::from_secs(3))
-        .unwrap_or_else(|e| panic!("connect {api}: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {api}\r\nConnection: close\r\n\
-         Authorization: Bearer {ADMIN_TOKEN}\r\nContent-Length: 0\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    let _ = s.read_to_string(&mut text);
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, text)
-}
-
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.rsplit_once(' '))
-        .filter(|(series, _)| *series == name || series.starts_with(&format!("{name}{{")))
-        .map(|(_, v)| v.parse::<f64>().unwrap_or(0.0))
-        .sum()
+/// The sum of the series of `selector` in `/metrics` text (0 when absent).
+fn metric(text: &str, selector: &str) -> f64 {
+    metrics::sum(text, selector).unwrap_or(0.0)
 }
 
 // ---- the test ----
@@ -477,7 +389,7 @@ impl Cluster {
         self.dir.path().join(which)
     }
 
-    fn nameserver(&self, host: &str, addr: Ipv4Addr) -> Proc {
+    fn nameserver(&self, host: &str, addr: Ipv4Addr) -> Process {
         let args: Vec<String> = [
             "serve",
             "--dns-listen",
@@ -498,52 +410,49 @@ impl Cluster {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        Proc::spawn(&self.net, host, host, &args, true)
+        spawn(&self.net, host, &args, true)
     }
 
-    fn prober(&self, i: usize) -> Proc {
+    fn prober(&self, i: usize) -> Process {
         let host = format!("p{}", i + 1);
-        let args: Vec<String> = [
-            "probe",
-            "--zones",
-            &self.zones("probers").display().to_string(),
-            "--region",
+        let args = probe_args(
+            &self.zones("probers"),
             ["eu", "us", "ap"][i],
-            "--id",
             &host,
-            "--publish",
-            &format!("http://{NS1}:{API_PORT}/v1/reports"),
-            "--publish",
-            &format!("http://{NS2}:{API_PORT}/v1/reports"),
-            "--key-file",
-            &self
-                .dir
-                .path()
-                .join(format!("{host}.key"))
-                .display()
-                .to_string(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        Proc::spawn(&self.net, &host, &host, &args, false)
+            &self.dir.path().join(format!("{host}.key")),
+            &[
+                format!("http://{NS1}:{API_PORT}/v1/reports"),
+                format!("http://{NS2}:{API_PORT}/v1/reports"),
+            ],
+        );
+        spawn(&self.net, &host, &args, false)
     }
 
-    fn api(&self, ns: Ipv4Addr, method: &'static str, path: &'static str) -> (u16, String) {
+    /// An API request with the admin token, from the client's namespace.
+    fn api(&self, ns: Ipv4Addr, method: &'static str, path: &'static str) -> HttpResponse {
         let api = SocketAddr::from((ns, API_PORT));
         self.net
-            .within("cl", move || http(api, method, path))
+            .within("cl", move || {
+                let auth = format!("Bearer {ADMIN_TOKEN}");
+                http_request_within(
+                    api,
+                    method,
+                    path,
+                    &[("Authorization", &auth)],
+                    b"",
+                    Duration::from_secs(5),
+                )
+            })
             .join()
             .unwrap()
     }
 
     /// `prober`'s latest vote on `endpoint` at nameserver `ns`: its state and whether fresh.
     fn vote(&self, ns: Ipv4Addr, endpoint: Ipv4Addr, prober: &str) -> (String, bool) {
-        let (status, body) = self.api(ns, "GET", "/v1/status");
-        assert_eq!(status, 200, "{body}");
-        let json: serde_json::Value =
-            serde_json::from_str(body.split_once("\r\n\r\n").map_or("", |(_, b)| b))
-                .unwrap_or_else(|e| panic!("/v1/status is not JSON ({e}): {body}"));
+        let r = self.api(ns, "GET", "/v1/status");
+        assert_eq!(r.status, 200, "{}", r.body);
+        let json = r.json();
+        let body = &r.body;
         let endpoints = json["services"]
             .as_array()
             .into_iter()
@@ -567,7 +476,7 @@ impl Cluster {
 
     fn reports_accepted(&self, ns: Ipv4Addr) -> f64 {
         metric(
-            &self.api(ns, "GET", "/metrics").1,
+            &self.api(ns, "GET", "/metrics").body,
             "meridian_reports_accepted_total",
         )
     }
@@ -602,7 +511,10 @@ fn phase(name: &str, started: Instant, tally: &Tally) {
 }
 
 #[test]
+#[ignore = "system test: needs root and iproute2 (ip netns); run with `cargo test --locked -- --include-ignored` (bash .ci/run)"]
 fn chaos_partitions_kills_and_reloads_lose_nothing() {
+    crate::harness::system::require_root("network namespaces");
+    crate::harness::system::require_tool("ip", "iproute2");
     let _heavy = crate::robust::heavy();
     let hosts: Vec<(&str, Vec<Ipv4Addr>)> = vec![
         ("ns1", vec![NS1]),
@@ -666,7 +578,7 @@ fn chaos_partitions_kills_and_reloads_lose_nothing() {
 
     let _ns1 = cluster.nameserver("ns1", NS1);
     let mut ns2 = cluster.nameserver("ns2", NS2);
-    let mut probers: Vec<Proc> = (0..3).map(|i| cluster.prober(i)).collect();
+    let mut probers: Vec<Process> = (0..3).map(|i| cluster.prober(i)).collect();
     cluster.wait_reports(NS1, 0.0, 6.0);
     cluster.wait_reports(NS2, 0.0, 6.0);
     println!(
@@ -740,7 +652,7 @@ fn chaos_partitions_kills_and_reloads_lose_nothing() {
             _ => zone(STATIC_V1),
         };
         std::fs::write(&zone_file, text).unwrap();
-        let (status, body) = cluster.api(NS1, "POST", "/v1/reload");
+        let HttpResponse { status, body } = cluster.api(NS1, "POST", "/v1/reload");
         match (i % 3, status) {
             (1, 422) => reload_rejected += 1,
             (0 | 2, 200) => reload_ok += 1,
@@ -756,8 +668,8 @@ fn chaos_partitions_kills_and_reloads_lose_nothing() {
         w.join().unwrap();
     }
     let load_secs = load_started.elapsed().as_secs_f64();
-    let metrics1 = cluster.api(NS1, "GET", "/metrics").1;
-    let metrics2 = cluster.api(NS2, "GET", "/metrics").1;
+    let metrics1 = cluster.api(NS1, "GET", "/metrics").body;
+    let metrics2 = cluster.api(NS2, "GET", "/metrics").body;
     let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
     let t = &tally;
     println!(

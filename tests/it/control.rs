@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::harness::{Finished, Meridian, fixture, run};
+use crate::harness::{Finished, Meridian, fixture, run, run_serve, wait_until};
 
 const ZONE_FILE: &str = "x.test.toml";
 
@@ -39,17 +39,6 @@ fn ctl(socket: &Path, args: &[&str]) -> Finished {
 fn json(out: &Finished) -> serde_json::Value {
     serde_json::from_str(out.stdout.trim())
         .unwrap_or_else(|e| panic!("ctl printed no JSON ({e}): {}{}", out.stdout, out.stderr))
-}
-
-fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !cond() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?}: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 const WWW: &str = "www.x.test.";
@@ -152,7 +141,7 @@ fn the_control_socket_reloads_reports_status_and_manages_overrides() {
     );
     assert_eq!(added.code, Some(0), "{}{}", added.stdout, added.stderr);
     let id = json(&added)["result"]["id"].as_u64().unwrap();
-    wait_for(
+    wait_until(
         Duration::from_secs(5),
         "the override reaches answers",
         || ns.a(app) == [Ipv4Addr::new(192, 0, 2, 20)],
@@ -187,7 +176,7 @@ fn the_control_socket_reloads_reports_status_and_manages_overrides() {
         removed.stdout,
         removed.stderr
     );
-    wait_for(Duration::from_secs(5), "the override is lifted", || {
+    wait_until(Duration::from_secs(5), "the override is lifted", || {
         ns.a(app) == [Ipv4Addr::new(192, 0, 2, 10)]
     });
     let again = ctl(&socket, &["override", "remove", &id.to_string()]);
@@ -197,21 +186,8 @@ fn the_control_socket_reloads_reports_status_and_manages_overrides() {
 #[test]
 fn two_servers_never_share_a_control_socket_and_ctl_says_when_none_answers() {
     let (_ns, dir, socket) = serve_with_socket(&[]);
-    let zones = fixture("control").display().to_string();
     let sock = socket.display().to_string();
-    let second = run(&[
-        "serve",
-        "--dns-listen",
-        "127.0.0.1:0",
-        "--api-listen",
-        "127.0.0.1:0",
-        "--no-local-probe",
-        "--no-watch",
-        "--zones",
-        &zones,
-        "--control-socket",
-        &sock,
-    ]);
+    let second = run_serve(&fixture("control"), &["--control-socket", &sock]);
     assert_eq!(second.code, Some(2), "{}", second.stderr);
     assert!(
         second.stderr.contains("another meridian") && second.stderr.contains("ctl.sock"),
@@ -234,7 +210,7 @@ fn the_watcher_reloads_on_save_and_keeps_the_last_good_version_of_a_half_written
     let tmp = ns.zones_dir().join(".x.test.toml.tmp");
     std::fs::write(&tmp, zone_with_www("192.0.2.8")).unwrap();
     std::fs::rename(&tmp, ns.zones_dir().join(ZONE_FILE)).unwrap();
-    wait_for(Duration::from_secs(10), "the saved zone serves", || {
+    wait_until(Duration::from_secs(10), "the saved zone serves", || {
         ns.a(WWW) == [Ipv4Addr::new(192, 0, 2, 8)]
     });
 
@@ -242,7 +218,7 @@ fn the_watcher_reloads_on_save_and_keeps_the_last_good_version_of_a_half_written
     let full = zone_with_www("192.0.2.9");
     let failed_before = ns.metric(failed);
     ns.write_zone(ZONE_FILE, &full[..full.len() / 2]);
-    wait_for(
+    wait_until(
         Duration::from_secs(10),
         "the broken save is rejected",
         || ns.metric(failed) > failed_before,
@@ -250,7 +226,7 @@ fn the_watcher_reloads_on_save_and_keeps_the_last_good_version_of_a_half_written
     assert_eq!(ns.a(WWW), [Ipv4Addr::new(192, 0, 2, 8)]);
     // Completing the write reloads again.
     ns.write_zone(ZONE_FILE, &full);
-    wait_for(Duration::from_secs(10), "the completed save serves", || {
+    wait_until(Duration::from_secs(10), "the completed save serves", || {
         ns.a(WWW) == [Ipv4Addr::new(192, 0, 2, 9)]
     });
     assert!(ns.log().contains("configuration changed on disk"));
@@ -266,7 +242,7 @@ fn no_watch_leaves_edits_alone_until_asked() {
     assert_eq!(ns.metric(ok), 0.0);
     assert_eq!(ns.a(WWW), [Ipv4Addr::new(192, 0, 2, 1)]);
     ns.signal("HUP");
-    wait_for(Duration::from_secs(10), "SIGHUP reloads", || {
+    wait_until(Duration::from_secs(10), "SIGHUP reloads", || {
         ns.a(WWW) == [Ipv4Addr::new(192, 0, 2, 8)]
     });
 }
@@ -415,7 +391,7 @@ fn sigterm_drains_tcp_and_api_work_in_flight_answers_503_and_exits_0() {
     ns.signal("TERM");
     // The signal is delivered asynchronously: poll, bounded.
     let mut health = ns.get("/health");
-    wait_for(Duration::from_secs(5), "/health turns 503", || {
+    wait_until(Duration::from_secs(5), "/health turns 503", || {
         health = ns.get("/health");
         health.status == 503
     });
@@ -426,7 +402,7 @@ fn sigterm_drains_tcp_and_api_work_in_flight_answers_503_and_exits_0() {
         "{body}"
     );
     // New TCP connections are refused while draining; UDP still answers until the exit.
-    wait_for(Duration::from_secs(5), "the TCP listener closes", || {
+    wait_until(Duration::from_secs(5), "the TCP listener closes", || {
         std::net::TcpStream::connect_timeout(&ns.dns, Duration::from_millis(500)).is_err()
     });
     assert_eq!(ns.a(WWW), [Ipv4Addr::new(192, 0, 2, 1)]);

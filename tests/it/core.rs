@@ -16,8 +16,8 @@ use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
 
 use crate::harness::{
-    Meridian, NET_TIMEOUT, Query, Reply, SILENCE, Transport, admin_args, fixture, frame, header,
-    name, rdata_wire, read_frame, run, wire_name,
+    Meridian, NET_TIMEOUT, Query, Reply, SILENCE, Transport, a_records, admin_args, fixture, frame,
+    header, name, rdata_wire, read_frame, run, run_serve, wire_name,
 };
 
 const BASIC: &str = "core/basic";
@@ -71,19 +71,6 @@ fn answer_set(r: &Reply, owner: &str, rtype: RecordType) -> Vec<(u32, Vec<u8>)> 
     v
 }
 
-fn a_of(r: &Reply) -> Vec<Ipv4Addr> {
-    let mut v: Vec<Ipv4Addr> = r
-        .answers
-        .iter()
-        .filter_map(|a| match &a.data {
-            RData::A(a) => Some(a.0),
-            _ => None,
-        })
-        .collect();
-    v.sort();
-    v
-}
-
 fn ip4(s: &str) -> Ipv4Addr {
     s.parse().unwrap()
 }
@@ -104,7 +91,7 @@ fn authoritative_answers_set_aa_copy_rd_and_never_set_ra() {
             assert!(r.metadata.authoritative, "{t:?} rd={rd}: AA");
             assert!(!r.metadata.recursion_available, "{t:?} rd={rd}: RA");
             assert_eq!(r.metadata.recursion_desired, rd, "{t:?}: RD is copied");
-            assert_eq!(a_of(&r), www_addrs(), "{t:?}");
+            assert_eq!(a_records(&r), www_addrs(), "{t:?}");
             assert_eq!(r.queries.len(), 1, "{t:?}: question echoed");
         }
     }
@@ -184,7 +171,7 @@ fn empty_non_terminals_are_nodata_not_nxdomain() {
             assert!(r.answers.is_empty(), "{qname}");
         }
         let r = ns.query("a.b.ent.example.test.", RecordType::A, t);
-        assert_eq!(a_of(&r), [ip4("192.0.2.70")]);
+        assert_eq!(a_records(&r), [ip4("192.0.2.70")]);
         let r = ns.query("x.b.ent.example.test.", RecordType::A, t);
         assert_negative(&r, ResponseCode::NXDomain, "example.test.", 300, "x.b.ent");
     }
@@ -202,7 +189,7 @@ fn wildcard_synthesizes_records_owned_by_the_qname() {
             assert!(r.metadata.authoritative, "{qname}: AA");
             assert_eq!(r.answers.len(), 1, "{qname}: {:?}", r.answers);
             assert_eq!(r.answers[0].name, name(qname), "owner is the qname");
-            assert_eq!(a_of(&r), [ip4("192.0.2.80")]);
+            assert_eq!(a_records(&r), [ip4("192.0.2.80")]);
 
             let r = ns.query(qname, RecordType::TXT, t);
             assert_eq!(
@@ -219,7 +206,7 @@ fn wildcard_does_not_apply_below_or_at_an_existing_name() {
     let ns = Meridian::serve(BASIC);
     for t in Transport::ALL {
         let r = ns.query("host.wild.example.test.", RecordType::A, t);
-        assert_eq!(a_of(&r), [ip4("192.0.2.81")], "the real record, not *");
+        assert_eq!(a_records(&r), [ip4("192.0.2.81")], "the real record, not *");
         // host.wild exists (no TXT): NODATA, not the wildcard's TXT.
         let r = ns.query("host.wild.example.test.", RecordType::TXT, t);
         assert_negative(&r, ResponseCode::NoError, "example.test.", 300, "host TXT");
@@ -238,7 +225,7 @@ fn wildcard_owner_queried_literally() {
         assert!(r.metadata.authoritative);
         assert_eq!(r.answers.len(), 1);
         assert_eq!(r.answers[0].name, name("*.wild.example.test."));
-        assert_eq!(a_of(&r), [ip4("192.0.2.80")]);
+        assert_eq!(a_records(&r), [ip4("192.0.2.80")]);
     }
 }
 
@@ -292,7 +279,7 @@ fn cname_chain_is_followed_in_zone() {
             answer_set(&r, "alias2.example.test.", RecordType::CNAME)[0].1,
             wire_name("www.example.test.")
         );
-        assert_eq!(a_of(&r), www_addrs());
+        assert_eq!(a_records(&r), www_addrs());
 
         // The chain ends in NODATA: CNAMEs plus the SOA (RFC 2308 §2.2).
         let r = ns.query("alias1.example.test.", RecordType::MX, t);
@@ -456,7 +443,7 @@ fn question_case_is_echoed_byte_for_byte() {
             "{t:?}: question section echoed with the client's case"
         );
         assert!(r.metadata.authoritative);
-        assert_eq!(a_of(&r), www_addrs());
+        assert_eq!(a_records(&r), www_addrs());
     }
 }
 
@@ -658,7 +645,7 @@ fn opt_is_echoed_only_when_the_query_had_one() {
         );
         let edns = r.edns.as_ref().expect("OPT in response to an EDNS query");
         assert_eq!(edns.version(), 0, "{t:?}");
-        assert_eq!(a_of(&r), www_addrs());
+        assert_eq!(a_records(&r), www_addrs());
 
         let r = ns.query("www.example.test.", RecordType::A, t);
         assert!(
@@ -697,7 +684,7 @@ fn unknown_edns_options_are_ignored() {
         );
         assert_eq!(r.rcode(), 0, "{t:?}");
         assert!(r.edns.is_some(), "{t:?}: OPT");
-        assert_eq!(a_of(&r), www_addrs(), "{t:?}");
+        assert_eq!(a_records(&r), www_addrs(), "{t:?}");
     }
 }
 
@@ -713,7 +700,7 @@ fn client_subnet_option_is_accepted() {
             t,
         );
         assert_eq!(r.rcode(), 0, "{t:?}");
-        assert_eq!(a_of(&r), www_addrs(), "{t:?}");
+        assert_eq!(a_records(&r), www_addrs(), "{t:?}");
         let edns = r.edns.as_ref().expect("OPT");
         // RFC 7871 §7.2.1: if echoed, family, source prefix and address are the query's.
         if let Some(EdnsOption::Subnet(s)) = edns.option(EdnsCode::Subnet) {
@@ -804,11 +791,11 @@ fn pipelined_tcp_queries_are_all_answered() {
     }
     // RFC 7766 §7: replies may come in any order; match them by id.
     let by = |i: usize| &replies[&queries[i].id];
-    assert_eq!(a_of(by(0)), www_addrs());
-    assert_eq!(a_of(by(1)), [ip4("192.0.2.25")]);
+    assert_eq!(a_records(by(0)), www_addrs());
+    assert_eq!(a_records(by(1)), [ip4("192.0.2.25")]);
     assert_eq!(by(2).metadata.response_code, ResponseCode::NXDomain);
-    assert_eq!(a_of(by(3)), www_addrs());
-    assert_eq!(a_of(by(4)), [ip4("192.0.2.53")]);
+    assert_eq!(a_records(by(3)), www_addrs());
+    assert_eq!(a_records(by(4)), [ip4("192.0.2.53")]);
     for (i, q) in queries.iter().enumerate() {
         assert_eq!(by(i).queries[0].name(), &name(&q.name));
     }
@@ -836,12 +823,12 @@ fn idle_tcp_connections_are_closed_without_blocking_others() {
     // While `idle` is held, other clients are served promptly.
     let t0 = Instant::now();
     let r = ns.query("www.example.test.", RecordType::A, Transport::Udp);
-    assert_eq!(a_of(&r), www_addrs());
+    assert_eq!(a_records(&r), www_addrs());
     let mut used = ns.tcp_connect();
     let q = Query::new("mail.example.test.", RecordType::A);
     used.write_all(&frame(&q.to_bytes())).unwrap();
     let r = Reply::decode(read_frame(&mut used).expect("tcp reply"), q.id);
-    assert_eq!(a_of(&r), [ip4("192.0.2.25")]);
+    assert_eq!(a_records(&r), [ip4("192.0.2.25")]);
     assert!(
         t0.elapsed() < Duration::from_millis(800),
         "answers took {:?} while a connection was idle",
@@ -937,7 +924,7 @@ fn malformed_packets_get_formerr_or_are_dropped() {
         let reply = ns.send_raw_tcp(&bytes, SILENCE);
         assert_formerr_or_silence(&format!("tcp {what}"), &bytes, reply);
         let r = ns.query("www.example.test.", RecordType::A, Transport::Tcp);
-        assert_eq!(a_of(&r), www_addrs(), "after tcp {what}");
+        assert_eq!(a_records(&r), www_addrs(), "after tcp {what}");
     }
 }
 
@@ -1003,7 +990,7 @@ fn broken_tcp_framing_does_not_hurt_the_server() {
     assert!(read_frame(&mut s).is_none(), "no reply to half a message");
     drop(s);
     let r = ns.query("www.example.test.", RecordType::A, Transport::Tcp);
-    assert_eq!(a_of(&r), www_addrs());
+    assert_eq!(a_records(&r), www_addrs());
     assert_eq!(ns.a("www.example.test."), www_addrs());
 }
 
@@ -1150,7 +1137,7 @@ fn records_file_zone_loads_and_serves() {
             [(1800, txt_wire(&[b"hello from a master file"]))]
         );
         let r = ns.query("ns1.gslb.test.", RecordType::A, t);
-        assert_eq!(a_of(&r), [ip4("192.0.2.153")]);
+        assert_eq!(a_records(&r), [ip4("192.0.2.153")]);
         let r = ns.query("nope.gslb.test.", RecordType::A, t);
         assert_negative(&r, ResponseCode::NXDomain, "gslb.test.", 120, "nope.gslb");
     }
@@ -1169,12 +1156,15 @@ fn records_file_zone_loads_and_serves() {
 #[test]
 fn dig_agrees_on_answers_and_flags() {
     let ns = Meridian::serve(BASIC);
+    // What hickory reads; dig (where installed) must read the same.
+    assert_eq!(ns.a("www.example.test."), www_addrs());
     let Some(out) = ns.dig(&["www.example.test.", "A", "+short"]) else {
         return;
     };
     let mut lines: Vec<&str> = out.lines().collect();
     lines.sort();
-    assert_eq!(lines, ["192.0.2.10", "192.0.2.11"]);
+    let want: Vec<String> = www_addrs().iter().map(|a| a.to_string()).collect();
+    assert_eq!(lines, want);
 
     let out = ns.dig(&["nope.example.test.", "A"]).unwrap();
     assert!(out.contains("status: NXDOMAIN"), "{out}");
@@ -1406,31 +1396,13 @@ fn signals_are_handled_as_soon_as_ready_is_printed() {
 
 // ---- CLI ----
 
-fn serve_args(zones: &std::path::Path) -> Vec<String> {
-    [
-        "serve",
-        "--dns-listen",
-        "127.0.0.1:0",
-        "--api-listen",
-        "127.0.0.1:0",
-        "--no-local-probe",
-        "--zones",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([zones.display().to_string()])
-    .collect()
-}
-
 #[test]
 fn broken_zone_at_start_up_exits_2_naming_the_file() {
     for (dir, mentions) in [
         ("core/broken-syntax", "example.test.toml"),
         ("core/bad-record-type", "record[1].type"),
     ] {
-        let args = serve_args(&fixture(dir));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = run(&args);
+        let out = run_serve(&fixture(dir), &[]);
         assert_eq!(out.code, Some(2), "{dir}: {out:?}");
         assert!(
             out.stderr.contains("example.test.toml") && out.stderr.contains(mentions),

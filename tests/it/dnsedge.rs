@@ -6,15 +6,18 @@
 //! Every client is on loopback (127.0.0.0/8, ::1); knotd is started on loopback in a
 //! temporary directory and killed on drop.
 
-use std::io::Write;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, ResponseCode};
-use hickory_proto::rr::{RData, RecordType};
+use hickory_proto::rr::RecordType;
 
-use crate::harness::{Meridian, NET_TIMEOUT, Query, SILENCE, frame, read_frame};
+use crate::harness::knot::{Knot, KnotOptions};
+use crate::harness::{
+    Meridian, NET_TIMEOUT, Query, SILENCE, Transport, a_records, ask_tcp, exchange_raw, read_frame,
+    tcp_from, udp_from,
+};
 
 const DUAL: &str = "dnsedge/dual";
 /// The geo service: 192.0.2.1 (`near`) for loopback sources, 192.0.2.2 (`far`) otherwise.
@@ -84,27 +87,6 @@ fn serve_dual(extra: &[&str]) -> Meridian {
     Meridian::serve_with(DUAL, &args)
 }
 
-/// A UDP socket with source address `src`, connected to `server`.
-fn udp_from(src: IpAddr, server: SocketAddr) -> UdpSocket {
-    let s = UdpSocket::bind((src, 0)).unwrap_or_else(|e| panic!("bind {src}: {e}"));
-    s.connect(server).unwrap();
-    s
-}
-
-/// A TCP connection from `src` to `server`.
-fn tcp_from(src: IpAddr, server: SocketAddr) -> TcpStream {
-    use socket2::{Domain, Socket, Type};
-    let s = Socket::new(Domain::for_address(server), Type::STREAM, None).unwrap();
-    s.bind(&SocketAddr::from((src, 0)).into())
-        .unwrap_or_else(|e| panic!("bind {src}: {e}"));
-    s.connect_timeout(&server.into(), NET_TIMEOUT)
-        .unwrap_or_else(|e| panic!("connect from {src} to {server}: {e}"));
-    let s: TcpStream = s.into();
-    s.set_read_timeout(Some(NET_TIMEOUT)).unwrap();
-    s.set_write_timeout(Some(NET_TIMEOUT)).unwrap();
-    s
-}
-
 /// One UDP exchange from `src`; None if nothing came back within `wait`.
 fn udp_ask(src: IpAddr, server: SocketAddr, query: &[u8], wait: Duration) -> Option<Message> {
     let s = udp_from(src, server);
@@ -113,22 +95,6 @@ fn udp_ask(src: IpAddr, server: SocketAddr, query: &[u8], wait: Duration) -> Opt
     let mut buf = vec![0u8; 65_535];
     let n = s.recv(&mut buf).ok()?;
     Some(Message::from_vec(&buf[..n]).unwrap())
-}
-
-/// One query over an open TCP connection; None if the server closed it.
-fn tcp_ask(s: &mut TcpStream, query: &[u8]) -> Option<Message> {
-    s.write_all(&frame(query)).ok()?;
-    read_frame(s).map(|raw| Message::from_vec(&raw).unwrap())
-}
-
-fn a_records(msg: &Message) -> Vec<Ipv4Addr> {
-    msg.answers
-        .iter()
-        .filter_map(|r| match &r.data {
-            RData::A(a) => Some(a.0),
-            _ => None,
-        })
-        .collect()
 }
 
 fn geo_query(id: u16) -> Vec<u8> {
@@ -154,7 +120,7 @@ fn subnet_overrides_and_allow_transfer_see_ipv4_clients_of_a_mapped_listener_as_
             "{what} over udp: subnet override missed"
         );
         let mut tcp = tcp_from(src, server);
-        let answer = tcp_ask(&mut tcp, &geo_query(2)).expect("tcp answer");
+        let answer = ask_tcp(&mut tcp, &geo_query(2)).expect("tcp answer");
         assert_eq!(
             a_records(&answer),
             [NEAR],
@@ -162,7 +128,7 @@ fn subnet_overrides_and_allow_transfer_see_ipv4_clients_of_a_mapped_listener_as_
         );
         // allow-transfer 127.0.0.0/8 (and ::1) admits the client, whatever the socket.
         let axfr = Query::new("edge.test.", RecordType::AXFR).id(3).to_bytes();
-        let first = tcp_ask(&mut tcp, &axfr).expect("transfer answer");
+        let first = ask_tcp(&mut tcp, &axfr).expect("transfer answer");
         assert_eq!(
             first.metadata.response_code,
             ResponseCode::NoError,
@@ -222,14 +188,14 @@ fn tcp_per_client_cap_counts_ipv4_clients_of_a_mapped_listener_per_address() {
         let mut held: Vec<TcpStream> = (0..2).map(|_| tcp_from(src, server)).collect();
         for (i, s) in held.iter_mut().enumerate() {
             assert!(
-                tcp_ask(s, &geo_query(i as u16)).is_some(),
+                ask_tcp(s, &geo_query(i as u16)).is_some(),
                 "{what}: conn {i}"
             );
         }
         // At its cap, with nothing idle long enough to give up: the third is closed.
         let mut third = tcp_from(src, server);
         assert!(
-            tcp_ask(&mut third, &geo_query(9)).is_none(),
+            ask_tcp(&mut third, &geo_query(9)).is_none(),
             "{what}: a third connection got in at cap 2"
         );
         if what == "ipv6" {
@@ -239,7 +205,7 @@ fn tcp_per_client_cap_counts_ipv4_clients_of_a_mapped_listener_per_address() {
         // ::ffff:a.b.c.d would lump every IPv4 client together).
         let mut other = tcp_from(IpAddr::from([127, 0, 0, 2]), server);
         assert!(
-            tcp_ask(&mut other, &geo_query(10)).is_some(),
+            ask_tcp(&mut other, &geo_query(10)).is_some(),
             "{what}: another address was refused"
         );
     }
@@ -261,19 +227,19 @@ fn a_client_at_its_cap_gets_in_by_closing_its_oldest_idle_connection() {
     let mut held: Vec<TcpStream> = Vec::new();
     for i in 0..64u16 {
         let mut s = tcp_from(me, ns.dns);
-        assert!(tcp_ask(&mut s, &geo_query(i)).is_some(), "connection {i}");
+        assert!(ask_tcp(&mut s, &geo_query(i)).is_some(), "connection {i}");
         held.push(s);
     }
     wait_until_idle();
     let mut newcomer = tcp_from(me, ns.dns);
-    let answer = tcp_ask(&mut newcomer, &geo_query(100)).expect("the 65th was refused");
+    let answer = ask_tcp(&mut newcomer, &geo_query(100)).expect("the 65th was refused");
     assert_eq!(a_records(&answer), [NEAR]);
     // The oldest idle one was closed for it; the next oldest still serves.
     assert!(
         read_frame(&mut held[0]).is_none(),
         "the oldest idle connection is open"
     );
-    assert!(tcp_ask(&mut held[1], &geo_query(101)).is_some());
+    assert!(ask_tcp(&mut held[1], &geo_query(101)).is_some());
     assert_eq!(ns.metric("meridian_tcp_connections_evicted_total"), 1.0);
     assert_eq!(
         ns.metric("meridian_tcp_connections_refused_total{reason=\"per_client\"}"),
@@ -288,14 +254,14 @@ fn own_idle_eviction_works_over_ipv6_and_mapped_listeners() {
         let mut held: Vec<TcpStream> = (0..3).map(|_| tcp_from(src, server)).collect();
         for (i, s) in held.iter_mut().enumerate() {
             assert!(
-                tcp_ask(s, &geo_query(i as u16)).is_some(),
+                ask_tcp(s, &geo_query(i as u16)).is_some(),
                 "{what}: conn {i}"
             );
         }
         wait_until_idle();
         let mut newcomer = tcp_from(src, server);
         assert!(
-            tcp_ask(&mut newcomer, &geo_query(50)).is_some(),
+            ask_tcp(&mut newcomer, &geo_query(50)).is_some(),
             "{what}: refused although idle connections could make room"
         );
         assert!(
@@ -309,113 +275,18 @@ fn own_idle_eviction_works_over_ipv6_and_mapped_listeners() {
 
 const KNOT_FIXTURE: &str = "dnsedge/knot";
 
-/// True if knotd runs. Missing is a failure under CI (`CI` set), a skip note locally.
-fn knotd_available() -> bool {
-    let found = std::process::Command::new("knotd")
-        .arg("-V")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "knotd is not installed but CI is set: .ci/run must install knot"
-        );
-        eprintln!("note: knotd not installed, skipping the comparison with Knot");
-    }
-    found
-}
-
-/// A knotd serving `rrl.test.` from the fixture's zone file on 127.0.0.1, in a temporary
-/// directory; killed (and its log printed) on drop.
-struct Knot {
-    child: std::process::Child,
-    addr: SocketAddr,
-    dir: tempfile::TempDir,
-}
-
-impl Knot {
-    /// Starts knotd, with `mod-rrl` (rate, slip) when given; waits (bounded) until it answers.
-    fn start(rrl: Option<(u32, u32)>) -> Knot {
-        let dir = tempfile::tempdir().unwrap();
-        let zone = crate::harness::fixture(KNOT_FIXTURE).join("rrl.test.zone");
-        std::fs::copy(&zone, dir.path().join("rrl.test.zone")).unwrap();
-        // A port free for UDP and TCP now (knotd binds it a moment later).
-        let port = loop {
-            let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-            let port = udp.local_addr().unwrap().port();
-            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-                break port;
-            }
-        };
-        let d = dir.path().display();
-        let module = match rrl {
-            Some((rate, slip)) => format!(
-                "mod-rrl:\n  - id: limit\n    rate-limit: {rate}\n    slip: {slip}\n\
-                 template:\n  - id: default\n    storage: {d}\n    global-module: mod-rrl/limit\n"
-            ),
-            None => format!("template:\n  - id: default\n    storage: {d}\n"),
-        };
-        let conf = format!(
-            "server:\n    listen: 127.0.0.1@{port}\n    rundir: {d}\n    udp-workers: 1\n    \
-             tcp-workers: 1\n    background-workers: 1\n\
-             database:\n    storage: {d}/db\n\
-             control:\n    listen: {d}/knot.sock\n\
-             {module}\
-             zone:\n  - domain: rrl.test.\n    file: rrl.test.zone\n\
-             log:\n  - target: stderr\n    any: notice\n"
-        );
-        let conf_path = dir.path().join("knot.conf");
-        std::fs::write(&conf_path, conf).unwrap();
-        let log = std::fs::File::create(dir.path().join("knotd.log")).unwrap();
-        let child = std::process::Command::new("knotd")
-            .arg("-c")
-            .arg(&conf_path)
-            .stdin(std::process::Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("spawn knotd");
-        let knot = Knot {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            dir,
-        };
-        let soa = Query::new("rrl.test.", RecordType::SOA).id(1).to_bytes();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        // Ask from 127.0.0.1: the tests' own sources (other /24s) start with fresh buckets.
-        while udp_ask(
-            IpAddr::from([127, 0, 0, 1]),
-            knot.addr,
-            &soa,
-            Duration::from_millis(200),
-        )
-        .is_none_or(|m| m.answers.is_empty())
-        {
-            assert!(
-                Instant::now() < deadline,
-                "knotd did not start:\n{}",
-                knot.log()
-            );
-        }
-        knot
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("knotd.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Knot {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        eprintln!(
-            "---- knotd log ----\n{}\n---- end of knotd log ----",
-            self.log()
-        );
-    }
+/// A knotd serving `rrl.test.` from the fixture's zone file, with `mod-rrl` (rate, slip)
+/// when given.
+fn knot(rrl: Option<(u32, u32)>) -> Knot {
+    let zone = crate::harness::fixture(KNOT_FIXTURE).join("rrl.test.zone");
+    Knot::serve(
+        "rrl.test.",
+        &zone,
+        KnotOptions {
+            rrl,
+            ..KnotOptions::default()
+        },
+    )
 }
 
 /// Sends every query of `burst` from `src` to `server` as fast as possible, then counts the
@@ -451,15 +322,13 @@ fn at_second_start() {
 }
 
 #[test]
+#[ignore = "system test: needs knotd (Debian knot); run with `cargo test --locked -- --include-ignored` (bash .ci/run)"]
 fn rrl_answers_the_same_bursts_as_knot() {
-    if !knotd_available() {
-        return;
-    }
     let _heavy = crate::robust::heavy();
     const RATE: u32 = 5;
     // Slip 1: every limited response comes back truncated, so every query gets a reply and
     // the counts do not depend on Knot's random slip draw.
-    let knot = Knot::start(Some((RATE, 1)));
+    let knot = knot(Some((RATE, 1)));
     let ns = Meridian::serve_with(
         KNOT_FIXTURE,
         &["--rrl-rate", &RATE.to_string(), "--rrl-slip", "1"],
@@ -558,23 +427,6 @@ fn summarise(raw: &[u8]) -> Summary {
     }
 }
 
-/// One exchange of raw bytes over UDP or TCP.
-fn exchange_raw(server: SocketAddr, packet: &[u8], tcp: bool) -> Option<Vec<u8>> {
-    if tcp {
-        let mut s = TcpStream::connect_timeout(&server, NET_TIMEOUT).unwrap();
-        s.set_read_timeout(Some(NET_TIMEOUT)).unwrap();
-        s.write_all(&frame(packet)).ok()?;
-        read_frame(&mut s)
-    } else {
-        let s = udp_from(IpAddr::from([127, 0, 0, 1]), server);
-        s.set_read_timeout(Some(NET_TIMEOUT)).unwrap();
-        s.send(packet).unwrap();
-        let mut buf = vec![0u8; 65_535];
-        let n = s.recv(&mut buf).ok()?;
-        Some(buf[..n].to_vec())
-    }
-}
-
 /// How Meridian's reply must relate to Knot's for a case.
 enum Expect {
     /// The same rcode, flags, counts and OPT presence.
@@ -588,12 +440,10 @@ enum Expect {
 }
 
 #[test]
+#[ignore = "system test: needs knotd (Debian knot); run with `cargo test --locked -- --include-ignored` (bash .ci/run)"]
 fn protocol_corners_are_answered_like_knot_or_differ_on_purpose() {
     use crate::harness::{header, wire_name};
-    if !knotd_available() {
-        return;
-    }
-    let knot = Knot::start(None);
+    let knot = knot(None);
     let ns = Meridian::serve(KNOT_FIXTURE);
     let question = |name: &str, qtype: u16| {
         let mut q = wire_name(name);
@@ -728,26 +578,28 @@ fn protocol_corners_are_answered_like_knot_or_differ_on_purpose() {
     ];
     let mut report = Vec::new();
     for (what, packet, expect) in &cases {
-        for tcp in [false, true] {
-            let transport = if tcp { "tcp" } else { "udp" };
-            let knot_reply = exchange_raw(knot.addr, packet, tcp)
-                .unwrap_or_else(|| panic!("knotd did not answer {what} over {transport}"));
-            let ours = exchange_raw(ns.dns, packet, tcp)
-                .unwrap_or_else(|| panic!("meridian did not answer {what} over {transport}"));
+        for transport in Transport::ALL {
+            let knot_reply = exchange_raw(knot.addr, packet, transport, NET_TIMEOUT)
+                .unwrap_or_else(|| panic!("knotd did not answer {what} over {transport:?}"));
+            let ours = exchange_raw(ns.dns, packet, transport, NET_TIMEOUT)
+                .unwrap_or_else(|| panic!("meridian did not answer {what} over {transport:?}"));
             let (k, m) = (summarise(&knot_reply), summarise(&ours));
             report.push(format!(
-                "{what} ({transport}): knot {k:?}\n    meridian {m:?}"
+                "{what} ({transport:?}): knot {k:?}\n    meridian {m:?}"
             ));
             match expect {
-                Expect::SameAsKnot => assert_eq!(m, k, "{what} over {transport}"),
+                Expect::SameAsKnot => assert_eq!(m, k, "{what} over {transport:?}"),
                 Expect::Differs { rcode, opt, why } => {
                     assert_eq!(
                         (m.rcode, m.opt),
                         (*rcode, *opt),
-                        "{what} over {transport}: {why}"
+                        "{what} over {transport:?}: {why}"
                     );
                     // The question goes back whenever it parsed, as Knot sends it.
-                    assert_eq!(m.counts[0], 1, "{what} over {transport}: question missing");
+                    assert_eq!(
+                        m.counts[0], 1,
+                        "{what} over {transport:?}: question missing"
+                    );
                 }
             }
         }

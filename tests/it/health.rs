@@ -18,8 +18,9 @@ use meridian::health::report::{MAX_REPORT_BYTES, sign, unix_ms};
 
 use crate::harness::{Meridian, Transport};
 use crate::health_support::{
-    BACKENDS, Lab, Proc, answer, answer_at, closed_port, endpoint_status, fresh_vote, http_request,
-    post_report, post_signed, report, served, status, vote_of, wait_all_up, wait_until,
+    BACKENDS, Lab, Process, answer, answer_at, closed_port, endpoint_status, fresh_vote,
+    http_request, post_report, post_signed, report, served, status, vote_of, wait_all_up,
+    wait_until,
 };
 
 /// Check interval of every check in the fixture.
@@ -779,7 +780,7 @@ fn a_restarted_nameserver_does_not_take_a_partitioned_probers_word_for_it() {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let mut ns = Proc::spawn("nameserver", &args);
+    let mut ns = Process::meridian("nameserver", &args);
     let url = format!("http://{api}/v1/reports");
     let _probers = [
         lab.prober_to(&partitioned, "p3", "us", std::slice::from_ref(&url)),
@@ -789,7 +790,7 @@ fn a_restarted_nameserver_does_not_take_a_partitioned_probers_word_for_it() {
     let primary = |s: &str| ip(SERVICES.iter().find(|x| x.0 == s).unwrap().2);
     let check_answers = || {
         for (service, ..) in SERVICES {
-            let got = answer_at(dns, service).unwrap_or_else(|e| panic!("{e}"));
+            let got = answer_at(dns, service, Transport::Udp).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(got, [primary(service)], "{service} flipped");
         }
     };
@@ -812,7 +813,7 @@ fn a_restarted_nameserver_does_not_take_a_partitioned_probers_word_for_it() {
     for round in 0..3 {
         ns.kill();
         drop(ns);
-        ns = Proc::spawn("nameserver", &args);
+        ns = Process::meridian("nameserver", &args);
         // Every prober has reported within a second; watch for a vote's freshness (3 s).
         let t0 = Instant::now();
         while t0.elapsed() < Duration::from_secs(3) {
@@ -941,7 +942,7 @@ fn sighup_on_a_prober_keeps_its_boot_and_state() {
     let first = vote(&ns, "www", "127.0.0.11", "p1");
     assert!(first["boot_id"].is_string(), "{first}");
     let boot = first["boot_id"].clone();
-    let steady = |prober: &mut Proc, what: &str| {
+    let steady = |prober: &mut Process, what: &str| {
         assert!(prober.alive(), "{what}: the prober exited");
         assert_eq!(served(&ns, "www"), ip("127.0.0.12"), "{what}");
         assert_eq!(served(&ns, "db"), ip("127.0.0.31"), "{what}");

@@ -1,21 +1,21 @@
 //! What the health tests need beyond `harness`: backends the test stops and starts (HTTP,
 //! HTTPS with a CA made per run, TCP), zone files written from a template with the backends'
-//! ports, prober keys, `meridian probe` processes, signed reports and HTTP with headers.
+//! ports, prober keys, which `meridian probe` to start (the harness's `Process` runs it), and
+//! signed reports.
 //!
-//! Owns: the lifecycle of those backends and prober processes (killed on drop, logs printed).
-//! Must never: listen or connect anywhere but 127.0.0.x, or wait without a deadline.
+//! Owns: the lifecycle of those backends. Must never: spawn a process itself (the harness
+//! does), listen or connect anywhere but 127.0.0.x, or wait without a deadline.
 
 use std::collections::BTreeMap;
 
 pub use crate::harness::http_request;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
-use std::thread::{self, JoinHandle};
+use std::sync::{Arc, Mutex};
+use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use hickory_proto::rr::{RData, RecordType};
+use hickory_proto::rr::RecordType;
 use meridian::health::report::{
     EndpointKey, EndpointReport, KEY_ID_HEADER, Key, Keyring, ProbeReport, ProberId,
     SIGNATURE_HEADER, VoteState, sign, unix_ms,
@@ -24,10 +24,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
+use crate::harness::probe_args;
 use crate::harness::{
-    HttpResponse, Log, Meridian, NET_TIMEOUT, READY_TIMEOUT, Transport, drain, fixture,
-    wait_drained,
+    HttpResponse, Meridian, Query, Transport, a_records, fixture, try_exchange_at,
 };
+pub use crate::harness::{Process, wait_until};
 
 /// The zone every health test serves.
 pub const ZONE: &str = "h.test.";
@@ -264,7 +265,7 @@ impl Lab {
     }
 
     /// Starts `meridian probe` as `id` in `region` on `zones`, publishing to every `ns`.
-    pub fn prober(&self, zones: &Path, id: &str, region: &str, ns: &[&Meridian]) -> Proc {
+    pub fn prober(&self, zones: &Path, id: &str, region: &str, ns: &[&Meridian]) -> Process {
         let urls: Vec<String> = ns
             .iter()
             .map(|n| format!("http://{}/v1/reports", n.api))
@@ -273,28 +274,13 @@ impl Lab {
     }
 
     /// Like [`Lab::prober`], publishing to report URLs.
-    pub fn prober_to(&self, zones: &Path, id: &str, region: &str, urls: &[String]) -> Proc {
-        let mut args: Vec<String> = vec![
-            "probe".into(),
-            "--zones".into(),
-            zones.display().to_string(),
-            "--region".into(),
-            region.into(),
-            "--id".into(),
-            id.into(),
-            "--key-file".into(),
-            self.keys().display().to_string(),
-        ];
-        for url in urls {
-            args.push("--publish".into());
-            args.push(url.clone());
-        }
-        let p = Proc::spawn(&format!("prober {id}"), &args);
+    pub fn prober_to(&self, zones: &Path, id: &str, region: &str, urls: &[String]) -> Process {
+        let args = probe_args(zones, region, id, &self.keys(), urls);
+        let p = Process::meridian(&format!("prober {id}"), &args);
+        let ready = p.ready.as_deref().unwrap_or_default();
         assert!(
-            p.ready
-                .contains(&format!("id={id} endpoints={}", BACKENDS.len())),
-            "unexpected ready line {:?}",
-            p.ready
+            ready.contains(&format!("id={id} endpoints={}", BACKENDS.len())),
+            "unexpected ready line {ready:?}"
         );
         p
     }
@@ -342,141 +328,29 @@ fn pki() -> (String, Arc<rustls::ServerConfig>) {
     (ca_cert.pem(), Arc::new(config))
 }
 
-/// A long-running `meridian` subcommand other than `serve` (a prober): ready line read with a
-/// deadline, output captured, killed and its log printed on drop.
-pub struct Proc {
-    name: String,
-    child: Child,
-    log: Log,
-    drains: Vec<JoinHandle<()>>,
-    /// The ready line it printed.
-    pub ready: String,
-}
-
-impl Proc {
-    /// Spawns `meridian ARGS` and waits for its `ready ` line.
-    pub fn spawn(name: &str, args: &[String]) -> Proc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_meridian"))
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn meridian {args:?}: {e}"));
-        let log: Log = Arc::default();
-        let (tx, rx) = mpsc::channel();
-        let drains = vec![
-            drain(child.stdout.take().unwrap(), "out", log.clone(), Some(tx)),
-            drain(child.stderr.take().unwrap(), "err", log.clone(), None),
-        ];
-        let ready = match rx.recv_timeout(READY_TIMEOUT) {
-            Ok(line) => line,
-            Err(e) => {
-                let _ = child.kill();
-                let status = child.wait();
-                wait_drained(&drains);
-                panic!(
-                    "{name}: no ready line ({e}); exit {status:?}\n{}",
-                    log.lock().unwrap().join("\n")
-                );
-            }
-        };
-        Proc {
-            name: name.to_string(),
-            child,
-            log,
-            drains,
-            ready,
-        }
-    }
-
-    /// Sends a signal (`"HUP"`, `"TERM"`) with kill(2), directly.
-    pub fn signal(&self, name: &str) {
-        use rustix::process::{Pid, Signal, kill_process};
-        let sig = match name {
-            "HUP" => Signal::HUP,
-            "TERM" => Signal::TERM,
-            other => panic!("signal {other} not supported"),
-        };
-        kill_process(Pid::from_child(&self.child), sig)
-            .unwrap_or_else(|e| panic!("{}: kill -{name}: {e}", self.name));
-    }
-
-    /// True while the process has not exited.
-    pub fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// Kills it (SIGKILL: no goodbye report) and waits for it.
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
-        wait_drained(&self.drains);
-        eprintln!(
-            "---- {} log ----\n{}\n---- end of {} log ----",
-            self.name,
-            self.log.lock().unwrap().join("\n"),
-            self.name
-        );
-    }
-}
-
 // ---- DNS ----
 
 /// The A addresses answered for `NAME.h.test.` over `transport`, or why the answer is
 /// unacceptable during a failover (an RCODE other than NOERROR, or no address).
 pub fn answer(ns: &Meridian, service: &str, transport: Transport) -> Result<Vec<Ipv4Addr>, String> {
+    answer_at(ns.dns, service, transport)
+}
+
+/// Like [`answer`], for a server run as a plain [`Process`] at `dns`.
+pub fn answer_at(
+    dns: SocketAddr,
+    service: &str,
+    transport: Transport,
+) -> Result<Vec<Ipv4Addr>, String> {
     let qname = format!("{service}.{ZONE}");
-    let reply = ns.query(&qname, RecordType::A, transport);
+    let reply = try_exchange_at(dns, &Query::new(&qname, RecordType::A), transport)
+        .ok_or_else(|| format!("{qname}: no reply from {dns}"))?;
     if reply.rcode() != 0 {
         return Err(format!("{qname}: rcode {}", reply.rcode()));
     }
-    let mut v: Vec<Ipv4Addr> = reply
-        .answers
-        .iter()
-        .filter_map(|r| match &r.data {
-            RData::A(a) => Some(a.0),
-            _ => None,
-        })
-        .collect();
-    v.sort();
+    let v = a_records(&reply);
     if v.is_empty() {
         return Err(format!("{qname}: empty answer"));
-    }
-    Ok(v)
-}
-
-/// Like [`answer`] over UDP, for a server run as a plain [`Proc`] at `dns`.
-pub fn answer_at(dns: SocketAddr, service: &str) -> Result<Vec<Ipv4Addr>, String> {
-    let query = crate::harness::Query::new(&format!("{service}.{ZONE}"), RecordType::A);
-    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(NET_TIMEOUT)).unwrap();
-    sock.send_to(&query.to_bytes(), dns).unwrap();
-    let mut buf = vec![0u8; 65535];
-    let n = sock
-        .recv(&mut buf)
-        .map_err(|e| format!("{service}: no reply from {dns}: {e}"))?;
-    let reply = crate::harness::Reply::decode(buf[..n].to_vec(), query.id);
-    if reply.rcode() != 0 {
-        return Err(format!("{service}: rcode {}", reply.rcode()));
-    }
-    let mut v: Vec<Ipv4Addr> = reply
-        .answers
-        .iter()
-        .filter_map(|r| match &r.data {
-            RData::A(a) => Some(a.0),
-            _ => None,
-        })
-        .collect();
-    v.sort();
-    if v.is_empty() {
-        return Err(format!("{service}: empty answer"));
     }
     Ok(v)
 }
@@ -487,21 +361,6 @@ pub fn served(ns: &Meridian, service: &str) -> Ipv4Addr {
     assert_eq!(v.len(), 1, "{service}: one address expected, got {v:?}");
     v[0]
 }
-
-/// Polls `cond` every 20 ms until it holds; panics with `what` after `limit`. Returns the
-/// time it took.
-pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    loop {
-        if cond() {
-            return start.elapsed();
-        }
-        assert!(start.elapsed() < limit, "not within {limit:?}: {what}");
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
-// ---- HTTP with headers ----
 
 // ---- reports and status ----
 

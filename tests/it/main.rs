@@ -1,6 +1,10 @@
 //! Meridian's integration tests: each module starts the real `meridian` binary (through
 //! `harness`) and talks to it over loopback only: DNS over UDP/TCP and the HTTP API.
 //!
+//! `cargo test --locked` runs them anywhere the Rust toolchain is (any user, no Docker). System
+//! tests, which need root, Docker, Chromium or knotd, are `#[ignore = "system test: ..."]`
+//! and run with `--include-ignored` (`bash .ci/run`); see `harness::system`.
+//!
 //! Owns: end-to-end behaviour as a client sees it. Must never: reach into the crate's
 //! internals, send traffic anywhere but 127.0.0.1, or wait without a deadline.
 
@@ -23,7 +27,8 @@ mod steering;
 mod steering_support;
 mod transfer;
 mod zonecheck;
-// Shared by every test module; not each module uses every helper.
+// The one harness (processes, DNS, HTTP, metrics, knotd, system prerequisites), shared by
+// every test module; not each module uses every helper.
 #[allow(dead_code)]
 mod harness;
 mod lab;

@@ -1,21 +1,25 @@
 //! Operations, end to end: `/metrics` (per zone, QTYPE, region, latency, health, process),
-//! health webhooks against a local receiver, and the status page in a real headless Chromium.
+//! health webhooks against a local receiver, and the status page in a real headless Chromium
+//! (a system test: `#[ignore]`d unless run with `--include-ignored`, see `harness::system`).
 //!
 //! Real processes throughout: the server, two `meridian probe` processes in two regions,
 //! local HTTP backends they check, an axum webhook receiver. Loopback only.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hickory_proto::rr::RecordType;
 
-use crate::harness::{Meridian, NET_TIMEOUT, Query, Transport, fixture, tool_available};
+use crate::harness::{
+    HttpResponse, Meridian, Process, Query, Transport, fixture, http_request, probe_args, system,
+    wait_for,
+};
 
 const FIXTURE: &str = "ops/status";
 const EU: &str = "192.0.2.10";
@@ -128,70 +132,17 @@ impl Receiver {
     }
 }
 
-/// A `meridian probe` process; killed on drop.
-struct Prober(Child);
-
-impl Prober {
-    fn start(zones: &Path, region: &str, id: &str, api: SocketAddr) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_meridian"))
-            .args(["probe", "--zones"])
-            .arg(zones)
-            .args(["--region", region, "--id", id, "--publish"])
-            .arg(format!("http://{api}/v1/reports"))
-            .arg("--key-file")
-            .arg(secrets("probers.keys"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        Self(child)
-    }
-}
-
-impl Drop for Prober {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// One HTTP/1.1 request with extra headers; returns (status, body).
-fn request(
-    api: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[&str],
-    body: &str,
-) -> (u16, String) {
-    let mut s = TcpStream::connect_timeout(&api, NET_TIMEOUT).unwrap();
-    s.set_read_timeout(Some(NET_TIMEOUT)).unwrap();
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {api}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
+/// A `meridian probe` process in `region` publishing to `api`; killed on drop.
+fn prober(zones: &Path, region: &str, id: &str, api: SocketAddr) -> Process {
+    let publish = [format!("http://{api}/v1/reports")];
+    let args = probe_args(
+        zones,
+        region,
+        id,
+        Path::new(&secrets("probers.keys")),
+        &publish,
     );
-    for h in headers {
-        head.push_str(h);
-        head.push_str("\r\n");
-    }
-    write!(s, "{head}\r\n{body}").unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, body.to_string())
-}
-
-/// Polls `check` every 100 ms until it returns Some, or panics with `what` after `limit`.
-fn wait_for<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(100));
-    }
+    Process::meridian(&format!("prober {id}"), &args)
 }
 
 fn zone_with_ports(eu: u16, us: u16) -> String {
@@ -264,12 +215,12 @@ fn metrics_count_by_zone_qtype_region_ecs_and_latency() {
     );
 
     // Scrapers that ask for OpenMetrics get it.
-    let (status, body) = request(
+    let HttpResponse { status, body } = http_request(
         ns.api,
         "GET",
         "/metrics",
-        &["Accept: application/openmetrics-text; version=1.0.0"],
-        "",
+        &[("Accept", "application/openmetrics-text; version=1.0.0")],
+        b"",
     );
     assert_eq!(status, 200);
     assert!(body.ends_with("# EOF\n"), "{body}");
@@ -277,7 +228,23 @@ fn metrics_count_by_zone_qtype_region_ecs_and_latency() {
 }
 
 #[test]
-fn probe_votes_drive_answers_metrics_webhook_and_status_page() {
+fn probe_votes_drive_answers_metrics_webhook_and_status_api() {
+    probe_votes_scenario(|_| {});
+}
+
+#[test]
+#[ignore = "system test: needs chromium; run with `cargo test --locked -- --include-ignored` (bash .ci/run)"]
+fn status_page_renders_votes_transition_override_and_explain_in_chromium() {
+    let chromium = system::require_any_tool(
+        &["chromium", "chromium-browser", "google-chrome"],
+        "chromium",
+    );
+    probe_votes_scenario(|ns| status_page_in_chromium(ns, chromium));
+}
+
+/// Two probers vote an endpoint down; answers, metrics, the webhook and the status API follow;
+/// then an override is set. `then` looks at the server in that final state.
+fn probe_votes_scenario(then: impl FnOnce(&Meridian)) {
     let mut eu = Backend::start();
     let us = Backend::start();
     let hook = Receiver::start(1);
@@ -295,8 +262,8 @@ fn probe_votes_drive_answers_metrics_webhook_and_status_page() {
     // Only the probers connect to endpoints: they read the real ports from the zone file.
     ns.write_zone("ops.test.toml", &zone_with_ports(eu.port, us.port));
     let _probers = [
-        Prober::start(ns.zones_dir(), "eu", "p-eu", ns.api),
-        Prober::start(ns.zones_dir(), "us", "p-us", ns.api),
+        prober(ns.zones_dir(), "eu", "p-eu", ns.api),
+        prober(ns.zones_dir(), "us", "p-us", ns.api),
     ];
     let vote = |prober: &str, addr: &str| {
         format!(
@@ -350,39 +317,28 @@ fn probe_votes_drive_answers_metrics_webhook_and_status_page() {
     assert!(ns.metric(r#"meridian_notifications_total{result="sent"}"#) >= 1.0);
 
     // An override, to see it on the page and in the gauge.
-    let (status, body) = request(
+    let HttpResponse { status, body } = http_request(
         ns.api,
         "POST",
         "/v1/overrides",
         &[
-            &format!("Authorization: Bearer {TOKEN}"),
-            "Content-Type: application/json",
+            ("Authorization", &format!("Bearer {TOKEN}")),
+            ("Content-Type", "application/json"),
         ],
-        r#"{"target":{"zone":"ops.test.","service":"www","region":"us"},"state":"up","expires_in_seconds":600,"reason":"pinned for the ops test"}"#,
+        br#"{"target":{"zone":"ops.test.","service":"www","region":"us"},"state":"up","expires_in_seconds":600,"reason":"pinned for the ops test"}"#,
     );
     assert_eq!(status, 201, "{body}");
     wait_for(Duration::from_secs(5), "the overrides gauge", || {
         (ns.metric("meridian_overrides_active") == 1.0).then_some(())
     });
 
-    status_page_in_chromium(&ns);
+    then(&ns);
 }
 
 /// Loads the status page in headless Chromium (its script fetches the API) and checks what a
 /// person would see: zones, services, endpoints with decided state, votes, the transition,
 /// the override and the answer of the explain form (filled from the URL).
-fn status_page_in_chromium(ns: &Meridian) {
-    let Some(chromium) = ["chromium", "chromium-browser", "google-chrome"]
-        .into_iter()
-        .find(|b| tool_available(b))
-    else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "chromium is not installed: .ci/run must install it (apt-get install chromium)"
-        );
-        eprintln!("NOTE: chromium not installed; status page browser check skipped locally");
-        return;
-    };
+fn status_page_in_chromium(ns: &Meridian, chromium: &str) {
     let profile = tempfile::tempdir().unwrap();
     let url = format!(
         "http://{}/?name=www.ops.test.&client=2.2.3.4&type=A",

@@ -5,16 +5,19 @@
 //! anywhere but loopback (sources 127.x.y.z are all loopback), or wait without a deadline.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::Message;
-use hickory_proto::rr::{RData, RecordType};
+use hickory_proto::rr::RecordType;
 
-use crate::harness::{ADMIN_TOKEN, Meridian, NET_TIMEOUT, Query, admin_args, frame, read_frame};
+use crate::harness::{
+    ADMIN_TOKEN, Meridian, NET_TIMEOUT, Query, a_records, admin_args, ask_tcp, frame, read_frame,
+    tcp_from, udp_from,
+};
 
 const WWW: &str = "www.example.test.";
 
@@ -32,64 +35,11 @@ fn www_addrs() -> Vec<Ipv4Addr> {
     vec![Ipv4Addr::new(192, 0, 2, 10), Ipv4Addr::new(192, 0, 2, 11)]
 }
 
-fn a_records(msg: &Message) -> Vec<Ipv4Addr> {
-    let mut v: Vec<Ipv4Addr> = msg
-        .answers
-        .iter()
-        .filter_map(|r| match &r.data {
-            RData::A(a) => Some(a.0),
-            _ => None,
-        })
-        .collect();
-    v.sort();
-    v
-}
-
-/// A UDP socket with source address `src` (any 127/8 address is local on Linux).
-fn udp_from(src: &str, server: SocketAddr) -> UdpSocket {
-    let s = UdpSocket::bind((src, 0)).unwrap_or_else(|e| panic!("bind {src}: {e}"));
-    s.connect(server).unwrap();
-    s
-}
-
-/// A TCP connection from source address `src`.
-fn tcp_from(src: Ipv4Addr, server: SocketAddr) -> TcpStream {
-    use socket2::{Domain, Socket, Type};
-    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    s.bind(&SocketAddr::from((src, 0)).into())
-        .unwrap_or_else(|e| panic!("bind {src}: {e}"));
-    s.connect_timeout(&server.into(), NET_TIMEOUT)
-        .unwrap_or_else(|e| panic!("connect from {src}: {e}"));
-    let s: TcpStream = s.into();
-    s.set_read_timeout(Some(NET_TIMEOUT)).unwrap();
-    s.set_write_timeout(Some(NET_TIMEOUT)).unwrap();
-    s
-}
-
 /// One query over an open TCP connection; the decoded reply, or None if the server closed.
 fn tcp_query(s: &mut TcpStream, id: u16) -> Option<Message> {
-    let q = Query::new(WWW, RecordType::A).id(id).to_bytes();
-    s.write_all(&frame(&q)).ok()?;
-    let raw = read_frame(s)?;
-    let msg = Message::from_vec(&raw).unwrap();
+    let msg = ask_tcp(s, &Query::new(WWW, RecordType::A).id(id).to_bytes())?;
     assert_eq!(msg.metadata.id, id);
     Some(msg)
-}
-
-/// Raises this process's open-file soft limit to `want` (or the hard limit); the server
-/// inherits it.
-fn raise_nofile(want: u64) -> u64 {
-    use rustix::process::{Resource, getrlimit, setrlimit};
-    let mut lim = getrlimit(Resource::Nofile);
-    let target = match lim.maximum {
-        Some(max) => want.min(max),
-        None => want,
-    };
-    if lim.current.is_some_and(|c| c < target) {
-        lim.current = Some(target);
-        setrlimit(Resource::Nofile, lim).unwrap();
-    }
-    getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
 }
 
 fn assert_full_answer(msg: &Message, what: &str) {
@@ -114,7 +64,7 @@ fn rrl_limits_a_flooding_prefix_while_another_prefix_gets_every_answer() {
         "core/basic",
         &["--rrl-rate", &RATE.to_string(), "--rrl-slip", "2"],
     );
-    let flood = Arc::new(udp_from("127.0.0.2", ns.dns));
+    let flood = Arc::new(udp_from(Ipv4Addr::new(127, 0, 0, 2), ns.dns));
     flood
         .set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
@@ -151,7 +101,7 @@ fn rrl_limits_a_flooding_prefix_while_another_prefix_gets_every_answer() {
         })
     };
 
-    let polite = udp_from("127.1.0.1", ns.dns);
+    let polite = udp_from(Ipv4Addr::new(127, 1, 0, 1), ns.dns);
     polite
         .set_read_timeout(Some(Duration::from_secs(1)))
         .unwrap();
@@ -250,7 +200,7 @@ fn rrl_limits_a_flooding_prefix_while_another_prefix_gets_every_answer() {
 #[test]
 fn rrl_never_limits_tcp_and_is_off_by_default() {
     let ns = Meridian::serve_with("core/basic", &["--rrl-rate", "1", "--rrl-slip", "0"]);
-    let udp = udp_from("127.0.0.1", ns.dns);
+    let udp = udp_from(Ipv4Addr::LOCALHOST, ns.dns);
     udp.set_read_timeout(Some(Duration::from_millis(300)))
         .unwrap();
     let mut buf = vec![0u8; 65_535];
@@ -277,7 +227,7 @@ fn rrl_never_limits_tcp_and_is_off_by_default() {
 
     // Without --rrl-rate nothing is limited.
     let open = Meridian::serve("core/basic");
-    let udp = udp_from("127.0.0.1", open.dns);
+    let udp = udp_from(Ipv4Addr::LOCALHOST, open.dns);
     udp.set_read_timeout(Some(NET_TIMEOUT)).unwrap();
     for id in 0..200u16 {
         udp.send(&Query::new(WWW, RecordType::A).id(id).to_bytes())
@@ -382,7 +332,7 @@ fn assert_serving(ns: &Meridian, what: &str) {
 #[test]
 fn slow_loris_connections_do_not_lock_out_udp_or_new_tcp_clients() {
     let _heavy = heavy();
-    let nofile = raise_nofile(8192);
+    let nofile = crate::harness::system::raise_nofile(8192);
     assert!(
         nofile >= 4500,
         "RLIMIT_NOFILE {nofile} is too low for 2,000 client and 1,024 server sockets"
@@ -567,21 +517,15 @@ fn api_tls_with_a_bad_key_stops_start_up_with_exit_code_2() {
     let key_path = dir.path().join("api.key");
     std::fs::write(&cert_path, cert.cert.pem()).unwrap();
     std::fs::write(&key_path, "not a key\n").unwrap();
-    let zones = crate::harness::fixture("core/basic");
-    let out = crate::harness::run(&[
-        "serve",
-        "--dns-listen",
-        "127.0.0.1:0",
-        "--api-listen",
-        "127.0.0.1:0",
-        "--no-local-probe",
-        "--zones",
-        zones.to_str().unwrap(),
-        "--api-tls-cert",
-        cert_path.to_str().unwrap(),
-        "--api-tls-key",
-        key_path.to_str().unwrap(),
-    ]);
+    let out = crate::harness::run_serve(
+        &crate::harness::fixture("core/basic"),
+        &[
+            "--api-tls-cert",
+            cert_path.to_str().unwrap(),
+            "--api-tls-key",
+            key_path.to_str().unwrap(),
+        ],
+    );
     assert_eq!(out.code, Some(2), "{out:?}");
     assert!(out.stderr.contains("api.key"), "{}", out.stderr);
 }

@@ -505,18 +505,7 @@ fn check_config_and_serve_reject_a_bad_service_naming_file_and_key() {
     let out = run(&["check-config", "--zones", dir.path().to_str().unwrap()]);
     assert_eq!(out.code, Some(2), "{out:?}");
     assert!(out.stderr.contains(&want), "{out:?}");
-    let out = run(&[
-        "serve",
-        "--zones",
-        dir.path().to_str().unwrap(),
-        "--geoip",
-        CITY_DB,
-        "--dns-listen",
-        "127.0.0.1:0",
-        "--api-listen",
-        "127.0.0.1:0",
-        "--no-local-probe",
-    ]);
+    let out = crate::harness::run_serve(dir.path(), &["--geoip", CITY_DB]);
     assert_eq!(out.code, Some(2), "{out:?}");
     assert!(out.stderr.contains(&want), "{out:?}");
 }

@@ -7,11 +7,10 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use hickory_proto::rr::RData;
 use hickory_proto::rr::RecordType;
 use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 
-use crate::harness::{Meridian, NET_TIMEOUT, Query, Reply, Transport};
+use crate::harness::{Meridian, Query, Reply, Transport, http_request};
 
 /// MaxMind's GeoIP2-City test database (country, continent, coordinates).
 pub const CITY_DB: &str = concat!(
@@ -76,17 +75,7 @@ pub fn ask(
 
 /// The A and AAAA addresses of the answer section, sorted.
 pub fn addresses(r: &Reply) -> Vec<IpAddr> {
-    let mut v: Vec<IpAddr> = r
-        .answers
-        .iter()
-        .filter_map(|rec| match &rec.data {
-            RData::A(a) => Some(IpAddr::V4(a.0)),
-            RData::AAAA(a) => Some(IpAddr::V6(a.0)),
-            _ => None,
-        })
-        .collect();
-    v.sort();
-    v
+    crate::harness::addresses(r)
 }
 
 /// Parses a list of addresses (test input).
@@ -138,32 +127,18 @@ pub fn serve_with_admin(db: &str) -> (Meridian, tempfile::TempDir) {
 
 /// One HTTP/1.1 request to the API with the admin token; returns (status, body).
 pub fn admin(ns: &Meridian, method: &str, path: &str, body: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect_timeout(&ns.api, NET_TIMEOUT).unwrap();
-    s.set_read_timeout(Some(NET_TIMEOUT)).unwrap();
-    s.set_write_timeout(Some(NET_TIMEOUT)).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\
-         Authorization: Bearer {ADMIN_TOKEN}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{body}",
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let r = http_request(
         ns.api,
-        body.len()
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)
-        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, rest) = text
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("{method} {path}: no header end in {text:?}"));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("{method} {path}: bad status line {head:?}"));
-    (status, rest.to_string())
+        method,
+        path,
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        body.as_bytes(),
+    );
+    (r.status, r.body)
 }
 
 /// Forces `state` (`up`, `down`, `drain`) on a service of `steer.test.`, optionally narrowed
