@@ -513,7 +513,7 @@ fn the_watcher_follows_records_files_the_geoip_database_and_the_key_file() {
         .unwrap()
         .replacen("ns = [", "records_file = \"extra.zone\"\nns = [", 1);
     ns.write_zone(ZONE_FILE, &with_records);
-    wait_for(
+    wait_until(
         Duration::from_secs(10),
         "the zone naming the records file serves",
         || txt(&ns).iter().any(|t| t.contains("one")),
@@ -523,7 +523,7 @@ fn the_watcher_follows_records_files_the_geoip_database_and_the_key_file() {
         "note 60 IN TXT \"two\"\n",
     )
     .unwrap();
-    wait_for(
+    wait_until(
         Duration::from_secs(10),
         "a change to the records file alone reloads",
         || txt(&ns).iter().any(|t| t.contains("two")),
@@ -534,7 +534,7 @@ fn the_watcher_follows_records_files_the_geoip_database_and_the_key_file() {
         let before = ns.metric(ok);
         let text = std::fs::read_to_string(file).unwrap();
         std::fs::write(file, text + "\n").unwrap();
-        wait_for(Duration::from_secs(10), "a change reloads", || {
+        wait_until(Duration::from_secs(10), "a change reloads", || {
             ns.metric(ok) > before
         });
     }
@@ -542,7 +542,7 @@ fn the_watcher_follows_records_files_the_geoip_database_and_the_key_file() {
     let failed = r#"meridian_reloads_total{result="failed"}"#;
     let before = ns.metric(failed);
     std::fs::write(&keys, "not a key line\n").unwrap();
-    wait_for(
+    wait_until(
         Duration::from_secs(10),
         "the broken key file is rejected",
         || ns.metric(failed) > before,
