@@ -50,13 +50,24 @@ quiet docker build -f lab/prebuilt.Dockerfile --build-arg BASE=meridian-runtime-
     -t meridian:lab "$ctx" || fail "docker build of the lab image failed"
 rm -rf "$ctx"
 
-# 2. Free loopback ports for the published DNS and API ports.
+# 2. Free loopback ports for the published DNS and API ports. They are taken below the
+# kernel's ephemeral range (32768+): ports the kernel hands out to other tests' client
+# sockets between this check and docker's bind would make `compose up` fail.
 read -r LAB_NS1_DNS LAB_NS2_DNS LAB_NS1_API LAB_NS2_API < <(python3 - <<'PY'
-import socket
-socks = []
-for _ in range(4):
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
+import random, socket
+ports = []
+while len(ports) < 4:
+    port = random.randrange(20000, 32000)
+    if port in ports:
+        continue
+    try:
+        for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+            with socket.socket(socket.AF_INET, kind) as s:
+                s.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    ports.append(port)
+print(" ".join(map(str, ports)))
 PY
 )
 export LAB_NS1_DNS LAB_NS2_DNS LAB_NS1_API LAB_NS2_API MERIDIAN_IMAGE=meridian:lab

@@ -346,10 +346,6 @@ impl Signals {
     }
 }
 
-/// How long, on SIGTERM/SIGINT, TCP queries and API requests in flight may take to finish
-/// before the process exits (`--drain-timeout`).
-pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// Shortest admin token accepted.
 pub const MIN_TOKEN_LEN: usize = 16;
 

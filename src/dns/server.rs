@@ -58,6 +58,10 @@ pub const DEFAULT_MAX_TCP_CONNECTIONS: usize = 1024;
 pub const DEFAULT_MAX_TCP_CONNECTIONS_PER_CLIENT: usize = 64;
 /// Default cap on queries answered on one TCP connection.
 pub const DEFAULT_MAX_TCP_QUERIES: usize = 10_000;
+/// How long, on SIGTERM/SIGINT, TCP queries and API requests in flight may take to finish
+/// before the process exits (`serve --drain-timeout`). Kept with the TCP drain, the part that
+/// can take longest, so that `cli` takes it without depending on `daemon` (no import cycle).
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// A connection must have been idle at least this long to be closed for a newcomer.
 pub const MIN_IDLE_TO_EVICT: Duration = Duration::from_secs(1);
 

@@ -18,7 +18,7 @@ use hickory_proto::rr::RecordType;
 
 use crate::harness::{
     HttpResponse, Meridian, Process, Query, Transport, fixture, http_request, probe_args, system,
-    wait_for,
+    wait_for, wait_until,
 };
 
 const FIXTURE: &str = "ops/status";
@@ -314,7 +314,11 @@ fn probe_votes_scenario(then: impl FnOnce(&Meridian)) {
     assert_eq!(event["votes"]["down_regions"], 2);
     assert!(event["time"].as_str().unwrap().ends_with('Z'), "{event}");
     assert!(hook.requests.load(Ordering::SeqCst) >= 2);
-    assert!(ns.metric(r#"meridian_notifications_total{result="sent"}"#) >= 1.0);
+    // The notifier counts a delivery once it has read the hook's response, which can come a
+    // moment after the hook counted the request.
+    wait_until(Duration::from_secs(5), "the delivery is counted", || {
+        ns.metric(r#"meridian_notifications_total{result="sent"}"#) >= 1.0
+    });
 
     // An override, to see it on the page and in the gauge.
     let HttpResponse { status, body } = http_request(
