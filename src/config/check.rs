@@ -1,11 +1,11 @@
-//! Validating `[check.NAME]` tables into probe check specifications.
+//! Validating `[check.NAME]` tables into check specifications ([`CheckSpec`]): what a prober
+//! checks is configuration, so its shape lives here and `probe::check` runs it.
 
-use std::path::Path;
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::file::{CheckFile, DurationFile, StatusFile};
-use crate::probe::check::{CheckKind, CheckSpec};
-use crate::probe::state::{DEFAULT_FALL, DEFAULT_RISE};
 
 /// Default time between checks.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
@@ -167,6 +167,82 @@ pub fn duration(d: &DurationFile) -> Result<Duration, String> {
                 "m" => Ok(Duration::from_secs(n * 60)),
                 _ => Err(format!("`{}`: unit must be ms, s or m", super::clip(t))),
             }
+        }
+    }
+}
+
+/// Default consecutive successes needed to go up.
+pub const DEFAULT_RISE: u32 = 2;
+/// Default consecutive failures needed to go down.
+pub const DEFAULT_FALL: u32 = 3;
+
+/// Default check timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default accepted statuses: success and redirects (redirects are not followed).
+pub const DEFAULT_EXPECT_STATUS: RangeInclusive<u16> = 200..=399;
+/// How much of a response body `expect_body` searches.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The protocol of a check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CheckKind {
+    /// GET over plain HTTP/1.1.
+    Http,
+    /// GET over HTTP/1.1 in TLS.
+    Https,
+    /// A TCP connect, closed at once.
+    Tcp,
+}
+
+/// What to check on every endpoint of a service; built from a zone's `[check.NAME]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckSpec {
+    /// Protocol.
+    pub kind: CheckKind,
+    /// Port on the endpoint.
+    pub port: u16,
+    /// Request path, starting with `/`.
+    pub path: String,
+    /// Host header and TLS server name; the endpoint's IP when `None`.
+    pub host: Option<String>,
+    /// Statuses that pass; [`DEFAULT_EXPECT_STATUS`] when empty.
+    pub expect_status: Vec<RangeInclusive<u16>>,
+    /// A substring the first [`MAX_BODY_BYTES`] of the body must contain.
+    pub expect_body: Option<String>,
+    /// Extra request headers (not `Host`: use `host`).
+    pub headers: Vec<(String, String)>,
+    /// Check the server certificate (HTTPS only).
+    pub tls_verify: bool,
+    /// PEM file with the CA certificates to trust instead of the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// Limit for the whole check: connect, TLS, request and body.
+    pub timeout: Duration,
+}
+
+impl CheckSpec {
+    /// A check with every optional setting at its default: path `/`, statuses 200-399,
+    /// certificate verification on, [`DEFAULT_TIMEOUT`].
+    pub fn new(kind: CheckKind, port: u16) -> Self {
+        Self {
+            kind,
+            port,
+            path: "/".to_owned(),
+            host: None,
+            expect_status: Vec::new(),
+            expect_body: None,
+            headers: Vec::new(),
+            tls_verify: true,
+            ca_file: None,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// True when `status` passes (`expect_status`, or [`DEFAULT_EXPECT_STATUS`] when empty).
+    pub fn status_ok(&self, status: u16) -> bool {
+        if self.expect_status.is_empty() {
+            DEFAULT_EXPECT_STATUS.contains(&status)
+        } else {
+            self.expect_status.iter().any(|r| r.contains(&status))
         }
     }
 }

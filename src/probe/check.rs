@@ -16,7 +16,6 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -28,77 +27,14 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
-/// Default check timeout.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
-/// Default accepted statuses: success and redirects (redirects are not followed).
-pub const DEFAULT_EXPECT_STATUS: RangeInclusive<u16> = 200..=399;
-/// How much of a response body `expect_body` searches.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+// What to check is configuration (validated by `config::check`); it is defined there so that
+// config does not depend on the prober, and re-exported here where the checks run.
+pub use crate::config::check::{
+    CheckKind, CheckSpec, DEFAULT_EXPECT_STATUS, DEFAULT_TIMEOUT, MAX_BODY_BYTES,
+};
+
 /// Longest reason text kept from a TLS or HTTP error, so reports stay small.
 const MAX_REASON_CHARS: usize = 80;
-
-/// The protocol of a check.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum CheckKind {
-    /// GET over plain HTTP/1.1.
-    Http,
-    /// GET over HTTP/1.1 in TLS.
-    Https,
-    /// A TCP connect, closed at once.
-    Tcp,
-}
-
-/// What to check on every endpoint of a service; built from a zone's `[check.NAME]`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CheckSpec {
-    /// Protocol.
-    pub kind: CheckKind,
-    /// Port on the endpoint.
-    pub port: u16,
-    /// Request path, starting with `/`.
-    pub path: String,
-    /// Host header and TLS server name; the endpoint's IP when `None`.
-    pub host: Option<String>,
-    /// Statuses that pass; [`DEFAULT_EXPECT_STATUS`] when empty.
-    pub expect_status: Vec<RangeInclusive<u16>>,
-    /// A substring the first [`MAX_BODY_BYTES`] of the body must contain.
-    pub expect_body: Option<String>,
-    /// Extra request headers (not `Host`: use `host`).
-    pub headers: Vec<(String, String)>,
-    /// Check the server certificate (HTTPS only).
-    pub tls_verify: bool,
-    /// PEM file with the CA certificates to trust instead of the system roots.
-    pub ca_file: Option<PathBuf>,
-    /// Limit for the whole check: connect, TLS, request and body.
-    pub timeout: Duration,
-}
-
-impl CheckSpec {
-    /// A check with every optional setting at its default: path `/`, statuses 200-399,
-    /// certificate verification on, [`DEFAULT_TIMEOUT`].
-    pub fn new(kind: CheckKind, port: u16) -> Self {
-        Self {
-            kind,
-            port,
-            path: "/".to_owned(),
-            host: None,
-            expect_status: Vec::new(),
-            expect_body: None,
-            headers: Vec::new(),
-            tls_verify: true,
-            ca_file: None,
-            timeout: DEFAULT_TIMEOUT,
-        }
-    }
-
-    fn status_ok(&self, status: u16) -> bool {
-        if self.expect_status.is_empty() {
-            DEFAULT_EXPECT_STATUS.contains(&status)
-        } else {
-            self.expect_status.iter().any(|r| r.contains(&status))
-        }
-    }
-}
 
 /// Why a check passed or failed, in the short form reports carry.
 #[derive(Clone, Debug, PartialEq, Eq)]

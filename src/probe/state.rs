@@ -12,10 +12,8 @@
 
 use crate::health::report::VoteState;
 
-/// Default consecutive successes needed to go up.
-pub const DEFAULT_RISE: u32 = 2;
-/// Default consecutive failures needed to go down.
-pub const DEFAULT_FALL: u32 = 3;
+/// Rise/fall defaults are configuration: defined in `config::check`, re-exported here.
+pub use crate::config::check::{DEFAULT_FALL, DEFAULT_RISE};
 
 /// The thresholds of one check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
