@@ -123,3 +123,22 @@ fn cut(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
     }
     format!("{}…", text.get(..end).unwrap_or_default()).into()
 }
+
+/// Support shared by unit tests in other modules.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{Zone, load_zone};
+
+    /// Loads `toml` as a zone file through the real loader, with `files` (name, text) written
+    /// beside it first (e.g. the `records_file` it names). The files are gone afterwards; the
+    /// zone does not need them.
+    pub(crate) fn zone_from_text(toml: &str, files: &[(&str, &str)]) -> Zone {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let path = dir.path().join("zone.toml");
+        std::fs::write(&path, toml).unwrap_or_else(|e| panic!("{e}"));
+        load_zone(&path).unwrap_or_else(|e| panic!("{e}"))
+    }
+}

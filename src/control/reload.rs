@@ -196,10 +196,7 @@ mod tests {
             "origin = \"{origin}\"\nns = [\"ns1.example.\"]\n[soa]\nmname = \"ns1.example.\"\n\
              rname = \"admin.example.\"\nserial = 1\n"
         );
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("z.toml");
-        std::fs::write(&path, text).unwrap();
-        let mut z = load_zone(&path).unwrap();
+        let mut z = crate::config::testing::zone_from_text(&text, &[]);
         z.file = PathBuf::from(file);
         z
     }

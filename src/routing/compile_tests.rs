@@ -11,7 +11,7 @@ use std::sync::Arc;
 use hickory_proto::rr::{Name, RecordType};
 
 use super::{AllUp, EndpointHealth, EndpointState, compile, compile_service, key_wire};
-use crate::config::{Zone, load_zone};
+use crate::config::Zone;
 use crate::geo::GeoDb;
 use crate::routing::select::CompiledPolicy;
 use crate::routing::table::{Node, RoutingTable, ZoneTable};
@@ -23,13 +23,7 @@ const CITY_DB: &str = concat!(
 
 /// Loads a zone file (and, when given, its master file `z.zone`) written to a tempdir.
 fn zone(toml: &str, records: Option<&str>) -> Zone {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("z.toml");
-    std::fs::write(&path, toml).unwrap();
-    if let Some(records) = records {
-        std::fs::write(dir.path().join("z.zone"), records).unwrap();
-    }
-    load_zone(&path).unwrap_or_else(|e| panic!("{e}"))
+    crate::config::testing::zone_from_text(toml, records.map(|r| ("z.zone", r)).as_slice())
 }
 
 fn table(zone: Zone) -> RoutingTable {

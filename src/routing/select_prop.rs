@@ -18,8 +18,8 @@ use ipnet::IpNet;
 use proptest::prelude::*;
 
 use super::{Client, RegionWalk};
+use crate::config::Zone;
 use crate::config::model::{GeoMap, Policy};
-use crate::config::{Zone, load_zone};
 use crate::dns::wire::ClientSubnet;
 use crate::geo::{Continent, CountryCode, GeoDb, build_mmdb, country_info};
 use crate::routing::compile::{AllUp, compile_service};
@@ -58,16 +58,8 @@ const COUNTRIES: &[&str] = &["GB", "DE", "SE", "US", "JP", "AU"];
 const CONTINENTS: &[Continent] = &[Continent::EU, Continent::NA, Continent::AS, Continent::OC];
 
 fn zone() -> &'static Zone {
-    static ZONE_CELL: OnceLock<(tempfile::TempDir, Zone)> = OnceLock::new();
-    &ZONE_CELL
-        .get_or_init(|| {
-            let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join("p.test.toml");
-            std::fs::write(&path, ZONE).unwrap();
-            let zone = load_zone(&path).unwrap_or_else(|e| panic!("{e}"));
-            (dir, zone)
-        })
-        .1
+    static ZONE_CELL: OnceLock<Zone> = OnceLock::new();
+    ZONE_CELL.get_or_init(|| crate::config::testing::zone_from_text(ZONE, &[]))
 }
 
 #[derive(Clone, Debug)]

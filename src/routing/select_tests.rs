@@ -12,7 +12,7 @@ use hickory_proto::op::Message;
 use hickory_proto::rr::{Name, RData, RecordType};
 
 use super::{Client, OrderReason, Outcome, Selection, Service};
-use crate::config::{Zone, load_zone};
+use crate::config::Zone;
 use crate::dns::answer::{Owner, Writer};
 use crate::dns::wire::{self, ClientSubnet, qtype};
 use crate::geo::{Continent, Coords, GeoDb};
@@ -275,10 +275,7 @@ impl EndpointHealth for Health {
 }
 
 fn zone() -> Zone {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("s.test.toml");
-    std::fs::write(&path, ZONE).unwrap();
-    load_zone(&path).unwrap_or_else(|e| panic!("{e}"))
+    crate::config::testing::zone_from_text(ZONE, &[])
 }
 
 fn geo() -> GeoDb {

@@ -12,7 +12,6 @@ use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{Name, Record, RecordType};
 
 use super::{MAX_CNAME_CHAIN, RoutingTable};
-use crate::config::load_zone;
 use crate::dns::answer::Writer;
 use crate::dns::wire;
 use crate::geo::GeoDb;
@@ -76,11 +75,7 @@ loop2      CNAME  loop1
 
 /// The zone above, loaded and compiled with every endpoint up.
 fn table() -> RoutingTable {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("t.test.toml");
-    std::fs::write(&path, ZONE).unwrap();
-    std::fs::write(dir.path().join("t.test.zone"), RECORDS).unwrap();
-    let zone = load_zone(&path).unwrap_or_else(|e| panic!("{e}"));
+    let zone = crate::config::testing::zone_from_text(ZONE, &[("t.test.zone", RECORDS)]);
     let geo = Arc::new(GeoDb::open(Path::new(CITY_DB)).unwrap_or_else(|e| panic!("{e}")));
     compile(&[Arc::new(zone)], geo, &AllUp, 1).unwrap_or_else(|e| panic!("{e}"))
 }
