@@ -238,7 +238,7 @@ struct Health {
     generation: u64,
     uptime_seconds: u64,
     zone_count: usize,
-    /// Age of the newest probe vote held, when any prober has reported.
+    /// How long ago the newest probe report was accepted, when any prober has reported.
     newest_report_age_ms: Option<u64>,
     zones: Vec<ZoneHealth>,
 }
@@ -259,11 +259,8 @@ async fn health(State(state): State<ApiState>) -> Response {
     let newest_report_age_ms = state
         .control
         .hub()
-        .view()
-        .status()
-        .values()
-        .flat_map(|s| s.votes.iter().map(|v| v.age_ms))
-        .min();
+        .newest_report_age()
+        .map(|age| u64::try_from(age.as_millis()).unwrap_or(u64::MAX));
     let reason = state.control.not_ready();
     let code = if reason.is_some() {
         StatusCode::SERVICE_UNAVAILABLE

@@ -82,6 +82,8 @@ struct Inner {
     /// Something changed since the last snapshot was handed out.
     dirty: bool,
     known: Vec<EndpointKey>,
+    /// When the last report (from any prober) was accepted.
+    last_report: Option<Instant>,
 }
 
 /// Receives every endpoint health transition as it is decided (the webhooks: the daemon
@@ -114,6 +116,7 @@ impl HealthHub {
                 view,
                 overrides: Overrides::default(),
                 recent: VecDeque::new(),
+                last_report: None,
                 dirty: false,
                 known,
             }),
@@ -184,9 +187,21 @@ impl HealthHub {
 
     /// Ingests a report from the embedded prober (same process: no signature).
     pub fn ingest(&self, report: &ProbeReport) -> Result<IngestSummary, RejectReason> {
-        let summary = self.lock().book.ingest(report, Instant::now())?;
+        let now = Instant::now();
+        let summary = {
+            let mut inner = self.lock();
+            let summary = inner.book.ingest(report, now)?;
+            inner.last_report = Some(now);
+            summary
+        };
         self.wake.notify_one();
         Ok(summary)
+    }
+
+    /// How long ago the newest report was accepted (`None` before the first): cheap, for
+    /// `/health`, which load balancers poll.
+    pub fn newest_report_age(&self) -> Option<Duration> {
+        self.lock().last_report.map(|t| t.elapsed())
     }
 
     /// Decides now; true if the decided state or the overrides changed since the last call.

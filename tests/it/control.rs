@@ -383,7 +383,17 @@ fn sigterm_drains_tcp_and_api_work_in_flight_answers_503_and_exits_0() {
     // Issue 10, item 7: SIGTERM ended the process without draining, and /health always said ok.
     let zones = big_answer_zone();
     let mut ns = Meridian::serve_dir(zones.path(), &["--drain-timeout", "20"], false);
-    assert_eq!(ns.get("/health").status, 200);
+    let ready = ns.get("/health");
+    assert_eq!(ready.status, 200);
+    let ready = ready.json();
+    assert_eq!(
+        (ready["status"].as_str(), ready["zone_count"].as_u64()),
+        (Some("ok"), Some(1))
+    );
+    assert!(
+        ready["newest_report_age_ms"].is_null(),
+        "no prober has reported: {ready}"
+    );
     let mut busy = pipeline_big_queries(&ns, 600);
     // Let the server fill the buffers and block on the client that does not read.
     std::thread::sleep(Duration::from_millis(500));

@@ -724,6 +724,9 @@ fn the_embedded_prober_alone_moves_answers() {
     // No --no-local-probe, no keys: `serve` checks the endpoints itself (region `local`).
     let ns = Meridian::serve_dir(&lab.zones(), &[], true);
     wait_all_up(&ns, &["local"], WARM_UP);
+    // /health tells how fresh health is: the embedded prober reports every interval (1 s).
+    let age = ns.health()["newest_report_age_ms"].as_u64().unwrap();
+    assert!(age < 5_000, "newest report {age} ms old");
     assert_eq!(served(&ns, "www"), ip("127.0.0.11"));
     lab.backend("www_a").stop();
     let t0 = Instant::now();
