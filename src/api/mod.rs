@@ -1,5 +1,5 @@
 //! The HTTP API: the status page `/`, `/health`, `/metrics`, `/v1/reload`, `/v1/explain`,
-//! report ingest, `/v1/status` and overrides.
+//! report ingest, `/v1/status`, `/v1/map` and overrides.
 //!
 //! Owns: routing and who may call what. Every request that can change state needs the admin
 //! token and must not come from a foreign browser origin, except signed report ingest
@@ -24,6 +24,7 @@ use crate::metrics::Metrics;
 
 mod health;
 pub mod limits;
+mod map;
 mod status_page;
 pub mod tls;
 
@@ -202,6 +203,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/", get(status_page::index))
         .route("/status.js", get(status_page::script))
         .route("/status.css", get(status_page::style))
+        .route("/map.js", get(status_page::map_script))
+        .route("/map.css", get(status_page::map_style))
+        .route("/v1/map", get(map::map))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/v1/reload", post(reload))

@@ -1,7 +1,8 @@
-//! `GET /`: the status page. A static HTML page, its script and stylesheet, compiled into the
-//! binary with `include_str!`; the script reads `/health`, `/v1/status` and `/v1/explain`.
+//! `GET /`: the status page. A static HTML page, its scripts and stylesheets, compiled into
+//! the binary with `include_str!`; `status.js` reads `/health`, `/v1/status` and
+//! `/v1/explain`, `map.js` (the traffic map, styled by `map.css`) reads `/v1/map`.
 //!
-//! Owns: serving those three files with a strict Content-Security-Policy (no inline script,
+//! Owns: serving those files with a strict Content-Security-Policy (no inline script,
 //! no third-party origin). Must never: render server state into HTML on the server side (the
 //! script builds the DOM with `textContent`, so names from zone files cannot inject markup),
 //! or load anything from outside this server.
@@ -12,6 +13,8 @@ use axum::response::{IntoResponse, Response};
 const INDEX_HTML: &str = include_str!("status/index.html");
 const STATUS_JS: &str = include_str!("status/status.js");
 const STATUS_CSS: &str = include_str!("status/status.css");
+const MAP_JS: &str = include_str!("status/map.js");
+const MAP_CSS: &str = include_str!("status/map.css");
 
 /// Same-origin only: the page, its script and style, and `fetch` to this API.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
@@ -43,4 +46,14 @@ pub async fn script() -> Response {
 /// `GET /status.css`.
 pub async fn style() -> Response {
     asset("text/css; charset=utf-8", STATUS_CSS)
+}
+
+/// `GET /map.js`: the traffic map (reads `/v1/map`).
+pub async fn map_script() -> Response {
+    asset("text/javascript; charset=utf-8", MAP_JS)
+}
+
+/// `GET /map.css`.
+pub async fn map_style() -> Response {
+    asset("text/css; charset=utf-8", MAP_CSS)
 }

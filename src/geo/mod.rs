@@ -194,6 +194,21 @@ pub fn country_info(code: CountryCode) -> Option<(Continent, Coords)> {
     })
 }
 
+/// Every country of the built-in table, by code: code, continent and approximate centroid.
+/// For views that cover the whole world (the status page's traffic map); control plane only.
+pub fn countries() -> impl Iterator<Item = (CountryCode, Continent, Coords)> {
+    countries::COUNTRIES.iter().map(|row| {
+        (
+            CountryCode(row.code),
+            row.continent,
+            Coords {
+                lat: row.lat,
+                lon: row.lon,
+            },
+        )
+    })
+}
+
 /// Mean Earth radius (IUGG), in kilometres.
 const EARTH_RADIUS_KM: f64 = 6371.0088;
 
@@ -322,6 +337,15 @@ mod tests {
                 lon: 15.0
             }
         );
+    }
+
+    #[test]
+    fn countries_lists_the_whole_table_in_code_order() {
+        let all: Vec<_> = countries().collect();
+        assert_eq!(all.len(), 250);
+        assert!(all.windows(2).all(|w| w[0].0 < w[1].0));
+        let gb = all.iter().find(|c| c.0.as_str() == "GB").unwrap();
+        assert_eq!(Some((gb.1, gb.2)), country_info(gb.0));
     }
 
     #[test]

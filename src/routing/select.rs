@@ -198,26 +198,11 @@ impl Service {
                     return (RegionWalk::List(default), OrderReason::Default, 0, None);
                 };
                 let loc = super::geo_cache::lookup(geo, addr);
-                match loc.coords {
-                    Some(c) => (
-                        RegionWalk::Nearest(c),
-                        OrderReason::Distance(c),
-                        loc.prefix_len,
-                        Some(loc),
-                    ),
-                    None => (
-                        RegionWalk::List(default),
-                        OrderReason::Default,
-                        loc.prefix_len,
-                        Some(loc),
-                    ),
-                }
+                let (walk, reason) = self.order_at(&loc);
+                (walk, reason, loc.prefix_len, Some(loc))
             }
             CompiledPolicy::Geo {
-                default,
-                country,
-                continent,
-                subnet,
+                default, subnet, ..
             } => {
                 let Some((addr, _)) = client.locate_addr() else {
                     return (RegionWalk::List(default), OrderReason::Default, 0, None);
@@ -235,15 +220,34 @@ impl Service {
                 // GeoIP decides: the answer holds for the GeoIP network, and for the run of
                 // addresses no override decides differently; the longer prefix is inside both.
                 let scope = hit.geo_scope(loc.prefix_len);
+                let (walk, reason) = self.order_at(&loc);
+                (walk, reason, scope, Some(loc))
+            }
+        }
+    }
+
+    /// Orders regions for a client at `loc`: the part of [`Service::order`] after locating
+    /// the client (subnet overrides, which need an address, come before it). The traffic map
+    /// (`routing::map`) calls it with each country's location, so it shows what queries get.
+    #[inline]
+    pub fn order_at(&self, loc: &Location) -> (RegionWalk<'_>, OrderReason) {
+        match &self.policy {
+            CompiledPolicy::Failover(order) => (RegionWalk::List(order), OrderReason::Failover),
+            CompiledPolicy::Weighted => (RegionWalk::Pool, OrderReason::Pooled),
+            CompiledPolicy::Nearest { default } => match loc.coords {
+                Some(c) => (RegionWalk::Nearest(c), OrderReason::Distance(c)),
+                None => (RegionWalk::List(default), OrderReason::Default),
+            },
+            CompiledPolicy::Geo {
+                default,
+                country,
+                continent,
+                ..
+            } => {
                 if let Some(c) = loc.country {
                     if let Ok(i) = country.binary_search_by(|(k, _)| k.cmp(&c)) {
                         if let Some((_, order)) = country.get(i) {
-                            return (
-                                RegionWalk::List(order),
-                                OrderReason::Country(c),
-                                scope,
-                                Some(loc),
-                            );
+                            return (RegionWalk::List(order), OrderReason::Country(c));
                         }
                     }
                 }
@@ -253,20 +257,10 @@ impl Service {
                         .position(|x| *x == c)
                         .and_then(|i| continent.get(i))
                     {
-                        return (
-                            RegionWalk::List(order),
-                            OrderReason::Continent(c),
-                            scope,
-                            Some(loc),
-                        );
+                        return (RegionWalk::List(order), OrderReason::Continent(c));
                     }
                 }
-                (
-                    RegionWalk::List(default),
-                    OrderReason::Default,
-                    scope,
-                    Some(loc),
-                )
+                (RegionWalk::List(default), OrderReason::Default)
             }
         }
     }
@@ -283,43 +277,21 @@ impl Service {
             scope,
             reason,
         };
-        let limit = self.answers.min(MAX_ANSWERS);
-        let usable = |e: &Endpoint, standby: bool| {
-            e.healthy && e.address.is_ipv4() == want_v4 && (e.weight == 0) == standby
+        let family = |a: IpAddr| a.is_ipv4() == want_v4;
+        let Some((region, range, outcome)) = self.passes(walk, family) else {
+            return sel;
         };
-        for (outcome, standby) in [(Outcome::Healthy, false), (Outcome::Standby, true)] {
-            let found = self.walk(walk, |range| {
-                let any = self
-                    .endpoints
-                    .get(range.clone())?
-                    .iter()
-                    .any(|e| usable(e, standby));
-                any.then_some(range)
-            });
-            if let Some((region, range)) = found {
-                sel.count = self.draw(
-                    range,
-                    limit,
-                    standby,
-                    |e| usable(e, standby),
-                    &mut sel.chosen,
-                );
-                sel.region = region;
-                sel.outcome = outcome;
-                return sel;
+        sel.region = region;
+        sel.outcome = outcome;
+        match outcome {
+            Outcome::Healthy | Outcome::Standby => {
+                let standby = outcome == Outcome::Standby;
+                let limit = self.answers.min(MAX_ANSWERS);
+                let usable = |e: &Endpoint| usable(e, family, standby);
+                sel.count = self.draw(range, limit, standby, usable, &mut sel.chosen);
             }
-        }
-        // Nothing healthy: the fallback, never nothing unless configured so.
-        if let CompiledFallback::All = self.fallback {
-            let family = |e: &Endpoint| e.address.is_ipv4() == want_v4;
-            let found = self.walk(walk, |range| {
-                self.endpoints
-                    .get(range.clone())?
-                    .iter()
-                    .any(family)
-                    .then_some(range)
-            });
-            if let Some((region, range)) = found {
+            // Every endpoint of the fallback region (none for fixed addresses: empty range).
+            Outcome::Fallback | Outcome::NoData => {
                 for (i, e) in self
                     .endpoints
                     .iter()
@@ -327,22 +299,69 @@ impl Service {
                     .skip(range.start)
                     .take(range.len())
                 {
-                    if family(e) && sel.count < MAX_ANSWERS {
+                    if family(e.address) && sel.count < MAX_ANSWERS {
                         if let Some(slot) = sel.chosen.get_mut(sel.count) {
                             *slot = u16::try_from(i).unwrap_or(u16::MAX);
                         }
                         sel.count += 1;
                     }
                 }
-                sel.region = region;
-                sel.outcome = Outcome::Fallback;
-            }
-        } else if let CompiledFallback::Addresses(list) = &self.fallback {
-            if list.iter().any(|(a, _)| a.is_ipv4() == want_v4) {
-                sel.outcome = Outcome::Fallback;
             }
         }
         sel
+    }
+
+    /// Where a client with region order `walk` is answered from, and by which pass, when any
+    /// address family will do (the traffic map: a country goes where its A or AAAA answers
+    /// go). The same passes as [`Service::select`]; counts nothing, draws nothing.
+    pub fn route(&self, walk: RegionWalk<'_>) -> (Option<u16>, Outcome) {
+        self.passes(walk, |_| true)
+            .map_or((None, Outcome::NoData), |(region, _, outcome)| {
+                (region, outcome)
+            })
+    }
+
+    /// The walk's passes for endpoints `family` accepts: the first region with a healthy
+    /// weighted endpoint, then the first with a healthy standby, then the fallback (`all`: the
+    /// first region with any endpoint; fixed addresses: no region and an empty range).
+    /// Returns the region, its endpoint range and the pass; `None` means NODATA.
+    #[inline]
+    fn passes(
+        &self,
+        walk: RegionWalk<'_>,
+        family: impl Fn(IpAddr) -> bool + Copy,
+    ) -> Option<(Option<u16>, Range<usize>, Outcome)> {
+        for (outcome, standby) in [(Outcome::Healthy, false), (Outcome::Standby, true)] {
+            let found = self.walk(walk, |range| {
+                let any = self
+                    .endpoints
+                    .get(range.clone())?
+                    .iter()
+                    .any(|e| usable(e, family, standby));
+                any.then_some(range)
+            });
+            if let Some((region, range)) = found {
+                return Some((region, range, outcome));
+            }
+        }
+        // Nothing healthy: the fallback, never nothing unless configured so.
+        match &self.fallback {
+            CompiledFallback::All => self
+                .walk(walk, |range| {
+                    self.endpoints
+                        .get(range.clone())?
+                        .iter()
+                        .any(|e| family(e.address))
+                        .then_some(range)
+                })
+                .map(|(region, range)| (region, range, Outcome::Fallback)),
+            CompiledFallback::Addresses(list) => {
+                list.iter()
+                    .any(|(a, _)| family(*a))
+                    .then_some((None, 0..0, Outcome::Fallback))
+            }
+            CompiledFallback::None => None,
+        }
     }
 
     /// Walks regions in `walk` order; returns the first region (and its endpoint range) that
@@ -461,6 +480,12 @@ impl Service {
         w.rrset(Section::Answer, owner, rtype, self.ttl, rdatas);
         sel.scope
     }
+}
+
+/// An endpoint the healthy (`standby` false) or standby pass may answer with.
+#[inline]
+fn usable(e: &Endpoint, family: impl Fn(IpAddr) -> bool, standby: bool) -> bool {
+    e.healthy && family(e.address) && (e.weight == 0) == standby
 }
 
 #[cfg(test)]
