@@ -227,9 +227,149 @@ fn metrics_count_by_zone_qtype_region_ecs_and_latency() {
     assert!(body.contains("# TYPE meridian_queries counter"), "{body}");
 }
 
+/// `GET /v1/map?service=` as JSON (200 checked).
+fn traffic_map(ns: &Meridian, service: &str) -> serde_json::Value {
+    let r = ns.get(&format!("/v1/map?service={service}"));
+    assert_eq!(r.status, 200, "/v1/map: {}", r.body);
+    r.json()
+}
+
+/// Region and outcome of `country` on a `/v1/map` answer.
+fn country_route(map: &serde_json::Value, country: &str) -> (String, String) {
+    let c = map["countries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["country"] == country)
+        .unwrap_or_else(|| panic!("{country} not on the map: {map}"));
+    (
+        c["region"].as_str().unwrap_or("-").to_string(),
+        c["outcome"].as_str().unwrap().to_string(),
+    )
+}
+
+fn routes(map: &serde_json::Value, countries: &[&str]) -> Vec<(String, String)> {
+    countries.iter().map(|c| country_route(map, c)).collect()
+}
+
+fn want(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(r, o)| (r.to_string(), o.to_string()))
+        .collect()
+}
+
+fn region_serving(map: &serde_json::Value, region: &str) -> bool {
+    map["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == region)
+        .unwrap_or_else(|| panic!("no region {region}: {map}"))["serving"]
+        .as_bool()
+        .unwrap()
+}
+
+fn set_override(ns: &Meridian, region: &str, state: &str) {
+    let body = format!(
+        r#"{{"target":{{"zone":"ops.test.","service":"www","region":"{region}"}},"state":"{state}","expires_in_seconds":600,"reason":"traffic map test"}}"#
+    );
+    let HttpResponse { status, body } = http_request(
+        ns.api,
+        "POST",
+        "/v1/overrides",
+        &[
+            ("Authorization", &format!("Bearer {TOKEN}")),
+            ("Content-Type", "application/json"),
+        ],
+        body.as_bytes(),
+    );
+    assert_eq!(status, 201, "{body}");
+}
+
+#[test]
+fn traffic_map_follows_overrides_without_counting_answers() {
+    let ns = Meridian::serve_with(FIXTURE, &["--admin-token-file", &secrets("admin.token")]);
+    let countries = ["GB", "FR", "JP", "US", "CA"];
+
+    // Without a service: the names to choose from (no token needed).
+    let list = ns.get("/v1/map");
+    assert_eq!(list.status, 200, "{}", list.body);
+    assert_eq!(
+        list.json()["services"],
+        serde_json::json!(["www.ops.test."])
+    );
+    // Unknown and malformed names are JSON errors.
+    let r = ns.get("/v1/map?service=nothing.ops.test.");
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("nothing.ops.test.")
+    );
+    let r = ns.get("/v1/map?service=a..b");
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.json()["error"].as_str().unwrap().contains("a..b"));
+
+    let answers = r#"meridian_service_answers_total{zone="ops.test.",service="www",region="eu",outcome="healthy"}"#;
+    let counted = ns.metric(answers);
+    // Either case, no trailing dot.
+    let map = traffic_map(&ns, "WWW.ops.test");
+    assert_eq!(map["service"], "www.ops.test.");
+    assert_eq!(map["policy"], "geo");
+    assert_eq!(map["countries"].as_array().unwrap().len(), 250);
+    assert_eq!(map["regions"][0]["name"], "eu");
+    assert_eq!(
+        map["regions"][0]["location"],
+        serde_json::json!([50.11, 8.68])
+    );
+    assert_eq!(
+        routes(&map, &countries),
+        want(&[
+            ("eu", "healthy"),
+            ("eu", "healthy"),
+            ("eu", "healthy"),
+            ("us", "healthy"),
+            ("us", "healthy"),
+        ])
+    );
+    assert!(region_serving(&map, "eu") && region_serving(&map, "us"));
+    assert_eq!(ns.metric(answers), counted, "the map counted answers");
+
+    // eu forced down: its countries move to us, as DNS answers do.
+    set_override(&ns, "eu", "down");
+    let map = wait_for(Duration::from_secs(5), "GB to move to us", || {
+        let map = traffic_map(&ns, "www.ops.test.");
+        (country_route(&map, "GB").0 == "us").then_some(map)
+    });
+    assert_eq!(routes(&map, &countries), want(&[("us", "healthy"); 5]));
+    assert!(!region_serving(&map, "eu"));
+    assert_eq!(map["regions"][0]["countries"], 0);
+    assert_eq!(answers_a(&ns), [US]);
+
+    // Everything down: the fallback (every endpoint of the first region in the order).
+    set_override(&ns, "us", "down");
+    let map = wait_for(Duration::from_secs(5), "the fallback", || {
+        let map = traffic_map(&ns, "www.ops.test.");
+        (country_route(&map, "GB").1 == "fallback").then_some(map)
+    });
+    assert_eq!(
+        routes(&map, &countries),
+        want(&[
+            ("eu", "fallback"),
+            ("eu", "fallback"),
+            ("eu", "fallback"),
+            ("us", "fallback"),
+            ("us", "fallback"),
+        ])
+    );
+    assert!(!region_serving(&map, "us"));
+}
+
 #[test]
 fn probe_votes_drive_answers_metrics_webhook_and_status_api() {
-    probe_votes_scenario(|_| {});
+    probe_votes_scenario(|_| {}, |_| {});
 }
 
 #[test]
@@ -239,12 +379,21 @@ fn status_page_renders_votes_transition_override_and_explain_in_chromium() {
         &["chromium", "chromium-browser", "google-chrome"],
         "chromium",
     );
-    probe_votes_scenario(|ns| status_page_in_chromium(ns, chromium));
+    let profile = tempfile::tempdir().unwrap();
+    let browser = Chromium {
+        path: chromium,
+        profile: profile.path(),
+    };
+    probe_votes_scenario(
+        |ns| traffic_map_before_failover_in_chromium(ns, &browser),
+        |ns| status_page_in_chromium(ns, &browser),
+    );
 }
 
 /// Two probers vote an endpoint down; answers, metrics, the webhook and the status API follow;
-/// then an override is set. `then` looks at the server in that final state.
-fn probe_votes_scenario(then: impl FnOnce(&Meridian)) {
+/// then an override is set. `before` looks at the server while every endpoint is up, `then` in
+/// that final state.
+fn probe_votes_scenario(before: impl FnOnce(&Meridian), then: impl FnOnce(&Meridian)) {
     let mut eu = Backend::start();
     let us = Backend::start();
     let hook = Receiver::start(1);
@@ -278,6 +427,7 @@ fn probe_votes_scenario(then: impl FnOnce(&Meridian)) {
         all.then_some(())
     });
     assert_eq!(answers_a(&ns), [EU]);
+    before(&ns);
 
     eu.stop();
     wait_for(Duration::from_secs(15), "answers to move to us", || {
@@ -339,17 +489,16 @@ fn probe_votes_scenario(then: impl FnOnce(&Meridian)) {
     then(&ns);
 }
 
-/// Loads the status page in headless Chromium (its script fetches the API) and checks what a
-/// person would see: zones, services, endpoints with decided state, votes, the transition,
-/// the override and the answer of the explain form (filled from the URL).
-fn status_page_in_chromium(ns: &Meridian, chromium: &str) {
-    let profile = tempfile::tempdir().unwrap();
-    let url = format!(
-        "http://{}/?name=www.ops.test.&client=2.2.3.4&type=A",
-        ns.api
-    );
-    let run = |extra: &[&str]| {
-        let out = Command::new(chromium)
+/// Headless Chromium with one profile directory for every run of a test.
+struct Chromium<'a> {
+    path: &'a str,
+    profile: &'a Path,
+}
+
+impl Chromium<'_> {
+    /// Loads `url` (its scripts run for 8 s of virtual time) with `extra` flags.
+    fn run(&self, url: &str, extra: &[&str]) -> std::process::Output {
+        let out = Command::new(self.path)
             .args([
                 "--headless",
                 "--no-sandbox",
@@ -363,9 +512,9 @@ fn status_page_in_chromium(ns: &Meridian, chromium: &str) {
                 "--virtual-time-budget=8000",
                 "--window-size=1280,1400",
             ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg(format!("--user-data-dir={}", self.profile.display()))
             .args(extra)
-            .arg(&url)
+            .arg(url)
             .output()
             .unwrap();
         assert!(
@@ -374,8 +523,100 @@ fn status_page_in_chromium(ns: &Meridian, chromium: &str) {
             String::from_utf8_lossy(&out.stderr)
         );
         out
-    };
-    let dom = String::from_utf8(run(&["--dump-dom"]).stdout).unwrap();
+    }
+
+    /// The DOM after the scripts ran.
+    fn dom(&self, url: &str) -> String {
+        String::from_utf8(self.run(url, &["--dump-dom"]).stdout).unwrap()
+    }
+
+    /// Saves a screenshot of `url` as `name` in the temporary directory; checks it is a PNG
+    /// of some substance and returns its path.
+    fn screenshot(&self, url: &str, name: &str) -> PathBuf {
+        let shot: PathBuf = std::env::temp_dir().join(name);
+        let _ = std::fs::remove_file(&shot);
+        self.run(url, &[&format!("--screenshot={}", shot.display())]);
+        let png = std::fs::read(&shot).unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+        assert!(
+            png.len() > 20_000,
+            "screenshot suspiciously small: {} bytes",
+            png.len()
+        );
+        eprintln!("screenshot: {}", shot.display());
+        shot
+    }
+}
+
+/// Colours of the traffic map's first two regions (map.js `PALETTE`: eu, us in zone order).
+const EU_COLOUR: &str = "#2b6cb0";
+const US_COLOUR: &str = "#d97706";
+
+/// The `<circle ...>` tag of `country`'s dot on the traffic map in a dumped DOM.
+fn map_dot<'d>(dom: &'d str, country: &str) -> &'d str {
+    let at = dom
+        .find(&format!(r#"data-country="{country}""#))
+        .unwrap_or_else(|| panic!("no dot for {country} on the map:\n{dom}"));
+    let start = dom[..at].rfind("<circle").unwrap();
+    let end = at + dom[at..].find('>').unwrap();
+    &dom[start..=end]
+}
+
+/// Checks the dots of `countries` on the map: answering region and fill colour.
+fn check_dots(dom: &str, countries: &[(&str, &str, &str)]) {
+    assert!(
+        dom.contains(r#"data-map-loaded="true""#),
+        "map not drawn:\n{dom}"
+    );
+    for (country, region, colour) in countries {
+        let dot = map_dot(dom, country);
+        assert!(
+            dot.contains(&format!(r#"data-region="{region}""#))
+                && dot.contains(&format!(r#"fill="{colour}""#)),
+            "{country}: want region {region} in {colour}, got {dot}"
+        );
+    }
+}
+
+/// Every endpoint up: Europe and the rest on eu's colour, North America on us's; both region
+/// markers filled (serving).
+fn traffic_map_before_failover_in_chromium(ns: &Meridian, browser: &Chromium<'_>) {
+    let url = format!("http://{}/?map=www.ops.test.", ns.api);
+    let dom = browser.dom(&url);
+    check_dots(
+        &dom,
+        &[
+            ("GB", "eu", EU_COLOUR),
+            ("DE", "eu", EU_COLOUR),
+            ("JP", "eu", EU_COLOUR),
+            ("US", "us", US_COLOUR),
+            ("CA", "us", US_COLOUR),
+        ],
+    );
+    assert!(dom.matches("<circle").count() >= 250, "{dom}");
+    for region in ["eu", "us"] {
+        assert!(
+            dom.contains(&format!(
+                r#"data-region-marker="{region}" data-serving="true""#
+            )),
+            "{region} marker:\n{dom}"
+        );
+    }
+    // 41 countries of the built-in table are in North America.
+    assert!(dom.contains("eu · 209 countries"), "legend:\n{dom}");
+    assert!(dom.contains("us · 41 countries"), "legend:\n{dom}");
+    browser.screenshot(&url, "meridian-status-map-before.png");
+}
+
+/// Loads the status page in headless Chromium (its script fetches the API) and checks what a
+/// person would see: zones, services, endpoints with decided state, votes, the transition,
+/// the override and the answer of the explain form (filled from the URL).
+fn status_page_in_chromium(ns: &Meridian, browser: &Chromium<'_>) {
+    let url = format!(
+        "http://{}/?name=www.ops.test.&client=2.2.3.4&type=A",
+        ns.api
+    );
+    let dom = browser.dom(&url);
     for want in [
         r#"data-loaded="true""#,
         r#"data-explained="true""#,
@@ -403,15 +644,20 @@ fn status_page_in_chromium(ns: &Meridian, chromium: &str) {
         .unwrap();
     assert!(explained.contains(US), "explain result: {explained}");
 
-    let shot: PathBuf = std::env::temp_dir().join("meridian-status-page.png");
-    let _ = std::fs::remove_file(&shot);
-    run(&[&format!("--screenshot={}", shot.display())]);
-    let png = std::fs::read(&shot).unwrap();
-    assert!(png.starts_with(b"\x89PNG"), "not a PNG");
-    assert!(
-        png.len() > 20_000,
-        "screenshot suspiciously small: {} bytes",
-        png.len()
+    // The traffic map after the failover: every country on us's colour, eu hollow.
+    check_dots(
+        &dom,
+        &[
+            ("GB", "us", US_COLOUR),
+            ("DE", "us", US_COLOUR),
+            ("JP", "us", US_COLOUR),
+            ("US", "us", US_COLOUR),
+        ],
     );
-    eprintln!("status page screenshot: {}", shot.display());
+    assert!(
+        dom.contains(r#"data-region-marker="eu" data-serving="false""#),
+        "eu marker:\n{dom}"
+    );
+    assert!(dom.contains("eu (down)"), "eu label:\n{dom}");
+    browser.screenshot(&url, "meridian-status-page.png");
 }
