@@ -231,6 +231,10 @@ pub struct ServeArgs {
     /// changes on disk.
     #[arg(long = "no-watch")]
     pub no_watch: bool,
+    /// Milliseconds between samples of the status page's charts (`/v1/history`; default
+    /// 10 s). Hidden: for the integration tests, which cannot wait 10 s per sample.
+    #[arg(long = "history-interval-ms", hide = true, value_parser = clap::value_parser!(u64).range(100..))]
+    pub history_interval_ms: Option<u64>,
     /// On SIGTERM/SIGINT, seconds to finish TCP queries and API requests in flight before
     /// exiting.
     #[arg(long = "drain-timeout", default_value_t = DEFAULT_DRAIN_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(0..=3600))]

@@ -214,6 +214,11 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         control: Arc::clone(&control),
         metrics: Arc::clone(&metrics),
         admin_token: admin_token.map(Arc::from),
+        history: api::history::History::start(
+            Arc::clone(&metrics),
+            args.history_interval_ms
+                .map_or(api::history::INTERVAL, Duration::from_millis),
+        ),
     };
     control.start_probing();
     let api_task = tokio::spawn({

@@ -1,5 +1,5 @@
 //! The HTTP API: the status page `/`, `/health`, `/metrics`, `/v1/reload`, `/v1/explain`,
-//! report ingest, `/v1/status`, `/v1/map` and overrides.
+//! report ingest, `/v1/status`, `/v1/map`, `/v1/history` and overrides.
 //!
 //! Owns: routing and who may call what. Every request that can change state needs the admin
 //! token and must not come from a foreign browser origin, except signed report ingest
@@ -23,6 +23,7 @@ use crate::health::report::MAX_REPORT_BYTES;
 use crate::metrics::Metrics;
 
 mod health;
+pub mod history;
 pub mod limits;
 mod map;
 mod status_page;
@@ -37,6 +38,8 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     /// Bearer token for admin endpoints; None = every admin endpoint refused (403).
     pub admin_token: Option<Arc<str>>,
+    /// The last 15 minutes of query and answer rates (`/v1/history`).
+    pub history: Arc<history::History>,
 }
 
 /// How the API was reached; `api::tls` puts it in every request's extensions so that the
@@ -206,6 +209,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/map.js", get(status_page::map_script))
         .route("/map.css", get(status_page::map_style))
         .route("/v1/map", get(map::map))
+        .route("/v1/history", get(history::history))
+        .route("/charts.js", get(status_page::charts_script))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/v1/reload", post(reload))

@@ -1,6 +1,7 @@
 //! `GET /`: the status page. A static HTML page, its scripts and stylesheets, compiled into
 //! the binary with `include_str!`; `status.js` reads `/health`, `/v1/status` and
-//! `/v1/explain`, `map.js` (the traffic map, styled by `map.css`) reads `/v1/map`.
+//! `/v1/explain`, `map.js` (the traffic map, styled by `map.css`) reads `/v1/map`, `charts.js` reads
+//! `/v1/history`.
 //!
 //! Owns: serving those files with a strict Content-Security-Policy (no inline script,
 //! no third-party origin). Must never: render server state into HTML on the server side (the
@@ -15,6 +16,7 @@ const STATUS_JS: &str = include_str!("status/status.js");
 const STATUS_CSS: &str = include_str!("status/status.css");
 const MAP_JS: &str = include_str!("status/map.js");
 const MAP_CSS: &str = include_str!("status/map.css");
+const CHARTS_JS: &str = include_str!("status/charts.js");
 
 /// Same-origin only: the page, its script and style, and `fetch` to this API.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
@@ -56,4 +58,9 @@ pub async fn map_script() -> Response {
 /// `GET /map.css`.
 pub async fn map_style() -> Response {
     asset("text/css; charset=utf-8", MAP_CSS)
+}
+
+/// `GET /charts.js`: the query and answer charts (reads `/v1/history`).
+pub async fn charts_script() -> Response {
+    asset("text/javascript; charset=utf-8", CHARTS_JS)
 }

@@ -368,6 +368,52 @@ fn traffic_map_follows_overrides_without_counting_answers() {
 }
 
 #[test]
+fn history_fills_with_query_and_answer_rates() {
+    // Sample every 200 ms (hidden flag) instead of every 10 s.
+    let ns = Meridian::serve_with(FIXTURE, &["--history-interval-ms", "200"]);
+    let r = ns.get("/v1/history");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["interval_seconds"], 0.2);
+    for _ in 0..20 {
+        assert_eq!(answers_a(&ns), [EU]);
+    }
+    ns.query("nothing.ops.test.", RecordType::A, Transport::Udp);
+    // Answers in total: rate x interval, summed.
+    let total = |series: &serde_json::Value, label: &str| -> f64 {
+        let at: Vec<u64> = std::iter::once(&series["from_ms"])
+            .chain(series["at_ms"].as_array().unwrap())
+            .map(|t| t.as_u64().unwrap())
+            .collect();
+        let Some(rates) = series["rates"][label].as_array() else {
+            return 0.0;
+        };
+        rates
+            .iter()
+            .enumerate()
+            .map(|(i, r)| r.as_f64().unwrap() * (at[i + 1] - at[i]) as f64 / 1000.0)
+            .sum()
+    };
+    // Once a sample after the queries is in, the rates account for every one of them.
+    let h = wait_for(Duration::from_secs(10), "rates in /v1/history", || {
+        let h = ns.get("/v1/history").json();
+        (total(&h["answers_per_second"], "eu") > 19.5
+            && total(&h["queries_per_second"], "NXDOMAIN") > 0.5)
+            .then_some(h)
+    });
+    let q = &h["queries_per_second"];
+    let intervals = q["at_ms"].as_array().unwrap().len();
+    assert!((1..=90).contains(&intervals), "{h}");
+    assert_eq!(h["samples"].as_u64().unwrap() as usize, intervals + 1);
+    assert_eq!(q["rates"]["NOERROR"].as_array().unwrap().len(), intervals);
+    let eu = total(&h["answers_per_second"], "eu");
+    assert!((eu - 20.0).abs() < 0.5, "eu answers {eu}: {h}");
+    let nx = total(q, "NXDOMAIN");
+    assert!((nx - 1.0).abs() < 0.5, "NXDOMAIN {nx}: {h}");
+    assert!(total(q, "NOERROR") > 19.5, "{h}");
+    assert!(h["answers_per_second"]["rates"]["us"].is_array(), "{h}");
+}
+
+#[test]
 fn probe_votes_drive_answers_metrics_webhook_and_status_api() {
     probe_votes_scenario(|_| {}, |_| {});
 }
@@ -406,6 +452,9 @@ fn probe_votes_scenario(before: impl FnOnce(&Meridian), then: impl FnOnce(&Merid
             &secrets("admin.token"),
             "--notify-url",
             &hook.url,
+            // Charts with samples every half second (hidden flag; 10 s by default).
+            "--history-interval-ms",
+            "500",
         ],
     );
     // Only the probers connect to endpoints: they read the real ports from the zone file.
@@ -659,5 +708,14 @@ fn status_page_in_chromium(ns: &Meridian, browser: &Chromium<'_>) {
         "eu marker:\n{dom}"
     );
     assert!(dom.contains("eu (down)"), "eu label:\n{dom}");
+    // The charts drew the NOERROR queries and the answers of the scenario.
+    for want in [
+        r#"data-charts-loaded="true""#,
+        r#"data-series="NOERROR""#,
+        r#"data-series="us""#,
+        "Queries per second by rcode",
+    ] {
+        assert!(dom.contains(want), "charts lack {want:?}:\n{dom}");
+    }
     browser.screenshot(&url, "meridian-status-page.png");
 }
