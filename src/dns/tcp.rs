@@ -19,10 +19,12 @@
 //! buffers, read more from a client whose answers are waiting, or wait without a deadline.
 
 use std::cell::RefCell;
-use std::io;
+use std::io::{self, Read};
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 
+use socket2::SockRef;
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -58,6 +60,27 @@ pub(crate) fn next_frame(data: &[u8]) -> Option<(&[u8], usize)> {
     let (len, rest) = data.split_first_chunk::<2>()?;
     let len = usize::from(u16::from_be_bytes(*len));
     rest.get(..len).map(|message| (message, 2 + len))
+}
+
+/// Reads what `stream` has into `buf`. A short read means the socket is empty: its readiness
+/// is then cleared at once, instead of being learnt from one more read that would return
+/// WouldBlock (a system call per wake-up saved). The read runs inside `try_io`, so readiness
+/// set by an event newer than the read is kept (no lost wake-up).
+fn read_draining(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    let r = stream.try_io(Interest::READABLE, || {
+        let n = (&*SockRef::from(stream)).read(buf)?;
+        got = n;
+        if n > 0 && n < buf.len() {
+            Err(io::ErrorKind::WouldBlock.into())
+        } else {
+            Ok(n)
+        }
+    });
+    match r {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => Ok(got),
+        r => r,
+    }
 }
 
 /// Appends `message` to `out` with its 2-byte length prefix.
@@ -142,7 +165,7 @@ impl Session {
             if !self.eof && !self.has_unsent() {
                 let room = input.get_mut(filled..).unwrap_or_default();
                 let len = room.len();
-                match stream.try_read(room) {
+                match read_draining(stream, room) {
                     Ok(0) => self.eof = true,
                     Ok(n) => {
                         filled += n;
