@@ -215,6 +215,10 @@ impl Session {
             self.carry.clear();
             self.carry
                 .extend_from_slice(data.get(pos..).unwrap_or_default());
+            // Held-back messages grew it: an idle connection keeps no large buffer.
+            if self.carry.is_empty() && self.carry.capacity() > 4096 {
+                self.carry = Vec::new();
+            }
             self.write(stream, output)?;
             // Let go of a large batch (a transfer); keep the usual size.
             if output.capacity() > 4 * WRITE_BATCH {

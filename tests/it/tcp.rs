@@ -76,7 +76,9 @@ fn a_busy_connection_is_never_closed_by_default() {
 
 #[test]
 fn a_client_that_never_reads_blocks_nobody_and_is_closed_when_idle() {
-    let ns = Meridian::serve_with(BASIC, &["--tcp-idle-timeout", "2"]);
+    // Megabytes of answers: one load test at a time (see `robust::heavy`).
+    let _heavy = crate::robust::heavy();
+    let ns = Meridian::serve_with(BASIC, &["--tcp-idle-timeout", "5"]);
     // 20,000 queries with about 33 MB of answers, pipelined by a client that reads nothing:
     // its receive window fills, the server stops reading it, and its own writes stall.
     const N: u16 = 20_000;
@@ -106,18 +108,21 @@ fn a_client_that_never_reads_blocks_nobody_and_is_closed_when_idle() {
         last < f64::from(N),
         "all {N} queries answered to a client that reads nothing: no backpressure"
     );
-    // Other clients are served promptly meanwhile, over new connections and UDP.
+    // Other clients are served promptly meanwhile, over new connections and UDP: well
+    // within the 5 s idle timeout that would end the stuck connection.
     let served_from = Instant::now();
-    while served_from.elapsed() < Duration::from_millis(1000) {
+    while served_from.elapsed() < Duration::from_millis(1500) {
         assert_prompt(
             &ns,
-            Duration::from_millis(500),
+            Duration::from_millis(1500),
             "while a client does not read",
         );
     }
     // The stuck client has taken nothing for the idle timeout: it is closed. Reading now
     // gives the answers the buffers held, then EOF (or a reset), within a bounded time.
-    thread::sleep(Duration::from_millis(2500));
+    thread::sleep(
+        Duration::from_secs(5).saturating_sub(served_from.elapsed()) + Duration::from_millis(1500),
+    );
     stuck
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
@@ -136,7 +141,7 @@ fn a_client_that_never_reads_blocks_nobody_and_is_closed_when_idle() {
         "received {got} bytes: every answer"
     );
     writer.join().unwrap();
-    assert_prompt(&ns, Duration::from_millis(500), "after the stuck client");
+    assert_prompt(&ns, Duration::from_millis(1500), "after the stuck client");
 }
 
 #[test]
