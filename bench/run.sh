@@ -5,7 +5,8 @@
 #   bench/run.sh --quick    1 round x 3 s, fewer mixes (about 2 minutes)
 #   options: --seconds S --rounds R --servers "meridian gdnsd nsd knot" --mixes a,b --markdown
 #            (server meridian-base: the binary in MERIDIAN_BASE, e.g. a build of main, beside
-#            this one; MERIDIAN overrides the binary of server meridian)
+#            this one; MERIDIAN overrides the binary of server meridian; LATENCY_MIXES=a,b
+#            picks the mixes whose latency is measured, default static,geo-ecs)
 #            --no-install (do not apt-get missing tools) --no-build (use the existing release build)
 #
 # Installs dnsperf, gdnsd, knot and nsd with apt when missing, builds Meridian (release), writes
@@ -140,4 +141,5 @@ args=()
 for s in "${SPECS[@]}"; do args+=(--server "$s"); done
 python3 "$ROOT/bench/measure.py" "${args[@]}" --queries "$WORK/queries" \
     --seconds "$SECONDS_PER_RUN" --rounds "$ROUNDS" --mixes "$MIXES" --load-cpu "$LOAD_CPU" \
-    --latency-seconds "$([ "$ROUNDS" = 1 ] && echo 2 || echo 5)" "${MARKDOWN[@]}"
+    --latency-seconds "$([ "$ROUNDS" = 1 ] && echo 2 || echo 5)" \
+    --latency-mixes "${LATENCY_MIXES:-static,geo-ecs}" "${MARKDOWN[@]}"
