@@ -28,6 +28,7 @@ MIXES = {
     "geo-ecs": ("geo-ecs.bin", "udp"),
     "mix": ("mix.bin", "udp"),
     "static-tcp": ("static.bin", "tcp"),
+    "mix-tcp": ("mix.bin", "tcp"),
 }
 
 

@@ -9,7 +9,7 @@ use crate::dns::handler::{CLASSIC_UDP_SIZE, DEFAULT_MAX_UDP_SIZE};
 use crate::dns::rrl::{DEFAULT_RRL_SLIP, DEFAULT_RRL_TABLE_SIZE, MAX_RRL_RATE, MAX_RRL_SLIP};
 use crate::dns::server::{
     DEFAULT_DRAIN_TIMEOUT, DEFAULT_MAX_TCP_CONNECTIONS, DEFAULT_MAX_TCP_CONNECTIONS_PER_CLIENT,
-    DEFAULT_MAX_TCP_QUERIES, DEFAULT_TCP_IDLE_TIMEOUT, DEFAULT_TCP_SESSION_TIMEOUT,
+    DEFAULT_TCP_IDLE_TIMEOUT,
 };
 use crate::health::aggregate::DEFAULT_GRACE;
 use crate::health::overrides::DEFAULT_OVERRIDE_SECONDS;
@@ -175,11 +175,13 @@ pub struct ServeArgs {
     /// the cap, the client's own longest-idle connection is closed for a new one.
     #[arg(long = "max-tcp-connections-per-client", default_value_t = DEFAULT_MAX_TCP_CONNECTIONS_PER_CLIENT as u64, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_tcp_connections_per_client: u64,
-    /// Seconds a TCP connection may stay open in total, however busy.
-    #[arg(long = "tcp-session-timeout", default_value_t = DEFAULT_TCP_SESSION_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    /// Seconds a TCP connection may stay open in total, however busy (0 = no limit, the
+    /// default: busy connections stay open, as in NSD and Knot; idle ones are closed).
+    #[arg(long = "tcp-session-timeout", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=86_400))]
     pub tcp_session_timeout: u64,
-    /// Most queries answered on one TCP connection before it is closed.
-    #[arg(long = "max-tcp-queries", default_value_t = DEFAULT_MAX_TCP_QUERIES as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Most queries answered on one TCP connection before it is closed (0 = no cap, the
+    /// default, as in NSD and Knot).
+    #[arg(long = "max-tcp-queries", default_value_t = 0)]
     pub max_tcp_queries: u64,
     /// UDP worker threads per listening address, each with its own socket (SO_REUSEPORT)
     /// taking batches of datagrams (0 = one per CPU).

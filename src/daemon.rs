@@ -157,11 +157,14 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     ));
     let limits = TcpLimits {
         idle_timeout: Duration::from_secs(args.tcp_idle_timeout),
-        session_timeout: Duration::from_secs(args.tcp_session_timeout),
+        // 0 = off (the default), as for the query cap.
+        session_timeout: (args.tcp_session_timeout > 0)
+            .then(|| Duration::from_secs(args.tcp_session_timeout)),
         max_connections: args.max_tcp_connections,
         max_connections_per_client: usize::try_from(args.max_tcp_connections_per_client)
             .unwrap_or(usize::MAX),
-        max_queries: usize::try_from(args.max_tcp_queries).unwrap_or(usize::MAX),
+        max_queries: (args.max_tcp_queries > 0)
+            .then(|| usize::try_from(args.max_tcp_queries).unwrap_or(usize::MAX)),
     };
     let rrl = args.rrl_rate.map(|rate| {
         Arc::new(Rrl::new(RrlConfig {

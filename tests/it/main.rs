@@ -27,6 +27,8 @@ mod kit;
 mod ops;
 mod steering;
 mod steering_support;
+// DNS over TCP: long pipelines, clients that do not read or close with answers pending.
+mod tcp;
 mod transfer;
 mod zonecheck;
 // The one harness (processes, DNS, HTTP, metrics, knotd, system prerequisites), shared by
