@@ -102,6 +102,26 @@ pub enum TlsError {
 /// Builds a TLS server configuration (TLS 1.2 and 1.3, ring, HTTP/1.1 via ALPN) from a PEM
 /// certificate chain and a PEM private key (PKCS#8, PKCS#1 or SEC1).
 pub fn load_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
+    let (certs, key_der) = load_pem(cert, key)?;
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key_der))
+        .map_err(|source| TlsError::Config {
+            cert: cert.to_path_buf(),
+            source,
+        })?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Reads a PEM certificate chain (at least one certificate) and a PEM private key (PKCS#8,
+/// PKCS#1 or SEC1); shared with the DNS listeners' certificates (`dns::encrypted`).
+#[allow(clippy::type_complexity)]
+pub fn load_pem(
+    cert: &Path,
+    key: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
     let pem_err = |path: &Path, message: String| TlsError::Pem {
         path: path.to_path_buf(),
         message,
@@ -114,16 +134,7 @@ pub fn load_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsErro
         return Err(pem_err(cert, "no CERTIFICATE block found".into()));
     }
     let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| pem_err(key, e.to_string()))?;
-    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key_der))
-        .map_err(|source| TlsError::Config {
-            cert: cert.to_path_buf(),
-            source,
-        })?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    Ok((certs, key_der))
 }
 
 /// Serves `router` on `listener`, over TLS when `tls` is given, until the process ends.

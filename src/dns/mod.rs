@@ -1,7 +1,9 @@
 //! DNS: parsing queries (`wire`), writing responses (`answer`), the per-query logic
-//! (`handler`, the hot path), and the UDP/TCP listeners (`server`).
+//! (`handler`, the hot path), the UDP/TCP listeners (`server`) and the DoT/DoH/DoQ listeners
+//! (`encrypted`).
 
 pub mod answer;
+pub mod encrypted;
 pub mod handler;
 pub mod metrics;
 pub mod rrl;
