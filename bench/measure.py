@@ -28,6 +28,9 @@ MIXES = {
     "geo-ecs": ("geo-ecs.bin", "udp"),
     "mix": ("mix.bin", "udp"),
     "static-tcp": ("static.bin", "tcp"),
+    # DNS over TLS (bench/dot.sh): dnsperf -m dot.
+    "static-dot": ("static.bin", "dot"),
+    "nxdomain-dot": ("nxdomain.bin", "dot"),
 }
 
 

@@ -479,3 +479,67 @@ fn kdig_refuses_expired_and_wrong_name_certificates() {
         }
     }
 }
+
+#[test]
+#[ignore = "system test: needs unbound and dig"]
+fn unbound_resolves_through_meridian_over_verified_dot() {
+    // A resolver reaching the authoritative over DoT, verifying its certificate: Unbound's
+    // stub zone with `stub-tls-upstream` (RFC 9539's opportunistic probing is the unverified
+    // version of the same path).
+    system::require_tool("unbound", "unbound");
+    system::require_tool("dig", "bind9-dnsutils");
+    let pki = TestPki::new();
+    let issued = pki.issue("ns", &[SERVER_NAME], false);
+    let ns = serve_encrypted(&issued, &[]);
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = pki.dir();
+    let conf = dir.join("unbound.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "server:\n  interface: 127.0.0.1@{port}\n  port: {port}\n  do-daemonize: no\n  \
+             username: \"\"\n  chroot: \"\"\n  directory: \"{dir}\"\n  pidfile: \"{dir}/unbound.pid\"\n  \
+             use-syslog: no\n  logfile: \"\"\n  do-not-query-localhost: no\n  \
+             access-control: 127.0.0.0/8 allow\n  tls-cert-bundle: \"{ca}\"\n  \
+             module-config: \"iterator\"\n  local-zone: \"test.\" transparent\n\
+             remote-control:\n  control-enable: no\n\
+             stub-zone:\n  name: \"steer.test\"\n  stub-addr: 127.0.0.1@{dot}#{SERVER_NAME}\n  \
+             stub-tls-upstream: yes\n",
+            dir = dir.display(),
+            ca = pki.ca_file().display(),
+            dot = ns.listener("dot").port(),
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new("unbound");
+    cmd.args(["-d", "-c"]).arg(&conf);
+    let _unbound = crate::harness::Process::spawn("unbound", cmd);
+    let ask = |name: &str, extra: &[&str]| -> String {
+        let out = Command::new("dig")
+            .args([
+                "@127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "+time=2",
+                "+tries=1",
+                "+short",
+            ])
+            .args(extra)
+            .args([name, "A"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    wait_until(Duration::from_secs(10), "unbound answers", || {
+        ask("static.steer.test.", &[]) == "192.0.2.200"
+    });
+    // Without its subnetcache module Unbound sends no ECS: the resolver's own address
+    // (127.0.0.1, not in the GeoIP database) gets the default region.
+    assert_eq!(ask("geo.steer.test.", &[]), "192.0.2.100");
+    assert!(ns.metric(r#"meridian_queries_total{transport="tls"}"#) >= 2.0);
+    assert_eq!(ns.metric(r#"meridian_queries_total{transport="udp"}"#), 0.0);
+}
