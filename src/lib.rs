@@ -26,7 +26,8 @@
 //! - [`config`]: zone files: TOML shapes, validated model, loader with file-and-key errors.
 //! - [`geo`]: GeoIP databases (reader, country table, text source and MMDB writer).
 //! - [`routing`]: the compiled table, its lookup, service selection, and the one `ArcSwap`.
-//! - [`dns`]: the query path: wire parsing, the handler, response writing, UDP/TCP, RRL, AXFR.
+//! - [`dns`]: the query path: wire parsing, the handler, response writing, UDP/TCP, RRL, AXFR;
+//!   DoT, DoH and DoQ listeners over the same handler.
 //! - [`health`]: probe reports (format, signatures), vote aggregation, the hub, overrides.
 //! - [`control`]: the control plane's one owner: reload, health, overrides, socket, watcher.
 //! - [`api`]: the HTTP API and status page: routes, who may call them, connection limits, TLS.
