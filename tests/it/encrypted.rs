@@ -6,6 +6,7 @@
 //! The Rust clients (`harness::tls`: rustls, quinn) run everywhere; `dig`/`kdig` are the
 //! second opinion in the system tests at the end.
 
+use std::io::Write as _;
 use std::process::Command;
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use crate::harness::tls::{
     Issued, SERVER_NAME, TestPki, client_config, doh_get_target, doh_request, doq_exchange,
     dot_ask, dot_exchange, peer_leaf, tls_args, tls_connect,
 };
-use crate::harness::{Meridian, Query, SILENCE, fixture, run_serve, system, wait_until};
+use crate::harness::{Meridian, Query, fixture, run_serve, system, wait_until};
 use crate::steering_support::CITY_DB;
 
 /// A query's name, ECS option (address, source prefix) and expected RCODE.
@@ -347,11 +348,72 @@ fn idle_dot_connections_are_closed() {
         client_config(&pki.ca_der(), &[b"dot"]),
     )
     .unwrap();
-    std::thread::sleep(Duration::from_secs(1) + SILENCE);
-    let query = case_query("static.steer.test.", None);
+    dot_ask(&mut s, &case_query("static.steer.test.", None)).unwrap();
+    // The server closes (close_notify, then EOF) once the connection was idle for 1 s; the
+    // read below waits for that, bounded by the socket's 3 s timeout.
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 16];
+    let r = std::io::Read::read(&mut s, &mut buf);
+    let waited = started.elapsed();
     assert!(
-        dot_ask(&mut s, &query).is_err(),
-        "idle connection still open"
+        matches!(r, Ok(0))
+            || r.as_ref()
+                .is_err_and(|e| e.kind() != std::io::ErrorKind::WouldBlock),
+        "{r:?}"
+    );
+    assert!(
+        waited >= Duration::from_millis(800) && waited < Duration::from_millis(2900),
+        "closed after {waited:?}"
+    );
+}
+
+#[test]
+fn a_dot_query_dripped_a_byte_at_a_time_is_cut_off() {
+    let pki = TestPki::new();
+    let issued = pki.issue("ns", &[SERVER_NAME], false);
+    let ns = serve_encrypted(&issued, &["--tls-idle-timeout", "1"]);
+    let mut s = tls_connect(
+        ns.listener("dot"),
+        SERVER_NAME,
+        client_config(&pki.ca_der(), &[b"dot"]),
+    )
+    .unwrap();
+    let framed = crate::harness::frame(&case_query("static.steer.test.", None));
+    let started = std::time::Instant::now();
+    // A slow-loris client: one byte every 300 ms (pacing, not synchronisation). Each byte
+    // is within the idle timeout of the previous one, but the message is not within 1 s of
+    // its first byte, so the server closes it.
+    let mut cut = None;
+    for byte in &framed {
+        if std::io::Write::write_all(&mut s, &[*byte]).is_err() || s.flush().is_err() {
+            cut = Some(started.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let cut = cut.unwrap_or_else(|| {
+        // Every byte went out (the kernel buffers them): the server must not answer.
+        let mut len = [0u8; 2];
+        assert!(std::io::Read::read_exact(&mut s, &mut len).is_err());
+        started.elapsed()
+    });
+    assert!(cut < Duration::from_secs(4), "connection held for {cut:?}");
+    assert_eq!(ns.metric(r#"meridian_queries_total{transport="tls"}"#), 0.0);
+}
+
+#[test]
+fn doq_closes_connections_that_send_a_nonzero_message_id() {
+    // RFC 9250 §4.2.1: the ID must be 0; anything else is DOQ_PROTOCOL_ERROR.
+    let pki = TestPki::new();
+    let issued = pki.issue("ns", &[SERVER_NAME], false);
+    let ns = serve_encrypted(&issued, &[]);
+    let query = Query::new("static.steer.test.", RecordType::A)
+        .id(7)
+        .to_bytes();
+    let err = doq_exchange(ns.listener("doq"), &pki.ca_der(), &query).unwrap_err();
+    assert!(
+        err.contains("ApplicationClosed") && err.contains("error_code: 2"),
+        "{err}"
     );
 }
 

@@ -312,7 +312,10 @@ async fn doq_exchange_async(
         .await
         .map_err(|e| e.to_string())?;
     send.finish().map_err(|e| e.to_string())?;
-    let data = recv.read_to_end(65_537).await.map_err(|e| e.to_string())?;
+    let data = recv
+        .read_to_end(65_537)
+        .await
+        .map_err(|e| format!("{e:?}"))?;
     conn.close(0u32.into(), b"");
     endpoint.wait_idle().await;
     let (len, reply) = data.split_at_checked(2).ok_or("short doq reply")?;
