@@ -424,3 +424,29 @@ where
         while connections.join_next().await.is_some() {}
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_addresses_take_the_default_port_when_they_have_none() {
+        let cases = [
+            ("127.0.0.1", "127.0.0.1:853"),
+            ("127.0.0.1:8853", "127.0.0.1:8853"),
+            ("::1", "[::1]:853"),
+            ("[::1]", "[::1]:853"),
+            ("[::1]:8853", "[::1]:8853"),
+        ];
+        for (given, want) in cases {
+            assert_eq!(
+                parse_listen(given, 853).unwrap().to_string(),
+                want,
+                "{given}"
+            );
+        }
+        for bad in ["", "ns.example", "127.0.0.1:", "[::1", "1.2.3.4:99999"] {
+            assert!(parse_listen(bad, 853).is_err(), "{bad}");
+        }
+    }
+}
