@@ -7,7 +7,7 @@
 //! certificate, a key that does not match) leaves the previous certificate serving; the error
 //! goes to the reload report and `meridian_tls_certificate_reloads_total{result="error"}`.
 //!
-//! Owns: reading `--tls-cert`/`--tls-key` (through `api::tls::load_pem`, the API's loader) and
+//! Owns: reading `--tls-cert`/`--tls-key` (through `tls::load_pem`, the API's loader too) and
 //! the rustls server configurations with each transport's ALPN. Must never: replace a serving
 //! certificate with one that did not load.
 
@@ -21,7 +21,7 @@ use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
 use tokio_rustls::rustls::sign::CertifiedKey;
 use tokio_rustls::rustls::{self, ServerConfig};
 
-use crate::api::tls::{TlsError, load_pem};
+use crate::tls::{TlsError, load_pem};
 
 /// The certificate the encrypted listeners present, and where it is read from.
 #[derive(Debug)]

@@ -51,8 +51,8 @@ use tokio_rustls::server::TlsStream;
 
 use super::handler::{Handler, HandlerConfig};
 use super::metrics::{DnsMetrics, StreamLabel};
-use crate::api::tls::TlsError;
 use crate::routing::publish::Publisher;
+use crate::tls::TlsError;
 use certs::CertStore;
 use limits::{Slot, Slots};
 
