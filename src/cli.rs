@@ -5,6 +5,10 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::dns::encrypted::{
+    DEFAULT_DOH_PORT, DEFAULT_DOT_PORT, DEFAULT_MAX_TLS_CONNECTIONS,
+    DEFAULT_MAX_TLS_CONNECTIONS_PER_CLIENT, DEFAULT_TLS_IDLE_TIMEOUT, parse_listen,
+};
 use crate::dns::handler::{CLASSIC_UDP_SIZE, DEFAULT_MAX_UDP_SIZE};
 use crate::dns::rrl::{DEFAULT_RRL_SLIP, DEFAULT_RRL_TABLE_SIZE, MAX_RRL_RATE, MAX_RRL_SLIP};
 use crate::dns::server::{
@@ -240,6 +244,71 @@ pub struct ServeArgs {
     /// POST a JSON event to this URL on every endpoint health change (repeatable).
     #[arg(long = "notify-url")]
     pub notify_url: Vec<String>,
+    /// DNS over TLS, HTTPS and QUIC.
+    #[command(flatten)]
+    pub encrypted: EncryptedArgs,
+}
+
+/// `meridian serve`'s encrypted transports (`dns::encrypted`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct EncryptedArgs {
+    /// Serve DNS over TLS (RFC 7858) on this address (repeatable; port 853 unless given).
+    /// Needs --tls-cert and --tls-key.
+    #[arg(long = "dot-listen", value_parser = parse_dot_listen)]
+    pub dot_listen: Vec<SocketAddr>,
+    /// Serve DNS over HTTPS (RFC 8484: GET and POST on /dns-query, HTTP/2 and HTTP/1.1) on
+    /// this address (repeatable; port 443 unless given). Needs --tls-cert and --tls-key.
+    #[arg(long = "doh-listen", value_parser = parse_doh_listen)]
+    pub doh_listen: Vec<SocketAddr>,
+    /// Serve DNS over QUIC (RFC 9250) on this UDP address (repeatable; port 853 unless
+    /// given). Needs --tls-cert and --tls-key.
+    #[arg(long = "doq-listen", value_parser = parse_dot_listen)]
+    pub doq_listen: Vec<SocketAddr>,
+    /// PEM certificate chain of the DoT/DoH/DoQ listeners, re-read on every reload (a bad
+    /// one keeps the previous certificate serving).
+    #[arg(long = "tls-cert", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert, re-read with it.
+    #[arg(long = "tls-key", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Seconds an encrypted connection with nothing in flight is kept open.
+    #[arg(long = "tls-idle-timeout", default_value_t = DEFAULT_TLS_IDLE_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub tls_idle_timeout: u64,
+    /// Most connections open at once on each DoT, DoH or DoQ listener.
+    #[arg(long = "max-tls-connections", default_value_t = DEFAULT_MAX_TLS_CONNECTIONS as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_tls_connections: u64,
+    /// Most connections open at once on each DoT, DoH or DoQ listener from one client host
+    /// (IPv4 address, IPv6 /64); more are refused.
+    #[arg(long = "max-tls-connections-per-client", default_value_t = DEFAULT_MAX_TLS_CONNECTIONS_PER_CLIENT as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_tls_connections_per_client: u64,
+}
+
+impl EncryptedArgs {
+    /// The listeners' configuration.
+    pub fn to_config(&self) -> crate::dns::encrypted::EncryptedConfig {
+        crate::dns::encrypted::EncryptedConfig {
+            dot: self.dot_listen.clone(),
+            doh: self.doh_listen.clone(),
+            doq: self.doq_listen.clone(),
+            cert: self.tls_cert.clone(),
+            key: self.tls_key.clone(),
+            limits: crate::dns::encrypted::Limits {
+                idle_timeout: std::time::Duration::from_secs(self.tls_idle_timeout),
+                max_connections: usize::try_from(self.max_tls_connections).unwrap_or(usize::MAX),
+                max_connections_per_client: usize::try_from(self.max_tls_connections_per_client)
+                    .unwrap_or(usize::MAX),
+                ..Default::default()
+            },
+        }
+    }
+}
+
+fn parse_dot_listen(s: &str) -> Result<SocketAddr, String> {
+    parse_listen(s, DEFAULT_DOT_PORT)
+}
+
+fn parse_doh_listen(s: &str) -> Result<SocketAddr, String> {
+    parse_listen(s, DEFAULT_DOH_PORT)
 }
 
 /// `meridian probe`.

@@ -13,6 +13,7 @@ use crate::api::{self, ApiState};
 use crate::cli::ServeArgs;
 use crate::control::metrics::ReloadMetrics;
 use crate::control::{self, ControlError, ControlPlane, Sources, socket};
+use crate::dns::encrypted::{self, Encrypted};
 use crate::dns::handler::{Handler, HandlerConfig, txt_rdata};
 use crate::dns::metrics::DnsMetrics;
 use crate::dns::rrl::{DEFAULT_RRL_TABLE_SIZE, Rrl, RrlConfig};
@@ -48,6 +49,9 @@ pub enum ServeError {
     /// The API's TLS certificate or key is unusable (exit code 2).
     #[error(transparent)]
     Tls(#[from] api::tls::TlsError),
+    /// A DoT/DoH/DoQ listener cannot start (exit code 2 for its configuration, 1 for sockets).
+    #[error(transparent)]
+    Encrypted(#[from] crate::dns::encrypted::EncryptedError),
     /// The control socket cannot be created, or another server uses it (exit code 2).
     #[error(transparent)]
     Control(#[from] socket::SocketError),
@@ -92,6 +96,7 @@ impl Counters {
             health.register(r);
             notify.register(r);
             export.register(r);
+            dns.register_encrypted(r);
         }));
         Self {
             metrics,
@@ -145,15 +150,16 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         Some(path) => Some(socket::bind(path)?),
         None => None,
     };
+    let handler_config = HandlerConfig {
+        max_udp_size: args.max_udp_size,
+        identity: args.server_id.as_deref().map(txt_rdata),
+        version: args.server_version.as_deref().map(txt_rdata),
+        allow_transfer: args.allow_transfer.clone(),
+    };
     let handler = Arc::new(Handler::new(
         Arc::clone(control.publisher()),
-        dns,
-        HandlerConfig {
-            max_udp_size: args.max_udp_size,
-            identity: args.server_id.as_deref().map(txt_rdata),
-            version: args.server_version.as_deref().map(txt_rdata),
-            allow_transfer: args.allow_transfer.clone(),
-        },
+        Arc::clone(&dns),
+        handler_config.clone(),
     ));
     let limits = TcpLimits {
         idle_timeout: Duration::from_secs(args.tcp_idle_timeout),
@@ -198,6 +204,25 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
             limits.clone(),
             drain_rx.clone(),
         ));
+    }
+
+    // DoT, DoH, DoQ: the same handler settings and table, counted under their own transport;
+    // their certificate is re-read by every reload.
+    let encrypted = encrypted::start(
+        &args.encrypted.to_config(),
+        control.publisher(),
+        &dns,
+        &handler_config,
+        &drain_rx,
+    )?;
+    let mut encrypted_ready = String::new();
+    if let Some(enc) = encrypted {
+        encrypted_ready = enc.ready_fields();
+        let (certs, dns) = (Arc::clone(&enc.certs), Arc::clone(&dns));
+        control.add_reload_hook(Box::new(move || {
+            Encrypted::reload_certificate(&certs, &dns)
+        }));
+        tcp_tasks.extend(enc.tasks);
     }
 
     let api_listener =
@@ -245,7 +270,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     control.set_serving();
     tracing::info!(dns = %dns_addrs.join(","), api = %api_addr, zones = %args.zones.display(), "serving");
     // The one machine-readable line: tests and scripts read the bound ports from it.
-    println!("ready dns={} api={api_addr}", dns_addrs.join(","));
+    println!(
+        "ready dns={} api={api_addr}{encrypted_ready}",
+        dns_addrs.join(",")
+    );
 
     signals.wait_for_shutdown(&control).await;
     // Drain: /health says 503 from now on; DNS over TCP stops accepting and answers what it

@@ -31,10 +31,12 @@
 //! - [`routing`]: the compiled table, its lookup (into an `AnswerSink`), service selection, and
 //!   the one `ArcSwap`. Never imports `dns`.
 //! - [`dns`]: the query path: wire parsing, the handler, response writing (the `AnswerSink` the
-//!   lookup fills), UDP/TCP, RRL, AXFR, and `explain`'s real answer.
+//!   lookup fills), UDP/TCP, RRL, AXFR, DoT/DoH/DoQ listeners over the same handler, and
+//!   `explain`'s real answer.
 //! - [`health`]: probe reports (format, signatures), vote aggregation, the hub, overrides.
 //! - [`control`]: the control plane's one owner: reload, health, overrides, socket, watcher.
 //! - [`api`]: the HTTP API and status page: routes, who may call them, connection limits, TLS.
+//! - [`tls`]: PEM certificate and key loading, shared by the API and the DoT/DoH/DoQ listeners.
 //! - [`probe`]: checks, rise/fall, the schedule and signed report delivery.
 //! - [`prober`]: `meridian probe` and the embedded prober: the probe runner wired to a sink.
 //! - [`notify`]: health-transition webhooks (`--notify-url`).
@@ -57,6 +59,7 @@ pub mod probe;
 pub mod prober;
 pub mod proto;
 pub mod routing;
+pub mod tls;
 
 #[cfg(test)]
 #[path = "module_graph_tests.rs"]

@@ -42,6 +42,8 @@ impl CommandError for ServeError {
             | Self::Tls(_)
             | Self::Control(_) => EXIT_CONFIG,
             Self::Io { .. } => EXIT_RUNTIME,
+            Self::Encrypted(e) if e.is_config() => EXIT_CONFIG,
+            Self::Encrypted(_) => EXIT_RUNTIME,
         }
     }
 }

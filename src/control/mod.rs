@@ -76,6 +76,10 @@ pub enum ControlError {
     Keys(#[from] crate::health::report::KeyringError),
 }
 
+/// Something else a reload re-reads (the DNS listeners' TLS certificate): it keeps its
+/// previous version on error and returns the message for the reload report.
+pub type ReloadHook = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
+
 /// The control plane of one `serve` process.
 pub struct ControlPlane {
     sources: Sources,
@@ -87,6 +91,8 @@ pub struct ControlPlane {
     reloading: Mutex<Option<ReloadReport>>,
     serving: AtomicBool,
     draining: AtomicBool,
+    /// Run by every reload after the zones (see [`ControlPlane::add_reload_hook`]).
+    hooks: Mutex<Vec<ReloadHook>>,
 }
 
 impl ControlPlane {
@@ -123,6 +129,7 @@ impl ControlPlane {
             reloading: Mutex::new(None),
             serving: AtomicBool::new(false),
             draining: AtomicBool::new(false),
+            hooks: Mutex::new(Vec::new()),
         }))
     }
 
@@ -213,6 +220,11 @@ impl ControlPlane {
             p.restart(&serving, &self.hub);
         }
 
+        for hook in self.hooks.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            if let Err(e) = hook() {
+                errors.push(e);
+            }
+        }
         let ok = errors.is_empty();
         self.metrics.record_reload(ok);
         let kept_labels: Vec<(String, String)> = kept
@@ -242,6 +254,15 @@ impl ControlPlane {
         };
         *last = Some(report.clone());
         report
+    }
+
+    /// Adds something every reload re-reads after the zones; its error (its previous version
+    /// kept) goes into the report's errors and makes the reload count as failed.
+    pub fn add_reload_hook(&self, hook: ReloadHook) {
+        self.hooks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(hook);
     }
 
     /// The last reload's report, if there was one.

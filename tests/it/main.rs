@@ -19,6 +19,8 @@ mod chaos;
 mod control;
 mod core;
 mod dnsedge;
+// DNS over TLS, HTTPS and QUIC.
+mod encrypted;
 mod health;
 // Backends, probers and signed reports for `health`.
 mod health_support;
