@@ -17,6 +17,9 @@ use crate::dns::handler::{Handler, HandlerConfig, txt_rdata};
 use crate::dns::metrics::DnsMetrics;
 use crate::dns::rrl::{DEFAULT_RRL_TABLE_SIZE, Rrl, RrlConfig};
 use crate::dns::server::{self, TcpLimits};
+use crate::etcd::EtcdOptions;
+use crate::etcd::metrics::EtcdStatus;
+use crate::etcd::zones::{Distributed, StartError as EtcdStartError};
 use crate::health::export::{HealthExport, HealthMetrics, endpoint_samples};
 use crate::health::hub::HealthHub;
 use crate::health::report::KeyringError;
@@ -51,6 +54,12 @@ pub enum ServeError {
     /// The control socket cannot be created, or another server uses it (exit code 2).
     #[error(transparent)]
     Control(#[from] socket::SocketError),
+    /// The `--etcd*` flags or files are unusable (exit code 2).
+    #[error("{0}")]
+    EtcdSetup(String),
+    /// etcd is unreachable at start-up and no revision was saved (exit code 1).
+    #[error("{0}")]
+    EtcdUnavailable(String),
     /// A socket could not be bound or served (exit code 1).
     #[error("{what} {addr}: {source}")]
     Io {
@@ -75,8 +84,9 @@ struct Counters {
 }
 
 impl Counters {
-    /// Creates and registers them in the order `/metrics` has always listed them.
-    fn register() -> Self {
+    /// Creates and registers them in the order `/metrics` has always listed them; etcd's
+    /// series last, in distributed mode only.
+    fn register(etcd: Option<&Arc<EtcdStatus>>) -> Self {
         let dns = Arc::new(DnsMetrics::default());
         let tables = Arc::new(TableMetrics::default());
         let health = Arc::new(HealthMetrics::default());
@@ -92,6 +102,9 @@ impl Counters {
             health.register(r);
             notify.register(r);
             export.register(r);
+            if let Some(etcd) = etcd {
+                etcd.register(r);
+            }
         }));
         Self {
             metrics,
@@ -107,6 +120,14 @@ impl Counters {
 
 /// Runs the server until SIGTERM or SIGINT, then drains (bounded by `--drain-timeout`).
 pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
+    let distributed = match EtcdOptions::from_args(&args.etcd) {
+        Ok(Some((opts, layout))) => Some(
+            Distributed::prepare(&opts, layout, args.state_dir.as_deref())
+                .map_err(etcd_start_error)?,
+        ),
+        Ok(None) => None,
+        Err(e) => return Err(ServeError::EtcdSetup(e.to_string())),
+    };
     let Counters {
         metrics,
         dns,
@@ -115,10 +136,15 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         reloads,
         notify,
         export,
-    } = Counters::register();
+    } = Counters::register(distributed.as_ref().map(|d| &d.source.status));
+    // In distributed mode the control plane loads the directory the etcd source writes.
+    let zones_dir = match &distributed {
+        Some(d) => d.source.dirs.live.clone(),
+        None => args.zones.clone(),
+    };
     let control = ControlPlane::start(
         Sources {
-            zones_dir: args.zones.clone(),
+            zones_dir,
             geoip: args.geoip.clone(),
             keys: args.keys.clone(),
         },
@@ -132,6 +158,14 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         ControlError::Start(e) => ServeError::Config(e),
         ControlError::Keys(e) => ServeError::Keys(e),
     })?;
+    let distributed = match distributed {
+        Some(d) => {
+            control.set_etcd(Arc::clone(&d.source.status));
+            let served = d.load(&control).await.map_err(etcd_start_error)?;
+            Some((d, served))
+        }
+        None => None,
+    };
     let admin_token = match &args.admin_token_file {
         Some(path) => Some(read_token(path)?),
         None => None,
@@ -229,7 +263,18 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         tracing::info!(path = %socket.path().display(), "control socket ready");
         tokio::spawn(socket.serve(Arc::clone(&control)));
     }
-    if !args.no_watch {
+    let distributed_mode = distributed.is_some();
+    if let Some((d, served)) = distributed {
+        if args.keys.is_none() {
+            tracing::warn!("no --keys: prober votes in etcd cannot be verified and are not read");
+        }
+        d.spawn(Arc::clone(&control), served, args.keys.is_some());
+    }
+    if distributed_mode {
+        // The zones directory is etcd's copy, rewritten by the etcd source itself; GeoIP
+        // and keys reload on SIGHUP.
+        tracing::info!("distributed mode: zones follow etcd; file watch off");
+    } else if !args.no_watch {
         // A watcher that cannot start (no inotify instances left) is worth a warning, not
         // an outage: SIGHUP and the control channel still reload.
         if let Err(e) = control::watch::spawn(Arc::clone(&control)) {
@@ -362,4 +407,11 @@ fn read_token(path: &std::path::Path) -> Result<String, ServeError> {
         )));
     }
     Ok(token)
+}
+
+fn etcd_start_error(e: EtcdStartError) -> ServeError {
+    match e {
+        EtcdStartError::Setup(m) => ServeError::EtcdSetup(m),
+        e @ EtcdStartError::Unavailable(_) => ServeError::EtcdUnavailable(e.to_string()),
+    }
 }

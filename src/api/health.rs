@@ -180,6 +180,9 @@ pub async fn status(State(state): State<ApiState>, headers: HeaderMap) -> Respon
         "overrides_active": overrides.len(),
         "transitions": state.control.hub().recent(),
     });
+    if let (Some(etcd), Some(fields)) = (state.control.etcd(), body.as_object_mut()) {
+        fields.insert("etcd".into(), serde_json::json!(etcd.view()));
+    }
     if admin {
         if let Some(fields) = body.as_object_mut() {
             fields.insert("overrides".into(), serde_json::json!(overrides));

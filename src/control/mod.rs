@@ -19,12 +19,13 @@ pub mod watch;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use axum::http::HeaderMap;
 use serde::Serialize;
 
+use crate::etcd::metrics::{EtcdStatus, EtcdView};
 use crate::geo::GeoDb;
 use crate::health::aggregate::IngestSummary;
 use crate::health::export::HealthMetrics;
@@ -87,6 +88,9 @@ pub struct ControlPlane {
     reloading: Mutex<Option<ReloadReport>>,
     serving: AtomicBool,
     draining: AtomicBool,
+    /// In distributed mode, where the zones come from (`etcd::zones` writes them to
+    /// `sources.zones_dir` and calls [`ControlPlane::reload`]) and the revision serving.
+    etcd: OnceLock<Arc<EtcdStatus>>,
 }
 
 impl ControlPlane {
@@ -123,6 +127,7 @@ impl ControlPlane {
             reloading: Mutex::new(None),
             serving: AtomicBool::new(false),
             draining: AtomicBool::new(false),
+            etcd: OnceLock::new(),
         }))
     }
 
@@ -152,6 +157,17 @@ impl ControlPlane {
     /// The table serving now.
     pub fn table(&self) -> Arc<RoutingTable> {
         self.publisher.table()
+    }
+
+    /// Marks the zones as read from etcd (first call wins): `/v1/status` and `ctl status`
+    /// show `status`.
+    pub fn set_etcd(&self, status: Arc<EtcdStatus>) {
+        let _ = self.etcd.set(status);
+    }
+
+    /// The etcd connection and configuration revision, in distributed mode.
+    pub fn etcd(&self) -> Option<&Arc<EtcdStatus>> {
+        self.etcd.get()
     }
 
     /// The configuration sources.
@@ -319,6 +335,7 @@ impl ControlPlane {
             endpoints_down: view.down_count(),
             overrides: self.overrides(),
             last_reload: self.last_reload(),
+            etcd: self.etcd().map(|e| e.view()),
         }
     }
 }
@@ -338,6 +355,9 @@ pub struct StatusSummary {
     pub overrides: Vec<Override>,
     /// The last reload, if any.
     pub last_reload: Option<ReloadReport>,
+    /// In distributed mode: etcd and the configuration revision serving.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub etcd: Option<EtcdView>,
 }
 
 /// A zone in [`StatusSummary`].
