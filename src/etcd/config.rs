@@ -102,6 +102,8 @@ pub struct Stored {
     pub config_revision: i64,
     /// The push record's version (0: never pushed).
     pub meta_version: i64,
+    /// The id of the last push (from its record).
+    pub push_id: Option<String>,
 }
 
 /// Splits a range over `config/` into files, revisions and the push record.
@@ -116,6 +118,9 @@ pub fn stored(layout: &Layout, range: &Range) -> Stored {
         out.config_revision = out.config_revision.max(kv.mod_revision);
         if key == meta {
             out.meta_version = kv.version;
+            out.push_id = serde_json::from_slice::<Value>(&kv.value)
+                .ok()
+                .and_then(|v| v.get("push_id")?.as_str().map(str::to_string));
         } else if let Some(rel) = layout.relative_zone(&key) {
             out.files.insert(rel.to_string(), kv.value.clone());
         }
@@ -358,15 +363,26 @@ pub async fn push(
             zones,
         });
     }
+    // A random id in the push record tells, after an answer that was lost (a timeout while
+    // etcd elects a leader), whether this transaction landed or not.
+    let push_id = format!("{:016x}", rand::random::<u64>());
     let meta = json!({
+        "push_id": push_id,
         "pushed_at_ms": crate::health::report::unix_ms(std::time::SystemTime::now()),
         "files": files.len(),
         "user": std::env::var("USER").unwrap_or_default(),
     })
     .to_string();
-    let (ok, revision) = client
+    let sent = client
         .txn(&txn_body(layout, &plan, &files, &read, meta.as_bytes()))
-        .await?;
+        .await;
+    let (ok, revision) = match sent {
+        Ok(answer) => answer,
+        Err(e) => match landed(client, layout, &push_id).await {
+            Some(revision) => (true, revision),
+            None => return Err(ConfigError::Etcd(e)),
+        },
+    };
     if !ok {
         return Err(ConfigError::Conflict {
             read: read.read_revision,
@@ -377,6 +393,21 @@ pub async fn push(
         revision,
         zones,
     })
+}
+
+/// After a transaction whose answer was lost: the configuration revision if the push record
+/// carries `push_id` (it was applied), `None` if it does not or cannot be read (it was not,
+/// as far as anyone can tell: the error is reported).
+async fn landed(client: &Client, layout: &Layout, push_id: &str) -> Option<i64> {
+    for _ in 0..3 {
+        match read_stored(client, layout).await {
+            Ok(read) => {
+                return (read.push_id.as_deref() == Some(push_id)).then_some(read.config_revision);
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_secs(1)).await,
+        }
+    }
+    None
 }
 
 /// `meridian config pull`: writes the stored zone files under `dir`; the configuration
@@ -426,6 +457,7 @@ mod tests {
             read_revision: 41,
             config_revision: 40,
             meta_version: 3,
+            push_id: None,
         };
         let body = txn_body(&layout, &p, &new, &read, b"{}");
         let cmp = body["compare"].as_array().unwrap();
@@ -466,7 +498,7 @@ mod tests {
         let range = Range {
             revision: 50,
             kvs: vec![
-                kv("/m/config/meta", "{}", 12, 4),
+                kv("/m/config/meta", r#"{"push_id":"ab"}"#, 12, 4),
                 kv("/m/config/other", "?", 9, 1),
                 kv("/m/config/zones/a.toml", "A", 12, 2),
                 kv("/m/config/zones/sub/b.zone", "B", 7, 1),
@@ -476,6 +508,7 @@ mod tests {
         assert_eq!(s.read_revision, 50);
         assert_eq!(s.config_revision, 12);
         assert_eq!(s.meta_version, 4);
+        assert_eq!(s.push_id.as_deref(), Some("ab"));
         assert_eq!(s.files, files(&[("a.toml", "A"), ("sub/b.zone", "B")]));
         assert_eq!(stored(&layout, &Range::default()), Stored::default());
     }

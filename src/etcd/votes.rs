@@ -297,6 +297,44 @@ mod tests {
     }
 
     #[test]
+    fn stored_votes_are_verified_and_a_repeat_is_a_duplicate() {
+        use crate::health::export::HealthMetrics;
+        use crate::health::report::{Keyring, ProberId, unix_ms};
+        let key = Key::new("k1", ProberId::new("p1"), &[7u8; 32]).unwrap();
+        let keyring = Keyring::from_keys([key.clone()]).unwrap();
+        let hub = HealthHub::new(
+            Vec::new(),
+            Duration::from_secs(10),
+            Some(keyring),
+            Arc::new(HealthMetrics::default()),
+        );
+        let report = ProbeReport {
+            prober_id: ProberId::new("p1"),
+            region: "eu".into(),
+            boot_id: "boot".into(),
+            sequence: 1,
+            sent_at_ms: unix_ms(std::time::SystemTime::now()),
+            interval_ms: 1000,
+            config_digest: "d".into(),
+            endpoints: Default::default(),
+        };
+        let signed = SignedReport::new(&report, &key).unwrap();
+        let vote = StoredVote::from_signed(&signed);
+        let value = serde_json::to_vec(&vote).unwrap();
+        assert_eq!(ingest(&hub, &value), VoteOutcome::Accepted);
+        assert_eq!(ingest(&hub, &value), VoteOutcome::Duplicate);
+        let forged = StoredVote {
+            body: vote.body.replace("\"eu\"", "\"us\""),
+            ..vote.clone()
+        };
+        assert_eq!(
+            ingest(&hub, &serde_json::to_vec(&forged).unwrap()),
+            VoteOutcome::Rejected
+        );
+        assert_eq!(ingest(&hub, b"not json"), VoteOutcome::Rejected);
+    }
+
+    #[test]
     fn stored_votes_carry_the_signed_bytes() {
         let v = StoredVote {
             key_id: "k1".into(),

@@ -160,8 +160,8 @@ pub struct ZoneSource {
 }
 
 impl ZoneSource {
-    /// Writes `snapshot` to `live/`, reloads the control plane and records the revision;
-    /// a revision that loaded without any error is saved to the state directory too.
+    /// Writes `snapshot` to `live/`, reloads the control plane, saves a revision that loaded
+    /// without any error to the state directory, then reports the revision.
     pub async fn apply(
         &self,
         control: &Arc<ControlPlane>,
@@ -180,7 +180,6 @@ impl ZoneSource {
                 return;
             }
         };
-        self.status.set_revision(snapshot.revision, from_state_dir);
         tracing::info!(
             revision = snapshot.revision,
             ok = report.ok,
@@ -196,6 +195,8 @@ impl ZoneSource {
                 tracing::warn!(error = %e, "cannot save the configuration revision to the state directory");
             }
         }
+        // Reported once it serves (and, with a state directory, is saved).
+        self.status.set_revision(snapshot.revision, from_state_dir);
     }
 
     /// Follows etcd until the process ends: resync, watch, ping; on any failure, the last

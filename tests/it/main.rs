@@ -19,6 +19,8 @@ mod chaos;
 mod control;
 mod core;
 mod dnsedge;
+// Distributed mode on a real etcd (system tests).
+mod etcd;
 mod health;
 // Backends, probers and signed reports for `health`.
 mod health_support;
