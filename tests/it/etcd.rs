@@ -416,3 +416,70 @@ fn votes_through_etcd_move_answers_and_vanish_with_a_dead_probers_lease() {
         });
     }
 }
+
+#[test]
+#[ignore = "system test: needs etcd (etcd-server)"]
+fn killing_the_etcd_leader_during_pushes_gives_no_wrong_answer_and_no_half_push() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let etcd = Etcd::cluster(3);
+    push_ok(&etcd, zones("192.0.2.100").path());
+    let nss = [nameserver(&etcd, &[]), nameserver(&etcd, &[])];
+    // Every address a push has started with: an answer outside it is wrong.
+    let allowed = Arc::new(Mutex::new(vec!["192.0.2.100".parse::<Ipv4Addr>().unwrap()]));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut etcd = etcd;
+    let bad: Vec<String> = thread::scope(|s| {
+        let checker = {
+            let (allowed, stop, nss) = (Arc::clone(&allowed), Arc::clone(&stop), &nss);
+            s.spawn(move || {
+                let mut bad = Vec::new();
+                let mut asked = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    for ns in nss {
+                        let answer = www(ns);
+                        asked += 1;
+                        let ok = answer.len() == 1 && allowed.lock().unwrap().contains(&answer[0]);
+                        if !ok {
+                            bad.push(format!("{answer:?}"));
+                        }
+                    }
+                    thread::sleep(Duration::from_millis(10));
+                }
+                assert!(asked > 100, "only {asked} queries");
+                bad
+            })
+        };
+        let mut last_ok = None;
+        for i in 0..10u8 {
+            if i == 3 {
+                let leader = etcd.leader();
+                eprintln!("killing the etcd leader m{leader}");
+                etcd.kill_member(leader);
+            }
+            let address = format!("192.0.2.{}", 101 + i);
+            allowed.lock().unwrap().push(address.parse().unwrap());
+            let dir = zones(&address);
+            let out = push(&etcd, dir.path(), &[]);
+            match out.code {
+                Some(0) => last_ok = Some(address),
+                // Refused cleanly while the cluster elects a leader.
+                Some(1) => eprintln!("push {i} refused: {}", out.stderr.trim()),
+                _ => panic!("push {i}: {out:?}"),
+            }
+        }
+        let last = last_ok.expect("pushes succeed once a new leader is elected");
+        for ns in &nss {
+            wait_until(RECONNECT, "the last push everywhere", || {
+                www(ns) == ip(&last)
+            });
+        }
+        // Whatever was stored, it is one push whole.
+        let stored = etcd.get("/meridian/config/zones/e.test.toml").unwrap();
+        assert_eq!(stored, zone_text(&last).trim_end());
+        stop.store(true, Ordering::Relaxed);
+        checker.join().unwrap()
+    });
+    assert!(bad.is_empty(), "wrong or empty answers: {bad:?}");
+}
