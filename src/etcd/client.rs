@@ -22,6 +22,8 @@ use super::{EtcdOptions, range_end};
 
 /// Longest a unary call may take, answer included.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+/// Longest a liveness ping may take: a partition (no answer, no reset) shows within it.
+pub const PING_TIMEOUT: Duration = Duration::from_secs(1);
 /// Longest a connection may take to open.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Largest watch message buffered (etcd's own request limit is 1.5 MiB by default).
@@ -498,7 +500,16 @@ impl Client {
 
     /// A unary call: the answer's JSON.
     pub async fn call(&self, path: &str, body: &Value) -> Result<Value, EtcdError> {
-        let (response, endpoint) = self.open(path, body, Some(REQUEST_TIMEOUT)).await?;
+        self.call_within(path, body, REQUEST_TIMEOUT).await
+    }
+
+    async fn call_within(
+        &self,
+        path: &str,
+        body: &Value,
+        timeout: Duration,
+    ) -> Result<Value, EtcdError> {
+        let (response, endpoint) = self.open(path, body, Some(timeout)).await?;
         read_json(response, &endpoint).await
     }
 
@@ -511,10 +522,13 @@ impl Client {
         parse_range(&v).map_err(|message| self.decode(message))
     }
 
-    /// A cheap linearizable read: succeeds only while the cluster has quorum.
+    /// A cheap linearizable read within [`PING_TIMEOUT`]: succeeds only while the cluster
+    /// has quorum and the path to it carries packets.
     pub async fn ping(&self, key: &str) -> Result<i64, EtcdError> {
         let body = json!({ "key": b64(key.as_bytes()), "count_only": true });
-        let v = self.call("/v3/kv/range", &body).await?;
+        let v = self
+            .call_within("/v3/kv/range", &body, PING_TIMEOUT)
+            .await?;
         Ok(header_revision(&v))
     }
 

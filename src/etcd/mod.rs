@@ -196,8 +196,9 @@ pub struct Backoff {
 impl Backoff {
     /// The first wait.
     pub const FIRST: Duration = Duration::from_millis(200);
-    /// The longest wait.
-    pub const MAX: Duration = Duration::from_secs(5);
+    /// The longest wait: short, so a nameserver is back within about two seconds of etcd
+    /// (the bound after a partition heals); a retry is one small request.
+    pub const MAX: Duration = Duration::from_secs(1);
 
     /// No failure yet.
     pub fn new() -> Self {
@@ -263,7 +264,7 @@ mod tests {
     fn backoff_doubles_to_its_cap_and_resets() {
         let mut b = Backoff::new();
         let waits: Vec<u128> = (0..7).map(|_| b.base_wait().as_millis()).collect();
-        assert_eq!(waits, [200, 400, 800, 1600, 3200, 5000, 5000]);
+        assert_eq!(waits, [200, 400, 800, 1000, 1000, 1000, 1000]);
         b.reset();
         assert_eq!(b.base_wait(), Backoff::FIRST);
         for _ in 0..100 {

@@ -263,8 +263,18 @@ async fn intake_session(
         Err(e) => return e,
     };
     backoff.reset();
+    // A silent partition never ends a watch by itself: ping as the zone source does.
+    let mut ping = tokio::time::interval(super::zones::PING_INTERVAL);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        match watch.next().await {
+        let msg = tokio::select! {
+            msg = watch.next() => msg,
+            _ = ping.tick() => match client.ping(prefix).await {
+                Ok(_) => continue,
+                Err(e) => return e,
+            },
+        };
+        match msg {
             Ok(Some(WatchMessage::Events { events, .. })) => {
                 for e in events {
                     if e.deleted {

@@ -242,6 +242,10 @@ impl ZoneSource {
         served: &mut Snapshot,
         backoff: &mut Backoff,
     ) -> EtcdError {
+        // Cheap and bounded first: a partition is found within PING_TIMEOUT.
+        if let Err(e) = self.client.ping(&self.layout.meta_key()).await {
+            return e;
+        }
         let read_revision = match self.resync(control, served).await {
             Ok(r) => r,
             Err(e) => return e,

@@ -483,3 +483,45 @@ fn killing_the_etcd_leader_during_pushes_gives_no_wrong_answer_and_no_half_push(
     });
     assert!(bad.is_empty(), "wrong or empty answers: {bad:?}");
 }
+
+#[test]
+#[ignore = "system test: needs etcd (etcd-server)"]
+fn a_nameserver_cut_off_from_etcd_keeps_its_table_and_converges_when_it_heals() {
+    use crate::harness::etcd::Partition;
+    let etcd = Etcd::start();
+    push_ok(&etcd, zones("192.0.2.1").path());
+    let partition = Partition::to(&etcd);
+    let cut_off = Meridian::serve_dir(Path::new(NOT_READ), &["--etcd", &partition.url], false);
+    let other = nameserver(&etcd, &[]);
+    assert_eq!(www(&cut_off), ip("192.0.2.1"));
+
+    // Packets lost, nothing refused: only the ping can tell.
+    partition.cut();
+    let r2 = push_ok(&etcd, zones("192.0.2.2").path());
+    wait_until(PROPAGATION, "the connected nameserver follows", || {
+        www(&other) == ip("192.0.2.2")
+    });
+    wait_until(Duration::from_secs(5), "the partition reported", || {
+        etcd_status(&cut_off)["connected"] == false
+    });
+    for _ in 0..20 {
+        assert_eq!(www(&cut_off), ip("192.0.2.1"), "the last table serves");
+        thread::sleep(Duration::from_millis(50));
+    }
+
+    partition.heal();
+    let took = wait_until(
+        Duration::from_secs(5),
+        "converged after the partition",
+        || www(&cut_off) == ip("192.0.2.2"),
+    );
+    eprintln!("converged {took:?} after the partition healed");
+    assert!(
+        took <= Duration::from_millis(2500),
+        "took {took:?} (target 2 s)"
+    );
+    wait_until(PROPAGATION, "the revision reported", || {
+        let st = etcd_status(&cut_off);
+        st["connected"] == true && st["config_revision"] == r2
+    });
+}

@@ -197,3 +197,121 @@ impl Etcd {
         (!out.is_empty()).then(|| out.trim_end_matches('\n').to_string())
     }
 }
+
+/// A loopback TCP relay in front of etcd that a test can cut like a network partition: while
+/// cut, connections stay open and bytes are swallowed (no reset, no answer), as when packets
+/// are lost; healed, it relays again (connections opened meanwhile stay dead).
+pub struct Partition {
+    /// The URL to give instead of etcd's, `http://127.0.0.1:PORT`.
+    pub url: String,
+    cut: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    accept: Option<thread::JoinHandle<()>>,
+}
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+
+impl Partition {
+    /// A relay to the first member of `etcd`.
+    pub fn to(etcd: &Etcd) -> Partition {
+        let target = etcd.members[0]
+            .client
+            .trim_start_matches("http://")
+            .to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (cut, stop) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let accept = {
+            let (cut, stop) = (Arc::clone(&cut), Arc::clone(&stop));
+            thread::spawn(move || {
+                let mut held = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((client, _)) => {
+                            client.set_nonblocking(false).unwrap();
+                            let cut_now = cut.load(Ordering::Relaxed);
+                            match (cut_now, TcpStream::connect(&target)) {
+                                (false, Ok(server)) => {
+                                    for (from, to) in [
+                                        (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                                        (server, client),
+                                    ] {
+                                        let (cut, stop) = (Arc::clone(&cut), Arc::clone(&stop));
+                                        thread::spawn(move || pump(from, to, &cut, &stop));
+                                    }
+                                }
+                                // Cut (or etcd down): accepted and never answered.
+                                _ => held.push(client),
+                            }
+                        }
+                        Err(_) => thread::sleep(Duration::from_millis(10)),
+                    }
+                }
+            })
+        };
+        Partition {
+            url,
+            cut,
+            stop,
+            accept: Some(accept),
+        }
+    }
+
+    /// Cuts the path: nothing goes through, nothing is refused.
+    pub fn cut(&self) {
+        self.cut.store(true, Ordering::Relaxed);
+    }
+
+    /// Heals it: new connections go through.
+    pub fn heal(&self) {
+        self.cut.store(false, Ordering::Relaxed);
+    }
+}
+
+fn pump(mut from: TcpStream, mut to: TcpStream, cut: &AtomicBool, stop: &AtomicBool) {
+    from.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let mut buf = [0u8; 16 * 1024];
+    // Once a connection has been cut its stream is broken: it never relays again.
+    let mut broken = false;
+    while !stop.load(Ordering::Relaxed) {
+        match from.read(&mut buf) {
+            Ok(0) => {
+                let _ = to.shutdown(std::net::Shutdown::Write);
+                return;
+            }
+            Ok(n) => {
+                broken |= cut.load(Ordering::Relaxed);
+                if !broken && to.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                broken |= cut.load(Ordering::Relaxed);
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+impl Drop for Partition {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.accept.take() {
+            let _ = t.join();
+        }
+    }
+}
