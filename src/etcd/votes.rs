@@ -221,7 +221,8 @@ pub fn ingest(hub: &HealthHub, value: &[u8]) -> VoteOutcome {
         Ok(_) => VoteOutcome::Accepted,
         Err(RejectReason::Replay) => VoteOutcome::Duplicate,
         Err(reason) => {
-            tracing::warn!(reason = reason.label(), "vote set from etcd rejected");
+            // Counted (`meridian_etcd_votes_total`); as HTTP ingest, not logged per report.
+            tracing::debug!(reason = reason.label(), "vote set from etcd rejected");
             VoteOutcome::Rejected
         }
     }

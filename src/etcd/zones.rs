@@ -168,6 +168,19 @@ impl ZoneSource {
         snapshot: &Snapshot,
         from_state_dir: bool,
     ) {
+        // A key that cannot be a file name (written past `config push`) is reported and left
+        // out; the rest of the revision still loads.
+        let mut usable = snapshot.clone();
+        usable
+            .files
+            .retain(|name, _| match super::config::safe_relative(name) {
+                Ok(_) => true,
+                Err(e) => {
+                    tracing::error!(error = %e, revision = snapshot.revision, "zone key ignored");
+                    false
+                }
+            });
+        let snapshot = &usable;
         if let Err(e) = write_snapshot(&self.dirs.live, snapshot) {
             tracing::error!(error = %e, revision = snapshot.revision, "cannot write the zones read from etcd; previous table keeps serving");
             return;
