@@ -11,6 +11,7 @@ use crate::dns::server::{
     DEFAULT_DRAIN_TIMEOUT, DEFAULT_MAX_TCP_CONNECTIONS, DEFAULT_MAX_TCP_CONNECTIONS_PER_CLIENT,
     DEFAULT_MAX_TCP_QUERIES, DEFAULT_TCP_IDLE_TIMEOUT, DEFAULT_TCP_SESSION_TIMEOUT,
 };
+use crate::etcd::{EtcdOptions, Layout, OptionsError};
 use crate::health::aggregate::DEFAULT_GRACE;
 use crate::health::overrides::DEFAULT_OVERRIDE_SECONDS;
 use crate::probe::runner::DEFAULT_MAX_IN_FLIGHT;
@@ -21,9 +22,18 @@ pub const DEFAULT_ZONES_DIR: &str = "zones";
 /// the repository.
 pub const DEFAULT_GEOIP: &str = "geoip/meridian-sample.txt";
 
+/// The version `--version` prints: the crate version and the commit it was built from
+/// (`build.rs`: `MERIDIAN_COMMIT`, else `git describe`, else `unknown`).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("MERIDIAN_COMMIT"),
+    ")"
+);
+
 /// Meridian: a DNS traffic manager and authoritative nameserver.
 #[derive(Debug, Parser)]
-#[command(name = "meridian", version, about)]
+#[command(name = "meridian", version = VERSION, about)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -59,6 +69,18 @@ pub enum Command {
         #[command(subcommand)]
         command: GeoipCommand,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages (meridian.1 and one per subcommand, e.g. meridian-serve.1) into a
+    /// directory.
+    Man {
+        /// Directory to write the pages into (created if missing).
+        #[arg(long, short, default_value = ".")]
+        out: PathBuf,
+    },
 }
 
 impl Command {
@@ -73,7 +95,9 @@ impl Command {
             | Self::Ctl(_)
             | Self::Explain(_)
             | Self::Geoip { .. }
-            | Self::Config { .. } => None,
+            | Self::Config { .. }
+            | Self::Completions { .. }
+            | Self::Man { .. } => None,
         }
     }
 }
@@ -256,6 +280,44 @@ pub struct EtcdArgs {
     /// File holding the etcd user's password.
     #[arg(long = "etcd-password-file", requires = "etcd_user")]
     pub etcd_password_file: Option<PathBuf>,
+}
+
+impl EtcdArgs {
+    /// From the flags; `None` when `--etcd` is not given (distributed mode is off).
+    pub fn options(&self) -> Result<Option<(EtcdOptions, Layout)>, OptionsError> {
+        let args = self;
+        if args.etcd.is_empty() {
+            return Ok(None);
+        }
+        let layout = Layout::new(&args.etcd_prefix)?;
+        let password = match (&args.etcd_user, &args.etcd_password_file) {
+            (None, _) => None,
+            (Some(_), Some(path)) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|source| OptionsError::Password {
+                        path: path.clone(),
+                        source,
+                    })?
+                    .trim_end_matches(['\r', '\n'])
+                    .to_string(),
+            ),
+            (Some(_), None) => Some(
+                std::env::var(crate::etcd::PASSWORD_ENV).map_err(|_| OptionsError::NoPassword)?,
+            ),
+        };
+        Ok(Some((
+            EtcdOptions {
+                endpoints: args.etcd.clone(),
+                prefix: layout.prefix().to_string(),
+                ca_file: args.etcd_cacert.clone(),
+                cert_file: args.etcd_cert.clone(),
+                key_file: args.etcd_key.clone(),
+                user: args.etcd_user.clone(),
+                password,
+            },
+            layout,
+        )))
+    }
 }
 
 /// `meridian config ...`.

@@ -17,7 +17,6 @@ use crate::dns::handler::{Handler, HandlerConfig, txt_rdata};
 use crate::dns::metrics::DnsMetrics;
 use crate::dns::rrl::{DEFAULT_RRL_TABLE_SIZE, Rrl, RrlConfig};
 use crate::dns::server::{self, TcpLimits};
-use crate::etcd::EtcdOptions;
 use crate::etcd::metrics::EtcdStatus;
 use crate::etcd::zones::{Distributed, StartError as EtcdStartError};
 use crate::health::export::{HealthExport, HealthMetrics, endpoint_samples};
@@ -120,7 +119,7 @@ impl Counters {
 
 /// Runs the server until SIGTERM or SIGINT, then drains (bounded by `--drain-timeout`).
 pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
-    let distributed = match EtcdOptions::from_args(&args.etcd) {
+    let distributed = match args.etcd.options() {
         Ok(Some((opts, layout))) => Some(
             Distributed::prepare(&opts, layout, args.state_dir.as_deref())
                 .map_err(etcd_start_error)?,
@@ -160,7 +159,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     })?;
     let distributed = match distributed {
         Some(d) => {
-            control.set_etcd(Arc::clone(&d.source.status));
+            control.set_config_source(Arc::clone(&d.source.status) as _);
             let served = d.load(&control).await.map_err(etcd_start_error)?;
             Some((d, served))
         }

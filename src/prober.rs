@@ -7,7 +7,6 @@ use tokio::sync::mpsc;
 
 use crate::cli::ProbeArgs;
 use crate::config::{Zone, load_dir};
-use crate::etcd::EtcdOptions;
 use crate::etcd::client::Client;
 use crate::etcd::votes::VotePublisher;
 use crate::health::hub::HealthHub;
@@ -59,7 +58,7 @@ pub async fn probe(args: ProbeArgs) -> Result<(), ProbeError> {
         tracing::warn!("no endpoint has a health check here; reporting an empty view");
     }
     // Distributed mode: the votes also (or only) go to this prober's key in etcd.
-    let votes = match EtcdOptions::from_args(&args.etcd) {
+    let votes = match args.etcd.options() {
         Ok(Some((opts, layout))) => {
             let client = Client::new(&opts).map_err(|e| ProbeError::Push(e.to_string()))?;
             Some(VotePublisher::start(client, &layout, &args.id, key.clone()))

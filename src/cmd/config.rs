@@ -5,7 +5,7 @@ use super::{CommandError, EXIT_CONFIG, EXIT_RUNTIME, RuntimeError, runtime};
 use crate::cli::{ConfigCommand, EtcdArgs};
 use crate::etcd::client::{Client, EtcdError};
 use crate::etcd::config::{ConfigError, Plan, pull, push};
-use crate::etcd::{EtcdOptions, Layout, OptionsError};
+use crate::etcd::{Layout, OptionsError};
 
 /// Why `meridian config` failed.
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +40,7 @@ impl CommandError for Error {
 }
 
 fn connect(what: &'static str, args: &EtcdArgs) -> Result<(std::sync::Arc<Client>, Layout), Error> {
-    let (opts, layout) = EtcdOptions::from_args(args)?.ok_or(Error::NoEtcd(what))?;
+    let (opts, layout) = args.options()?.ok_or(Error::NoEtcd(what))?;
     let client = Client::new(&opts).map_err(Error::Client)?;
     Ok((client, layout))
 }

@@ -25,7 +25,6 @@ use std::time::Duration;
 use axum::http::HeaderMap;
 use serde::Serialize;
 
-use crate::etcd::metrics::{EtcdStatus, EtcdView};
 use crate::geo::GeoDb;
 use crate::health::aggregate::IngestSummary;
 use crate::health::export::HealthMetrics;
@@ -90,7 +89,7 @@ pub struct ControlPlane {
     draining: AtomicBool,
     /// In distributed mode, where the zones come from (`etcd::zones` writes them to
     /// `sources.zones_dir` and calls [`ControlPlane::reload`]) and the revision serving.
-    etcd: OnceLock<Arc<EtcdStatus>>,
+    config_source: OnceLock<Arc<dyn ConfigSource>>,
 }
 
 impl ControlPlane {
@@ -127,7 +126,7 @@ impl ControlPlane {
             reloading: Mutex::new(None),
             serving: AtomicBool::new(false),
             draining: AtomicBool::new(false),
-            etcd: OnceLock::new(),
+            config_source: OnceLock::new(),
         }))
     }
 
@@ -159,15 +158,15 @@ impl ControlPlane {
         self.publisher.table()
     }
 
-    /// Marks the zones as read from etcd (first call wins): `/v1/status` and `ctl status`
-    /// show `status`.
-    pub fn set_etcd(&self, status: Arc<EtcdStatus>) {
-        let _ = self.etcd.set(status);
+    /// Marks the zones as coming from `source` (first call wins): `/v1/status` and `ctl
+    /// status` show its state.
+    pub fn set_config_source(&self, source: Arc<dyn ConfigSource>) {
+        let _ = self.config_source.set(source);
     }
 
-    /// The etcd connection and configuration revision, in distributed mode.
-    pub fn etcd(&self) -> Option<&Arc<EtcdStatus>> {
-        self.etcd.get()
+    /// Where the zones come from, when not from the zone directory itself.
+    pub fn config_source(&self) -> Option<&Arc<dyn ConfigSource>> {
+        self.config_source.get()
     }
 
     /// The configuration sources.
@@ -335,7 +334,7 @@ impl ControlPlane {
             endpoints_down: view.down_count(),
             overrides: self.overrides(),
             last_reload: self.last_reload(),
-            etcd: self.etcd().map(|e| e.view()),
+            etcd: self.config_source().map(|s| s.status_json()),
         }
     }
 }
@@ -357,7 +356,17 @@ pub struct StatusSummary {
     pub last_reload: Option<ReloadReport>,
     /// In distributed mode: etcd and the configuration revision serving.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub etcd: Option<EtcdView>,
+    pub etcd: Option<serde_json::Value>,
+}
+
+/// Where the zones come from when something else writes the zone directory (distributed
+/// mode: `etcd::zones`), as `/v1/status` and `ctl status` show it. A trait, so that the
+/// control plane does not depend on the module that depends on it.
+pub trait ConfigSource: Send + Sync {
+    /// Its key in `/v1/status` (`etcd`).
+    fn name(&self) -> &'static str;
+    /// Its state: connection, configuration revision serving.
+    fn status_json(&self) -> serde_json::Value;
 }
 
 /// A zone in [`StatusSummary`].

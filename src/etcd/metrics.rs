@@ -194,6 +194,16 @@ impl EtcdStatus {
     }
 }
 
+impl crate::control::ConfigSource for EtcdStatus {
+    fn name(&self) -> &'static str {
+        "etcd"
+    }
+
+    fn status_json(&self) -> serde_json::Value {
+        serde_json::json!(self.view())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

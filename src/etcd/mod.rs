@@ -67,43 +67,6 @@ pub enum OptionsError {
 /// The environment variable holding the etcd user's password (instead of a file).
 pub const PASSWORD_ENV: &str = "MERIDIAN_ETCD_PASSWORD";
 
-impl EtcdOptions {
-    /// From the flags; `None` when `--etcd` is not given (distributed mode is off).
-    pub fn from_args(args: &crate::cli::EtcdArgs) -> Result<Option<(Self, Layout)>, OptionsError> {
-        if args.etcd.is_empty() {
-            return Ok(None);
-        }
-        let layout = Layout::new(&args.etcd_prefix)?;
-        let password = match (&args.etcd_user, &args.etcd_password_file) {
-            (None, _) => None,
-            (Some(_), Some(path)) => Some(
-                std::fs::read_to_string(path)
-                    .map_err(|source| OptionsError::Password {
-                        path: path.clone(),
-                        source,
-                    })?
-                    .trim_end_matches(['\r', '\n'])
-                    .to_string(),
-            ),
-            (Some(_), None) => {
-                Some(std::env::var(PASSWORD_ENV).map_err(|_| OptionsError::NoPassword)?)
-            }
-        };
-        Ok(Some((
-            Self {
-                endpoints: args.etcd.clone(),
-                prefix: layout.prefix().to_string(),
-                ca_file: args.etcd_cacert.clone(),
-                cert_file: args.etcd_cert.clone(),
-                key_file: args.etcd_key.clone(),
-                user: args.etcd_user.clone(),
-                password,
-            },
-            layout,
-        )))
-    }
-}
-
 /// Where everything lives under the prefix. Everything an operator pushes is under
 /// `config/` (what nameservers read), votes under `votes/` (one key per prober), so etcd
 /// roles can be granted per subtree (README, "Running at scale").
