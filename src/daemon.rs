@@ -18,7 +18,7 @@ use crate::dns::metrics::DnsMetrics;
 use crate::dns::rrl::{DEFAULT_RRL_TABLE_SIZE, Rrl, RrlConfig};
 use crate::dns::server::{self, TcpLimits};
 use crate::etcd::metrics::EtcdStatus;
-use crate::etcd::zones::{Distributed, StartError as EtcdStartError};
+use crate::etcd::zones::{Distributed, Reload, Reloaded, StartError as EtcdStartError};
 use crate::health::export::{HealthExport, HealthMetrics, endpoint_samples};
 use crate::health::hub::HealthHub;
 use crate::health::report::KeyringError;
@@ -160,7 +160,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     let distributed = match distributed {
         Some(d) => {
             control.set_config_source(Arc::clone(&d.source.status) as _);
-            let served = d.load(&control).await.map_err(etcd_start_error)?;
+            let reload: Arc<dyn Reload> = Arc::clone(&control) as _;
+            let served = d.load(&reload).await.map_err(etcd_start_error)?;
             Some((d, served))
         }
         None => None,
@@ -267,7 +268,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         if args.keys.is_none() {
             tracing::warn!("no --keys: prober votes in etcd cannot be verified and are not read");
         }
-        d.spawn(Arc::clone(&control), served, args.keys.is_some());
+        let hub = Arc::clone(control.hub());
+        d.spawn(Arc::clone(&control) as _, hub, served, args.keys.is_some());
     }
     if distributed_mode {
         // The zones directory is etcd's copy, rewritten by the etcd source itself; GeoIP
@@ -412,5 +414,30 @@ fn etcd_start_error(e: EtcdStartError) -> ServeError {
     match e {
         EtcdStartError::Setup(m) => ServeError::EtcdSetup(m),
         e @ EtcdStartError::Unavailable(_) => ServeError::EtcdUnavailable(e.to_string()),
+    }
+}
+
+/// Distributed mode reloads the control plane through this (`etcd` does not depend on
+/// `control`, whose status shows etcd's).
+impl Reload for ControlPlane {
+    fn reload_zones(&self) -> Reloaded {
+        let report = self.reload();
+        Reloaded {
+            ok: report.ok,
+            generation: report.generation,
+            zones: report.zones,
+            kept: report.kept.len(),
+        }
+    }
+}
+
+/// `/v1/status` and `ctl status` show etcd's state under `etcd`.
+impl control::ConfigSource for EtcdStatus {
+    fn name(&self) -> &'static str {
+        "etcd"
+    }
+
+    fn status_json(&self) -> serde_json::Value {
+        serde_json::json!(self.view())
     }
 }

@@ -194,16 +194,6 @@ impl EtcdStatus {
     }
 }
 
-impl crate::control::ConfigSource for EtcdStatus {
-    fn name(&self) -> &'static str {
-        "etcd"
-    }
-
-    fn status_json(&self) -> serde_json::Value {
-        serde_json::json!(self.view())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

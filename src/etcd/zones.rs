@@ -26,7 +26,7 @@ use super::client::{Client, EtcdError, WatchMessage};
 use super::config::{ConfigError, Files, Stored, read_dir_files, read_stored, write_files};
 use super::metrics::EtcdStatus;
 use super::{Backoff, Layout};
-use crate::control::ControlPlane;
+use crate::health::hub::HealthHub;
 
 /// How often the watch loop checks that etcd still answers with quorum.
 pub const PING_INTERVAL: Duration = Duration::from_secs(1);
@@ -34,6 +34,27 @@ pub const PING_INTERVAL: Duration = Duration::from_secs(1);
 pub const STARTUP_WAIT: Duration = Duration::from_secs(5);
 /// The file beside a saved revision's zones that holds its revision number.
 const REVISION_FILE: &str = ".meridian-revision";
+
+/// What applying a revision needs from the control plane: reload the zone directory
+/// (blocking; `daemon` implements it for `ControlPlane`, so this module does not depend on
+/// the control plane that shows its status).
+pub trait Reload: Send + Sync + 'static {
+    /// Reloads the zones from [`Dirs::live`] as on SIGHUP.
+    fn reload_zones(&self) -> Reloaded;
+}
+
+/// What a reload did, as far as the zone source reports it.
+#[derive(Clone, Copy, Debug)]
+pub struct Reloaded {
+    /// Every file taken.
+    pub ok: bool,
+    /// The table generation serving.
+    pub generation: u64,
+    /// Zones serving.
+    pub zones: usize,
+    /// Zones kept at their previous version.
+    pub kept: usize,
+}
 
 /// The zones of one configuration revision.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -164,7 +185,7 @@ impl ZoneSource {
     /// without any error to the state directory, then reports the revision.
     pub async fn apply(
         &self,
-        control: &Arc<ControlPlane>,
+        control: &Arc<dyn Reload>,
         snapshot: &Snapshot,
         from_state_dir: bool,
     ) {
@@ -186,7 +207,7 @@ impl ZoneSource {
             return;
         }
         let c = Arc::clone(control);
-        let report = match tokio::task::spawn_blocking(move || c.reload()).await {
+        let report = match tokio::task::spawn_blocking(move || c.reload_zones()).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "reload task failed");
@@ -198,7 +219,7 @@ impl ZoneSource {
             ok = report.ok,
             generation = report.generation,
             zones = report.zones,
-            kept = report.kept.len(),
+            kept = report.kept,
             "configuration revision applied"
         );
         if let (true, false, Some(good)) = (report.ok, from_state_dir, &self.dirs.good) {
@@ -214,7 +235,7 @@ impl ZoneSource {
 
     /// Follows etcd until the process ends: resync, watch, ping; on any failure, the last
     /// good state keeps serving and the loop reconnects with backoff.
-    pub async fn run(self, control: Arc<ControlPlane>, mut served: Snapshot) {
+    pub async fn run(self, control: Arc<dyn Reload>, mut served: Snapshot) {
         let mut backoff = Backoff::new();
         loop {
             let error = self.session(&control, &mut served, &mut backoff).await;
@@ -225,7 +246,7 @@ impl ZoneSource {
 
     async fn resync(
         &self,
-        control: &Arc<ControlPlane>,
+        control: &Arc<dyn Reload>,
         served: &mut Snapshot,
     ) -> Result<i64, EtcdError> {
         let read = match read_stored(&self.client, &self.layout).await {
@@ -251,7 +272,7 @@ impl ZoneSource {
     /// One connected period; returns why it ended.
     async fn session(
         &self,
-        control: &Arc<ControlPlane>,
+        control: &Arc<dyn Reload>,
         served: &mut Snapshot,
         backoff: &mut Backoff,
     ) -> EtcdError {
@@ -368,7 +389,7 @@ impl Distributed {
 
     /// Loads the first revision: from etcd (tried for [`STARTUP_WAIT`]), else the one saved
     /// in the state directory. What serves, for [`Distributed::spawn`].
-    pub async fn load(&self, control: &Arc<ControlPlane>) -> Result<Snapshot, StartError> {
+    pub async fn load(&self, control: &Arc<dyn Reload>) -> Result<Snapshot, StartError> {
         let src = &self.source;
         match fetch_initial(&src.client, &src.layout, STARTUP_WAIT).await {
             Ok(snapshot) => {
@@ -391,12 +412,18 @@ impl Distributed {
 
     /// Follows etcd from now on (zones, and votes when `votes` is true). Keeps the scratch
     /// directory alive with the task.
-    pub fn spawn(self, control: Arc<ControlPlane>, served: Snapshot, votes: bool) {
+    pub fn spawn(
+        self,
+        control: Arc<dyn Reload>,
+        hub: Arc<HealthHub>,
+        served: Snapshot,
+        votes: bool,
+    ) {
         if votes {
             tokio::spawn(super::votes::intake(
                 Arc::clone(&self.source.client),
                 self.source.layout.clone(),
-                Arc::clone(control.hub()),
+                hub,
                 Arc::clone(&self.source.status),
             ));
         }
