@@ -15,6 +15,7 @@ use crate::dns::server::{
     DEFAULT_DRAIN_TIMEOUT, DEFAULT_MAX_TCP_CONNECTIONS, DEFAULT_MAX_TCP_CONNECTIONS_PER_CLIENT,
     DEFAULT_TCP_IDLE_TIMEOUT,
 };
+use crate::etcd::{EtcdOptions, Layout, OptionsError};
 use crate::health::aggregate::DEFAULT_GRACE;
 use crate::health::overrides::DEFAULT_OVERRIDE_SECONDS;
 use crate::probe::runner::DEFAULT_MAX_IN_FLIGHT;
@@ -60,6 +61,12 @@ pub enum Command {
     /// A tiny HTTP server answering its name (the compose lab's sample backends).
     #[command(hide = true)]
     LabBackend(LabBackendArgs),
+    /// Zones in etcd (distributed mode): push a directory, pull it back.
+    Config {
+        /// What to do.
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// GeoIP database tools.
     Geoip {
         /// What to do.
@@ -92,6 +99,7 @@ impl Command {
             | Self::Ctl(_)
             | Self::Explain(_)
             | Self::Geoip { .. }
+            | Self::Config { .. }
             | Self::Completions { .. }
             | Self::Man { .. } => None,
         }
@@ -247,6 +255,13 @@ pub struct ServeArgs {
     /// DNS over TLS, HTTPS and QUIC.
     #[command(flatten)]
     pub encrypted: EncryptedArgs,
+    /// Distributed mode: zones and prober votes come from etcd (`--zones` is not read).
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+    /// Directory for state kept across restarts: with --etcd, the last configuration
+    /// revision that loaded without error, served when etcd is unreachable at start-up.
+    #[arg(long = "state-dir")]
+    pub state_dir: Option<PathBuf>,
 }
 
 /// `meridian serve`'s encrypted transports (`dns::encrypted`).
@@ -311,6 +326,113 @@ fn parse_doh_listen(s: &str) -> Result<SocketAddr, String> {
     parse_listen(s, DEFAULT_DOH_PORT)
 }
 
+/// How to reach etcd (distributed mode; README "Running at scale").
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct EtcdArgs {
+    /// etcd client URLs, comma-separated or repeated (e.g. http://10.0.0.1:2379); off
+    /// unless given.
+    #[arg(long = "etcd", value_delimiter = ',')]
+    pub etcd: Vec<String>,
+    /// Key prefix of this Meridian deployment in etcd.
+    #[arg(long = "etcd-prefix", default_value = crate::etcd::DEFAULT_PREFIX)]
+    pub etcd_prefix: String,
+    /// PEM CA bundle that signed etcd's server certificates (default: the system roots).
+    #[arg(long = "etcd-cacert")]
+    pub etcd_cacert: Option<PathBuf>,
+    /// PEM client certificate for etcd (with --etcd-key).
+    #[arg(long = "etcd-cert", requires = "etcd_key")]
+    pub etcd_cert: Option<PathBuf>,
+    /// The PEM private key of --etcd-cert.
+    #[arg(long = "etcd-key", requires = "etcd_cert")]
+    pub etcd_key: Option<PathBuf>,
+    /// etcd user (its password from --etcd-password-file or MERIDIAN_ETCD_PASSWORD).
+    #[arg(long = "etcd-user")]
+    pub etcd_user: Option<String>,
+    /// File holding the etcd user's password.
+    #[arg(long = "etcd-password-file", requires = "etcd_user")]
+    pub etcd_password_file: Option<PathBuf>,
+}
+
+impl EtcdArgs {
+    /// From the flags; `None` when `--etcd` is not given (distributed mode is off).
+    pub fn options(&self) -> Result<Option<(EtcdOptions, Layout)>, OptionsError> {
+        let args = self;
+        if args.etcd.is_empty() {
+            return Ok(None);
+        }
+        let layout = Layout::new(&args.etcd_prefix)?;
+        let password = match (&args.etcd_user, &args.etcd_password_file) {
+            (None, _) => None,
+            (Some(_), Some(path)) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|source| OptionsError::Password {
+                        path: path.clone(),
+                        source,
+                    })?
+                    .trim_end_matches(['\r', '\n'])
+                    .to_string(),
+            ),
+            (Some(_), None) => Some(
+                std::env::var(crate::etcd::PASSWORD_ENV).map_err(|_| OptionsError::NoPassword)?,
+            ),
+        };
+        Ok(Some((
+            EtcdOptions {
+                endpoints: args.etcd.clone(),
+                prefix: layout.prefix().to_string(),
+                ca_file: args.etcd_cacert.clone(),
+                cert_file: args.etcd_cert.clone(),
+                key_file: args.etcd_key.clone(),
+                user: args.etcd_user.clone(),
+                password,
+            },
+            layout,
+        )))
+    }
+}
+
+/// `meridian config ...`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate a zone directory as `serve` would load it and write it to etcd in one
+    /// transaction; prints what changed. Refused if someone else pushed meanwhile.
+    Push(ConfigPushArgs),
+    /// Write the zones stored in etcd to a directory.
+    Pull(ConfigPullArgs),
+}
+
+/// `meridian config push`.
+#[derive(Debug, clap::Args)]
+pub struct ConfigPushArgs {
+    /// Directory of zone files (every non-hidden file under it is pushed).
+    #[arg(long, default_value = DEFAULT_ZONES_DIR)]
+    pub zones: PathBuf,
+    /// GeoIP database the zones are compiled against to validate them.
+    #[arg(long, default_value = DEFAULT_GEOIP)]
+    pub geoip: PathBuf,
+    /// Only push if the configuration in etcd is still at this revision (as printed by
+    /// the last push or pull, or shown in /v1/status).
+    #[arg(long = "if-revision")]
+    pub if_revision: Option<i64>,
+    /// Validate and print what would change; write nothing.
+    #[arg(long = "dry-run")]
+    pub dry_run: bool,
+    /// Where etcd is.
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+}
+
+/// `meridian config pull`.
+#[derive(Debug, clap::Args)]
+pub struct ConfigPullArgs {
+    /// Directory to write the zone files into (created if missing).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Where etcd is.
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+}
+
 /// `meridian probe`.
 #[derive(Debug, clap::Args)]
 pub struct ProbeArgs {
@@ -323,8 +445,9 @@ pub struct ProbeArgs {
     /// This prober's id; must match its key in the key file.
     #[arg(long)]
     pub id: String,
-    /// Nameserver report URL, e.g. http://192.0.2.53:5380/v1/reports (repeatable).
-    #[arg(long = "publish", required = true)]
+    /// Nameserver report URL, e.g. http://192.0.2.53:5380/v1/reports (repeatable; needed
+    /// unless --etcd is given; both may be).
+    #[arg(long = "publish", required_unless_present = "etcd")]
     pub publish: Vec<String>,
     /// Key file (lines `key_id prober_id secret_hex`); the last key for --id signs.
     #[arg(long = "key-file")]
@@ -338,6 +461,9 @@ pub struct ProbeArgs {
     /// Log format.
     #[arg(long = "log-format", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Also (or only) publish the votes to etcd, under a lease (distributed mode).
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
 }
 
 /// `meridian lab-backend` (hidden).

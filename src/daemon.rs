@@ -18,6 +18,8 @@ use crate::dns::handler::{Handler, HandlerConfig, txt_rdata};
 use crate::dns::metrics::DnsMetrics;
 use crate::dns::rrl::{DEFAULT_RRL_TABLE_SIZE, Rrl, RrlConfig};
 use crate::dns::server::{self, TcpLimits};
+use crate::etcd::metrics::EtcdStatus;
+use crate::etcd::zones::{Distributed, Reload, Reloaded, StartError as EtcdStartError};
 use crate::health::export::{HealthExport, HealthMetrics, endpoint_samples};
 use crate::health::hub::HealthHub;
 use crate::health::report::KeyringError;
@@ -55,6 +57,12 @@ pub enum ServeError {
     /// The control socket cannot be created, or another server uses it (exit code 2).
     #[error(transparent)]
     Control(#[from] socket::SocketError),
+    /// The `--etcd*` flags or files are unusable (exit code 2).
+    #[error("{0}")]
+    EtcdSetup(String),
+    /// etcd is unreachable at start-up and no revision was saved (exit code 1).
+    #[error("{0}")]
+    EtcdUnavailable(String),
     /// A socket could not be bound or served (exit code 1).
     #[error("{what} {addr}: {source}")]
     Io {
@@ -79,8 +87,9 @@ struct Counters {
 }
 
 impl Counters {
-    /// Creates and registers them in the order `/metrics` has always listed them.
-    fn register() -> Self {
+    /// Creates and registers them in the order `/metrics` has always listed them; etcd's
+    /// series last, in distributed mode only.
+    fn register(etcd: Option<&Arc<EtcdStatus>>) -> Self {
         let dns = Arc::new(DnsMetrics::default());
         let tables = Arc::new(TableMetrics::default());
         let health = Arc::new(HealthMetrics::default());
@@ -97,6 +106,9 @@ impl Counters {
             notify.register(r);
             export.register(r);
             dns.register_encrypted(r);
+            if let Some(etcd) = etcd {
+                etcd.register(r);
+            }
         }));
         Self {
             metrics,
@@ -112,6 +124,14 @@ impl Counters {
 
 /// Runs the server until SIGTERM or SIGINT, then drains (bounded by `--drain-timeout`).
 pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
+    let distributed = match args.etcd.options() {
+        Ok(Some((opts, layout))) => Some(
+            Distributed::prepare(&opts, layout, args.state_dir.as_deref())
+                .map_err(etcd_start_error)?,
+        ),
+        Ok(None) => None,
+        Err(e) => return Err(ServeError::EtcdSetup(e.to_string())),
+    };
     let Counters {
         metrics,
         dns,
@@ -120,10 +140,15 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         reloads,
         notify,
         export,
-    } = Counters::register();
+    } = Counters::register(distributed.as_ref().map(|d| &d.source.status));
+    // In distributed mode the control plane loads the directory the etcd source writes.
+    let zones_dir = match &distributed {
+        Some(d) => d.source.dirs.live.clone(),
+        None => args.zones.clone(),
+    };
     let control = ControlPlane::start(
         Sources {
-            zones_dir: args.zones.clone(),
+            zones_dir,
             geoip: args.geoip.clone(),
             keys: args.keys.clone(),
         },
@@ -137,6 +162,15 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         ControlError::Start(e) => ServeError::Config(e),
         ControlError::Keys(e) => ServeError::Keys(e),
     })?;
+    let distributed = match distributed {
+        Some(d) => {
+            control.set_config_source(Arc::clone(&d.source.status) as _);
+            let reload: Arc<dyn Reload> = Arc::clone(&control) as _;
+            let served = d.load(&reload).await.map_err(etcd_start_error)?;
+            Some((d, served))
+        }
+        None => None,
+    };
     let admin_token = match &args.admin_token_file {
         Some(path) => Some(read_token(path)?),
         None => None,
@@ -257,7 +291,19 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         tracing::info!(path = %socket.path().display(), "control socket ready");
         tokio::spawn(socket.serve(Arc::clone(&control)));
     }
-    if !args.no_watch {
+    let distributed_mode = distributed.is_some();
+    if let Some((d, served)) = distributed {
+        if args.keys.is_none() {
+            tracing::warn!("no --keys: prober votes in etcd cannot be verified and are not read");
+        }
+        let hub = Arc::clone(control.hub());
+        d.spawn(Arc::clone(&control) as _, hub, served, args.keys.is_some());
+    }
+    if distributed_mode {
+        // The zones directory is etcd's copy, rewritten by the etcd source itself; GeoIP
+        // and keys reload on SIGHUP.
+        tracing::info!("distributed mode: zones follow etcd; file watch off");
+    } else if !args.no_watch {
         // A watcher that cannot start (no inotify instances left) is worth a warning, not
         // an outage: SIGHUP and the control channel still reload.
         if let Err(e) = control::watch::spawn(Arc::clone(&control)) {
@@ -393,4 +439,36 @@ fn read_token(path: &std::path::Path) -> Result<String, ServeError> {
         )));
     }
     Ok(token)
+}
+
+fn etcd_start_error(e: EtcdStartError) -> ServeError {
+    match e {
+        EtcdStartError::Setup(m) => ServeError::EtcdSetup(m),
+        e @ EtcdStartError::Unavailable(_) => ServeError::EtcdUnavailable(e.to_string()),
+    }
+}
+
+/// Distributed mode reloads the control plane through this (`etcd` does not depend on
+/// `control`, whose status shows etcd's).
+impl Reload for ControlPlane {
+    fn reload_zones(&self) -> Reloaded {
+        let report = self.reload();
+        Reloaded {
+            ok: report.ok,
+            generation: report.generation,
+            zones: report.zones,
+            kept: report.kept.len(),
+        }
+    }
+}
+
+/// `/v1/status` and `ctl status` show etcd's state under `etcd`.
+impl control::ConfigSource for EtcdStatus {
+    fn name(&self) -> &'static str {
+        "etcd"
+    }
+
+    fn status_json(&self) -> serde_json::Value {
+        serde_json::json!(self.view())
+    }
 }

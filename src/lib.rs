@@ -41,6 +41,7 @@
 //! - [`prober`]: `meridian probe` and the embedded prober: the probe runner wired to a sink.
 //! - [`notify`]: health-transition webhooks (`--notify-url`).
 //! - [`metrics`]: the Prometheus registry behind `/metrics` and the counters it renders.
+//! - [`etcd`]: distributed mode: zones and votes in etcd (`--etcd`), `config push`/`pull`.
 //! - [`lab`]: the hidden `lab-backend` HTTP server of the compose lab.
 
 pub mod api;
@@ -50,6 +51,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod dns;
+pub mod etcd;
 pub mod geo;
 pub mod health;
 pub mod lab;

@@ -7,6 +7,8 @@ use tokio::sync::mpsc;
 
 use crate::cli::ProbeArgs;
 use crate::config::{Zone, load_dir};
+use crate::etcd::client::Client;
+use crate::etcd::votes::VotePublisher;
 use crate::health::hub::HealthHub;
 use crate::health::report::{Keyring, ProberId};
 use crate::probe::push::{PushPolicy, Pusher};
@@ -55,8 +57,23 @@ pub async fn probe(args: ProbeArgs) -> Result<(), ProbeError> {
     if targets.is_empty() {
         tracing::warn!("no endpoint has a health check here; reporting an empty view");
     }
-    let pusher = Pusher::start(args.publish.clone(), key, PushPolicy::default())
-        .map_err(|e| ProbeError::Push(e.to_string()))?;
+    // Distributed mode: the votes also (or only) go to this prober's key in etcd.
+    let votes = match args.etcd.options() {
+        Ok(Some((opts, layout))) => {
+            let client = Client::new(&opts).map_err(|e| ProbeError::Push(e.to_string()))?;
+            Some(VotePublisher::start(client, &layout, &args.id, key.clone()))
+        }
+        Ok(None) => None,
+        Err(e) => return Err(ProbeError::Push(e.to_string())),
+    };
+    let pusher = if args.publish.is_empty() {
+        None
+    } else {
+        Some(
+            Pusher::start(args.publish.clone(), key, PushPolicy::default())
+                .map_err(|e| ProbeError::Push(e.to_string()))?,
+        )
+    };
     let config = RunnerConfig {
         prober_id: prober,
         region: args.region.clone(),
@@ -73,6 +90,7 @@ pub async fn probe(args: ProbeArgs) -> Result<(), ProbeError> {
         region = %args.region,
         endpoints = targets.len(),
         nameservers = args.publish.len(),
+        etcd = !args.etcd.etcd.is_empty(),
         "prober started"
     );
     println!("ready probe id={} endpoints={}", args.id, targets.len());
@@ -81,8 +99,11 @@ pub async fn probe(args: ProbeArgs) -> Result<(), ProbeError> {
         targets,
         updates,
         move |report| {
-            if let Err(e) = pusher.publish(&report) {
+            if let Some(Err(e)) = pusher.as_ref().map(|p| p.publish(&report)) {
                 tracing::warn!(error = %e, "cannot queue report");
+            }
+            if let Some(Err(e)) = votes.as_ref().map(|v| v.publish(&report)) {
+                tracing::warn!(error = %e, "cannot queue votes for etcd");
             }
         },
         shutdown_signal(),

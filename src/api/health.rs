@@ -180,6 +180,9 @@ pub async fn status(State(state): State<ApiState>, headers: HeaderMap) -> Respon
         "overrides_active": overrides.len(),
         "transitions": state.control.hub().recent(),
     });
+    if let (Some(source), Some(fields)) = (state.control.config_source(), body.as_object_mut()) {
+        fields.insert(source.name().into(), source.status_json());
+    }
     if admin {
         if let Some(fields) = body.as_object_mut() {
             fields.insert("overrides".into(), serde_json::json!(overrides));

@@ -8,6 +8,7 @@
 //! logic a library module owns (serving, probing, checking and explaining live there).
 
 pub mod check_config;
+pub mod config;
 pub mod ctl;
 pub mod explain;
 pub mod geoip;
@@ -45,6 +46,7 @@ pub fn run(command: Command) -> Result<(), Box<dyn CommandError>> {
         Command::Explain(args) => explain::run(args).map_err(boxed),
         Command::LabBackend(args) => lab_backend::run(args).map_err(boxed),
         Command::Geoip { command } => geoip::run(command).map_err(boxed),
+        Command::Config { command } => config::run(command).map_err(boxed),
         Command::Completions { shell } => manual::completions(shell).map_err(boxed),
         Command::Man { out } => manual::man_pages(&out).map_err(boxed),
     }

@@ -19,7 +19,7 @@ pub mod watch;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use axum::http::HeaderMap;
@@ -93,6 +93,9 @@ pub struct ControlPlane {
     draining: AtomicBool,
     /// Run by every reload after the zones (see [`ControlPlane::add_reload_hook`]).
     hooks: Mutex<Vec<ReloadHook>>,
+    /// In distributed mode, where the zones come from (`etcd::zones` writes them to
+    /// `sources.zones_dir` and calls [`ControlPlane::reload`]) and the revision serving.
+    config_source: OnceLock<Arc<dyn ConfigSource>>,
 }
 
 impl ControlPlane {
@@ -130,6 +133,7 @@ impl ControlPlane {
             serving: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             hooks: Mutex::new(Vec::new()),
+            config_source: OnceLock::new(),
         }))
     }
 
@@ -159,6 +163,17 @@ impl ControlPlane {
     /// The table serving now.
     pub fn table(&self) -> Arc<RoutingTable> {
         self.publisher.table()
+    }
+
+    /// Marks the zones as coming from `source` (first call wins): `/v1/status` and `ctl
+    /// status` show its state.
+    pub fn set_config_source(&self, source: Arc<dyn ConfigSource>) {
+        let _ = self.config_source.set(source);
+    }
+
+    /// Where the zones come from, when not from the zone directory itself.
+    pub fn config_source(&self) -> Option<&Arc<dyn ConfigSource>> {
+        self.config_source.get()
     }
 
     /// The configuration sources.
@@ -340,6 +355,7 @@ impl ControlPlane {
             endpoints_down: view.down_count(),
             overrides: self.overrides(),
             last_reload: self.last_reload(),
+            etcd: self.config_source().map(|s| s.status_json()),
         }
     }
 }
@@ -359,6 +375,19 @@ pub struct StatusSummary {
     pub overrides: Vec<Override>,
     /// The last reload, if any.
     pub last_reload: Option<ReloadReport>,
+    /// In distributed mode: etcd and the configuration revision serving.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub etcd: Option<serde_json::Value>,
+}
+
+/// Where the zones come from when something else writes the zone directory (distributed
+/// mode: `etcd::zones`), as `/v1/status` and `ctl status` show it. A trait, so that the
+/// control plane does not depend on the module that depends on it.
+pub trait ConfigSource: Send + Sync {
+    /// Its key in `/v1/status` (`etcd`).
+    fn name(&self) -> &'static str;
+    /// Its state: connection, configuration revision serving.
+    fn status_json(&self) -> serde_json::Value;
 }
 
 /// A zone in [`StatusSummary`].

@@ -168,14 +168,7 @@ impl HealthHub {
         headers: &HeaderMap,
         body: &[u8],
     ) -> Result<IngestSummary, RejectReason> {
-        let result = {
-            let keyring = self.keyring.lock().unwrap_or_else(|p| p.into_inner());
-            match keyring.as_ref() {
-                Some(k) => verify(headers, body, k, SystemTime::now()),
-                None => Err(RejectReason::UnknownKey),
-            }
-        };
-        let outcome = result.and_then(|report| self.ingest(&report));
+        let outcome = self.accept_signed_uncounted(headers, body);
         match &outcome {
             Ok(summary) => self
                 .metrics
@@ -183,6 +176,40 @@ impl HealthHub {
             Err(reason) => self.metrics.record_report_rejected(*reason),
         }
         outcome
+    }
+
+    /// Verifies and ingests a signed report read from etcd (`etcd::votes`): as
+    /// [`HealthHub::accept_signed`], except that a report already taken (it came over HTTP
+    /// too, or was read again after a reconnect) is not counted as a rejected replay.
+    pub fn accept_stored(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<IngestSummary, RejectReason> {
+        let outcome = self.accept_signed_uncounted(headers, body);
+        match &outcome {
+            Ok(summary) => self
+                .metrics
+                .record_report_accepted(summary.unknown_endpoints),
+            Err(RejectReason::Replay) => {}
+            Err(reason) => self.metrics.record_report_rejected(*reason),
+        }
+        outcome
+    }
+
+    fn accept_signed_uncounted(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<IngestSummary, RejectReason> {
+        let result = {
+            let keyring = self.keyring.lock().unwrap_or_else(|p| p.into_inner());
+            match keyring.as_ref() {
+                Some(k) => verify(headers, body, k, SystemTime::now()),
+                None => Err(RejectReason::UnknownKey),
+            }
+        };
+        result.and_then(|report| self.ingest(&report))
     }
 
     /// Ingests a report from the embedded prober (same process: no signature).

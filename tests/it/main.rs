@@ -21,6 +21,8 @@ mod core;
 mod dnsedge;
 // DNS over TLS, HTTPS and QUIC.
 mod encrypted;
+// Distributed mode on a real etcd (system tests).
+mod etcd;
 mod health;
 // Backends, probers and signed reports for `health`.
 mod health_support;

@@ -5,6 +5,7 @@
 //! - [`http`]: the HTTP/1.1 client. [`metrics`]: the `/metrics` text parser.
 //! - [`knot`]: knotd, the reference server of the comparisons.
 //! - [`tls`]: DoT, DoH and DoQ clients and test certificates.
+//! - [`etcd`]: a single-member etcd for the distributed-mode tests.
 //! - [`system`]: what a test needs from the machine (second opinions, system tests).
 //!
 //! Owns: process lifecycle and every network wait. Must never: wait without a deadline, sleep
@@ -20,6 +21,7 @@ use hickory_proto::op::Message;
 use hickory_proto::rr::RecordType;
 
 pub mod dns;
+pub mod etcd;
 pub mod http;
 pub mod knot;
 pub mod metrics;
