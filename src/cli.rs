@@ -212,6 +212,11 @@ pub struct ServeArgs {
     /// POST a JSON event to this URL on every endpoint health change (repeatable).
     #[arg(long = "notify-url")]
     pub notify_url: Vec<String>,
+    /// Send only webhook events at least this urgent: P1 (a service answers from its
+    /// fallback), P2 (a region has no serving endpoint), P3 (an endpoint down), P4 (all,
+    /// recoveries and completed drains too).
+    #[arg(long = "webhook-min-severity", default_value = "P4")]
+    pub webhook_min_severity: crate::health::aggregate::Severity,
 }
 
 /// `meridian probe`.
@@ -238,6 +243,10 @@ pub struct ProbeArgs {
     /// Most checks in flight at once.
     #[arg(long = "max-in-flight", default_value_t = DEFAULT_MAX_IN_FLIGHT)]
     pub max_in_flight: usize,
+    /// A directory whose programs exec checks may run (repeatable); exec checks naming any
+    /// other program are a configuration error here and never run.
+    #[arg(long = "allow-exec", value_name = "DIR")]
+    pub allow_exec: Vec<PathBuf>,
     /// Log format.
     #[arg(long = "log-format", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

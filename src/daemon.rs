@@ -297,7 +297,8 @@ fn wire_observers(
             })
             .map(|e| e.region.name.clone())
     });
-    let notifier = crate::notify::Notifier::start(&args.notify_url, notify, region)?;
+    let notifier = crate::notify::Notifier::start(&args.notify_url, notify, region)?
+        .with_min_severity(args.webhook_min_severity);
     hub.set_notifier(Box::new(move |t| notifier.notify(t)));
     tracing::info!(urls = args.notify_url.len(), "health webhooks enabled");
     Ok(())

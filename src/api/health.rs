@@ -73,7 +73,20 @@ struct EndpointStatusView {
     checked: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     decided_for_ms: Option<u64>,
+    /// Load, weight hint, check latency and transition from the fresh votes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signals: Option<crate::health::aggregate::EndpointSignals>,
+    /// Under a drain override: when no resolver can hold it any longer, and whether that is
+    /// past.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    drain: Option<DrainView>,
     votes: Vec<VoteStatus>,
+}
+
+#[derive(Serialize)]
+struct DrainView {
+    complete: bool,
+    complete_at_ms: u64,
 }
 
 #[derive(Serialize)]
@@ -160,6 +173,15 @@ pub async fn status(State(state): State<ApiState>, headers: HeaderMap) -> Respon
                     decided: st.map_or("up".into(), |s| s.health.to_string()),
                     checked: st.is_some(),
                     decided_for_ms: st.map(|s| s.for_ms),
+                    signals: st.map(|s| s.signals),
+                    drain: state
+                        .control
+                        .hub()
+                        .drain_of(&origin, &e.service.key, &e.region.name, e.endpoint.address)
+                        .map(|d| DrainView {
+                            complete: d.complete,
+                            complete_at_ms: d.complete_at_ms,
+                        }),
                     votes: st.map(|s| s.votes.clone()).unwrap_or_default(),
                 });
             }

@@ -31,7 +31,7 @@ use crate::health::export::HealthMetrics;
 use crate::health::hub::HealthHub;
 use crate::health::overrides::{NewOverride, Override, OverrideError, Target};
 use crate::health::report::{Keyring, RejectReason};
-use crate::probe::targets::checked_endpoints;
+use crate::probe::targets::{checked_endpoints, endpoint_layout};
 use crate::prober::LocalProber;
 use crate::routing::counters::TableMetrics;
 use crate::routing::publish::{Publisher, StartError, load_sources};
@@ -114,6 +114,7 @@ impl ControlPlane {
             keyring,
             health,
         ));
+        hub.set_layout(endpoint_layout(&publisher.zones()));
         Ok(Arc::new(Self {
             sources,
             publisher,
@@ -130,8 +131,12 @@ impl ControlPlane {
     /// Tokio runtime.
     pub fn start_probing(self: &Arc<Self>) {
         let publisher = Arc::clone(&self.publisher);
+        let hub = Arc::downgrade(&self.hub);
         tokio::spawn(Arc::clone(&self.hub).run(move |snapshot| {
             publisher.set_health(Arc::new(snapshot));
+            if let Some(hub) = hub.upgrade() {
+                hub.observe_table(&publisher.table());
+            }
         }));
         if let Some(prober) = &self.prober {
             let mut p = prober.lock().unwrap_or_else(|p| p.into_inner());
@@ -207,7 +212,9 @@ impl ControlPlane {
             self.hub.set_keyring(Some(k));
         }
         let serving = self.publisher.zones();
+        self.hub.observe_table(&self.publisher.table());
         self.hub.set_known(checked_endpoints(&serving));
+        self.hub.set_layout(endpoint_layout(&serving));
         if let Some(prober) = &self.prober {
             let mut p = prober.lock().unwrap_or_else(|p| p.into_inner());
             p.restart(&serving, &self.hub);
@@ -264,8 +271,17 @@ impl ControlPlane {
     /// Adds an override; its target must name at least one endpoint served now.
     pub fn set_override(&self, new: NewOverride) -> Result<Override, OverrideError> {
         let table = self.table();
-        self.hub
-            .add_override(new, |t: &Target| target_matches(&table, t))
+        let added = self
+            .hub
+            .add_override(new, |t: &Target| target_matches(&table, t))?;
+        // The table serving until the drain's recompile: what caches may hold from now on.
+        self.hub.observe_table(&table);
+        Ok(self
+            .hub
+            .overrides()
+            .into_iter()
+            .find(|o| o.id == added.id)
+            .unwrap_or(added))
     }
 
     /// Removes an override; false when there is none with this id.

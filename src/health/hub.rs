@@ -16,16 +16,36 @@ use hickory_proto::rr::Name;
 use serde::Serialize;
 use tokio::sync::Notify;
 
-use super::aggregate::{Cause, Health, HealthBook, HealthView, IngestSummary, Transition};
+use super::aggregate::{
+    Cause, Health, HealthBook, HealthView, IngestSummary, Severity, Transition, severity,
+};
 use super::export::HealthMetrics;
-use super::overrides::{Forced, NewOverride, Override, OverrideError, Overrides, Target};
+use super::overrides::{
+    Answerable, Forced, NewOverride, Override, OverrideError, Overrides, Target,
+};
 use super::report::{EndpointKey, Keyring, ProbeReport, RejectReason, verify};
-use crate::routing::compile::{EndpointHealth, EndpointState};
+use crate::routing::RoutingTable;
+use crate::routing::compile::{EndpointDetail, EndpointHealth, EndpointState};
 
 /// Least time between two recompiles caused by health, however many reports arrive.
 pub const RECOMPILE_SPACING: Duration = Duration::from_millis(200);
 /// How often health is re-decided without reports (staleness, grace, override expiry).
 pub const DECIDE_TICK: Duration = Duration::from_millis(500);
+/// One endpoint of the configuration, as the hub needs it (see [`HealthHub::set_layout`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayoutEntry {
+    /// The endpoint.
+    pub key: EndpointKey,
+    /// Its region's name.
+    pub region: String,
+    /// Its service's `slow_start`, when the service has a check and one.
+    pub slow_start: Option<Duration>,
+}
+
+/// How often the table is recompiled while an endpoint or region is ramping up (slow start):
+/// the weights are computed at compile time, so the ramp moves in steps this long. No ramp,
+/// no recompiles.
+pub const RAMP_STEP: Duration = Duration::from_secs(1);
 /// Transitions kept for the status page.
 pub const RECENT_TRANSITIONS: usize = 100;
 
@@ -51,6 +71,19 @@ impl EndpointHealth for HealthSnapshot {
         match self.view.health(&key) {
             Health::Up => EndpointState::Up,
             Health::Down => EndpointState::Down,
+        }
+    }
+
+    fn detail(&self, zone: &Name, service: &str, address: IpAddr) -> EndpointDetail {
+        let Ok(key) = EndpointKey::new(&zone.to_string(), service, address) else {
+            return EndpointDetail::default();
+        };
+        let s = self.view.signals(&key);
+        EndpointDetail {
+            load: s.load,
+            weight: s.weight,
+            recovered_for: s.recovered_for,
+            transition: s.transition,
         }
     }
 }
@@ -84,11 +117,27 @@ struct Inner {
     known: Vec<EndpointKey>,
     /// When the last report (from any prober) was accepted.
     last_report: Option<Instant>,
+    /// `slow_start` of the endpoints whose service has one.
+    slow_start: std::collections::HashMap<EndpointKey, Duration>,
+    /// When a snapshot was last handed out because of a ramp.
+    ramp_published: Option<Instant>,
+    /// Every endpoint's region and slow start.
+    layout: Vec<LayoutEntry>,
 }
 
-/// Receives every endpoint health transition as it is decided (the webhooks: the daemon
-/// passes `notify::Notifier::notify`, so this module does not depend on `notify`).
-pub type TransitionSink = Box<dyn Fn(&Transition) + Send + Sync>;
+/// Something the webhooks report.
+#[derive(Clone, Copy, Debug)]
+pub enum HealthEvent<'a> {
+    /// An endpoint changed state, and how bad that is.
+    Endpoint(&'a Transition, Severity),
+    /// A drain override became complete (no resolver can still hold its endpoints).
+    DrainComplete(&'a Override),
+}
+
+/// Receives every endpoint health transition and completed drain as it is decided (the
+/// webhooks: the daemon passes `notify::Notifier::notify`, so this module does not depend on
+/// `notify`).
+pub type TransitionSink = Box<dyn Fn(HealthEvent<'_>) + Send + Sync>;
 
 /// Shared between the API, the embedded prober and the decide task.
 pub struct HealthHub {
@@ -119,6 +168,9 @@ impl HealthHub {
                 last_report: None,
                 dirty: false,
                 known,
+                slow_start: std::collections::HashMap::new(),
+                ramp_published: None,
+                layout: Vec::new(),
             }),
             keyring: Mutex::new(keyring),
             wake: Notify::new(),
@@ -142,6 +194,57 @@ impl HealthHub {
         inner.dirty = true;
         drop(inner);
         self.wake.notify_one();
+    }
+
+    /// Sets every endpoint's region and `slow_start` (start and reload): alerts are graded
+    /// by whether their service and region still have a serving endpoint, and the hub
+    /// republishes every [`RAMP_STEP`] while an endpoint with a `slow_start` ramps.
+    pub fn set_layout(&self, layout: Vec<LayoutEntry>) {
+        let mut inner = self.lock();
+        inner.slow_start = layout
+            .iter()
+            .filter_map(|e| e.slow_start.map(|d| (e.key.clone(), d)))
+            .collect();
+        inner.layout = layout;
+    }
+
+    /// How bad an endpoint transition is, given every endpoint's state after it.
+    fn grade(inner: &Inner, t: &Transition) -> Severity {
+        let snapshot = HealthSnapshot {
+            view: inner.view.clone(),
+            overrides: inner.overrides.clone(),
+        };
+        let serving = |e: &LayoutEntry| {
+            let zone = Name::from_ascii(format!("{}.", e.key.zone())).unwrap_or_default();
+            snapshot.state(&zone, e.key.service(), &e.region, e.key.address())
+                != EndpointState::Down
+        };
+        let same_service =
+            |e: &&LayoutEntry| e.key.zone() == t.key.zone() && e.key.service() == t.key.service();
+        let region = inner
+            .layout
+            .iter()
+            .find(|e| e.key == t.key)
+            .map(|e| e.region.as_str());
+        let service_serving = inner.layout.iter().filter(same_service).any(serving);
+        let region_serving = inner
+            .layout
+            .iter()
+            .filter(same_service)
+            .filter(|e| Some(e.region.as_str()) == region)
+            .any(serving);
+        severity(t.to, service_serving, region_serving)
+    }
+
+    /// True while an endpoint with a `slow_start` is within it since it came back.
+    fn ramping(inner: &Inner) -> bool {
+        inner.view.status().iter().any(|(key, status)| {
+            let back = status.signals.recovered_for;
+            inner
+                .slow_start
+                .get(key)
+                .is_some_and(|total| back.is_some_and(|t| t < *total))
+        })
     }
 
     /// The counters of report ingest and decisions (the API counts what it rejects before
@@ -190,8 +293,12 @@ impl HealthHub {
         let now = Instant::now();
         let summary = {
             let mut inner = self.lock();
+            let checks = inner.book.new_checks(report);
             let summary = inner.book.ingest(report, now)?;
             inner.last_report = Some(now);
+            for (key, latency_us) in &checks {
+                self.metrics.observe_check_latency(key, *latency_us);
+            }
             summary
         };
         self.wake.notify_one();
@@ -210,6 +317,14 @@ impl HealthHub {
         let mut inner = self.lock();
         let decision = inner.book.decide(now);
         let expired = inner.overrides.expire(SystemTime::now());
+        for o in inner.overrides.complete_drains(SystemTime::now()) {
+            let at = o.drain.map_or(0, |d| d.complete_at_ms);
+            tracing::info!(id = o.id, target = ?o.target, complete_at_ms = at, "drain complete");
+            self.metrics.record_alert(Severity::P4);
+            if let Some(notify) = self.notifier.get() {
+                notify(HealthEvent::DrainComplete(&o));
+            }
+        }
         for o in &expired {
             tracing::info!(id = o.id, target = ?o.target, state = ?o.state, reason = %o.reason, "override expired");
         }
@@ -228,9 +343,6 @@ impl HealthHub {
                 "endpoint health changed"
             );
             self.metrics.record_transition();
-            if let Some(notify) = self.notifier.get() {
-                notify(t);
-            }
             inner.recent.push_front(TransitionRecord {
                 at_ms,
                 endpoint: t.key.to_string(),
@@ -242,8 +354,27 @@ impl HealthHub {
             });
         }
         inner.recent.truncate(RECENT_TRANSITIONS);
+        let was_ramping = Self::ramping(&inner);
         inner.view = decision.view;
+        // Graded against every endpoint's state after this decision.
+        for t in &decision.transitions {
+            let grade = Self::grade(&inner, t);
+            self.metrics.record_alert(grade);
+            if let Some(notify) = self.notifier.get() {
+                notify(HealthEvent::Endpoint(t, grade));
+            }
+        }
         inner.dirty = false;
+        // A ramp moves the weights without any state changing: publish every RAMP_STEP while
+        // one runs, and once more when the last one ends (so the full weights are compiled).
+        let ramping = Self::ramping(&inner);
+        let step_due = inner
+            .ramp_published
+            .is_none_or(|at| now.saturating_duration_since(at) >= RAMP_STEP);
+        let changed = changed || (ramping && step_due) || (was_ramping && !ramping);
+        if changed && ramping {
+            inner.ramp_published = Some(now);
+        }
         self.metrics
             .set_health_gauges(inner.view.down_count(), inner.overrides.list().len());
         changed
@@ -283,6 +414,45 @@ impl HealthHub {
         Ok(o)
     }
 
+    /// Records the table just published for the drains (see `overrides`, "Drains that
+    /// finish"); the control plane calls it after every swap, and right after adding an
+    /// override with the table that still serves.
+    pub fn observe_table(&self, table: &RoutingTable) {
+        let zones: Vec<String> = table.zones().map(|z| z.origin.to_string()).collect();
+        let entries: Vec<Answerable<'_>> = table
+            .zones()
+            .zip(&zones)
+            .flat_map(|(zone, origin)| {
+                zone.endpoints().map(move |e| {
+                    let ep = e.endpoint;
+                    let family = |o: &&crate::routing::select::Endpoint| {
+                        o.address.is_ipv4() == ep.address.is_ipv4()
+                    };
+                    let weighted_peer = e
+                        .service
+                        .endpoints
+                        .iter()
+                        .filter(family)
+                        .any(|o| o.healthy && o.weight > 0);
+                    Answerable {
+                        zone: origin,
+                        service: &e.service.key,
+                        region: &e.region.name,
+                        address: ep.address,
+                        answerable: ep.healthy && (ep.weight > 0 || !weighted_peer),
+                        ttl: e.service.ttl,
+                    }
+                })
+            })
+            .collect();
+        let mut inner = self.lock();
+        if inner.overrides.list().iter().any(|o| o.drain.is_some()) {
+            inner
+                .overrides
+                .observe(SystemTime::now(), entries.iter().copied());
+        }
+    }
+
     /// Removes an override.
     pub fn remove_override(&self, id: u64) -> bool {
         let mut inner = self.lock();
@@ -294,6 +464,19 @@ impl HealthHub {
             self.wake.notify_one();
         }
         removed
+    }
+
+    /// The drain progress of an endpoint under a drain override.
+    pub fn drain_of(
+        &self,
+        zone: &str,
+        service: &str,
+        region: &str,
+        address: IpAddr,
+    ) -> Option<super::overrides::DrainProgress> {
+        self.lock()
+            .overrides
+            .drain_of(zone, service, region, address)
     }
 
     /// Active overrides.
@@ -346,6 +529,8 @@ mod tests {
                     latency_us: None,
                     checked_at_ms: None,
                     reason: "connect refused".into(),
+                    load: None,
+                    weight: None,
                 },
             )]
             .into(),

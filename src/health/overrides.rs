@@ -1,5 +1,17 @@
 //! Operator overrides: force an endpoint, a region of a service, or a whole service up, down
 //! or drained, until an expiry. Control plane only; consulted when the table is compiled.
+//!
+//! # Drains that finish
+//!
+//! A `drain` stops new answers with its endpoints at once (weight 0: they are answered only
+//! while nothing weighted of their family is healthy), and is *complete* once no resolver can
+//! still hold an answer with them: when the longest TTL they were answered with has passed
+//! since the last such answer. The query path keeps no per-answer clock, so the last answer is
+//! bounded from above: every table the control plane publishes is observed
+//! ([`Overrides::observe`]); while a drained endpoint could still be answered (it is weighted,
+//! or nothing else of its family is), "now" is its latest possible answer, with that table's
+//! TTL. A drain is complete at `last possible answer + longest TTL`
+//! ([`Overrides::complete_drains`], clock passed in), reported once.
 
 use std::net::IpAddr;
 use std::time::SystemTime;
@@ -77,6 +89,49 @@ pub struct NewOverride {
     pub reason: String,
 }
 
+/// Progress of a drain override (module docs, "Drains that finish").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct DrainProgress {
+    /// Unix milliseconds of the latest moment its endpoints could have been answered.
+    pub last_answer_ms: u64,
+    /// The longest TTL they were answered with, seconds.
+    pub max_ttl: u32,
+    /// Unix milliseconds when the drain is (or will be) complete: `last_answer_ms + max_ttl`.
+    pub complete_at_ms: u64,
+    /// True once no resolver can hold an answer with its endpoints.
+    pub complete: bool,
+    /// The table observed last can answer with its endpoints.
+    pub answerable: bool,
+}
+
+impl DrainProgress {
+    fn new(now_ms: u64) -> Self {
+        Self {
+            last_answer_ms: now_ms,
+            max_ttl: 0,
+            complete_at_ms: now_ms,
+            complete: false,
+            answerable: false,
+        }
+    }
+
+    /// Records one observed table: `answerable` with `ttl` at `now_ms`, or not.
+    pub fn observe(&mut self, now_ms: u64, answerable: bool, ttl: u32) {
+        // Only a table that could answer with the endpoints puts them in caches, with its TTL;
+        // it could until the moment it is replaced, which is now when the previous table
+        // observed could answer.
+        if self.answerable || answerable {
+            self.last_answer_ms = self.last_answer_ms.max(now_ms);
+        }
+        if answerable {
+            self.max_ttl = self.max_ttl.max(ttl);
+            self.complete = false;
+        }
+        self.answerable = answerable;
+        self.complete_at_ms = self.last_answer_ms + u64::from(self.max_ttl) * 1000;
+    }
+}
+
 /// An active override.
 #[derive(Clone, Debug, Serialize)]
 pub struct Override {
@@ -92,6 +147,26 @@ pub struct Override {
     pub reason: String,
     /// Unix seconds when it was made.
     pub created_at: u64,
+    /// For `drain`: when it is complete.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drain: Option<DrainProgress>,
+}
+
+/// One endpoint of the table just published, as drains see it.
+#[derive(Clone, Copy, Debug)]
+pub struct Answerable<'a> {
+    /// Zone origin.
+    pub zone: &'a str,
+    /// Service key.
+    pub service: &'a str,
+    /// Region name.
+    pub region: &'a str,
+    /// Endpoint address.
+    pub address: IpAddr,
+    /// Whether the table can answer with it.
+    pub answerable: bool,
+    /// The TTL its answers carry.
+    pub ttl: u32,
 }
 
 /// Why an override was refused.
@@ -113,6 +188,10 @@ pub enum OverrideError {
 pub struct Overrides {
     list: Vec<Override>,
     next_id: u64,
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    crate::health::report::unix_ms(t)
 }
 
 fn unix(t: SystemTime) -> u64 {
@@ -147,6 +226,7 @@ impl Overrides {
             expires_at: unix(now) + new.expires_in_seconds,
             reason: new.reason,
             created_at: unix(now),
+            drain: (new.state == Forced::Drain).then(|| DrainProgress::new(unix_ms(now))),
         };
         self.list.push(o.clone());
         Ok(o)
@@ -167,9 +247,57 @@ impl Overrides {
         gone
     }
 
+    /// Records a published table for the drains: each drain override looks at the endpoints
+    /// it applies to (module docs, "Drains that finish").
+    pub fn observe<'a>(
+        &mut self,
+        now: SystemTime,
+        endpoints: impl IntoIterator<Item = Answerable<'a>> + Clone,
+    ) {
+        let now_ms = unix_ms(now);
+        for o in &mut self.list {
+            let Some(drain) = &mut o.drain else { continue };
+            for e in endpoints.clone() {
+                if o.target.matches(e.zone, e.service, e.region, e.address) {
+                    drain.observe(now_ms, e.answerable, e.ttl);
+                }
+            }
+        }
+    }
+
+    /// Marks drains whose time has come complete and returns them (each once).
+    pub fn complete_drains(&mut self, now: SystemTime) -> Vec<Override> {
+        let now_ms = unix_ms(now);
+        let mut done = Vec::new();
+        for o in &mut self.list {
+            if let Some(d) = &mut o.drain {
+                if !d.complete && !d.answerable && now_ms >= d.complete_at_ms {
+                    d.complete = true;
+                    done.push(o.clone());
+                }
+            }
+        }
+        done
+    }
+
     /// The active overrides.
     pub fn list(&self) -> &[Override] {
         &self.list
+    }
+
+    /// The drain progress of the override in force for an endpoint, when it is a drain.
+    pub fn drain_of(
+        &self,
+        zone: &str,
+        service: &str,
+        region: &str,
+        address: IpAddr,
+    ) -> Option<DrainProgress> {
+        self.list
+            .iter()
+            .filter(|o| o.target.matches(zone, service, region, address))
+            .max_by_key(|o| (o.target.specificity(), o.id))
+            .and_then(|o| o.drain)
     }
 
     /// The most specific active override for an endpoint (latest wins among equals).
@@ -244,6 +372,60 @@ mod tests {
             Some(Forced::Drain)
         );
         assert!(o.expire(now + Duration::from_secs(61)).len() == 2 && o.list().is_empty());
+    }
+
+    #[test]
+    #[allow(clippy::too_many_lines)]
+    fn drain_completion_time() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let ip = "192.0.2.1".parse().unwrap();
+        let e = |answerable: bool, ttl: u32| Answerable {
+            zone: "gslb.test.",
+            service: "www",
+            region: "eu",
+            address: ip,
+            answerable,
+            ttl,
+        };
+        let mut o = Overrides::default();
+        o.add(
+            new(target(None, Some("192.0.2.1")), Forced::Drain, 600),
+            t0,
+            |_| true,
+        )
+        .unwrap();
+        o.add(new(target(None, None), Forced::Down, 600), t0, |_| true)
+            .unwrap();
+        // The table serving when the drain was added answers with it, TTL 30.
+        o.observe(at(0), [e(true, 30)]);
+        let progress = |o: &Overrides| o.list()[0].drain.unwrap();
+        // Not complete while the serving table can still answer with it.
+        assert!(o.complete_drains(at(60_000)).is_empty());
+        // The drained table swapped in at 200 ms: no longer answerable, and a shorter TTL
+        // (dynamic) does not shorten what caches hold.
+        o.observe(at(200), [e(false, 5)]);
+        assert_eq!(progress(&o).max_ttl, 30);
+        assert_eq!(progress(&o).complete_at_ms, unix_ms(at(30_200)));
+        assert!(o.complete_drains(at(30_199)).is_empty());
+        // Every other endpoint failed: the drained one is answered again (standby), TTL 60.
+        o.observe(at(10_000), [e(true, 60)]);
+        o.observe(at(12_000), [e(false, 60)]);
+        assert_eq!(progress(&o).complete_at_ms, unix_ms(at(12_000 + 60_000)));
+        assert!(o.complete_drains(at(71_999)).is_empty());
+        let done = o.complete_drains(at(72_000));
+        assert_eq!(done.len(), 1);
+        assert!(done[0].drain.unwrap().complete);
+        // Reported once; other overrides have no drain progress.
+        assert!(o.complete_drains(at(99_000)).is_empty());
+        assert!(o.list()[1].drain.is_none());
+        // An endpoint the drain does not name changes nothing.
+        let other = Answerable {
+            address: "192.0.2.9".parse().unwrap(),
+            ..e(true, 300)
+        };
+        o.observe(at(100_000), [other]);
+        assert!(progress(&o).complete);
     }
 
     #[test]

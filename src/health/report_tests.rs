@@ -29,6 +29,8 @@ fn report(prober: &str) -> ProbeReport {
             latency_us: Some(1500),
             checked_at_ms: Some(unix_ms(now())),
             reason: "status 503".into(),
+            load: None,
+            weight: None,
         },
     );
     endpoints.insert(
@@ -39,6 +41,8 @@ fn report(prober: &str) -> ProbeReport {
             latency_us: None,
             checked_at_ms: None,
             reason: "not checked yet".into(),
+            load: None,
+            weight: None,
         },
     );
     ProbeReport {

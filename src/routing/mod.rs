@@ -1,7 +1,8 @@
 //! Routing: the compiled, immutable table queries read (`table`), how it is built from config
 //! (`compile`), how a service picks addresses (`select`, with `subnet_map` for `geo.subnet`
-//! overrides and their ECS scopes), the counters a table is compiled with (`counters`), and the
-//! one place that swaps it in (`publish`).
+//! overrides and their ECS scopes), the counters a table is compiled with (`counters`), the
+//! weights and TTL health gives a service (`weights`: slow start, shedding, dynamic TTL), and
+//! the one place that swaps it in (`publish`).
 
 pub mod compile;
 pub mod counters;
@@ -11,5 +12,6 @@ pub mod publish;
 pub mod select;
 pub mod subnet_map;
 pub mod table;
+pub mod weights;
 
 pub use table::RoutingTable;
