@@ -20,6 +20,8 @@ mod control;
 mod core;
 mod dnsedge;
 mod health;
+// Health beyond up/down (issue 16): application and exec checks, shedding, slow start, drains.
+mod health_app;
 // Backends, probers and signed reports for `health`.
 mod health_support;
 mod ops;

@@ -3,6 +3,7 @@
 //! - [`process`]: every child process (spawn, ready line, log capture, kill on drop).
 //! - [`dns`]: queries and replies over UDP/TCP with hickory-proto, raw wire helpers.
 //! - [`http`]: the HTTP/1.1 client. [`metrics`]: the `/metrics` text parser.
+//! - [`backend`]: a programmable HTTP backend (and webhook receiver) on 127.0.0.x.
 //! - [`knot`]: knotd, the reference server of the comparisons.
 //! - [`system`]: what a test needs from the machine (second opinions, system tests).
 //!
@@ -18,6 +19,7 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::Message;
 use hickory_proto::rr::RecordType;
 
+pub mod backend;
 pub mod dns;
 pub mod http;
 pub mod knot;
