@@ -40,7 +40,13 @@ pub struct LayoutEntry {
     pub region: String,
     /// Its service's `slow_start`, when the service has a check and one.
     pub slow_start: Option<Duration>,
+    /// Its check's shedding thresholds.
+    pub shed: crate::config::check::Shed,
 }
+
+/// Smallest change of a shedding factor that recompiles the table (1 % of a weight): loads
+/// move all the time, and below `shed_above` they change nothing.
+const SHED_STEP: f64 = 0.01;
 
 /// How often the table is recompiled while an endpoint or region is ramping up (slow start):
 /// the weights are computed at compile time, so the ramp moves in steps this long. No ramp,
@@ -236,6 +242,18 @@ impl HealthHub {
         severity(t.to, service_serving, region_serving)
     }
 
+    /// True when `next` would weigh some endpoint differently from `inner.view`: its weight
+    /// hint, its transition flag (dynamic TTL) or its shedding factor changed.
+    fn weights_moved(inner: &Inner, next: &HealthView) -> bool {
+        inner.layout.iter().any(|e| {
+            let (a, b) = (inner.view.signals(&e.key), next.signals(&e.key));
+            let factor = |l: Option<f64>| l.map_or(1.0, |l| e.shed.factor(l));
+            a.weight != b.weight
+                || a.transition != b.transition
+                || (factor(a.load) - factor(b.load)).abs() >= SHED_STEP
+        })
+    }
+
     /// True while an endpoint with a `slow_start` is within it since it came back.
     fn ramping(inner: &Inner) -> bool {
         inner.view.status().iter().any(|(key, status)| {
@@ -355,6 +373,7 @@ impl HealthHub {
         }
         inner.recent.truncate(RECENT_TRANSITIONS);
         let was_ramping = Self::ramping(&inner);
+        let moved = Self::weights_moved(&inner, &decision.view);
         inner.view = decision.view;
         // Graded against every endpoint's state after this decision.
         for t in &decision.transitions {
@@ -371,7 +390,7 @@ impl HealthHub {
         let step_due = inner
             .ramp_published
             .is_none_or(|at| now.saturating_duration_since(at) >= RAMP_STEP);
-        let changed = changed || (ramping && step_due) || (was_ramping && !ramping);
+        let changed = changed || moved || (ramping && step_due) || (was_ramping && !ramping);
         if changed && ramping {
             inner.ramp_published = Some(now);
         }

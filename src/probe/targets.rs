@@ -81,6 +81,12 @@ pub fn endpoint_layout(zones: &[Arc<Zone>]) -> Vec<crate::health::hub::LayoutEnt
                         key: endpoint_key(zone, &s.key, e.address)?,
                         region: zone.regions.get(e.region)?.name.clone(),
                         slow_start: s.health.slow_start.filter(|_| s.check.is_some()),
+                        shed: s
+                            .check
+                            .as_ref()
+                            .and_then(|name| zone.checks.iter().find(|c| &c.name == name))
+                            .map(|c| c.spec.shed)
+                            .unwrap_or_default(),
                     })
                 })
             })
