@@ -223,7 +223,8 @@ mod tests {
     async fn exit_status_output_arguments_and_timeout() {
         let dir = tempfile::tempdir().unwrap();
         let p = |name: &str, body: &str| script(dir.path(), name, body).display().to_string();
-        let cases: Vec<(Vec<String>, &str, Option<f64>, Option<u32>)> = vec![
+        type Case<'a> = (Vec<String>, &'a str, Option<f64>, Option<u32>);
+        let cases: Vec<Case<'_>> = vec![
             (vec![p("up.sh", "exit 0")], "ok", None, None),
             (vec![p("down.sh", "exit 3")], "exit 3", None, None),
             (

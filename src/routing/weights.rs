@@ -246,7 +246,8 @@ mod tests {
             ..up(100)
         };
         // (name, endpoints, slow start, weights, region share, transition)
-        let cases: Vec<(&str, Vec<Input>, Option<Duration>, Vec<u32>, f64, bool)> = vec![
+        type Case = (&'static str, Vec<Input>, Option<Duration>, Vec<u32>, f64, bool);
+        let cases: Vec<Case> = vec![
             (
                 "steady",
                 vec![up(100), up(50)],
