@@ -68,6 +68,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::report::{EndpointKey, ProbeReport, ProberId, RejectReason, VoteState};
+pub use super::severity::{Severity, severity};
 
 /// How long a vote counts, in multiples of its prober's interval.
 pub const FRESH_INTERVALS: u32 = 3;
@@ -266,62 +267,6 @@ pub enum Cause {
     Votes,
     /// Nobody reported on it for the grace period, so it went back up.
     GraceExpired,
-}
-
-/// How urgent an alert is, as operators page: P1 most.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-pub enum Severity {
-    /// A service answers from its fallback: no serving endpoint anywhere.
-    P1,
-    /// A region of a service has no serving endpoint.
-    P2,
-    /// A single endpoint went down.
-    P3,
-    /// A recovery or a completed drain.
-    P4,
-}
-
-impl Severity {
-    /// Every severity, most urgent first.
-    pub const ALL: [Self; 4] = [Self::P1, Self::P2, Self::P3, Self::P4];
-
-    /// `P1` .. `P4`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::P1 => "P1",
-            Self::P2 => "P2",
-            Self::P3 => "P3",
-            Self::P4 => "P4",
-        }
-    }
-}
-
-impl fmt::Display for Severity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for Severity {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|v| v.as_str().eq_ignore_ascii_case(s))
-            .ok_or_else(|| format!("`{s}` is not a severity (P1, P2, P3 or P4)"))
-    }
-}
-
-/// The severity of an endpoint going to `to`, given whether its service and its region still
-/// have a serving endpoint afterwards.
-pub fn severity(to: Health, service_serving: bool, region_serving: bool) -> Severity {
-    match to {
-        Health::Up => Severity::P4,
-        Health::Down if !service_serving => Severity::P1,
-        Health::Down if !region_serving => Severity::P2,
-        Health::Down => Severity::P3,
-    }
 }
 
 /// One endpoint changing state, for logging and counting.
