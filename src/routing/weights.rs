@@ -246,7 +246,14 @@ mod tests {
             ..up(100)
         };
         // (name, endpoints, slow start, weights, region share, transition)
-        type Case = (&'static str, Vec<Input>, Option<Duration>, Vec<u32>, f64, bool);
+        type Case = (
+            &'static str,
+            Vec<Input>,
+            Option<Duration>,
+            Vec<u32>,
+            f64,
+            bool,
+        );
         let cases: Vec<Case> = vec![
             (
                 "steady",

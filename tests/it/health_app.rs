@@ -21,7 +21,7 @@ use hickory_proto::rr::RecordType;
 
 use crate::harness::backend::AppBackend;
 use crate::harness::{
-    Meridian, Process, Query, a_records, admin_args, meridian_command, probe_args, wait_until,
+    Meridian, Process, Query, a_records, admin_args, meridian_command, probe_args, run, wait_until,
 };
 use crate::health_support::endpoint_status;
 
@@ -193,6 +193,7 @@ fn application_checks_shedding_slow_start_exec_and_drains() {
 
     let hook_url = format!("http://{}/hook", hook.addr);
     let keys_arg = keys.display().to_string();
+    let socket = dir.path().join("ctl.sock").display().to_string();
     let admin = admin_args();
     let ns = Meridian::serve_dir(
         &zones,
@@ -201,6 +202,8 @@ fn application_checks_shedding_slow_start_exec_and_drains() {
             &keys_arg,
             "--notify-url",
             &hook_url,
+            "--control-socket",
+            &socket,
             &admin[0],
             &admin[1],
         ],
@@ -351,6 +354,12 @@ fn application_checks_shedding_slow_start_exec_and_drains() {
     assert_eq!(done, event["last_answer_ms"].as_u64().unwrap() + 4_000);
     let (seen, _) = shares(&ns, "app", 100);
     assert_eq!(seen.keys().copied().collect::<Vec<_>>(), [ip("127.0.0.41")]);
+    let out = run(&["ctl", "--socket", &socket, "--json", "status"]);
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    let ctl: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    let drain = &ctl["result"]["overrides"][0]["drain"];
+    assert_eq!(drain["complete"], true, "{ctl:#}");
+    assert_eq!(drain["complete_at_ms"].as_u64(), Some(done), "{ctl:#}");
 
     // No ramp runs and nothing changes: no recompiles (the ramp timer only runs while a ramp
     // does). Observed over a window, so this one waits.
