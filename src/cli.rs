@@ -189,6 +189,10 @@ pub struct ServeArgs {
     /// Do not run the embedded prober (dedicated probers report instead).
     #[arg(long = "no-local-probe")]
     pub no_local_probe: bool,
+    /// A directory whose programs the embedded prober's exec checks may run (repeatable);
+    /// without it, zones with exec checks leave the embedded prober on its previous targets.
+    #[arg(long = "allow-exec", value_name = "DIR")]
+    pub allow_exec: Vec<PathBuf>,
     /// Prober keys accepted on POST /v1/reports (lines `key_id prober_id secret_hex`).
     #[arg(long = "keys")]
     pub keys: Option<PathBuf>,

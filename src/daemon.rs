@@ -48,6 +48,9 @@ pub enum ServeError {
     /// The API's TLS certificate or key is unusable (exit code 2).
     #[error(transparent)]
     Tls(#[from] api::tls::TlsError),
+    /// An `--allow-exec` directory cannot be resolved (exit code 2).
+    #[error(transparent)]
+    AllowExec(#[from] crate::probe::exec::ExecError),
     /// The control socket cannot be created, or another server uses it (exit code 2).
     #[error(transparent)]
     Control(#[from] socket::SocketError),
@@ -215,6 +218,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         metrics: Arc::clone(&metrics),
         admin_token: admin_token.map(Arc::from),
     };
+    control.allow_exec(crate::probe::exec::AllowExec::new(&args.allow_exec)?);
     control.start_probing();
     let api_task = tokio::spawn({
         let drain = api_drain_rx;

@@ -204,6 +204,11 @@ impl LocalProber {
         }
     }
 
+    /// Which programs exec checks may run from the next (re)start on.
+    pub fn set_allow_exec(&mut self, allow: AllowExec) {
+        self.allow = allow;
+    }
+
     /// Starts on `zones`, or, when already running for `hub`, hands it the targets of
     /// `zones` in place (a reload). Kept for its callers under its old name: it restarts
     /// nothing that did not change. Targets that cannot be prepared are logged and the

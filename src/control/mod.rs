@@ -127,6 +127,17 @@ impl ControlPlane {
         }))
     }
 
+    /// Lets the embedded prober run exec checks from these directories (`serve
+    /// --allow-exec`); call before [`ControlPlane::start_probing`].
+    pub fn allow_exec(&self, allow: crate::probe::exec::AllowExec) {
+        if let Some(prober) = &self.prober {
+            prober
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .set_allow_exec(allow);
+        }
+    }
+
     /// Starts the health task (decisions -> recompiles) and the embedded prober. Needs the
     /// Tokio runtime.
     pub fn start_probing(self: &Arc<Self>) {
