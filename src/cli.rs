@@ -245,7 +245,11 @@ pub struct ProbeArgs {
     #[arg(long = "only-region")]
     pub only_region: Option<String>,
     /// Most checks in flight at once.
-    #[arg(long = "max-in-flight", default_value_t = DEFAULT_MAX_IN_FLIGHT)]
+    #[arg(
+        long = "max-in-flight",
+        visible_alias = "max-concurrent-checks",
+        default_value_t = DEFAULT_MAX_IN_FLIGHT
+    )]
     pub max_in_flight: usize,
     /// A directory whose programs exec checks may run (repeatable); exec checks naming any
     /// other program are a configuration error here and never run.
