@@ -44,6 +44,14 @@ pub struct LayoutEntry {
     pub shed: crate::config::check::Shed,
 }
 
+/// Whether each service `(zone, service)` and each region of a service has a serving endpoint.
+#[derive(Default)]
+struct Serving {
+    services: std::collections::HashMap<(String, String), bool>,
+    regions: std::collections::HashMap<((String, String), String), bool>,
+    region_of: std::collections::HashMap<EndpointKey, String>,
+}
+
 /// Smallest change of a shedding factor that recompiles the table (1 % of a weight): loads
 /// move all the time, and below `shed_above` they change nothing.
 const SHED_STEP: f64 = 0.01;
@@ -214,31 +222,42 @@ impl HealthHub {
         inner.layout = layout;
     }
 
-    /// How bad an endpoint transition is, given every endpoint's state after it.
-    fn grade(inner: &Inner, t: &Transition) -> Severity {
-        let snapshot = HealthSnapshot {
-            view: inner.view.clone(),
-            overrides: inner.overrides.clone(),
-        };
-        let serving = |e: &LayoutEntry| {
-            let zone = Name::from_ascii(format!("{}.", e.key.zone())).unwrap_or_default();
-            snapshot.state(&zone, e.key.service(), &e.region, e.key.address())
-                != EndpointState::Down
-        };
-        let same_service =
-            |e: &&LayoutEntry| e.key.zone() == t.key.zone() && e.key.service() == t.key.service();
-        let region = inner
-            .layout
-            .iter()
-            .find(|e| e.key == t.key)
-            .map(|e| e.region.as_str());
-        let service_serving = inner.layout.iter().filter(same_service).any(serving);
-        let region_serving = inner
-            .layout
-            .iter()
-            .filter(same_service)
-            .filter(|e| Some(e.region.as_str()) == region)
-            .any(serving);
+    /// Which services and regions of services still have a serving endpoint (health and
+    /// overrides applied): one walk of the layout per decision, whatever the transitions.
+    fn serving_places(inner: &Inner) -> Serving {
+        let mut serving = Serving::default();
+        for e in &inner.layout {
+            let zone = e.key.zone();
+            let up = match inner
+                .overrides
+                .find(zone, e.key.service(), &e.region, e.key.address())
+            {
+                Some(Forced::Down) => false,
+                Some(Forced::Up | Forced::Drain) => true,
+                None => inner.view.is_up(&e.key),
+            };
+            let service = (zone.to_owned(), e.key.service().to_owned());
+            *serving.services.entry(service.clone()).or_default() |= up;
+            *serving
+                .regions
+                .entry((service, e.region.clone()))
+                .or_default() |= up;
+            serving.region_of.insert(e.key.clone(), e.region.clone());
+        }
+        serving
+    }
+
+    /// How bad an endpoint transition is, given what still serves after the decision.
+    fn grade(serving: &Serving, t: &Transition) -> Severity {
+        let service = (t.key.zone().to_owned(), t.key.service().to_owned());
+        let region = serving.region_of.get(&t.key).cloned().unwrap_or_default();
+        // Endpoints the layout does not know (a reload removed them) count as serving.
+        let service_serving = serving.services.get(&service).copied().unwrap_or(true);
+        let region_serving = serving
+            .regions
+            .get(&(service, region))
+            .copied()
+            .unwrap_or(true);
         severity(t.to, service_serving, region_serving)
     }
 
@@ -376,8 +395,13 @@ impl HealthHub {
         let moved = Self::weights_moved(&inner, &decision.view);
         inner.view = decision.view;
         // Graded against every endpoint's state after this decision.
+        let serving = if decision.transitions.is_empty() {
+            Serving::default()
+        } else {
+            Self::serving_places(&inner)
+        };
         for t in &decision.transitions {
-            let grade = Self::grade(&inner, t);
+            let grade = Self::grade(&serving, t);
             self.metrics.record_alert(grade);
             if let Some(notify) = self.notifier.get() {
                 notify(HealthEvent::Endpoint(t, grade));
@@ -591,4 +615,59 @@ mod tests {
     }
 
     const DEFAULT_GRACE_FOR_TEST: Duration = Duration::from_secs(300);
+
+    #[test]
+    fn alerts_are_graded_by_what_still_serves() {
+        use crate::health::aggregate::Tally;
+        use crate::health::overrides::{Forced, NewOverride, Target};
+        let hub = HealthHub::new(
+            vec![key(1), key(2), key(3)],
+            DEFAULT_GRACE_FOR_TEST,
+            None,
+            Arc::default(),
+        );
+        let entry = |n: u8, region: &str| LayoutEntry {
+            key: key(n),
+            region: region.into(),
+            slow_start: None,
+            shed: crate::config::check::Shed::default(),
+        };
+        hub.set_layout(vec![entry(1, "a"), entry(2, "a"), entry(3, "b")]);
+        let down = |n: u8| {
+            hub.add_override(
+                NewOverride {
+                    target: Target {
+                        zone: "shop.example.".into(),
+                        service: "www".into(),
+                        region: None,
+                        address: Some(key(n).address()),
+                    },
+                    state: Forced::Down,
+                    expires_in_seconds: 60,
+                    reason: "test".into(),
+                },
+                |_| true,
+            )
+            .unwrap();
+        };
+        let t = |n: u8, to: Health| Transition {
+            key: key(n),
+            from: Health::Up,
+            to,
+            cause: Cause::Votes,
+            votes: Tally::default(),
+        };
+        let grade = |n: u8, to: Health| {
+            let inner = hub.lock();
+            HealthHub::grade(&HealthHub::serving_places(&inner), &t(n, to))
+        };
+        // (endpoint forced down now, endpoint graded, severity)
+        assert_eq!(grade(1, Health::Up), Severity::P4);
+        down(1);
+        assert_eq!(grade(1, Health::Down), Severity::P3, "2 still serves in a");
+        down(2);
+        assert_eq!(grade(2, Health::Down), Severity::P2, "region a is empty");
+        down(3);
+        assert_eq!(grade(3, Health::Down), Severity::P1, "nothing serves");
+    }
 }
