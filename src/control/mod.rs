@@ -141,6 +141,8 @@ impl ControlPlane {
     /// Starts the health task (decisions -> recompiles) and the embedded prober. Needs the
     /// Tokio runtime.
     pub fn start_probing(self: &Arc<Self>) {
+        // What caches may hold starts with the first table (drains, `health::overrides`).
+        self.hub.observe_table(&self.publisher.table());
         let publisher = Arc::clone(&self.publisher);
         let hub = Arc::downgrade(&self.hub);
         tokio::spawn(Arc::clone(&self.hub).run(move |snapshot| {

@@ -461,39 +461,40 @@ impl HealthHub {
     /// finish"); the control plane calls it after every swap, and right after adding an
     /// override with the table that still serves.
     pub fn observe_table(&self, table: &RoutingTable) {
-        let zones: Vec<String> = table.zones().map(|z| z.origin.to_string()).collect();
-        let entries: Vec<Answerable<'_>> = table
-            .zones()
-            .zip(&zones)
-            .flat_map(|(zone, origin)| {
-                zone.endpoints().map(move |e| {
-                    let ep = e.endpoint;
-                    let family = |o: &&crate::routing::select::Endpoint| {
-                        o.address.is_ipv4() == ep.address.is_ipv4()
-                    };
-                    let weighted_peer = e
-                        .service
+        let mut entries: Vec<Answerable<'_>> = Vec::new();
+        let zones: Vec<(String, &crate::routing::table::ZoneTable)> =
+            table.zones().map(|z| (z.origin.to_string(), z)).collect();
+        for (origin, zone) in &zones {
+            for service in &zone.services {
+                // An endpoint at weight 0 is answered only while nothing weighted and healthy
+                // of its family is (select's standby pass).
+                let weighted = |v4: bool| {
+                    service
                         .endpoints
                         .iter()
-                        .filter(family)
-                        .any(|o| o.healthy && o.weight > 0);
-                    Answerable {
-                        zone: origin,
-                        service: &e.service.key,
-                        region: &e.region.name,
-                        address: ep.address,
-                        answerable: ep.healthy && (ep.weight > 0 || !weighted_peer),
-                        ttl: e.service.ttl,
+                        .any(|o| o.healthy && o.weight > 0 && o.address.is_ipv4() == v4)
+                };
+                let (v4, v6) = (weighted(true), weighted(false));
+                for region in &service.regions {
+                    let members = service
+                        .endpoints
+                        .get(region.endpoints.clone())
+                        .unwrap_or(&[]);
+                    for ep in members {
+                        let peer = if ep.address.is_ipv4() { v4 } else { v6 };
+                        entries.push(Answerable {
+                            zone: origin,
+                            service: &service.key,
+                            region: &region.name,
+                            address: ep.address,
+                            answerable: ep.healthy && (ep.weight > 0 || !peer),
+                            ttl: service.ttl,
+                        });
                     }
-                })
-            })
-            .collect();
-        let mut inner = self.lock();
-        if inner.overrides.list().iter().any(|o| o.drain.is_some()) {
-            inner
-                .overrides
-                .observe(SystemTime::now(), entries.iter().copied());
+                }
+            }
         }
+        self.lock().overrides.observe(SystemTime::now(), entries);
     }
 
     /// Removes an override.

@@ -8,9 +8,12 @@
 //! still hold an answer with them: when the longest TTL they were answered with has passed
 //! since the last such answer. The query path keeps no per-answer clock, so the last answer is
 //! bounded from above: every table the control plane publishes is observed
-//! ([`Overrides::observe`]); while a drained endpoint could still be answered (it is weighted,
-//! or nothing else of its family is), "now" is its latest possible answer, with that table's
-//! TTL. A drain is complete at `last possible answer + longest TTL`
+//! ([`Overrides::observe`]), and each endpoint's [`Exposure`] remembers when a table that could
+//! answer with it (it is weighted, or nothing else of its family is) was last replaced, and
+//! until when the answers of such tables can be cached (replacement time + that table's TTL).
+//! Endpoints are tracked whether drained or not, so a drain of an endpoint that went down a
+//! moment ago still waits for the answers given before. A drain is complete when none of its
+//! endpoints can be answered and every such expiry has passed
 //! ([`Overrides::complete_drains`], clock passed in), reported once.
 
 use std::net::IpAddr;
@@ -94,9 +97,10 @@ pub struct NewOverride {
 pub struct DrainProgress {
     /// Unix milliseconds of the latest moment its endpoints could have been answered.
     pub last_answer_ms: u64,
-    /// The longest TTL they were answered with, seconds.
+    /// The TTL of the answers that are cached longest, seconds.
     pub max_ttl: u32,
-    /// Unix milliseconds when the drain is (or will be) complete: `last_answer_ms + max_ttl`.
+    /// Unix milliseconds when the drain is (or will be) complete: when the answers cached
+    /// longest expire.
     pub complete_at_ms: u64,
     /// True once no resolver can hold an answer with its endpoints.
     pub complete: bool,
@@ -104,31 +108,37 @@ pub struct DrainProgress {
     pub answerable: bool,
 }
 
-impl DrainProgress {
-    fn new(now_ms: u64) -> Self {
-        Self {
-            last_answer_ms: now_ms,
-            max_ttl: 0,
-            complete_at_ms: now_ms,
-            complete: false,
-            answerable: false,
-        }
-    }
+/// What caches may hold of one endpoint, from the tables observed (module docs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Exposure {
+    /// The TTL of the table observed last, when that table can answer with the endpoint.
+    answerable_ttl: Option<u32>,
+    /// Unix milliseconds when a table that could answer with it was last serving.
+    last_answer_ms: u64,
+    /// Unix milliseconds until which answers with it may be cached.
+    expires_ms: u64,
+    /// The TTL behind `expires_ms`.
+    ttl: u32,
+}
 
-    /// Records one observed table: `answerable` with `ttl` at `now_ms`, or not.
+impl Exposure {
+    /// Records one observed table at `now_ms`: whether it can answer with the endpoint, and
+    /// with which TTL.
     pub fn observe(&mut self, now_ms: u64, answerable: bool, ttl: u32) {
-        // Only a table that could answer with the endpoints puts them in caches, with its TTL;
-        // it could until the moment it is replaced, which is now when the previous table
-        // observed could answer.
-        if self.answerable || answerable {
+        // The previous table served until now; this one serves from now on.
+        let serving = self
+            .answerable_ttl
+            .into_iter()
+            .chain(answerable.then_some(ttl));
+        for t in serving {
             self.last_answer_ms = self.last_answer_ms.max(now_ms);
+            let expires = now_ms + u64::from(t) * 1000;
+            if expires >= self.expires_ms {
+                self.expires_ms = expires;
+                self.ttl = t;
+            }
         }
-        if answerable {
-            self.max_ttl = self.max_ttl.max(ttl);
-            self.complete = false;
-        }
-        self.answerable = answerable;
-        self.complete_at_ms = self.last_answer_ms + u64::from(self.max_ttl) * 1000;
+        self.answerable_ttl = answerable.then_some(ttl);
     }
 }
 
@@ -188,6 +198,8 @@ pub enum OverrideError {
 pub struct Overrides {
     list: Vec<Override>,
     next_id: u64,
+    /// Per endpoint (zone, service, region, address) of the last table observed.
+    exposure: std::collections::HashMap<(String, String, String, IpAddr), Exposure>,
 }
 
 fn unix_ms(t: SystemTime) -> u64 {
@@ -226,10 +238,12 @@ impl Overrides {
             expires_at: unix(now) + new.expires_in_seconds,
             reason: new.reason,
             created_at: unix(now),
-            drain: (new.state == Forced::Drain).then(|| DrainProgress::new(unix_ms(now))),
+            drain: None,
         };
         self.list.push(o.clone());
-        Ok(o)
+        self.update_drains(unix_ms(now));
+        // The copy in the list now has its drain progress.
+        Ok(self.list.last().cloned().unwrap_or(o))
     }
 
     /// Removes one by id; true if it existed.
@@ -247,21 +261,67 @@ impl Overrides {
         gone
     }
 
-    /// Records a published table for the drains: each drain override looks at the endpoints
-    /// it applies to (module docs, "Drains that finish").
+    /// Records a published table: what caches may hold of each endpoint, and from that each
+    /// drain's progress (module docs, "Drains that finish").
     pub fn observe<'a>(
         &mut self,
         now: SystemTime,
-        endpoints: impl IntoIterator<Item = Answerable<'a>> + Clone,
+        endpoints: impl IntoIterator<Item = Answerable<'a>>,
     ) {
         let now_ms = unix_ms(now);
+        let mut seen = std::collections::HashMap::new();
+        for e in endpoints {
+            let key = (
+                e.zone.to_owned(),
+                e.service.to_owned(),
+                e.region.to_owned(),
+                e.address,
+            );
+            let mut exposure = self.exposure.remove(&key).unwrap_or_default();
+            exposure.observe(now_ms, e.answerable, e.ttl);
+            seen.insert(key, exposure);
+        }
+        // Endpoints a reload removed are no longer answered: forgotten once expired.
+        for (key, mut exposure) in self.exposure.drain() {
+            exposure.observe(now_ms, false, 0);
+            if exposure.expires_ms > now_ms {
+                seen.insert(key, exposure);
+            }
+        }
+        self.exposure = seen;
+        self.update_drains(now_ms);
+    }
+
+    /// Recomputes every drain's progress from the exposures of the endpoints it names.
+    fn update_drains(&mut self, now_ms: u64) {
         for o in &mut self.list {
-            let Some(drain) = &mut o.drain else { continue };
-            for e in endpoints.clone() {
-                if o.target.matches(e.zone, e.service, e.region, e.address) {
-                    drain.observe(now_ms, e.answerable, e.ttl);
+            if o.state != Forced::Drain {
+                continue;
+            }
+            let mut p = DrainProgress {
+                last_answer_ms: 0,
+                max_ttl: 0,
+                complete_at_ms: now_ms,
+                complete: o.drain.is_some_and(|d| d.complete),
+                answerable: false,
+            };
+            let mut latest_expiry = 0;
+            for ((zone, service, region, address), x) in &self.exposure {
+                if !o.target.matches(zone, service, region, *address) {
+                    continue;
+                }
+                p.answerable |= x.answerable_ttl.is_some();
+                p.last_answer_ms = p.last_answer_ms.max(x.last_answer_ms);
+                if x.expires_ms >= latest_expiry {
+                    latest_expiry = x.expires_ms;
+                    p.max_ttl = x.ttl;
                 }
             }
+            if latest_expiry > 0 {
+                p.complete_at_ms = latest_expiry;
+            }
+            p.complete &= !p.answerable;
+            o.drain = Some(p);
         }
     }
 
@@ -426,6 +486,36 @@ mod tests {
         };
         o.observe(at(100_000), [other]);
         assert!(progress(&o).complete);
+    }
+
+    #[test]
+    fn a_drain_waits_for_answers_given_before_it() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let e = |answerable: bool| Answerable {
+            zone: "gslb.test.",
+            service: "www",
+            region: "eu",
+            address: "192.0.2.1".parse().unwrap(),
+            answerable,
+            ttl: 30,
+        };
+        let mut o = Overrides::default();
+        // Answered with TTL 30, then down at 1 s (not answerable), then drained at 2 s.
+        o.observe(at(0), [e(true)]);
+        o.observe(at(1_000), [e(false)]);
+        let d = o
+            .add(
+                new(target(None, Some("192.0.2.1")), Forced::Drain, 600),
+                at(2_000),
+                |_| true,
+            )
+            .unwrap()
+            .drain
+            .unwrap();
+        assert_eq!((d.complete_at_ms, d.max_ttl), (unix_ms(at(31_000)), 30));
+        assert!(o.complete_drains(at(30_999)).is_empty());
+        assert_eq!(o.complete_drains(at(31_000)).len(), 1);
     }
 
     #[test]
