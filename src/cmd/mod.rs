@@ -12,6 +12,7 @@ pub mod ctl;
 pub mod explain;
 pub mod geoip;
 pub mod lab_backend;
+pub mod manual;
 pub mod probe;
 pub mod serve;
 
@@ -44,6 +45,8 @@ pub fn run(command: Command) -> Result<(), Box<dyn CommandError>> {
         Command::Explain(args) => explain::run(args).map_err(boxed),
         Command::LabBackend(args) => lab_backend::run(args).map_err(boxed),
         Command::Geoip { command } => geoip::run(command).map_err(boxed),
+        Command::Completions { shell } => manual::completions(shell).map_err(boxed),
+        Command::Man { out } => manual::man_pages(&out).map_err(boxed),
     }
 }
 
