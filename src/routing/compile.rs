@@ -225,6 +225,7 @@ pub fn compile_service(zone: &Zone, svc: &model::Service, health: &dyn EndpointH
                 name: region.name.clone(),
                 coords: region.location,
                 endpoints: start..endpoints.len(),
+                share: weights::per_mille(weighing.region_share),
             });
         }
     }

@@ -42,6 +42,16 @@ pub fn scaled(base: u32, factor: f64) -> u32 {
     w.max(1)
 }
 
+/// A share (0.0-1.0) in per mille, as [`super::select::RegionEndpoints::share`] keeps it.
+pub fn per_mille(share: f64) -> u16 {
+    if share.is_nan() {
+        return super::select::FULL_SHARE;
+    }
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let v = (share.clamp(0.0, 1.0) * f64::from(super::select::FULL_SHARE)).round() as u16;
+    v
+}
+
 /// One endpoint as the weighting sees it.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Input {
