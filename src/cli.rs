@@ -229,6 +229,10 @@ pub struct ServeArgs {
     /// Do not run the embedded prober (dedicated probers report instead).
     #[arg(long = "no-local-probe")]
     pub no_local_probe: bool,
+    /// A directory whose programs the embedded prober's exec checks may run (repeatable);
+    /// without it, zones with exec checks leave the embedded prober on its previous targets.
+    #[arg(long = "allow-exec", value_name = "DIR")]
+    pub allow_exec: Vec<PathBuf>,
     /// Prober keys accepted on POST /v1/reports (lines `key_id prober_id secret_hex`).
     #[arg(long = "keys")]
     pub keys: Option<PathBuf>,
@@ -262,6 +266,11 @@ pub struct ServeArgs {
     /// revision that loaded without error, served when etcd is unreachable at start-up.
     #[arg(long = "state-dir")]
     pub state_dir: Option<PathBuf>,
+    /// Send only webhook events at least this urgent: P1 (a service answers from its
+    /// fallback), P2 (a region has no serving endpoint), P3 (an endpoint down), P4 (all,
+    /// recoveries and completed drains too).
+    #[arg(long = "webhook-min-severity", default_value = "P4")]
+    pub webhook_min_severity: crate::health::aggregate::Severity,
 }
 
 /// `meridian serve`'s encrypted transports (`dns::encrypted`).
@@ -456,8 +465,16 @@ pub struct ProbeArgs {
     #[arg(long = "only-region")]
     pub only_region: Option<String>,
     /// Most checks in flight at once.
-    #[arg(long = "max-in-flight", default_value_t = DEFAULT_MAX_IN_FLIGHT)]
+    #[arg(
+        long = "max-in-flight",
+        visible_alias = "max-concurrent-checks",
+        default_value_t = DEFAULT_MAX_IN_FLIGHT
+    )]
     pub max_in_flight: usize,
+    /// A directory whose programs exec checks may run (repeatable); exec checks naming any
+    /// other program are a configuration error here and never run.
+    #[arg(long = "allow-exec", value_name = "DIR")]
+    pub allow_exec: Vec<PathBuf>,
     /// Log format.
     #[arg(long = "log-format", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

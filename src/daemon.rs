@@ -54,6 +54,9 @@ pub enum ServeError {
     /// A DoT/DoH/DoQ listener cannot start (exit code 2 for its configuration, 1 for sockets).
     #[error(transparent)]
     Encrypted(#[from] crate::dns::encrypted::EncryptedError),
+    /// An `--allow-exec` directory cannot be resolved (exit code 2).
+    #[error(transparent)]
+    AllowExec(#[from] crate::probe::exec::ExecError),
     /// The control socket cannot be created, or another server uses it (exit code 2).
     #[error(transparent)]
     Control(#[from] socket::SocketError),
@@ -277,6 +280,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         metrics: Arc::clone(&metrics),
         admin_token: admin_token.map(Arc::from),
     };
+    control.allow_exec(crate::probe::exec::AllowExec::new(&args.allow_exec)?);
     control.start_probing();
     let api_task = tokio::spawn({
         let drain = api_drain_rx;
@@ -374,7 +378,8 @@ fn wire_observers(
             })
             .map(|e| e.region.name.clone())
     });
-    let notifier = crate::notify::Notifier::start(&args.notify_url, notify, region)?;
+    let notifier = crate::notify::Notifier::start(&args.notify_url, notify, region)?
+        .with_min_severity(args.webhook_min_severity);
     hub.set_notifier(Box::new(move |t| notifier.notify(t)));
     tracing::info!(urls = args.notify_url.len(), "health webhooks enabled");
     Ok(())

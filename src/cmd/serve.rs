@@ -40,6 +40,7 @@ impl CommandError for ServeError {
             | Self::Token { .. }
             | Self::Notify(_)
             | Self::Tls(_)
+            | Self::AllowExec(_)
             | Self::Control(_)
             | Self::EtcdSetup(_) => EXIT_CONFIG,
             Self::Io { .. } | Self::EtcdUnavailable(_) => EXIT_RUNTIME,

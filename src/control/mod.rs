@@ -31,7 +31,7 @@ use crate::health::export::HealthMetrics;
 use crate::health::hub::HealthHub;
 use crate::health::overrides::{NewOverride, Override, OverrideError, Target};
 use crate::health::report::{Keyring, RejectReason};
-use crate::probe::targets::checked_endpoints;
+use crate::probe::targets::{checked_endpoints, endpoint_layout};
 use crate::prober::LocalProber;
 use crate::routing::counters::TableMetrics;
 use crate::routing::publish::{Publisher, StartError, load_sources};
@@ -123,6 +123,7 @@ impl ControlPlane {
             keyring,
             health,
         ));
+        hub.set_layout(endpoint_layout(&publisher.zones()));
         Ok(Arc::new(Self {
             sources,
             publisher,
@@ -137,12 +138,29 @@ impl ControlPlane {
         }))
     }
 
+    /// Lets the embedded prober run exec checks from these directories (`serve
+    /// --allow-exec`); call before [`ControlPlane::start_probing`].
+    pub fn allow_exec(&self, allow: crate::probe::exec::AllowExec) {
+        if let Some(prober) = &self.prober {
+            prober
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .set_allow_exec(allow);
+        }
+    }
+
     /// Starts the health task (decisions -> recompiles) and the embedded prober. Needs the
     /// Tokio runtime.
     pub fn start_probing(self: &Arc<Self>) {
+        // What caches may hold starts with the first table (drains, `health::overrides`).
+        self.hub.observe_table(&self.publisher.table());
         let publisher = Arc::clone(&self.publisher);
+        let hub = Arc::downgrade(&self.hub);
         tokio::spawn(Arc::clone(&self.hub).run(move |snapshot| {
             publisher.set_health(Arc::new(snapshot));
+            if let Some(hub) = hub.upgrade() {
+                hub.observe_table(&publisher.table());
+            }
         }));
         if let Some(prober) = &self.prober {
             let mut p = prober.lock().unwrap_or_else(|p| p.into_inner());
@@ -229,7 +247,9 @@ impl ControlPlane {
             self.hub.set_keyring(Some(k));
         }
         let serving = self.publisher.zones();
+        self.hub.observe_table(&self.publisher.table());
         self.hub.set_known(checked_endpoints(&serving));
+        self.hub.set_layout(endpoint_layout(&serving));
         if let Some(prober) = &self.prober {
             let mut p = prober.lock().unwrap_or_else(|p| p.into_inner());
             p.restart(&serving, &self.hub);
@@ -300,8 +320,17 @@ impl ControlPlane {
     /// Adds an override; its target must name at least one endpoint served now.
     pub fn set_override(&self, new: NewOverride) -> Result<Override, OverrideError> {
         let table = self.table();
-        self.hub
-            .add_override(new, |t: &Target| target_matches(&table, t))
+        let added = self
+            .hub
+            .add_override(new, |t: &Target| target_matches(&table, t))?;
+        // The table serving until the drain's recompile: what caches may hold from now on.
+        self.hub.observe_table(&table);
+        Ok(self
+            .hub
+            .overrides()
+            .into_iter()
+            .find(|o| o.id == added.id)
+            .unwrap_or(added))
     }
 
     /// Removes an override; false when there is none with this id.

@@ -66,7 +66,14 @@ pub struct RegionEndpoints {
     pub coords: Option<Coords>,
     /// Its endpoints: a range of [`Service::endpoints`] (sorted by region).
     pub endpoints: Range<usize>,
+    /// Slow start of a region coming back: the share, per mille, of the answers it would
+    /// take that it takes now ([`FULL_SHARE`] when it is not ramping); the rest go where they
+    /// went while it was down (the next region of the walk).
+    pub share: u16,
 }
+
+/// [`RegionEndpoints::share`] of a region that takes all it would.
+pub const FULL_SHARE: u16 = 1000;
 
 /// A region order, as indices into [`Service::regions`]. Every region appears once: the
 /// configured ones first, then the rest in file order, so failover never runs out early.
@@ -288,14 +295,19 @@ impl Service {
             e.healthy && e.address.is_ipv4() == want_v4 && (e.weight == 0) == standby
         };
         for (outcome, standby) in [(Outcome::Healthy, false), (Outcome::Standby, true)] {
-            let found = self.walk(walk, |range| {
+            let accept = |range: Range<usize>| {
                 let any = self
                     .endpoints
                     .get(range.clone())?
                     .iter()
                     .any(|e| usable(e, standby));
                 any.then_some(range)
-            });
+            };
+            // A ramping region takes its share; when the walk finds nothing after it, it
+            // takes the answer after all (never a standby or fallback because of a ramp).
+            let found = self
+                .walk(walk, !standby, accept)
+                .or_else(|| self.walk(walk, false, accept));
             if let Some((region, range)) = found {
                 sel.count = self.draw(
                     range,
@@ -312,7 +324,7 @@ impl Service {
         // Nothing healthy: the fallback, never nothing unless configured so.
         if let CompiledFallback::All = self.fallback {
             let family = |e: &Endpoint| e.address.is_ipv4() == want_v4;
-            let found = self.walk(walk, |range| {
+            let found = self.walk(walk, false, |range| {
                 self.endpoints
                     .get(range.clone())?
                     .iter()
@@ -346,16 +358,24 @@ impl Service {
     }
 
     /// Walks regions in `walk` order; returns the first region (and its endpoint range) that
-    /// `accept` takes.
+    /// `accept` takes. With `ramp`, a region coming back (slow start) is passed over with
+    /// the chance its share leaves to the regions after it.
     fn walk(
         &self,
         walk: RegionWalk<'_>,
+        ramp: bool,
         mut accept: impl FnMut(Range<usize>) -> Option<Range<usize>>,
     ) -> Option<(Option<u16>, Range<usize>)> {
+        let passed_over = |region: &RegionEndpoints| {
+            ramp && region.share < FULL_SHARE && rand::random_range(0..FULL_SHARE) >= region.share
+        };
         match walk {
             RegionWalk::Pool => accept(0..self.endpoints.len()).map(|r| (None, r)),
             RegionWalk::List(order) => order.iter().find_map(|&i| {
                 let region = self.regions.get(usize::from(i))?;
+                if passed_over(region) {
+                    return None;
+                }
                 accept(region.endpoints.clone()).map(|r| (Some(i), r))
             }),
             RegionWalk::Nearest(from) => {
@@ -372,7 +392,7 @@ impl Service {
                         }
                     }
                     let (d, i) = best?;
-                    if let Some(region) = self.regions.get(i) {
+                    if let Some(region) = self.regions.get(i).filter(|r| !passed_over(r)) {
                         if let Some(r) = accept(region.endpoints.clone()) {
                             return Some((u16::try_from(i).ok(), r));
                         }

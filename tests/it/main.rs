@@ -24,6 +24,8 @@ mod encrypted;
 // Distributed mode on a real etcd (system tests).
 mod etcd;
 mod health;
+// Health beyond up/down (issue 16): application and exec checks, shedding, slow start, drains.
+mod health_app;
 // Backends, probers and signed reports for `health`.
 mod health_support;
 // contrib/: alert rules, dashboard, Debian package; man pages and completions.

@@ -3,6 +3,7 @@
 //! - [`process`]: every child process (spawn, ready line, log capture, kill on drop).
 //! - [`dns`]: queries and replies over UDP/TCP with hickory-proto, raw wire helpers.
 //! - [`http`]: the HTTP/1.1 client. [`metrics`]: the `/metrics` text parser.
+//! - [`backend`]: a programmable HTTP backend (and webhook receiver) on 127.0.0.x.
 //! - [`knot`]: knotd, the reference server of the comparisons.
 //! - [`tls`]: DoT, DoH and DoQ clients and test certificates.
 //! - [`etcd`]: a single-member etcd for the distributed-mode tests.
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::Message;
 use hickory_proto::rr::RecordType;
 
+pub mod backend;
 pub mod dns;
 pub mod etcd;
 pub mod http;
