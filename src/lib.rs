@@ -26,6 +26,7 @@
 //! - [`config`]: zone files: TOML shapes, validated model, loader with file-and-key errors.
 //! - [`geo`]: GeoIP databases (reader, country table, text source and MMDB writer).
 //! - [`routing`]: the compiled table, its lookup, service selection, and the one `ArcSwap`.
+//! - [`dnssec`]: online signing: BIND-format keys, RRSIGs, compact denial, signature cache.
 //! - [`dns`]: the query path: wire parsing, the handler, response writing, UDP/TCP, RRL, AXFR.
 //! - [`health`]: probe reports (format, signatures), vote aggregation, the hub, overrides.
 //! - [`control`]: the control plane's one owner: reload, health, overrides, socket, watcher.
@@ -43,6 +44,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod dns;
+pub mod dnssec;
 pub mod geo;
 pub mod health;
 pub mod lab;
