@@ -9,3 +9,8 @@ pub mod sign;
 pub mod time;
 
 pub use key::{Algorithm, KeyError, KeyTiming, ZoneKey};
+pub mod cache;
+pub mod metrics;
+pub mod zone;
+
+pub use zone::{SigningPolicy, ZoneDnssec, ZoneSigner};
