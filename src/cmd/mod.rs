@@ -9,6 +9,7 @@
 
 pub mod check_config;
 pub mod ctl;
+pub mod dnssec;
 pub mod explain;
 pub mod geoip;
 pub mod lab_backend;
@@ -44,6 +45,7 @@ pub fn run(command: Command) -> Result<(), Box<dyn CommandError>> {
         Command::Explain(args) => explain::run(args).map_err(boxed),
         Command::LabBackend(args) => lab_backend::run(args).map_err(boxed),
         Command::Geoip { command } => geoip::run(command).map_err(boxed),
+        Command::Dnssec { command } => dnssec::run(command).map_err(boxed),
     }
 }
 

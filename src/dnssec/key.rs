@@ -216,6 +216,46 @@ pub fn key_tag(rdata: &[u8]) -> u16 {
     (ac & 0xFFFF) as u16
 }
 
+/// DS RDATA (SHA-256) of the DNSKEY RDATA `dnskey` at `zone`.
+pub fn ds_rdata(zone: &Name, dnskey: &[u8]) -> Vec<u8> {
+    let mut data = canonical_name(zone);
+    data.extend_from_slice(dnskey);
+    let digest = ring::digest::digest(&ring::digest::SHA256, &data);
+    let mut out = Vec::with_capacity(4 + 32);
+    out.extend_from_slice(&key_tag(dnskey).to_be_bytes());
+    out.push(dnskey.get(3).copied().unwrap_or(0));
+    out.push(DIGEST_SHA256);
+    out.extend_from_slice(digest.as_ref());
+    out
+}
+
+/// The DS record of `dnskey` at `zone` in presentation form (`dnssec-dsfromkey -2`).
+pub fn ds_text(zone: &Name, dnskey: &[u8]) -> String {
+    let ds = ds_rdata(zone, dnskey);
+    format!(
+        "{} IN DS {} {} {} {}",
+        zone.to_lowercase(),
+        key_tag(dnskey),
+        dnskey.get(3).copied().unwrap_or(0),
+        DIGEST_SHA256,
+        data_encoding::HEXUPPER.encode(ds.get(4..).unwrap_or(&[]))
+    )
+}
+
+/// The DS record of the DNSKEY in a `.key` file (no private key needed).
+pub fn ds_of_key_file(path: &Path) -> Result<String, KeyError> {
+    let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let public = parse_key_file(path, &text)?;
+    let mut dnskey = public.flags.to_be_bytes().to_vec();
+    dnskey.push(3);
+    dnskey.push(public.algorithm);
+    dnskey.extend_from_slice(&public.key);
+    Ok(ds_text(&public.owner, &dnskey))
+}
+
 /// `name` lowercased in uncompressed wire form (RFC 4034 §6.2 canonical form).
 pub fn canonical_name(name: &Name) -> Vec<u8> {
     let mut out = Vec::with_capacity(name.len() + 2);
@@ -358,28 +398,12 @@ impl ZoneKey {
 
     /// DS RDATA with a SHA-256 digest (RFC 4034 §5.1, RFC 4509); also the CDS RDATA.
     pub fn ds_rdata(&self) -> Vec<u8> {
-        let mut data = canonical_name(&self.zone);
-        data.extend_from_slice(&self.dnskey_rdata());
-        let digest = ring::digest::digest(&ring::digest::SHA256, &data);
-        let mut out = Vec::with_capacity(4 + 32);
-        out.extend_from_slice(&self.tag.to_be_bytes());
-        out.push(self.algorithm.number());
-        out.push(DIGEST_SHA256);
-        out.extend_from_slice(digest.as_ref());
-        out
+        ds_rdata(&self.zone, &self.dnskey_rdata())
     }
 
     /// The DS record in presentation form, as `dnssec-dsfromkey -2` prints it.
     pub fn ds_text(&self) -> String {
-        let ds = self.ds_rdata();
-        format!(
-            "{} IN DS {} {} {} {}",
-            self.zone,
-            self.tag,
-            self.algorithm.number(),
-            DIGEST_SHA256,
-            data_encoding::HEXUPPER.encode(ds.get(4..).unwrap_or(&[]))
-        )
+        ds_text(&self.zone, &self.dnskey_rdata())
     }
 
     /// Signs `data` (RFC 6605 r||s, or RFC 8080 Ed25519). Fails only when the system random
