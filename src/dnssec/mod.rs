@@ -14,3 +14,4 @@ pub mod metrics;
 pub mod zone;
 
 pub use zone::{SigningPolicy, ZoneDnssec, ZoneSigner};
+pub mod signed;

@@ -258,7 +258,9 @@ fn compile_zone(
     let origin = zone.origin.to_lowercase();
     // (owner key, type) -> RRset; BTreeMap keeps the output deterministic.
     let mut sets: BTreeMap<(Box<[u8]>, u16), Gathered> = BTreeMap::new();
-    for record in &zone.records {
+    // DNSSEC: the apex DNSKEY, CDS and CDNSKEY are served like any record.
+    let keys = crate::dnssec::signed::apex_records(zone);
+    for record in zone.records.iter().chain(&keys) {
         let key = (key_wire(&record.name), u16::from(record.record_type()));
         let set = sets.entry(key).or_insert_with(|| Gathered {
             owner: record.name.clone(),
