@@ -9,6 +9,7 @@
 //! probes -> POST /v1/reports -> health::hub (aggregate) -'                           |
 //!                                                     routing::publish: ArcSwap::store <-'
 //! query -> dns::server -> dns::handler -> routes().answer(query, client, writer) -> bytes
+//!            (routing decides into the AnswerSink `writer`; dns::answer encodes)
 //! ```
 //!
 //! `control::ControlPlane` owns everything before the swap: the last good version of each
@@ -25,9 +26,13 @@
 //! - [`daemon`]: `meridian serve`: wires control plane, listeners, API, socket, watch, signals.
 //! - [`config`]: zone files: TOML shapes, validated model, loader with file-and-key errors.
 //! - [`geo`]: GeoIP databases (reader, country table, text source and MMDB writer).
-//! - [`routing`]: the compiled table, its lookup, service selection, and the one `ArcSwap`.
+//! - [`proto`]: the DNS vocabulary routing and dns share (types, query, ECS, RCODE, sections);
+//!   a leaf that imports no other module.
+//! - [`routing`]: the compiled table, its lookup (into an `AnswerSink`), service selection, and
+//!   the one `ArcSwap`. Never imports `dns`.
 //! - [`dnssec`]: online signing: BIND-format keys, RRSIGs, compact denial, signature cache.
-//! - [`dns`]: the query path: wire parsing, the handler, response writing, UDP/TCP, RRL, AXFR.
+//! - [`dns`]: the query path: wire parsing, the handler, response writing (the `AnswerSink` the
+//!   lookup fills), UDP/TCP, RRL, AXFR, and `explain`'s real answer.
 //! - [`health`]: probe reports (format, signatures), vote aggregation, the hub, overrides.
 //! - [`control`]: the control plane's one owner: reload, health, overrides, socket, watcher.
 //! - [`api`]: the HTTP API and status page: routes, who may call them, connection limits, TLS.
@@ -52,4 +57,9 @@ pub mod metrics;
 pub mod notify;
 pub mod probe;
 pub mod prober;
+pub mod proto;
 pub mod routing;
+
+#[cfg(test)]
+#[path = "module_graph_tests.rs"]
+mod module_graph_tests;

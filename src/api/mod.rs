@@ -336,7 +336,8 @@ struct ExplainQuery {
 }
 
 async fn explain(State(state): State<ApiState>, Query(q): Query<ExplainQuery>) -> Response {
-    use crate::routing::explain::{Asker, explain, parse_ecs};
+    use crate::dns::explain::explain;
+    use crate::routing::explain::{Asker, parse_ecs};
     let asker = match (&q.ecs, q.client) {
         (Some(text), _) if !text.is_empty() => match parse_ecs(text) {
             Ok(net) => Asker::Subnet(net),

@@ -2,7 +2,8 @@
 
 use super::{CommandError, EXIT_CONFIG, EXIT_RUNTIME};
 use crate::cli::ExplainArgs;
-use crate::routing::explain::{Asker, ExplainError, explain, parse_ecs};
+use crate::dns::explain::explain;
+use crate::routing::explain::{Asker, ExplainError, parse_ecs};
 use crate::routing::publish::{StartError, compile_offline};
 
 /// Why there is no explanation.

@@ -9,87 +9,8 @@
 use std::net::IpAddr;
 
 use super::wire::{ClientSubnet, HEADER_LEN, Header, OPTION_ECS, Query, TYPE_OPT};
-
-/// Response codes the server sends (the low four bits, plus BADVERS via EDNS).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u16)]
-pub enum Rcode {
-    /// No error.
-    NoError = 0,
-    /// Format error.
-    FormErr = 1,
-    /// Server failure.
-    ServFail = 2,
-    /// Name does not exist.
-    NxDomain = 3,
-    /// Not implemented.
-    NotImp = 4,
-    /// Refused.
-    Refused = 5,
-    /// Bad EDNS version (extended RCODE 16, RFC 6891 §6.1.3).
-    BadVers = 16,
-}
-
-impl Rcode {
-    /// All codes, in the order metrics index them.
-    pub const ALL: [Rcode; 7] = [
-        Rcode::NoError,
-        Rcode::FormErr,
-        Rcode::ServFail,
-        Rcode::NxDomain,
-        Rcode::NotImp,
-        Rcode::Refused,
-        Rcode::BadVers,
-    ];
-
-    /// Mnemonic, as dig prints it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Rcode::NoError => "NOERROR",
-            Rcode::FormErr => "FORMERR",
-            Rcode::ServFail => "SERVFAIL",
-            Rcode::NxDomain => "NXDOMAIN",
-            Rcode::NotImp => "NOTIMP",
-            Rcode::Refused => "REFUSED",
-            Rcode::BadVers => "BADVERS",
-        }
-    }
-
-    /// Position in [`Rcode::ALL`].
-    pub fn index(self) -> usize {
-        match self {
-            Rcode::NoError => 0,
-            Rcode::FormErr => 1,
-            Rcode::ServFail => 2,
-            Rcode::NxDomain => 3,
-            Rcode::NotImp => 4,
-            Rcode::Refused => 5,
-            Rcode::BadVers => 6,
-        }
-    }
-}
-
-/// Where an owner name comes from.
-#[derive(Clone, Copy, Debug)]
-pub enum Owner<'a> {
-    /// A suffix of QNAME starting at this byte offset of the name: written as a pointer.
-    Question(usize),
-    /// An uncompressed wire-format name.
-    Wire(&'a [u8]),
-}
-
-/// Response sections, in wire order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Section {
-    /// Answer.
-    Answer,
-    /// Authority.
-    Authority,
-    /// Additional data that must fit (referral glue) or the response is truncated.
-    RequiredAdditional,
-    /// Additional data that is left out when it does not fit.
-    Additional,
-}
+pub use crate::proto::{Owner, Rcode, Section};
+use crate::routing::AnswerSink;
 
 /// Room the OPT record takes: root name, type, class, TTL, RDLENGTH.
 const OPT_FIXED_LEN: usize = 11;
@@ -358,5 +279,35 @@ impl<'b> Writer<'b> {
             }
             None => self.buf.extend_from_slice(&0u16.to_be_bytes()),
         }
+    }
+}
+
+/// The query path's sink: routing's lookup writes straight into the response buffer.
+impl AnswerSink for Writer<'_> {
+    #[inline]
+    fn set_rcode(&mut self, rcode: Rcode) {
+        Writer::set_rcode(self, rcode);
+    }
+
+    #[inline]
+    fn set_authoritative(&mut self, aa: bool) {
+        Writer::set_authoritative(self, aa);
+    }
+
+    #[inline]
+    fn answer_count(&self) -> u16 {
+        Writer::answer_count(self)
+    }
+
+    #[inline]
+    fn rrset<'r>(
+        &mut self,
+        section: Section,
+        owner: Owner<'_>,
+        rtype: u16,
+        ttl: u32,
+        rdatas: impl IntoIterator<Item = &'r [u8]>,
+    ) {
+        Writer::rrset(self, section, owner, rtype, ttl, rdatas);
     }
 }

@@ -1,7 +1,9 @@
 //! DNS: parsing queries (`wire`), writing responses (`answer`), the per-query logic
-//! (`handler`, the hot path), and the UDP/TCP listeners (`server`).
+//! (`handler`, the hot path), the UDP/TCP listeners (`server`), and `explain`'s real answer
+//! (`explain`). dns depends on routing (it implements `routing::AnswerSink`), never the reverse.
 
 pub mod answer;
+pub mod explain;
 pub mod handler;
 pub mod metrics;
 pub mod rrl;

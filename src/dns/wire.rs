@@ -7,56 +7,14 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+pub use crate::proto::{ClientSubnet, Edns, MAX_NAME_LEN, Query, qclass, qtype};
+
 /// Length of the fixed DNS header.
 pub const HEADER_LEN: usize = 12;
-/// Largest name in wire form (RFC 1035 §2.3.4).
-pub const MAX_NAME_LEN: usize = 255;
 /// OPT pseudo-record type (RFC 6891).
 pub const TYPE_OPT: u16 = 41;
 /// EDNS Client Subnet option code (RFC 7871).
 pub const OPTION_ECS: u16 = 8;
-
-/// Record types the handler treats specially.
-pub mod qtype {
-    /// IPv4 address.
-    pub const A: u16 = 1;
-    /// Name server.
-    pub const NS: u16 = 2;
-    /// Canonical name.
-    pub const CNAME: u16 = 5;
-    /// Start of authority.
-    pub const SOA: u16 = 6;
-    /// Text.
-    pub const TXT: u16 = 16;
-    /// IPv6 address.
-    pub const AAAA: u16 = 28;
-    /// Delegation signer (lives on the parent side of a cut).
-    pub const DS: u16 = 43;
-    /// Transaction key (RFC 2930), a meta-type: not served.
-    pub const TKEY: u16 = 249;
-    /// Transaction signature (RFC 8945), a meta-type: not served.
-    pub const TSIG: u16 = 250;
-    /// Incremental zone transfer.
-    pub const IXFR: u16 = 251;
-    /// Full zone transfer.
-    pub const AXFR: u16 = 252;
-    /// Obsolete mailbox meta-queries.
-    pub const MAILB: u16 = 253;
-    /// Obsolete mail agent meta-query.
-    pub const MAILA: u16 = 254;
-    /// Any type (RFC 8482 minimal answers).
-    pub const ANY: u16 = 255;
-}
-
-/// DNS classes.
-pub mod qclass {
-    /// Internet.
-    pub const IN: u16 = 1;
-    /// Chaos (server identity queries).
-    pub const CH: u16 = 3;
-    /// Any class.
-    pub const ANY: u16 = 255;
-}
 
 /// Why a packet could not be taken as a query.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,83 +25,6 @@ pub enum ParseError {
     FormErr,
     /// An opcode other than QUERY: answer NOTIMP.
     NotImp,
-}
-
-/// The EDNS Client Subnet option of a query, validated (RFC 7871 §6).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ClientSubnet {
-    /// The address, with every bit past `source_prefix` zero.
-    pub addr: IpAddr,
-    /// SOURCE PREFIX-LENGTH.
-    pub source_prefix: u8,
-}
-
-impl ClientSubnet {
-    /// FAMILY as sent (1 = IPv4, 2 = IPv6).
-    pub fn family(&self) -> u16 {
-        match self.addr {
-            IpAddr::V4(_) => 1,
-            IpAddr::V6(_) => 2,
-        }
-    }
-}
-
-/// The OPT record of a query.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Edns {
-    /// Requestor's UDP payload size.
-    pub udp_size: u16,
-    /// EDNS version (only 0 is known).
-    pub version: u8,
-    /// DNSSEC OK bit, echoed in the response (RFC 3225).
-    pub dnssec_ok: bool,
-    /// ECS option, when present and valid.
-    pub client_subnet: Option<ClientSubnet>,
-}
-
-/// A parsed query. Fixed-size, lives on the stack.
-#[derive(Clone, Debug)]
-pub struct Query {
-    /// Message ID.
-    pub id: u16,
-    /// OPCODE (0 = QUERY).
-    pub opcode: u8,
-    /// Recursion desired, echoed.
-    pub rd: bool,
-    /// Checking disabled, echoed.
-    pub cd: bool,
-    /// QTYPE.
-    pub qtype: u16,
-    /// QCLASS.
-    pub qclass: u16,
-    /// End of the question in the packet (header + QNAME + 4).
-    pub question_end: usize,
-    /// OPT record, if any.
-    pub edns: Option<Edns>,
-    lname: [u8; MAX_NAME_LEN],
-    lname_len: u8,
-    label_offsets: [u8; 128],
-    label_count: u8,
-}
-
-impl Query {
-    /// The QNAME in wire form, lowercased.
-    pub fn lname(&self) -> &[u8] {
-        self.lname.get(..usize::from(self.lname_len)).unwrap_or(&[])
-    }
-
-    /// Number of labels in QNAME, the root not counted.
-    pub fn label_count(&self) -> usize {
-        usize::from(self.label_count)
-    }
-
-    /// Byte offset in the (lowercased) QNAME where label `i` starts; `label_count()` gives the root.
-    pub fn label_offset(&self, i: usize) -> usize {
-        if i >= self.label_count() {
-            return usize::from(self.lname_len).saturating_sub(1);
-        }
-        self.label_offsets.get(i).map_or(0, |&o| usize::from(o))
-    }
 }
 
 /// A bounds-checked cursor over a packet.

@@ -1,9 +1,10 @@
 //! `explain`: why a client gets the answer it gets, step by step.
 //!
-//! Control plane only. It runs the query through the same table and writer the DNS path uses,
-//! so "what was returned" is the real thing, and beside it replays the service's decision
-//! with every input shown: where the client is and why, the region order and why, each
-//! endpoint's health and weight, the pass that answered, the ECS scope and the TTL.
+//! Control plane only. `dns::explain` runs the query through the same table and writer the DNS
+//! path uses, so "what was returned" is the real thing; this module reads that response and
+//! beside it replays the service's decision with every input shown: where the client is and
+//! why, the region order and why, each endpoint's health and weight, the pass that answered,
+//! the ECS scope and the TTL. (Encoding the response is dns's job: routing never imports dns.)
 
 use std::fmt::{self, Write as _};
 use std::net::IpAddr;
@@ -13,13 +14,11 @@ use hickory_proto::rr::{Name, RecordType};
 use ipnet::IpNet;
 use serde::Serialize;
 
-use super::compile::name_wire;
 use super::select::{Client, Endpoint, OrderReason, Outcome, RegionWalk, Selection, Service};
 use super::table::RoutingTable;
 use crate::config::model::MAX_ANSWERS;
-use crate::dns::answer::Writer;
-use crate::dns::wire::{self, ClientSubnet};
 use crate::geo::distance_km;
+use crate::proto::{ClientSubnet, Rcode, qtype};
 
 /// Why an explain request is unusable.
 #[derive(Debug, thiserror::Error)]
@@ -153,13 +152,21 @@ pub struct Explanation {
     pub ecs_scope: Option<u8>,
 }
 
-/// Explains `name`/`qtype` for `asker` against `table`.
-pub fn explain(
-    table: &RoutingTable,
-    name: &str,
-    qtype: &str,
-    asker: Asker,
-) -> Result<Explanation, ExplainError> {
+/// An explain request, checked: what to ask and who asks.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// The name as shown, fully qualified.
+    pub fqdn: String,
+    /// The name asked.
+    pub qname: Name,
+    /// The type asked.
+    pub rtype: RecordType,
+    /// Who asks: the source address, and the ECS option when the asker is a subnet.
+    pub client: Client,
+}
+
+/// Checks `name`/`qtype` for `asker`: the request `dns::explain::explain` answers.
+pub fn request(name: &str, qtype: &str, asker: Asker) -> Result<Request, ExplainError> {
     let fqdn = if name.ends_with('.') {
         name.to_string()
     } else {
@@ -182,31 +189,32 @@ pub fn explain(
             }),
         ),
     };
-    let client = Client { source, subnet };
+    Ok(Request {
+        fqdn,
+        qname,
+        rtype,
+        client: Client { source, subnet },
+    })
+}
 
-    // The real answer, through the real path.
-    let packet = query_packet(&qname, u16::from(rtype), subnet);
-    let mut out = Vec::with_capacity(4096);
-    let mut zone_name = None;
-    if let Ok(q) = wire::parse(&packet) {
-        let mut w = Writer::new(&mut out, &packet, &q, 65_535);
-        if let Some(ecs) = subnet {
-            w.set_edns(crate::dns::answer::ResponseEdns {
-                udp_size: 1232,
-                dnssec_ok: false,
-                client_subnet: Some((ecs, 0)),
-            });
-        }
-        let scope = table.answer_uncounted(&q, &client, &mut w);
-        w.set_ecs_scope(scope);
-        w.finish();
-        zone_name = table
+/// The explanation of `req` against `table`, given `response`: the message the DNS path
+/// answered it with (`None` when no query could be built for it, which shows as REFUSED).
+pub fn explanation(table: &RoutingTable, req: &Request, response: Option<&[u8]>) -> Explanation {
+    let Request {
+        fqdn,
+        qname,
+        rtype,
+        client,
+    } = req;
+    let (qname, rtype, client, subnet) = (qname, *rtype, *client, client.subnet);
+    let zone_name = response.and_then(|_| {
+        table
             .zones()
-            .filter(|z| z.origin.zone_of(&qname))
+            .filter(|z| z.origin.zone_of(qname))
             .max_by_key(|z| z.origin.num_labels())
-            .map(|z| z.origin.to_string());
-    }
-    let response = Message::from_vec(&out).ok();
+            .map(|z| z.origin.to_string())
+    });
+    let response = response.and_then(|bytes| Message::from_vec(bytes).ok());
 
     let located = client.locate_addr();
     let loc = located.map(|(addr, _)| table.geo.lookup(addr));
@@ -230,7 +238,7 @@ pub fn explain(
         coords_from_centroid: loc.is_some_and(|l| l.coords_from_centroid),
     };
 
-    let service = find_service(table, &qname).map(|svc| service_view(svc, table, &client, rtype));
+    let service = find_service(table, qname).map(|svc| service_view(svc, table, &client, rtype));
 
     let (rcode, answer, authority, ecs_scope) = match &response {
         Some(m) => (
@@ -249,8 +257,8 @@ pub fn explain(
         None => ("REFUSED".to_string(), Vec::new(), Vec::new(), None),
     };
 
-    Ok(Explanation {
-        name: fqdn,
+    Explanation {
+        name: fqdn.clone(),
         qtype: rtype.to_string(),
         zone: zone_name,
         generation: table.generation,
@@ -260,11 +268,11 @@ pub fn explain(
         answer,
         authority,
         ecs_scope,
-    })
+    }
 }
 
 fn rcode_name(code: u16) -> String {
-    crate::dns::answer::Rcode::ALL
+    Rcode::ALL
         .into_iter()
         .find(|r| *r as u16 == code)
         .map_or_else(|| code.to_string(), |r| r.as_str().to_string())
@@ -301,11 +309,7 @@ fn service_view(
             v
         }
     };
-    let qt = if want_v4 {
-        wire::qtype::A
-    } else {
-        wire::qtype::AAAA
-    };
+    let qt = if want_v4 { qtype::A } else { qtype::AAAA };
     // The region and pass are decided without randomness; only which endpoints of that
     // region answer is drawn. Show that draw as each endpoint's probability instead of a
     // second draw that could differ from the answer shown.
@@ -469,32 +473,6 @@ pub fn inclusion_probabilities(weights: &[u64], k: usize) -> Vec<f64> {
         }
     }
     result
-}
-
-/// A query packet for `name`/`qtype`, with ECS when given.
-fn query_packet(name: &Name, qtype: u16, subnet: Option<ClientSubnet>) -> Vec<u8> {
-    let mut p = vec![0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, u8::from(subnet.is_some())];
-    p.extend_from_slice(&name_wire(name));
-    p.extend_from_slice(&qtype.to_be_bytes());
-    p.extend_from_slice(&1u16.to_be_bytes());
-    if let Some(ecs) = subnet {
-        let addr_len = usize::from(ecs.source_prefix).div_ceil(8);
-        let octets: Vec<u8> = match ecs.addr {
-            IpAddr::V4(a) => a.octets().to_vec(),
-            IpAddr::V6(a) => a.octets().to_vec(),
-        };
-        let addr = octets.get(..addr_len).unwrap_or(&[]);
-        let opt_len = 4 + addr.len();
-        p.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0]);
-        p.extend_from_slice(&u16::try_from(4 + opt_len).unwrap_or(0).to_be_bytes());
-        p.extend_from_slice(&wire::OPTION_ECS.to_be_bytes());
-        p.extend_from_slice(&u16::try_from(opt_len).unwrap_or(0).to_be_bytes());
-        p.extend_from_slice(&ecs.family().to_be_bytes());
-        p.push(ecs.source_prefix);
-        p.push(0);
-        p.extend_from_slice(addr);
-    }
-    p
 }
 
 impl fmt::Display for Explanation {

@@ -1,7 +1,8 @@
 //! Routing: the compiled, immutable table queries read (`table`), how it is built from config
 //! (`compile`), how a service picks addresses (`select`, with `subnet_map` for `geo.subnet`
 //! overrides and their ECS scopes), the counters a table is compiled with (`counters`), and the
-//! one place that swaps it in (`publish`).
+//! one place that swaps it in (`publish`). The lookup writes into an [`AnswerSink`] (`sink`),
+//! which `dns` implements: routing decides, dns encodes, and routing never imports dns.
 
 pub mod compile;
 pub mod counters;
@@ -9,7 +10,9 @@ pub mod explain;
 pub mod geo_cache;
 pub mod publish;
 pub mod select;
+pub mod sink;
 pub mod subnet_map;
 pub mod table;
 
+pub use sink::AnswerSink;
 pub use table::RoutingTable;

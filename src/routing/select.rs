@@ -13,11 +13,11 @@ use ipnet::IpNet;
 
 pub use super::counters::Outcome;
 use super::counters::ServiceCounters;
+use super::sink::AnswerSink;
 use super::subnet_map::SubnetMap;
 use crate::config::model::MAX_ANSWERS;
-use crate::dns::answer::{Owner, Section, Writer};
-use crate::dns::wire::{ClientSubnet, qtype};
 use crate::geo::{Continent, Coords, CountryCode, GeoDb, Location, distance_km};
+use crate::proto::{ClientSubnet, Owner, Section, qtype};
 
 /// Who is asking: the packet's source, and the ECS option when the resolver sent one.
 #[derive(Clone, Copy, Debug)]
@@ -430,12 +430,12 @@ impl Service {
 
     /// Writes the answer for `rtype` (A or AAAA); returns the ECS scope it depends on.
     /// Counts it in the service's counters when `COUNT`.
-    pub fn answer<const COUNT: bool>(
+    pub fn answer<const COUNT: bool, S: AnswerSink>(
         &self,
         rtype: u16,
         client: &Client,
         geo: &GeoDb,
-        w: &mut Writer<'_>,
+        w: &mut S,
         owner: Owner<'_>,
     ) -> u8 {
         let sel = self.select(rtype, client, geo);

@@ -336,7 +336,7 @@ fn written(svc: &Service, rtype: RecordType, client: &Client, geo: &GeoDb) -> (V
     let q = wire::parse(&packet).unwrap();
     let mut out = Vec::new();
     let mut w = Writer::new(&mut out, &packet, &q, 65535);
-    let scope = svc.answer::<true>(u16::from(rtype), client, geo, &mut w, Owner::Question(0));
+    let scope = svc.answer::<true, _>(u16::from(rtype), client, geo, &mut w, Owner::Question(0));
     w.finish();
     let msg = Message::from_vec(&out).unwrap();
     let mut addrs: Vec<IpAddr> = msg

@@ -16,10 +16,10 @@ use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 
 use super::counters::ZoneCounters;
 use super::select::{Client, Endpoint, RegionEndpoints, Service};
+use super::sink::AnswerSink;
 use crate::config::Zone;
-use crate::dns::answer::{Owner, Rcode, Section, Writer};
-use crate::dns::wire::{Query, qtype};
 use crate::geo::GeoDb;
+use crate::proto::{Owner, Query, Rcode, Section, qtype};
 
 /// Longest CNAME chain followed inside a zone before giving up (loops end here too).
 pub const MAX_CNAME_CHAIN: usize = 8;
@@ -114,11 +114,11 @@ impl RrSet {
         self.rdata.iter().map(|r| &r[..])
     }
 
-    fn write(&self, w: &mut Writer<'_>, section: Section, owner: Owner<'_>) {
+    fn write<S: AnswerSink>(&self, w: &mut S, section: Section, owner: Owner<'_>) {
         w.rrset(section, owner, self.rtype, self.ttl, self.rdatas());
     }
 
-    fn write_additional(&self, w: &mut Writer<'_>, section: Section) {
+    fn write_additional<S: AnswerSink>(&self, w: &mut S, section: Section) {
         for glue in &self.additional {
             glue.rrset.write(w, section, Owner::Wire(&glue.owner));
         }
@@ -154,25 +154,25 @@ fn suffix_offsets(name: &[u8]) -> impl Iterator<Item = usize> + '_ {
 }
 
 impl RoutingTable {
-    /// Answers `q` into `w`. Returns the ECS scope prefix the answer depends on (0 when it does
-    /// not depend on the client).
-    pub fn answer(&self, q: &Query, client: &Client, w: &mut Writer<'_>) -> u8 {
-        self.answer_counting::<true>(q, client, w)
+    /// Answers `q` into `w` (on the query path, `dns::answer::Writer`). Returns the ECS scope
+    /// prefix the answer depends on (0 when it does not depend on the client).
+    pub fn answer<S: AnswerSink>(&self, q: &Query, client: &Client, w: &mut S) -> u8 {
+        self.answer_counting::<true, S>(q, client, w)
     }
 
     /// Like [`RoutingTable::answer`], but counts nowhere: `explain` runs the real path
     /// without showing up in the query and answer metrics.
-    pub fn answer_uncounted(&self, q: &Query, client: &Client, w: &mut Writer<'_>) -> u8 {
-        self.answer_counting::<false>(q, client, w)
+    pub fn answer_uncounted<S: AnswerSink>(&self, q: &Query, client: &Client, w: &mut S) -> u8 {
+        self.answer_counting::<false, S>(q, client, w)
     }
 
     /// The one answer path; `COUNT` is a compile-time switch, so the query path pays nothing
     /// for `explain`'s silence.
-    fn answer_counting<const COUNT: bool>(
+    fn answer_counting<const COUNT: bool, S: AnswerSink>(
         &self,
         q: &Query,
         client: &Client,
-        w: &mut Writer<'_>,
+        w: &mut S,
     ) -> u8 {
         let lname = q.lname();
         let Some((zone_off, zone)) = suffix_offsets(lname).find_map(|off| {
@@ -189,7 +189,7 @@ impl RoutingTable {
             zone.counters.count(q.qtype);
         }
         super::geo_cache::bind(&self.geo);
-        zone.answer::<COUNT>(q, zone_off, client, &self.geo, w)
+        zone.answer::<COUNT, S>(q, zone_off, client, &self.geo, w)
     }
 
     /// The zone whose apex is exactly `name` (lowercase wire form).
@@ -314,13 +314,13 @@ impl ZoneTable {
         Found::NxDomain
     }
 
-    fn answer<const COUNT: bool>(
+    fn answer<const COUNT: bool, S: AnswerSink>(
         &self,
         q: &Query,
         zone_off: usize,
         client: &Client,
         geo: &GeoDb,
-        w: &mut Writer<'_>,
+        w: &mut S,
     ) -> u8 {
         w.set_authoritative(true);
         let mut owner = Owner::Question(0);
@@ -351,9 +351,10 @@ impl ZoneTable {
             if q.qtype == qtype::ANY {
                 // RFC 8482 §4.1: one RRset is a complete answer to ANY.
                 if let Some(svc) = node.service.and_then(|i| self.services.get(i as usize)) {
-                    scope = scope.max(svc.answer::<COUNT>(qtype::A, client, geo, w, owner));
+                    scope = scope.max(svc.answer::<COUNT, S>(qtype::A, client, geo, w, owner));
                     if w.answer_count() == 0 {
-                        scope = scope.max(svc.answer::<COUNT>(qtype::AAAA, client, geo, w, owner));
+                        scope =
+                            scope.max(svc.answer::<COUNT, S>(qtype::AAAA, client, geo, w, owner));
                     }
                     if w.answer_count() == 0 {
                         self.negative(w, zone_off);
@@ -372,7 +373,7 @@ impl ZoneTable {
             }
             if let Some(svc) = node.service.and_then(|i| self.services.get(i as usize)) {
                 if q.qtype == qtype::A || q.qtype == qtype::AAAA {
-                    scope = scope.max(svc.answer::<COUNT>(q.qtype, client, geo, w, owner));
+                    scope = scope.max(svc.answer::<COUNT, S>(q.qtype, client, geo, w, owner));
                     if w.answer_count() == 0 {
                         self.negative(w, zone_off);
                     }
@@ -400,7 +401,7 @@ impl ZoneTable {
     }
 
     /// NODATA/NXDOMAIN authority: the SOA, owner = apex (a suffix of QNAME).
-    fn negative(&self, w: &mut Writer<'_>, zone_off: usize) {
+    fn negative<S: AnswerSink>(&self, w: &mut S, zone_off: usize) {
         self.negative_soa
             .write(w, Section::Authority, Owner::Question(zone_off));
     }
