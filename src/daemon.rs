@@ -92,6 +92,7 @@ impl Counters {
             health.register(r);
             notify.register(r);
             export.register(r);
+            crate::dnssec::metrics::metrics().register(r);
         }));
         Self {
             metrics,
@@ -216,6 +217,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         admin_token: admin_token.map(Arc::from),
     };
     control.start_probing();
+    // DNSSEC: signatures renewed and keys rolled as time passes, off the query path.
+    tokio::spawn(crate::routing::signed::resign(Arc::clone(control.publisher())));
     let api_task = tokio::spawn({
         let drain = api_drain_rx;
         async move {

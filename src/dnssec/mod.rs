@@ -14,4 +14,3 @@ pub mod metrics;
 pub mod zone;
 
 pub use zone::{SigningPolicy, ZoneDnssec, ZoneSigner};
-pub mod signed;

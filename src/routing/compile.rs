@@ -259,7 +259,7 @@ fn compile_zone(
     // (owner key, type) -> RRset; BTreeMap keeps the output deterministic.
     let mut sets: BTreeMap<(Box<[u8]>, u16), Gathered> = BTreeMap::new();
     // DNSSEC: the apex DNSKEY, CDS and CDNSKEY are served like any record.
-    let keys = crate::dnssec::signed::apex_records(zone);
+    let keys = super::signed::apex_records(zone);
     for record in zone.records.iter().chain(&keys) {
         let key = (key_wire(&record.name), u16::from(record.record_type()));
         let set = sets.entry(key).or_insert_with(|| Gathered {
@@ -445,7 +445,7 @@ fn compile_zone(
         node.rrsets.sort_by_key(|r| r.rtype);
     }
 
-    Ok(ZoneTable {
+    let mut table = ZoneTable {
         origin: zone.origin.clone(),
         serial: zone.serial(),
         source: Arc::clone(zone),
@@ -459,7 +459,10 @@ fn compile_zone(
         },
         services,
         counters: counters.zone(&apex),
-    })
+        dnssec: None,
+    };
+    super::signed::sign(&mut table, crate::dnssec::time::now());
+    Ok(table)
 }
 
 /// Parses a wire-form name back (only names this module produced, so it cannot fail).
@@ -504,6 +507,7 @@ impl NodeBuilder<'_> {
                 wildcard: None,
                 service: None,
                 cname_target: None,
+                dnssec: None,
             });
             if current.num_labels() <= self.origin.num_labels() {
                 return;
