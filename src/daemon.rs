@@ -218,7 +218,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     };
     control.start_probing();
     // DNSSEC: signatures renewed and keys rolled as time passes, off the query path.
-    tokio::spawn(crate::routing::signed::resign(Arc::clone(control.publisher())));
+    tokio::spawn(crate::routing::signed::resign(Arc::clone(
+        control.publisher(),
+    )));
     let api_task = tokio::spawn({
         let drain = api_drain_rx;
         async move {

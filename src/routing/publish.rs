@@ -153,7 +153,9 @@ impl Publisher {
         let geo = Arc::clone(&state.geo);
         match self.swap(&mut state, &zones, geo) {
             Ok(generation) => tracing::info!(generation, "table recompiled: DNSSEC re-signed"),
-            Err(e) => tracing::error!(error = %e, "re-signing failed; previous table keeps serving"),
+            Err(e) => {
+                tracing::error!(error = %e, "re-signing failed; previous table keeps serving")
+            }
         }
     }
 

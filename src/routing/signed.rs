@@ -20,8 +20,8 @@ use super::select::CompiledFallback;
 use super::sink::AnswerSink;
 use super::table::{Node, ZoneTable};
 use crate::dnssec::sign::{TYPE_DS, TYPE_NSEC, TYPE_RRSIG, canonical_rdata};
-use crate::proto::{Owner, Rcode, Section};
 use crate::dnssec::zone::{SignedNsec, ZoneDnssec, ZoneSigner};
+use crate::proto::{Owner, Rcode, Section};
 
 const TYPE_A: u16 = 1;
 const TYPE_NS: u16 = 2;
@@ -193,7 +193,11 @@ pub fn sign(zone: &mut ZoneTable, now: u64) {
         tracing::warn!(zone = %zone.origin, "no DNSSEC key is active: serving the zone unsigned");
         return;
     };
-    for (node, sigs) in zone.node_list.iter_mut().zip(std::mem::take(&mut signed.nodes)) {
+    for (node, sigs) in zone
+        .node_list
+        .iter_mut()
+        .zip(std::mem::take(&mut signed.nodes))
+    {
         node.dnssec = Some(Box::new(sigs));
     }
     zone.dnssec = Some(Box::new(signed));
@@ -238,7 +242,13 @@ pub fn is_expansion(node: &Node, name: &[u8]) -> bool {
     node.name_wire.starts_with(b"\x01*") && !node.name_wire.eq_ignore_ascii_case(name)
 }
 
-fn write_sigs<S: AnswerSink>(w: &mut S, section: Section, owner: Owner<'_>, ttl: u32, sigs: &[Box<[u8]>]) {
+fn write_sigs<S: AnswerSink>(
+    w: &mut S,
+    section: Section,
+    owner: Owner<'_>,
+    ttl: u32,
+    sigs: &[Box<[u8]>],
+) {
     if !sigs.is_empty() {
         w.rrset(section, owner, TYPE_RRSIG, ttl, sigs.iter().map(|s| &s[..]));
     }
@@ -315,7 +325,13 @@ impl SignedZone {
     pub fn delegation<S: AnswerSink>(&self, w: &mut S, cut: &Node) {
         let owner = Owner::Wire(&cut.name_wire);
         if let Some(ds) = cut.rrset(TYPE_DS) {
-            w.rrset(Section::Authority, owner, TYPE_DS, ds.ttl, ds.rdata.iter().map(|r| &r[..]));
+            w.rrset(
+                Section::Authority,
+                owner,
+                TYPE_DS,
+                ds.ttl,
+                ds.rdata.iter().map(|r| &r[..]),
+            );
             if let Some(sigs) = cut.dnssec.as_deref() {
                 write_sigs(w, Section::Authority, owner, ds.ttl, sigs.rrsigs(TYPE_DS));
             }
@@ -324,7 +340,13 @@ impl SignedZone {
         }
     }
 
-    fn write_nsec<S: AnswerSink>(&self, w: &mut S, owner: Owner<'_>, rdata: &[u8], sigs: &[Box<[u8]>]) {
+    fn write_nsec<S: AnswerSink>(
+        &self,
+        w: &mut S,
+        owner: Owner<'_>,
+        rdata: &[u8],
+        sigs: &[Box<[u8]>],
+    ) {
         let ttl = self.signer.nsec_ttl;
         w.rrset(Section::Authority, owner, TYPE_NSEC, ttl, [rdata]);
         write_sigs(w, Section::Authority, owner, ttl, sigs);
@@ -391,7 +413,8 @@ impl<S: AnswerSink> AnswerSink for SigningSink<'_, S> {
         } else {
             &heap
         };
-        self.inner.rrset(section, owner, rtype, ttl, set.iter().copied());
+        self.inner
+            .rrset(section, owner, rtype, ttl, set.iter().copied());
         if set.is_empty() || section != Section::Answer {
             return;
         }

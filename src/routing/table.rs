@@ -389,7 +389,15 @@ impl ZoneTable {
                 } else if let Some(rrset) = node.rrsets.first() {
                     rrset.write(w, Section::Answer, owner);
                     if let Some(z) = sign {
-                        z.rrsigs(w, Section::Answer, owner, node, rrset.rtype, rrset.ttl, name);
+                        z.rrsigs(
+                            w,
+                            Section::Answer,
+                            owner,
+                            node,
+                            rrset.rtype,
+                            rrset.ttl,
+                            name,
+                        );
                     }
                 } else {
                     self.nodata(w, zone_off, sign, owner, node, name);
@@ -399,7 +407,15 @@ impl ZoneTable {
             if let Some(rrset) = node.rrset(q.qtype) {
                 rrset.write(w, Section::Answer, owner);
                 if let Some(z) = sign {
-                    z.rrsigs(w, Section::Answer, owner, node, rrset.rtype, rrset.ttl, name);
+                    z.rrsigs(
+                        w,
+                        Section::Answer,
+                        owner,
+                        node,
+                        rrset.rtype,
+                        rrset.ttl,
+                        name,
+                    );
                 }
                 rrset.write_additional(w, Section::Additional);
                 return scope;
@@ -426,7 +442,15 @@ impl ZoneTable {
                 (Some(cname), Some(target)) => {
                     cname.write(w, Section::Answer, owner);
                     if let Some(z) = sign {
-                        z.rrsigs(w, Section::Answer, owner, node, qtype::CNAME, cname.ttl, name);
+                        z.rrsigs(
+                            w,
+                            Section::Answer,
+                            owner,
+                            node,
+                            qtype::CNAME,
+                            cname.ttl,
+                            name,
+                        );
                     }
                     // Follow only inside this zone; the resolver chases the rest.
                     let apex = q.lname().get(zone_off..).unwrap_or(&[]);

@@ -19,6 +19,8 @@ mod chaos;
 mod control;
 mod core;
 mod dnsedge;
+// DNSSEC: signatures verified here, and by unbound and delv (system tests).
+mod dnssec;
 mod health;
 // Backends, probers and signed reports for `health`.
 mod health_support;

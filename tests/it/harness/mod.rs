@@ -24,6 +24,7 @@ pub mod knot;
 pub mod metrics;
 pub mod process;
 pub mod system;
+pub mod unbound;
 
 pub use dns::*;
 pub use http::*;
