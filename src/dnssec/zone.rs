@@ -214,6 +214,9 @@ struct Epoch {
     dnskey: Vec<u16>,
 }
 
+/// RRSIG RDATAs over one RRset, one per signing key, shared by the tables that serve them.
+pub type Rrsigs = Arc<[Box<[u8]>]>;
+
 /// The static signatures made so far, keyed by (owner, type, TTL, sorted RDATAs).
 type StoreKey = (Box<[u8]>, u16, u32, Vec<Box<[u8]>>);
 
@@ -222,7 +225,7 @@ struct Store {
     epoch: Option<Epoch>,
     compiles: u64,
     /// Signatures and the compile that last used them.
-    sigs: HashMap<StoreKey, (u64, Arc<[Box<[u8]>]>)>,
+    sigs: HashMap<StoreKey, (u64, Rrsigs)>,
     answers: Option<Arc<SigCache>>,
     denials: Option<Arc<SigCache>>,
 }
@@ -307,7 +310,7 @@ pub struct SignedNsec {
     /// NSEC RDATA.
     pub rdata: Box<[u8]>,
     /// RRSIG RDATAs over it.
-    pub sigs: Arc<[Box<[u8]>]>,
+    pub sigs: Rrsigs,
 }
 
 impl ZoneSigner {
@@ -345,7 +348,7 @@ impl ZoneSigner {
         rtype: u16,
         ttl: u32,
         rdatas: &[&[u8]],
-    ) -> Arc<[Box<[u8]>]> {
+    ) -> Rrsigs {
         let mut sorted: Vec<Box<[u8]>> = rdatas.iter().map(|r| Box::<[u8]>::from(*r)).collect();
         sorted.sort_unstable();
         sorted.dedup();
@@ -354,7 +357,7 @@ impl ZoneSigner {
             *used = self.compile;
             return Arc::clone(sigs);
         }
-        let sigs: Arc<[Box<[u8]>]> = match self.sign(owner, rtype, ttl, rdatas) {
+        let sigs: Rrsigs = match self.sign(owner, rtype, ttl, rdatas) {
             Some(s) => {
                 metrics().signed_compile.inc_by(s.len() as u64);
                 s.into()

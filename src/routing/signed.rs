@@ -20,7 +20,7 @@ use super::select::CompiledFallback;
 use super::sink::AnswerSink;
 use super::table::{Node, ZoneTable};
 use crate::dnssec::sign::{TYPE_DS, TYPE_NSEC, TYPE_RRSIG, canonical_rdata};
-use crate::dnssec::zone::{SignedNsec, ZoneDnssec, ZoneSigner};
+use crate::dnssec::zone::{Rrsigs, SignedNsec, ZoneDnssec, ZoneSigner};
 use crate::proto::{Owner, Rcode, Section};
 
 const TYPE_A: u16 = 1;
@@ -34,7 +34,7 @@ pub struct NodeSigs {
     /// The owner in canonical form (lowercase wire).
     pub owner: Box<[u8]>,
     /// RRSIG RDATAs per RRset type.
-    rrsigs: Vec<(u16, Arc<[Box<[u8]>]>)>,
+    rrsigs: Vec<(u16, Rrsigs)>,
     /// The NSEC of this name (None for names the zone is not authoritative for).
     pub nsec: Option<SignedNsec>,
     /// Types that exist here (a service's A/AAAA included), for NSEC bitmaps of wildcard
@@ -63,7 +63,7 @@ pub struct SignedZone {
     nodes: Vec<NodeSigs>,
     /// RRSIGs over the apex SOA (the negative-answer SOA has a lower TTL but the same data:
     /// validators rebuild it with the RRSIG's original TTL, RFC 4035 §5.3.2).
-    pub soa: Arc<[Box<[u8]>]>,
+    pub soa: Rrsigs,
 }
 
 /// RDATA of a table RRset in canonical form: decoded and encoded again with the names of the
