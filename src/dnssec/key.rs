@@ -242,6 +242,45 @@ pub fn ds_text(zone: &Name, dnskey: &[u8]) -> String {
     )
 }
 
+/// DS RDATA from presentation form: `KEYTAG ALGORITHM DIGESTTYPE HEX` (the hex may be split
+/// by blanks). Digest types 1 (SHA-1), 2 (SHA-256) and 4 (SHA-384) must have their length.
+pub fn parse_ds(text: &str) -> Result<Vec<u8>, String> {
+    let mut fields = text.split_whitespace();
+    let mut number = |what: &str, max: u32| -> Result<u32, String> {
+        let f = fields.next().ok_or(format!("missing {what}"))?;
+        f.parse::<u32>()
+            .ok()
+            .filter(|n| *n <= max)
+            .ok_or(format!("{what} `{f}` is not a number up to {max}"))
+    };
+    let tag = number("key tag", 65_535)?;
+    let alg = number("algorithm", 255)?;
+    let digest_type = number("digest type", 255)?;
+    let hex: String = fields.collect();
+    let digest = data_encoding::HEXUPPER_PERMISSIVE
+        .decode(hex.as_bytes())
+        .map_err(|e| format!("digest: {e}"))?;
+    let want = match digest_type {
+        1 => Some(20),
+        2 => Some(32),
+        4 => Some(48),
+        _ => None,
+    };
+    if digest.is_empty() || want.is_some_and(|w| w != digest.len()) {
+        return Err(format!(
+            "digest of type {digest_type} has {} bytes{}",
+            digest.len(),
+            want.map_or(String::new(), |w| format!(", not {w}"))
+        ));
+    }
+    let mut out = Vec::with_capacity(4 + digest.len());
+    out.extend_from_slice(&u16::try_from(tag).unwrap_or(0).to_be_bytes());
+    out.push(u8::try_from(alg).unwrap_or(0));
+    out.push(u8::try_from(digest_type).unwrap_or(0));
+    out.extend_from_slice(&digest);
+    Ok(out)
+}
+
 /// The DS record of the DNSKEY in a `.key` file (no private key needed).
 pub fn ds_of_key_file(path: &Path) -> Result<String, KeyError> {
     let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io {

@@ -342,13 +342,7 @@ impl ZoneSigner {
     /// Signatures over a static RRset (compile time): made once per epoch and reused by every
     /// table compiled in it. Empty when signing failed (the set goes out unsigned, and the
     /// failure is counted).
-    pub fn sign_static(
-        &self,
-        owner: &[u8],
-        rtype: u16,
-        ttl: u32,
-        rdatas: &[&[u8]],
-    ) -> Rrsigs {
+    pub fn sign_static(&self, owner: &[u8], rtype: u16, ttl: u32, rdatas: &[&[u8]]) -> Rrsigs {
         let mut sorted: Vec<Box<[u8]>> = rdatas.iter().map(|r| Box::<[u8]>::from(*r)).collect();
         sorted.sort_unstable();
         sorted.dedup();

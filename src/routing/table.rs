@@ -180,10 +180,21 @@ impl RoutingTable {
         w: &mut S,
     ) -> u8 {
         let lname = q.lname();
-        let Some((zone_off, zone)) = suffix_offsets(lname).find_map(|off| {
+        let zone_at = |off: usize| {
             let suffix = lname.get(off..)?;
             self.zones.get(suffix).map(|z| (off, z))
-        }) else {
+        };
+        // RFC 4035 §3.1.4.1: the parent answers DS. When both sides of a cut are served
+        // here, a DS query for the child's apex goes to the parent zone.
+        let parent_side = q.qtype == qtype::DS
+            && self.zones.contains_key(lname)
+            && suffix_offsets(lname)
+                .skip(1)
+                .any(|off| zone_at(off).is_some());
+        let Some((zone_off, zone)) = suffix_offsets(lname)
+            .skip(usize::from(parent_side))
+            .find_map(zone_at)
+        else {
             if COUNT {
                 self.unmatched.count(q.qtype);
             }

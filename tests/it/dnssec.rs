@@ -247,6 +247,13 @@ fn do1_answers_carry_rrsigs_that_verify() {
             RecordType::A,
             vec![("geo.signed.test.", 1)],
         ),
+        // The DS of a signed child, answered by the parent although the child is served
+        // here too (RFC 4035 §3.1.4.1).
+        (
+            "secure.signed.test.",
+            RecordType::DS,
+            vec![("secure.signed.test.", 43)],
+        ),
         // A wildcard expansion is signed at the name asked for.
         (
             "x.Wild.signed.test.",
@@ -490,6 +497,13 @@ fn unbound_validates_every_kind_of_answer_as_secure() {
         (vec!["txt.signed.test.", "A"], "NOERROR", "NSEC"),
         (vec!["child.signed.test.", "DS"], "NOERROR", "NSEC"),
         (vec!["signed.test.", "DNSKEY"], "NOERROR", "DNSKEY"),
+        // A signed delegation (the child zone is served here too): DS from the parent.
+        (vec!["secure.signed.test.", "DS"], "NOERROR", "56841 15 2"),
+        (
+            vec!["www.secure.signed.test.", "A"],
+            "NOERROR",
+            "192.0.2.80",
+        ),
     ] {
         let out = dig_via(unbound.addr, &args);
         assert!(
@@ -615,4 +629,250 @@ fn bind_tools_agree_on_keys_and_ds() {
     std::fs::write(dir.path().join("gslb.toml"), zone).unwrap();
     let check = crate::harness::run(&["check-config", "--zones", d]);
     assert_eq!(check.code, Some(0), "{check:?}");
+}
+
+#[test]
+#[ignore = "system test: needs unbound and dig"]
+fn unbound_fails_a_broken_chain_and_follows_a_failover() {
+    system::require_tool("dig", "bind9-dnsutils");
+    let ns = Meridian::serve_with(
+        SIGNED,
+        &crate::harness::admin_args()
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    // A trust anchor that is not the zone's key: every answer is bogus, so SERVFAIL.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let other = crate::harness::run(&[
+        "dnssec",
+        "keygen",
+        "--zone",
+        ZONE,
+        "--ksk",
+        "--dir",
+        elsewhere.path().to_str().unwrap(),
+    ]);
+    assert_eq!(other.code, Some(0), "{other:?}");
+    let stem = other.stdout.trim().to_string();
+    let wrong = std::fs::read_to_string(format!("{stem}.key")).unwrap();
+    let bogus = Unbound::start_unchecked(ZONE, ns.dns, &wrong);
+    let out = dig_via(bogus.addr, &["static.signed.test.", "A"]);
+    assert!(
+        out.contains("status: SERVFAIL"),
+        "a broken chain must not validate:\n{out}"
+    );
+    drop(bogus);
+
+    let unbound = Unbound::start(ZONE, ns.dns, &anchor_record());
+    let out = dig_via(unbound.addr, &["www.signed.test.", "A"]);
+    assert!(
+        flags(&out).contains(" ad") && out.contains("198.51.100.10"),
+        "{out}"
+    );
+    // Fail eu over: a new answer set, signed when first needed, validates too.
+    let r = ns.admin_post(
+        "/v1/overrides",
+        r#"{"target":{"zone":"signed.test.","service":"www","region":"eu"},"state":"down","expires_in_seconds":600,"reason":"dnssec failover test"}"#,
+    );
+    assert!(r.status < 300, "{r:?}");
+    crate::harness::wait_until(std::time::Duration::from_secs(5), "failover", || {
+        crate::harness::a_records(&exchange_at(
+            ns.dns,
+            &Query::new("www.signed.test.", RecordType::A),
+            Transport::Udp,
+        )) == [Ipv4Addr::new(203, 0, 113, 10)]
+    });
+    // Unbound may hold the old set for the rest of its (zero) TTL's second.
+    let out = crate::harness::wait_for(
+        std::time::Duration::from_secs(5),
+        "unbound sees the failover",
+        || {
+            let out = dig_via(unbound.addr, &["www.signed.test.", "A"]);
+            out.contains("203.0.113.10").then_some(out)
+        },
+    );
+    assert!(flags(&out).contains(" ad"), "{out}");
+}
+
+/// Appends `[[dnssec.key]]` entries and edits to `signed.toml` of `ns`'s zones, SIGHUPs and
+/// waits for generation `generation`.
+fn rewrite_and_reload(ns: &Meridian, text: &str, generation: u64) {
+    ns.write_zone("signed.toml", text);
+    ns.signal("HUP");
+    ns.wait_for_generation(generation);
+}
+
+/// The tags of the keys that signed `name`/`qtype` (DO=1, verified).
+fn signers(ns: &Meridian, name: &str, qtype: RecordType) -> Vec<u16> {
+    let keys = all_dnskeys(ns);
+    let reply = exchange_at(ns.dns, &Query::new(name, qtype).dnssec_ok(), Transport::Udp);
+    let mut tags: Vec<u16> = verify_section(&reply.answers, &keys)
+        .into_iter()
+        .map(|c| c.2)
+        .collect();
+    tags.sort();
+    tags
+}
+
+fn all_dnskeys(ns: &Meridian) -> Vec<(u16, u16, u8, Vec<u8>)> {
+    let reply = exchange_at(
+        ns.dns,
+        &Query::new(ZONE, RecordType::DNSKEY).dnssec_ok(),
+        Transport::Tcp,
+    );
+    reply
+        .answers
+        .iter()
+        .filter(|r| u16::from(r.record_type()) == DNSKEY)
+        .map(|r| {
+            let d = raw(r);
+            (
+                tag(&d),
+                u16::from_be_bytes([d[0], d[1]]),
+                d[3],
+                d[4..].to_vec(),
+            )
+        })
+        .collect()
+}
+
+fn keygen(dir: &std::path::Path, ksk: bool) -> (String, u16) {
+    let mut args = vec![
+        "dnssec",
+        "keygen",
+        "--zone",
+        ZONE,
+        "--dir",
+        dir.to_str().unwrap(),
+    ];
+    if ksk {
+        args.push("--ksk");
+    }
+    let out = crate::harness::run(&args);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let stem = PathBuf::from(out.stdout.trim());
+    let name = stem.file_name().unwrap().to_str().unwrap().to_string();
+    let tag = name.rsplit('+').next().unwrap().parse().unwrap();
+    (format!("keys/{name}"), tag)
+}
+
+#[test]
+#[ignore = "system test: needs unbound and dig"]
+fn zsk_and_ksk_rollovers_validate_at_every_step() {
+    system::require_tool("dig", "bind9-dnsutils");
+    let ns = Meridian::serve_copy(SIGNED, &[]);
+    let keys_dir = ns.zones_dir().join("keys");
+    let base = std::fs::read_to_string(ns.zones_dir().join("signed.toml")).unwrap();
+    let old = all_dnskeys(&ns);
+    let old_ksk = old.iter().find(|k| k.1 == 257).unwrap().0;
+    let old_zsk = old.iter().find(|k| k.1 == 256).unwrap().0;
+    let (new_ksk_file, new_ksk) = keygen(&keys_dir, true);
+    let (new_zsk_file, new_zsk) = keygen(&keys_dir, false);
+    // Double-DS: the parent (here, unbound's anchors) has the DS of both KSKs from the start.
+    let ds = |file: &str| {
+        let out = crate::harness::run(&[
+            "dnssec",
+            "ds",
+            ns.zones_dir().join(format!("{file}.key")).to_str().unwrap(),
+        ]);
+        format!("{}\n", out.stdout.trim())
+    };
+    let old_ksk_file = base
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("file = \"")
+                .and_then(|f| f.strip_suffix('"'))
+        })
+        .find(|f| f.contains(&format!("+{old_ksk:05}")))
+        .unwrap()
+        .to_string();
+    let old_zsk_file = base
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("file = \"")
+                .and_then(|f| f.strip_suffix('"'))
+        })
+        .find(|f| f.contains(&format!("+{old_zsk:05}")))
+        .unwrap()
+        .to_string();
+    let anchors = format!("{}{}", ds(&old_ksk_file), ds(&new_ksk_file));
+    let unbound = Unbound::start(ZONE, ns.dns, &anchors);
+    let secure = |what: &str| {
+        for (name, qtype) in [
+            ("static.signed.test.", "A"),
+            ("www.signed.test.", "A"),
+            ("nope.signed.test.", "A"),
+        ] {
+            let out = dig_via(unbound.addr, &[name, qtype]);
+            assert!(
+                flags(&out).contains(" ad"),
+                "{what}: {name} {qtype} not secure:\n{out}"
+            );
+        }
+    };
+    secure("before");
+    let now = meridian::dnssec::time::now();
+    let head = format!("{}\n", base.split("\n[dnssec]\n").next().unwrap());
+    let entry = |file: &str, extra: &str| format!("[[dnssec.key]]\nfile = \"{file}\"\n{extra}");
+    let mut generation = 1;
+    let mut step = |what: &str, entries: &[String]| {
+        generation += 1;
+        rewrite_and_reload(
+            &ns,
+            &format!("{head}[dnssec]\n{}", entries.concat()),
+            generation,
+        );
+        secure(what);
+    };
+    // ZSK pre-publish: the new ZSK is published, signing nothing yet.
+    step(
+        "zsk published",
+        &[
+            entry(&old_ksk_file, ""),
+            entry(&old_zsk_file, ""),
+            entry(&new_zsk_file, "activate = 4102444800\n"),
+        ],
+    );
+    assert_eq!(all_dnskeys(&ns).len(), 3);
+    assert_eq!(
+        signers(&ns, "static.signed.test.", RecordType::A),
+        [old_zsk]
+    );
+    // The new ZSK signs, the old one retired (still published).
+    step(
+        "zsk active",
+        &[
+            entry(&old_ksk_file, ""),
+            entry(&old_zsk_file, &format!("retire = {now}\n")),
+            entry(&new_zsk_file, ""),
+        ],
+    );
+    assert_eq!(
+        signers(&ns, "static.signed.test.", RecordType::A),
+        [new_zsk]
+    );
+    assert_eq!(all_dnskeys(&ns).len(), 3);
+    // The old ZSK removed.
+    step(
+        "zsk removed",
+        &[entry(&old_ksk_file, ""), entry(&new_zsk_file, "")],
+    );
+    assert_eq!(all_dnskeys(&ns).len(), 2);
+    // KSK double-DS: swap the KSK in the DNSKEY RRset; both DS are at the "parent".
+    step(
+        "ksk swapped",
+        &[
+            entry(&old_ksk_file, &format!("remove = {now}\n")),
+            entry(&new_ksk_file, ""),
+            entry(&new_zsk_file, ""),
+        ],
+    );
+    assert_eq!(signers(&ns, ZONE, RecordType::DNSKEY), [new_ksk]);
+    let cds = exchange_at(ns.dns, &Query::new(ZONE, RecordType::CDS), Transport::Udp);
+    assert_eq!(cds.answers.len(), 1);
+    assert_eq!(
+        u16::from_be_bytes([raw(&cds.answers[0])[0], raw(&cds.answers[0])[1]]),
+        new_ksk
+    );
 }
