@@ -21,9 +21,18 @@ pub const DEFAULT_ZONES_DIR: &str = "zones";
 /// the repository.
 pub const DEFAULT_GEOIP: &str = "geoip/meridian-sample.txt";
 
+/// The version `--version` prints: the crate version and the commit it was built from
+/// (`build.rs`: `MERIDIAN_COMMIT`, else `git describe`, else `unknown`).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("MERIDIAN_COMMIT"),
+    ")"
+);
+
 /// Meridian: a DNS traffic manager and authoritative nameserver.
 #[derive(Debug, Parser)]
-#[command(name = "meridian", version, about)]
+#[command(name = "meridian", version = VERSION, about)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -58,6 +67,18 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         command: DnssecCommand,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages (meridian.1 and one per subcommand, e.g. meridian-serve.1) into a
+    /// directory.
+    Man {
+        /// Directory to write the pages into (created if missing).
+        #[arg(long, short, default_value = ".")]
+        out: PathBuf,
     },
 }
 
@@ -105,7 +126,9 @@ impl Command {
             | Self::Ctl(_)
             | Self::Explain(_)
             | Self::Geoip { .. }
-            | Self::Dnssec { .. } => None,
+            | Self::Dnssec { .. }
+            | Self::Completions { .. }
+            | Self::Man { .. } => None,
         }
     }
 }

@@ -20,23 +20,78 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The text without comments (line and block) and without `#[cfg(test)]` items.
-fn production_code(text: &str) -> String {
-    let mut code = String::with_capacity(text.len());
-    let mut rest = text;
-    while !rest.is_empty() {
-        if let Some(after) = rest.strip_prefix("//") {
-            rest = after.find('\n').map_or("", |i| &after[i..]);
-        } else if let Some(after) = rest.strip_prefix("/*") {
-            rest = after.find("*/").map_or("", |i| &after[i + 2..]);
-        } else if let Some(after) = rest.strip_prefix("#[cfg(test)]") {
-            rest = skip_item(after);
+/// The text without comments and string or char literals (each string becomes `""`), so
+/// neither a `crate::` nor a brace inside them counts.
+fn strip_literals(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let at = |i: usize| chars.get(i).copied().unwrap_or('\0');
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let ident_before = i > 0 && (chars[i - 1].is_alphanumeric() || chars[i - 1] == '_');
+        if c == '/' && at(i + 1) == '/' {
+            while i < chars.len() && chars[i] != '\n' {
+                i += 1;
+            }
+        } else if c == '/' && at(i + 1) == '*' {
+            i += 2;
+            while i < chars.len() && !(chars[i] == '*' && at(i + 1) == '/') {
+                i += 1;
+            }
+            i += 2;
+        } else if c == 'r' && !ident_before && (at(i + 1) == '"' || at(i + 1) == '#') {
+            // A raw string: r"..." or r#"..."#, closed by a quote and as many hashes.
+            let mut hashes = 0;
+            let mut j = i + 1;
+            while at(j) == '#' {
+                hashes += 1;
+                j += 1;
+            }
+            if at(j) != '"' {
+                out.push(c);
+                i += 1;
+                continue;
+            }
+            j += 1;
+            while j < chars.len() && !(chars[j] == '"' && (1..=hashes).all(|k| at(j + k) == '#')) {
+                j += 1;
+            }
+            out.push_str("\"\"");
+            i = j + 1 + hashes;
+        } else if c == '"' {
+            i += 1;
+            while i < chars.len() && chars[i] != '"' {
+                i += if chars[i] == '\\' { 2 } else { 1 };
+            }
+            out.push_str("\"\"");
+            i += 1;
+        } else if c == '\'' && (at(i + 1) == '\\' || at(i + 2) == '\'') {
+            // A char literal ('x', '\n', '\u{7f}'); a lifetime has no closing quote.
+            i += 2;
+            while i < chars.len() && chars[i] != '\'' {
+                i += 1;
+            }
+            out.push_str("' '");
+            i += 1;
         } else {
-            let c = rest.chars().next().unwrap();
-            code.push(c);
-            rest = &rest[c.len_utf8()..];
+            out.push(c);
+            i += 1;
         }
     }
+    out
+}
+
+/// Production code: no comments, no literals, no `#[cfg(test)]` items.
+fn production_code(text: &str) -> String {
+    let text = strip_literals(text);
+    let mut code = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(i) = rest.find("#[cfg(test)]") {
+        code.push_str(&rest[..i]);
+        rest = skip_item(&rest[i + "#[cfg(test)]".len()..]);
+    }
+    code.push_str(rest);
     code
 }
 
@@ -169,8 +224,7 @@ fn top_level_modules_have_no_import_cycle() {
         for (dep, files) in edges {
             if let Some(back) = path(&graph, dep, module) {
                 panic!(
-                    "import cycle: {module} -> {} (back edge from {dep} to {module} made by \
-                     {files:?} on one side)",
+                    "import cycle: {module} -> {} ({module} -> {dep} is made by {files:?})",
                     back.join(" -> ")
                 );
             }
@@ -199,8 +253,8 @@ fn query_path_dependencies_run_one_way() {
 fn the_scan_sees_what_it_must() {
     let code = production_code(
         "use crate::a::B;\n// crate::comment\n/* crate::block */\nuse crate::{b, c::{D, e}};\n\
-         #[cfg(test)]\nmod tests { use crate::hidden; }\n#[cfg(test)]\nuse crate::also_hidden;\n\
-         fn f() -> crate::f::G { x }\n",
+         #[cfg(test)]\nmod tests { fn t<'a>() { s(\"{\", '{', r#\"}\"#); } use crate::hidden; }\n\
+         #[cfg(test)]\nuse crate::also_hidden;\nfn f<'a>(_: &'a str) -> crate::f::G { \"crate::str\" }\n",
     );
     let found: Vec<String> = named_modules(&code).into_iter().collect();
     assert_eq!(found, ["a", "b", "c", "f"]);

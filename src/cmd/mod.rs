@@ -13,6 +13,7 @@ pub mod dnssec;
 pub mod explain;
 pub mod geoip;
 pub mod lab_backend;
+pub mod manual;
 pub mod probe;
 pub mod serve;
 
@@ -46,6 +47,8 @@ pub fn run(command: Command) -> Result<(), Box<dyn CommandError>> {
         Command::LabBackend(args) => lab_backend::run(args).map_err(boxed),
         Command::Geoip { command } => geoip::run(command).map_err(boxed),
         Command::Dnssec { command } => dnssec::run(command).map_err(boxed),
+        Command::Completions { shell } => manual::completions(shell).map_err(boxed),
+        Command::Man { out } => manual::man_pages(&out).map_err(boxed),
     }
 }
 

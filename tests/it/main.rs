@@ -24,6 +24,8 @@ mod dnssec;
 mod health;
 // Backends, probers and signed reports for `health`.
 mod health_support;
+// contrib/: alert rules, dashboard, Debian package; man pages and completions.
+mod kit;
 mod ops;
 mod steering;
 mod steering_support;
