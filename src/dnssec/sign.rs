@@ -165,12 +165,34 @@ pub fn nsec_rdata(next: &[u8], types: &[u16]) -> Vec<u8> {
 }
 
 /// The "immediate successor" of `name` used by compact denial (RFC 9824 §3): `\000.name`.
+/// A name too long for another label gets, instead, a name of its own length that sorts after
+/// it (RFC 4470 §3.1.2): its first label with the last octet raised, or lengthened by a zero
+/// octet when that octet is already 0xFF (and lowercase letters must not become uppercase ones:
+/// raising stays within the canonical order of lowercased names).
 pub fn successor(name: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(name.len() + 2);
-    out.extend_from_slice(&[1, 0]);
-    out.extend_from_slice(name);
+    if name.len() + 2 <= MAX_NAME_WIRE {
+        let mut out = Vec::with_capacity(name.len() + 2);
+        out.extend_from_slice(&[1, 0]);
+        out.extend_from_slice(name);
+        return out;
+    }
+    let mut out = name.to_vec();
+    let first = usize::from(name.first().copied().unwrap_or(0));
+    match out.get_mut(first) {
+        Some(last) if first > 0 && *last < 0xFF => {
+            *last += 1;
+            // Raising an octet into 'A'..='Z' would sort as its lowercase form: skip past.
+            if last.is_ascii_uppercase() {
+                *last = b'[';
+            }
+        }
+        _ => {}
+    }
     out
 }
+
+/// Longest name in wire form (RFC 1035 §2.3.4).
+const MAX_NAME_WIRE: usize = 255;
 
 #[cfg(test)]
 #[path = "sign_tests.rs"]

@@ -86,4 +86,16 @@ fn bitmaps_follow_rfc4034_example() {
     assert_eq!(nx.get(..2), Some(&[0u8, 17][..]));
     assert_eq!(nx.last(), Some(&0x80));
     assert_eq!(successor(b"\x03www\x00"), b"\x01\x00\x03www\x00");
+    // At 255 bytes there is no room for another label: the first label's last octet rises.
+    let mut long = Vec::new();
+    for len in [63usize, 63, 63, 61] {
+        long.push(len as u8);
+        long.extend(std::iter::repeat_n(b'a', len));
+    }
+    long.push(0);
+    assert_eq!(long.len(), 255);
+    let next = successor(&long);
+    assert_eq!(next.len(), long.len());
+    assert!(next > long);
+    assert_eq!(next.get(63), Some(&b'b'));
 }
