@@ -74,7 +74,8 @@ fn benches(c: &mut Criterion) {
         &root.join("geoip/meridian-sample.txt"),
     )
     .unwrap();
-    let publisher = Arc::new(Publisher::new(zones, geo, Arc::new(TableMetrics::default())).unwrap());
+    let publisher =
+        Arc::new(Publisher::new(zones, geo, Arc::new(TableMetrics::default())).unwrap());
     let handler = Handler::new(
         publisher,
         Arc::new(DnsMetrics::default()),

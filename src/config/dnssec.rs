@@ -239,6 +239,36 @@ mod tests {
     }
 
     #[test]
+    fn ds_records_belong_at_delegations_and_must_parse() {
+        let ds = "12345 13 2 B4C8C1FE2E7477127B27115656AD6256F424625BF5C1E2770CE6D6E37DF61D17";
+        let delegation = format!(
+            "[[record]]\nname = \"child\"\ntype = \"NS\"\ndata = [\"ns.other.test.\"]\n\
+             [[record]]\nname = \"child\"\ntype = \"DS\"\ndata = [\"{ds}\"]\n"
+        );
+        let (_d, zone, _) = load("signed.test.", &delegation);
+        let zone = zone.unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            zone.records
+                .iter()
+                .any(|r| r.record_type() == hickory_proto::rr::RecordType::DS)
+        );
+        for (records, want) in [
+            (
+                format!("[[record]]\nname = \"@\"\ntype = \"DS\"\ndata = [\"{ds}\"]\n"),
+                "record[0]: signed.test. has a DS but no NS records",
+            ),
+            (
+                delegation.replace("17\"]", "\"]"),
+                "record[1].data[0]: bad DS data",
+            ),
+        ] {
+            let (_d, zone, _) = load("signed.test.", &records);
+            let err = zone.map(|_| ()).expect_err(&records);
+            assert!(err.contains(want), "{records}: {err}");
+        }
+    }
+
+    #[test]
     fn bad_dnssec_tables_name_file_and_key() {
         let cases = [
             ("signed.test.", "[dnssec]\n", "dnssec.key: no keys"),
