@@ -73,6 +73,12 @@ pub enum Command {
         #[command(subcommand)]
         command: GeoipCommand,
     },
+    /// DNSSEC keys: generate a key pair, print DS records for the parent.
+    Dnssec {
+        /// What to do.
+        #[command(subcommand)]
+        command: DnssecCommand,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
     Completions {
         /// The shell.
@@ -84,6 +90,38 @@ pub enum Command {
         /// Directory to write the pages into (created if missing).
         #[arg(long, short, default_value = ".")]
         out: PathBuf,
+    },
+}
+
+/// `meridian dnssec ...`.
+#[derive(Debug, Subcommand)]
+pub enum DnssecCommand {
+    /// Write a key pair in BIND's format (`K<zone>+<alg>+<tag>.key` and `.private`) and
+    /// print its file stem.
+    Keygen {
+        /// The zone the key is for, e.g. gslb.example.com.
+        #[arg(long)]
+        zone: String,
+        /// Algorithm: ecdsap256 (13, the default) or ed25519 (15).
+        #[arg(long, default_value = "ecdsap256")]
+        algorithm: String,
+        /// Make a key-signing key (SEP flag, DNSKEY flags 257); a lone KSK signs everything
+        /// (a CSK).
+        #[arg(long)]
+        ksk: bool,
+        /// Directory to write the files into.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Print the DS records (SHA-256) for the parent zone: of a signed zone's key-signing
+    /// keys (every one configured, published yet or not), or of the given `.key` files.
+    Ds {
+        /// A zone origin (looked up in --zones), or `.key` files.
+        #[arg(required = true)]
+        zone: Vec<String>,
+        /// Directory of zone files.
+        #[arg(long, default_value = DEFAULT_ZONES_DIR)]
+        zones: PathBuf,
     },
 }
 
@@ -100,6 +138,7 @@ impl Command {
             | Self::Explain(_)
             | Self::Geoip { .. }
             | Self::Config { .. }
+            | Self::Dnssec { .. }
             | Self::Completions { .. }
             | Self::Man { .. } => None,
         }

@@ -112,6 +112,7 @@ impl Counters {
             if let Some(etcd) = etcd {
                 etcd.register(r);
             }
+            crate::dnssec::metrics::metrics().register(r);
         }));
         Self {
             metrics,
@@ -282,6 +283,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     };
     control.allow_exec(crate::probe::exec::AllowExec::new(&args.allow_exec)?);
     control.start_probing();
+    // DNSSEC: signatures renewed and keys rolled as time passes, off the query path.
+    tokio::spawn(crate::routing::signed::resign(Arc::clone(
+        control.publisher(),
+    )));
     let api_task = tokio::spawn({
         let drain = api_drain_rx;
         async move {

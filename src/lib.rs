@@ -30,6 +30,7 @@
 //!   a leaf that imports no other module.
 //! - [`routing`]: the compiled table, its lookup (into an `AnswerSink`), service selection, and
 //!   the one `ArcSwap`. Never imports `dns`.
+//! - [`dnssec`]: online signing: BIND-format keys, RRSIGs, compact denial, signature cache.
 //! - [`dns`]: the query path: wire parsing, the handler, response writing (the `AnswerSink` the
 //!   lookup fills), UDP/TCP, RRL, AXFR, DoT/DoH/DoQ listeners over the same handler, and
 //!   `explain`'s real answer.
@@ -51,6 +52,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod dns;
+pub mod dnssec;
 pub mod etcd;
 pub mod geo;
 pub mod health;

@@ -10,6 +10,7 @@
 pub mod check_config;
 pub mod config;
 pub mod ctl;
+pub mod dnssec;
 pub mod explain;
 pub mod geoip;
 pub mod lab_backend;
@@ -47,6 +48,7 @@ pub fn run(command: Command) -> Result<(), Box<dyn CommandError>> {
         Command::LabBackend(args) => lab_backend::run(args).map_err(boxed),
         Command::Geoip { command } => geoip::run(command).map_err(boxed),
         Command::Config { command } => config::run(command).map_err(boxed),
+        Command::Dnssec { command } => dnssec::run(command).map_err(boxed),
         Command::Completions { shell } => manual::completions(shell).map_err(boxed),
         Command::Man { out } => manual::man_pages(&out).map_err(boxed),
     }

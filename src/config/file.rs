@@ -35,6 +35,56 @@ pub struct ZoneFile {
     /// Health checks that services name.
     #[serde(default)]
     pub check: BTreeMap<String, CheckFile>,
+    /// DNSSEC online signing; absent = the zone is not signed.
+    pub dnssec: Option<DnssecFile>,
+}
+
+/// The `[dnssec]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnssecFile {
+    /// The keys: one CSK, or KSK(s) and ZSK(s).
+    #[serde(default)]
+    pub key: Vec<DnssecKeyFile>,
+    /// Signature lifetime from a window's start: seconds or `"14d"`.
+    pub signature_validity: Option<DurationFile>,
+    /// Re-sign when less than this remains: seconds or `"7d"`.
+    pub signature_refresh: Option<DurationFile>,
+    /// How far in the past inception lies: seconds or `"1h"`.
+    pub inception_offset: Option<DurationFile>,
+    /// TTL of DNSKEY, CDS and CDNSKEY.
+    pub dnskey_ttl: Option<u32>,
+    /// Slots of each signature cache (steered answers; per-name proofs).
+    pub cache_size: Option<usize>,
+}
+
+/// One `[[dnssec.key]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnssecKeyFile {
+    /// `K<zone>+<alg>+<tag>` (with or without `.key`/`.private`), relative to the zone file.
+    pub file: String,
+    /// When the DNSKEY is published (default: the `.private` file's, else always).
+    pub publish: Option<TimeFile>,
+    /// When the key starts signing.
+    pub activate: Option<TimeFile>,
+    /// When the key stops signing (stays published).
+    pub retire: Option<TimeFile>,
+    /// When the DNSKEY is withdrawn.
+    pub remove: Option<TimeFile>,
+}
+
+/// A point in time: a TOML date-time, a string (RFC 3339 UTC or `YYYYMMDDHHMMSS`), or
+/// seconds since the epoch.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum TimeFile {
+    /// Seconds since the epoch.
+    Seconds(u64),
+    /// Text.
+    Text(String),
+    /// A TOML date-time (`2026-01-02T03:04:05Z`, unquoted).
+    Date(toml::value::Datetime),
 }
 
 /// A `[check.NAME]` table.

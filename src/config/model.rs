@@ -53,6 +53,8 @@ pub struct Zone {
     pub services: Vec<Service>,
     /// Health checks, by name.
     pub checks: Vec<super::check::Check>,
+    /// Keys and signing policy when the zone is signed (`[dnssec]`).
+    pub dnssec: Option<crate::dnssec::ZoneDnssec>,
 }
 
 impl Zone {

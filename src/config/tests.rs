@@ -116,7 +116,8 @@ fn the_example_zone_loads() {
 
 #[test]
 fn names_and_records_are_validated() {
-    let supported = "A, AAAA, CAA, CNAME, HTTPS, MX, NAPTR, NS, PTR, SRV, SSHFP, SVCB, TLSA, TXT";
+    let supported =
+        "A, AAAA, CAA, CNAME, DS, HTTPS, MX, NAPTR, NS, PTR, SRV, SSHFP, SVCB, TLSA, TXT";
     let cases: Vec<(&str, String, &str, String)> = vec![
         (
             "origin not absolute",

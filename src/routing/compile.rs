@@ -319,7 +319,9 @@ fn compile_zone(
     let origin = zone.origin.to_lowercase();
     // (owner key, type) -> RRset; BTreeMap keeps the output deterministic.
     let mut sets: BTreeMap<(Box<[u8]>, u16), Gathered> = BTreeMap::new();
-    for record in &zone.records {
+    // DNSSEC: the apex DNSKEY, CDS and CDNSKEY are served like any record.
+    let keys = super::signed::apex_records(zone);
+    for record in zone.records.iter().chain(&keys) {
         let key = (key_wire(&record.name), u16::from(record.record_type()));
         let set = sets.entry(key).or_insert_with(|| Gathered {
             owner: record.name.clone(),
@@ -504,7 +506,7 @@ fn compile_zone(
         node.rrsets.sort_by_key(|r| r.rtype);
     }
 
-    Ok(ZoneTable {
+    let mut table = ZoneTable {
         origin: zone.origin.clone(),
         serial: zone.serial(),
         source: Arc::clone(zone),
@@ -518,7 +520,10 @@ fn compile_zone(
         },
         services,
         counters: counters.zone(&apex),
-    })
+        dnssec: None,
+    };
+    super::signed::sign(&mut table, crate::dnssec::time::now());
+    Ok(table)
 }
 
 /// Parses a wire-form name back (only names this module produced, so it cannot fail).
@@ -563,6 +568,7 @@ impl NodeBuilder<'_> {
                 wildcard: None,
                 service: None,
                 cname_target: None,
+                dnssec: None,
             });
             if current.num_labels() <= self.origin.num_labels() {
                 return;

@@ -12,6 +12,7 @@ pub mod explain;
 pub mod geo_cache;
 pub mod publish;
 pub mod select;
+pub mod signed;
 pub mod sink;
 pub mod subnet_map;
 pub mod table;

@@ -23,6 +23,8 @@ mod dnsedge;
 mod encrypted;
 // Distributed mode on a real etcd (system tests).
 mod etcd;
+// DNSSEC: signatures verified here, and by unbound and delv (system tests).
+mod dnssec;
 mod health;
 // Health beyond up/down (issue 16): application and exec checks, shedding, slow start, drains.
 mod health_app;

@@ -7,6 +7,7 @@
 //! - [`knot`]: knotd, the reference server of the comparisons.
 //! - [`tls`]: DoT, DoH and DoQ clients and test certificates.
 //! - [`etcd`]: a single-member etcd for the distributed-mode tests.
+//! - [`unbound`]: a validating Unbound resolver in front of Meridian (DNSSEC, DoT).
 //! - [`system`]: what a test needs from the machine (second opinions, system tests).
 //!
 //! Owns: process lifecycle and every network wait. Must never: wait without a deadline, sleep
@@ -30,6 +31,7 @@ pub mod metrics;
 pub mod process;
 pub mod system;
 pub mod tls;
+pub mod unbound;
 
 pub use dns::*;
 pub use http::*;
