@@ -28,6 +28,10 @@ MIXES = {
     "geo-ecs": ("geo-ecs.bin", "udp"),
     "mix": ("mix.bin", "udp"),
     "static-tcp": ("static.bin", "tcp"),
+    "mix-tcp": ("mix.bin", "tcp"),
+    # DNS over TLS (bench/dot.sh): dnsperf -m dot.
+    "static-dot": ("static.bin", "dot"),
+    "nxdomain-dot": ("nxdomain.bin", "dot"),
 }
 
 

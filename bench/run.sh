@@ -4,6 +4,9 @@
 #   bench/run.sh            3 rounds x 10 s per server and query mix (about 15 minutes)
 #   bench/run.sh --quick    1 round x 3 s, fewer mixes (about 2 minutes)
 #   options: --seconds S --rounds R --servers "meridian gdnsd nsd knot" --mixes a,b --markdown
+#            (server meridian-base: the binary in MERIDIAN_BASE, e.g. a build of main, beside
+#            this one; MERIDIAN overrides the binary of server meridian; LATENCY_MIXES=a,b
+#            picks the mixes whose latency is measured, default static,geo-ecs)
 #            --no-install (do not apt-get missing tools) --no-build (use the existing release build)
 #
 # Installs dnsperf, gdnsd, knot and nsd with apt when missing, builds Meridian (release), writes
@@ -19,13 +22,13 @@ GEOIP=${GEOIP:-$ROOT/../shared/geoip/GeoIP2-City-Test.mmdb}
 SECONDS_PER_RUN=10
 ROUNDS=3
 SERVERS="meridian gdnsd nsd knot"
-MIXES="static,nxdomain,geo,geo-ecs,mix,static-tcp"
+MIXES="static,nxdomain,geo,geo-ecs,mix,static-tcp,mix-tcp"
 INSTALL=1
 BUILD=1
 MARKDOWN=()
 while [ $# -gt 0 ]; do
     case "$1" in
-        --quick) SECONDS_PER_RUN=3; ROUNDS=1; MIXES="static,nxdomain,geo-ecs,static-tcp" ;;
+        --quick) SECONDS_PER_RUN=3; ROUNDS=1; MIXES="static,nxdomain,geo-ecs,static-tcp,mix-tcp" ;;
         --seconds) SECONDS_PER_RUN=$2; shift ;;
         --rounds) ROUNDS=$2; shift ;;
         --servers) SERVERS=$2; shift ;;
@@ -57,7 +60,10 @@ TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 if [ "$BUILD" = 1 ]; then
     (cd "$ROOT" && cargo build --release --quiet)
 fi
-MERIDIAN=$TARGET/release/meridian
+MERIDIAN=${MERIDIAN:-$TARGET/release/meridian}
+# Server `meridian-base`: another Meridian build (MERIDIAN_BASE=path) in the same run, to
+# compare a change with its base under the same load.
+MERIDIAN_BASE=${MERIDIAN_BASE:-}
 
 WORK=$(mktemp -d /tmp/meridian-bench.XXXXXX)
 PIDS=()
@@ -93,6 +99,14 @@ for server in $SERVERS; do
                 --log-format json > "$WORK/meridian.log" 2>&1 &
             PIDS+=($!); SPECS+=("meridian=$!:$port")
             ;;
+        meridian-base)
+            port=5314
+            [ -x "$MERIDIAN_BASE" ] || { echo "meridian-base needs MERIDIAN_BASE=binary" >&2; exit 2; }
+            taskset -c "$SERVER_CPU" "$MERIDIAN_BASE" serve --zones "$ROOT/zones" --geoip "$GEOIP" \
+                --dns-listen 127.0.0.1:$port --api-listen 127.0.0.1:5391 --no-local-probe \
+                --log-format json > "$WORK/meridian-base.log" 2>&1 &
+            PIDS+=($!); SPECS+=("meridian-base=$!:$port")
+            ;;
         gdnsd)
             port=5311
             mkdir -p "$WORK/gdnsd/zones"
@@ -107,15 +121,16 @@ for server in $SERVERS; do
             mkdir -p "$WORK/nsd"
             fill "$ROOT/bench/peers/nsd/nsd.conf" "$WORK/nsd/nsd.conf" $port
             taskset -c "$SERVER_CPU" nsd -d -c "$WORK/nsd/nsd.conf" > "$WORK/nsd.log" 2>&1 &
-            # No geo: NSD and Knot answer the static mixes only.
-            PIDS+=($!); SPECS+=("nsd=$!:$port:static+nxdomain+static-tcp")
+            # No geo: NSD and Knot answer the static mixes only, and mix-tcp (its geo
+            # queries get the static `www`, ECS ignored: less work than Meridian's).
+            PIDS+=($!); SPECS+=("nsd=$!:$port:static+nxdomain+static-tcp+mix-tcp")
             ;;
         knot)
             port=5313
             mkdir -p "$WORK/knot/db"
             fill "$ROOT/bench/peers/knot/knot.conf" "$WORK/knot/knot.conf" $port
             taskset -c "$SERVER_CPU" knotd -c "$WORK/knot/knot.conf" > "$WORK/knot.log" 2>&1 &
-            PIDS+=($!); SPECS+=("knot=$!:$port:static+nxdomain+static-tcp")
+            PIDS+=($!); SPECS+=("knot=$!:$port:static+nxdomain+static-tcp+mix-tcp")
             ;;
         *) echo "unknown server $server" >&2; exit 2 ;;
     esac
@@ -126,4 +141,5 @@ args=()
 for s in "${SPECS[@]}"; do args+=(--server "$s"); done
 python3 "$ROOT/bench/measure.py" "${args[@]}" --queries "$WORK/queries" \
     --seconds "$SECONDS_PER_RUN" --rounds "$ROUNDS" --mixes "$MIXES" --load-cpu "$LOAD_CPU" \
-    --latency-seconds "$([ "$ROUNDS" = 1 ] && echo 2 || echo 5)" "${MARKDOWN[@]}"
+    --latency-seconds "$([ "$ROUNDS" = 1 ] && echo 2 || echo 5)" \
+    --latency-mixes "${LATENCY_MIXES:-static,geo-ecs}" "${MARKDOWN[@]}"

@@ -5,12 +5,17 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::dns::encrypted::{
+    DEFAULT_DOH_PORT, DEFAULT_DOT_PORT, DEFAULT_MAX_TLS_CONNECTIONS,
+    DEFAULT_MAX_TLS_CONNECTIONS_PER_CLIENT, DEFAULT_TLS_IDLE_TIMEOUT, parse_listen,
+};
 use crate::dns::handler::{CLASSIC_UDP_SIZE, DEFAULT_MAX_UDP_SIZE};
 use crate::dns::rrl::{DEFAULT_RRL_SLIP, DEFAULT_RRL_TABLE_SIZE, MAX_RRL_RATE, MAX_RRL_SLIP};
 use crate::dns::server::{
     DEFAULT_DRAIN_TIMEOUT, DEFAULT_MAX_TCP_CONNECTIONS, DEFAULT_MAX_TCP_CONNECTIONS_PER_CLIENT,
-    DEFAULT_MAX_TCP_QUERIES, DEFAULT_TCP_IDLE_TIMEOUT, DEFAULT_TCP_SESSION_TIMEOUT,
+    DEFAULT_TCP_IDLE_TIMEOUT,
 };
+use crate::etcd::{EtcdOptions, Layout, OptionsError};
 use crate::health::aggregate::DEFAULT_GRACE;
 use crate::health::overrides::DEFAULT_OVERRIDE_SECONDS;
 use crate::probe::runner::DEFAULT_MAX_IN_FLIGHT;
@@ -56,11 +61,23 @@ pub enum Command {
     /// A tiny HTTP server answering its name (the compose lab's sample backends).
     #[command(hide = true)]
     LabBackend(LabBackendArgs),
+    /// Zones in etcd (distributed mode): push a directory, pull it back.
+    Config {
+        /// What to do.
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// GeoIP database tools.
     Geoip {
         /// What to do.
         #[command(subcommand)]
         command: GeoipCommand,
+    },
+    /// DNSSEC keys: generate a key pair, print DS records for the parent.
+    Dnssec {
+        /// What to do.
+        #[command(subcommand)]
+        command: DnssecCommand,
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
     Completions {
@@ -76,6 +93,38 @@ pub enum Command {
     },
 }
 
+/// `meridian dnssec ...`.
+#[derive(Debug, Subcommand)]
+pub enum DnssecCommand {
+    /// Write a key pair in BIND's format (`K<zone>+<alg>+<tag>.key` and `.private`) and
+    /// print its file stem.
+    Keygen {
+        /// The zone the key is for, e.g. gslb.example.com.
+        #[arg(long)]
+        zone: String,
+        /// Algorithm: ecdsap256 (13, the default) or ed25519 (15).
+        #[arg(long, default_value = "ecdsap256")]
+        algorithm: String,
+        /// Make a key-signing key (SEP flag, DNSKEY flags 257); a lone KSK signs everything
+        /// (a CSK).
+        #[arg(long)]
+        ksk: bool,
+        /// Directory to write the files into.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Print the DS records (SHA-256) for the parent zone: of a signed zone's key-signing
+    /// keys (every one configured, published yet or not), or of the given `.key` files.
+    Ds {
+        /// A zone origin (looked up in --zones), or `.key` files.
+        #[arg(required = true)]
+        zone: Vec<String>,
+        /// Directory of zone files.
+        #[arg(long, default_value = DEFAULT_ZONES_DIR)]
+        zones: PathBuf,
+    },
+}
+
 impl Command {
     /// The log format of a subcommand that logs (`serve`, `probe`, `lab-backend`); the others
     /// only print their result and errors.
@@ -88,6 +137,8 @@ impl Command {
             | Self::Ctl(_)
             | Self::Explain(_)
             | Self::Geoip { .. }
+            | Self::Config { .. }
+            | Self::Dnssec { .. }
             | Self::Completions { .. }
             | Self::Man { .. } => None,
         }
@@ -175,11 +226,13 @@ pub struct ServeArgs {
     /// the cap, the client's own longest-idle connection is closed for a new one.
     #[arg(long = "max-tcp-connections-per-client", default_value_t = DEFAULT_MAX_TCP_CONNECTIONS_PER_CLIENT as u64, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_tcp_connections_per_client: u64,
-    /// Seconds a TCP connection may stay open in total, however busy.
-    #[arg(long = "tcp-session-timeout", default_value_t = DEFAULT_TCP_SESSION_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    /// Seconds a TCP connection may stay open in total, however busy (0 = no limit, the
+    /// default: busy connections stay open, as in NSD and Knot; idle ones are closed).
+    #[arg(long = "tcp-session-timeout", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=86_400))]
     pub tcp_session_timeout: u64,
-    /// Most queries answered on one TCP connection before it is closed.
-    #[arg(long = "max-tcp-queries", default_value_t = DEFAULT_MAX_TCP_QUERIES as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Most queries answered on one TCP connection before it is closed (0 = no cap, the
+    /// default, as in NSD and Knot).
+    #[arg(long = "max-tcp-queries", default_value_t = 0)]
     pub max_tcp_queries: u64,
     /// UDP worker threads per listening address, each with its own socket (SO_REUSEPORT)
     /// taking batches of datagrams (0 = one per CPU).
@@ -215,6 +268,10 @@ pub struct ServeArgs {
     /// Do not run the embedded prober (dedicated probers report instead).
     #[arg(long = "no-local-probe")]
     pub no_local_probe: bool,
+    /// A directory whose programs the embedded prober's exec checks may run (repeatable);
+    /// without it, zones with exec checks leave the embedded prober on its previous targets.
+    #[arg(long = "allow-exec", value_name = "DIR")]
+    pub allow_exec: Vec<PathBuf>,
     /// Prober keys accepted on POST /v1/reports (lines `key_id prober_id secret_hex`).
     #[arg(long = "keys")]
     pub keys: Option<PathBuf>,
@@ -242,6 +299,190 @@ pub struct ServeArgs {
     /// POST a JSON event to this URL on every endpoint health change (repeatable).
     #[arg(long = "notify-url")]
     pub notify_url: Vec<String>,
+    /// DNS over TLS, HTTPS and QUIC.
+    #[command(flatten)]
+    pub encrypted: EncryptedArgs,
+    /// Distributed mode: zones and prober votes come from etcd (`--zones` is not read).
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+    /// Directory for state kept across restarts: with --etcd, the last configuration
+    /// revision that loaded without error, served when etcd is unreachable at start-up.
+    #[arg(long = "state-dir")]
+    pub state_dir: Option<PathBuf>,
+    /// Send only webhook events at least this urgent: P1 (a service answers from its
+    /// fallback), P2 (a region has no serving endpoint), P3 (an endpoint down), P4 (all,
+    /// recoveries and completed drains too).
+    #[arg(long = "webhook-min-severity", default_value = "P4")]
+    pub webhook_min_severity: crate::health::aggregate::Severity,
+}
+
+/// `meridian serve`'s encrypted transports (`dns::encrypted`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct EncryptedArgs {
+    /// Serve DNS over TLS (RFC 7858) on this address (repeatable; port 853 unless given).
+    /// Needs --tls-cert and --tls-key.
+    #[arg(long = "dot-listen", value_parser = parse_dot_listen)]
+    pub dot_listen: Vec<SocketAddr>,
+    /// Serve DNS over HTTPS (RFC 8484: GET and POST on /dns-query, HTTP/2 and HTTP/1.1) on
+    /// this address (repeatable; port 443 unless given). Needs --tls-cert and --tls-key.
+    #[arg(long = "doh-listen", value_parser = parse_doh_listen)]
+    pub doh_listen: Vec<SocketAddr>,
+    /// Serve DNS over QUIC (RFC 9250) on this UDP address (repeatable; port 853 unless
+    /// given). Needs --tls-cert and --tls-key.
+    #[arg(long = "doq-listen", value_parser = parse_dot_listen)]
+    pub doq_listen: Vec<SocketAddr>,
+    /// PEM certificate chain of the DoT/DoH/DoQ listeners, re-read on every reload (a bad
+    /// one keeps the previous certificate serving).
+    #[arg(long = "tls-cert", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert, re-read with it.
+    #[arg(long = "tls-key", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Seconds an encrypted connection with nothing in flight is kept open.
+    #[arg(long = "tls-idle-timeout", default_value_t = DEFAULT_TLS_IDLE_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub tls_idle_timeout: u64,
+    /// Most connections open at once on each DoT, DoH or DoQ listener.
+    #[arg(long = "max-tls-connections", default_value_t = DEFAULT_MAX_TLS_CONNECTIONS as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_tls_connections: u64,
+    /// Most connections open at once on each DoT, DoH or DoQ listener from one client host
+    /// (IPv4 address, IPv6 /64); more are refused.
+    #[arg(long = "max-tls-connections-per-client", default_value_t = DEFAULT_MAX_TLS_CONNECTIONS_PER_CLIENT as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_tls_connections_per_client: u64,
+}
+
+impl EncryptedArgs {
+    /// The listeners' configuration.
+    pub fn to_config(&self) -> crate::dns::encrypted::EncryptedConfig {
+        crate::dns::encrypted::EncryptedConfig {
+            dot: self.dot_listen.clone(),
+            doh: self.doh_listen.clone(),
+            doq: self.doq_listen.clone(),
+            cert: self.tls_cert.clone(),
+            key: self.tls_key.clone(),
+            limits: crate::dns::encrypted::Limits {
+                idle_timeout: std::time::Duration::from_secs(self.tls_idle_timeout),
+                max_connections: usize::try_from(self.max_tls_connections).unwrap_or(usize::MAX),
+                max_connections_per_client: usize::try_from(self.max_tls_connections_per_client)
+                    .unwrap_or(usize::MAX),
+                ..Default::default()
+            },
+        }
+    }
+}
+
+fn parse_dot_listen(s: &str) -> Result<SocketAddr, String> {
+    parse_listen(s, DEFAULT_DOT_PORT)
+}
+
+fn parse_doh_listen(s: &str) -> Result<SocketAddr, String> {
+    parse_listen(s, DEFAULT_DOH_PORT)
+}
+
+/// How to reach etcd (distributed mode; README "Running at scale").
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct EtcdArgs {
+    /// etcd client URLs, comma-separated or repeated (e.g. http://10.0.0.1:2379); off
+    /// unless given.
+    #[arg(long = "etcd", value_delimiter = ',')]
+    pub etcd: Vec<String>,
+    /// Key prefix of this Meridian deployment in etcd.
+    #[arg(long = "etcd-prefix", default_value = crate::etcd::DEFAULT_PREFIX)]
+    pub etcd_prefix: String,
+    /// PEM CA bundle that signed etcd's server certificates (default: the system roots).
+    #[arg(long = "etcd-cacert")]
+    pub etcd_cacert: Option<PathBuf>,
+    /// PEM client certificate for etcd (with --etcd-key).
+    #[arg(long = "etcd-cert", requires = "etcd_key")]
+    pub etcd_cert: Option<PathBuf>,
+    /// The PEM private key of --etcd-cert.
+    #[arg(long = "etcd-key", requires = "etcd_cert")]
+    pub etcd_key: Option<PathBuf>,
+    /// etcd user (its password from --etcd-password-file or MERIDIAN_ETCD_PASSWORD).
+    #[arg(long = "etcd-user")]
+    pub etcd_user: Option<String>,
+    /// File holding the etcd user's password.
+    #[arg(long = "etcd-password-file", requires = "etcd_user")]
+    pub etcd_password_file: Option<PathBuf>,
+}
+
+impl EtcdArgs {
+    /// From the flags; `None` when `--etcd` is not given (distributed mode is off).
+    pub fn options(&self) -> Result<Option<(EtcdOptions, Layout)>, OptionsError> {
+        let args = self;
+        if args.etcd.is_empty() {
+            return Ok(None);
+        }
+        let layout = Layout::new(&args.etcd_prefix)?;
+        let password = match (&args.etcd_user, &args.etcd_password_file) {
+            (None, _) => None,
+            (Some(_), Some(path)) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|source| OptionsError::Password {
+                        path: path.clone(),
+                        source,
+                    })?
+                    .trim_end_matches(['\r', '\n'])
+                    .to_string(),
+            ),
+            (Some(_), None) => Some(
+                std::env::var(crate::etcd::PASSWORD_ENV).map_err(|_| OptionsError::NoPassword)?,
+            ),
+        };
+        Ok(Some((
+            EtcdOptions {
+                endpoints: args.etcd.clone(),
+                prefix: layout.prefix().to_string(),
+                ca_file: args.etcd_cacert.clone(),
+                cert_file: args.etcd_cert.clone(),
+                key_file: args.etcd_key.clone(),
+                user: args.etcd_user.clone(),
+                password,
+            },
+            layout,
+        )))
+    }
+}
+
+/// `meridian config ...`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate a zone directory as `serve` would load it and write it to etcd in one
+    /// transaction; prints what changed. Refused if someone else pushed meanwhile.
+    Push(ConfigPushArgs),
+    /// Write the zones stored in etcd to a directory.
+    Pull(ConfigPullArgs),
+}
+
+/// `meridian config push`.
+#[derive(Debug, clap::Args)]
+pub struct ConfigPushArgs {
+    /// Directory of zone files (every non-hidden file under it is pushed).
+    #[arg(long, default_value = DEFAULT_ZONES_DIR)]
+    pub zones: PathBuf,
+    /// GeoIP database the zones are compiled against to validate them.
+    #[arg(long, default_value = DEFAULT_GEOIP)]
+    pub geoip: PathBuf,
+    /// Only push if the configuration in etcd is still at this revision (as printed by
+    /// the last push or pull, or shown in /v1/status).
+    #[arg(long = "if-revision")]
+    pub if_revision: Option<i64>,
+    /// Validate and print what would change; write nothing.
+    #[arg(long = "dry-run")]
+    pub dry_run: bool,
+    /// Where etcd is.
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+}
+
+/// `meridian config pull`.
+#[derive(Debug, clap::Args)]
+pub struct ConfigPullArgs {
+    /// Directory to write the zone files into (created if missing).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Where etcd is.
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
 }
 
 /// `meridian probe`.
@@ -256,8 +497,9 @@ pub struct ProbeArgs {
     /// This prober's id; must match its key in the key file.
     #[arg(long)]
     pub id: String,
-    /// Nameserver report URL, e.g. http://192.0.2.53:5380/v1/reports (repeatable).
-    #[arg(long = "publish", required = true)]
+    /// Nameserver report URL, e.g. http://192.0.2.53:5380/v1/reports (repeatable; needed
+    /// unless --etcd is given; both may be).
+    #[arg(long = "publish", required_unless_present = "etcd")]
     pub publish: Vec<String>,
     /// Key file (lines `key_id prober_id secret_hex`); the last key for --id signs.
     #[arg(long = "key-file")]
@@ -266,11 +508,22 @@ pub struct ProbeArgs {
     #[arg(long = "only-region")]
     pub only_region: Option<String>,
     /// Most checks in flight at once.
-    #[arg(long = "max-in-flight", default_value_t = DEFAULT_MAX_IN_FLIGHT)]
+    #[arg(
+        long = "max-in-flight",
+        visible_alias = "max-concurrent-checks",
+        default_value_t = DEFAULT_MAX_IN_FLIGHT
+    )]
     pub max_in_flight: usize,
+    /// A directory whose programs exec checks may run (repeatable); exec checks naming any
+    /// other program are a configuration error here and never run.
+    #[arg(long = "allow-exec", value_name = "DIR")]
+    pub allow_exec: Vec<PathBuf>,
     /// Log format.
     #[arg(long = "log-format", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Also (or only) publish the votes to etcd, under a lease (distributed mode).
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
 }
 
 /// `meridian lab-backend` (hidden).

@@ -13,10 +13,13 @@ use crate::api::{self, ApiState};
 use crate::cli::ServeArgs;
 use crate::control::metrics::ReloadMetrics;
 use crate::control::{self, ControlError, ControlPlane, Sources, socket};
+use crate::dns::encrypted::{self, Encrypted};
 use crate::dns::handler::{Handler, HandlerConfig, txt_rdata};
 use crate::dns::metrics::DnsMetrics;
 use crate::dns::rrl::{DEFAULT_RRL_TABLE_SIZE, Rrl, RrlConfig};
 use crate::dns::server::{self, TcpLimits};
+use crate::etcd::metrics::EtcdStatus;
+use crate::etcd::zones::{Distributed, Reload, Reloaded, StartError as EtcdStartError};
 use crate::health::export::{HealthExport, HealthMetrics, endpoint_samples};
 use crate::health::hub::HealthHub;
 use crate::health::report::KeyringError;
@@ -48,9 +51,21 @@ pub enum ServeError {
     /// The API's TLS certificate or key is unusable (exit code 2).
     #[error(transparent)]
     Tls(#[from] api::tls::TlsError),
+    /// A DoT/DoH/DoQ listener cannot start (exit code 2 for its configuration, 1 for sockets).
+    #[error(transparent)]
+    Encrypted(#[from] crate::dns::encrypted::EncryptedError),
+    /// An `--allow-exec` directory cannot be resolved (exit code 2).
+    #[error(transparent)]
+    AllowExec(#[from] crate::probe::exec::ExecError),
     /// The control socket cannot be created, or another server uses it (exit code 2).
     #[error(transparent)]
     Control(#[from] socket::SocketError),
+    /// The `--etcd*` flags or files are unusable (exit code 2).
+    #[error("{0}")]
+    EtcdSetup(String),
+    /// etcd is unreachable at start-up and no revision was saved (exit code 1).
+    #[error("{0}")]
+    EtcdUnavailable(String),
     /// A socket could not be bound or served (exit code 1).
     #[error("{what} {addr}: {source}")]
     Io {
@@ -75,8 +90,9 @@ struct Counters {
 }
 
 impl Counters {
-    /// Creates and registers them in the order `/metrics` has always listed them.
-    fn register() -> Self {
+    /// Creates and registers them in the order `/metrics` has always listed them; etcd's
+    /// series last, in distributed mode only.
+    fn register(etcd: Option<&Arc<EtcdStatus>>) -> Self {
         let dns = Arc::new(DnsMetrics::default());
         let tables = Arc::new(TableMetrics::default());
         let health = Arc::new(HealthMetrics::default());
@@ -92,6 +108,11 @@ impl Counters {
             health.register(r);
             notify.register(r);
             export.register(r);
+            dns.register_encrypted(r);
+            if let Some(etcd) = etcd {
+                etcd.register(r);
+            }
+            crate::dnssec::metrics::metrics().register(r);
         }));
         Self {
             metrics,
@@ -107,6 +128,14 @@ impl Counters {
 
 /// Runs the server until SIGTERM or SIGINT, then drains (bounded by `--drain-timeout`).
 pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
+    let distributed = match args.etcd.options() {
+        Ok(Some((opts, layout))) => Some(
+            Distributed::prepare(&opts, layout, args.state_dir.as_deref())
+                .map_err(etcd_start_error)?,
+        ),
+        Ok(None) => None,
+        Err(e) => return Err(ServeError::EtcdSetup(e.to_string())),
+    };
     let Counters {
         metrics,
         dns,
@@ -115,10 +144,15 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         reloads,
         notify,
         export,
-    } = Counters::register();
+    } = Counters::register(distributed.as_ref().map(|d| &d.source.status));
+    // In distributed mode the control plane loads the directory the etcd source writes.
+    let zones_dir = match &distributed {
+        Some(d) => d.source.dirs.live.clone(),
+        None => args.zones.clone(),
+    };
     let control = ControlPlane::start(
         Sources {
-            zones_dir: args.zones.clone(),
+            zones_dir,
             geoip: args.geoip.clone(),
             keys: args.keys.clone(),
         },
@@ -132,6 +166,15 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         ControlError::Start(e) => ServeError::Config(e),
         ControlError::Keys(e) => ServeError::Keys(e),
     })?;
+    let distributed = match distributed {
+        Some(d) => {
+            control.set_config_source(Arc::clone(&d.source.status) as _);
+            let reload: Arc<dyn Reload> = Arc::clone(&control) as _;
+            let served = d.load(&reload).await.map_err(etcd_start_error)?;
+            Some((d, served))
+        }
+        None => None,
+    };
     let admin_token = match &args.admin_token_file {
         Some(path) => Some(read_token(path)?),
         None => None,
@@ -145,23 +188,27 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         Some(path) => Some(socket::bind(path)?),
         None => None,
     };
+    let handler_config = HandlerConfig {
+        max_udp_size: args.max_udp_size,
+        identity: args.server_id.as_deref().map(txt_rdata),
+        version: args.server_version.as_deref().map(txt_rdata),
+        allow_transfer: args.allow_transfer.clone(),
+    };
     let handler = Arc::new(Handler::new(
         Arc::clone(control.publisher()),
-        dns,
-        HandlerConfig {
-            max_udp_size: args.max_udp_size,
-            identity: args.server_id.as_deref().map(txt_rdata),
-            version: args.server_version.as_deref().map(txt_rdata),
-            allow_transfer: args.allow_transfer.clone(),
-        },
+        Arc::clone(&dns),
+        handler_config.clone(),
     ));
     let limits = TcpLimits {
         idle_timeout: Duration::from_secs(args.tcp_idle_timeout),
-        session_timeout: Duration::from_secs(args.tcp_session_timeout),
+        // 0 = off (the default), as for the query cap.
+        session_timeout: (args.tcp_session_timeout > 0)
+            .then(|| Duration::from_secs(args.tcp_session_timeout)),
         max_connections: args.max_tcp_connections,
         max_connections_per_client: usize::try_from(args.max_tcp_connections_per_client)
             .unwrap_or(usize::MAX),
-        max_queries: usize::try_from(args.max_tcp_queries).unwrap_or(usize::MAX),
+        max_queries: (args.max_tcp_queries > 0)
+            .then(|| usize::try_from(args.max_tcp_queries).unwrap_or(usize::MAX)),
     };
     let rrl = args.rrl_rate.map(|rate| {
         Arc::new(Rrl::new(RrlConfig {
@@ -197,6 +244,25 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         ));
     }
 
+    // DoT, DoH, DoQ: the same handler settings and table, counted under their own transport;
+    // their certificate is re-read by every reload.
+    let encrypted = encrypted::start(
+        &args.encrypted.to_config(),
+        control.publisher(),
+        &dns,
+        &handler_config,
+        &drain_rx,
+    )?;
+    let mut encrypted_ready = String::new();
+    if let Some(enc) = encrypted {
+        encrypted_ready = enc.ready_fields();
+        let (certs, dns) = (Arc::clone(&enc.certs), Arc::clone(&dns));
+        control.add_reload_hook(Box::new(move || {
+            Encrypted::reload_certificate(&certs, &dns)
+        }));
+        tcp_tasks.extend(enc.tasks);
+    }
+
     let api_listener =
         TcpListener::bind(args.api_listen)
             .await
@@ -220,7 +286,12 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
                 .map_or(api::history::INTERVAL, Duration::from_millis),
         ),
     };
+    control.allow_exec(crate::probe::exec::AllowExec::new(&args.allow_exec)?);
     control.start_probing();
+    // DNSSEC: signatures renewed and keys rolled as time passes, off the query path.
+    tokio::spawn(crate::routing::signed::resign(Arc::clone(
+        control.publisher(),
+    )));
     let api_task = tokio::spawn({
         let drain = api_drain_rx;
         async move {
@@ -234,7 +305,19 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         tracing::info!(path = %socket.path().display(), "control socket ready");
         tokio::spawn(socket.serve(Arc::clone(&control)));
     }
-    if !args.no_watch {
+    let distributed_mode = distributed.is_some();
+    if let Some((d, served)) = distributed {
+        if args.keys.is_none() {
+            tracing::warn!("no --keys: prober votes in etcd cannot be verified and are not read");
+        }
+        let hub = Arc::clone(control.hub());
+        d.spawn(Arc::clone(&control) as _, hub, served, args.keys.is_some());
+    }
+    if distributed_mode {
+        // The zones directory is etcd's copy, rewritten by the etcd source itself; GeoIP
+        // and keys reload on SIGHUP.
+        tracing::info!("distributed mode: zones follow etcd; file watch off");
+    } else if !args.no_watch {
         // A watcher that cannot start (no inotify instances left) is worth a warning, not
         // an outage: SIGHUP and the control channel still reload.
         if let Err(e) = control::watch::spawn(Arc::clone(&control)) {
@@ -247,7 +330,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     control.set_serving();
     tracing::info!(dns = %dns_addrs.join(","), api = %api_addr, zones = %args.zones.display(), "serving");
     // The one machine-readable line: tests and scripts read the bound ports from it.
-    println!("ready dns={} api={api_addr}", dns_addrs.join(","));
+    println!(
+        "ready dns={} api={api_addr}{encrypted_ready}",
+        dns_addrs.join(",")
+    );
 
     signals.wait_for_shutdown(&control).await;
     // Drain: /health says 503 from now on; DNS over TCP stops accepting and answers what it
@@ -302,7 +388,8 @@ fn wire_observers(
             })
             .map(|e| e.region.name.clone())
     });
-    let notifier = crate::notify::Notifier::start(&args.notify_url, notify, region)?;
+    let notifier = crate::notify::Notifier::start(&args.notify_url, notify, region)?
+        .with_min_severity(args.webhook_min_severity);
     hub.set_notifier(Box::new(move |t| notifier.notify(t)));
     tracing::info!(urls = args.notify_url.len(), "health webhooks enabled");
     Ok(())
@@ -367,4 +454,36 @@ fn read_token(path: &std::path::Path) -> Result<String, ServeError> {
         )));
     }
     Ok(token)
+}
+
+fn etcd_start_error(e: EtcdStartError) -> ServeError {
+    match e {
+        EtcdStartError::Setup(m) => ServeError::EtcdSetup(m),
+        e @ EtcdStartError::Unavailable(_) => ServeError::EtcdUnavailable(e.to_string()),
+    }
+}
+
+/// Distributed mode reloads the control plane through this (`etcd` does not depend on
+/// `control`, whose status shows etcd's).
+impl Reload for ControlPlane {
+    fn reload_zones(&self) -> Reloaded {
+        let report = self.reload();
+        Reloaded {
+            ok: report.ok,
+            generation: report.generation,
+            zones: report.zones,
+            kept: report.kept.len(),
+        }
+    }
+}
+
+/// `/v1/status` and `ctl status` show etcd's state under `etcd`.
+impl control::ConfigSource for EtcdStatus {
+    fn name(&self) -> &'static str {
+        "etcd"
+    }
+
+    fn status_json(&self) -> serde_json::Value {
+        serde_json::json!(self.view())
+    }
 }

@@ -30,15 +30,19 @@
 //!   a leaf that imports no other module.
 //! - [`routing`]: the compiled table, its lookup (into an `AnswerSink`), service selection, and
 //!   the one `ArcSwap`. Never imports `dns`.
+//! - [`dnssec`]: online signing: BIND-format keys, RRSIGs, compact denial, signature cache.
 //! - [`dns`]: the query path: wire parsing, the handler, response writing (the `AnswerSink` the
-//!   lookup fills), UDP/TCP, RRL, AXFR, and `explain`'s real answer.
+//!   lookup fills), UDP/TCP, RRL, AXFR, DoT/DoH/DoQ listeners over the same handler, and
+//!   `explain`'s real answer.
 //! - [`health`]: probe reports (format, signatures), vote aggregation, the hub, overrides.
 //! - [`control`]: the control plane's one owner: reload, health, overrides, socket, watcher.
 //! - [`api`]: the HTTP API and status page: routes, who may call them, connection limits, TLS.
+//! - [`tls`]: PEM certificate and key loading, shared by the API and the DoT/DoH/DoQ listeners.
 //! - [`probe`]: checks, rise/fall, the schedule and signed report delivery.
 //! - [`prober`]: `meridian probe` and the embedded prober: the probe runner wired to a sink.
 //! - [`notify`]: health-transition webhooks (`--notify-url`).
 //! - [`metrics`]: the Prometheus registry behind `/metrics` and the counters it renders.
+//! - [`etcd`]: distributed mode: zones and votes in etcd (`--etcd`), `config push`/`pull`.
 //! - [`lab`]: the hidden `lab-backend` HTTP server of the compose lab.
 
 pub mod api;
@@ -48,6 +52,8 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod dns;
+pub mod dnssec;
+pub mod etcd;
 pub mod geo;
 pub mod health;
 pub mod lab;
@@ -57,6 +63,7 @@ pub mod probe;
 pub mod prober;
 pub mod proto;
 pub mod routing;
+pub mod tls;
 
 #[cfg(test)]
 #[path = "module_graph_tests.rs"]

@@ -1,5 +1,8 @@
 //! Health-transition webhooks (`meridian serve --notify-url URL`): one JSON POST per endpoint
-//! state change, for alerting.
+//! state change and per completed drain, for alerting. Each event carries a severity (P1 a
+//! service answers from its fallback, P2 a region of a service has no serving endpoint, P3 an
+//! endpoint down, P4 recoveries and completed drains); `--webhook-min-severity` drops the
+//! less urgent ones.
 //!
 //! Owns: a bounded queue and one delivery task per URL, retries with exponential backoff, and
 //! the JSON shape of an event ([`TransitionEvent`]).
@@ -20,7 +23,9 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
-use crate::health::aggregate::Transition;
+use crate::health::aggregate::{Severity, Transition};
+use crate::health::hub::HealthEvent;
+use crate::health::overrides::Override;
 
 /// Events waiting per URL before new ones are dropped.
 pub const QUEUE_CAPACITY: usize = 256;
@@ -72,6 +77,8 @@ pub struct RegionVotes {
 pub struct TransitionEvent {
     /// Always `endpoint_health_changed`.
     pub event: &'static str,
+    /// `P1` .. `P4`.
+    pub severity: Severity,
     /// Zone apex.
     pub zone: String,
     /// Service name relative to the zone.
@@ -97,11 +104,22 @@ pub struct TransitionEvent {
 impl TransitionEvent {
     /// Builds the event of `t` at `at`, with the endpoint's region.
     pub fn new(t: &Transition, region: Option<String>, at: SystemTime) -> Self {
+        Self::graded(t, Severity::P3, region, at)
+    }
+
+    /// Builds the event of `t` with its severity.
+    pub fn graded(
+        t: &Transition,
+        severity: Severity,
+        region: Option<String>,
+        at: SystemTime,
+    ) -> Self {
         let since = at
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default();
         Self {
             event: "endpoint_health_changed",
+            severity,
             zone: fqdn(t.key.zone()),
             service: t.key.service().to_string(),
             region,
@@ -129,6 +147,81 @@ impl TransitionEvent {
             },
             time: rfc3339(since),
             time_ms: u64::try_from(since.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+}
+
+/// The JSON body POSTed when a drain override is complete.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DrainEvent {
+    /// Always `drain_complete`.
+    pub event: &'static str,
+    /// Always `P4`.
+    pub severity: Severity,
+    /// The override's id.
+    pub override_id: u64,
+    /// Zone apex.
+    pub zone: String,
+    /// Service name relative to the zone.
+    pub service: String,
+    /// The region it drains, when it names one.
+    pub region: Option<String>,
+    /// The endpoint it drains, when it names one.
+    pub endpoint: Option<IpAddr>,
+    /// Since when no resolver can hold an answer with its endpoints, RFC 3339 UTC.
+    pub time: String,
+    /// The same, Unix milliseconds.
+    pub time_ms: u64,
+    /// The latest moment its endpoints could have been answered, Unix milliseconds.
+    pub last_answer_ms: u64,
+    /// The longest TTL they were answered with, seconds.
+    pub max_ttl: u32,
+}
+
+impl DrainEvent {
+    /// The event of a completed drain override.
+    pub fn new(o: &Override) -> Self {
+        let (last_answer_ms, max_ttl, complete_at_ms) = o.drain.map_or((0, 0, 0), |d| {
+            (d.last_answer_ms, d.max_ttl, d.complete_at_ms)
+        });
+        Self {
+            event: "drain_complete",
+            severity: Severity::P4,
+            override_id: o.id,
+            zone: fqdn(&o.target.zone.to_ascii_lowercase()),
+            service: o.target.service.clone(),
+            region: o.target.region.clone(),
+            endpoint: o.target.address,
+            time: rfc3339(Duration::from_millis(complete_at_ms)),
+            time_ms: complete_at_ms,
+            last_answer_ms,
+            max_ttl,
+        }
+    }
+}
+
+/// One webhook body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Event {
+    /// An endpoint changed state.
+    Endpoint(TransitionEvent),
+    /// A drain is complete.
+    Drain(DrainEvent),
+}
+
+impl Event {
+    fn severity(&self) -> Severity {
+        match self {
+            Self::Endpoint(e) => e.severity,
+            Self::Drain(e) => e.severity,
+        }
+    }
+
+    fn subject(&self) -> String {
+        match self {
+            Self::Endpoint(e) => e.endpoint.to_string(),
+            Self::Drain(e) => format!("override {}", e.override_id),
         }
     }
 }
@@ -222,9 +315,10 @@ pub type RegionLookup = Arc<dyn Fn(&str, &str, IpAddr) -> Option<String> + Send 
 
 /// Queues transition events for each webhook URL.
 pub struct Notifier {
-    queues: Vec<(String, mpsc::Sender<Arc<TransitionEvent>>)>,
+    queues: Vec<(String, mpsc::Sender<Arc<Event>>)>,
     metrics: Arc<NotifyMetrics>,
     region: RegionLookup,
+    min_severity: Severity,
 }
 
 impl Notifier {
@@ -264,17 +358,40 @@ impl Notifier {
             queues,
             metrics,
             region,
+            min_severity: Severity::P4,
         })
     }
 
-    /// Queues `t` for every URL without waiting; a full queue drops it (counted, logged).
-    pub fn notify(&self, t: &Transition) {
-        let region = (self.region)(&fqdn(t.key.zone()), t.key.service(), t.key.address());
-        let event = Arc::new(TransitionEvent::new(t, region, SystemTime::now()));
+    /// Sends only events at least as urgent as `min` (`--webhook-min-severity`; P4, all, by
+    /// default).
+    pub fn with_min_severity(mut self, min: Severity) -> Self {
+        self.min_severity = min;
+        self
+    }
+
+    /// Queues the event for every URL without waiting; a full queue drops it (counted,
+    /// logged). Events less urgent than the minimum severity are not sent.
+    pub fn notify(&self, e: HealthEvent<'_>) {
+        let event = match e {
+            HealthEvent::Endpoint(t, severity) => {
+                let region = (self.region)(&fqdn(t.key.zone()), t.key.service(), t.key.address());
+                Event::Endpoint(TransitionEvent::graded(
+                    t,
+                    severity,
+                    region,
+                    SystemTime::now(),
+                ))
+            }
+            HealthEvent::DrainComplete(o) => Event::Drain(DrainEvent::new(o)),
+        };
+        if event.severity() > self.min_severity {
+            return;
+        }
+        let event = Arc::new(event);
         for (url, tx) in &self.queues {
             if tx.try_send(Arc::clone(&event)).is_err() {
                 self.metrics.record_notification(NotifyOutcome::Dropped);
-                tracing::warn!(url = %url, endpoint = %t.key, "webhook queue full; notification dropped");
+                tracing::warn!(url = %url, subject = %event.subject(), "webhook queue full; notification dropped");
             }
         }
     }
@@ -284,7 +401,7 @@ impl Notifier {
 async fn deliver(
     client: reqwest::Client,
     url: String,
-    mut rx: mpsc::Receiver<Arc<TransitionEvent>>,
+    mut rx: mpsc::Receiver<Arc<Event>>,
     metrics: Arc<NotifyMetrics>,
 ) {
     while let Some(event) = rx.recv().await {
@@ -307,7 +424,7 @@ async fn deliver(
             let error = match result {
                 Ok(resp) if resp.status().is_success() => {
                     metrics.record_notification(NotifyOutcome::Sent);
-                    tracing::debug!(url = %url, endpoint = %event.endpoint, "webhook delivered");
+                    tracing::debug!(url = %url, subject = %event.subject(), "webhook delivered");
                     break;
                 }
                 Ok(resp) => format!("status {}", resp.status().as_u16()),
@@ -315,7 +432,7 @@ async fn deliver(
             };
             if attempt >= ATTEMPTS {
                 metrics.record_notification(NotifyOutcome::Failed);
-                tracing::warn!(url = %url, endpoint = %event.endpoint, error = %error, attempts = attempt, "webhook failed; giving up on this event");
+                tracing::warn!(url = %url, subject = %event.subject(), error = %error, attempts = attempt, "webhook failed; giving up on this event");
                 break;
             }
             tracing::debug!(url = %url, error = %error, attempt, "webhook failed; retrying");
@@ -359,8 +476,9 @@ mod tests {
         let notifier = Notifier::start(&[url], Arc::clone(&metrics), lookup).unwrap();
         let extra = 50;
         let started = std::time::Instant::now();
+        let t = transition();
         for _ in 0..QUEUE_CAPACITY + 1 + extra {
-            notifier.notify(&transition());
+            notifier.notify(HealthEvent::Endpoint(&t, Severity::P3));
         }
         assert!(started.elapsed() < Duration::from_secs(1), "notify blocked");
         let text = registry.render();

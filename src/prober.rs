@@ -7,8 +7,11 @@ use tokio::sync::mpsc;
 
 use crate::cli::ProbeArgs;
 use crate::config::{Zone, load_dir};
+use crate::etcd::client::Client;
+use crate::etcd::votes::VotePublisher;
 use crate::health::hub::HealthHub;
 use crate::health::report::{Keyring, ProberId};
+use crate::probe::exec::{AllowExec, ExecError};
 use crate::probe::push::{PushPolicy, Pusher};
 use crate::probe::runner::{
     self, DEFAULT_MAX_IN_FLIGHT, ProbeTarget, RunnerConfig, TargetSet, new_boot_id,
@@ -35,6 +38,9 @@ pub enum ProbeError {
     /// A check cannot be prepared.
     #[error(transparent)]
     Targets(#[from] TargetError),
+    /// An `--allow-exec` directory cannot be resolved.
+    #[error(transparent)]
+    AllowExec(#[from] ExecError),
     /// The pusher cannot start.
     #[error("{0}")]
     Push(String),
@@ -42,7 +48,8 @@ pub enum ProbeError {
 
 /// Runs `meridian probe` until SIGTERM/SIGINT; SIGHUP re-reads the zones (see `reload_on_hup`).
 pub async fn probe(args: ProbeArgs) -> Result<(), ProbeError> {
-    let targets = load_targets(&args.zones, args.only_region.as_deref())?;
+    let allow = AllowExec::new(&args.allow_exec)?;
+    let targets = load_targets(&args.zones, args.only_region.as_deref(), &allow)?;
     let keyring = Keyring::load(&args.key_file)?;
     let prober = ProberId::new(args.id.clone());
     let key = keyring
@@ -55,8 +62,23 @@ pub async fn probe(args: ProbeArgs) -> Result<(), ProbeError> {
     if targets.is_empty() {
         tracing::warn!("no endpoint has a health check here; reporting an empty view");
     }
-    let pusher = Pusher::start(args.publish.clone(), key, PushPolicy::default())
-        .map_err(|e| ProbeError::Push(e.to_string()))?;
+    // Distributed mode: the votes also (or only) go to this prober's key in etcd.
+    let votes = match args.etcd.options() {
+        Ok(Some((opts, layout))) => {
+            let client = Client::new(&opts).map_err(|e| ProbeError::Push(e.to_string()))?;
+            Some(VotePublisher::start(client, &layout, &args.id, key.clone()))
+        }
+        Ok(None) => None,
+        Err(e) => return Err(ProbeError::Push(e.to_string())),
+    };
+    let pusher = if args.publish.is_empty() {
+        None
+    } else {
+        Some(
+            Pusher::start(args.publish.clone(), key, PushPolicy::default())
+                .map_err(|e| ProbeError::Push(e.to_string()))?,
+        )
+    };
     let config = RunnerConfig {
         prober_id: prober,
         region: args.region.clone(),
@@ -67,12 +89,18 @@ pub async fn probe(args: ProbeArgs) -> Result<(), ProbeError> {
     };
     // Installed before the ready line: a SIGHUP sent as soon as it is read must reload.
     let (updates_tx, updates) = mpsc::unbounded_channel();
-    reload_on_hup(args.zones.clone(), args.only_region.clone(), updates_tx);
+    reload_on_hup(
+        args.zones.clone(),
+        args.only_region.clone(),
+        allow,
+        updates_tx,
+    );
     tracing::info!(
         id = %args.id,
         region = %args.region,
         endpoints = targets.len(),
         nameservers = args.publish.len(),
+        etcd = !args.etcd.etcd.is_empty(),
         "prober started"
     );
     println!("ready probe id={} endpoints={}", args.id, targets.len());
@@ -81,8 +109,11 @@ pub async fn probe(args: ProbeArgs) -> Result<(), ProbeError> {
         targets,
         updates,
         move |report| {
-            if let Err(e) = pusher.publish(&report) {
+            if let Some(Err(e)) = pusher.as_ref().map(|p| p.publish(&report)) {
                 tracing::warn!(error = %e, "cannot queue report");
+            }
+            if let Some(Err(e)) = votes.as_ref().map(|v| v.publish(&report)) {
+                tracing::warn!(error = %e, "cannot queue votes for etcd");
             }
         },
         shutdown_signal(),
@@ -93,9 +124,13 @@ pub async fn probe(args: ProbeArgs) -> Result<(), ProbeError> {
 }
 
 /// The probe targets of the zones in `dir` (only `only_region`'s when given).
-fn load_targets(dir: &Path, only_region: Option<&str>) -> Result<Vec<ProbeTarget>, ProbeError> {
+fn load_targets(
+    dir: &Path,
+    only_region: Option<&str>,
+    allow: &AllowExec,
+) -> Result<Vec<ProbeTarget>, ProbeError> {
     let zones: Vec<Arc<Zone>> = load_dir(dir)?.into_iter().map(Arc::new).collect();
-    Ok(targets(&zones, only_region)?)
+    Ok(targets(&zones, only_region, allow)?)
 }
 
 /// On every SIGHUP, re-reads the zones in `dir` and hands the new targets to the running
@@ -105,6 +140,7 @@ fn load_targets(dir: &Path, only_region: Option<&str>) -> Result<Vec<ProbeTarget
 fn reload_on_hup(
     dir: std::path::PathBuf,
     only_region: Option<String>,
+    allow: AllowExec,
     updates: mpsc::UnboundedSender<TargetSet>,
 ) {
     use tokio::signal::unix::{SignalKind, signal};
@@ -118,9 +154,10 @@ fn reload_on_hup(
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
             tracing::info!(zones = %dir.display(), "SIGHUP: reloading zones");
-            let (dir, only) = (dir.clone(), only_region.clone());
+            let (dir, only, allow) = (dir.clone(), only_region.clone(), allow.clone());
             let loaded =
-                tokio::task::spawn_blocking(move || load_targets(&dir, only.as_deref())).await;
+                tokio::task::spawn_blocking(move || load_targets(&dir, only.as_deref(), &allow))
+                    .await;
             match loaded {
                 Ok(Ok(targets)) => {
                     if targets.is_empty() {
@@ -162,6 +199,7 @@ async fn shutdown_signal() {
 /// so unchanged checks keep their state, boot id and sequence (see `probe::runner`).
 pub struct LocalProber {
     running: Option<Running>,
+    allow: AllowExec,
 }
 
 struct Running {
@@ -174,9 +212,22 @@ struct Running {
 pub const LOCAL_PROBER: &str = "local";
 
 impl LocalProber {
-    /// Not running.
+    /// Not running; runs no exec check.
     pub fn stopped() -> Self {
-        Self { running: None }
+        Self::allowing(AllowExec::default())
+    }
+
+    /// Not running; runs exec checks whose programs `allow` allows (`serve --allow-exec`).
+    pub fn allowing(allow: AllowExec) -> Self {
+        Self {
+            running: None,
+            allow,
+        }
+    }
+
+    /// Which programs exec checks may run from the next (re)start on.
+    pub fn set_allow_exec(&mut self, allow: AllowExec) {
+        self.allow = allow;
     }
 
     /// Starts on `zones`, or, when already running for `hub`, hands it the targets of
@@ -184,7 +235,7 @@ impl LocalProber {
     /// nothing that did not change. Targets that cannot be prepared are logged and the
     /// previous ones keep being checked.
     pub fn restart(&mut self, zones: &[Arc<Zone>], hub: &Arc<HealthHub>) {
-        let targets = match targets(zones, None) {
+        let targets = match targets(zones, None, &self.allow) {
             Ok(t) => t,
             Err(e) => {
                 let running = self.running.as_ref().is_some_and(|r| !r.task.is_finished());

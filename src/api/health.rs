@@ -73,7 +73,26 @@ struct EndpointStatusView {
     checked: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     decided_for_ms: Option<u64>,
+    /// Load, weight hint, check latency and transition from the fresh votes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signals: Option<crate::health::aggregate::EndpointSignals>,
+    /// Under a drain override: when no resolver can hold it any longer, and whether that is
+    /// past.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    drain: Option<DrainView>,
+    /// Slow start: the share of its weight a returning endpoint has now (0.1-1.0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ramp: Option<f64>,
+    /// Load shedding: the share of its weight a loaded endpoint keeps (below 1.0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shed: Option<f64>,
     votes: Vec<VoteStatus>,
+}
+
+#[derive(Serialize)]
+struct DrainView {
+    complete: bool,
+    complete_at_ms: u64,
 }
 
 #[derive(Serialize)]
@@ -151,6 +170,7 @@ pub async fn status(State(state): State<ApiState>, headers: HeaderMap) -> Respon
                 });
             }
             let st = view.lookup(&origin, &e.service.key, e.endpoint.address);
+            let (ramp, shed) = weight_factors(&e, st);
             if let Some(region) = svc.regions.last_mut() {
                 region.endpoints.push(EndpointStatusView {
                     address: e.endpoint.address,
@@ -160,6 +180,17 @@ pub async fn status(State(state): State<ApiState>, headers: HeaderMap) -> Respon
                     decided: st.map_or("up".into(), |s| s.health.to_string()),
                     checked: st.is_some(),
                     decided_for_ms: st.map(|s| s.for_ms),
+                    signals: st.map(|s| s.signals),
+                    ramp,
+                    shed,
+                    drain: state
+                        .control
+                        .hub()
+                        .drain_of(&origin, &e.service.key, &e.region.name, e.endpoint.address)
+                        .map(|d| DrainView {
+                            complete: d.complete,
+                            complete_at_ms: d.complete_at_ms,
+                        }),
                     votes: st.map(|s| s.votes.clone()).unwrap_or_default(),
                 });
             }
@@ -180,12 +211,40 @@ pub async fn status(State(state): State<ApiState>, headers: HeaderMap) -> Respon
         "overrides_active": overrides.len(),
         "transitions": state.control.hub().recent(),
     });
+    if let (Some(source), Some(fields)) = (state.control.config_source(), body.as_object_mut()) {
+        fields.insert(source.name().into(), source.status_json());
+    }
     if admin {
         if let Some(fields) = body.as_object_mut() {
             fields.insert("overrides".into(), serde_json::json!(overrides));
         }
     }
     axum::Json(body).into_response()
+}
+
+/// The slow-start and shedding factors an endpoint is weighted with now, recomputed from the
+/// configuration and the health view as `routing::weights` does when compiling.
+fn weight_factors(
+    e: &crate::routing::table::EndpointEntry<'_>,
+    st: Option<&crate::health::aggregate::EndpointStatus>,
+) -> (Option<f64>, Option<f64>) {
+    let Some(st) = st.filter(|s| s.health == crate::health::aggregate::Health::Up) else {
+        return (None, None);
+    };
+    let zone = &e.zone.source;
+    let Some(svc) = zone.services.iter().find(|s| s.key == e.service.key) else {
+        return (None, None);
+    };
+    let shed = svc
+        .check
+        .as_ref()
+        .and_then(|name| zone.checks.iter().find(|c| &c.name == name))
+        .map(|c| c.spec.shed)
+        .unwrap_or_default();
+    (
+        crate::routing::weights::ramp(st.signals.recovered_for, svc.health.slow_start),
+        st.signals.load.map(|l| shed.factor(l)).filter(|f| *f < 1.0),
+    )
 }
 
 /// `GET /v1/overrides`.

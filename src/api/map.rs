@@ -34,6 +34,8 @@ struct RegionView {
     healthy_endpoints: usize,
     endpoints: usize,
     countries: usize,
+    /// Per mille of its countries' answers it takes now (below 1000 while it ramps up).
+    share: u16,
 }
 
 #[derive(Serialize)]
@@ -117,6 +119,7 @@ pub async fn map(State(state): State<ApiState>, Query(q): Query<MapQuery>) -> Re
                 healthy_endpoints: r.healthy_endpoints,
                 endpoints: r.endpoints,
                 countries: r.countries,
+                share: r.share,
             })
             .collect(),
     };

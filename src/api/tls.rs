@@ -23,7 +23,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -40,8 +40,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
-use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+pub use crate::tls::{TlsError, load_pem};
 
 use super::Scheme;
 use super::limits::{Activity, Admitted, Phase, Pool, SlotTable};
@@ -78,42 +78,10 @@ pub const API_CLOSE_GRACE: Duration = Duration::from_secs(10);
 /// How often a summary of refused connections is logged at most.
 const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 
-/// Why the API's TLS configuration could not be built.
-#[derive(Debug, thiserror::Error)]
-pub enum TlsError {
-    /// A PEM file could not be read or holds nothing usable.
-    #[error("{}: {message}", path.display())]
-    Pem {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        message: String,
-    },
-    /// rustls refused the certificate/key pair.
-    #[error("{}: {source}", cert.display())]
-    Config {
-        /// The certificate file.
-        cert: PathBuf,
-        /// rustls's reason.
-        source: tokio_rustls::rustls::Error,
-    },
-}
-
 /// Builds a TLS server configuration (TLS 1.2 and 1.3, ring, HTTP/1.1 via ALPN) from a PEM
 /// certificate chain and a PEM private key (PKCS#8, PKCS#1 or SEC1).
 pub fn load_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
-    let pem_err = |path: &Path, message: String| TlsError::Pem {
-        path: path.to_path_buf(),
-        message,
-    };
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| pem_err(cert, e.to_string()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| pem_err(cert, e.to_string()))?;
-    if certs.is_empty() {
-        return Err(pem_err(cert, "no CERTIFICATE block found".into()));
-    }
-    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| pem_err(key, e.to_string()))?;
+    let (certs, key_der) = load_pem(cert, key)?;
     let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

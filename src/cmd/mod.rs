@@ -8,7 +8,9 @@
 //! logic a library module owns (serving, probing, checking and explaining live there).
 
 pub mod check_config;
+pub mod config;
 pub mod ctl;
+pub mod dnssec;
 pub mod explain;
 pub mod geoip;
 pub mod lab_backend;
@@ -45,6 +47,8 @@ pub fn run(command: Command) -> Result<(), Box<dyn CommandError>> {
         Command::Explain(args) => explain::run(args).map_err(boxed),
         Command::LabBackend(args) => lab_backend::run(args).map_err(boxed),
         Command::Geoip { command } => geoip::run(command).map_err(boxed),
+        Command::Config { command } => config::run(command).map_err(boxed),
+        Command::Dnssec { command } => dnssec::run(command).map_err(boxed),
         Command::Completions { shell } => manual::completions(shell).map_err(boxed),
         Command::Man { out } => manual::man_pages(&out).map_err(boxed),
     }

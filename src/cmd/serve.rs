@@ -40,8 +40,12 @@ impl CommandError for ServeError {
             | Self::Token { .. }
             | Self::Notify(_)
             | Self::Tls(_)
-            | Self::Control(_) => EXIT_CONFIG,
-            Self::Io { .. } => EXIT_RUNTIME,
+            | Self::AllowExec(_)
+            | Self::Control(_)
+            | Self::EtcdSetup(_) => EXIT_CONFIG,
+            Self::Io { .. } | Self::EtcdUnavailable(_) => EXIT_RUNTIME,
+            Self::Encrypted(e) if e.is_config() => EXIT_CONFIG,
+            Self::Encrypted(_) => EXIT_RUNTIME,
         }
     }
 }

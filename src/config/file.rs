@@ -35,15 +35,67 @@ pub struct ZoneFile {
     /// Health checks that services name.
     #[serde(default)]
     pub check: BTreeMap<String, CheckFile>,
+    /// DNSSEC online signing; absent = the zone is not signed.
+    pub dnssec: Option<DnssecFile>,
+}
+
+/// The `[dnssec]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnssecFile {
+    /// The keys: one CSK, or KSK(s) and ZSK(s).
+    #[serde(default)]
+    pub key: Vec<DnssecKeyFile>,
+    /// Signature lifetime from a window's start: seconds or `"14d"`.
+    pub signature_validity: Option<DurationFile>,
+    /// Re-sign when less than this remains: seconds or `"7d"`.
+    pub signature_refresh: Option<DurationFile>,
+    /// How far in the past inception lies: seconds or `"1h"`.
+    pub inception_offset: Option<DurationFile>,
+    /// TTL of DNSKEY, CDS and CDNSKEY.
+    pub dnskey_ttl: Option<u32>,
+    /// Slots of each signature cache (steered answers; per-name proofs).
+    pub cache_size: Option<usize>,
+}
+
+/// One `[[dnssec.key]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnssecKeyFile {
+    /// `K<zone>+<alg>+<tag>` (with or without `.key`/`.private`), relative to the zone file.
+    pub file: String,
+    /// When the DNSKEY is published (default: the `.private` file's, else always).
+    pub publish: Option<TimeFile>,
+    /// When the key starts signing.
+    pub activate: Option<TimeFile>,
+    /// When the key stops signing (stays published).
+    pub retire: Option<TimeFile>,
+    /// When the DNSKEY is withdrawn.
+    pub remove: Option<TimeFile>,
+}
+
+/// A point in time: a TOML date-time, a string (RFC 3339 UTC or `YYYYMMDDHHMMSS`), or
+/// seconds since the epoch.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum TimeFile {
+    /// Seconds since the epoch.
+    Seconds(u64),
+    /// Text.
+    Text(String),
+    /// A TOML date-time (`2026-01-02T03:04:05Z`, unquoted).
+    Date(toml::value::Datetime),
 }
 
 /// A `[check.NAME]` table.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CheckFile {
-    /// `http`, `https` or `tcp`.
+    /// `http`, `https`, `tcp` or `exec`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// exec only: the program (an absolute path) and its arguments; no shell.
+    pub command: Option<Vec<String>>,
     /// Port; default 80 (http), 443 (https); required for tcp.
     pub port: Option<u16>,
     /// Request path.
@@ -54,6 +106,17 @@ pub struct CheckFile {
     pub expect_status: Option<Vec<StatusFile>>,
     /// Substring the body must contain.
     pub expect_body: Option<String>,
+    /// RFC 6901 JSON pointer -> the value the JSON body must have there.
+    #[serde(default)]
+    pub expect_json: BTreeMap<String, JsonValueFile>,
+    /// A response slower than this fails the check.
+    pub max_latency: Option<DurationFile>,
+    /// RFC 6901 JSON pointer to the endpoint's load (0.0-1.0) in the body.
+    pub load_pointer: Option<String>,
+    /// Load above which the endpoint's weight starts falling.
+    pub shed_above: Option<f64>,
+    /// Load at which the endpoint's weight reaches zero.
+    pub shed_at: Option<f64>,
     /// Extra request headers.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
@@ -79,6 +142,20 @@ pub enum StatusFile {
     Code(u16),
     /// `"200-399"`.
     Range(String),
+}
+
+/// An `expect_json` value: a string, a number or a boolean.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum JsonValueFile {
+    /// `true` / `false`.
+    Bool(bool),
+    /// An integer.
+    Int(i64),
+    /// A float.
+    Float(f64),
+    /// A string.
+    Text(String),
 }
 
 /// A duration: whole seconds, or a string with a unit.
@@ -159,6 +236,12 @@ pub struct ServiceFile {
     pub failover: Vec<String>,
     /// Maps for the `geo` policy.
     pub geo: Option<GeoFile>,
+    /// Ramp a returning endpoint or region from 10 % to its full share over this time.
+    pub slow_start: Option<DurationFile>,
+    /// Answer with `min_ttl` while an endpoint the answer depends on is in a transition.
+    pub dynamic_ttl: Option<bool>,
+    /// TTL of answers during transitions and of fallback answers (`dynamic_ttl`).
+    pub min_ttl: Option<u32>,
     /// The load balancers.
     #[serde(default)]
     pub endpoint: Vec<EndpointFile>,

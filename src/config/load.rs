@@ -308,7 +308,7 @@ impl<'a> ZoneBuilder<'a> {
         }
 
         let zone = Zone {
-            origin,
+            origin: origin.clone(),
             file: self.path.to_path_buf(),
             records_file: file
                 .records_file
@@ -319,6 +319,11 @@ impl<'a> ZoneBuilder<'a> {
             regions,
             services,
             checks,
+            dnssec: file
+                .dnssec
+                .as_ref()
+                .map(|d| super::dnssec::load(self.path, &origin, d, crate::dnssec::time::now()))
+                .transpose()?,
         };
         self.check_records(&zone, &sources)?;
         self.check_services(&zone, &sources)?;

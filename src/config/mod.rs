@@ -2,6 +2,7 @@
 //! between them (`load`).
 
 pub mod check;
+mod dnssec;
 pub mod file;
 pub mod load;
 mod master;

@@ -53,6 +53,8 @@ pub struct Zone {
     pub services: Vec<Service>,
     /// Health checks, by name.
     pub checks: Vec<super::check::Check>,
+    /// Keys and signing policy when the zone is signed (`[dnssec]`).
+    pub dnssec: Option<crate::dnssec::ZoneDnssec>,
 }
 
 impl Zone {
@@ -188,4 +190,23 @@ pub struct Service {
     pub fallback: Fallback,
     /// The endpoints, in file order.
     pub endpoints: Vec<Endpoint>,
+    /// Slow start, dynamic TTL.
+    pub health: ServiceHealth,
+}
+
+/// Default TTL of answers during transitions and of fallback answers (`min_ttl`), seconds.
+pub const DEFAULT_MIN_TTL: u32 = 5;
+/// Longest `slow_start` a service may have.
+pub const MAX_SLOW_START: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// How a service treats endpoints that change state.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ServiceHealth {
+    /// Ramp a returning endpoint or region from 10 % to its full share over this time.
+    pub slow_start: Option<std::time::Duration>,
+    /// Answer with `min_ttl` while any endpoint is in a transition (rise/fall counting,
+    /// slow start, shedding), and always for fallback answers.
+    pub dynamic_ttl: bool,
+    /// The short TTL of `dynamic_ttl`, at most the service's `ttl`.
+    pub min_ttl: u32,
 }

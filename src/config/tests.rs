@@ -116,7 +116,8 @@ fn the_example_zone_loads() {
 
 #[test]
 fn names_and_records_are_validated() {
-    let supported = "A, AAAA, CAA, CNAME, HTTPS, MX, NAPTR, NS, PTR, SRV, SSHFP, SVCB, TLSA, TXT";
+    let supported =
+        "A, AAAA, CAA, CNAME, DS, HTTPS, MX, NAPTR, NS, PTR, SRV, SSHFP, SVCB, TLSA, TXT";
     let cases: Vec<(&str, String, &str, String)> = vec![
         (
             "origin not absolute",
@@ -1228,4 +1229,43 @@ fn mx_ns_and_srv_targets_that_are_cnames_are_linted() {
 /// (a master-file string holds at most 255).
 fn quarters() -> String {
     format!("\"{0}\" \"{0}\" \"{0}\"", "x".repeat(250))
+}
+
+#[test]
+fn service_health_options() {
+    let (_dir, path) = write(&service(
+        "slow_start = \"60s\"\ndynamic_ttl = true\nmin_ttl = 10\nttl = 60",
+        "",
+    ));
+    let zone = load_zone(&path).unwrap();
+    let h = &zone.services[0].health;
+    assert_eq!(h.slow_start, Some(std::time::Duration::from_secs(60)));
+    assert!(h.dynamic_ttl);
+    assert_eq!(h.min_ttl, 10);
+    let (_dir, path) = write(&service("", ""));
+    let h = load_zone(&path).unwrap().services[0].health.clone();
+    assert_eq!(
+        (h.slow_start, h.dynamic_ttl, h.min_ttl),
+        (None, false, crate::config::model::DEFAULT_MIN_TTL)
+    );
+    check(&[
+        (
+            "min_ttl above ttl",
+            service("ttl = 30\nmin_ttl = 60", ""),
+            "service.www.min_ttl",
+            "60 is above the service's ttl (30)".into(),
+        ),
+        (
+            "slow_start too long",
+            service("slow_start = \"2h\"", ""),
+            "service.www.slow_start",
+            "`2h`: unit must be ms, s or m".into(),
+        ),
+        (
+            "slow_start zero",
+            service("slow_start = 0", ""),
+            "service.www.slow_start",
+            "0ns is not between 1ms and 3600s".into(),
+        ),
+    ]);
 }

@@ -19,7 +19,7 @@ pub mod watch;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use axum::http::HeaderMap;
@@ -31,7 +31,7 @@ use crate::health::export::HealthMetrics;
 use crate::health::hub::HealthHub;
 use crate::health::overrides::{NewOverride, Override, OverrideError, Target};
 use crate::health::report::{Keyring, RejectReason};
-use crate::probe::targets::checked_endpoints;
+use crate::probe::targets::{checked_endpoints, endpoint_layout};
 use crate::prober::LocalProber;
 use crate::routing::counters::TableMetrics;
 use crate::routing::publish::{Publisher, StartError, load_sources};
@@ -76,6 +76,10 @@ pub enum ControlError {
     Keys(#[from] crate::health::report::KeyringError),
 }
 
+/// Something else a reload re-reads (the DNS listeners' TLS certificate): it keeps its
+/// previous version on error and returns the message for the reload report.
+pub type ReloadHook = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
+
 /// The control plane of one `serve` process.
 pub struct ControlPlane {
     sources: Sources,
@@ -87,6 +91,11 @@ pub struct ControlPlane {
     reloading: Mutex<Option<ReloadReport>>,
     serving: AtomicBool,
     draining: AtomicBool,
+    /// Run by every reload after the zones (see [`ControlPlane::add_reload_hook`]).
+    hooks: Mutex<Vec<ReloadHook>>,
+    /// In distributed mode, where the zones come from (`etcd::zones` writes them to
+    /// `sources.zones_dir` and calls [`ControlPlane::reload`]) and the revision serving.
+    config_source: OnceLock<Arc<dyn ConfigSource>>,
 }
 
 impl ControlPlane {
@@ -114,6 +123,7 @@ impl ControlPlane {
             keyring,
             health,
         ));
+        hub.set_layout(endpoint_layout(&publisher.zones()));
         Ok(Arc::new(Self {
             sources,
             publisher,
@@ -123,15 +133,34 @@ impl ControlPlane {
             reloading: Mutex::new(None),
             serving: AtomicBool::new(false),
             draining: AtomicBool::new(false),
+            hooks: Mutex::new(Vec::new()),
+            config_source: OnceLock::new(),
         }))
+    }
+
+    /// Lets the embedded prober run exec checks from these directories (`serve
+    /// --allow-exec`); call before [`ControlPlane::start_probing`].
+    pub fn allow_exec(&self, allow: crate::probe::exec::AllowExec) {
+        if let Some(prober) = &self.prober {
+            prober
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .set_allow_exec(allow);
+        }
     }
 
     /// Starts the health task (decisions -> recompiles) and the embedded prober. Needs the
     /// Tokio runtime.
     pub fn start_probing(self: &Arc<Self>) {
+        // What caches may hold starts with the first table (drains, `health::overrides`).
+        self.hub.observe_table(&self.publisher.table());
         let publisher = Arc::clone(&self.publisher);
+        let hub = Arc::downgrade(&self.hub);
         tokio::spawn(Arc::clone(&self.hub).run(move |snapshot| {
             publisher.set_health(Arc::new(snapshot));
+            if let Some(hub) = hub.upgrade() {
+                hub.observe_table(&publisher.table());
+            }
         }));
         if let Some(prober) = &self.prober {
             let mut p = prober.lock().unwrap_or_else(|p| p.into_inner());
@@ -152,6 +181,17 @@ impl ControlPlane {
     /// The table serving now.
     pub fn table(&self) -> Arc<RoutingTable> {
         self.publisher.table()
+    }
+
+    /// Marks the zones as coming from `source` (first call wins): `/v1/status` and `ctl
+    /// status` show its state.
+    pub fn set_config_source(&self, source: Arc<dyn ConfigSource>) {
+        let _ = self.config_source.set(source);
+    }
+
+    /// Where the zones come from, when not from the zone directory itself.
+    pub fn config_source(&self) -> Option<&Arc<dyn ConfigSource>> {
+        self.config_source.get()
     }
 
     /// The configuration sources.
@@ -207,12 +247,19 @@ impl ControlPlane {
             self.hub.set_keyring(Some(k));
         }
         let serving = self.publisher.zones();
+        self.hub.observe_table(&self.publisher.table());
         self.hub.set_known(checked_endpoints(&serving));
+        self.hub.set_layout(endpoint_layout(&serving));
         if let Some(prober) = &self.prober {
             let mut p = prober.lock().unwrap_or_else(|p| p.into_inner());
             p.restart(&serving, &self.hub);
         }
 
+        for hook in self.hooks.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            if let Err(e) = hook() {
+                errors.push(e);
+            }
+        }
         let ok = errors.is_empty();
         self.metrics.record_reload(ok);
         let kept_labels: Vec<(String, String)> = kept
@@ -244,6 +291,15 @@ impl ControlPlane {
         report
     }
 
+    /// Adds something every reload re-reads after the zones; its error (its previous version
+    /// kept) goes into the report's errors and makes the reload count as failed.
+    pub fn add_reload_hook(&self, hook: ReloadHook) {
+        self.hooks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(hook);
+    }
+
     /// The last reload's report, if there was one.
     pub fn last_reload(&self) -> Option<ReloadReport> {
         self.reloading
@@ -264,8 +320,17 @@ impl ControlPlane {
     /// Adds an override; its target must name at least one endpoint served now.
     pub fn set_override(&self, new: NewOverride) -> Result<Override, OverrideError> {
         let table = self.table();
-        self.hub
-            .add_override(new, |t: &Target| target_matches(&table, t))
+        let added = self
+            .hub
+            .add_override(new, |t: &Target| target_matches(&table, t))?;
+        // The table serving until the drain's recompile: what caches may hold from now on.
+        self.hub.observe_table(&table);
+        Ok(self
+            .hub
+            .overrides()
+            .into_iter()
+            .find(|o| o.id == added.id)
+            .unwrap_or(added))
     }
 
     /// Removes an override; false when there is none with this id.
@@ -319,6 +384,7 @@ impl ControlPlane {
             endpoints_down: view.down_count(),
             overrides: self.overrides(),
             last_reload: self.last_reload(),
+            etcd: self.config_source().map(|s| s.status_json()),
         }
     }
 }
@@ -338,6 +404,19 @@ pub struct StatusSummary {
     pub overrides: Vec<Override>,
     /// The last reload, if any.
     pub last_reload: Option<ReloadReport>,
+    /// In distributed mode: etcd and the configuration revision serving.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub etcd: Option<serde_json::Value>,
+}
+
+/// Where the zones come from when something else writes the zone directory (distributed
+/// mode: `etcd::zones`), as `/v1/status` and `ctl status` show it. A trait, so that the
+/// control plane does not depend on the module that depends on it.
+pub trait ConfigSource: Send + Sync {
+    /// Its key in `/v1/status` (`etcd`).
+    fn name(&self) -> &'static str;
+    /// Its state: connection, configuration revision serving.
+    fn status_json(&self) -> serde_json::Value;
 }
 
 /// A zone in [`StatusSummary`].

@@ -1,8 +1,14 @@
 //! The DNS server's counters: queries by transport and RCODE, truncation, drops, ECS, answer
-//! latency, TCP connection limits and response rate limiting.
+//! latency, TCP connection limits, response rate limiting, and the encrypted transports'
+//! connections, handshakes and certificate reloads.
+//!
+//! The handler knows two transports ([`Transport`]: UDP, and a stream with 64 KiB messages);
+//! the encrypted listeners (DoT, DoH, DoQ) run the same handler as streams, each with a view
+//! of these counters ([`DnsMetrics::for_stream`]) whose stream row is labelled `tls`,
+//! `https` or `quic` instead of `tcp`, so every transport has its own series.
 //!
 //! Owns: [`DnsMetrics`] and the label enums only the DNS server produces ([`Transport`],
-//! [`TcpRefusal`]). Every handle is created with the struct, so the query path only ever
+//! [`StreamLabel`], [`TcpRefusal`], [`EncryptedRefusal`]). Every handle is created with the struct, so the query path only ever
 //! calls `inc()` on an atomic or [`LatencyHistogram::observe`].
 //!
 //! Must never: take a lock or allocate when counting (no `Family::get_or_create` after
@@ -40,7 +46,54 @@ impl Transport {
     }
 }
 
-const TRANSPORTS: [Transport; 2] = [Transport::Udp, Transport::Tcp];
+/// The `transport` label of a query that arrived over a stream: plain TCP or one of the
+/// encrypted transports. The handler only tells UDP from stream ([`Transport`]); which
+/// stream it was is a property of the listener, fixed in its [`DnsMetrics::for_stream`] view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamLabel {
+    /// TCP (RFC 7766).
+    Tcp = 1,
+    /// DNS over TLS (RFC 7858).
+    Tls = 2,
+    /// DNS over HTTPS (RFC 8484).
+    Https = 3,
+    /// DNS over QUIC (RFC 9250).
+    Quic = 4,
+}
+
+impl StreamLabel {
+    /// The encrypted transports, in label order.
+    pub const ENCRYPTED: [StreamLabel; 3] =
+        [StreamLabel::Tls, StreamLabel::Https, StreamLabel::Quic];
+
+    /// Label value.
+    pub fn as_str(self) -> &'static str {
+        LABELS.get(self as usize).copied().unwrap_or("tcp")
+    }
+}
+
+/// Every `transport` label value, indexed by [`Transport`] for UDP and [`StreamLabel`] for
+/// streams.
+const LABELS: [&str; 5] = ["udp", "tcp", "tls", "https", "quic"];
+
+/// Why a connection to an encrypted listener was refused at accept (the `reason` label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EncryptedRefusal {
+    /// The client already had its maximum number of connections open.
+    PerClient = 0,
+    /// Every connection slot of the listener was taken.
+    Full = 1,
+}
+
+impl EncryptedRefusal {
+    /// Label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EncryptedRefusal::PerClient => "per_client",
+            EncryptedRefusal::Full => "full",
+        }
+    }
+}
 
 /// Why a TCP connection was closed by the server's limits (the `reason` label).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,6 +131,79 @@ struct TransportLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RefusalLabels {
     reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EncryptedRefusalLabels {
+    transport: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+/// The counters of the encrypted listeners, shared by every [`DnsMetrics::for_stream`] view.
+#[derive(Debug, Clone)]
+struct EncryptedCounters {
+    connections_family: Family<TransportLabels, Counter>,
+    /// Indexed by `StreamLabel as usize - 2` (tls, https, quic).
+    connections: [Counter; 3],
+    handshake_family: Family<TransportLabels, Counter>,
+    handshake_failures: [Counter; 3],
+    refused_family: Family<EncryptedRefusalLabels, Counter>,
+    /// `[transport][reason]`.
+    refused: [[Counter; 2]; 3],
+    cert_family: Family<ResultLabels, Counter>,
+    /// ok, error.
+    cert_reloads: [Counter; 2],
+}
+
+impl Default for EncryptedCounters {
+    fn default() -> Self {
+        let connections_family = Family::<TransportLabels, Counter>::default();
+        let handshake_family = Family::<TransportLabels, Counter>::default();
+        let refused_family = Family::<EncryptedRefusalLabels, Counter>::default();
+        let cert_family = Family::<ResultLabels, Counter>::default();
+        let per = |f: &Family<TransportLabels, Counter>| {
+            StreamLabel::ENCRYPTED.map(|t| {
+                f.get_or_create(&TransportLabels {
+                    transport: t.as_str(),
+                })
+                .clone()
+            })
+        };
+        let connections = per(&connections_family);
+        let handshake_failures = per(&handshake_family);
+        let refused = StreamLabel::ENCRYPTED.map(|t| {
+            [EncryptedRefusal::PerClient, EncryptedRefusal::Full].map(|r| {
+                refused_family
+                    .get_or_create(&EncryptedRefusalLabels {
+                        transport: t.as_str(),
+                        reason: r.as_str(),
+                    })
+                    .clone()
+            })
+        });
+        let cert_reloads = ["ok", "error"]
+            .map(|result| cert_family.get_or_create(&ResultLabels { result }).clone());
+        Self {
+            connections_family,
+            connections,
+            handshake_family,
+            handshake_failures,
+            refused_family,
+            refused,
+            cert_family,
+            cert_reloads,
+        }
+    }
+}
+
+/// Index of an encrypted transport in [`EncryptedCounters`]' arrays (`None` for TCP).
+fn encrypted_index(label: StreamLabel) -> Option<usize> {
+    (label as usize).checked_sub(StreamLabel::Tls as usize)
 }
 
 /// Upper bounds of the answer latency buckets, in nanoseconds (10 µs to 100 ms).
@@ -163,9 +289,13 @@ impl EncodeMetric for SharedLatency {
 #[derive(Debug)]
 pub struct DnsMetrics {
     queries_family: Family<QueryLabels, Counter>,
-    queries: [[Counter; Rcode::ALL.len()]; 2],
+    queries: [[Counter; Rcode::ALL.len()]; LABELS.len()],
     truncated_family: Family<TransportLabels, Counter>,
-    truncated: [Counter; 2],
+    truncated: [Counter; LABELS.len()],
+    /// The row [`Transport::Tcp`] counts into: `tcp`, or an encrypted transport's in a
+    /// [`DnsMetrics::for_stream`] view.
+    stream: StreamLabel,
+    encrypted: EncryptedCounters,
     dropped: Counter,
     ecs_queries: Counter,
     latency: Arc<LatencyHistogram>,
@@ -180,22 +310,20 @@ pub struct DnsMetrics {
 impl Default for DnsMetrics {
     fn default() -> Self {
         let queries_family = Family::<QueryLabels, Counter>::default();
-        let queries = TRANSPORTS.map(|t| {
+        let queries = LABELS.map(|t| {
             Rcode::ALL.map(|r| {
                 queries_family
                     .get_or_create(&QueryLabels {
-                        transport: t.as_str(),
+                        transport: t,
                         rcode: r.as_str(),
                     })
                     .clone()
             })
         });
         let truncated_family = Family::<TransportLabels, Counter>::default();
-        let truncated = TRANSPORTS.map(|t| {
+        let truncated = LABELS.map(|t| {
             truncated_family
-                .get_or_create(&TransportLabels {
-                    transport: t.as_str(),
-                })
+                .get_or_create(&TransportLabels { transport: t })
                 .clone()
         });
         let refused_family = Family::<RefusalLabels, Counter>::default();
@@ -209,6 +337,8 @@ impl Default for DnsMetrics {
             queries,
             truncated_family,
             truncated,
+            stream: StreamLabel::Tcp,
+            encrypted: EncryptedCounters::default(),
             dropped: Counter::default(),
             ecs_queries: Counter::default(),
             latency: Arc::default(),
@@ -223,6 +353,93 @@ impl Default for DnsMetrics {
 }
 
 impl DnsMetrics {
+    /// A view of the same counters in which queries the handler answers as
+    /// [`Transport::Tcp`] count under `label` (an encrypted listener's own handler).
+    pub fn for_stream(&self, label: StreamLabel) -> DnsMetrics {
+        DnsMetrics {
+            queries_family: self.queries_family.clone(),
+            queries: self.queries.clone(),
+            truncated_family: self.truncated_family.clone(),
+            truncated: self.truncated.clone(),
+            stream: label,
+            encrypted: self.encrypted.clone(),
+            dropped: self.dropped.clone(),
+            ecs_queries: self.ecs_queries.clone(),
+            latency: Arc::clone(&self.latency),
+            tcp_connections: self.tcp_connections.clone(),
+            refused_family: self.refused_family.clone(),
+            tcp_refused: self.tcp_refused.clone(),
+            tcp_evicted: self.tcp_evicted.clone(),
+            rrl_limited: self.rrl_limited.clone(),
+            rrl_slipped: self.rrl_slipped.clone(),
+        }
+    }
+
+    /// The label of this view's stream transport.
+    pub fn stream(&self) -> StreamLabel {
+        self.stream
+    }
+
+    /// Registers the encrypted listeners' counters (after every other DNS counter).
+    pub fn register_encrypted(&self, registry: &mut Registry) {
+        let e = &self.encrypted;
+        registry.register(
+            "meridian_encrypted_connections",
+            "Connections accepted by the DoT, DoH and DoQ listeners",
+            e.connections_family.clone(),
+        );
+        registry.register(
+            "meridian_encrypted_connections_refused",
+            "Connections to an encrypted listener closed at accept by a limit",
+            e.refused_family.clone(),
+        );
+        registry.register(
+            "meridian_tls_handshake_failures",
+            "TLS handshakes (DoT, DoH, DoQ) that failed or timed out",
+            e.handshake_family.clone(),
+        );
+        registry.register(
+            "meridian_tls_certificate_reloads",
+            "Reloads of --tls-cert/--tls-key, by result (an error keeps the previous certificate)",
+            e.cert_family.clone(),
+        );
+    }
+
+    /// Counts a connection accepted by this view's encrypted listener.
+    pub fn record_encrypted_connection(&self) {
+        if let Some(c) =
+            encrypted_index(self.stream).and_then(|i| self.encrypted.connections.get(i))
+        {
+            c.inc();
+        }
+    }
+
+    /// Counts a failed TLS handshake on this view's encrypted listener.
+    pub fn record_handshake_failure(&self) {
+        if let Some(c) =
+            encrypted_index(self.stream).and_then(|i| self.encrypted.handshake_failures.get(i))
+        {
+            c.inc();
+        }
+    }
+
+    /// Counts a connection refused by this view's encrypted listener's limits.
+    pub fn record_encrypted_refused(&self, reason: EncryptedRefusal) {
+        if let Some(c) = encrypted_index(self.stream)
+            .and_then(|i| self.encrypted.refused.get(i))
+            .and_then(|row| row.get(reason as usize))
+        {
+            c.inc();
+        }
+    }
+
+    /// Counts a reload of the TLS certificate: `ok`, or an error (the old one kept).
+    pub fn record_cert_reload(&self, ok: bool) {
+        if let Some(c) = self.encrypted.cert_reloads.get(usize::from(!ok)) {
+            c.inc();
+        }
+    }
+
     /// Registers the query and truncation counters (listed first in `/metrics`).
     pub fn register_queries(&self, registry: &mut Registry) {
         registry.register(
@@ -294,15 +511,15 @@ impl DnsMetrics {
 
     /// Counts one answered query.
     pub fn record_query(&self, transport: Transport, rcode: Rcode, truncated: bool, ecs: bool) {
-        if let Some(c) = self
-            .queries
-            .get(transport as usize)
-            .and_then(|row| row.get(rcode.index()))
-        {
+        let row = match transport {
+            Transport::Udp => Transport::Udp as usize,
+            Transport::Tcp => self.stream as usize,
+        };
+        if let Some(c) = self.queries.get(row).and_then(|r| r.get(rcode.index())) {
             c.inc();
         }
         if truncated {
-            if let Some(c) = self.truncated.get(transport as usize) {
+            if let Some(c) = self.truncated.get(row) {
                 c.inc();
             }
         }
@@ -394,6 +611,83 @@ mod tests {
             Some(1.0)
         );
         assert_eq!(series(&text, "meridian_ecs_queries_total "), Some(1.0));
+    }
+
+    #[test]
+    fn stream_views_count_under_their_own_transport() {
+        let dns = DnsMetrics::default();
+        let m = Metrics::new(|r| {
+            dns.register_queries(r);
+            dns.register_transport(r);
+            dns.register_encrypted(r);
+        });
+        let tls = dns.for_stream(StreamLabel::Tls);
+        let quic = dns.for_stream(StreamLabel::Quic);
+        tls.record_query(Transport::Tcp, Rcode::NoError, false, true);
+        tls.record_query(Transport::Tcp, Rcode::NoError, true, false);
+        quic.record_query(Transport::Tcp, Rcode::NxDomain, false, false);
+        dns.record_query(Transport::Tcp, Rcode::NoError, false, false);
+        tls.record_encrypted_connection();
+        quic.record_handshake_failure();
+        dns.for_stream(StreamLabel::Https)
+            .record_encrypted_refused(EncryptedRefusal::PerClient);
+        dns.record_cert_reload(false);
+        // The plain TCP view records no encrypted connection (no row for it).
+        dns.record_encrypted_connection();
+        let text = m.render();
+        for (selector, want) in [
+            (
+                r#"meridian_queries_total{transport="tls",rcode="NOERROR"}"#,
+                2.0,
+            ),
+            (
+                r#"meridian_queries_total{transport="quic",rcode="NXDOMAIN"}"#,
+                1.0,
+            ),
+            (
+                r#"meridian_queries_total{transport="tcp",rcode="NOERROR"}"#,
+                1.0,
+            ),
+            (
+                r#"meridian_queries_total{transport="https",rcode="NOERROR"}"#,
+                0.0,
+            ),
+            (
+                r#"meridian_responses_truncated_total{transport="tls"}"#,
+                1.0,
+            ),
+            (
+                r#"meridian_responses_truncated_total{transport="tcp"}"#,
+                0.0,
+            ),
+            ("meridian_ecs_queries_total ", 1.0),
+            (
+                r#"meridian_encrypted_connections_total{transport="tls"}"#,
+                1.0,
+            ),
+            (
+                r#"meridian_encrypted_connections_total{transport="https"}"#,
+                0.0,
+            ),
+            (
+                r#"meridian_tls_handshake_failures_total{transport="quic"}"#,
+                1.0,
+            ),
+            (
+                r#"meridian_encrypted_connections_refused_total{transport="https",reason="per_client"}"#,
+                1.0,
+            ),
+            (
+                r#"meridian_tls_certificate_reloads_total{result="error"}"#,
+                1.0,
+            ),
+            (
+                r#"meridian_tls_certificate_reloads_total{result="ok"}"#,
+                0.0,
+            ),
+        ] {
+            assert_eq!(series(&text, selector), Some(want), "{selector}\n{text}");
+        }
     }
 
     #[test]

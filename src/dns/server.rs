@@ -6,17 +6,18 @@
 //! kernel's receive buffer and is dropped there when that is full. Responses pass through
 //! response rate limiting ([`super::rrl`]) when enabled.
 //!
-//! TCP: each connection is a task that reads length-prefixed messages (RFC 7766), answers every
-//! one in turn (pipelined queries all get answers), and is closed when idle for the idle
-//! timeout, when its total lifetime is up, when the client closes, or when its query cap is
+//! TCP: each connection is a task (see [`super::tcp`]: many pipelined queries per read, their
+//! answers in one write, backpressure on clients that do not read). Like NSD and Knot, a busy
+//! connection stays open: it is closed when idle for the idle timeout, when the client closes,
+//! and only if the operator set them, when its total lifetime is up or its query cap is
 //! reached. A registry caps connections in total and per client host (the IPv4 address, the
 //! IPv6 /64: one host's addresses are one client). When a client is at its cap, its own
 //! connection idle for longest is closed for the new one; when every slot is taken, the
 //! connection idle for longest overall is. Either way the victim must have been idle (not
 //! answering a query) for at least [`MIN_IDLE_TO_EVICT`], so a slow-loris client holding many
 //! silent connections cannot lock anyone out, itself included; only when the candidates are
-//! all busy is a new connection refused. Buffers are sized per message, so an idle connection
-//! costs a task and a socket, not 64 KiB buffers.
+//! all busy is a new connection refused. Read and write buffers are per thread, so an idle
+//! connection costs a task and a socket, not buffers.
 //!
 //! Addresses: IPv6 sockets are `IPV6_V6ONLY` (as Knot and NSD bind them), so `[::]` serves
 //! IPv6 only and IPv4 needs its own `0.0.0.0` listener. A v4-mapped listen address
@@ -39,25 +40,20 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::handler::Handler;
-use super::metrics::{TcpRefusal, Transport};
+use super::metrics::TcpRefusal;
 use super::rrl::Rrl;
 
 /// Default idle timeout of a TCP connection (RFC 7766 §6.2.3 suggests seconds, not minutes).
 pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default total lifetime of a TCP connection, however busy.
-pub const DEFAULT_TCP_SESSION_TIMEOUT: Duration = Duration::from_secs(120);
 /// Default cap on concurrent TCP connections.
 pub const DEFAULT_MAX_TCP_CONNECTIONS: usize = 1024;
 /// Default cap on concurrent TCP connections from one client host (IPv4 address, IPv6 /64).
 pub const DEFAULT_MAX_TCP_CONNECTIONS_PER_CLIENT: usize = 64;
-/// Default cap on queries answered on one TCP connection.
-pub const DEFAULT_MAX_TCP_QUERIES: usize = 10_000;
 /// How long, on SIGTERM/SIGINT, TCP queries and API requests in flight may take to finish
 /// before the process exits (`serve --drain-timeout`). Kept with the TCP drain, the part that
 /// can take longest, so that `cli` takes it without depending on `daemon` (no import cycle).
@@ -70,24 +66,26 @@ pub const MIN_IDLE_TO_EVICT: Duration = Duration::from_secs(1);
 pub struct TcpLimits {
     /// Close a connection after this long without a complete query (also bounds each write).
     pub idle_timeout: Duration,
-    /// Close a connection this long after it was accepted.
-    pub session_timeout: Duration,
+    /// Close a connection this long after it was accepted, however busy (None: never, the
+    /// default, as in NSD and Knot).
+    pub session_timeout: Option<Duration>,
     /// Concurrent connections.
     pub max_connections: usize,
     /// Concurrent connections from one client host (IPv4 address, IPv6 /64).
     pub max_connections_per_client: usize,
-    /// Queries per connection.
-    pub max_queries: usize,
+    /// Queries answered on one connection before it is closed (None: no cap, the default,
+    /// as in NSD and Knot).
+    pub max_queries: Option<usize>,
 }
 
 impl Default for TcpLimits {
     fn default() -> Self {
         Self {
             idle_timeout: DEFAULT_TCP_IDLE_TIMEOUT,
-            session_timeout: DEFAULT_TCP_SESSION_TIMEOUT,
+            session_timeout: None,
             max_connections: DEFAULT_MAX_TCP_CONNECTIONS,
             max_connections_per_client: DEFAULT_MAX_TCP_CONNECTIONS_PER_CLIENT,
-            max_queries: DEFAULT_MAX_TCP_QUERIES,
+            max_queries: None,
         }
     }
 }
@@ -261,18 +259,23 @@ pub fn spawn_tcp_with_shutdown(
             let mut shutdown = shutdown.clone();
             connections.spawn(async move {
                 let shared = Arc::clone(&conn.shared);
-                let serve = serve_connection(
-                    stream,
+                let cx = super::tcp::Context {
+                    handler: &handler,
+                    limits: &limits,
+                    registry: &registry,
+                    shared: &shared,
                     source,
-                    &handler,
-                    &limits,
-                    &registry,
-                    &shared,
-                    &mut shutdown,
-                );
+                };
+                let serve = super::tcp::serve(stream, cx, &mut shutdown);
+                let session = async {
+                    match limits.session_timeout {
+                        Some(lifetime) => tokio::time::timeout(lifetime, serve).await.ok(),
+                        None => Some(serve.await),
+                    }
+                };
                 tokio::select! {
-                    r = tokio::time::timeout(limits.session_timeout, serve) => {
-                        if let Ok(Err(e)) = r {
+                    r = session => {
+                        if let Some(Err(e)) = r {
                             tracing::debug!(%peer, error = %e, "tcp connection ended");
                         }
                     }
@@ -289,20 +292,20 @@ pub fn spawn_tcp_with_shutdown(
 }
 
 /// Resolves when a drain has been asked for; never, if the sender is gone without asking.
-async fn drained(shutdown: &mut watch::Receiver<bool>) {
+pub(crate) async fn drained(shutdown: &mut watch::Receiver<bool>) {
     if shutdown.wait_for(|drain| *drain).await.is_err() {
         std::future::pending::<()>().await;
     }
 }
 
 /// What one connection shares with the registry.
-struct ConnShared {
+pub(crate) struct ConnShared {
     /// Milliseconds since the registry's epoch when the connection last received a complete
     /// query or finished answering one.
-    last_active: AtomicU64,
+    pub(crate) last_active: AtomicU64,
     /// True from a complete query until its answer is written: not idle, whatever
     /// `last_active` says (a long transfer, a slow reader).
-    busy: AtomicBool,
+    pub(crate) busy: AtomicBool,
     /// Signalled when the registry evicts the connection.
     close: Notify,
 }
@@ -329,7 +332,7 @@ struct Slots {
 
 /// Open connections, by id and by client key. Locked only at accept and close, never
 /// while a connection reads or writes.
-struct Registry {
+pub(crate) struct Registry {
     slots: Mutex<Slots>,
     epoch: Instant,
     max: usize,
@@ -346,7 +349,7 @@ impl Registry {
         }
     }
 
-    fn now_ms(&self) -> u64 {
+    pub(crate) fn now_ms(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
@@ -448,107 +451,6 @@ impl Registry {
         let slots = self.lock();
         (slots.conns.len(), slots.per_client.len())
     }
-}
-
-/// Marks a connection busy for as long as it lives (one query), idle again on drop.
-struct Busy<'a> {
-    shared: &'a ConnShared,
-    registry: &'a Registry,
-}
-
-impl<'a> Busy<'a> {
-    fn start(shared: &'a ConnShared, registry: &'a Registry) -> Self {
-        shared.busy.store(true, Ordering::Relaxed);
-        shared
-            .last_active
-            .store(registry.now_ms(), Ordering::Relaxed);
-        Busy { shared, registry }
-    }
-}
-
-impl Drop for Busy<'_> {
-    fn drop(&mut self) {
-        self.shared
-            .last_active
-            .store(self.registry.now_ms(), Ordering::Relaxed);
-        self.shared.busy.store(false, Ordering::Relaxed);
-    }
-}
-
-/// Serves one connection from `source` (canonical) until it closes, times out, reaches its
-/// query cap, or a drain finds it between queries.
-async fn serve_connection(
-    mut stream: TcpStream,
-    source: IpAddr,
-    handler: &Handler,
-    limits: &TcpLimits,
-    registry: &Registry,
-    shared: &ConnShared,
-    shutdown: &mut watch::Receiver<bool>,
-) -> io::Result<()> {
-    handler.metrics().record_tcp_connection();
-    let _ = stream.set_nodelay(true);
-    // Grown to the largest message seen on this connection, not allocated up front.
-    let mut packet = Vec::new();
-    let mut out = Vec::new();
-    let mut frame = Vec::new();
-    for _ in 0..limits.max_queries {
-        // Draining: the previous query is answered; close between queries.
-        if *shutdown.borrow() {
-            return Ok(());
-        }
-        let mut len = [0u8; 2];
-        // Idle: waiting for the next query. A drain closes the connection here at once;
-        // bytes already waiting are read first (biased), so a query sent just before the
-        // drain still counts as started.
-        tokio::select! {
-            biased;
-            r = tokio::time::timeout(limits.idle_timeout, stream.read_exact(&mut len)) => match r {
-                Err(_) => return Ok(()), // idle: close
-                Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
-                Ok(Err(e)) => return Err(e),
-                Ok(Ok(_)) => {}
-            },
-            () = drained(shutdown) => return Ok(()),
-        }
-        let len = usize::from(u16::from_be_bytes(len));
-        packet.resize(len, 0);
-        // The whole message must arrive within the idle timeout: dripping bytes buys nothing.
-        // Until it has, the connection is not busy: a slow-loris client dripping a message
-        // stays evictable.
-        match tokio::time::timeout(limits.idle_timeout, stream.read_exact(&mut packet)).await {
-            Err(_) => return Ok(()),
-            Ok(r) => {
-                r?;
-            }
-        }
-        let _busy = Busy::start(shared, registry);
-        if let Some(messages) = handler.transfer(&packet, source) {
-            for message in messages {
-                frame.clear();
-                frame.extend_from_slice(
-                    &u16::try_from(message.len())
-                        .unwrap_or(u16::MAX)
-                        .to_be_bytes(),
-                );
-                frame.extend_from_slice(&message);
-                stream.write_all(&frame).await?;
-            }
-            continue;
-        }
-        if handler.handle(&packet, source, Transport::Tcp, &mut out) {
-            // One write per response: length prefix and message in a single segment.
-            frame.clear();
-            frame.extend_from_slice(&u16::try_from(out.len()).unwrap_or(u16::MAX).to_be_bytes());
-            frame.extend_from_slice(&out);
-            // A client that does not read its answers is idle too.
-            match tokio::time::timeout(limits.idle_timeout, stream.write_all(&frame)).await {
-                Err(_) => return Ok(()),
-                Ok(r) => r?,
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,4 +1,6 @@
 use super::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 fn registry(max: usize, per_client: usize) -> Registry {
     Registry::new(&TcpLimits {
@@ -258,4 +260,63 @@ fn full_table_of_busy_connections_refuses() {
     // Both just became active: nobody has been idle MIN_IDLE_TO_EVICT.
     assert_eq!(r.admit(ip("192.0.2.3")).err(), Some(TcpRefusal::Full));
     assert_eq!(r.open(), (2, 2));
+}
+
+/// Starts a listener with `limits`; its address.
+async fn serve_with(limits: TcpLimits) -> SocketAddr {
+    let listener = tcp_listener("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (drain, shutdown) = watch::channel(false);
+    drop(drain);
+    let _task = spawn_tcp_with_shutdown(listener, handler(), limits, shutdown);
+    addr
+}
+
+#[tokio::test]
+async fn a_pipelined_batch_is_answered_in_order_and_the_cap_counts_within_it() {
+    // No cap: 1,000 queries in one write, 1,000 answers in order.
+    let addr = serve_with(TcpLimits::default()).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let batch: Vec<u8> = (0..1000).flat_map(framed_query).collect();
+    s.write_all(&batch).await.unwrap();
+    for id in 0..1000u16 {
+        let answer = tokio::time::timeout(BOUND, read_answer(&mut s))
+            .await
+            .unwrap();
+        assert_eq!(answer.expect("answer")[..2], id.to_be_bytes());
+    }
+    // A cap of 3: three answers out of one batch of five, then the connection closes.
+    let addr = serve_with(TcpLimits {
+        max_queries: Some(3),
+        ..TcpLimits::default()
+    })
+    .await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let batch: Vec<u8> = (0..5).flat_map(framed_query).collect();
+    s.write_all(&batch).await.unwrap();
+    for id in 0..3u16 {
+        let answer = tokio::time::timeout(BOUND, read_answer(&mut s))
+            .await
+            .unwrap();
+        assert_eq!(answer.expect("answer")[..2], id.to_be_bytes());
+    }
+    let closed = tokio::time::timeout(BOUND, read_answer(&mut s)).await;
+    assert_eq!(closed.unwrap(), None, "open after the cap");
+}
+
+#[tokio::test]
+async fn a_client_closing_its_side_still_gets_every_answer() {
+    let addr = serve_with(TcpLimits::default()).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let batch: Vec<u8> = (0..20).flat_map(framed_query).collect();
+    s.write_all(&batch).await.unwrap();
+    s.shutdown().await.unwrap(); // half-close: no more queries, answers still wanted
+    for id in 0..20u16 {
+        let answer = tokio::time::timeout(BOUND, read_answer(&mut s))
+            .await
+            .unwrap();
+        assert_eq!(answer.expect("answer")[..2], id.to_be_bytes());
+    }
+    let closed = tokio::time::timeout(BOUND, read_answer(&mut s)).await;
+    assert_eq!(closed.unwrap(), None);
 }

@@ -27,6 +27,15 @@
 //! partitioned prober that happens to report first takes endpoints down, and once the other
 //! regions say up the tie keeps them down.
 //!
+//! # Signals
+//!
+//! Besides up/down, fresh votes carry a load (0.0-1.0), a weight hint and the check latency;
+//! each endpoint's [`EndpointSignals`] takes the median of the fresh votes that carry each (so
+//! one odd prober cannot move it), and says whether the endpoint is in a *transition*: a fresh
+//! vote still counting towards rise or fall (its state `up` while its latest check failed, or
+//! `down` while it passed) or disagreeing with the decided state. An endpoint that goes from
+//! down to up records when ([`EndpointSignals::recovered_for`]), for slow start.
+//!
 //! When no fresh `up`/`down` vote exists, the endpoint keeps its last decided state for the
 //! grace period ([`DEFAULT_GRACE`]) counted from when its last vote went stale, then becomes up:
 //! losing the probers must never take endpoints out of DNS. Endpoints start up.
@@ -59,6 +68,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::report::{EndpointKey, ProbeReport, ProberId, RejectReason, VoteState};
+pub use super::severity::{Severity, severity};
 
 /// How long a vote counts, in multiples of its prober's interval.
 pub const FRESH_INTERVALS: u32 = 3;
@@ -96,7 +106,10 @@ struct Vote {
     state: VoteState,
     consecutive: u32,
     latency_us: Option<u64>,
+    checked_at_ms: Option<u64>,
     reason: String,
+    load: Option<f64>,
+    weight: Option<u32>,
     boot_id: String,
     sequence: u64,
     received: Instant,
@@ -120,6 +133,8 @@ struct EndpointBook {
     since: Instant,
     /// When the latest `up`/`down` vote ever received stops being fresh; `None` if never heard.
     heard_until: Option<Instant>,
+    /// When it last went from down to up (never at start: endpoints start up).
+    recovered: Option<Instant>,
 }
 
 impl EndpointBook {
@@ -129,6 +144,7 @@ impl EndpointBook {
             health: Health::Up,
             since: now,
             heard_until: None,
+            recovered: None,
         }
     }
 }
@@ -293,13 +309,32 @@ pub struct VoteStatus {
     pub fresh: bool,
 }
 
+/// What the fresh votes say about an endpoint besides up or down (module docs, "Signals").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct EndpointSignals {
+    /// Median load (0.0-1.0) of the fresh votes that report one.
+    pub load: Option<f64>,
+    /// Median weight hint of the fresh votes that report one.
+    pub weight: Option<u32>,
+    /// Median latency of the latest checks of fresh votes, microseconds.
+    pub latency_us: Option<u64>,
+    /// A fresh vote is counting towards rise or fall, or disagrees with the decided state.
+    pub transition: bool,
+    /// How long ago (as of the decision) the endpoint went from down to up; `None` if it
+    /// never did since the book started, or is down.
+    #[serde(skip)]
+    pub recovered_for: Option<Duration>,
+}
+
 /// The decision on one endpoint and what it rests on, for the status API.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct EndpointStatus {
     /// The decided state.
     pub health: Health,
     /// Milliseconds the endpoint has been in this state.
     pub for_ms: u64,
+    /// Load, weight hint, latency and transition, from the fresh votes.
+    pub signals: EndpointSignals,
     /// The fresh votes.
     pub tally: Tally,
     /// Every prober's latest vote, fresh or not.
@@ -307,7 +342,7 @@ pub struct EndpointStatus {
 }
 
 /// The decided state of every known endpoint, as of one [`HealthBook::decide`] call.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct HealthView {
     health: HashMap<EndpointKey, Health>,
     status: BTreeMap<EndpointKey, EndpointStatus>,
@@ -317,6 +352,11 @@ impl HealthView {
     /// The decided state; endpoints the view does not know are up (fail open).
     pub fn health(&self, key: &EndpointKey) -> Health {
         self.health.get(key).copied().unwrap_or(Health::Up)
+    }
+
+    /// Load, weight hint, latency, transition and recovery of an endpoint (none when unknown).
+    pub fn signals(&self, key: &EndpointKey) -> EndpointSignals {
+        self.status.get(key).map(|s| s.signals).unwrap_or_default()
     }
 
     /// True unless the endpoint is decided down.
@@ -463,7 +503,10 @@ impl HealthBook {
                 state: ep.state,
                 consecutive: ep.consecutive,
                 latency_us: ep.latency_us,
+                checked_at_ms: ep.checked_at_ms,
                 reason: ep.reason.clone(),
+                load: ep.load.filter(|l| l.is_finite()).map(|l| l.clamp(0.0, 1.0)),
+                weight: ep.weight,
                 boot_id: report.boot_id.clone(),
                 sequence: report.sequence,
                 received: now,
@@ -484,6 +527,25 @@ impl HealthBook {
             }
         }
         Ok(summary)
+    }
+
+    /// The checks in `report` this book has not seen yet, with their latency in microseconds:
+    /// endpoints whose `checked_at_ms` differs from this prober's recorded vote (a report
+    /// repeats the latest check until the next one). Call before [`HealthBook::ingest`].
+    pub fn new_checks(&self, report: &ProbeReport) -> Vec<(EndpointKey, u64)> {
+        report
+            .endpoints
+            .iter()
+            .filter_map(|(key, ep)| {
+                let (latency, at) = (ep.latency_us?, ep.checked_at_ms?);
+                let book = self.endpoints.get(key)?;
+                let seen = book
+                    .votes
+                    .get(&report.prober_id)
+                    .is_some_and(|v| v.checked_at_ms == Some(at));
+                (!seen).then(|| (key.clone(), latency))
+            })
+            .collect()
     }
 
     /// Applies the decision rules (module docs) to every endpoint as of `now`.
@@ -520,9 +582,13 @@ impl HealthBook {
                     cause,
                     votes: tally.clone(),
                 });
+                if book.health == Health::Down && next == Health::Up {
+                    book.recovered = Some(now);
+                }
                 book.health = next;
                 book.since = now;
             }
+            let signals = signals(book, now);
             let votes = book
                 .votes
                 .iter()
@@ -545,6 +611,7 @@ impl HealthBook {
                 EndpointStatus {
                     health: book.health,
                     for_ms: millis(now.saturating_duration_since(book.since)),
+                    signals,
                     tally,
                     votes,
                 },
@@ -585,6 +652,36 @@ fn tally(book: &EndpointBook, now: Instant) -> Tally {
         });
     }
     t
+}
+
+fn median<T: Copy + PartialOrd>(mut values: Vec<T>) -> Option<T> {
+    values.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    // The lower median: with two probers, the more optimistic load is not picked over the
+    // other by chance of order.
+    values.get(values.len().saturating_sub(1) / 2).copied()
+}
+
+/// The signals of an endpoint's fresh votes (module docs, "Signals").
+fn signals(book: &EndpointBook, now: Instant) -> EndpointSignals {
+    let fresh: Vec<&Vote> = book.votes.values().filter(|v| v.is_fresh(now)).collect();
+    let transition = fresh.iter().any(|v| {
+        let passed = v.reason == "ok";
+        match v.state {
+            VoteState::Up => !passed || book.health == Health::Down,
+            VoteState::Down => passed || book.health == Health::Up,
+            VoteState::Unknown => false,
+        }
+    });
+    EndpointSignals {
+        load: median(fresh.iter().filter_map(|v| v.load).collect()),
+        weight: median(fresh.iter().filter_map(|v| v.weight).collect()),
+        latency_us: median(fresh.iter().filter_map(|v| v.latency_us).collect()),
+        transition,
+        recovered_for: match book.health {
+            Health::Up => book.recovered.map(|t| now.saturating_duration_since(t)),
+            Health::Down => None,
+        },
+    }
 }
 
 /// The longest freshness window among an endpoint's fresh votes.

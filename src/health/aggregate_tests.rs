@@ -37,6 +37,8 @@ fn report(prober: &str, region: &str, seq: u64, at: u64, votes: &[VoteState]) ->
                             VoteState::Up => "ok".into(),
                             _ => "connect refused".into(),
                         },
+                        load: None,
+                        weight: None,
                     },
                 )
             })
@@ -621,4 +623,93 @@ fn digest_depends_only_on_decided_states() {
     let fresh = settled([key(1), key(2)], t0).decide(t0).view;
     assert_ne!(fresh.digest(), va.digest());
     assert_eq!(va.down_count(), 1);
+}
+
+#[test]
+fn severity_table() {
+    // (to, service still serving, region still serving, severity)
+    let cases = [
+        (Health::Down, false, false, Severity::P1),
+        (Health::Down, true, false, Severity::P2),
+        (Health::Down, true, true, Severity::P3),
+        (Health::Up, true, true, Severity::P4),
+        (Health::Up, false, false, Severity::P4),
+    ];
+    for (to, service, region, want) in cases {
+        assert_eq!(
+            severity(to, service, region),
+            want,
+            "{to} {service} {region}"
+        );
+    }
+    assert_eq!("p2".parse::<Severity>(), Ok(Severity::P2));
+    assert!("P5".parse::<Severity>().is_err());
+    assert!(Severity::P1 < Severity::P4, "P1 is the most urgent");
+}
+
+/// A report from `prober` with one vote on key(1) carrying load, weight and latency.
+fn signal_report(prober: &str, seq: u64, state: VoteState, reason: &str, load: f64) -> ProbeReport {
+    let mut r = report(prober, prober, seq, 0, &[state]);
+    if let Some(ep) = r.endpoints.get_mut(&key(1)) {
+        ep.reason = reason.into();
+        ep.load = Some(load);
+        ep.weight = Some(200);
+        ep.latency_us = Some(seq * 1000);
+        ep.checked_at_ms = Some(seq);
+    }
+    r
+}
+
+#[test]
+fn signals_are_medians_of_fresh_votes_and_recovery_is_recorded() {
+    let t0 = Instant::now();
+    let mut book = settled([key(1)], t0);
+    // (prober, seq, state, reason, load)
+    for (p, seq, state, reason, load) in [
+        ("a", 1, Up_, "ok", 0.2),
+        ("b", 2, Up_, "ok", 0.9),
+        ("c", 3, Up_, "ok", 2.0),
+    ] {
+        let r = signal_report(p, seq, state, reason, load);
+        assert_eq!(
+            book.new_checks(&r),
+            [(key(1), seq * 1000)],
+            "{p}: new check"
+        );
+        book.ingest(&r, t0).unwrap();
+        assert!(book.new_checks(&r).is_empty(), "{p}: the same check twice");
+    }
+    let s = book.decide(t0).view.signals(&key(1));
+    // The third load was clamped to 1.0; the median of 0.2, 0.9, 1.0 is 0.9.
+    assert_eq!(s.load, Some(0.9));
+    assert_eq!(s.weight, Some(200));
+    assert_eq!(s.latency_us, Some(2000));
+    assert!(!s.transition);
+    assert_eq!(
+        s.recovered_for, None,
+        "endpoints start up: no slow start at start"
+    );
+
+    // One prober's latest check failed while it still says up: counting towards fall.
+    let t1 = t0 + Duration::from_secs(1);
+    book.ingest(&signal_report("a", 4, Up_, "status 503", 0.2), t1)
+        .unwrap();
+    assert!(book.decide(t1).view.signals(&key(1)).transition);
+
+    // Down, then up again: recovered_for counts from the recovery.
+    let t2 = t0 + Duration::from_secs(2);
+    for (p, seq) in [("a", 5), ("b", 6), ("c", 7)] {
+        book.ingest(&signal_report(p, seq, D, "timeout", 0.0), t2)
+            .unwrap();
+    }
+    assert_eq!(book.decide(t2).view.health(&key(1)), Health::Down);
+    let t3 = t0 + Duration::from_secs(3);
+    for (p, seq) in [("a", 8), ("b", 9), ("c", 10)] {
+        book.ingest(&signal_report(p, seq, Up_, "ok", 0.0), t3)
+            .unwrap();
+    }
+    assert_eq!(book.decide(t3).view.health(&key(1)), Health::Up);
+    let later = t3 + Duration::from_millis(1500);
+    let s = book.decide(later).view.signals(&key(1));
+    assert_eq!(s.recovered_for, Some(Duration::from_millis(1500)));
 }

@@ -17,15 +17,28 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-use super::aggregate::{EndpointStatus, Health, HealthView};
+use super::aggregate::{EndpointStatus, Health, HealthView, Severity};
 use super::report::{EndpointKey, RejectReason, VoteState};
 use crate::routing::RoutingTable;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CheckLabels {
+    zone: String,
+    service: String,
+    endpoint: String,
+}
+
+/// Buckets of `meridian_check_latency_seconds`: 1 ms to about 16 s, doubling.
+fn check_buckets() -> impl Iterator<Item = f64> {
+    prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 15)
 }
 
 /// Counters of report ingest and health decisions. [`Default`] registers nowhere.
@@ -38,6 +51,14 @@ pub struct HealthMetrics {
     transitions: Counter,
     endpoints_down: Gauge,
     overrides_active: Gauge,
+    check_latency: Family<CheckLabels, Histogram, fn() -> Histogram>,
+    alerts_family: Family<SeverityLabels, Counter>,
+    alerts: [Counter; Severity::ALL.len()],
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SeverityLabels {
+    severity: &'static str,
 }
 
 impl Default for HealthMetrics {
@@ -48,6 +69,7 @@ impl Default for HealthMetrics {
                 .get_or_create(&ReasonLabels { reason: r.label() })
                 .clone()
         });
+        let alerts_family = Family::<SeverityLabels, Counter>::default();
         Self {
             reports_accepted: Counter::default(),
             rejected_family,
@@ -56,6 +78,15 @@ impl Default for HealthMetrics {
             transitions: Counter::default(),
             endpoints_down: Gauge::default(),
             overrides_active: Gauge::default(),
+            check_latency: Family::new_with_constructor(|| Histogram::new(check_buckets())),
+            alerts: Severity::ALL.map(|s| {
+                alerts_family
+                    .get_or_create(&SeverityLabels {
+                        severity: s.as_str(),
+                    })
+                    .clone()
+            }),
+            alerts_family,
         }
     }
 }
@@ -93,6 +124,43 @@ impl HealthMetrics {
             "Operator overrides in force",
             self.overrides_active.clone(),
         );
+        registry.register(
+            "meridian_alerts",
+            "Health alerts by severity: P1 a service answers from its fallback, P2 a region of \
+             a service has no serving endpoint, P3 an endpoint down, P4 recoveries and \
+             completed drains",
+            self.alerts_family.clone(),
+        );
+        registry.register_with_unit(
+            "meridian_check_latency",
+            "Health check duration per endpoint, as probers report it (each check once)",
+            Unit::Seconds,
+            self.check_latency.clone(),
+        );
+    }
+
+    /// Counts an alert (an endpoint transition or a completed drain) by severity.
+    pub fn record_alert(&self, severity: Severity) {
+        if let Some(c) = Severity::ALL
+            .iter()
+            .position(|s| *s == severity)
+            .and_then(|i| self.alerts.get(i))
+        {
+            c.inc();
+        }
+    }
+
+    /// Records one check's duration, in microseconds, for an endpoint.
+    pub fn observe_check_latency(&self, key: &EndpointKey, latency_us: u64) {
+        let zone = key.zone();
+        #[allow(clippy::cast_precision_loss)]
+        self.check_latency
+            .get_or_create(&CheckLabels {
+                zone: format!("{zone}."),
+                service: key.service().to_owned(),
+                endpoint: key.address().to_string(),
+            })
+            .observe(latency_us as f64 / 1e6);
     }
 
     /// Counts an accepted probe report and the endpoints in it this server does not know.

@@ -16,16 +16,50 @@ use hickory_proto::rr::Name;
 use serde::Serialize;
 use tokio::sync::Notify;
 
-use super::aggregate::{Cause, Health, HealthBook, HealthView, IngestSummary, Transition};
+use super::aggregate::{
+    Cause, Health, HealthBook, HealthView, IngestSummary, Severity, Transition, severity,
+};
 use super::export::HealthMetrics;
-use super::overrides::{Forced, NewOverride, Override, OverrideError, Overrides, Target};
+use super::overrides::{
+    Answerable, Forced, NewOverride, Override, OverrideError, Overrides, Target,
+};
 use super::report::{EndpointKey, Keyring, ProbeReport, RejectReason, verify};
-use crate::routing::compile::{EndpointHealth, EndpointState};
+use crate::routing::RoutingTable;
+use crate::routing::compile::{EndpointDetail, EndpointHealth, EndpointState};
 
 /// Least time between two recompiles caused by health, however many reports arrive.
 pub const RECOMPILE_SPACING: Duration = Duration::from_millis(200);
 /// How often health is re-decided without reports (staleness, grace, override expiry).
 pub const DECIDE_TICK: Duration = Duration::from_millis(500);
+/// One endpoint of the configuration, as the hub needs it (see [`HealthHub::set_layout`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayoutEntry {
+    /// The endpoint.
+    pub key: EndpointKey,
+    /// Its region's name.
+    pub region: String,
+    /// Its service's `slow_start`, when the service has a check and one.
+    pub slow_start: Option<Duration>,
+    /// Its check's shedding thresholds.
+    pub shed: crate::config::check::Shed,
+}
+
+/// Whether each service `(zone, service)` and each region of a service has a serving endpoint.
+#[derive(Default)]
+struct Serving {
+    services: std::collections::HashMap<(String, String), bool>,
+    regions: std::collections::HashMap<((String, String), String), bool>,
+    region_of: std::collections::HashMap<EndpointKey, String>,
+}
+
+/// Smallest change of a shedding factor that recompiles the table (1 % of a weight): loads
+/// move all the time, and below `shed_above` they change nothing.
+const SHED_STEP: f64 = 0.01;
+
+/// How often the table is recompiled while an endpoint or region is ramping up (slow start):
+/// the weights are computed at compile time, so the ramp moves in steps this long. No ramp,
+/// no recompiles.
+pub const RAMP_STEP: Duration = Duration::from_secs(1);
 /// Transitions kept for the status page.
 pub const RECENT_TRANSITIONS: usize = 100;
 
@@ -51,6 +85,19 @@ impl EndpointHealth for HealthSnapshot {
         match self.view.health(&key) {
             Health::Up => EndpointState::Up,
             Health::Down => EndpointState::Down,
+        }
+    }
+
+    fn detail(&self, zone: &Name, service: &str, address: IpAddr) -> EndpointDetail {
+        let Ok(key) = EndpointKey::new(&zone.to_string(), service, address) else {
+            return EndpointDetail::default();
+        };
+        let s = self.view.signals(&key);
+        EndpointDetail {
+            load: s.load,
+            weight: s.weight,
+            recovered_for: s.recovered_for,
+            transition: s.transition,
         }
     }
 }
@@ -84,11 +131,27 @@ struct Inner {
     known: Vec<EndpointKey>,
     /// When the last report (from any prober) was accepted.
     last_report: Option<Instant>,
+    /// `slow_start` of the endpoints whose service has one.
+    slow_start: std::collections::HashMap<EndpointKey, Duration>,
+    /// When a snapshot was last handed out because of a ramp.
+    ramp_published: Option<Instant>,
+    /// Every endpoint's region and slow start.
+    layout: Vec<LayoutEntry>,
 }
 
-/// Receives every endpoint health transition as it is decided (the webhooks: the daemon
-/// passes `notify::Notifier::notify`, so this module does not depend on `notify`).
-pub type TransitionSink = Box<dyn Fn(&Transition) + Send + Sync>;
+/// Something the webhooks report.
+#[derive(Clone, Copy, Debug)]
+pub enum HealthEvent<'a> {
+    /// An endpoint changed state, and how bad that is.
+    Endpoint(&'a Transition, Severity),
+    /// A drain override became complete (no resolver can still hold its endpoints).
+    DrainComplete(&'a Override),
+}
+
+/// Receives every endpoint health transition and completed drain as it is decided (the
+/// webhooks: the daemon passes `notify::Notifier::notify`, so this module does not depend on
+/// `notify`).
+pub type TransitionSink = Box<dyn Fn(HealthEvent<'_>) + Send + Sync>;
 
 /// Shared between the API, the embedded prober and the decide task.
 pub struct HealthHub {
@@ -119,6 +182,9 @@ impl HealthHub {
                 last_report: None,
                 dirty: false,
                 known,
+                slow_start: std::collections::HashMap::new(),
+                ramp_published: None,
+                layout: Vec::new(),
             }),
             keyring: Mutex::new(keyring),
             wake: Notify::new(),
@@ -142,6 +208,80 @@ impl HealthHub {
         inner.dirty = true;
         drop(inner);
         self.wake.notify_one();
+    }
+
+    /// Sets every endpoint's region and `slow_start` (start and reload): alerts are graded
+    /// by whether their service and region still have a serving endpoint, and the hub
+    /// republishes every [`RAMP_STEP`] while an endpoint with a `slow_start` ramps.
+    pub fn set_layout(&self, layout: Vec<LayoutEntry>) {
+        let mut inner = self.lock();
+        inner.slow_start = layout
+            .iter()
+            .filter_map(|e| e.slow_start.map(|d| (e.key.clone(), d)))
+            .collect();
+        inner.layout = layout;
+    }
+
+    /// Which services and regions of services still have a serving endpoint (health and
+    /// overrides applied): one walk of the layout per decision, whatever the transitions.
+    fn serving_places(inner: &Inner) -> Serving {
+        let mut serving = Serving::default();
+        for e in &inner.layout {
+            let zone = e.key.zone();
+            let up = match inner
+                .overrides
+                .find(zone, e.key.service(), &e.region, e.key.address())
+            {
+                Some(Forced::Down) => false,
+                Some(Forced::Up | Forced::Drain) => true,
+                None => inner.view.is_up(&e.key),
+            };
+            let service = (zone.to_owned(), e.key.service().to_owned());
+            *serving.services.entry(service.clone()).or_default() |= up;
+            *serving
+                .regions
+                .entry((service, e.region.clone()))
+                .or_default() |= up;
+            serving.region_of.insert(e.key.clone(), e.region.clone());
+        }
+        serving
+    }
+
+    /// How bad an endpoint transition is, given what still serves after the decision.
+    fn grade(serving: &Serving, t: &Transition) -> Severity {
+        let service = (t.key.zone().to_owned(), t.key.service().to_owned());
+        let region = serving.region_of.get(&t.key).cloned().unwrap_or_default();
+        // Endpoints the layout does not know (a reload removed them) count as serving.
+        let service_serving = serving.services.get(&service).copied().unwrap_or(true);
+        let region_serving = serving
+            .regions
+            .get(&(service, region))
+            .copied()
+            .unwrap_or(true);
+        severity(t.to, service_serving, region_serving)
+    }
+
+    /// True when `next` would weigh some endpoint differently from `inner.view`: its weight
+    /// hint, its transition flag (dynamic TTL) or its shedding factor changed.
+    fn weights_moved(inner: &Inner, next: &HealthView) -> bool {
+        inner.layout.iter().any(|e| {
+            let (a, b) = (inner.view.signals(&e.key), next.signals(&e.key));
+            let factor = |l: Option<f64>| l.map_or(1.0, |l| e.shed.factor(l));
+            a.weight != b.weight
+                || a.transition != b.transition
+                || (factor(a.load) - factor(b.load)).abs() >= SHED_STEP
+        })
+    }
+
+    /// True while an endpoint with a `slow_start` is within it since it came back.
+    fn ramping(inner: &Inner) -> bool {
+        inner.view.status().iter().any(|(key, status)| {
+            let back = status.signals.recovered_for;
+            inner
+                .slow_start
+                .get(key)
+                .is_some_and(|total| back.is_some_and(|t| t < *total))
+        })
     }
 
     /// The counters of report ingest and decisions (the API counts what it rejects before
@@ -168,14 +308,7 @@ impl HealthHub {
         headers: &HeaderMap,
         body: &[u8],
     ) -> Result<IngestSummary, RejectReason> {
-        let result = {
-            let keyring = self.keyring.lock().unwrap_or_else(|p| p.into_inner());
-            match keyring.as_ref() {
-                Some(k) => verify(headers, body, k, SystemTime::now()),
-                None => Err(RejectReason::UnknownKey),
-            }
-        };
-        let outcome = result.and_then(|report| self.ingest(&report));
+        let outcome = self.accept_signed_uncounted(headers, body);
         match &outcome {
             Ok(summary) => self
                 .metrics
@@ -185,13 +318,51 @@ impl HealthHub {
         outcome
     }
 
+    /// Verifies and ingests a signed report read from etcd (`etcd::votes`): as
+    /// [`HealthHub::accept_signed`], except that a report already taken (it came over HTTP
+    /// too, or was read again after a reconnect) is not counted as a rejected replay.
+    pub fn accept_stored(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<IngestSummary, RejectReason> {
+        let outcome = self.accept_signed_uncounted(headers, body);
+        match &outcome {
+            Ok(summary) => self
+                .metrics
+                .record_report_accepted(summary.unknown_endpoints),
+            Err(RejectReason::Replay) => {}
+            Err(reason) => self.metrics.record_report_rejected(*reason),
+        }
+        outcome
+    }
+
+    fn accept_signed_uncounted(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<IngestSummary, RejectReason> {
+        let result = {
+            let keyring = self.keyring.lock().unwrap_or_else(|p| p.into_inner());
+            match keyring.as_ref() {
+                Some(k) => verify(headers, body, k, SystemTime::now()),
+                None => Err(RejectReason::UnknownKey),
+            }
+        };
+        result.and_then(|report| self.ingest(&report))
+    }
+
     /// Ingests a report from the embedded prober (same process: no signature).
     pub fn ingest(&self, report: &ProbeReport) -> Result<IngestSummary, RejectReason> {
         let now = Instant::now();
         let summary = {
             let mut inner = self.lock();
+            let checks = inner.book.new_checks(report);
             let summary = inner.book.ingest(report, now)?;
             inner.last_report = Some(now);
+            for (key, latency_us) in &checks {
+                self.metrics.observe_check_latency(key, *latency_us);
+            }
             summary
         };
         self.wake.notify_one();
@@ -210,6 +381,14 @@ impl HealthHub {
         let mut inner = self.lock();
         let decision = inner.book.decide(now);
         let expired = inner.overrides.expire(SystemTime::now());
+        for o in inner.overrides.complete_drains(SystemTime::now()) {
+            let at = o.drain.map_or(0, |d| d.complete_at_ms);
+            tracing::info!(id = o.id, target = ?o.target, complete_at_ms = at, "drain complete");
+            self.metrics.record_alert(Severity::P4);
+            if let Some(notify) = self.notifier.get() {
+                notify(HealthEvent::DrainComplete(&o));
+            }
+        }
         for o in &expired {
             tracing::info!(id = o.id, target = ?o.target, state = ?o.state, reason = %o.reason, "override expired");
         }
@@ -228,9 +407,6 @@ impl HealthHub {
                 "endpoint health changed"
             );
             self.metrics.record_transition();
-            if let Some(notify) = self.notifier.get() {
-                notify(t);
-            }
             inner.recent.push_front(TransitionRecord {
                 at_ms,
                 endpoint: t.key.to_string(),
@@ -242,8 +418,33 @@ impl HealthHub {
             });
         }
         inner.recent.truncate(RECENT_TRANSITIONS);
+        let was_ramping = Self::ramping(&inner);
+        let moved = Self::weights_moved(&inner, &decision.view);
         inner.view = decision.view;
+        // Graded against every endpoint's state after this decision.
+        let serving = if decision.transitions.is_empty() {
+            Serving::default()
+        } else {
+            Self::serving_places(&inner)
+        };
+        for t in &decision.transitions {
+            let grade = Self::grade(&serving, t);
+            self.metrics.record_alert(grade);
+            if let Some(notify) = self.notifier.get() {
+                notify(HealthEvent::Endpoint(t, grade));
+            }
+        }
         inner.dirty = false;
+        // A ramp moves the weights without any state changing: publish every RAMP_STEP while
+        // one runs, and once more when the last one ends (so the full weights are compiled).
+        let ramping = Self::ramping(&inner);
+        let step_due = inner
+            .ramp_published
+            .is_none_or(|at| now.saturating_duration_since(at) >= RAMP_STEP);
+        let changed = changed || moved || (ramping && step_due) || (was_ramping && !ramping);
+        if changed && ramping {
+            inner.ramp_published = Some(now);
+        }
         self.metrics
             .set_health_gauges(inner.view.down_count(), inner.overrides.list().len());
         changed
@@ -283,6 +484,46 @@ impl HealthHub {
         Ok(o)
     }
 
+    /// Records the table just published for the drains (see `overrides`, "Drains that
+    /// finish"); the control plane calls it after every swap, and right after adding an
+    /// override with the table that still serves.
+    pub fn observe_table(&self, table: &RoutingTable) {
+        let mut entries: Vec<Answerable<'_>> = Vec::new();
+        let zones: Vec<(String, &crate::routing::table::ZoneTable)> =
+            table.zones().map(|z| (z.origin.to_string(), z)).collect();
+        for (origin, zone) in &zones {
+            for service in &zone.services {
+                // An endpoint at weight 0 is answered only while nothing weighted and healthy
+                // of its family is (select's standby pass).
+                let weighted = |v4: bool| {
+                    service
+                        .endpoints
+                        .iter()
+                        .any(|o| o.healthy && o.weight > 0 && o.address.is_ipv4() == v4)
+                };
+                let (v4, v6) = (weighted(true), weighted(false));
+                for region in &service.regions {
+                    let members = service
+                        .endpoints
+                        .get(region.endpoints.clone())
+                        .unwrap_or(&[]);
+                    for ep in members {
+                        let peer = if ep.address.is_ipv4() { v4 } else { v6 };
+                        entries.push(Answerable {
+                            zone: origin,
+                            service: &service.key,
+                            region: &region.name,
+                            address: ep.address,
+                            answerable: ep.healthy && (ep.weight > 0 || !peer),
+                            ttl: service.ttl,
+                        });
+                    }
+                }
+            }
+        }
+        self.lock().overrides.observe(SystemTime::now(), entries);
+    }
+
     /// Removes an override.
     pub fn remove_override(&self, id: u64) -> bool {
         let mut inner = self.lock();
@@ -294,6 +535,19 @@ impl HealthHub {
             self.wake.notify_one();
         }
         removed
+    }
+
+    /// The drain progress of an endpoint under a drain override.
+    pub fn drain_of(
+        &self,
+        zone: &str,
+        service: &str,
+        region: &str,
+        address: IpAddr,
+    ) -> Option<super::overrides::DrainProgress> {
+        self.lock()
+            .overrides
+            .drain_of(zone, service, region, address)
     }
 
     /// Active overrides.
@@ -346,6 +600,8 @@ mod tests {
                     latency_us: None,
                     checked_at_ms: None,
                     reason: "connect refused".into(),
+                    load: None,
+                    weight: None,
                 },
             )]
             .into(),
@@ -387,4 +643,59 @@ mod tests {
     }
 
     const DEFAULT_GRACE_FOR_TEST: Duration = Duration::from_secs(300);
+
+    #[test]
+    fn alerts_are_graded_by_what_still_serves() {
+        use crate::health::aggregate::Tally;
+        use crate::health::overrides::{Forced, NewOverride, Target};
+        let hub = HealthHub::new(
+            vec![key(1), key(2), key(3)],
+            DEFAULT_GRACE_FOR_TEST,
+            None,
+            Arc::default(),
+        );
+        let entry = |n: u8, region: &str| LayoutEntry {
+            key: key(n),
+            region: region.into(),
+            slow_start: None,
+            shed: crate::config::check::Shed::default(),
+        };
+        hub.set_layout(vec![entry(1, "a"), entry(2, "a"), entry(3, "b")]);
+        let down = |n: u8| {
+            hub.add_override(
+                NewOverride {
+                    target: Target {
+                        zone: "shop.example.".into(),
+                        service: "www".into(),
+                        region: None,
+                        address: Some(key(n).address()),
+                    },
+                    state: Forced::Down,
+                    expires_in_seconds: 60,
+                    reason: "test".into(),
+                },
+                |_| true,
+            )
+            .unwrap();
+        };
+        let t = |n: u8, to: Health| Transition {
+            key: key(n),
+            from: Health::Up,
+            to,
+            cause: Cause::Votes,
+            votes: Tally::default(),
+        };
+        let grade = |n: u8, to: Health| {
+            let inner = hub.lock();
+            HealthHub::grade(&HealthHub::serving_places(&inner), &t(n, to))
+        };
+        // (endpoint forced down now, endpoint graded, severity)
+        assert_eq!(grade(1, Health::Up), Severity::P4);
+        down(1);
+        assert_eq!(grade(1, Health::Down), Severity::P3, "2 still serves in a");
+        down(2);
+        assert_eq!(grade(2, Health::Down), Severity::P2, "region a is empty");
+        down(3);
+        assert_eq!(grade(3, Health::Down), Severity::P1, "nothing serves");
+    }
 }

@@ -14,3 +14,4 @@ pub mod export;
 pub mod hub;
 pub mod overrides;
 pub mod report;
+pub mod severity;

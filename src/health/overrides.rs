@@ -1,5 +1,20 @@
 //! Operator overrides: force an endpoint, a region of a service, or a whole service up, down
 //! or drained, until an expiry. Control plane only; consulted when the table is compiled.
+//!
+//! # Drains that finish
+//!
+//! A `drain` stops new answers with its endpoints at once (weight 0: they are answered only
+//! while nothing weighted of their family is healthy), and is *complete* once no resolver can
+//! still hold an answer with them: when the longest TTL they were answered with has passed
+//! since the last such answer. The query path keeps no per-answer clock, so the last answer is
+//! bounded from above: every table the control plane publishes is observed
+//! ([`Overrides::observe`]), and each endpoint's [`Exposure`] remembers when a table that could
+//! answer with it (it is weighted, or nothing else of its family is) was last replaced, and
+//! until when the answers of such tables can be cached (replacement time + that table's TTL).
+//! Endpoints are tracked whether drained or not, so a drain of an endpoint that went down a
+//! moment ago still waits for the answers given before. A drain is complete when none of its
+//! endpoints can be answered and every such expiry has passed
+//! ([`Overrides::complete_drains`], clock passed in), reported once.
 
 use std::net::IpAddr;
 use std::time::SystemTime;
@@ -77,6 +92,56 @@ pub struct NewOverride {
     pub reason: String,
 }
 
+/// Progress of a drain override (module docs, "Drains that finish").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct DrainProgress {
+    /// Unix milliseconds of the latest moment its endpoints could have been answered.
+    pub last_answer_ms: u64,
+    /// The TTL of the answers that are cached longest, seconds.
+    pub max_ttl: u32,
+    /// Unix milliseconds when the drain is (or will be) complete: when the answers cached
+    /// longest expire.
+    pub complete_at_ms: u64,
+    /// True once no resolver can hold an answer with its endpoints.
+    pub complete: bool,
+    /// The table observed last can answer with its endpoints.
+    pub answerable: bool,
+}
+
+/// What caches may hold of one endpoint, from the tables observed (module docs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Exposure {
+    /// The TTL of the table observed last, when that table can answer with the endpoint.
+    answerable_ttl: Option<u32>,
+    /// Unix milliseconds when a table that could answer with it was last serving.
+    last_answer_ms: u64,
+    /// Unix milliseconds until which answers with it may be cached.
+    expires_ms: u64,
+    /// The TTL behind `expires_ms`.
+    ttl: u32,
+}
+
+impl Exposure {
+    /// Records one observed table at `now_ms`: whether it can answer with the endpoint, and
+    /// with which TTL.
+    pub fn observe(&mut self, now_ms: u64, answerable: bool, ttl: u32) {
+        // The previous table served until now; this one serves from now on.
+        let serving = self
+            .answerable_ttl
+            .into_iter()
+            .chain(answerable.then_some(ttl));
+        for t in serving {
+            self.last_answer_ms = self.last_answer_ms.max(now_ms);
+            let expires = now_ms + u64::from(t) * 1000;
+            if expires >= self.expires_ms {
+                self.expires_ms = expires;
+                self.ttl = t;
+            }
+        }
+        self.answerable_ttl = answerable.then_some(ttl);
+    }
+}
+
 /// An active override.
 #[derive(Clone, Debug, Serialize)]
 pub struct Override {
@@ -92,6 +157,26 @@ pub struct Override {
     pub reason: String,
     /// Unix seconds when it was made.
     pub created_at: u64,
+    /// For `drain`: when it is complete.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drain: Option<DrainProgress>,
+}
+
+/// One endpoint of the table just published, as drains see it.
+#[derive(Clone, Copy, Debug)]
+pub struct Answerable<'a> {
+    /// Zone origin.
+    pub zone: &'a str,
+    /// Service key.
+    pub service: &'a str,
+    /// Region name.
+    pub region: &'a str,
+    /// Endpoint address.
+    pub address: IpAddr,
+    /// Whether the table can answer with it.
+    pub answerable: bool,
+    /// The TTL its answers carry.
+    pub ttl: u32,
 }
 
 /// Why an override was refused.
@@ -113,6 +198,12 @@ pub enum OverrideError {
 pub struct Overrides {
     list: Vec<Override>,
     next_id: u64,
+    /// Per endpoint (zone, service, region, address) of the last table observed.
+    exposure: std::collections::HashMap<(String, String, String, IpAddr), Exposure>,
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    crate::health::report::unix_ms(t)
 }
 
 fn unix(t: SystemTime) -> u64 {
@@ -147,9 +238,12 @@ impl Overrides {
             expires_at: unix(now) + new.expires_in_seconds,
             reason: new.reason,
             created_at: unix(now),
+            drain: None,
         };
         self.list.push(o.clone());
-        Ok(o)
+        self.update_drains(unix_ms(now));
+        // The copy in the list now has its drain progress.
+        Ok(self.list.last().cloned().unwrap_or(o))
     }
 
     /// Removes one by id; true if it existed.
@@ -167,9 +261,103 @@ impl Overrides {
         gone
     }
 
+    /// Records a published table: what caches may hold of each endpoint, and from that each
+    /// drain's progress (module docs, "Drains that finish").
+    pub fn observe<'a>(
+        &mut self,
+        now: SystemTime,
+        endpoints: impl IntoIterator<Item = Answerable<'a>>,
+    ) {
+        let now_ms = unix_ms(now);
+        let mut seen = std::collections::HashMap::new();
+        for e in endpoints {
+            let key = (
+                e.zone.to_owned(),
+                e.service.to_owned(),
+                e.region.to_owned(),
+                e.address,
+            );
+            let mut exposure = self.exposure.remove(&key).unwrap_or_default();
+            exposure.observe(now_ms, e.answerable, e.ttl);
+            seen.insert(key, exposure);
+        }
+        // Endpoints a reload removed are no longer answered: forgotten once expired.
+        for (key, mut exposure) in self.exposure.drain() {
+            exposure.observe(now_ms, false, 0);
+            if exposure.expires_ms > now_ms {
+                seen.insert(key, exposure);
+            }
+        }
+        self.exposure = seen;
+        self.update_drains(now_ms);
+    }
+
+    /// Recomputes every drain's progress from the exposures of the endpoints it names.
+    fn update_drains(&mut self, now_ms: u64) {
+        for o in &mut self.list {
+            if o.state != Forced::Drain {
+                continue;
+            }
+            let mut p = DrainProgress {
+                last_answer_ms: 0,
+                max_ttl: 0,
+                complete_at_ms: now_ms,
+                complete: o.drain.is_some_and(|d| d.complete),
+                answerable: false,
+            };
+            let mut latest_expiry = 0;
+            for ((zone, service, region, address), x) in &self.exposure {
+                if !o.target.matches(zone, service, region, *address) {
+                    continue;
+                }
+                p.answerable |= x.answerable_ttl.is_some();
+                p.last_answer_ms = p.last_answer_ms.max(x.last_answer_ms);
+                if x.expires_ms >= latest_expiry {
+                    latest_expiry = x.expires_ms;
+                    p.max_ttl = x.ttl;
+                }
+            }
+            if latest_expiry > 0 {
+                p.complete_at_ms = latest_expiry;
+            }
+            p.complete &= !p.answerable;
+            o.drain = Some(p);
+        }
+    }
+
+    /// Marks drains whose time has come complete and returns them (each once).
+    pub fn complete_drains(&mut self, now: SystemTime) -> Vec<Override> {
+        let now_ms = unix_ms(now);
+        let mut done = Vec::new();
+        for o in &mut self.list {
+            if let Some(d) = &mut o.drain {
+                if !d.complete && !d.answerable && now_ms >= d.complete_at_ms {
+                    d.complete = true;
+                    done.push(o.clone());
+                }
+            }
+        }
+        done
+    }
+
     /// The active overrides.
     pub fn list(&self) -> &[Override] {
         &self.list
+    }
+
+    /// The drain progress of the override in force for an endpoint, when it is a drain.
+    pub fn drain_of(
+        &self,
+        zone: &str,
+        service: &str,
+        region: &str,
+        address: IpAddr,
+    ) -> Option<DrainProgress> {
+        self.list
+            .iter()
+            .filter(|o| o.target.matches(zone, service, region, address))
+            .max_by_key(|o| (o.target.specificity(), o.id))
+            .and_then(|o| o.drain)
     }
 
     /// The most specific active override for an endpoint (latest wins among equals).
@@ -244,6 +432,90 @@ mod tests {
             Some(Forced::Drain)
         );
         assert!(o.expire(now + Duration::from_secs(61)).len() == 2 && o.list().is_empty());
+    }
+
+    #[test]
+    #[allow(clippy::too_many_lines)]
+    fn drain_completion_time() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let ip = "192.0.2.1".parse().unwrap();
+        let e = |answerable: bool, ttl: u32| Answerable {
+            zone: "gslb.test.",
+            service: "www",
+            region: "eu",
+            address: ip,
+            answerable,
+            ttl,
+        };
+        let mut o = Overrides::default();
+        o.add(
+            new(target(None, Some("192.0.2.1")), Forced::Drain, 600),
+            t0,
+            |_| true,
+        )
+        .unwrap();
+        o.add(new(target(None, None), Forced::Down, 600), t0, |_| true)
+            .unwrap();
+        // The table serving when the drain was added answers with it, TTL 30.
+        o.observe(at(0), [e(true, 30)]);
+        let progress = |o: &Overrides| o.list()[0].drain.unwrap();
+        // Not complete while the serving table can still answer with it.
+        assert!(o.complete_drains(at(60_000)).is_empty());
+        // The drained table swapped in at 200 ms: no longer answerable, and a shorter TTL
+        // (dynamic) does not shorten what caches hold.
+        o.observe(at(200), [e(false, 5)]);
+        assert_eq!(progress(&o).max_ttl, 30);
+        assert_eq!(progress(&o).complete_at_ms, unix_ms(at(30_200)));
+        assert!(o.complete_drains(at(30_199)).is_empty());
+        // Every other endpoint failed: the drained one is answered again (standby), TTL 60.
+        o.observe(at(10_000), [e(true, 60)]);
+        o.observe(at(12_000), [e(false, 60)]);
+        assert_eq!(progress(&o).complete_at_ms, unix_ms(at(12_000 + 60_000)));
+        assert!(o.complete_drains(at(71_999)).is_empty());
+        let done = o.complete_drains(at(72_000));
+        assert_eq!(done.len(), 1);
+        assert!(done[0].drain.unwrap().complete);
+        // Reported once; other overrides have no drain progress.
+        assert!(o.complete_drains(at(99_000)).is_empty());
+        assert!(o.list()[1].drain.is_none());
+        // An endpoint the drain does not name changes nothing.
+        let other = Answerable {
+            address: "192.0.2.9".parse().unwrap(),
+            ..e(true, 300)
+        };
+        o.observe(at(100_000), [other]);
+        assert!(progress(&o).complete);
+    }
+
+    #[test]
+    fn a_drain_waits_for_answers_given_before_it() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let e = |answerable: bool| Answerable {
+            zone: "gslb.test.",
+            service: "www",
+            region: "eu",
+            address: "192.0.2.1".parse().unwrap(),
+            answerable,
+            ttl: 30,
+        };
+        let mut o = Overrides::default();
+        // Answered with TTL 30, then down at 1 s (not answerable), then drained at 2 s.
+        o.observe(at(0), [e(true)]);
+        o.observe(at(1_000), [e(false)]);
+        let d = o
+            .add(
+                new(target(None, Some("192.0.2.1")), Forced::Drain, 600),
+                at(2_000),
+                |_| true,
+            )
+            .unwrap()
+            .drain
+            .unwrap();
+        assert_eq!((d.complete_at_ms, d.max_ttl), (unix_ms(at(31_000)), 30));
+        assert!(o.complete_drains(at(30_999)).is_empty());
+        assert_eq!(o.complete_drains(at(31_000)).len(), 1);
     }
 
     #[test]

@@ -242,7 +242,12 @@ pub struct ProbeReport {
 }
 
 /// One endpoint in a [`ProbeReport`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// `load` and `weight` came with application and exec checks; they are left out of the JSON
+/// when the check did not produce them, so a prober whose checks report neither sends exactly
+/// the format older nameservers accept (they deny unknown fields and would answer 400). Upgrade
+/// nameservers before probers; a new nameserver accepts old probers' reports as they are.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointReport {
     /// The prober's rise/fall state.
@@ -258,6 +263,14 @@ pub struct EndpointReport {
     pub checked_at_ms: Option<u64>,
     /// Outcome of the latest check: `ok`, `connect refused`, `status 503`, `timeout`, `tls: ...`.
     pub reason: String,
+    /// The endpoint's load, 0.0-1.0, from the latest check that reported one (`load_pointer`
+    /// or an exec check's `load`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<f64>,
+    /// A weight hint from the latest exec check (`weight` in its output), 0-1000: replaces
+    /// the configured weight while fresh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
 }
 
 impl ProbeReport {

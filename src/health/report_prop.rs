@@ -66,6 +66,8 @@ fn endpoint_report() -> impl Strategy<Value = EndpointReport> {
                 latency_us,
                 checked_at_ms,
                 reason,
+                load: None,
+                weight: None,
             },
         )
 }

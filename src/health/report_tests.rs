@@ -29,6 +29,8 @@ fn report(prober: &str) -> ProbeReport {
             latency_us: Some(1500),
             checked_at_ms: Some(unix_ms(now())),
             reason: "status 503".into(),
+            load: None,
+            weight: None,
         },
     );
     endpoints.insert(
@@ -39,6 +41,8 @@ fn report(prober: &str) -> ProbeReport {
             latency_us: None,
             checked_at_ms: None,
             reason: "not checked yet".into(),
+            load: None,
+            weight: None,
         },
     );
     ProbeReport {
@@ -270,4 +274,57 @@ fn reject_labels_and_statuses_are_distinct_4xx() {
     for r in RejectReason::ALL {
         assert!(r.status().is_client_error(), "{r:?}");
     }
+}
+
+/// Rolling upgrades: a new nameserver takes an old prober's report as it is; a new prober
+/// whose checks report no load or weight sends exactly the old format (older nameservers deny
+/// unknown fields); a report with them is signed and verified like any other.
+#[test]
+fn report_format_stays_compatible_both_ways() {
+    let key = keyring()
+        .signing_key(&ProberId::new("eu-1"))
+        .cloned()
+        .unwrap();
+    // As a prober before issue 16 wrote it.
+    let old = format!(
+        r#"{{"prober_id":"eu-1","region":"eu","boot_id":"b","sequence":1,"sent_at_ms":{},"interval_ms":5000,"config_digest":"d","endpoints":{{"shop.example/www/192.0.2.10":{{"state":"up","consecutive":3,"latency_us":1200,"checked_at_ms":1,"reason":"ok"}}}}}}"#,
+        unix_ms(now())
+    );
+    let r = verify(
+        &signed(old.as_bytes(), &key),
+        old.as_bytes(),
+        &keyring(),
+        now(),
+    )
+    .unwrap();
+    let ep = r.endpoints.values().next().unwrap();
+    assert_eq!((ep.load, ep.weight), (None, None));
+
+    let new_without = String::from_utf8(report("eu-1").to_body().unwrap()).unwrap();
+    assert!(
+        !new_without.contains("\"load\"") && !new_without.contains("\"weight\""),
+        "{new_without}"
+    );
+
+    let mut with = report("eu-1");
+    for ep in with.endpoints.values_mut() {
+        ep.load = Some(0.5);
+        ep.weight = Some(200);
+    }
+    let body = with.to_body().unwrap();
+    let back = verify(&signed(&body, &key), &body, &keyring(), now()).unwrap();
+    assert_eq!(back, with);
+    // Any other unknown field is still refused, after the signature check.
+    let odd = String::from_utf8(body)
+        .unwrap()
+        .replace("\"load\":0.5", "\"load\":0.5,\"queue\":3");
+    assert_eq!(
+        verify(
+            &signed(odd.as_bytes(), &key),
+            odd.as_bytes(),
+            &keyring(),
+            now()
+        ),
+        Err(RejectReason::Malformed)
+    );
 }

@@ -1,4 +1,5 @@
-//! One health check of one endpoint: HTTP, HTTPS or a TCP connect.
+//! One health check of one endpoint: HTTP, HTTPS (with optional JSON body checks, a load
+//! figure and a latency limit), a TCP connect, or a program run without a shell (exec).
 //!
 //! Owns: [`CheckSpec`] (what to check, already validated by config loading), [`Checker`] (the
 //! prepared check: TLS settings, CA file and HTTP clients built once) and [`CheckOutcome`] with
@@ -32,6 +33,7 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 pub use crate::config::check::{
     CheckKind, CheckSpec, DEFAULT_EXPECT_STATUS, DEFAULT_TIMEOUT, MAX_BODY_BYTES,
 };
+use crate::config::model::MAX_WEIGHT;
 
 /// Longest reason text kept from a TLS or HTTP error, so reports stay small.
 const MAX_REASON_CHARS: usize = 80;
@@ -55,6 +57,20 @@ pub enum CheckReason {
     Tls(String),
     /// The HTTP exchange failed after connecting (`http: connection closed`).
     Http(String),
+    /// An `expect_json` pointer is missing or has another value
+    /// (`json /status: "unhealthy", want "healthy"`), or the body is not JSON.
+    Json(String),
+    /// Passed, but slower than `max_latency` (`slow: 612ms > 500ms`).
+    Slow {
+        /// How long it took, milliseconds.
+        took_ms: u64,
+        /// The limit, milliseconds.
+        limit_ms: u64,
+    },
+    /// The exec check's program exited non-zero (`exit 3`) or by a signal (`exit signal`).
+    Exit(Option<i32>),
+    /// The exec check's program could not be started (`exec: permission denied`).
+    Exec(String),
 }
 
 impl fmt::Display for CheckReason {
@@ -68,12 +84,17 @@ impl fmt::Display for CheckReason {
             Self::BodyMismatch => f.write_str("body mismatch"),
             Self::Tls(s) => write!(f, "tls: {s}"),
             Self::Http(s) => write!(f, "http: {s}"),
+            Self::Json(s) => write!(f, "json {s}"),
+            Self::Slow { took_ms, limit_ms } => write!(f, "slow: {took_ms}ms > {limit_ms}ms"),
+            Self::Exit(Some(code)) => write!(f, "exit {code}"),
+            Self::Exit(None) => f.write_str("exit signal"),
+            Self::Exec(s) => write!(f, "exec: {s}"),
         }
     }
 }
 
 /// The result of one check.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct CheckOutcome {
     /// Whether the check passed.
     pub ok: bool,
@@ -81,6 +102,17 @@ pub struct CheckOutcome {
     pub latency: Duration,
     /// Why.
     pub reason: CheckReason,
+    /// The endpoint's load, 0.0-1.0 (`load_pointer`, or `load` in an exec check's output).
+    pub load: Option<f64>,
+    /// A weight hint, 0-1000 (`weight` in an exec check's output).
+    pub weight: Option<u32>,
+}
+
+/// What a check learned besides pass or fail.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct Signals {
+    pub(crate) load: Option<f64>,
+    pub(crate) weight: Option<u32>,
 }
 
 /// Why a [`Checker`] cannot be built from a spec.
@@ -180,32 +212,46 @@ impl Checker {
     /// Checks one endpoint on the spec's port. Never fails: every problem is a reason.
     pub async fn check(&self, ip: IpAddr) -> CheckOutcome {
         let start = Instant::now();
-        let reason = match tokio::time::timeout(self.spec.timeout, self.run(ip)).await {
-            Ok(reason) => reason,
-            Err(_) => CheckReason::Timeout,
-        };
+        let (mut reason, signals) =
+            match tokio::time::timeout(self.spec.timeout, self.run(ip)).await {
+                Ok(done) => done,
+                Err(_) => (CheckReason::Timeout, Signals::default()),
+            };
+        let latency = start.elapsed();
+        if let (CheckReason::Ok, Some(limit)) = (&reason, self.spec.max_latency) {
+            if latency > limit {
+                reason = CheckReason::Slow {
+                    took_ms: u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
+                    limit_ms: u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),
+                };
+            }
+        }
         CheckOutcome {
             ok: reason == CheckReason::Ok,
-            latency: start.elapsed(),
+            latency,
             reason,
+            load: signals.load,
+            weight: signals.weight,
         }
     }
 
-    async fn run(&self, ip: IpAddr) -> CheckReason {
+    async fn run(&self, ip: IpAddr) -> (CheckReason, Signals) {
         let target = SocketAddr::new(ip, self.spec.port);
         match self.spec.kind {
             CheckKind::Tcp => match tokio::net::TcpStream::connect(target).await {
-                Ok(_) => CheckReason::Ok,
-                Err(e) => from_connect_io(&e),
+                Ok(_) => (CheckReason::Ok, Signals::default()),
+                Err(e) => (from_connect_io(&e), Signals::default()),
             },
             CheckKind::Http | CheckKind::Https => self.run_http(target).await,
+            CheckKind::Exec => super::exec::run(&self.spec, ip).await,
         }
     }
 
-    async fn run_http(&self, target: SocketAddr) -> CheckReason {
+    async fn run_http(&self, target: SocketAddr) -> (CheckReason, Signals) {
+        let none = Signals::default();
         let client = match self.client_for(target) {
             Ok(c) => c,
-            Err(e) => return CheckReason::Http(shorten(&e.to_string())),
+            Err(e) => return (CheckReason::Http(shorten(&e.to_string())), none),
         };
         let scheme = match self.spec.kind {
             CheckKind::Https => "https",
@@ -218,30 +264,45 @@ impl Checker {
         let url = format!("{scheme}://{authority}{}", self.spec.path);
         let mut response = match client.get(&url).send().await {
             Ok(r) => r,
-            Err(e) => return from_reqwest(&e),
+            Err(e) => return (from_reqwest(&e), none),
         };
         let status = response.status().as_u16();
         if !self.spec.status_ok(status) {
-            return CheckReason::Status(status);
+            return (CheckReason::Status(status), none);
         }
-        let Some(needle) = &self.spec.expect_body else {
-            return CheckReason::Ok;
-        };
-        let needle = needle.as_bytes();
+        if self.spec.expect_body.is_none() && !self.spec.wants_json() {
+            return (CheckReason::Ok, none);
+        }
         let mut body = Vec::new();
         while body.len() < MAX_BODY_BYTES {
             match response.chunk().await {
                 Ok(Some(chunk)) => body.extend_from_slice(&chunk),
                 Ok(None) => break,
-                Err(e) => return from_reqwest(&e),
+                Err(e) => return (from_reqwest(&e), none),
             }
         }
         body.truncate(MAX_BODY_BYTES);
-        if needle.is_empty() || body.windows(needle.len()).any(|w| w == needle) {
-            CheckReason::Ok
-        } else {
-            CheckReason::BodyMismatch
+        if let Some(needle) = &self.spec.expect_body {
+            let needle = needle.as_bytes();
+            if !needle.is_empty() && !body.windows(needle.len()).any(|w| w == needle) {
+                return (CheckReason::BodyMismatch, none);
+            }
         }
+        if !self.spec.wants_json() {
+            return (CheckReason::Ok, none);
+        }
+        let Ok(json) = serde_json::from_slice::<serde_json::Value>(&body) else {
+            return (CheckReason::Json("body is not json".to_owned()), none);
+        };
+        let signals = Signals {
+            load: self
+                .spec
+                .load_pointer
+                .as_deref()
+                .and_then(|p| load_at(&json, p)),
+            weight: None,
+        };
+        (match_json(&self.spec, &json), signals)
     }
 
     fn client_for(&self, target: SocketAddr) -> Result<reqwest::Client, CheckError> {
@@ -271,6 +332,36 @@ impl Checker {
         clients.insert(slot, client.clone());
         Ok(client)
     }
+}
+
+/// Checks every `expect_json` pointer of `spec` against `json`: the first that is missing or
+/// differs fails the check.
+pub(crate) fn match_json(spec: &CheckSpec, json: &serde_json::Value) -> CheckReason {
+    for (pointer, want) in &spec.expect_json {
+        match json.pointer(pointer) {
+            None => return CheckReason::Json(shorten(&format!("{pointer}: missing, want {want}"))),
+            Some(got) if !want.matches(got) => {
+                return CheckReason::Json(shorten(&format!("{pointer}: {got}, want {want}")));
+            }
+            Some(_) => {}
+        }
+    }
+    CheckReason::Ok
+}
+
+/// The number at `pointer`, clamped to 0.0-1.0; `None` when absent or not a number.
+pub(crate) fn load_at(json: &serde_json::Value, pointer: &str) -> Option<f64> {
+    json.pointer(pointer)?
+        .as_f64()
+        .filter(|l| l.is_finite())
+        .map(|l| l.clamp(0.0, 1.0))
+}
+
+/// A weight hint at `pointer`, clamped to 0-[`MAX_WEIGHT`].
+pub(crate) fn weight_at(json: &serde_json::Value, pointer: &str) -> Option<u32> {
+    let w = json.pointer(pointer)?.as_f64().filter(|w| w.is_finite())?;
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    Some(w.clamp(0.0, f64::from(MAX_WEIGHT)).round() as u32)
 }
 
 fn ring_provider() -> Arc<CryptoProvider> {
@@ -438,7 +529,7 @@ fn tls_short(e: &rustls::Error) -> String {
     }
 }
 
-fn shorten(s: &str) -> String {
+pub(crate) fn shorten(s: &str) -> String {
     s.chars().take(MAX_REASON_CHARS).collect()
 }
 

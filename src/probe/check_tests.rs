@@ -413,3 +413,141 @@ fn ca_file_without_certificates_is_rejected() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A backend answering 200 with JSON health bodies, and one that answers slowly.
+async fn app_backend() -> u16 {
+    let app = Router::new()
+        .route(
+            "/healthy",
+            get(|| async {
+                r#"{"status": "healthy", "database": {"state": "connected"}, "load": 0.42, "replicas": 3, "ready": true, "a/b": {"m~n": 1}}"#
+            }),
+        )
+        .route(
+            "/unhealthy",
+            get(|| async { r#"{"status": "unhealthy", "load": 1.7}"# }),
+        )
+        .route("/text", get(|| async { "healthy" }))
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                r#"{"status": "healthy"}"#
+            }),
+        );
+    let listener = TcpListener::bind((LOCAL, 0)).await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(axum::serve(listener, app).into_future());
+    port
+}
+
+#[tokio::test]
+async fn application_checks() {
+    use crate::config::check::Expected;
+    let port = app_backend().await;
+    let json = |path: &str, pairs: &[(&str, Expected)]| CheckSpec {
+        expect_json: pairs
+            .iter()
+            .map(|(p, v)| ((*p).to_owned(), v.clone()))
+            .collect(),
+        ..spec(CheckKind::Http, port, path)
+    };
+    let text = |s: &str| Expected::Text(s.to_owned());
+    // (name, spec, reason, load)
+    let cases: Vec<(&str, CheckSpec, &str, Option<f64>)> = vec![
+        (
+            "every pointer matches",
+            json(
+                "/healthy",
+                &[
+                    ("/status", text("healthy")),
+                    ("/database/state", text("connected")),
+                    ("/replicas", Expected::Number(3.0)),
+                    ("/ready", Expected::Bool(true)),
+                    // RFC 6901 escapes: ~1 is `/`, ~0 is `~`.
+                    ("/a~1b/m~0n", Expected::Number(1.0)),
+                ],
+            ),
+            "ok",
+            None,
+        ),
+        (
+            "a 200 saying unhealthy fails",
+            json("/unhealthy", &[("/status", text("healthy"))]),
+            r#"json /status: "unhealthy", want "healthy""#,
+            None,
+        ),
+        (
+            "a missing pointer fails",
+            json("/healthy", &[("/database/latency", Expected::Number(1.0))]),
+            "json /database/latency: missing, want 1",
+            None,
+        ),
+        (
+            "types must match",
+            json("/healthy", &[("/replicas", text("3"))]),
+            r#"json /replicas: 3, want "3""#,
+            None,
+        ),
+        (
+            "a body that is not json fails",
+            json("/text", &[("/status", text("healthy"))]),
+            "json body is not json",
+            None,
+        ),
+        (
+            "load read and clamped",
+            CheckSpec {
+                load_pointer: Some("/load".into()),
+                ..spec(CheckKind::Http, port, "/unhealthy")
+            },
+            "ok",
+            Some(1.0),
+        ),
+        (
+            "load read",
+            CheckSpec {
+                load_pointer: Some("/load".into()),
+                ..spec(CheckKind::Http, port, "/healthy")
+            },
+            "ok",
+            Some(0.42),
+        ),
+        (
+            "a missing load is no load, not a failure",
+            CheckSpec {
+                load_pointer: Some("/nope".into()),
+                ..spec(CheckKind::Http, port, "/healthy")
+            },
+            "ok",
+            None,
+        ),
+        (
+            "fast enough",
+            CheckSpec {
+                max_latency: Some(Duration::from_millis(1500)),
+                ..spec(CheckKind::Http, port, "/slow")
+            },
+            "ok",
+            None,
+        ),
+    ];
+    for (name, spec, reason, load) in cases {
+        let o = run(spec).await;
+        assert_eq!(o.reason.to_string(), reason, "{name}");
+        assert_eq!(o.ok, reason == "ok", "{name}");
+        assert_eq!(o.load, load, "{name}");
+    }
+    let slow = run(CheckSpec {
+        max_latency: Some(Duration::from_millis(100)),
+        ..spec(CheckKind::Http, port, "/slow")
+    })
+    .await;
+    assert!(!slow.ok);
+    assert!(
+        slow.reason.to_string().starts_with("slow: ")
+            && slow.reason.to_string().ends_with("ms > 100ms"),
+        "{}",
+        slow.reason
+    );
+}

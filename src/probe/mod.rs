@@ -1,6 +1,6 @@
 //! The prober: checks endpoints, applies rise/fall, reports its view to every nameserver.
 //!
-//! Owns: single checks ([`check`]), the rise/fall state machine ([`state`]), the schedule and
+//! Owns: single checks ([`check`]; exec checks and what they may run in [`exec`]), the rise/fall state machine ([`state`]), the schedule and
 //! report building ([`runner`]) and signed delivery to the nameservers ([`push`]).
 //!
 //! TLS everywhere here is rustls with the ring provider, always passed to reqwest as a
@@ -12,6 +12,7 @@
 //! many probers does), or sends check traffic anywhere but the configured endpoints.
 
 pub mod check;
+pub mod exec;
 pub mod push;
 pub mod runner;
 pub mod state;

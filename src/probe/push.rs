@@ -95,6 +95,21 @@ impl SignedReport {
     pub fn sequence(&self) -> u64 {
         self.sequence
     }
+
+    /// The signed JSON body (what etcd's vote key stores, `etcd::votes`).
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// The signing key's id.
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    /// The hex HMAC of the body.
+    pub fn signature(&self) -> &str {
+        &self.signature
+    }
 }
 
 /// What became of one report at one URL.

@@ -296,13 +296,15 @@ fn build_report<'a>(
 ) -> ProbeReport {
     let endpoints = slots
         .map(|slot| {
-            let (latency_us, checked_at_ms, reason) = match &slot.last {
+            let (latency_us, checked_at_ms, reason, load, weight) = match &slot.last {
                 Some((o, at)) => (
                     Some(u64::try_from(o.latency.as_micros()).unwrap_or(u64::MAX)),
                     Some(unix_ms(*at)),
                     o.reason.to_string(),
+                    o.load,
+                    o.weight,
                 ),
-                None => (None, None, "not checked yet".to_owned()),
+                None => (None, None, "not checked yet".to_owned(), None, None),
             };
             let report = EndpointReport {
                 state: slot.tracker.state(),
@@ -310,6 +312,8 @@ fn build_report<'a>(
                 latency_us,
                 checked_at_ms,
                 reason,
+                load,
+                weight,
             };
             (slot.target.key.clone(), report)
         })

@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::check::{CheckError, Checker};
+use super::check::{CheckError, CheckKind, Checker};
+use super::exec::{AllowExec, ExecError};
 use super::runner::ProbeTarget;
 use super::state::RiseFall;
 use crate::config::Zone;
@@ -22,6 +23,16 @@ pub enum TargetError {
         check: String,
         /// Why.
         source: CheckError,
+    },
+    /// An exec check names a program this prober may not run (`--allow-exec`).
+    #[error("{zone}: check `{check}`: {source}")]
+    Exec {
+        /// Zone file.
+        zone: String,
+        /// Check name.
+        check: String,
+        /// Why.
+        source: ExecError,
     },
     /// An endpoint key could not be formed.
     #[error("{zone}: service `{service}`: {message}")]
@@ -57,10 +68,38 @@ pub fn checked_endpoints(zones: &[Arc<Zone>]) -> Vec<EndpointKey> {
         .collect()
 }
 
-/// Probe targets for every checked endpoint (only those in `only_region` when given).
+/// Every endpoint of every service with its region and its service's `slow_start`: what the
+/// health hub needs to grade alerts (a region or a service without any serving endpoint) and
+/// to recompile while a ramp runs.
+pub fn endpoint_layout(zones: &[Arc<Zone>]) -> Vec<crate::health::hub::LayoutEntry> {
+    zones
+        .iter()
+        .flat_map(|zone| {
+            zone.services.iter().flat_map(move |s| {
+                s.endpoints.iter().filter_map(move |e| {
+                    Some(crate::health::hub::LayoutEntry {
+                        key: endpoint_key(zone, &s.key, e.address)?,
+                        region: zone.regions.get(e.region)?.name.clone(),
+                        slow_start: s.health.slow_start.filter(|_| s.check.is_some()),
+                        shed: s
+                            .check
+                            .as_ref()
+                            .and_then(|name| zone.checks.iter().find(|c| &c.name == name))
+                            .map(|c| c.spec.shed)
+                            .unwrap_or_default(),
+                    })
+                })
+            })
+        })
+        .collect()
+}
+
+/// Probe targets for every checked endpoint (only those in `only_region` when given). An exec
+/// check whose program is outside `allow` is an error: nothing of these zones runs.
 pub fn targets(
     zones: &[Arc<Zone>],
     only_region: Option<&str>,
+    allow: &AllowExec,
 ) -> Result<Vec<ProbeTarget>, TargetError> {
     let mut checkers: BTreeMap<(String, String, u16), Arc<Checker>> = BTreeMap::new();
     let mut out = Vec::new();
@@ -72,6 +111,16 @@ pub fn targets(
             let Some(check) = zone.checks.iter().find(|c| &c.name == check_name) else {
                 continue;
             };
+            if check.spec.kind == CheckKind::Exec {
+                let program = check.spec.command.first().map(std::path::Path::new);
+                allow
+                    .check(program.unwrap_or(std::path::Path::new("")))
+                    .map_err(|source| TargetError::Exec {
+                        zone: zone.file.display().to_string(),
+                        check: check.name.clone(),
+                        source,
+                    })?;
+            }
             for e in &svc.endpoints {
                 let region = zone.regions.get(e.region).map(|r| r.name.as_str());
                 if only_region.is_some_and(|only| Some(only) != region) {

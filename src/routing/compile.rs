@@ -18,6 +18,7 @@ use super::select::{CompiledFallback, CompiledPolicy, Endpoint, Order, RegionEnd
 use super::subnet_map::SubnetMap;
 use super::table::{Glue, Node, RoutingTable, RrSet, ZoneTable};
 pub use super::table::{key_wire, name_wire};
+use super::weights;
 use crate::config::Zone;
 use crate::config::model::{self, Fallback, Policy};
 use crate::geo::{Continent, GeoDb};
@@ -33,6 +34,19 @@ pub enum EndpointState {
     Drain,
 }
 
+/// What the compiler weighs an endpoint with besides its state (see [`super::weights`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct EndpointDetail {
+    /// Load, 0.0-1.0, for shedding.
+    pub load: Option<f64>,
+    /// Weight hint of an exec check.
+    pub weight: Option<u32>,
+    /// How long ago it came back from down (as of the health snapshot), for slow start.
+    pub recovered_for: Option<std::time::Duration>,
+    /// A vote is counting towards rise or fall (dynamic TTL).
+    pub transition: bool,
+}
+
 /// Where the compiler learns each endpoint's state (the health module implements it).
 pub trait EndpointHealth {
     /// State of `address` (in `region`) of `service` in `zone`.
@@ -43,6 +57,11 @@ pub trait EndpointHealth {
         region: &str,
         address: std::net::IpAddr,
     ) -> EndpointState;
+
+    /// Load, weight hint, recovery and transition of an endpoint; nothing by default.
+    fn detail(&self, _zone: &Name, _service: &str, _address: std::net::IpAddr) -> EndpointDetail {
+        EndpointDetail::default()
+    }
 }
 
 /// Every endpoint up: before any health information exists, and for offline `explain`.
@@ -151,20 +170,49 @@ pub fn compile_service(zone: &Zone, svc: &model::Service, health: &dyn EndpointH
     let mut region_map: Vec<Option<u16>> = vec![None; zone.regions.len()];
     let mut regions = Vec::new();
     let mut endpoints = Vec::with_capacity(svc.endpoints.len());
+    let shed = svc
+        .check
+        .as_ref()
+        .and_then(|name| zone.checks.iter().find(|c| &c.name == name))
+        .map(|c| c.spec.shed)
+        .unwrap_or_default();
+    let mut transition = false;
     for (zi, region) in zone.regions.iter().enumerate() {
         let start = endpoints.len();
-        for e in svc.endpoints.iter().filter(|e| e.region == zi) {
-            let state = health.state(&zone.origin, &svc.key, &region.name, e.address);
+        let members: Vec<&model::Endpoint> =
+            svc.endpoints.iter().filter(|e| e.region == zi).collect();
+        let states: Vec<EndpointState> = members
+            .iter()
+            .map(|e| health.state(&zone.origin, &svc.key, &region.name, e.address))
+            .collect();
+        let inputs: Vec<weights::Input> = members
+            .iter()
+            .zip(&states)
+            .map(|(e, state)| {
+                let d = health.detail(&zone.origin, &svc.key, e.address);
+                weights::Input {
+                    configured: e.weight,
+                    serving: *state == EndpointState::Up,
+                    hint: d.weight,
+                    load: d.load,
+                    recovered_for: d.recovered_for,
+                    transition: d.transition,
+                }
+            })
+            .collect();
+        let weighing = weights::weigh(&inputs, svc.health.slow_start, shed);
+        transition |= weighing.transition;
+        for ((e, state), out) in members.iter().zip(&states).zip(&weighing.endpoints) {
             let rdata = address_rdata(e.address);
             endpoints.push(Endpoint {
                 address: e.address,
-                weight: if state == EndpointState::Drain {
+                weight: if *state == EndpointState::Drain {
                     0
                 } else {
-                    e.weight
+                    out.weight
                 },
                 configured_weight: e.weight,
-                healthy: state != EndpointState::Down,
+                healthy: *state != EndpointState::Down,
                 region: u16::try_from(regions.len()).unwrap_or(u16::MAX),
                 rdata,
             });
@@ -177,6 +225,7 @@ pub fn compile_service(zone: &Zone, svc: &model::Service, health: &dyn EndpointH
                 name: region.name.clone(),
                 coords: region.location,
                 endpoints: start..endpoints.len(),
+                share: weights::per_mille(weighing.region_share),
             });
         }
     }
@@ -230,10 +279,22 @@ pub fn compile_service(zone: &Zone, svc: &model::Service, health: &dyn EndpointH
             CompiledFallback::Addresses(list.iter().map(|a| (*a, address_rdata(*a))).collect())
         }
     };
+    // Nothing healthy for a family that has endpoints: its answers are the fallback.
+    let fallback_answers = [true, false].into_iter().any(|v4| {
+        let family = endpoints.iter().filter(|e| e.address.is_ipv4() == v4);
+        family.clone().next().is_some() && !family.clone().any(|e| e.healthy)
+    });
+    let ttl = weights::ttl(
+        svc.ttl,
+        svc.health.min_ttl,
+        svc.health.dynamic_ttl,
+        transition,
+        fallback_answers,
+    );
     Service {
         key: svc.key.clone(),
         policy_name: svc.policy.as_str(),
-        ttl: svc.ttl,
+        ttl,
         answers: svc.answers,
         policy,
         regions,
@@ -258,7 +319,9 @@ fn compile_zone(
     let origin = zone.origin.to_lowercase();
     // (owner key, type) -> RRset; BTreeMap keeps the output deterministic.
     let mut sets: BTreeMap<(Box<[u8]>, u16), Gathered> = BTreeMap::new();
-    for record in &zone.records {
+    // DNSSEC: the apex DNSKEY, CDS and CDNSKEY are served like any record.
+    let keys = super::signed::apex_records(zone);
+    for record in zone.records.iter().chain(&keys) {
         let key = (key_wire(&record.name), u16::from(record.record_type()));
         let set = sets.entry(key).or_insert_with(|| Gathered {
             owner: record.name.clone(),
@@ -443,7 +506,7 @@ fn compile_zone(
         node.rrsets.sort_by_key(|r| r.rtype);
     }
 
-    Ok(ZoneTable {
+    let mut table = ZoneTable {
         origin: zone.origin.clone(),
         serial: zone.serial(),
         source: Arc::clone(zone),
@@ -457,7 +520,10 @@ fn compile_zone(
         },
         services,
         counters: counters.zone(&apex),
-    })
+        dnssec: None,
+    };
+    super::signed::sign(&mut table, crate::dnssec::time::now());
+    Ok(table)
 }
 
 /// Parses a wire-form name back (only names this module produced, so it cannot fail).
@@ -502,6 +568,7 @@ impl NodeBuilder<'_> {
                 wildcard: None,
                 service: None,
                 cname_target: None,
+                dnssec: None,
             });
             if current.num_labels() <= self.origin.num_labels() {
                 return;

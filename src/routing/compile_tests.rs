@@ -359,3 +359,77 @@ fn service_endpoints_are_grouped_into_region_ranges_in_file_order() {
         other => panic!("not failover: {other:?}"),
     }
 }
+
+/// Health beyond up/down: the compiler's weights, region shares and TTL (issue 16).
+#[test]
+fn slow_start_shedding_and_dynamic_ttl_are_compiled_in() {
+    use super::EndpointDetail;
+    use std::time::Duration;
+    struct Detailed(Health, HashMap<IpAddr, EndpointDetail>);
+    impl EndpointHealth for Detailed {
+        fn state(&self, z: &Name, s: &str, r: &str, a: IpAddr) -> EndpointState {
+            self.0.state(z, s, r, a)
+        }
+        fn detail(&self, _: &Name, _: &str, a: IpAddr) -> EndpointDetail {
+            self.1.get(&a).copied().unwrap_or_default()
+        }
+    }
+    let text = SERVICE_ZONE.replace(
+        "failover = [\"b\"]",
+        "failover = [\"b\"]\nttl = 60\nslow_start = \"10s\"\ndynamic_ttl = true\nmin_ttl = 5",
+    );
+    let z = zone(&text, None);
+    let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+    let back = |secs| EndpointDetail {
+        recovered_for: Some(Duration::from_secs(secs)),
+        ..EndpointDetail::default()
+    };
+    let weights = |svc: &crate::routing::select::Service| -> Vec<u32> {
+        svc.endpoints.iter().map(|e| e.weight).collect()
+    };
+
+    // Steady: full weights and TTL; every region takes its whole share.
+    let steady = Detailed(Health(HashMap::new()), HashMap::new());
+    let svc = compile_service(&z, &z.services[0], &steady);
+    assert_eq!(svc.ttl, 60);
+    assert!(svc.regions.iter().all(|r| r.share == 1000));
+
+    // Region b is coming back (both its endpoints ramp, 5 s of 10): 55 % of their weight
+    // and of b's answers; a ramp is a transition, so answers carry min_ttl.
+    let ramping = Detailed(
+        Health(HashMap::new()),
+        HashMap::from([(ip("192.0.2.21"), back(5)), (ip("192.0.2.22"), back(5))]),
+    );
+    let svc = compile_service(&z, &z.services[0], &ramping);
+    // Endpoints: a: .11 (weight 50), 2001:db8::12; b: .21, .22.
+    assert_eq!(weights(&svc), [50, 100, 55, 55]);
+    let share: Vec<u16> = svc.regions.iter().map(|r| r.share).collect();
+    assert_eq!(share, [1000, 550]);
+    assert_eq!(svc.ttl, 5);
+
+    // Load 0.875 on .11: half its weight; shedding is a transition too.
+    let loaded = Detailed(
+        Health(HashMap::new()),
+        HashMap::from([(
+            ip("192.0.2.11"),
+            EndpointDetail {
+                load: Some(0.875),
+                ..EndpointDetail::default()
+            },
+        )]),
+    );
+    let svc = compile_service(&z, &z.services[0], &loaded);
+    assert_eq!(weights(&svc)[0], 25);
+    assert_eq!(svc.ttl, 5);
+
+    // Every IPv4 endpoint down: A answers are the fallback, and carry min_ttl.
+    let down = Detailed(
+        Health(HashMap::from([
+            (ip("192.0.2.11"), EndpointState::Down),
+            (ip("192.0.2.21"), EndpointState::Down),
+            (ip("192.0.2.22"), EndpointState::Down),
+        ])),
+        HashMap::new(),
+    );
+    assert_eq!(compile_service(&z, &z.services[0], &down).ttl, 5);
+}

@@ -104,6 +104,9 @@ pub struct RegionView {
     pub name: String,
     /// Distance from the client, for `nearest`.
     pub distance_km: Option<f64>,
+    /// Slow start of a region coming back: the share (0.1-1.0) of the answers it would take
+    /// that it takes now; the rest go on down the order.
+    pub share: f64,
     /// Its endpoints of this service.
     pub endpoints: Vec<EndpointView>,
 }
@@ -310,8 +313,9 @@ fn service_view(
         }
     };
     let qt = if want_v4 { qtype::A } else { qtype::AAAA };
-    // The region and pass are decided without randomness; only which endpoints of that
-    // region answer is drawn. Show that draw as each endpoint's probability instead of a
+    // The region and pass are decided without randomness (except for a region coming back
+    // under slow start, which takes only its `share` and is shown with it); only which
+    // endpoints of that region answer is drawn. Show that draw as each endpoint's probability instead of a
     // second draw that could differ from the answer shown.
     let sel = svc.select(qt, client, &table.geo);
     let probability = answer_probabilities(svc, &sel, want_v4);
@@ -337,6 +341,7 @@ fn service_view(
                 })
                 .collect();
             Some(RegionView {
+                share: f64::from(region.share) / f64::from(super::select::FULL_SHARE),
                 name: region.name.clone(),
                 distance_km: distance_km.map(|d| (d * 10.0).round() / 10.0),
                 endpoints,
@@ -524,7 +529,15 @@ impl fmt::Display for Explanation {
                 let dist = r
                     .distance_km
                     .map_or(String::new(), |d| format!(" ({d} km)"));
-                let _ = writeln!(s, "  {}. {}{dist}", i + 1, r.name);
+                let ramp = if r.share < 1.0 {
+                    format!(
+                        " (slow start: takes {:.0}% of its answers, the rest go on)",
+                        r.share * 100.0
+                    )
+                } else {
+                    String::new()
+                };
+                let _ = writeln!(s, "  {}. {}{dist}{ramp}", i + 1, r.name);
                 for e in &r.endpoints {
                     let _ = writeln!(
                         s,
@@ -533,8 +546,13 @@ impl fmt::Display for Explanation {
                         if e.healthy { "up  " } else { "down" },
                         e.effective_weight,
                         e.probability,
-                        if e.effective_weight != e.weight {
+                        if e.effective_weight == 0 && e.weight > 0 {
                             format!(" (configured {}, drained)", e.weight)
+                        } else if e.effective_weight != e.weight {
+                            format!(
+                                " (configured {}: slow start, shedding or a weight hint)",
+                                e.weight
+                            )
                         } else {
                             String::new()
                         },

@@ -29,6 +29,9 @@ pub struct MapRegion {
     pub endpoints: usize,
     /// Countries answered from it now.
     pub countries: usize,
+    /// Slow start: per mille of its countries' answers it takes now (1000 when not ramping;
+    /// the rest go to the next region of each country's walk).
+    pub share: u16,
 }
 
 /// Where clients of one country go.
@@ -71,6 +74,7 @@ pub fn service_map(svc: &Service) -> ServiceMap {
                 healthy_endpoints: eps.iter().filter(|e| e.healthy).count(),
                 endpoints: eps.len(),
                 countries: 0,
+                share: r.share,
             }
         })
         .collect();

@@ -144,6 +144,21 @@ impl Publisher {
         }
     }
 
+    /// Recompiles the same inputs and publishes the table: DNSSEC signatures are renewed and
+    /// keys change state with time alone (`routing::signed::resign`). On a compile error the
+    /// previous table keeps serving (logged).
+    pub fn recompile(&self) {
+        let mut state = self.lock();
+        let zones: Vec<Arc<Zone>> = state.zones.values().cloned().collect();
+        let geo = Arc::clone(&state.geo);
+        match self.swap(&mut state, &zones, geo) {
+            Ok(generation) => tracing::info!(generation, "table recompiled: DNSSEC re-signed"),
+            Err(e) => {
+                tracing::error!(error = %e, "re-signing failed; previous table keeps serving")
+            }
+        }
+    }
+
     /// Publishes a new configuration (zones and database), compiled against the current
     /// health. Returns the generation now serving; on error nothing changes.
     pub fn set_config(&self, zones: ZoneFiles, geo: Arc<GeoDb>) -> Result<u64, CompileError> {

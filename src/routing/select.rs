@@ -66,7 +66,14 @@ pub struct RegionEndpoints {
     pub coords: Option<Coords>,
     /// Its endpoints: a range of [`Service::endpoints`] (sorted by region).
     pub endpoints: Range<usize>,
+    /// Slow start of a region coming back: the share, per mille, of the answers it would
+    /// take that it takes now ([`FULL_SHARE`] when it is not ramping); the rest go where they
+    /// went while it was down (the next region of the walk).
+    pub share: u16,
 }
+
+/// [`RegionEndpoints::share`] of a region that takes all it would.
+pub const FULL_SHARE: u16 = 1000;
 
 /// A region order, as indices into [`Service::regions`]. Every region appears once: the
 /// configured ones first, then the rest in file order, so failover never runs out early.
@@ -278,7 +285,7 @@ impl Service {
             reason,
         };
         let family = |a: IpAddr| a.is_ipv4() == want_v4;
-        let Some((region, range, outcome)) = self.passes(walk, family) else {
+        let Some((region, range, outcome)) = self.passes(walk, true, family) else {
             return sel;
         };
         sel.region = region;
@@ -313,9 +320,11 @@ impl Service {
 
     /// Where a client with region order `walk` is answered from, and by which pass, when any
     /// address family will do (the traffic map: a country goes where its A or AAAA answers
-    /// go). The same passes as [`Service::select`]; counts nothing, draws nothing.
+    /// go). The same passes as [`Service::select`] without the random draws: a region coming
+    /// back (slow start) counts as taking the answer (it takes its share of them); counts
+    /// nothing.
     pub fn route(&self, walk: RegionWalk<'_>) -> (Option<u16>, Outcome) {
-        self.passes(walk, |_| true)
+        self.passes(walk, false, |_| true)
             .map_or((None, Outcome::NoData), |(region, _, outcome)| {
                 (region, outcome)
             })
@@ -324,22 +333,29 @@ impl Service {
     /// The walk's passes for endpoints `family` accepts: the first region with a healthy
     /// weighted endpoint, then the first with a healthy standby, then the fallback (`all`: the
     /// first region with any endpoint; fixed addresses: no region and an empty range).
-    /// Returns the region, its endpoint range and the pass; `None` means NODATA.
+    /// Returns the region, its endpoint range and the pass; `None` means NODATA. With `ramp`
+    /// the healthy pass passes over a ramping region with the chance its share leaves.
     #[inline]
     fn passes(
         &self,
         walk: RegionWalk<'_>,
+        ramp: bool,
         family: impl Fn(IpAddr) -> bool + Copy,
     ) -> Option<(Option<u16>, Range<usize>, Outcome)> {
         for (outcome, standby) in [(Outcome::Healthy, false), (Outcome::Standby, true)] {
-            let found = self.walk(walk, |range| {
+            let accept = |range: Range<usize>| {
                 let any = self
                     .endpoints
                     .get(range.clone())?
                     .iter()
                     .any(|e| usable(e, family, standby));
                 any.then_some(range)
-            });
+            };
+            // A ramping region takes its share; when the walk finds nothing after it, it
+            // takes the answer after all (never a standby or fallback because of a ramp).
+            let found = self
+                .walk(walk, ramp && !standby, accept)
+                .or_else(|| self.walk(walk, false, accept));
             if let Some((region, range)) = found {
                 return Some((region, range, outcome));
             }
@@ -347,7 +363,7 @@ impl Service {
         // Nothing healthy: the fallback, never nothing unless configured so.
         match &self.fallback {
             CompiledFallback::All => self
-                .walk(walk, |range| {
+                .walk(walk, false, |range| {
                     self.endpoints
                         .get(range.clone())?
                         .iter()
@@ -365,16 +381,24 @@ impl Service {
     }
 
     /// Walks regions in `walk` order; returns the first region (and its endpoint range) that
-    /// `accept` takes.
+    /// `accept` takes. With `ramp`, a region coming back (slow start) is passed over with
+    /// the chance its share leaves to the regions after it.
     fn walk(
         &self,
         walk: RegionWalk<'_>,
+        ramp: bool,
         mut accept: impl FnMut(Range<usize>) -> Option<Range<usize>>,
     ) -> Option<(Option<u16>, Range<usize>)> {
+        let passed_over = |region: &RegionEndpoints| {
+            ramp && region.share < FULL_SHARE && rand::random_range(0..FULL_SHARE) >= region.share
+        };
         match walk {
             RegionWalk::Pool => accept(0..self.endpoints.len()).map(|r| (None, r)),
             RegionWalk::List(order) => order.iter().find_map(|&i| {
                 let region = self.regions.get(usize::from(i))?;
+                if passed_over(region) {
+                    return None;
+                }
                 accept(region.endpoints.clone()).map(|r| (Some(i), r))
             }),
             RegionWalk::Nearest(from) => {
@@ -391,7 +415,7 @@ impl Service {
                         }
                     }
                     let (d, i) = best?;
-                    if let Some(region) = self.regions.get(i) {
+                    if let Some(region) = self.regions.get(i).filter(|r| !passed_over(r)) {
                         if let Some(r) = accept(region.endpoints.clone()) {
                             return Some((u16::try_from(i).ok(), r));
                         }

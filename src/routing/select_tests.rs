@@ -939,3 +939,43 @@ fn fallback_all_fails_open_with_every_endpoint_of_the_best_region() {
     assert_eq!(addresses(&svc, &sel), ["2001:db8::93"]);
     assert_eq!(sel.outcome, Outcome::Fallback);
 }
+
+/// Slow start of a region coming back: it takes its share of what it would take, the rest
+/// goes where it went while it was down; with nowhere else to go it takes everything.
+#[test]
+fn a_ramping_region_takes_its_share_and_the_rest_fails_over() {
+    let zone = zone();
+    let db = geo();
+    let ramped = |down: &[&str]| {
+        let health = Health::default().set("fo", down, EndpointState::Down);
+        let mut svc = compiled(&zone, "fo", &health);
+        let us = svc
+            .regions
+            .iter()
+            .position(|r| r.name == "us-east")
+            .unwrap();
+        svc.regions[us].share = 300;
+        svc
+    };
+    let svc = ramped(&[]);
+    let mut by_region: HashMap<String, usize> = HashMap::new();
+    for _ in 0..10_000 {
+        let sel = svc.select(qtype::A, &client(None), &db);
+        *by_region.entry(region(&svc, &sel).unwrap()).or_default() += 1;
+    }
+    let us = by_region.get("us-east").copied().unwrap_or(0) as f64 / 10_000.0;
+    assert!((us - 0.3).abs() < 0.03, "{by_region:?}");
+    assert_eq!(
+        by_region.get("us-east").copied().unwrap_or(0)
+            + by_region.get("eu-west").copied().unwrap_or(0),
+        10_000,
+        "the rest goes to the next region of the failover list: {by_region:?}"
+    );
+    // Nothing else healthy: the ramping region answers every time (no standby, no fallback).
+    let svc = ramped(&["203.0.113.1", "203.0.113.4"]);
+    for _ in 0..200 {
+        let sel = svc.select(qtype::A, &client(None), &db);
+        assert_eq!(region(&svc, &sel).as_deref(), Some("us-east"));
+        assert_eq!(sel.outcome, Outcome::Healthy);
+    }
+}

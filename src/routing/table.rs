@@ -16,6 +16,7 @@ use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 
 use super::counters::ZoneCounters;
 use super::select::{Client, Endpoint, RegionEndpoints, Service};
+use super::signed::{NodeSigs, SignedZone, SigningSink};
 use super::sink::AnswerSink;
 use crate::config::Zone;
 use crate::geo::GeoDb;
@@ -69,6 +70,8 @@ pub struct ZoneTable {
     pub services: Vec<Service>,
     /// Queries by QTYPE for this zone (created by `compile`).
     pub(crate) counters: ZoneCounters,
+    /// Signatures and signer when the zone is signed (`routing::signed`).
+    pub(crate) dnssec: Option<Box<SignedZone>>,
 }
 
 /// A name that exists in a zone (with data, or as an empty non-terminal).
@@ -87,6 +90,8 @@ pub struct Node {
     pub(crate) service: Option<u32>,
     /// For a CNAME, its target in lowercase wire form.
     pub(crate) cname_target: Option<Box<[u8]>>,
+    /// RRSIGs and NSEC of this name when the zone is signed.
+    pub(crate) dnssec: Option<Box<NodeSigs>>,
 }
 
 /// An RRset with pre-encoded RDATA and the additional records that go with it.
@@ -126,7 +131,7 @@ impl RrSet {
 }
 
 impl Node {
-    fn rrset(&self, rtype: u16) -> Option<&RrSet> {
+    pub(crate) fn rrset(&self, rtype: u16) -> Option<&RrSet> {
         self.rrsets.iter().find(|r| r.rtype == rtype)
     }
 }
@@ -175,10 +180,21 @@ impl RoutingTable {
         w: &mut S,
     ) -> u8 {
         let lname = q.lname();
-        let Some((zone_off, zone)) = suffix_offsets(lname).find_map(|off| {
+        let zone_at = |off: usize| {
             let suffix = lname.get(off..)?;
             self.zones.get(suffix).map(|z| (off, z))
-        }) else {
+        };
+        // RFC 4035 §3.1.4.1: the parent answers DS. When both sides of a cut are served
+        // here, a DS query for the child's apex goes to the parent zone.
+        let parent_side = q.qtype == qtype::DS
+            && self.zones.contains_key(lname)
+            && suffix_offsets(lname)
+                .skip(1)
+                .any(|off| zone_at(off).is_some());
+        let Some((zone_off, zone)) = suffix_offsets(lname)
+            .skip(usize::from(parent_side))
+            .find_map(zone_at)
+        else {
             if COUNT {
                 self.unmatched.count(q.qtype);
             }
@@ -323,14 +339,24 @@ impl ZoneTable {
         w: &mut S,
     ) -> u8 {
         w.set_authoritative(true);
+        // DO=1 and a signed zone: RRSIGs and NSEC go along (RFC 4035 §3.1).
+        let sign = match q.edns {
+            Some(e) if e.dnssec_ok => self.dnssec.as_deref(),
+            _ => None,
+        };
         let mut owner = Owner::Question(0);
+        // The name looked up now (QNAME, then each CNAME target), lowercase wire form.
+        let mut name = q.lname();
         let mut found = self.find(q.lname(), q.qtype);
         let mut scope = 0;
         for _ in 0..MAX_CNAME_CHAIN {
             let node = match found {
                 Found::NxDomain => {
-                    w.set_rcode(Rcode::NxDomain);
-                    self.negative(w, zone_off);
+                    self.negative(w, zone_off, sign);
+                    // RFC 9824: a signed "no such name" is NOERROR with an NXNAME NSEC.
+                    if !sign.is_some_and(|z| z.deny_name(w, owner, name)) {
+                        w.set_rcode(Rcode::NxDomain);
+                    }
                     return scope;
                 }
                 Found::Referral(cut) => {
@@ -341,6 +367,9 @@ impl ZoneTable {
                     }
                     if let Some(ns) = cut.rrset(qtype::NS) {
                         ns.write(w, Section::Authority, Owner::Wire(&cut.name_wire));
+                        if let Some(z) = sign {
+                            z.delegation(w, cut);
+                        }
                         ns.write_additional(w, Section::RequiredAdditional);
                     }
                     return scope;
@@ -351,31 +380,71 @@ impl ZoneTable {
             if q.qtype == qtype::ANY {
                 // RFC 8482 §4.1: one RRset is a complete answer to ANY.
                 if let Some(svc) = node.service.and_then(|i| self.services.get(i as usize)) {
-                    scope = scope.max(svc.answer::<COUNT, S>(qtype::A, client, geo, w, owner));
+                    let answer = |rtype, w: &mut S| match sign {
+                        Some(z) => svc.answer::<COUNT, _>(
+                            rtype,
+                            client,
+                            geo,
+                            &mut SigningSink::new(w, z, name),
+                            owner,
+                        ),
+                        None => svc.answer::<COUNT, S>(rtype, client, geo, w, owner),
+                    };
+                    scope = scope.max(answer(qtype::A, w));
                     if w.answer_count() == 0 {
-                        scope =
-                            scope.max(svc.answer::<COUNT, S>(qtype::AAAA, client, geo, w, owner));
+                        scope = scope.max(answer(qtype::AAAA, w));
                     }
                     if w.answer_count() == 0 {
-                        self.negative(w, zone_off);
+                        self.nodata(w, zone_off, sign, owner, node, name);
                     }
                 } else if let Some(rrset) = node.rrsets.first() {
                     rrset.write(w, Section::Answer, owner);
+                    if let Some(z) = sign {
+                        z.rrsigs(
+                            w,
+                            Section::Answer,
+                            owner,
+                            node,
+                            rrset.rtype,
+                            rrset.ttl,
+                            name,
+                        );
+                    }
                 } else {
-                    self.negative(w, zone_off);
+                    self.nodata(w, zone_off, sign, owner, node, name);
                 }
                 return scope;
             }
             if let Some(rrset) = node.rrset(q.qtype) {
                 rrset.write(w, Section::Answer, owner);
+                if let Some(z) = sign {
+                    z.rrsigs(
+                        w,
+                        Section::Answer,
+                        owner,
+                        node,
+                        rrset.rtype,
+                        rrset.ttl,
+                        name,
+                    );
+                }
                 rrset.write_additional(w, Section::Additional);
                 return scope;
             }
             if let Some(svc) = node.service.and_then(|i| self.services.get(i as usize)) {
                 if q.qtype == qtype::A || q.qtype == qtype::AAAA {
-                    scope = scope.max(svc.answer::<COUNT, S>(q.qtype, client, geo, w, owner));
+                    scope = scope.max(match sign {
+                        Some(z) => svc.answer::<COUNT, _>(
+                            q.qtype,
+                            client,
+                            geo,
+                            &mut SigningSink::new(w, z, name),
+                            owner,
+                        ),
+                        None => svc.answer::<COUNT, S>(q.qtype, client, geo, w, owner),
+                    });
                     if w.answer_count() == 0 {
-                        self.negative(w, zone_off);
+                        self.nodata(w, zone_off, sign, owner, node, name);
                     }
                     return scope;
                 }
@@ -383,16 +452,28 @@ impl ZoneTable {
             match (node.rrset(qtype::CNAME), &node.cname_target) {
                 (Some(cname), Some(target)) => {
                     cname.write(w, Section::Answer, owner);
+                    if let Some(z) = sign {
+                        z.rrsigs(
+                            w,
+                            Section::Answer,
+                            owner,
+                            node,
+                            qtype::CNAME,
+                            cname.ttl,
+                            name,
+                        );
+                    }
                     // Follow only inside this zone; the resolver chases the rest.
                     let apex = q.lname().get(zone_off..).unwrap_or(&[]);
                     if !target.ends_with(apex) || !is_label_suffix(target, apex.len()) {
                         return scope;
                     }
                     owner = Owner::Wire(target);
+                    name = target;
                     found = self.find(target, q.qtype);
                 }
                 _ => {
-                    self.negative(w, zone_off);
+                    self.nodata(w, zone_off, sign, owner, node, name);
                     return scope;
                 }
             }
@@ -400,10 +481,29 @@ impl ZoneTable {
         scope
     }
 
-    /// NODATA/NXDOMAIN authority: the SOA, owner = apex (a suffix of QNAME).
-    fn negative<S: AnswerSink>(&self, w: &mut S, zone_off: usize) {
-        self.negative_soa
-            .write(w, Section::Authority, Owner::Question(zone_off));
+    /// NODATA/NXDOMAIN authority: the SOA, owner = apex (a suffix of QNAME), signed with DO.
+    fn negative<S: AnswerSink>(&self, w: &mut S, zone_off: usize, sign: Option<&SignedZone>) {
+        let apex = Owner::Question(zone_off);
+        self.negative_soa.write(w, Section::Authority, apex);
+        if let Some(z) = sign {
+            z.soa_sigs(w, apex, self.negative_soa.ttl);
+        }
+    }
+
+    /// NODATA at `node`: the SOA and, signed, the NSEC showing the types `name` has.
+    fn nodata<S: AnswerSink>(
+        &self,
+        w: &mut S,
+        zone_off: usize,
+        sign: Option<&SignedZone>,
+        owner: Owner<'_>,
+        node: &Node,
+        name: &[u8],
+    ) {
+        self.negative(w, zone_off, sign);
+        if let Some(z) = sign {
+            z.nodata(w, owner, node, name);
+        }
     }
 }
 

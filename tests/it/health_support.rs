@@ -387,6 +387,8 @@ pub fn report(prober: &str, region: &str, boot: &str, sequence: u64, down: &[&st
                         VoteState::Up => "ok".into(),
                         _ => "connect refused".into(),
                     },
+                    load: None,
+                    weight: None,
                 },
             )
         })

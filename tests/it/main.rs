@@ -19,7 +19,15 @@ mod chaos;
 mod control;
 mod core;
 mod dnsedge;
+// DNS over TLS, HTTPS and QUIC.
+mod encrypted;
+// Distributed mode on a real etcd (system tests).
+mod etcd;
+// DNSSEC: signatures verified here, and by unbound and delv (system tests).
+mod dnssec;
 mod health;
+// Health beyond up/down (issue 16): application and exec checks, shedding, slow start, drains.
+mod health_app;
 // Backends, probers and signed reports for `health`.
 mod health_support;
 // contrib/: alert rules, dashboard, Debian package; man pages and completions.
@@ -27,6 +35,8 @@ mod kit;
 mod ops;
 mod steering;
 mod steering_support;
+// DNS over TCP: long pipelines, clients that do not read or close with answers pending.
+mod tcp;
 mod transfer;
 mod zonecheck;
 // The one harness (processes, DNS, HTTP, metrics, knotd, system prerequisites), shared by

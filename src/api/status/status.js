@@ -49,6 +49,27 @@ function vote(v) {
     label, state(v.state), " ", el("span", { class: "muted" }, ago(v.age_ms) + " ago" + (v.fresh ? "" : ", stale")));
 }
 
+// Why the weight is what it is, and what the probes measured: load, check latency,
+// slow start (the weight below the configured one while the endpoint ramps), drains.
+function weightNotes(e) {
+  const notes = [];
+  const s = e.signals;
+  if (s) {
+    if (s.load != null) notes.push("load " + Math.round(s.load * 100) + "%");
+    if (s.latency_us != null) notes.push("check " + (s.latency_us / 1000).toFixed(1) + " ms");
+    if (s.weight != null) notes.push("hint " + s.weight);
+    if (s.transition) notes.push("in transition");
+  }
+  if (e.ramp != null) notes.push("slow start " + Math.round(e.ramp * 100) + "%");
+  if (e.shed != null) notes.push("shedding to " + Math.round(e.shed * 100) + "%");
+  if (e.drain) {
+    notes.push(e.drain.complete
+      ? "drain complete since " + new Date(e.drain.complete_at_ms).toISOString()
+      : "draining until " + new Date(e.drain.complete_at_ms).toISOString());
+  }
+  return notes.length ? el("div", { class: "muted" }, notes.join(", ")) : null;
+}
+
 function renderServices(services) {
   const root = document.getElementById("services");
   root.replaceChildren();
@@ -70,7 +91,7 @@ function renderServices(services) {
           el("td", {}, e.address),
           el("td", {}, decided, e.decided_for_ms != null ? el("span", { class: "muted" }, " for " + ago(e.decided_for_ms)) : null),
           el("td", {}, serving),
-          el("td", {}, e.effective_weight + " / " + e.weight),
+          el("td", {}, e.effective_weight + " / " + e.weight, weightNotes(e)),
           el("td", {}, votes)));
       }
     }

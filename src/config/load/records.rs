@@ -227,6 +227,24 @@ impl ZoneBuilder<'_> {
         {
             return Err(self.invalid("ns", "the zone has no apex NS records"));
         }
+        // RFC 4035 §2.4: a DS lives on the parent side of a delegation, nowhere else.
+        for s in sources.iter().filter(|s| s.rtype == RecordType::DS) {
+            let at_cut = s.owner != zone.origin
+                && zone
+                    .records
+                    .iter()
+                    .any(|r| r.record_type() == RecordType::NS && r.name.to_lowercase() == s.owner);
+            if !at_cut {
+                return Err(self.error_at(
+                    &s.at,
+                    true,
+                    format!(
+                        "{} has a DS but no NS records: a DS belongs at a delegation (RFC 4035 §2.4)",
+                        s.owner
+                    ),
+                ));
+            }
+        }
         // Counted as written: the master-file parser keeps only the last CNAME at a name.
         let mut cnames: BTreeMap<&Name, &At> = BTreeMap::new();
         for s in sources.iter().filter(|s| s.rtype == RecordType::CNAME) {
@@ -303,6 +321,7 @@ pub const SUPPORTED_TYPES: &[RecordType] = &[
     RecordType::AAAA,
     RecordType::CAA,
     RecordType::CNAME,
+    RecordType::DS,
     RecordType::HTTPS,
     RecordType::MX,
     RecordType::NAPTR,
@@ -336,6 +355,13 @@ fn check_wire_round_trip(record: &Record) -> Result<(), String> {
 }
 
 fn parse_rdata(rtype: RecordType, text: &str, origin: &Name) -> Result<RData, String> {
+    if rtype == RecordType::DS {
+        // A signed child's DS (served at the delegation, signed with the zone's keys).
+        return crate::dnssec::key::parse_ds(text).map(|ds| RData::Unknown {
+            code: RecordType::DS,
+            rdata: hickory_proto::rr::rdata::NULL::with(ds),
+        });
+    }
     if rtype == RecordType::TXT {
         return parse_txt(text).map(RData::TXT);
     }

@@ -15,8 +15,8 @@ use super::{Source, ZoneBuilder, ZoneError};
 use crate::config::clip;
 use crate::config::file::{FallbackFile, GeoFile, RegionFile, ServiceFile, ZoneFile};
 use crate::config::model::{
-    DEFAULT_ANSWERS, DEFAULT_SERVICE_TTL, DEFAULT_WEIGHT, Endpoint, Fallback, GeoMap, MAX_ANSWERS,
-    MAX_WEIGHT, Policy, Region, Service, Zone,
+    DEFAULT_ANSWERS, DEFAULT_MIN_TTL, DEFAULT_SERVICE_TTL, DEFAULT_WEIGHT, Endpoint, Fallback,
+    GeoMap, MAX_ANSWERS, MAX_SLOW_START, MAX_WEIGHT, Policy, Region, Service, ServiceHealth, Zone,
 };
 use crate::geo::{Continent, Coords, CountryCode};
 
@@ -309,6 +309,7 @@ impl ZoneBuilder<'_> {
             }
         };
 
+        let health = self.service_health(&key, service, ttl)?;
         Ok(Service {
             key: name.to_string(),
             name: owner,
@@ -318,6 +319,42 @@ impl ZoneBuilder<'_> {
             check: service.check.clone(),
             fallback,
             endpoints,
+            health,
+        })
+    }
+
+    /// `slow_start`, `dynamic_ttl`, `min_ttl`.
+    fn service_health(
+        &self,
+        key: &str,
+        service: &ServiceFile,
+        ttl: u32,
+    ) -> Result<ServiceHealth, ZoneError> {
+        let slow_start = match &service.slow_start {
+            None => None,
+            Some(d) => {
+                let d = crate::config::check::duration(d)
+                    .map_err(|m| self.invalid(format!("{key}.slow_start"), m))?;
+                if d.is_zero() || d > MAX_SLOW_START {
+                    return Err(self.invalid(
+                        format!("{key}.slow_start"),
+                        format!("{d:?} is not between 1ms and {MAX_SLOW_START:?}"),
+                    ));
+                }
+                Some(d)
+            }
+        };
+        let min_ttl = service.min_ttl.unwrap_or(DEFAULT_MIN_TTL.min(ttl));
+        if min_ttl > ttl {
+            return Err(self.invalid(
+                format!("{key}.min_ttl"),
+                format!("{min_ttl} is above the service's ttl ({ttl})"),
+            ));
+        }
+        Ok(ServiceHealth {
+            slow_start,
+            dynamic_ttl: service.dynamic_ttl.unwrap_or(false),
+            min_ttl,
         })
     }
 

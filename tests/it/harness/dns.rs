@@ -180,6 +180,12 @@ impl Query {
         self
     }
 
+    /// Sets the DO bit (RFC 3225; adds EDNS with payload 1232 if absent).
+    pub fn dnssec_ok(mut self) -> Self {
+        self.edns_mut().set_dnssec_ok(true);
+        self
+    }
+
     /// Sets the EDNS version (adds EDNS with payload 1232 if absent).
     pub fn edns_version(mut self, version: u8) -> Self {
         self.edns_mut().set_version(version);

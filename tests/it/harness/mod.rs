@@ -3,7 +3,11 @@
 //! - [`process`]: every child process (spawn, ready line, log capture, kill on drop).
 //! - [`dns`]: queries and replies over UDP/TCP with hickory-proto, raw wire helpers.
 //! - [`http`]: the HTTP/1.1 client. [`metrics`]: the `/metrics` text parser.
+//! - [`backend`]: a programmable HTTP backend (and webhook receiver) on 127.0.0.x.
 //! - [`knot`]: knotd, the reference server of the comparisons.
+//! - [`tls`]: DoT, DoH and DoQ clients and test certificates.
+//! - [`etcd`]: a single-member etcd for the distributed-mode tests.
+//! - [`unbound`]: a validating Unbound resolver in front of Meridian (DNSSEC, DoT).
 //! - [`system`]: what a test needs from the machine (second opinions, system tests).
 //!
 //! Owns: process lifecycle and every network wait. Must never: wait without a deadline, sleep
@@ -18,12 +22,16 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::Message;
 use hickory_proto::rr::RecordType;
 
+pub mod backend;
 pub mod dns;
+pub mod etcd;
 pub mod http;
 pub mod knot;
 pub mod metrics;
 pub mod process;
 pub mod system;
+pub mod tls;
+pub mod unbound;
 
 pub use dns::*;
 pub use http::*;
@@ -133,6 +141,16 @@ impl Meridian {
             zones,
             _temp: temp,
         }
+    }
+
+    /// The address of the ready line's `name=` field (`dot`, `doh`, `doq`: the encrypted
+    /// listeners); panics when the server does not have one.
+    pub fn listener(&self, name: &str) -> SocketAddr {
+        let line = self.process.ready.clone().unwrap_or_default();
+        line.split_whitespace()
+            .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
+            .and_then(|v| v.split(',').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name}= address in the ready line {line:?}"))
     }
 
     /// The directory passed as `--zones`.

@@ -1,0 +1,367 @@
+//! Health over etcd: each prober keeps one key, `votes/<prober-id>`, holding its latest
+//! signed report, attached to a lease whose TTL is the report's freshness window
+//! (`FRESH_INTERVALS` report intervals). The key is rewritten with every report (each one has
+//! a new sequence number and time, which nameservers check against replay and clock skew)
+//! and the lease is kept alive in between; when a prober dies its lease expires and its
+//! votes vanish, which is exactly "stale = unknown". Nameservers read and watch `votes/` and
+//! feed every report to the same health book as HTTP push, signature checked: etcd's roles
+//! limit who may write a key, the HMAC proves which prober wrote it.
+//!
+//! Owns: the stored vote format, [`VotePublisher`] (prober side) and [`intake`] (nameserver
+//! side). Never: decides health (the hub does), or trusts a stored vote without verifying it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{HeaderMap, HeaderValue};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::client::{Client, EtcdError, WatchMessage};
+use super::metrics::{EtcdStatus, VoteOutcome};
+use super::{Backoff, Layout};
+use crate::health::aggregate::FRESH_INTERVALS;
+use crate::health::hub::HealthHub;
+use crate::health::report::{KEY_ID_HEADER, Key, ProbeReport, RejectReason, SIGNATURE_HEADER};
+use crate::probe::push::SignedReport;
+
+/// etcd refuses shorter leases (its minimum TTL with default election settings).
+pub const MIN_LEASE_TTL: i64 = 2;
+
+/// A vote key's value: the signed report exactly as it would be POSTed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoredVote {
+    /// The signing key's id ([`KEY_ID_HEADER`]).
+    pub key_id: String,
+    /// Hex HMAC of `body` ([`SIGNATURE_HEADER`]).
+    pub signature: String,
+    /// The report's JSON, byte for byte as signed.
+    pub body: String,
+}
+
+impl StoredVote {
+    /// From a signed report.
+    pub fn from_signed(signed: &SignedReport) -> Self {
+        Self {
+            key_id: signed.key_id().to_string(),
+            signature: signed.signature().to_string(),
+            body: String::from_utf8_lossy(signed.body()).into_owned(),
+        }
+    }
+
+    /// The headers a POST of this report would carry.
+    pub fn headers(&self) -> Option<HeaderMap> {
+        let mut h = HeaderMap::new();
+        h.insert(KEY_ID_HEADER, HeaderValue::from_str(&self.key_id).ok()?);
+        h.insert(
+            SIGNATURE_HEADER,
+            HeaderValue::from_str(&self.signature).ok()?,
+        );
+        Some(h)
+    }
+}
+
+/// The lease TTL for reports sent every `interval`: their freshness window, in whole
+/// seconds rounded up, at least [`MIN_LEASE_TTL`].
+pub fn lease_ttl(interval: Duration) -> i64 {
+    let window = interval.saturating_mul(FRESH_INTERVALS);
+    let secs = window.as_millis().div_ceil(1000);
+    i64::try_from(secs).unwrap_or(i64::MAX).max(MIN_LEASE_TTL)
+}
+
+/// Latest report to write, with its lease TTL.
+type Pending = Option<(SignedReport, i64)>;
+
+/// A prober's writer of its vote key: the latest report wins, as with HTTP push.
+pub struct VotePublisher {
+    key: Key,
+    tx: watch::Sender<Pending>,
+    task: JoinHandle<()>,
+}
+
+impl VotePublisher {
+    /// Starts the writer for `prober` (inside a Tokio runtime).
+    pub fn start(client: Arc<Client>, layout: &Layout, prober: &str, key: Key) -> Self {
+        let (tx, rx) = watch::channel(None);
+        let vote_key = layout.vote_key(prober);
+        let task = tokio::spawn(write_loop(client, vote_key, rx));
+        Self { key, tx, task }
+    }
+
+    /// Signs `report` and hands it to the writer, replacing one not yet written.
+    pub fn publish(&self, report: &ProbeReport) -> Result<(), serde_json::Error> {
+        let signed = SignedReport::new(report, &self.key)?;
+        self.tx
+            .send_replace(Some((signed, lease_ttl(report.interval()))));
+        Ok(())
+    }
+}
+
+impl Drop for VotePublisher {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+struct Lease {
+    id: i64,
+    ttl: i64,
+    renew_at: tokio::time::Instant,
+}
+
+async fn write_once(
+    client: &Client,
+    key: &str,
+    lease: &mut Option<Lease>,
+    vote: &StoredVote,
+    ttl: i64,
+) -> Result<(), EtcdError> {
+    let value = serde_json::to_vec(vote).map_err(|e| EtcdError::Setup(e.to_string()))?;
+    for _ in 0..2 {
+        if lease.as_ref().is_none_or(|l| l.ttl != ttl) {
+            let id = client.lease_grant(ttl).await?;
+            *lease = Some(Lease {
+                id,
+                ttl,
+                renew_at: renew_at(ttl),
+            });
+        }
+        let id = lease.as_ref().map_or(0, |l| l.id);
+        match client.put(key, &value, id).await {
+            Ok(_) => return Ok(()),
+            // The lease expired while etcd was out of reach: take a new one.
+            Err(e) if e.is_not_found() => *lease = None,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(EtcdError::Setup("the vote lease keeps expiring".into()))
+}
+
+fn renew_at(ttl: i64) -> tokio::time::Instant {
+    let secs = u64::try_from(ttl).unwrap_or(1);
+    tokio::time::Instant::now() + Duration::from_millis(secs * 1000 / 3)
+}
+
+async fn write_loop(client: Arc<Client>, key: String, mut rx: watch::Receiver<Pending>) {
+    let mut lease: Option<Lease> = None;
+    let mut pending: Pending = None;
+    let mut last: Pending = None;
+    let mut backoff = Backoff::new();
+    let mut retry_at: Option<tokio::time::Instant> = None;
+    loop {
+        let renew = lease.as_ref().map(|l| l.renew_at);
+        tokio::select! {
+            changed = rx.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                pending = rx.borrow_and_update().clone();
+            }
+            () = sleep_until(renew), if renew.is_some() && retry_at.is_none() => {
+                let id = lease.as_ref().map_or(0, |l| l.id);
+                match client.lease_keepalive(id).await {
+                    Ok(Some(_)) => {
+                        if let Some(l) = lease.as_mut() {
+                            l.renew_at = renew_at(l.ttl);
+                        }
+                    }
+                    Ok(None) => {
+                        tracing::warn!(key, "vote lease expired; writing the votes again");
+                        lease = None;
+                        pending = pending.or(last.clone());
+                    }
+                    Err(e) => {
+                        tracing::warn!(key, error = %e, "cannot renew the vote lease");
+                        if let Some(l) = lease.as_mut() {
+                            l.renew_at = tokio::time::Instant::now() + backoff.wait();
+                        }
+                    }
+                }
+            }
+            () = sleep_until(retry_at), if retry_at.is_some() => retry_at = None,
+        }
+        if retry_at.is_some() {
+            continue;
+        }
+        if let Some((signed, ttl)) = pending.take() {
+            let vote = StoredVote::from_signed(&signed);
+            match write_once(&client, &key, &mut lease, &vote, ttl).await {
+                Ok(()) => {
+                    backoff.reset();
+                    last = Some((signed, ttl));
+                }
+                Err(e) => {
+                    tracing::warn!(key, error = %e, "cannot write the votes to etcd; retrying");
+                    pending = Some((signed, ttl));
+                    retry_at = Some(tokio::time::Instant::now() + backoff.wait());
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Verifies and ingests one stored vote.
+pub fn ingest(hub: &HealthHub, value: &[u8]) -> VoteOutcome {
+    let Ok(vote) = serde_json::from_slice::<StoredVote>(value) else {
+        return VoteOutcome::Rejected;
+    };
+    let Some(headers) = vote.headers() else {
+        return VoteOutcome::Rejected;
+    };
+    match hub.accept_stored(&headers, vote.body.as_bytes()) {
+        Ok(_) => VoteOutcome::Accepted,
+        Err(RejectReason::Replay) => VoteOutcome::Duplicate,
+        Err(reason) => {
+            // Counted (`meridian_etcd_votes_total`); as HTTP ingest, not logged per report.
+            tracing::debug!(reason = reason.label(), "vote set from etcd rejected");
+            VoteOutcome::Rejected
+        }
+    }
+}
+
+/// Reads and follows `votes/` until the process ends, feeding `hub`; reconnects with
+/// backoff (while etcd is away, votes age as they would without reports).
+pub async fn intake(
+    client: Arc<Client>,
+    layout: Layout,
+    hub: Arc<HealthHub>,
+    status: Arc<EtcdStatus>,
+) {
+    let mut backoff = Backoff::new();
+    let prefix = layout.votes();
+    loop {
+        let error = intake_session(&client, &prefix, &hub, &status, &mut backoff).await;
+        tracing::debug!(error = %error, "vote watch ended; reconnecting");
+        tokio::time::sleep(backoff.wait()).await;
+    }
+}
+
+async fn intake_session(
+    client: &Client,
+    prefix: &str,
+    hub: &HealthHub,
+    status: &EtcdStatus,
+    backoff: &mut Backoff,
+) -> EtcdError {
+    let range = match client.range_prefix(prefix).await {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    for kv in &range.kvs {
+        status.record_vote(ingest(hub, &kv.value));
+    }
+    let mut watch = match client.watch(prefix, range.revision + 1).await {
+        Ok(w) => w,
+        Err(e) => return e,
+    };
+    backoff.reset();
+    // A silent partition never ends a watch by itself: ping as the zone source does.
+    let mut ping = tokio::time::interval(super::zones::PING_INTERVAL);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let msg = tokio::select! {
+            msg = watch.next() => msg,
+            _ = ping.tick() => match client.ping(prefix).await {
+                Ok(_) => continue,
+                Err(e) => return e,
+            },
+        };
+        match msg {
+            Ok(Some(WatchMessage::Events { events, .. })) => {
+                for e in events {
+                    if e.deleted {
+                        tracing::info!(key = %e.kv.key_str(), "prober votes gone (lease expired or revoked)");
+                    } else {
+                        status.record_vote(ingest(hub, &e.kv.value));
+                    }
+                }
+            }
+            Ok(Some(WatchMessage::Created)) => {}
+            Ok(Some(WatchMessage::Canceled { reason })) => {
+                return EtcdError::Setup(format!("vote watch ended: {reason}"));
+            }
+            Ok(None) => return EtcdError::Setup("vote watch closed".into()),
+            Err(e) => return e,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_ttl_is_the_freshness_window_rounded_up() {
+        assert_eq!(lease_ttl(Duration::from_secs(1)), 3);
+        assert_eq!(lease_ttl(Duration::from_millis(1500)), 5);
+        assert_eq!(lease_ttl(Duration::from_millis(100)), MIN_LEASE_TTL);
+        assert_eq!(lease_ttl(Duration::from_secs(10)), 30);
+    }
+
+    #[test]
+    fn stored_votes_are_verified_and_a_repeat_is_a_duplicate() {
+        use crate::health::export::HealthMetrics;
+        use crate::health::report::{Keyring, ProberId, unix_ms};
+        let key = Key::new("k1", ProberId::new("p1"), &[7u8; 32]).unwrap();
+        let keyring = Keyring::from_keys([key.clone()]).unwrap();
+        let hub = HealthHub::new(
+            Vec::new(),
+            Duration::from_secs(10),
+            Some(keyring),
+            Arc::new(HealthMetrics::default()),
+        );
+        let report = ProbeReport {
+            prober_id: ProberId::new("p1"),
+            region: "eu".into(),
+            boot_id: "boot".into(),
+            sequence: 1,
+            sent_at_ms: unix_ms(std::time::SystemTime::now()),
+            interval_ms: 1000,
+            config_digest: "d".into(),
+            endpoints: Default::default(),
+        };
+        let signed = SignedReport::new(&report, &key).unwrap();
+        let vote = StoredVote::from_signed(&signed);
+        let value = serde_json::to_vec(&vote).unwrap();
+        assert_eq!(ingest(&hub, &value), VoteOutcome::Accepted);
+        assert_eq!(ingest(&hub, &value), VoteOutcome::Duplicate);
+        let forged = StoredVote {
+            body: vote.body.replace("\"eu\"", "\"us\""),
+            ..vote.clone()
+        };
+        assert_eq!(
+            ingest(&hub, &serde_json::to_vec(&forged).unwrap()),
+            VoteOutcome::Rejected
+        );
+        assert_eq!(ingest(&hub, b"not json"), VoteOutcome::Rejected);
+    }
+
+    #[test]
+    fn stored_votes_carry_the_signed_bytes() {
+        let v = StoredVote {
+            key_id: "k1".into(),
+            signature: "ab01".into(),
+            body: "{\"x\":1}".into(),
+        };
+        let json = serde_json::to_vec(&v).unwrap();
+        let back: StoredVote = serde_json::from_slice(&json).unwrap();
+        assert_eq!(back, v);
+        let h = back.headers().unwrap();
+        assert_eq!(h.get(KEY_ID_HEADER).unwrap(), "k1");
+        assert_eq!(h.get(SIGNATURE_HEADER).unwrap(), "ab01");
+        let bad = StoredVote {
+            key_id: "a\nb".into(),
+            ..v
+        };
+        assert!(bad.headers().is_none());
+    }
+}

@@ -1,0 +1,878 @@
+//! DNSSEC online signing as clients see it, on the zone of `tests/fixtures/dnssec/signed`
+//! (KSK + ZSK, ECDSA P-256): every RRset of a DO=1 answer carries RRSIGs that verify (checked
+//! here with ring, rebuilding the signed data from the decoded records, RFC 4034 §3.1.8.1),
+//! the DNSKEY RRset is signed by the KSK, denial is RFC 9824's compact form; DO=0 answers are
+//! byte for byte those of the same zone unsigned (`dnssec/unsigned`); the signature caches
+//! count in `/metrics`.
+//!
+//! System tests (`#[ignore]`, need unbound, delv, dnssec-keygen and dnssec-dsfromkey): a real
+//! validating resolver (unbound, started here on 127.0.0.1 with the zone's trust anchor, ECS
+//! forwarded) and `delv` validate static, steered (ECS), NXDOMAIN, NODATA, wildcard and CNAME
+//! answers as secure, and BIND's tools agree on keys and DS records.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::process::Command;
+
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+
+use crate::harness::unbound::Unbound;
+use crate::harness::{
+    Meridian, Query, Reply, Transport, exchange_at, exchange_raw, fixture, rdata_wire, system,
+};
+
+const SIGNED: &str = "dnssec/signed";
+const UNSIGNED: &str = "dnssec/unsigned";
+const ZONE: &str = "signed.test.";
+const RRSIG: u16 = 46;
+const NSEC: u16 = 47;
+const DNSKEY: u16 = 48;
+const NXNAME: u16 = 128;
+
+/// Raw RDATA of a record (types hickory decodes as unknown keep their bytes).
+fn raw(r: &Record) -> Vec<u8> {
+    match &r.data {
+        RData::Unknown { rdata, .. } => rdata.anything.clone(),
+        other => rdata_wire(other),
+    }
+}
+
+fn lower_wire(name: &Name) -> Vec<u8> {
+    let mut out = Vec::new();
+    for label in name.to_lowercase().iter() {
+        out.push(label.len() as u8);
+        out.extend_from_slice(label);
+    }
+    out.push(0);
+    out
+}
+
+/// The zone's DNSKEYs: (tag, flags, algorithm, public key), from a DO=1 DNSKEY query.
+fn dnskeys(ns: &Meridian) -> Vec<(u16, u16, u8, Vec<u8>)> {
+    let reply = exchange_at(
+        ns.dns,
+        &Query::new(ZONE, RecordType::DNSKEY).dnssec_ok(),
+        Transport::Tcp,
+    );
+    let keys: Vec<_> = reply
+        .answers
+        .iter()
+        .filter(|r| u16::from(r.record_type()) == DNSKEY)
+        .map(|r| {
+            let d = raw(r);
+            (
+                tag(&d),
+                u16::from_be_bytes([d[0], d[1]]),
+                d[3],
+                d[4..].to_vec(),
+            )
+        })
+        .collect();
+    assert_eq!(keys.len(), 2, "KSK and ZSK: {reply:?}");
+    keys
+}
+
+fn tag(dnskey: &[u8]) -> u16 {
+    let mut ac: u32 = 0;
+    for (i, b) in dnskey.iter().enumerate() {
+        ac += if i & 1 == 1 {
+            u32::from(*b)
+        } else {
+            u32::from(*b) << 8
+        };
+    }
+    ac += (ac >> 16) & 0xFFFF;
+    (ac & 0xFFFF) as u16
+}
+
+/// Verifies every RRset of `records` (one section) against its RRSIGs with `keys`; returns
+/// the (owner, type) of the RRsets checked and the tags that signed them.
+fn verify_section(records: &[Record], keys: &[(u16, u16, u8, Vec<u8>)]) -> Vec<(String, u16, u16)> {
+    let mut sets: BTreeMap<(Vec<u8>, u16), Vec<&Record>> = BTreeMap::new();
+    let mut sigs: BTreeMap<(Vec<u8>, u16), Vec<Vec<u8>>> = BTreeMap::new();
+    for r in records {
+        let owner = lower_wire(&r.name);
+        let t = u16::from(r.record_type());
+        if t == RRSIG {
+            let d = raw(r);
+            sigs.entry((owner, u16::from_be_bytes([d[0], d[1]])))
+                .or_default()
+                .push(d);
+        } else {
+            sets.entry((owner, t)).or_default().push(r);
+        }
+    }
+    let mut checked = Vec::new();
+    for ((owner, t), rrs) in &sets {
+        let list = sigs
+            .get(&(owner.clone(), *t))
+            .unwrap_or_else(|| panic!("no RRSIG over {} type {t}", rrs[0].name));
+        for sig in list {
+            let labels = sig[3];
+            let orig_ttl = u32::from_be_bytes([sig[4], sig[5], sig[6], sig[7]]);
+            let key_tag = u16::from_be_bytes([sig[16], sig[17]]);
+            let signer_len = {
+                let mut p = 18;
+                while sig[p] != 0 {
+                    p += 1 + sig[p] as usize;
+                }
+                p + 1 - 18
+            };
+            let (head, signature) = sig.split_at(18 + signer_len);
+            assert_eq!(
+                &head[18..],
+                lower_wire(&Name::from_ascii(ZONE).unwrap()),
+                "signer"
+            );
+            assert_eq!(
+                usize::from(labels),
+                rrs[0].name.num_labels() as usize,
+                "labels of {}",
+                rrs[0].name
+            );
+            let mut rdatas: Vec<Vec<u8>> = rrs.iter().map(|r| raw(r)).collect();
+            rdatas.sort();
+            rdatas.dedup();
+            let mut data = head.to_vec();
+            for rd in &rdatas {
+                data.extend_from_slice(owner);
+                data.extend_from_slice(&t.to_be_bytes());
+                data.extend_from_slice(&1u16.to_be_bytes());
+                data.extend_from_slice(&orig_ttl.to_be_bytes());
+                data.extend_from_slice(&(rd.len() as u16).to_be_bytes());
+                data.extend_from_slice(rd);
+            }
+            let (_, _, alg, public) = keys
+                .iter()
+                .find(|k| k.0 == key_tag)
+                .unwrap_or_else(|| panic!("RRSIG by unknown key {key_tag}"));
+            assert_eq!(*alg, 13);
+            let public = [&[4u8][..], public].concat();
+            ring::signature::UnparsedPublicKey::new(
+                &ring::signature::ECDSA_P256_SHA256_FIXED,
+                &public,
+            )
+            .verify(&data, signature)
+            .unwrap_or_else(|_| panic!("RRSIG over {} type {t} does not verify", rrs[0].name));
+            checked.push((rrs[0].name.to_lowercase().to_string(), *t, key_tag));
+        }
+    }
+    checked
+}
+
+/// Asks `name`/`qtype` with DO=1 and verifies answer and authority; returns the reply.
+fn signed_reply(
+    ns: &Meridian,
+    keys: &[(u16, u16, u8, Vec<u8>)],
+    name: &str,
+    qtype: RecordType,
+) -> (Reply, Vec<(String, u16, u16)>) {
+    let reply = exchange_at(ns.dns, &Query::new(name, qtype).dnssec_ok(), Transport::Udp);
+    let mut checked = verify_section(&reply.answers, keys);
+    checked.extend(verify_section(&reply.authorities, keys));
+    (reply, checked)
+}
+
+/// NSEC RDATA split: next name (wire) and the types of its bitmap.
+fn nsec_of(reply: &Reply) -> (Name, Vec<u8>, Vec<u16>) {
+    let r = reply
+        .authorities
+        .iter()
+        .find(|r| u16::from(r.record_type()) == NSEC)
+        .unwrap_or_else(|| panic!("no NSEC: {reply:?}"));
+    let d = raw(r);
+    let mut p = 0;
+    while d[p] != 0 {
+        p += 1 + d[p] as usize;
+    }
+    let (next, mut bitmap) = d.split_at(p + 1);
+    let mut types = Vec::new();
+    while let [window, len, rest @ ..] = bitmap {
+        let (bits, tail) = rest.split_at(usize::from(*len));
+        for (i, byte) in bits.iter().enumerate() {
+            for bit in 0..8 {
+                if byte & (0x80 >> bit) != 0 {
+                    types.push(u16::from(*window) * 256 + (i * 8 + bit) as u16);
+                }
+            }
+        }
+        bitmap = tail;
+    }
+    (r.name.clone(), next.to_vec(), types)
+}
+
+#[test]
+fn do1_answers_carry_rrsigs_that_verify() {
+    let ns = Meridian::serve(SIGNED);
+    let keys = dnskeys(&ns);
+    let ksk = keys.iter().find(|k| k.1 == 257).unwrap().0;
+    let zsk = keys.iter().find(|k| k.1 == 256).unwrap().0;
+
+    let (_, checked) = signed_reply(&ns, &keys, ZONE, RecordType::DNSKEY);
+    assert_eq!(
+        checked,
+        [(ZONE.to_string(), DNSKEY, ksk)],
+        "DNSKEY is signed by the KSK only"
+    );
+
+    // Static, MX (name in RDATA lowercased for the signature), CNAME chain, CDS/CDNSKEY.
+    for (name, qtype, want) in [
+        (
+            "Static.Signed.Test.",
+            RecordType::A,
+            vec![("static.signed.test.", 1u16)],
+        ),
+        (ZONE, RecordType::MX, vec![(ZONE, 15)]),
+        (
+            "alias.signed.test.",
+            RecordType::A,
+            vec![("alias.signed.test.", 5), ("static.signed.test.", 1)],
+        ),
+        (ZONE, RecordType::CDS, vec![(ZONE, 59)]),
+        (ZONE, RecordType::CDNSKEY, vec![(ZONE, 60)]),
+        // Steered: the failover service, both families; the geo service for 127/8.
+        (
+            "www.signed.test.",
+            RecordType::A,
+            vec![("www.signed.test.", 1)],
+        ),
+        (
+            "www.signed.test.",
+            RecordType::AAAA,
+            vec![("www.signed.test.", 28)],
+        ),
+        (
+            "geo.signed.test.",
+            RecordType::A,
+            vec![("geo.signed.test.", 1)],
+        ),
+        // The DS of a signed child, answered by the parent although the child is served
+        // here too (RFC 4035 §3.1.4.1).
+        (
+            "secure.signed.test.",
+            RecordType::DS,
+            vec![("secure.signed.test.", 43)],
+        ),
+        // A wildcard expansion is signed at the name asked for.
+        (
+            "x.Wild.signed.test.",
+            RecordType::TXT,
+            vec![("x.wild.signed.test.", 16)],
+        ),
+    ] {
+        let (reply, checked) = signed_reply(&ns, &keys, name, qtype);
+        assert_eq!(reply.rcode(), 0, "{name} {qtype}");
+        let got: Vec<(String, u16)> = checked.iter().map(|(n, t, _)| (n.clone(), *t)).collect();
+        let want: Vec<(String, u16)> = want.into_iter().map(|(n, t)| (n.to_string(), t)).collect();
+        assert_eq!(got, want, "{name} {qtype}");
+        assert!(
+            checked.iter().all(|c| c.2 == zsk),
+            "{name}: signed by the ZSK"
+        );
+    }
+    // ECS decides the geo answer, and each answer set verifies.
+    for (subnet, want) in [
+        ([10, 1, 2, 0], [198, 51, 100, 20]),
+        ([127, 0, 0, 0], [203, 0, 113, 20]),
+    ] {
+        let q = Query::new("geo.signed.test.", RecordType::A)
+            .dnssec_ok()
+            .ecs(IpAddr::from(subnet), 24);
+        let reply = exchange_at(ns.dns, &q, Transport::Udp);
+        assert_eq!(crate::harness::a_records(&reply), [Ipv4Addr::from(want)]);
+        verify_section(&reply.answers, &keys);
+    }
+}
+
+/// The types of verified RRsets, sorted.
+fn types_of(checked: &[(String, u16, u16)]) -> Vec<u16> {
+    let mut t: Vec<u16> = checked.iter().map(|c| c.1).collect();
+    t.sort();
+    t
+}
+
+#[test]
+fn denial_is_compact_and_proves_types() {
+    let ns = Meridian::serve(SIGNED);
+    let keys = dnskeys(&ns);
+    // RFC 9824: a name that does not exist is NOERROR with NSEC(name -> \000.name, NXNAME).
+    let (reply, checked) = signed_reply(&ns, &keys, "Nope.signed.test.", RecordType::A);
+    assert_eq!(reply.rcode(), 0);
+    assert!(reply.answers.is_empty());
+    assert_eq!(types_of(&checked), [6, NSEC]);
+    let (owner, next, types) = nsec_of(&reply);
+    assert_eq!(owner.to_lowercase().to_string(), "nope.signed.test.");
+    assert_eq!(next, [&[1u8, 0][..], &lower_wire(&owner)].concat());
+    assert_eq!(types, [RRSIG, NSEC, NXNAME]);
+    // Without DO the same name is a plain NXDOMAIN.
+    let plain = exchange_at(
+        ns.dns,
+        &Query::new("nope.signed.test.", RecordType::A),
+        Transport::Udp,
+    );
+    assert_eq!(plain.rcode(), 3);
+
+    // NODATA: the NSEC at the name lists what is there.
+    for (name, qtype, want) in [
+        ("txt.signed.test.", RecordType::A, vec![16, RRSIG, NSEC]),
+        (
+            "www.signed.test.",
+            RecordType::TXT,
+            vec![1, 28, RRSIG, NSEC],
+        ),
+        ("wild.signed.test.", RecordType::A, vec![RRSIG, NSEC]),
+        ("x.wild.signed.test.", RecordType::A, vec![16, RRSIG, NSEC]),
+        ("child.signed.test.", RecordType::DS, vec![2, RRSIG, NSEC]),
+        (
+            ZONE,
+            RecordType::TXT,
+            vec![2, 6, 15, RRSIG, NSEC, DNSKEY, 59, 60],
+        ),
+    ] {
+        let (reply, checked) = signed_reply(&ns, &keys, name, qtype);
+        assert_eq!(
+            (reply.rcode(), reply.answers.len()),
+            (0, 0),
+            "{name} {qtype}"
+        );
+        assert_eq!(types_of(&checked), [6, NSEC], "{name} {qtype}");
+        assert_eq!(nsec_of(&reply).2, want, "{name} {qtype}");
+    }
+
+    // A referral carries the NSEC proving the child has no DS; NS and glue stay unsigned.
+    let reply = exchange_at(
+        ns.dns,
+        &Query::new("a.child.signed.test.", RecordType::A).dnssec_ok(),
+        Transport::Udp,
+    );
+    assert!(!reply.metadata.authoritative);
+    let (owner, _, types) = nsec_of(&reply);
+    assert_eq!(owner.to_string(), "child.signed.test.");
+    assert_eq!(types, [2, RRSIG, NSEC]);
+    let checked = verify_section(
+        &reply
+            .authorities
+            .iter()
+            .filter(|r| r.record_type() != RecordType::NS)
+            .cloned()
+            .collect::<Vec<_>>(),
+        &keys,
+    );
+    assert_eq!(checked.iter().map(|c| c.1).collect::<Vec<_>>(), [NSEC]);
+}
+
+#[test]
+fn do0_answers_are_byte_identical_to_the_unsigned_zone() {
+    let signed = Meridian::serve(SIGNED);
+    let unsigned = Meridian::serve(UNSIGNED);
+    let ecs = |q: Query| q.ecs(IpAddr::from([10, 1, 2, 0]), 24);
+    for q in [
+        Query::new("static.signed.test.", RecordType::A),
+        Query::new("static.signed.test.", RecordType::A).edns(1232),
+        Query::new("www.signed.test.", RecordType::A).edns(1232),
+        Query::new("www.signed.test.", RecordType::AAAA),
+        ecs(Query::new("geo.signed.test.", RecordType::A)),
+        Query::new("nope.signed.test.", RecordType::A).edns(1232),
+        Query::new("txt.signed.test.", RecordType::A),
+        Query::new("x.wild.signed.test.", RecordType::TXT),
+        Query::new("alias.signed.test.", RecordType::A),
+        Query::new("a.child.signed.test.", RecordType::A),
+        Query::new("signed.test.", RecordType::SOA).edns(4096),
+        Query::new("signed.test.", RecordType::MX),
+    ] {
+        for transport in [Transport::Udp, Transport::Tcp] {
+            let bytes = q.to_bytes();
+            let a =
+                exchange_raw(signed.dns, &bytes, transport, crate::harness::NET_TIMEOUT).unwrap();
+            let b =
+                exchange_raw(unsigned.dns, &bytes, transport, crate::harness::NET_TIMEOUT).unwrap();
+            assert_eq!(a, b, "{} {:?} over {transport:?}", q.name, q.qtype);
+        }
+    }
+}
+
+#[test]
+fn steered_sets_are_signed_once_and_counted() {
+    let ns = Meridian::serve(SIGNED);
+    let miss = "meridian_dnssec_cache_misses_total{cache=\"answer\"}";
+    let hit = "meridian_dnssec_cache_hits_total{cache=\"answer\"}";
+    let before = (ns.metric(miss), ns.metric(hit));
+    for _ in 0..5 {
+        exchange_at(
+            ns.dns,
+            &Query::new("www.signed.test.", RecordType::A).dnssec_ok(),
+            Transport::Udp,
+        );
+    }
+    assert_eq!(ns.metric(miss) - before.0, 1.0, "one set, signed once");
+    assert_eq!(ns.metric(hit) - before.1, 4.0);
+    // Unsigned queries never touch the cache.
+    exchange_at(
+        ns.dns,
+        &Query::new("www.signed.test.", RecordType::A),
+        Transport::Udp,
+    );
+    assert_eq!(ns.metric(hit) - before.1, 4.0);
+    assert!(ns.metric("meridian_dnssec_signatures_total{when=\"compile\"}") > 0.0);
+    assert_eq!(ns.metric("meridian_dnssec_cache_evictions_total"), 0.0);
+}
+
+#[test]
+fn a_bad_key_is_a_config_error_naming_file_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = fixture(SIGNED);
+    std::fs::copy(src.join("signed.toml"), dir.path().join("signed.toml")).unwrap();
+    // The key files are missing: check-config names the zone file, the key and the file.
+    let out = crate::harness::run(&["check-config", "--zones", dir.path().to_str().unwrap()]);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(
+        out.stderr.contains("signed.toml: dnssec.key[0].file:") && out.stderr.contains(".key"),
+        "{}",
+        out.stderr
+    );
+}
+
+// ---- real validators (system tests) ----
+
+/// The trust anchor of the fixture zone: its KSK's DNSKEY line, from the committed key file.
+fn anchor_record() -> String {
+    let keys = fixture(SIGNED).join("keys");
+    for entry in std::fs::read_dir(&keys).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "key") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            if let Some(line) = text.lines().find(|l| l.contains("DNSKEY 257")) {
+                return format!("{line}\n");
+            }
+        }
+    }
+    panic!("no KSK in {}", keys.display());
+}
+
+fn dig_via(resolver: std::net::SocketAddr, args: &[&str]) -> String {
+    let out = Command::new("dig")
+        .arg(format!("@{}", resolver.ip()))
+        .args(["-p", &resolver.port().to_string()])
+        .args(["+dnssec", "+time=3", "+tries=2"])
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn flags(dig: &str) -> String {
+    dig.lines()
+        .find(|l| l.starts_with(";; flags:"))
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+#[ignore = "system test: needs unbound and dig"]
+fn unbound_validates_every_kind_of_answer_as_secure() {
+    system::require_tool("dig", "bind9-dnsutils");
+    let ns = Meridian::serve(SIGNED);
+    let unbound = Unbound::start(ZONE, ns.dns, &anchor_record());
+    for (args, want_status, want) in [
+        (vec!["static.signed.test.", "A"], "NOERROR", "192.0.2.1"),
+        (vec!["alias.signed.test.", "A"], "NOERROR", "192.0.2.2"),
+        (vec!["www.signed.test.", "A"], "NOERROR", "198.51.100.10"),
+        (vec!["www.signed.test.", "AAAA"], "NOERROR", "2001:db8::10"),
+        // Steered by ECS: unbound forwards the client's subnet; 10/8 -> eu, 127/8 -> us.
+        (
+            vec!["geo.signed.test.", "A", "+subnet=10.1.2.0/24"],
+            "NOERROR",
+            "198.51.100.20",
+        ),
+        (vec!["geo.signed.test.", "A"], "NOERROR", "203.0.113.20"),
+        (
+            vec!["x.wild.signed.test.", "TXT"],
+            "NOERROR",
+            "\"wildcard\"",
+        ),
+        // Compact denial: NOERROR with the NXNAME NSEC (unbound reports it as NXDOMAIN
+        // when it understands NXNAME, NOERROR/NODATA otherwise; both must be secure).
+        (vec!["nope.signed.test.", "A"], "", "NSEC"),
+        (vec!["txt.signed.test.", "A"], "NOERROR", "NSEC"),
+        (vec!["child.signed.test.", "DS"], "NOERROR", "NSEC"),
+        (vec!["signed.test.", "DNSKEY"], "NOERROR", "DNSKEY"),
+        // A signed delegation (the child zone is served here too): DS from the parent.
+        (vec!["secure.signed.test.", "DS"], "NOERROR", "56841 15 2"),
+        (
+            vec!["www.secure.signed.test.", "A"],
+            "NOERROR",
+            "192.0.2.80",
+        ),
+    ] {
+        let out = dig_via(unbound.addr, &args);
+        assert!(
+            flags(&out).contains(" ad"),
+            "{args:?}: not secure (no AD):\n{out}"
+        );
+        assert!(
+            out.contains(&format!("status: {want_status}")),
+            "{args:?}:\n{out}"
+        );
+        assert!(out.contains(want), "{args:?}: no {want}:\n{out}");
+    }
+}
+
+#[test]
+#[ignore = "system test: needs delv"]
+fn delv_fully_validates_with_the_trust_anchor() {
+    system::require_tool("delv", "bind9-dnsutils");
+    let ns = Meridian::serve(SIGNED);
+    let dir = tempfile::tempdir().unwrap();
+    let anchor = anchor_record();
+    let f: Vec<&str> = anchor.split_whitespace().collect();
+    let conf = dir.path().join("anchor.conf");
+    // delv wants `trust-anchors { NAME static-key FLAGS PROTO ALG "KEY"; };`.
+    std::fs::write(
+        &conf,
+        format!(
+            "trust-anchors {{ {} static-key {} {} {} \"{}\"; }};\n",
+            f[0],
+            f[3],
+            f[4],
+            f[5],
+            f[6..].concat()
+        ),
+    )
+    .unwrap();
+    for (name, qtype, want) in [
+        ("static.signed.test.", "A", "; fully validated"),
+        ("www.signed.test.", "AAAA", "; fully validated"),
+        ("geo.signed.test.", "A", "; fully validated"),
+        ("x.wild.signed.test.", "TXT", "; fully validated"),
+        ("alias.signed.test.", "A", "; fully validated"),
+        (
+            "nope.signed.test.",
+            "A",
+            "; negative response, fully validated",
+        ),
+        (
+            "txt.signed.test.",
+            "A",
+            "; negative response, fully validated",
+        ),
+    ] {
+        let out = Command::new("delv")
+            .arg(format!("@{}", ns.dns.ip()))
+            .args(["-p", &ns.dns.port().to_string()])
+            .arg("-a")
+            .arg(&conf)
+            .arg(format!("+root={ZONE}"))
+            .args([name, qtype])
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains(want), "delv {name} {qtype}:\n{text}");
+    }
+}
+
+#[test]
+#[ignore = "system test: needs dnssec-keygen and dnssec-dsfromkey (bind9-utils)"]
+fn bind_tools_agree_on_keys_and_ds() {
+    system::require_tool("dnssec-keygen", "bind9-utils");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    // Meridian's keys -> dnssec-dsfromkey; BIND's keys -> Meridian's `ds`.
+    let ours = crate::harness::run(&[
+        "dnssec",
+        "keygen",
+        "--zone",
+        "gslb.test",
+        "--ksk",
+        "--dir",
+        d,
+    ]);
+    assert_eq!(ours.code, Some(0), "{ours:?}");
+    let out = Command::new("dnssec-keygen")
+        .current_dir(dir.path())
+        .args(["-q", "-a", "ED25519", "-f", "KSK", "gslb.test."])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "key"))
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 2);
+    for key in &files {
+        let bind = Command::new("dnssec-dsfromkey")
+            .args(["-2"])
+            .arg(key)
+            .output()
+            .unwrap();
+        let bind = String::from_utf8_lossy(&bind.stdout).trim().to_string();
+        let ours = crate::harness::run(&["dnssec", "ds", key.to_str().unwrap()]);
+        assert_eq!(ours.stdout.trim(), bind, "{}", key.display());
+    }
+    // A zone can be signed with a key dnssec-keygen made (check-config loads it).
+    let bind_key = files
+        .iter()
+        .find(|p| p.to_str().unwrap().contains("+015+"))
+        .unwrap();
+    let zone = format!(
+        "origin = \"gslb.test.\"\nns = [\"ns1.gslb.test.\"]\n[soa]\nmname = \"ns1.gslb.test.\"\n\
+         rname = \"admin.gslb.test.\"\nserial = 1\n[[record]]\nname = \"a\"\ntype = \"A\"\n\
+         data = [\"192.0.2.1\"]\n[dnssec]\n[[dnssec.key]]\nfile = \"{}\"\n",
+        bind_key.file_name().unwrap().to_str().unwrap()
+    );
+    std::fs::write(dir.path().join("gslb.toml"), zone).unwrap();
+    let check = crate::harness::run(&["check-config", "--zones", d]);
+    assert_eq!(check.code, Some(0), "{check:?}");
+}
+
+#[test]
+#[ignore = "system test: needs unbound and dig"]
+fn unbound_fails_a_broken_chain_and_follows_a_failover() {
+    system::require_tool("dig", "bind9-dnsutils");
+    let ns = Meridian::serve_with(
+        SIGNED,
+        &crate::harness::admin_args()
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    // A trust anchor that is not the zone's key: every answer is bogus, so SERVFAIL.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let other = crate::harness::run(&[
+        "dnssec",
+        "keygen",
+        "--zone",
+        ZONE,
+        "--ksk",
+        "--dir",
+        elsewhere.path().to_str().unwrap(),
+    ]);
+    assert_eq!(other.code, Some(0), "{other:?}");
+    let stem = other.stdout.trim().to_string();
+    let wrong = std::fs::read_to_string(format!("{stem}.key")).unwrap();
+    let bogus = Unbound::start_unchecked(ZONE, ns.dns, &wrong);
+    let out = dig_via(bogus.addr, &["static.signed.test.", "A"]);
+    assert!(
+        out.contains("status: SERVFAIL"),
+        "a broken chain must not validate:\n{out}"
+    );
+    drop(bogus);
+
+    let unbound = Unbound::start(ZONE, ns.dns, &anchor_record());
+    let out = dig_via(unbound.addr, &["www.signed.test.", "A"]);
+    assert!(
+        flags(&out).contains(" ad") && out.contains("198.51.100.10"),
+        "{out}"
+    );
+    // Fail eu over: a new answer set, signed when first needed, validates too.
+    let r = ns.admin_post(
+        "/v1/overrides",
+        r#"{"target":{"zone":"signed.test.","service":"www","region":"eu"},"state":"down","expires_in_seconds":600,"reason":"dnssec failover test"}"#,
+    );
+    assert!(r.status < 300, "{r:?}");
+    crate::harness::wait_until(std::time::Duration::from_secs(5), "failover", || {
+        crate::harness::a_records(&exchange_at(
+            ns.dns,
+            &Query::new("www.signed.test.", RecordType::A),
+            Transport::Udp,
+        )) == [Ipv4Addr::new(203, 0, 113, 10)]
+    });
+    // Unbound may hold the old set for the rest of its (zero) TTL's second.
+    let out = crate::harness::wait_for(
+        std::time::Duration::from_secs(5),
+        "unbound sees the failover",
+        || {
+            let out = dig_via(unbound.addr, &["www.signed.test.", "A"]);
+            out.contains("203.0.113.10").then_some(out)
+        },
+    );
+    assert!(flags(&out).contains(" ad"), "{out}");
+}
+
+/// Appends `[[dnssec.key]]` entries and edits to `signed.toml` of `ns`'s zones, SIGHUPs and
+/// waits for generation `generation`.
+fn rewrite_and_reload(ns: &Meridian, text: &str, generation: u64) {
+    ns.write_zone("signed.toml", text);
+    ns.signal("HUP");
+    ns.wait_for_generation(generation);
+}
+
+/// The tags of the keys that signed `name`/`qtype` (DO=1, verified).
+fn signers(ns: &Meridian, name: &str, qtype: RecordType) -> Vec<u16> {
+    let keys = all_dnskeys(ns);
+    let reply = exchange_at(ns.dns, &Query::new(name, qtype).dnssec_ok(), Transport::Udp);
+    let mut tags: Vec<u16> = verify_section(&reply.answers, &keys)
+        .into_iter()
+        .map(|c| c.2)
+        .collect();
+    tags.sort();
+    tags
+}
+
+fn all_dnskeys(ns: &Meridian) -> Vec<(u16, u16, u8, Vec<u8>)> {
+    let reply = exchange_at(
+        ns.dns,
+        &Query::new(ZONE, RecordType::DNSKEY).dnssec_ok(),
+        Transport::Tcp,
+    );
+    reply
+        .answers
+        .iter()
+        .filter(|r| u16::from(r.record_type()) == DNSKEY)
+        .map(|r| {
+            let d = raw(r);
+            (
+                tag(&d),
+                u16::from_be_bytes([d[0], d[1]]),
+                d[3],
+                d[4..].to_vec(),
+            )
+        })
+        .collect()
+}
+
+fn keygen(dir: &std::path::Path, ksk: bool) -> (String, u16) {
+    let mut args = vec![
+        "dnssec",
+        "keygen",
+        "--zone",
+        ZONE,
+        "--dir",
+        dir.to_str().unwrap(),
+    ];
+    if ksk {
+        args.push("--ksk");
+    }
+    let out = crate::harness::run(&args);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let stem = PathBuf::from(out.stdout.trim());
+    let name = stem.file_name().unwrap().to_str().unwrap().to_string();
+    let tag = name.rsplit('+').next().unwrap().parse().unwrap();
+    (format!("keys/{name}"), tag)
+}
+
+#[test]
+#[ignore = "system test: needs unbound and dig"]
+fn zsk_and_ksk_rollovers_validate_at_every_step() {
+    system::require_tool("dig", "bind9-dnsutils");
+    let ns = Meridian::serve_copy(SIGNED, &[]);
+    let keys_dir = ns.zones_dir().join("keys");
+    let base = std::fs::read_to_string(ns.zones_dir().join("signed.toml")).unwrap();
+    let old = all_dnskeys(&ns);
+    let old_ksk = old.iter().find(|k| k.1 == 257).unwrap().0;
+    let old_zsk = old.iter().find(|k| k.1 == 256).unwrap().0;
+    let (new_ksk_file, new_ksk) = keygen(&keys_dir, true);
+    let (new_zsk_file, new_zsk) = keygen(&keys_dir, false);
+    // Double-DS: the parent (here, unbound's anchors) has the DS of both KSKs from the start.
+    let ds = |file: &str| {
+        let out = crate::harness::run(&[
+            "dnssec",
+            "ds",
+            ns.zones_dir().join(format!("{file}.key")).to_str().unwrap(),
+        ]);
+        format!("{}\n", out.stdout.trim())
+    };
+    let old_ksk_file = base
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("file = \"")
+                .and_then(|f| f.strip_suffix('"'))
+        })
+        .find(|f| f.contains(&format!("+{old_ksk:05}")))
+        .unwrap()
+        .to_string();
+    let old_zsk_file = base
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("file = \"")
+                .and_then(|f| f.strip_suffix('"'))
+        })
+        .find(|f| f.contains(&format!("+{old_zsk:05}")))
+        .unwrap()
+        .to_string();
+    let anchors = format!("{}{}", ds(&old_ksk_file), ds(&new_ksk_file));
+    let unbound = Unbound::start(ZONE, ns.dns, &anchors);
+    let secure = |what: &str| {
+        for (name, qtype) in [
+            ("static.signed.test.", "A"),
+            ("www.signed.test.", "A"),
+            ("nope.signed.test.", "A"),
+        ] {
+            let out = dig_via(unbound.addr, &[name, qtype]);
+            assert!(
+                flags(&out).contains(" ad"),
+                "{what}: {name} {qtype} not secure:\n{out}"
+            );
+        }
+    };
+    secure("before");
+    let now = meridian::dnssec::time::now();
+    let head = format!("{}\n", base.split("\n[dnssec]\n").next().unwrap());
+    let entry = |file: &str, extra: &str| format!("[[dnssec.key]]\nfile = \"{file}\"\n{extra}");
+    let mut generation = 1;
+    let mut step = |what: &str, entries: &[String]| {
+        generation += 1;
+        rewrite_and_reload(
+            &ns,
+            &format!("{head}[dnssec]\n{}", entries.concat()),
+            generation,
+        );
+        secure(what);
+    };
+    // ZSK pre-publish: the new ZSK is published, signing nothing yet.
+    step(
+        "zsk published",
+        &[
+            entry(&old_ksk_file, ""),
+            entry(&old_zsk_file, ""),
+            entry(&new_zsk_file, "activate = 4102444800\n"),
+        ],
+    );
+    assert_eq!(all_dnskeys(&ns).len(), 3);
+    assert_eq!(
+        signers(&ns, "static.signed.test.", RecordType::A),
+        [old_zsk]
+    );
+    // The new ZSK signs, the old one retired (still published).
+    step(
+        "zsk active",
+        &[
+            entry(&old_ksk_file, ""),
+            entry(&old_zsk_file, &format!("retire = {now}\n")),
+            entry(&new_zsk_file, ""),
+        ],
+    );
+    assert_eq!(
+        signers(&ns, "static.signed.test.", RecordType::A),
+        [new_zsk]
+    );
+    assert_eq!(all_dnskeys(&ns).len(), 3);
+    // The old ZSK removed.
+    step(
+        "zsk removed",
+        &[entry(&old_ksk_file, ""), entry(&new_zsk_file, "")],
+    );
+    assert_eq!(all_dnskeys(&ns).len(), 2);
+    // KSK double-DS: swap the KSK in the DNSKEY RRset; both DS are at the "parent".
+    step(
+        "ksk swapped",
+        &[
+            entry(&old_ksk_file, &format!("remove = {now}\n")),
+            entry(&new_ksk_file, ""),
+            entry(&new_zsk_file, ""),
+        ],
+    );
+    assert_eq!(signers(&ns, ZONE, RecordType::DNSKEY), [new_ksk]);
+    let cds = exchange_at(ns.dns, &Query::new(ZONE, RecordType::CDS), Transport::Udp);
+    assert_eq!(cds.answers.len(), 1);
+    assert_eq!(
+        u16::from_be_bytes([raw(&cds.answers[0])[0], raw(&cds.answers[0])[1]]),
+        new_ksk
+    );
+}

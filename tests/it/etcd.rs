@@ -1,0 +1,537 @@
+//! Distributed mode (issue 15): a real etcd (Debian's `etcd-server`), real `meridian serve`,
+//! `probe` and `config push`/`pull` processes, all on loopback.
+//!
+//! System tests: they need the `etcd` and `etcdctl` binaries, so they are `#[ignore]`d in a
+//! plain `cargo test` and run under `.ci/run` (`--include-ignored`), where a missing etcd
+//! fails them (`harness::system`).
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::harness::etcd::Etcd;
+use crate::harness::{Finished, Meridian, Process, run, run_serve, wait_until};
+use crate::health_support::{Lab, endpoint_status, fresh_vote, served, status, wait_all_up};
+
+/// Push to answer, on loopback: the issue's target is under a second.
+const PROPAGATION: Duration = Duration::from_secs(2);
+/// Enough for anything that waits on etcd reconnecting (backoff caps at 5 s).
+const RECONNECT: Duration = Duration::from_secs(15);
+
+/// `--zones` of a nameserver in distributed mode: never read (the zones come from etcd).
+const NOT_READ: &str = "/nonexistent/zones-come-from-etcd";
+
+fn zone_text(address: &str) -> String {
+    format!(
+        "origin = \"e.test.\"\nns = [\"ns1.e.test.\"]\n[soa]\nmname = \"ns1.e.test.\"\n\
+         rname = \"admin.e.test.\"\nserial = 1\n\n[[record]]\nname = \"ns1\"\ntype = \"A\"\n\
+         data = [\"192.0.2.53\"]\n\n[[record]]\nname = \"www\"\ntype = \"A\"\n\
+         data = [\"{address}\"]\n"
+    )
+}
+
+/// A zone directory serving `www.e.test.` at `address`.
+fn zones(address: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("e.test.toml"), zone_text(address)).unwrap();
+    dir
+}
+
+fn push(etcd: &Etcd, dir: &Path, extra: &[&str]) -> Finished {
+    let dir = dir.display().to_string();
+    let mut args = vec!["config", "push", "--zones", &dir, "--etcd", &etcd.url];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+fn push_ok(etcd: &Etcd, dir: &Path) -> i64 {
+    let out = push(etcd, dir, &[]);
+    assert_eq!(out.code, Some(0), "push failed: {out:?}");
+    revision_in(&out.stdout)
+}
+
+/// The revision a push or pull printed (`... revision N)` or `at revision N`).
+fn revision_in(text: &str) -> i64 {
+    let tail = text.rsplit("revision ").next().unwrap_or_default();
+    let digits: String = tail.chars().take_while(char::is_ascii_digit).collect();
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("no revision in {text:?}"))
+}
+
+fn nameserver(etcd: &Etcd, extra: &[&str]) -> Meridian {
+    let mut args = vec!["--etcd", etcd.url.as_str()];
+    args.extend_from_slice(extra);
+    Meridian::serve_dir(Path::new(NOT_READ), &args, false)
+}
+
+fn etcd_status(ns: &Meridian) -> serde_json::Value {
+    let r = ns.get("/v1/status");
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()["etcd"].clone()
+}
+
+fn www(ns: &Meridian) -> Vec<Ipv4Addr> {
+    ns.a("www.e.test.")
+}
+
+fn ip(s: &str) -> Vec<Ipv4Addr> {
+    vec![s.parse().unwrap()]
+}
+
+#[test]
+#[ignore = "system test: needs etcd (etcd-server)"]
+fn a_push_reaches_every_nameserver_which_show_the_revision() {
+    let etcd = Etcd::start();
+    let v1 = zones("192.0.2.1");
+    let first = push(&etcd, v1.path(), &[]);
+    assert_eq!(first.code, Some(0), "{first:?}");
+    assert!(first.stdout.contains("+ e.test.toml"), "{}", first.stdout);
+    let r1 = revision_in(&first.stdout);
+    let nss = [nameserver(&etcd, &[]), nameserver(&etcd, &[])];
+    for ns in &nss {
+        assert_eq!(www(ns), ip("192.0.2.1"));
+        let st = etcd_status(ns);
+        assert_eq!(st["config_revision"], r1, "{st}");
+        assert_eq!(st["connected"], true, "{st}");
+        assert_eq!(ns.metric("meridian_config_revision"), r1 as f64);
+        assert_eq!(ns.metric("meridian_etcd_connected"), 1.0);
+    }
+    // The same directory again: nothing to write.
+    let again = push(&etcd, v1.path(), &[]);
+    assert_eq!(again.code, Some(0), "{again:?}");
+    assert!(
+        again.stdout.contains("nothing to change"),
+        "{}",
+        again.stdout
+    );
+
+    // Pushes reach both nameservers: time from push to the new answer on each.
+    let mut times = Vec::new();
+    let mut revision = r1;
+    for i in 0..20u8 {
+        let address = format!("192.0.2.{}", 10 + i);
+        let dir = zones(&address);
+        let started = Instant::now();
+        let r = push_ok(&etcd, dir.path());
+        assert!(r > revision, "revision {r} after {revision}");
+        revision = r;
+        for ns in &nss {
+            wait_until(PROPAGATION, "the pushed answer", || www(ns) == ip(&address));
+        }
+        times.push(started.elapsed());
+        for ns in &nss {
+            wait_until(PROPAGATION, "the pushed revision reported", || {
+                etcd_status(ns)["config_revision"] == r
+                    && ns.metric("meridian_config_revision") == r as f64
+            });
+        }
+    }
+    times.sort();
+    eprintln!(
+        "push to answer on both nameservers, 20 pushes: median {:?}, worst {:?} (the push process, validation included)",
+        times[times.len() / 2],
+        times[times.len() - 1]
+    );
+
+    // Pull gives back exactly what was pushed last.
+    let out = tempfile::tempdir().unwrap();
+    let pulled_dir = out.path().join("pulled");
+    let pull = run(&[
+        "config",
+        "pull",
+        "--out",
+        &pulled_dir.display().to_string(),
+        "--etcd",
+        &etcd.url,
+    ]);
+    assert_eq!(pull.code, Some(0), "{pull:?}");
+    assert_eq!(revision_in(&pull.stdout), revision);
+    assert_eq!(
+        std::fs::read_to_string(pulled_dir.join("e.test.toml")).unwrap(),
+        zone_text("192.0.2.29")
+    );
+}
+
+#[test]
+#[ignore = "system test: needs etcd (etcd-server)"]
+fn an_invalid_zone_is_never_pushed() {
+    let etcd = Etcd::start();
+    let dir = zones("192.0.2.1");
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        zone_text("not-an-address").replace("e.test.", "bad.test."),
+    )
+    .unwrap();
+    let out = push(&etcd, dir.path(), &[]);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(
+        out.stderr.contains("bad.toml") && out.stderr.contains("nothing was written"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        etcd.ctl(&["get", "--prefix", "--keys-only", "/meridian/"])
+            .trim(),
+        ""
+    );
+}
+
+#[test]
+#[ignore = "system test: needs etcd (etcd-server)"]
+fn of_two_pushes_from_one_revision_one_wins_and_the_other_writes_nothing() {
+    let etcd = Etcd::start();
+    let base = push_ok(&etcd, zones("192.0.2.1").path());
+    // Two operators reviewed revision `base` and push at once.
+    let (b, c) = (zones("192.0.2.2"), zones("192.0.2.3"));
+    std::fs::write(
+        b.path().join("extra.toml"),
+        zone_text("192.0.2.9").replace("e.test.", "x.test."),
+    )
+    .unwrap();
+    let rev = base.to_string();
+    let (pb, pc) = (b.path().to_path_buf(), c.path().to_path_buf());
+    let outs: Vec<Finished> = thread::scope(|s| {
+        let runs = [pb, pc].map(|dir| {
+            let (etcd, rev) = (&etcd, &rev);
+            s.spawn(move || push(etcd, &dir, &["--if-revision", rev]))
+        });
+        runs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let wins: Vec<usize> = (0..2).filter(|i| outs[*i].code == Some(0)).collect();
+    assert_eq!(wins.len(), 1, "exactly one push wins: {outs:?}");
+    let loser = &outs[1 - wins[0]];
+    assert_eq!(loser.code, Some(1), "{loser:?}");
+    assert!(loser.stderr.contains("conflict"), "{}", loser.stderr);
+    // All of the winner's files, none of the loser's.
+    let stored = etcd.get("/meridian/config/zones/e.test.toml").unwrap();
+    let extra = etcd.get("/meridian/config/zones/extra.toml");
+    if wins[0] == 0 {
+        assert_eq!(stored, zone_text("192.0.2.2").trim_end());
+        assert!(extra.is_some());
+    } else {
+        assert_eq!(stored, zone_text("192.0.2.3").trim_end());
+        assert!(extra.is_none());
+    }
+
+    // Without --if-revision, racing pushes each land whole or are refused whole.
+    for round in 0..4u8 {
+        let dirs = [
+            zones(&format!("198.51.100.{round}")),
+            zones(&format!("203.0.113.{round}")),
+        ];
+        std::fs::write(
+            dirs[0].path().join("only-a.toml"),
+            zone_text("192.0.2.7").replace("e.test.", "a.test."),
+        )
+        .unwrap();
+        let paths: Vec<PathBuf> = dirs.iter().map(|d| d.path().to_path_buf()).collect();
+        let outs: Vec<Finished> = thread::scope(|s| {
+            let runs: Vec<_> = paths
+                .iter()
+                .map(|dir| {
+                    let etcd = &etcd;
+                    s.spawn(move || push(etcd, dir, &[]))
+                })
+                .collect();
+            runs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for o in &outs {
+            assert!(
+                o.code == Some(0) || (o.code == Some(1) && o.stderr.contains("conflict")),
+                "{o:?}"
+            );
+        }
+        assert!(outs.iter().any(|o| o.code == Some(0)), "{outs:?}");
+        let stored = etcd.get("/meridian/config/zones/e.test.toml").unwrap();
+        let only_a = etcd.get("/meridian/config/zones/only-a.toml").is_some();
+        let a = zone_text(&format!("198.51.100.{round}"));
+        let b = zone_text(&format!("203.0.113.{round}"));
+        assert!(
+            (stored == a.trim_end() && only_a) || (stored == b.trim_end() && !only_a),
+            "a half-written push: {stored:?}, only-a present: {only_a}"
+        );
+    }
+}
+
+#[test]
+#[ignore = "system test: needs etcd (etcd-server)"]
+fn a_broken_zone_written_into_etcd_keeps_its_last_good_version() {
+    let etcd = Etcd::start();
+    let good = push_ok(&etcd, zones("192.0.2.1").path());
+    let ns = nameserver(&etcd, &[]);
+    assert_eq!(www(&ns), ip("192.0.2.1"));
+    // Written by something else, past `config push` and its validation.
+    etcd.put(
+        "/meridian/config/zones/e.test.toml",
+        &zone_text("192.0.2.99").replace(
+            "type = \"A\"\ndata = [\"192.0.2.99\"]",
+            "type = \"A\"\ndata = [\"not-an-ip\"]",
+        ),
+    );
+    let kept = "meridian_zone_kept_previous{zone=\"e.test.\"";
+    wait_until(PROPAGATION, "the broken zone reported as kept", || {
+        ns.get("/metrics").body.contains(kept)
+    });
+    assert!(ns.metric("meridian_reloads_total{result=\"failed\"}") >= 1.0);
+    assert_eq!(www(&ns), ip("192.0.2.1"), "the last good version serves");
+    assert!(ns.metric("meridian_config_revision") > good as f64);
+    let log = ns.log();
+    assert!(log.contains("zone kept at its previous version"), "{log}");
+    // A good version replaces it.
+    push_ok(&etcd, zones("192.0.2.2").path());
+    wait_until(PROPAGATION, "the fixed zone serves", || {
+        www(&ns) == ip("192.0.2.2")
+    });
+    assert!(!ns.get("/metrics").body.contains(kept));
+}
+
+#[test]
+#[ignore = "system test: needs etcd (etcd-server)"]
+fn with_etcd_down_the_nameserver_keeps_answering_and_says_so_then_resumes() {
+    let mut etcd = Etcd::start();
+    let r1 = push_ok(&etcd, zones("192.0.2.1").path());
+    let ns = nameserver(&etcd, &[]);
+    etcd.kill();
+    wait_until(RECONNECT, "etcd reported down", || {
+        etcd_status(&ns)["connected"] == false
+    });
+    assert_eq!(ns.metric("meridian_etcd_connected"), 0.0);
+    assert!(ns.metric("meridian_etcd_disconnects_total") >= 1.0);
+    let st = etcd_status(&ns);
+    assert!(
+        st["last_error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{st}"
+    );
+    assert_eq!(st["config_revision"], r1);
+    for _ in 0..20 {
+        assert_eq!(www(&ns), ip("192.0.2.1"));
+        thread::sleep(Duration::from_millis(50));
+    }
+    // Still in service for load balancers: /health answers 200.
+    ns.health();
+
+    etcd.restart();
+    wait_until(RECONNECT, "etcd reported back", || {
+        etcd_status(&ns)["connected"] == true
+    });
+    assert_eq!(ns.metric("meridian_etcd_connected"), 1.0);
+    push_ok(&etcd, zones("192.0.2.2").path());
+    wait_until(PROPAGATION, "a push after the outage", || {
+        www(&ns) == ip("192.0.2.2")
+    });
+}
+
+#[test]
+#[ignore = "system test: needs etcd (etcd-server)"]
+fn a_restart_during_an_etcd_outage_serves_the_revision_saved_in_the_state_dir() {
+    let mut etcd = Etcd::start();
+    let state = tempfile::tempdir().unwrap();
+    let state_arg = state.path().display().to_string();
+    push_ok(&etcd, zones("192.0.2.1").path());
+    let r2 = {
+        let ns = nameserver(&etcd, &["--state-dir", &state_arg]);
+        let r2 = push_ok(&etcd, zones("192.0.2.2").path());
+        // The revision is reported once it serves and is saved.
+        wait_until(PROPAGATION, "the second revision", || {
+            etcd_status(&ns)["config_revision"] == r2
+        });
+        assert_eq!(www(&ns), ip("192.0.2.2"));
+        r2
+    };
+    etcd.kill();
+    // Without a saved revision there is nothing to serve: start-up fails, saying why.
+    let out = run_serve(Path::new(NOT_READ), &["--etcd", &etcd.url]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.stderr.contains("--state-dir"), "{}", out.stderr);
+    // With it, the last good revision serves.
+    let ns = nameserver(&etcd, &["--state-dir", &state_arg]);
+    assert_eq!(www(&ns), ip("192.0.2.2"));
+    let st = etcd_status(&ns);
+    assert_eq!(st["config_revision"], r2, "{st}");
+    assert_eq!(st["from_state_dir"], true, "{st}");
+    assert_eq!(st["connected"], false, "{st}");
+    etcd.restart();
+    wait_until(RECONNECT, "resynced from etcd", || {
+        let st = etcd_status(&ns);
+        st["connected"] == true && st["from_state_dir"] == false
+    });
+}
+
+#[test]
+#[ignore = "system test: needs etcd (etcd-server)"]
+fn votes_through_etcd_move_answers_and_vanish_with_a_dead_probers_lease() {
+    let etcd = Etcd::start();
+    let lab = Lab::new();
+    push_ok(&etcd, &lab.zones());
+    let keys = lab.keys().display().to_string();
+    let nss = [
+        nameserver(&etcd, &["--keys", &keys]),
+        nameserver(&etcd, &["--keys", &keys]),
+    ];
+    let prober = |id: &str, region: &str| {
+        let mut args = crate::harness::probe_args(&lab.zones(), region, id, &lab.keys(), &[]);
+        args.extend(["--etcd".to_string(), etcd.url.clone()]);
+        Process::meridian(&format!("prober {id}"), &args)
+    };
+    // etcd only: no --publish.
+    let _p1 = prober("p1", "eu");
+    let mut p3 = prober("p3", "us");
+    for ns in &nss {
+        wait_all_up(ns, &["p1", "p3"], Duration::from_secs(10));
+    }
+    assert!(etcd.get("/meridian/votes/p1").is_some());
+    for ns in &nss {
+        assert!(ns.metric("meridian_etcd_votes_total{result=\"accepted\"}") >= 1.0);
+        assert_eq!(ns.metric("meridian_reports_rejected_total"), 0.0);
+    }
+
+    // A failure both regions see moves both nameservers, within the bounds of HTTP push at
+    // the same check settings (interval 1 s, fall 2): within 3 s, and within 0.5 s of each
+    // other.
+    lab.backend("www_a").stop();
+    let started = Instant::now();
+    let secondary: Ipv4Addr = "127.0.0.12".parse().unwrap();
+    let mut moved: [Option<Duration>; 2] = [None, None];
+    while moved.iter().any(Option::is_none) {
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "no failover: {moved:?}"
+        );
+        for (i, ns) in nss.iter().enumerate() {
+            if moved[i].is_none() && served(ns, "www") == secondary {
+                moved[i] = Some(started.elapsed());
+            }
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    let [a, b] = moved.map(Option::unwrap);
+    eprintln!("failover through etcd: ns1 {a:?}, ns2 {b:?}");
+    assert!(a.max(b) <= Duration::from_secs(3), "failover {a:?} / {b:?}");
+    let apart = a.abs_diff(b);
+    assert!(apart <= Duration::from_millis(500), "{apart:?} apart");
+
+    // A prober killed without a word: its lease (3 intervals) expires, its key goes, and its
+    // votes stop being fresh on every nameserver.
+    p3.kill();
+    wait_until(Duration::from_secs(8), "p3's vote key expires", || {
+        etcd.get("/meridian/votes/p3").is_none()
+    });
+    for ns in &nss {
+        wait_until(Duration::from_secs(5), "p3's votes stale", || {
+            let st = status(ns);
+            let e = endpoint_status(&st, "db", "127.0.0.31");
+            fresh_vote(&e, "p3").is_none() && fresh_vote(&e, "p1").as_deref() == Some("up")
+        });
+    }
+}
+
+#[test]
+#[ignore = "system test: needs etcd (etcd-server)"]
+fn killing_the_etcd_leader_during_pushes_gives_no_wrong_answer_and_no_half_push() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let etcd = Etcd::cluster(3);
+    push_ok(&etcd, zones("192.0.2.100").path());
+    let nss = [nameserver(&etcd, &[]), nameserver(&etcd, &[])];
+    // Every address a push has started with: an answer outside it is wrong.
+    let allowed = Arc::new(Mutex::new(vec!["192.0.2.100".parse::<Ipv4Addr>().unwrap()]));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut etcd = etcd;
+    let bad: Vec<String> = thread::scope(|s| {
+        let checker = {
+            let (allowed, stop, nss) = (Arc::clone(&allowed), Arc::clone(&stop), &nss);
+            s.spawn(move || {
+                let mut bad = Vec::new();
+                let mut asked = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    for ns in nss {
+                        let answer = www(ns);
+                        asked += 1;
+                        let ok = answer.len() == 1 && allowed.lock().unwrap().contains(&answer[0]);
+                        if !ok {
+                            bad.push(format!("{answer:?}"));
+                        }
+                    }
+                    thread::sleep(Duration::from_millis(10));
+                }
+                assert!(asked > 100, "only {asked} queries");
+                bad
+            })
+        };
+        let mut last_ok = None;
+        for i in 0..10u8 {
+            if i == 3 {
+                let leader = etcd.leader();
+                eprintln!("killing the etcd leader m{leader}");
+                etcd.kill_member(leader);
+            }
+            let address = format!("192.0.2.{}", 101 + i);
+            allowed.lock().unwrap().push(address.parse().unwrap());
+            let dir = zones(&address);
+            let out = push(&etcd, dir.path(), &[]);
+            match out.code {
+                Some(0) => last_ok = Some(address),
+                // Refused cleanly while the cluster elects a leader.
+                Some(1) => eprintln!("push {i} refused: {}", out.stderr.trim()),
+                _ => panic!("push {i}: {out:?}"),
+            }
+        }
+        let last = last_ok.expect("pushes succeed once a new leader is elected");
+        for ns in &nss {
+            wait_until(RECONNECT, "the last push everywhere", || {
+                www(ns) == ip(&last)
+            });
+        }
+        // Whatever was stored, it is one push whole.
+        let stored = etcd.get("/meridian/config/zones/e.test.toml").unwrap();
+        assert_eq!(stored, zone_text(&last).trim_end());
+        stop.store(true, Ordering::Relaxed);
+        checker.join().unwrap()
+    });
+    assert!(bad.is_empty(), "wrong or empty answers: {bad:?}");
+}
+
+#[test]
+#[ignore = "system test: needs etcd (etcd-server)"]
+fn a_nameserver_cut_off_from_etcd_keeps_its_table_and_converges_when_it_heals() {
+    use crate::harness::etcd::Partition;
+    let etcd = Etcd::start();
+    push_ok(&etcd, zones("192.0.2.1").path());
+    let partition = Partition::to(&etcd);
+    let cut_off = Meridian::serve_dir(Path::new(NOT_READ), &["--etcd", &partition.url], false);
+    let other = nameserver(&etcd, &[]);
+    assert_eq!(www(&cut_off), ip("192.0.2.1"));
+
+    // Packets lost, nothing refused: only the ping can tell.
+    partition.cut();
+    let r2 = push_ok(&etcd, zones("192.0.2.2").path());
+    wait_until(PROPAGATION, "the connected nameserver follows", || {
+        www(&other) == ip("192.0.2.2")
+    });
+    wait_until(Duration::from_secs(5), "the partition reported", || {
+        etcd_status(&cut_off)["connected"] == false
+    });
+    for _ in 0..20 {
+        assert_eq!(www(&cut_off), ip("192.0.2.1"), "the last table serves");
+        thread::sleep(Duration::from_millis(50));
+    }
+
+    partition.heal();
+    let took = wait_until(
+        Duration::from_secs(5),
+        "converged after the partition",
+        || www(&cut_off) == ip("192.0.2.2"),
+    );
+    eprintln!("converged {took:?} after the partition healed");
+    assert!(
+        took <= Duration::from_millis(2500),
+        "took {took:?} (target 2 s)"
+    );
+    wait_until(PROPAGATION, "the revision reported", || {
+        let st = etcd_status(&cut_off);
+        st["connected"] == true && st["config_revision"] == r2
+    });
+}
