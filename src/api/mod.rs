@@ -1,5 +1,5 @@
 //! The HTTP API: the status page `/`, `/health`, `/metrics`, `/v1/reload`, `/v1/explain`,
-//! report ingest, `/v1/status` and overrides.
+//! report ingest, `/v1/status` and overrides, described in `/v1/openapi.json` (`openapi`).
 //!
 //! Owns: routing and who may call what. Every request that can change state needs the admin
 //! token and must not come from a foreign browser origin, except signed report ingest
@@ -24,6 +24,7 @@ use crate::metrics::Metrics;
 
 mod health;
 pub mod limits;
+mod openapi;
 mod status_page;
 pub mod tls;
 
@@ -216,6 +217,7 @@ pub fn router(state: ApiState) -> Router {
             get(health::list_overrides).post(health::add_override),
         )
         .route("/v1/overrides/{id}", delete(health::delete_override))
+        .route("/v1/openapi.json", get(openapi::document))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             guard_mutations,
