@@ -1,5 +1,6 @@
 //! The HTTP API: the status page `/`, `/health`, `/metrics`, `/v1/reload`, `/v1/explain`,
-//! report ingest, `/v1/status`, `/v1/map`, `/v1/history` and overrides.
+//! report ingest, `/v1/status`, `/v1/map`, `/v1/history` and overrides, described in
+//! `/v1/openapi.json` (`openapi`).
 //!
 //! Owns: routing and who may call what. Every request that can change state needs the admin
 //! token and must not come from a foreign browser origin, except signed report ingest
@@ -26,6 +27,7 @@ mod health;
 pub mod history;
 pub mod limits;
 mod map;
+mod openapi;
 mod status_page;
 pub mod tls;
 
@@ -225,6 +227,7 @@ pub fn router(state: ApiState) -> Router {
             get(health::list_overrides).post(health::add_override),
         )
         .route("/v1/overrides/{id}", delete(health::delete_override))
+        .route("/v1/openapi.json", get(openapi::document))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             guard_mutations,

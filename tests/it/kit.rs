@@ -238,3 +238,39 @@ fn debian_package_installs_starts_as_its_unit_says_and_answers() {
         output.status
     );
 }
+
+/// The OpenAPI document a server serves is the one in the repository, and every operation it
+/// describes exists on a live server: no 404 for its path, no 405 for its method (the
+/// unit test in src/api/openapi.rs matches it with the router's source).
+#[test]
+fn the_openapi_document_is_served_and_every_operation_it_names_exists() {
+    let ns = Meridian::serve("core/basic");
+    let served = ns.get("/v1/openapi.json");
+    assert_eq!(served.status, 200);
+    let file = std::fs::read_to_string(repo("src/api/openapi.json")).unwrap();
+    assert_eq!(
+        served.body, file,
+        "the binary serves another document than the file"
+    );
+    let doc = served.json();
+    let mut operations = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let concrete = path.replace("{id}", "999999");
+        for method in item.as_object().unwrap().keys() {
+            let r = crate::harness::http_request(
+                ns.api,
+                &method.to_uppercase(),
+                &concrete,
+                &[("Content-Type", "application/json")],
+                b"{}",
+            );
+            assert!(
+                r.status != 404 || path.contains('{'),
+                "{method} {path}: 404, the route does not exist"
+            );
+            assert_ne!(r.status, 405, "{method} {path}: method not allowed");
+            operations += 1;
+        }
+    }
+    assert!(operations >= 10, "only {operations} operations described");
+}
