@@ -559,11 +559,8 @@ fn unbound_resolves_through_meridian_over_verified_dot() {
         .unwrap()
         .port();
     let dir = pki.dir();
-    let conf = dir.join("unbound.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "server:\n  interface: 127.0.0.1@{port}\n  port: {port}\n  do-daemonize: no\n  \
+    let conf = format!(
+        "server:\n  interface: 127.0.0.1@{port}\n  port: {port}\n  do-daemonize: no\n  \
              username: \"\"\n  chroot: \"\"\n  directory: \"{dir}\"\n  pidfile: \"{dir}/unbound.pid\"\n  \
              use-syslog: no\n  logfile: \"\"\n  do-not-query-localhost: no\n  \
              access-control: 127.0.0.0/8 allow\n  tls-cert-bundle: \"{ca}\"\n  \
@@ -571,15 +568,11 @@ fn unbound_resolves_through_meridian_over_verified_dot() {
              remote-control:\n  control-enable: no\n\
              stub-zone:\n  name: \"steer.test\"\n  stub-addr: 127.0.0.1@{dot}#{SERVER_NAME}\n  \
              stub-tls-upstream: yes\n",
-            dir = dir.display(),
-            ca = pki.ca_file().display(),
-            dot = ns.listener("dot").port(),
-        ),
-    )
-    .unwrap();
-    let mut cmd = Command::new("unbound");
-    cmd.args(["-d", "-c"]).arg(&conf);
-    let _unbound = crate::harness::Process::spawn("unbound", cmd);
+        dir = dir.display(),
+        ca = pki.ca_file().display(),
+        dot = ns.listener("dot").port(),
+    );
+    let _unbound = crate::harness::unbound::spawn_with_config(dir, &conf);
     let ask = |name: &str, extra: &[&str]| -> String {
         let out = Command::new("dig")
             .args([

@@ -37,6 +37,26 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// Writes `conf` as `dir/unbound.conf`, checks it with `unbound-checkconf` (when installed) and
+/// starts unbound in the foreground on it: for every test that puts unbound in front of
+/// Meridian, validating or not.
+pub fn spawn_with_config(dir: &std::path::Path, conf: &str) -> Process {
+    system::require_tool("unbound", "unbound");
+    let conf_path = dir.join("unbound.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    if let Ok(out) = Command::new("unbound-checkconf").arg(&conf_path).output() {
+        assert!(
+            out.status.success(),
+            "unbound-checkconf: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut cmd = Command::new("unbound");
+    cmd.arg("-d").arg("-c").arg(&conf_path);
+    Process::spawn("unbound", cmd)
+}
+
 impl Unbound {
     /// Resolves `zone` through the authoritative server at `stub`, validating with
     /// `anchors` (DS or DNSKEY records in zone-file form). Waits until it answers the zone's
@@ -85,20 +105,7 @@ impl Unbound {
              stub-zone:\n  name: \"{zone}\"\n  stub-addr: {stub}\n\
              forward-zone:\n  name: \".\"\n  forward-addr: {stub}\n"
         );
-        let conf_path = dir.path().join("unbound.conf");
-        std::fs::write(&conf_path, conf).unwrap();
-        let check = Command::new("unbound-checkconf").arg(&conf_path).output();
-        if let Ok(out) = check {
-            assert!(
-                out.status.success(),
-                "unbound-checkconf: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let mut cmd = Command::new("unbound");
-        cmd.arg("-d").arg("-c").arg(&conf_path);
-        let process = Process::spawn("unbound", cmd);
+        let process = spawn_with_config(dir.path(), &conf);
         let unbound = Unbound {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             _process: process,
