@@ -5,6 +5,7 @@
 //! table already holds a signature for; reads files on the query path.
 
 pub mod key;
+mod keyfile;
 pub mod sign;
 pub mod time;
 
