@@ -32,6 +32,12 @@ MIXES = {
     # DNS over TLS (bench/dot.sh): dnsperf -m dot.
     "static-dot": ("static.bin", "dot"),
     "nxdomain-dot": ("nxdomain.bin", "dot"),
+    # DNSSEC (bench/run.sh --dnssec): DO=1 queries, and random-name NXDOMAIN with and without.
+    "static-do": ("static-do.bin", "udp"),
+    "nxdomain-do": ("nxdomain-do.bin", "udp"),
+    "nxrandom": ("nxrandom.bin", "udp"),
+    "nxrandom-do": ("nxrandom-do.bin", "udp"),
+    "geo-ecs-do": ("geo-ecs-do.bin", "udp"),
 }
 
 
@@ -103,6 +109,8 @@ def main():
     ap.add_argument("--latency-seconds", type=float, default=5)
     ap.add_argument("--load-cpu", type=int, default=0)
     ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--compare", default="gdnsd,nsd",
+                    help="servers the 'vs' columns divide CPU per query by")
     args = ap.parse_args()
 
     servers = []
@@ -142,9 +150,10 @@ def main():
             rate = max(1000, int(peak / 2))
             out = dnsperf(port, os.path.join(args.queries, file), transport,
                           args.latency_seconds, args.load_cpu, ["-Q", str(rate), "-v"])
-            # "> NOERROR name A 0.000123": the last field is the latency in seconds.
+            # "> NOERROR name A 0.000123": the last field is the latency in seconds. A query
+            # that timed out prints "> T ..." with no latency (-B: "> T binary input").
             values = sorted(float(line.rsplit(" ", 1)[1]) for line in out.splitlines()
-                            if line.startswith("> "))
+                            if line.startswith("> ") and not line.startswith("> T "))
             latency[(name, mix)] = (rate, percentile(values, 50), percentile(values, 99))
             print(f"latency {mix:10} {name:9} at {rate} qps: p50 "
                   f"{latency[(name, mix)][1] * 1e6:.0f} us p99 {latency[(name, mix)][2] * 1e6:.0f} us",
@@ -155,7 +164,14 @@ def main():
     for (name, mix), rs in runs.items():
         base[mix][name] = statistics.median(r[1] for r in rs)
 
-    header = ["mix", "server", "qps", "CPU us/query", "vs gdnsd", "vs NSD", "p50 us", "p99 us", "lost"]
+    compare = [c for c in args.compare.split(",") if c]
+    label = {"gdnsd": "gdnsd", "nsd": "NSD"}
+    header = ["mix", "server", "qps", "CPU us/query", *(f"vs {label.get(c, c)}" for c in compare),
+              "p50 us", "p99 us", "lost"]
+    # DO=1 mixes (name-do) also get their CPU per query over the same server's DO=0 mix.
+    do_ratio = any(m.endswith("-do") for m in mixes)
+    if do_ratio:
+        header.insert(4 + len(compare), "vs DO=0")
     rows = []
     for mix in mixes:
         for name in names:
@@ -173,8 +189,11 @@ def main():
             lat = latency.get((name, mix))
             p50 = f"{lat[1] * 1e6:.0f}" if lat else "-"
             p99 = f"{lat[2] * 1e6:.0f}" if lat else "-"
-            rows.append([mix, name, f"{qps:.0f}", f"{cpu:.2f}", ratio("gdnsd"), ratio("nsd"),
-                         p50, p99, f"{lost:.0f}"])
+            row = [mix, name, f"{qps:.0f}", f"{cpu:.2f}", *(ratio(c) for c in compare)]
+            if do_ratio:
+                plain = base.get(mix[:-3], {}).get(name) if mix.endswith("-do") else None
+                row.append(f"{cpu / plain:.2f}" if plain else "-")
+            rows.append([*row, p50, p99, f"{lost:.0f}"])
 
     print(f"\n{args.rounds} rounds x {args.seconds:g} s per run; medians. CPU: server process tree, "
           f"user+system. Latency: dnsperf -v at half the peak rate, {args.latency_seconds:g} s.")

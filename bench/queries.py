@@ -9,6 +9,7 @@ Usage: queries.py OUT_DIR
 """
 
 import os
+import random
 import struct
 import sys
 
@@ -32,7 +33,7 @@ def name_wire(name):
     return out + b"\x00"
 
 
-def query(name, qtype=1, ecs=None, qid=0):
+def query(name, qtype=1, ecs=None, qid=0, do=False):
     header = struct.pack(">HHHHHH", qid, 0x0000, 1, 0, 0, 1)
     question = name_wire(name) + struct.pack(">HH", qtype, 1)
     options = b""
@@ -40,7 +41,8 @@ def query(name, qtype=1, ecs=None, qid=0):
         family, prefix, addr = ecs
         data = struct.pack(">HBB", family, prefix, 0) + addr
         options = struct.pack(">HH", 8, len(data)) + data
-    opt = b"\x00" + struct.pack(">HHIH", 41, 1232, 0, len(options)) + options
+    # OPT TTL: extended RCODE, version, then the flags; DO is the top flag bit (RFC 3225).
+    opt = b"\x00" + struct.pack(">HHIH", 41, 1232, 0x8000 if do else 0, len(options)) + options
     return header + question + opt
 
 
@@ -70,6 +72,16 @@ def main():
     write(os.path.join(out, "geo.bin"), geo)
     write(os.path.join(out, "geo-ecs.bin"), geo_ecs)
     write(os.path.join(out, "mix.bin"), mix)
+    # DNSSEC (DO=1) mixes. nxdomain-do repeats the 1,000 names above (a server may cache their
+    # signed denials); nxrandom(-do) has 100,000 random names, far more than any signature
+    # cache holds, so a server signing online pays one fresh signature per query.
+    rng = random.Random(14)
+    nxrandom = [f"{rng.getrandbits(64):016x}.{ZONE}" for _ in range(100_000)]
+    write(os.path.join(out, "static-do.bin"), [query("static." + ZONE, do=True)])
+    write(os.path.join(out, "nxdomain-do.bin"), [query(f"nx{i}.{ZONE}", do=True) for i in range(1000)])
+    write(os.path.join(out, "nxrandom.bin"), [query(n) for n in nxrandom])
+    write(os.path.join(out, "nxrandom-do.bin"), [query(n, do=True) for n in nxrandom])
+    write(os.path.join(out, "geo-ecs-do.bin"), [query("www." + ZONE, ecs=c, do=True) for c in ECS_CLIENTS.values()])
 
 
 if __name__ == "__main__":

@@ -3,10 +3,15 @@
 #
 #   bench/run.sh            3 rounds x 10 s per server and query mix (about 15 minutes)
 #   bench/run.sh --quick    1 round x 3 s, fewer mixes (about 2 minutes)
+#   bench/run.sh --dnssec   DNSSEC: DO=1 mixes and their DO=0 counterparts against a signed
+#                           Meridian, Knot mod-onlinesign and Knot pre-signed (servers
+#                           meridian-dnssec, knot-onlinesign, knot-signed; keys generated into
+#                           the temporary directory at start); combine with --seconds/--rounds
 #   options: --seconds S --rounds R --servers "meridian gdnsd nsd knot" --mixes a,b --markdown
 #            (server meridian-base: the binary in MERIDIAN_BASE, e.g. a build of main, beside
 #            this one; MERIDIAN overrides the binary of server meridian; LATENCY_MIXES=a,b
-#            picks the mixes whose latency is measured, default static,geo-ecs)
+#            picks the mixes whose latency is measured, default static,geo-ecs; with --dnssec
+#            static-do,geo-ecs-do)
 #            --no-install (do not apt-get missing tools) --no-build (use the existing release build)
 #
 # Installs dnsperf, gdnsd, knot and nsd with apt when missing, builds Meridian (release), writes
@@ -26,9 +31,15 @@ MIXES="static,nxdomain,geo,geo-ecs,mix,static-tcp,mix-tcp"
 INSTALL=1
 BUILD=1
 MARKDOWN=()
+COMPARE=gdnsd,nsd
+LATENCY=static,geo-ecs
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) SECONDS_PER_RUN=3; ROUNDS=1; MIXES="static,nxdomain,geo-ecs,static-tcp,mix-tcp" ;;
+        --dnssec)
+            SERVERS="meridian-dnssec knot-onlinesign knot-signed"
+            MIXES="static,static-do,nxdomain,nxdomain-do,nxrandom,nxrandom-do,geo-ecs,geo-ecs-do"
+            COMPARE=knot-onlinesign,knot-signed; LATENCY=static-do,geo-ecs-do ;;
         --seconds) SECONDS_PER_RUN=$2; shift ;;
         --rounds) ROUNDS=$2; shift ;;
         --servers) SERVERS=$2; shift ;;
@@ -77,7 +88,8 @@ trap cleanup EXIT
 python3 "$ROOT/bench/queries.py" "$WORK/queries"
 ZONEFILE=$ROOT/bench/peers/gslb.example.test.zone
 fill() { # template -> file, with the placeholders filled in
-    sed -e "s|@PORT@|$3|g; s|@WORK@|$WORK|g; s|@ZONEFILE@|$ZONEFILE|g; s|@GEOIP@|$GEOIP|g" "$1" > "$2"
+    sed -e "s|@PORT@|$3|g; s|@WORK@|$WORK|g; s|@ZONEFILE@|$ZONEFILE|g; s|@GEOIP@|$GEOIP|g" \
+        -e "s|@NAME@|${4:-}|g" "$1" > "$2"
 }
 wait_for() { # port: until the server answers over UDP
     for _ in $(seq 100); do
@@ -88,6 +100,17 @@ wait_for() { # port: until the server answers over UDP
     echo "server on port $1 did not come up; logs in $WORK" >&2
     return 1
 }
+wait_signed() { # port: until the server signs (Knot signs the zone after it starts answering)
+    for _ in $(seq 100); do
+        kdig +dnssec +time=1 +retry=0 @127.0.0.1 -p "$1" static.gslb.example.test A 2>/dev/null \
+            | grep -q RRSIG && return 0
+        sleep 0.1
+    done
+    echo "server on port $1 does not sign; logs in $WORK" >&2
+    return 1
+}
+# The DNSSEC mixes a server without geo answers (Knot): the Meridian-only ones are geo-ecs(-do).
+DNSSEC_STATIC=static+static-do+nxdomain+nxdomain-do+nxrandom+nxrandom-do
 
 SPECS=()
 for server in $SERVERS; do
@@ -132,9 +155,33 @@ for server in $SERVERS; do
             taskset -c "$SERVER_CPU" knotd -c "$WORK/knot/knot.conf" > "$WORK/knot.log" 2>&1 &
             PIDS+=($!); SPECS+=("knot=$!:$port:static+nxdomain+static-tcp+mix-tcp")
             ;;
+        meridian-dnssec)
+            # zones/example.toml signed with a KSK + ZSK (ECDSA P-256) made now.
+            port=5315
+            dir=$WORK/meridian-dnssec/zones
+            mkdir -p "$dir/keys"
+            "$MERIDIAN" dnssec keygen --zone gslb.example.test. --ksk --dir "$dir/keys" >/dev/null
+            "$MERIDIAN" dnssec keygen --zone gslb.example.test. --dir "$dir/keys" >/dev/null
+            { cat "$ROOT/zones/example.toml"; echo; echo "[dnssec]"
+              for key in "$dir"/keys/*.key; do
+                  printf '[[dnssec.key]]\nfile = "keys/%s"\n' "$(basename "$key" .key)"
+              done; } > "$dir/example.toml"
+            taskset -c "$SERVER_CPU" "$MERIDIAN" serve --zones "$dir" --geoip "$GEOIP" \
+                --dns-listen 127.0.0.1:$port --api-listen 127.0.0.1:5392 --no-local-probe \
+                --log-format json > "$WORK/meridian-dnssec.log" 2>&1 &
+            PIDS+=($!); SPECS+=("meridian-dnssec=$!:$port")
+            ;;
+        knot-onlinesign|knot-signed)
+            port=$([ "$server" = knot-onlinesign ] && echo 5316 || echo 5317)
+            mkdir -p "$WORK/$server/db"
+            fill "$ROOT/bench/peers/knot/$server.conf" "$WORK/$server/knot.conf" $port "$server"
+            taskset -c "$SERVER_CPU" knotd -c "$WORK/$server/knot.conf" > "$WORK/$server.log" 2>&1 &
+            PIDS+=($!); SPECS+=("$server=$!:$port:$DNSSEC_STATIC+static-tcp")
+            ;;
         *) echo "unknown server $server" >&2; exit 2 ;;
     esac
     wait_for $port
+    case "$server" in meridian-dnssec|knot-*sign*) wait_signed $port ;; esac
 done
 
 args=()
@@ -142,4 +189,4 @@ for s in "${SPECS[@]}"; do args+=(--server "$s"); done
 python3 "$ROOT/bench/measure.py" "${args[@]}" --queries "$WORK/queries" \
     --seconds "$SECONDS_PER_RUN" --rounds "$ROUNDS" --mixes "$MIXES" --load-cpu "$LOAD_CPU" \
     --latency-seconds "$([ "$ROUNDS" = 1 ] && echo 2 || echo 5)" \
-    --latency-mixes "${LATENCY_MIXES:-static,geo-ecs}" "${MARKDOWN[@]}"
+    --latency-mixes "${LATENCY_MIXES:-$LATENCY}" --compare "$COMPARE" "${MARKDOWN[@]}"
