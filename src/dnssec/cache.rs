@@ -4,8 +4,9 @@
 //! table is compiled: which endpoints go together depends on the client and on health. It is
 //! signed the first time it is needed and kept here, so each distinct set is signed once per
 //! validity window and key set. Reading is lock-free: a fixed array of slots, each an
-//! `ArcSwapOption`, found by a hash of the set; a miss signs and stores into its slot,
-//! evicting whatever set lived there (a direct-mapped cache: no lock, no list to maintain).
+//! `ArcSwapOption`, found by a hash of the set in one of two neighbouring slots (two-way set
+//! associative); a miss signs and stores into an empty one of the two, else evicts one of
+//! them (no lock, no list to maintain).
 //! Hits, misses and evictions are counted.
 //!
 //! The cache belongs to one zone's signing state ([`super::zone::SigningState`]), which the
@@ -19,7 +20,7 @@ use arc_swap::ArcSwapOption;
 use prometheus_client::metrics::counter::Counter;
 
 /// Default number of slots per zone.
-pub const DEFAULT_CACHE_SLOTS: usize = 4096;
+pub const DEFAULT_CACHE_SLOTS: usize = 16384;
 
 /// One cached RRset and its RRSIG RDATAs (one per signing key).
 pub struct Entry {
@@ -104,14 +105,29 @@ impl SigCache {
         sign: impl FnOnce() -> Option<Vec<Box<[u8]>>>,
     ) -> Option<Arc<Entry>> {
         let hash = self.hash(owner, rtype, ttl, rdatas);
-        let slot = self
-            .slots
-            .get(usize::try_from(hash).unwrap_or(0) & (self.slots.len() - 1))?;
-        let current = slot.load_full();
-        if let Some(e) = &current {
+        // Two-way set associative: a set may live in its slot or the slot's neighbour, so
+        // two sets whose hashes meet do not push each other out on every query.
+        let mask = self.slots.len() - 1;
+        let first = usize::try_from(hash).unwrap_or(0) & mask;
+        let second = (first ^ 1) & mask;
+        let slot_a = self.slots.get(first)?;
+        let slot_b = self.slots.get(second)?;
+        let current_a = slot_a.load_full();
+        if let Some(e) = &current_a {
             if e.matches(hash, owner, rtype, ttl, rdatas) {
                 self.counters.hits.inc();
-                return current;
+                return current_a;
+            }
+        }
+        let current_b = if second == first {
+            None
+        } else {
+            slot_b.load_full()
+        };
+        if let Some(e) = &current_b {
+            if e.matches(hash, owner, rtype, ttl, rdatas) {
+                self.counters.hits.inc();
+                return current_b;
             }
         }
         self.counters.misses.inc();
@@ -127,7 +143,14 @@ impl SigCache {
             rdatas: rdatas.iter().map(|r| Box::<[u8]>::from(*r)).collect(),
             sigs: sigs.into_boxed_slice(),
         });
-        if current.is_some() {
+        // An empty way first; else a way picked by a hash bit the index did not use.
+        let (slot, evicted) = match (&current_a, &current_b) {
+            (None, _) => (slot_a, false),
+            (Some(_), None) if second != first => (slot_b, false),
+            _ if second != first && hash >> 63 == 1 => (slot_b, true),
+            _ => (slot_a, true),
+        };
+        if evicted {
             self.counters.evictions.inc();
         }
         slot.store(Some(Arc::clone(&entry)));
@@ -164,6 +187,30 @@ mod tests {
         );
         assert_eq!(counters.hits.get(), 1);
         assert_eq!(counters.misses.get(), 2);
+    }
+
+    #[test]
+    fn names_that_share_a_slot_do_not_push_each_other_out() {
+        // 1,000 names asked over and over (the repeated-NXDOMAIN benchmark): with one way per
+        // slot a quarter of them collided and missed on every pass.
+        let counters = CacheCounters::default();
+        let cache = SigCache::new(4096, counters.clone());
+        let names: Vec<Vec<u8>> = (0..1000u32)
+            .map(|i| format!("\x05n{i:04}\x00").into_bytes())
+            .collect();
+        for _ in 0..3 {
+            for name in &names {
+                let _ = cache.get_or_sign(name, 47, 30, &[], || sigs(1));
+            }
+        }
+        let (hits, misses) = (counters.hits.get(), counters.misses.get());
+        assert_eq!(hits + misses, 3000);
+        // First pass: 1,000 misses; the next two miss only where three names share a set
+        // (about 5 % a pass here; direct-mapped, about 24 %).
+        assert!(
+            misses < 1000 + 120,
+            "{misses} misses in 3 passes over 1,000 names"
+        );
     }
 
     #[test]
