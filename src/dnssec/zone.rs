@@ -402,11 +402,7 @@ impl ZoneSigner {
         ttl: u32,
         rdatas: &[&[u8]],
     ) -> Option<Arc<Entry>> {
-        self.answers.get_or_sign(owner, rtype, ttl, rdatas, || {
-            let s = self.sign(owner, rtype, ttl, rdatas)?;
-            metrics().signed_query.inc_by(s.len() as u64);
-            Some(s)
-        })
+        self.cached(&self.answers, owner, rtype, ttl, rdatas)
     }
 
     /// Signatures over a set only one query name has (a wildcard expansion), from the denial
@@ -418,7 +414,19 @@ impl ZoneSigner {
         ttl: u32,
         rdatas: &[&[u8]],
     ) -> Option<Arc<Entry>> {
-        self.denials.get_or_sign(owner, rtype, ttl, rdatas, || {
+        self.cached(&self.denials, owner, rtype, ttl, rdatas)
+    }
+
+    /// The set's signatures from `cache`, or signed now and counted as query-path signing.
+    fn cached(
+        &self,
+        cache: &SigCache,
+        owner: &[u8],
+        rtype: u16,
+        ttl: u32,
+        rdatas: &[&[u8]],
+    ) -> Option<Arc<Entry>> {
+        cache.get_or_sign(owner, rtype, ttl, rdatas, || {
             let s = self.sign(owner, rtype, ttl, rdatas)?;
             metrics().signed_query.inc_by(s.len() as u64);
             Some(s)
