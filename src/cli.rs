@@ -292,6 +292,11 @@ pub struct ServeArgs {
     /// 10 s). Hidden: for the integration tests, which cannot wait 10 s per sample.
     #[arg(long = "history-interval-ms", hide = true, value_parser = clap::value_parser!(u64).range(100..))]
     pub history_interval_ms: Option<u64>,
+    /// TEST ONLY, never in production: flip one octet of every DNSSEC signature (DNSKEY
+    /// RRsets excepted), so validating resolvers must reject the answers (SERVFAIL). Hidden:
+    /// for the system test of a corrupted signature.
+    #[arg(long = "dnssec-corrupt-signatures-for-tests", hide = true)]
+    pub dnssec_corrupt_signatures_for_tests: bool,
     /// On SIGTERM/SIGINT, seconds to finish TCP queries and API requests in flight before
     /// exiting.
     #[arg(long = "drain-timeout", default_value_t = DEFAULT_DRAIN_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(0..=3600))]

@@ -128,6 +128,10 @@ impl Counters {
 
 /// Runs the server until SIGTERM or SIGINT, then drains (bounded by `--drain-timeout`).
 pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
+    if args.dnssec_corrupt_signatures_for_tests {
+        tracing::warn!("TEST ONLY: every DNSSEC signature is corrupted");
+        crate::dnssec::sign::CORRUPT_FOR_TESTS.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     let distributed = match args.etcd.options() {
         Ok(Some((opts, layout))) => Some(
             Distributed::prepare(&opts, layout, args.state_dir.as_deref())

@@ -122,10 +122,22 @@ pub fn sign_rrset(
     validity: Validity,
 ) -> Option<Vec<u8>> {
     let mut head = rrsig_head(key, signer, owner, rtype, ttl, validity);
-    let signature = key.sign(&signed_data(&head, owner, rtype, ttl, rdatas))?;
+    let mut signature = key.sign(&signed_data(&head, owner, rtype, ttl, rdatas))?;
+    if rtype != TYPE_DNSKEY && CORRUPT_FOR_TESTS.load(std::sync::atomic::Ordering::Relaxed) {
+        if let Some(last) = signature.last_mut() {
+            *last ^= 0x01;
+        }
+    }
     head.extend_from_slice(&signature);
     Some(head)
 }
+
+/// TEST ONLY (`serve --dnssec-corrupt-signatures-for-tests`, hidden): every signature made
+/// while this is set has its last octet flipped, except those over DNSKEY RRsets, so the
+/// chain of trust holds and each signed answer is bogus. The system test that proves a
+/// validating resolver answers SERVFAIL for a corrupted signature sets it; nothing else may.
+pub static CORRUPT_FOR_TESTS: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
 
 /// The NSEC type bitmap of `types` (RFC 4034 §4.1.2): per 256-type window, its number, the
 /// bitmap length and the bitmap without trailing zero octets.

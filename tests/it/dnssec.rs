@@ -109,56 +109,66 @@ fn verify_section(records: &[Record], keys: &[(u16, u16, u8, Vec<u8>)]) -> Vec<(
             .get(&(owner.clone(), *t))
             .unwrap_or_else(|| panic!("no RRSIG over {} type {t}", rrs[0].name));
         for sig in list {
-            let labels = sig[3];
-            let orig_ttl = u32::from_be_bytes([sig[4], sig[5], sig[6], sig[7]]);
-            let key_tag = u16::from_be_bytes([sig[16], sig[17]]);
-            let signer_len = {
-                let mut p = 18;
-                while sig[p] != 0 {
-                    p += 1 + sig[p] as usize;
-                }
-                p + 1 - 18
-            };
-            let (head, signature) = sig.split_at(18 + signer_len);
-            assert_eq!(
-                &head[18..],
-                lower_wire(&Name::from_ascii(ZONE).unwrap()),
-                "signer"
-            );
-            assert_eq!(
-                usize::from(labels),
-                rrs[0].name.num_labels() as usize,
-                "labels of {}",
-                rrs[0].name
-            );
-            let mut rdatas: Vec<Vec<u8>> = rrs.iter().map(|r| raw(r)).collect();
-            rdatas.sort();
-            rdatas.dedup();
-            let mut data = head.to_vec();
-            for rd in &rdatas {
-                data.extend_from_slice(owner);
-                data.extend_from_slice(&t.to_be_bytes());
-                data.extend_from_slice(&1u16.to_be_bytes());
-                data.extend_from_slice(&orig_ttl.to_be_bytes());
-                data.extend_from_slice(&(rd.len() as u16).to_be_bytes());
-                data.extend_from_slice(rd);
-            }
-            let (_, _, alg, public) = keys
-                .iter()
-                .find(|k| k.0 == key_tag)
-                .unwrap_or_else(|| panic!("RRSIG by unknown key {key_tag}"));
-            assert_eq!(*alg, 13);
-            let public = [&[4u8][..], public].concat();
-            ring::signature::UnparsedPublicKey::new(
-                &ring::signature::ECDSA_P256_SHA256_FIXED,
-                &public,
-            )
-            .verify(&data, signature)
-            .unwrap_or_else(|_| panic!("RRSIG over {} type {t} does not verify", rrs[0].name));
+            let key_tag = verify_rrsig(rrs, sig, keys).unwrap_or_else(|e| panic!("{e}"));
             checked.push((rrs[0].name.to_lowercase().to_string(), *t, key_tag));
         }
     }
     checked
+}
+
+/// Checks the RRSIG RDATA `sig` over the RRset `rrs` (one owner and type) with `keys`;
+/// returns the signing key's tag, or what is wrong.
+fn verify_rrsig(
+    rrs: &[&Record],
+    sig: &[u8],
+    keys: &[(u16, u16, u8, Vec<u8>)],
+) -> Result<u16, String> {
+    let owner = lower_wire(&rrs[0].name);
+    let t = u16::from(rrs[0].record_type());
+    let labels = sig[3];
+    let orig_ttl = u32::from_be_bytes([sig[4], sig[5], sig[6], sig[7]]);
+    let key_tag = u16::from_be_bytes([sig[16], sig[17]]);
+    let signer_len = {
+        let mut p = 18;
+        while sig[p] != 0 {
+            p += 1 + sig[p] as usize;
+        }
+        p + 1 - 18
+    };
+    let (head, signature) = sig.split_at(18 + signer_len);
+    assert_eq!(
+        &head[18..],
+        lower_wire(&Name::from_ascii(ZONE).unwrap()),
+        "signer"
+    );
+    assert_eq!(
+        usize::from(labels),
+        rrs[0].name.num_labels() as usize,
+        "labels of {}",
+        rrs[0].name
+    );
+    let mut rdatas: Vec<Vec<u8>> = rrs.iter().map(|r| raw(r)).collect();
+    rdatas.sort();
+    rdatas.dedup();
+    let mut data = head.to_vec();
+    for rd in &rdatas {
+        data.extend_from_slice(&owner);
+        data.extend_from_slice(&t.to_be_bytes());
+        data.extend_from_slice(&1u16.to_be_bytes());
+        data.extend_from_slice(&orig_ttl.to_be_bytes());
+        data.extend_from_slice(&(rd.len() as u16).to_be_bytes());
+        data.extend_from_slice(rd);
+    }
+    let (_, _, alg, public) = keys
+        .iter()
+        .find(|k| k.0 == key_tag)
+        .ok_or_else(|| format!("RRSIG by unknown key {key_tag}"))?;
+    assert_eq!(*alg, 13);
+    let public = [&[4u8][..], public].concat();
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, &public)
+        .verify(&data, signature)
+        .map_err(|_| format!("RRSIG over {} type {t} does not verify", rrs[0].name))?;
+    Ok(key_tag)
 }
 
 /// Asks `name`/`qtype` with DO=1 and verifies answer and authority; returns the reply.
@@ -518,15 +528,11 @@ fn unbound_validates_every_kind_of_answer_as_secure() {
     }
 }
 
-#[test]
-#[ignore = "system test: needs delv"]
-fn delv_fully_validates_with_the_trust_anchor() {
-    system::require_tool("delv", "bind9-dnsutils");
-    let ns = Meridian::serve(SIGNED);
-    let dir = tempfile::tempdir().unwrap();
+/// delv's trust anchor file for the fixture zone, in `dir`.
+fn delv_anchor(dir: &std::path::Path) -> PathBuf {
     let anchor = anchor_record();
     let f: Vec<&str> = anchor.split_whitespace().collect();
-    let conf = dir.path().join("anchor.conf");
+    let conf = dir.join("anchor.conf");
     // delv wants `trust-anchors { NAME static-key FLAGS PROTO ALG "KEY"; };`.
     std::fs::write(
         &conf,
@@ -540,6 +546,34 @@ fn delv_fully_validates_with_the_trust_anchor() {
         ),
     )
     .unwrap();
+    conf
+}
+
+/// `delv` straight at `ns` with the trust anchor `conf`: its stdout and stderr.
+fn delv(ns: &Meridian, conf: &std::path::Path, name: &str, qtype: &str) -> String {
+    let out = Command::new("delv")
+        .arg(format!("@{}", ns.dns.ip()))
+        .args(["-p", &ns.dns.port().to_string()])
+        .arg("-a")
+        .arg(conf)
+        .arg(format!("+root={ZONE}"))
+        .args([name, qtype])
+        .output()
+        .unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+#[ignore = "system test: needs delv"]
+fn delv_fully_validates_with_the_trust_anchor() {
+    system::require_tool("delv", "bind9-dnsutils");
+    let ns = Meridian::serve(SIGNED);
+    let dir = tempfile::tempdir().unwrap();
+    let conf = delv_anchor(dir.path());
     for (name, qtype, want) in [
         ("static.signed.test.", "A", "; fully validated"),
         ("www.signed.test.", "AAAA", "; fully validated"),
@@ -557,22 +591,56 @@ fn delv_fully_validates_with_the_trust_anchor() {
             "; negative response, fully validated",
         ),
     ] {
-        let out = Command::new("delv")
-            .arg(format!("@{}", ns.dns.ip()))
-            .args(["-p", &ns.dns.port().to_string()])
-            .arg("-a")
-            .arg(&conf)
-            .arg(format!("+root={ZONE}"))
-            .args([name, qtype])
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let text = delv(&ns, &conf, name, qtype);
         assert!(text.contains(want), "delv {name} {qtype}:\n{text}");
     }
+}
+
+#[test]
+#[ignore = "system test: needs unbound, dig and delv"]
+fn corrupted_signatures_get_servfail_from_unbound_and_fail_delv() {
+    system::require_tool("dig", "bind9-dnsutils");
+    system::require_tool("delv", "bind9-dnsutils");
+    // The real binary with the hidden test-only switch: every signature but the DNSKEY
+    // RRset's has one octet flipped, so the chain of trust holds and the data is bogus.
+    let ns = Meridian::serve_with(SIGNED, &["--dnssec-corrupt-signatures-for-tests"]);
+    // The answers do carry RRSIGs (by the ZSK), and they do not verify.
+    let keys = dnskeys(&ns);
+    let direct = exchange_at(
+        ns.dns,
+        &Query::new("static.signed.test.", RecordType::A).dnssec_ok(),
+        Transport::Udp,
+    );
+    let (sigs, set): (Vec<&Record>, Vec<&Record>) = direct
+        .answers
+        .iter()
+        .partition(|r| u16::from(r.record_type()) == RRSIG);
+    assert_eq!((sigs.len(), set.len()), (1, 2), "{direct:?}");
+    let err = verify_rrsig(&set, &raw(sigs[0]), &keys).expect_err("a corrupted signature verified");
+    assert!(err.contains("does not verify"), "{err}");
+    let unbound = Unbound::start_unchecked(ZONE, ns.dns, &anchor_record());
+    for (name, qtype) in [
+        ("static.signed.test.", "A"),
+        ("www.signed.test.", "A"),
+        ("x.wild.signed.test.", "TXT"),
+        ("nope.signed.test.", "A"),
+    ] {
+        let out = dig_via(unbound.addr, &[name, qtype]);
+        assert!(
+            out.contains("status: SERVFAIL"),
+            "{name} {qtype}: a corrupted signature must not validate:\n{out}"
+        );
+    }
+    // The DNSKEY RRset itself is intact and secure: the failure is the data's signature.
+    let out = dig_via(unbound.addr, &[ZONE, "DNSKEY"]);
+    assert!(flags(&out).contains(" ad"), "{out}");
+    let dir = tempfile::tempdir().unwrap();
+    let conf = delv_anchor(dir.path());
+    let text = delv(&ns, &conf, "static.signed.test.", "A");
+    assert!(
+        text.contains("resolution failed") && !text.contains("fully validated"),
+        "delv must reject a corrupted signature:\n{text}"
+    );
 }
 
 #[test]
@@ -875,4 +943,71 @@ fn zsk_and_ksk_rollovers_validate_at_every_step() {
         u16::from_be_bytes([raw(&cds.answers[0])[0], raw(&cds.answers[0])[1]]),
         new_ksk
     );
+}
+
+#[test]
+fn key_times_roll_the_keys_without_a_reload() {
+    let ns = Meridian::serve_copy(SIGNED, &[]);
+    let keys_dir = ns.zones_dir().join("keys");
+    let base = std::fs::read_to_string(ns.zones_dir().join("signed.toml")).unwrap();
+    let old = all_dnskeys(&ns);
+    let old_zsk = old.iter().find(|k| k.1 == 256).unwrap().0;
+    let (new_zsk_file, new_zsk) = keygen(&keys_dir, false);
+    // One reload brings key times a few seconds ahead: the new ZSK is published at `publish`,
+    // signs from `activate` on, when the old ZSK retires; the old one is gone at `remove`.
+    let now = meridian::dnssec::time::now();
+    let (publish, activate, remove) = (now + 2, now + 4, now + 6);
+    let head = base.split("\n[[dnssec.key]]\n").next().unwrap();
+    let old_zsk_entry = base
+        .split("[[dnssec.key]]\n")
+        .find(|e| e.contains(&format!("+{old_zsk:05}\"")))
+        .unwrap()
+        .trim_end();
+    let old_ksk_entry = base
+        .split("[[dnssec.key]]\n")
+        .skip(1)
+        .find(|e| !e.contains(&format!("+{old_zsk:05}\"")))
+        .unwrap()
+        .trim_end();
+    rewrite_and_reload(
+        &ns,
+        &format!(
+            "{head}\n[[dnssec.key]]\n{old_ksk_entry}\n[[dnssec.key]]\n{old_zsk_entry}\n\
+             retire = {activate}\nremove = {remove}\n[[dnssec.key]]\nfile = \"{new_zsk_file}\"\n\
+             publish = {publish}\nactivate = {activate}\n"
+        ),
+        2,
+    );
+    let reloads = ns.metric("meridian_reloads_total");
+    assert_eq!(
+        all_dnskeys(&ns).len(),
+        2,
+        "the new ZSK is not published yet"
+    );
+    assert_eq!(
+        signers(&ns, "static.signed.test.", RecordType::A),
+        [old_zsk]
+    );
+    let deadline = std::time::Duration::from_secs(10);
+    let tags = |ns: &Meridian| {
+        let mut t: Vec<u16> = all_dnskeys(ns).iter().map(|k| k.0).collect();
+        t.sort();
+        t
+    };
+    crate::harness::wait_until(deadline, "the new ZSK published at its time", || {
+        tags(&ns).contains(&new_zsk)
+    });
+    crate::harness::wait_until(deadline, "the new ZSK signing at its time", || {
+        signers(&ns, "static.signed.test.", RecordType::A) == [new_zsk]
+    });
+    assert!(tags(&ns).contains(&old_zsk), "retired, still published");
+    crate::harness::wait_until(deadline, "the old ZSK removed at its time", || {
+        !tags(&ns).contains(&old_zsk)
+    });
+    assert_eq!(
+        ns.metric("meridian_reloads_total"),
+        reloads,
+        "no reload between"
+    );
+    assert!(ns.log().contains("DNSSEC re-signed"), "{}", ns.log());
 }
