@@ -201,6 +201,8 @@ pub fn sign(zone: &mut ZoneTable, now: u64) {
         node.dnssec = Some(Box::new(sigs));
     }
     zone.dnssec = Some(Box::new(signed));
+    COMPILED_AT.fetch_max(now, std::sync::atomic::Ordering::Relaxed);
+    COMPILED.notify_one();
 }
 
 /// When the first signed zone of `zones` needs re-signing after `now` (a signature window
@@ -213,10 +215,18 @@ pub fn next_resign(zones: &[Arc<crate::config::Zone>], now: u64) -> Option<u64> 
         .min()
 }
 
+/// Wakes [`resign`] after every compile of a signed zone: a reload may bring key times
+/// sooner than the one it sleeps until.
+static COMPILED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+/// The `now` of the latest compile of a signed zone: what it signed for is up to date.
+static COMPILED_AT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Re-signs off the query path for as long as the process runs: sleeps until the next
-/// signature refresh or key event of the zones `publisher` serves (re-checked at least every
-/// [`RESIGN_CHECK`], as a reload may bring other zones), then recompiles and swaps the table.
+/// signature refresh or key event of the zones `publisher` serves, or until a compile (a
+/// reload, a health change) brings other zones or key times, then recompiles and swaps the
+/// table when a time has come.
 pub async fn resign(publisher: Arc<super::publish::Publisher>) {
+    use std::sync::atomic::Ordering;
     let mut checked = crate::dnssec::time::now();
     loop {
         let wait = next_resign(&publisher.zones(), checked)
@@ -224,13 +234,20 @@ pub async fn resign(publisher: Arc<super::publish::Publisher>) {
                 std::time::Duration::from_secs(t.saturating_sub(checked))
             })
             .clamp(std::time::Duration::from_secs(1), RESIGN_CHECK);
-        tokio::time::sleep(wait).await;
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = COMPILED.notified() => {
+                // That compile signed with the keys of its moment.
+                checked = checked.max(COMPILED_AT.load(Ordering::Relaxed));
+                continue;
+            }
+        }
         let now = crate::dnssec::time::now();
         // Something changed state in (checked, now]: compile what the time now says.
         if next_resign(&publisher.zones(), checked).is_some_and(|t| t <= now) {
             publisher.recompile();
         }
-        checked = now;
+        checked = checked.max(now);
     }
 }
 
