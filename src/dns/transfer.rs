@@ -3,7 +3,8 @@
 //! Control-plane rate and cost: a transfer walks the compiled zone and writes several
 //! messages. It sends the static data only: a service's answers depend on the client and on
 //! health, so a secondary could only freeze one of them; service names are left out (and
-//! documented so). IXFR is answered with a full transfer (RFC 1995 §4 allows it).
+//! documented so). IXFR is answered with a full transfer (RFC 1995 §4 allows it). A signed
+//! zone goes with its RRSIGs and NSECs (`routing::signed::transfer_rrsets`).
 
 use std::net::IpAddr;
 
@@ -68,7 +69,7 @@ pub fn transfer(
         [soa.1],
     );
     let mut rdatas: Vec<&[u8]> = Vec::new();
-    for (owner, (rtype, ttl, data)) in zone.all_rrsets() {
+    for (owner, rtype, ttl, data) in crate::routing::signed::transfer_rrsets(zone) {
         if rtype == qtype::SOA {
             continue;
         }

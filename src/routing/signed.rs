@@ -215,6 +215,52 @@ pub fn next_resign(zones: &[Arc<crate::config::Zone>], now: u64) -> Option<u64> 
         .min()
 }
 
+/// The RRsets a zone transfer sends, in zone order: each static RRset, followed when the
+/// zone is signed by its RRSIGs, and each name's NSEC (compact, as queries see it) with its
+/// RRSIGs; DNSKEY, CDS and CDNSKEY are records of the apex like any other. Glue and the NS
+/// of a cut are sent unsigned, as they are served. A name that is a service sends no NSEC:
+/// its bitmap would claim the A/AAAA a transfer leaves out. (Knot's `mod-onlinesign`
+/// transfers the zone unsigned; a signed transfer lets a secondary serve the static data
+/// securely until the signatures expire.)
+pub fn transfer_rrsets(zone: &ZoneTable) -> impl Iterator<Item = (&[u8], u16, u32, Vec<&[u8]>)> {
+    let nsec_ttl = zone.dnssec.as_ref().map(|z| z.signer.nsec_ttl);
+    zone.node_list.iter().flat_map(move |node| {
+        let owner = &node.name_wire[..];
+        let sigs = node.dnssec.as_deref();
+        let mut out = Vec::new();
+        for rrset in &node.rrsets {
+            out.push((
+                owner,
+                rrset.rtype,
+                rrset.ttl,
+                rrset.rdata.iter().map(|r| &r[..]).collect(),
+            ));
+            let rrsigs = sigs.map_or(&[][..], |s| s.rrsigs(rrset.rtype));
+            if !rrsigs.is_empty() {
+                out.push((
+                    owner,
+                    TYPE_RRSIG,
+                    rrset.ttl,
+                    rrsigs.iter().map(|r| &r[..]).collect(),
+                ));
+            }
+        }
+        let nsec = sigs.and_then(|s| s.nsec.as_ref());
+        if let (Some(nsec), Some(ttl)) = (nsec, nsec_ttl) {
+            if !node.rrsets.is_empty() && node.service.is_none() && !node.cut {
+                out.push((owner, TYPE_NSEC, ttl, vec![&nsec.rdata[..]]));
+                out.push((
+                    owner,
+                    TYPE_RRSIG,
+                    ttl,
+                    nsec.sigs.iter().map(|r| &r[..]).collect(),
+                ));
+            }
+        }
+        out
+    })
+}
+
 /// Wakes [`resign`] after every compile of a signed zone: a reload may bring key times
 /// sooner than the one it sleeps until.
 static COMPILED: tokio::sync::Notify = tokio::sync::Notify::const_new();

@@ -1011,3 +1011,50 @@ fn key_times_roll_the_keys_without_a_reload() {
     );
     assert!(ns.log().contains("DNSSEC re-signed"), "{}", ns.log());
 }
+
+#[test]
+fn axfr_of_a_signed_zone_carries_verifying_rrsigs_nsecs_and_keys() {
+    let ns = Meridian::serve_with(SIGNED, &["--allow-transfer", "127.0.0.1/32"]);
+    let keys = dnskeys(&ns);
+    let messages = crate::transfer::axfr_from(ns.dns, ZONE);
+    let records: Vec<Record> = messages.iter().flat_map(|m| m.answers.clone()).collect();
+    let types_at = |name: &str| -> Vec<u16> {
+        let mut t: Vec<u16> = records
+            .iter()
+            .filter(|r| r.name.to_lowercase().to_string() == name)
+            .map(|r| u16::from(r.record_type()))
+            .collect();
+        t.sort();
+        t.dedup();
+        t
+    };
+    // The keys go along, and every RRset but glue and the NS of a cut is signed.
+    let apex = types_at(ZONE);
+    for t in [2, 6, 15, DNSKEY, 59, 60, NSEC, RRSIG] {
+        assert!(apex.contains(&t), "no type {t} at the apex: {apex:?}");
+    }
+    assert_eq!(types_at("static.signed.test."), [1, RRSIG, NSEC]);
+    assert_eq!(types_at("*.wild.signed.test."), [16, RRSIG, NSEC]);
+    assert_eq!(types_at("ns.child.signed.test."), [1], "glue is not signed");
+    assert_eq!(
+        types_at("child.signed.test."),
+        [2],
+        "the NS of a cut is not signed"
+    );
+    assert_eq!(types_at("secure.signed.test."), [2, 43, RRSIG], "DS signed");
+    // Every signature verifies (the closing SOA repeats the first; sets are deduplicated).
+    let signed: Vec<Record> = records
+        .iter()
+        .filter(|r| {
+            let n = r.name.to_lowercase().to_string();
+            !(n.ends_with("child.signed.test.")
+                || n.ends_with(".secure.signed.test.")
+                || (n == "secure.signed.test." && r.record_type() == RecordType::NS))
+        })
+        .cloned()
+        .collect();
+    let checked = verify_section(&signed, &keys);
+    let nsecs = checked.iter().filter(|c| c.1 == NSEC).count();
+    assert!(nsecs >= 6, "{checked:?}");
+    assert!(checked.iter().any(|c| c.1 == DNSKEY), "{checked:?}");
+}

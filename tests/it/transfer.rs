@@ -28,7 +28,7 @@ fn axfr(ns: &Meridian, zone: &str) -> Vec<Message> {
 
 /// AXFR of `zone` from the server at `addr` (Meridian or Knot): every message up to the
 /// closing SOA, each with the query's id.
-fn axfr_from(addr: SocketAddr, zone: &str) -> Vec<Message> {
+pub(crate) fn axfr_from(addr: SocketAddr, zone: &str) -> Vec<Message> {
     let mut stream = TcpStream::connect_timeout(&addr, NET_TIMEOUT).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
