@@ -403,6 +403,50 @@ impl SignedZone {
         }
     }
 
+    /// The additional data of `rrset` (A/AAAA of the in-zone names its NS, MX or SRV records
+    /// name) in `section`, each followed by its RRSIGs when it is authoritative data of
+    /// `zone` (RFC 4035 §3.1.1); glue below a cut has none. The RRSIGs are optional data:
+    /// when they do not fit, they are left out rather than the answer truncated.
+    pub fn additional<S: AnswerSink>(
+        &self,
+        w: &mut S,
+        zone: &ZoneTable,
+        rrset: &super::table::RrSet,
+        section: Section,
+    ) {
+        for glue in &rrset.additional {
+            let owner = Owner::Wire(&glue.owner);
+            let set = &glue.rrset;
+            w.rrset(
+                section,
+                owner,
+                set.rtype,
+                set.ttl,
+                set.rdata.iter().map(|r| &r[..]),
+            );
+            let mut lower = [0u8; 255];
+            let Some(key) = lower.get_mut(..glue.owner.len()) else {
+                continue;
+            };
+            key.copy_from_slice(&glue.owner);
+            key.make_ascii_lowercase();
+            let sigs = zone
+                .nodes
+                .get(&key[..])
+                .and_then(|&i| zone.node_list.get(usize::try_from(i).ok()?))
+                .and_then(|node| node.dnssec.as_deref());
+            if let Some(sigs) = sigs {
+                write_sigs(
+                    w,
+                    Section::Additional,
+                    owner,
+                    set.ttl,
+                    sigs.rrsigs(set.rtype),
+                );
+            }
+        }
+    }
+
     fn write_nsec<S: AnswerSink>(
         &self,
         w: &mut S,

@@ -367,10 +367,13 @@ impl ZoneTable {
                     }
                     if let Some(ns) = cut.rrset(qtype::NS) {
                         ns.write(w, Section::Authority, Owner::Wire(&cut.name_wire));
-                        if let Some(z) = sign {
-                            z.delegation(w, cut);
+                        match sign {
+                            Some(z) => {
+                                z.delegation(w, cut);
+                                z.additional(w, self, ns, Section::RequiredAdditional);
+                            }
+                            None => ns.write_additional(w, Section::RequiredAdditional),
                         }
-                        ns.write_additional(w, Section::RequiredAdditional);
                     }
                     return scope;
                 }
@@ -428,7 +431,10 @@ impl ZoneTable {
                         name,
                     );
                 }
-                rrset.write_additional(w, Section::Additional);
+                match sign {
+                    Some(z) => z.additional(w, self, rrset, Section::Additional),
+                    None => rrset.write_additional(w, Section::Additional),
+                }
                 return scope;
             }
             if let Some(svc) = node.service.and_then(|i| self.services.get(i as usize)) {

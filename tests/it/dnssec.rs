@@ -978,6 +978,11 @@ fn key_times_roll_the_keys_without_a_reload() {
         ),
         2,
     );
+    // The reload is counted just after its table serves.
+    let deadline = std::time::Duration::from_secs(10);
+    crate::harness::wait_until(deadline, "the reload counted", || {
+        ns.metric("meridian_reloads_total") >= 1.0
+    });
     let reloads = ns.metric("meridian_reloads_total");
     assert_eq!(
         all_dnskeys(&ns).len(),
@@ -988,7 +993,6 @@ fn key_times_roll_the_keys_without_a_reload() {
         signers(&ns, "static.signed.test.", RecordType::A),
         [old_zsk]
     );
-    let deadline = std::time::Duration::from_secs(10);
     let tags = |ns: &Meridian| {
         let mut t: Vec<u16> = all_dnskeys(ns).iter().map(|k| k.0).collect();
         t.sort();
@@ -1057,4 +1061,38 @@ fn axfr_of_a_signed_zone_carries_verifying_rrsigs_nsecs_and_keys() {
     let nsecs = checked.iter().filter(|c| c.1 == NSEC).count();
     assert!(nsecs >= 6, "{checked:?}");
     assert!(checked.iter().any(|c| c.1 == DNSKEY), "{checked:?}");
+}
+
+#[test]
+fn additional_data_of_the_zone_is_signed_and_glue_is_not() {
+    let ns = Meridian::serve(SIGNED);
+    let keys = dnskeys(&ns);
+    let additional = |name: &str, qtype: RecordType| {
+        let reply = exchange_at(ns.dns, &Query::new(name, qtype).dnssec_ok(), Transport::Tcp);
+        reply
+            .additionals
+            .iter()
+            .filter(|r| r.record_type() != RecordType::OPT)
+            .cloned()
+            .collect::<Vec<Record>>()
+    };
+    // MX and NS targets inside the zone: authoritative A records, with their RRSIGs.
+    for (name, qtype, target) in [
+        (ZONE, RecordType::MX, "mail.signed.test."),
+        (ZONE, RecordType::NS, "ns1.signed.test."),
+    ] {
+        let extra = additional(name, qtype);
+        let checked = verify_section(&extra, &keys);
+        assert!(
+            checked.iter().any(|c| c.0 == target && c.1 == 1),
+            "{qtype} {name}: no signed A of {target} in {extra:?}"
+        );
+    }
+    // A referral's glue goes unsigned.
+    let glue = additional("www.child.signed.test.", RecordType::A);
+    assert!(!glue.is_empty(), "no glue");
+    assert!(
+        glue.iter().all(|r| u16::from(r.record_type()) != RRSIG),
+        "glue signed: {glue:?}"
+    );
 }
