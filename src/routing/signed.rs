@@ -403,6 +403,62 @@ impl SignedZone {
         }
     }
 
+    /// Answers a DO=1 query for type NSEC or RRSIG at `node` (`name` canonical), which the
+    /// zone's data cannot: true when it did. NSEC: the name's own NSEC (compact, its bitmap
+    /// listing NSEC and RRSIG) and its RRSIGs, the one a NODATA proof would carry, in the
+    /// answer section. RRSIG: every RRSIG at the name over its static RRsets and its NSEC (as
+    /// BIND answers a signed zone's; Knot's `mod-onlinesign` refuses the query); a service's
+    /// A/AAAA signatures depend on the client and are not among them. At a wildcard
+    /// expansion both are made for `name` (cached per name).
+    pub fn meta_query<S: AnswerSink>(
+        &self,
+        w: &mut S,
+        owner: Owner<'_>,
+        node: &Node,
+        name: &[u8],
+        qtype: u16,
+    ) -> bool {
+        if qtype != TYPE_NSEC && qtype != TYPE_RRSIG {
+            return false;
+        }
+        let Some(sigs) = node.dnssec.as_deref() else {
+            return false;
+        };
+        let ttl = self.signer.nsec_ttl;
+        let mut rdata = Vec::new();
+        let dynamic;
+        let (nsec, nsec_sigs): (&[u8], &[Box<[u8]>]) = if is_expansion(node, name) {
+            let Some(e) = self.signer.nsec_dynamic(name, &sigs.types, &mut rdata) else {
+                return false;
+            };
+            dynamic = e;
+            (&rdata, &dynamic.sigs)
+        } else {
+            let Some(n) = sigs.nsec.as_ref() else {
+                return false;
+            };
+            (&n.rdata, &n.sigs)
+        };
+        if qtype == TYPE_NSEC {
+            w.rrset(Section::Answer, owner, TYPE_NSEC, ttl, [nsec]);
+            write_sigs(w, Section::Answer, owner, ttl, nsec_sigs);
+            return true;
+        }
+        for rrset in &node.rrsets {
+            self.rrsigs(
+                w,
+                Section::Answer,
+                owner,
+                node,
+                rrset.rtype,
+                rrset.ttl,
+                name,
+            );
+        }
+        write_sigs(w, Section::Answer, owner, ttl, nsec_sigs);
+        true
+    }
+
     /// The additional data of `rrset` (A/AAAA of the in-zone names its NS, MX or SRV records
     /// name) in `section`, each followed by its RRSIGs when it is authoritative data of
     /// `zone` (RFC 4035 §3.1.1); glue below a cut has none. The RRSIGs are optional data:

@@ -418,6 +418,10 @@ impl ZoneTable {
                 }
                 return scope;
             }
+            // DO=1 queries for NSEC or RRSIG: answered from the signatures.
+            if sign.is_some_and(|z| z.meta_query(w, owner, node, name, q.qtype)) {
+                return scope;
+            }
             if let Some(rrset) = node.rrset(q.qtype) {
                 rrset.write(w, Section::Answer, owner);
                 if let Some(z) = sign {

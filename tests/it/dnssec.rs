@@ -507,6 +507,11 @@ fn unbound_validates_every_kind_of_answer_as_secure() {
         (vec!["txt.signed.test.", "A"], "NOERROR", "NSEC"),
         (vec!["child.signed.test.", "DS"], "NOERROR", "NSEC"),
         (vec!["signed.test.", "DNSKEY"], "NOERROR", "DNSKEY"),
+        (
+            vec!["static.signed.test.", "NSEC"],
+            "NOERROR",
+            "A RRSIG NSEC",
+        ),
         // A signed delegation (the child zone is served here too): DS from the parent.
         (vec!["secure.signed.test.", "DS"], "NOERROR", "56841 15 2"),
         (
@@ -1095,4 +1100,65 @@ fn additional_data_of_the_zone_is_signed_and_glue_is_not() {
         glue.iter().all(|r| u16::from(r.record_type()) != RRSIG),
         "glue signed: {glue:?}"
     );
+}
+
+#[test]
+fn nsec_and_rrsig_queries_answer_the_names_own_records() {
+    let ns = Meridian::serve(SIGNED);
+    let keys = dnskeys(&ns);
+    let ask = |name: &str, qtype: RecordType| {
+        exchange_at(ns.dns, &Query::new(name, qtype).dnssec_ok(), Transport::Tcp)
+    };
+    // NSEC: the name's own NSEC in the answer, its bitmap listing itself and RRSIG.
+    for (name, want) in [
+        ("static.signed.test.", vec![1, RRSIG, NSEC]),
+        ("alias.signed.test.", vec![5, RRSIG, NSEC]),
+        ("www.signed.test.", vec![1, 28, RRSIG, NSEC]),
+        ("x.wild.signed.test.", vec![16, RRSIG, NSEC]),
+    ] {
+        let reply = ask(name, RecordType::Unknown(NSEC));
+        assert_eq!(reply.rcode(), 0, "{name}: {reply:?}");
+        let checked = verify_section(&reply.answers, &keys);
+        assert_eq!(types_of(&checked), [NSEC], "{name}: {reply:?}");
+        let answer_only = Reply {
+            msg: {
+                let mut m = reply.msg.clone();
+                m.authorities = m.answers.clone();
+                m
+            },
+            raw: reply.raw.clone(),
+        };
+        let (owner, next, mut types) = nsec_of(&answer_only);
+        types.sort();
+        assert_eq!(owner.to_lowercase().to_string(), name);
+        assert_eq!(types, want, "{name}");
+        assert_eq!(next[..2], [1, 0], "{name}: next is \\000.{name}");
+    }
+    // RRSIG: every signature at the name; each verifies over the RRset it covers.
+    let sigs = ask("static.signed.test.", RecordType::Unknown(RRSIG));
+    let mut covered: Vec<u16> = sigs
+        .answers
+        .iter()
+        .map(|r| u16::from_be_bytes([raw(r)[0], raw(r)[1]]))
+        .collect();
+    covered.sort();
+    assert_eq!(covered, [1, NSEC], "{sigs:?}");
+    let a = ask("static.signed.test.", RecordType::A);
+    let nsec = ask("static.signed.test.", RecordType::Unknown(NSEC));
+    let mut all: Vec<Record> = sigs.answers.clone();
+    all.extend(
+        a.answers
+            .iter()
+            .chain(nsec.answers.iter())
+            .filter(|r| u16::from(r.record_type()) != RRSIG)
+            .cloned(),
+    );
+    assert_eq!(types_of(&verify_section(&all, &keys)), [1, NSEC]);
+    // Without DO the zone answers as an unsigned one would: NODATA.
+    let plain = exchange_at(
+        ns.dns,
+        &Query::new("static.signed.test.", RecordType::Unknown(NSEC)),
+        Transport::Udp,
+    );
+    assert!(plain.answers.is_empty(), "{plain:?}");
 }
