@@ -387,6 +387,8 @@ fn do0_answers_are_byte_identical_to_the_unsigned_zone() {
         Query::new("txt.signed.test.", RecordType::A),
         Query::new("x.wild.signed.test.", RecordType::TXT),
         Query::new("alias.signed.test.", RecordType::A),
+        Query::new("chain.signed.test.", RecordType::A).edns(1232),
+        Query::new("to-www.signed.test.", RecordType::A),
         Query::new("a.child.signed.test.", RecordType::A),
         Query::new("signed.test.", RecordType::SOA).edns(4096),
         Query::new("signed.test.", RecordType::MX),
@@ -506,6 +508,9 @@ fn unbound_validates_every_kind_of_answer_as_secure() {
         (vec!["nope.signed.test.", "A"], "", "NSEC"),
         (vec!["txt.signed.test.", "A"], "NOERROR", "NSEC"),
         (vec!["child.signed.test.", "DS"], "NOERROR", "NSEC"),
+        // CNAME chains: two links to static data, one to a steered service.
+        (vec!["chain.signed.test.", "A"], "NOERROR", "192.0.2.2"),
+        (vec!["to-www.signed.test.", "A"], "NOERROR", "198.51.100.10"),
         (vec!["signed.test.", "DNSKEY"], "NOERROR", "DNSKEY"),
         (
             vec!["static.signed.test.", "NSEC"],
@@ -585,6 +590,8 @@ fn delv_fully_validates_with_the_trust_anchor() {
         ("geo.signed.test.", "A", "; fully validated"),
         ("x.wild.signed.test.", "TXT", "; fully validated"),
         ("alias.signed.test.", "A", "; fully validated"),
+        ("chain.signed.test.", "A", "; fully validated"),
+        ("to-www.signed.test.", "A", "; fully validated"),
         (
             "nope.signed.test.",
             "A",
@@ -942,6 +949,20 @@ fn zsk_and_ksk_rollovers_validate_at_every_step() {
         ],
     );
     assert_eq!(signers(&ns, ZONE, RecordType::DNSKEY), [new_ksk]);
+    // Double-DS, last step: the parent drops the old DS; the new KSK alone is the anchor.
+    drop(unbound);
+    let parent = Unbound::start(ZONE, ns.dns, &ds(&new_ksk_file));
+    for (name, qtype) in [
+        ("static.signed.test.", "A"),
+        ("www.signed.test.", "A"),
+        ("nope.signed.test.", "A"),
+    ] {
+        let out = dig_via(parent.addr, &[name, qtype]);
+        assert!(
+            flags(&out).contains(" ad"),
+            "old DS gone: {name} {qtype} not secure:\n{out}"
+        );
+    }
     let cds = exchange_at(ns.dns, &Query::new(ZONE, RecordType::CDS), Transport::Udp);
     assert_eq!(cds.answers.len(), 1);
     assert_eq!(
@@ -1161,4 +1182,43 @@ fn nsec_and_rrsig_queries_answer_the_names_own_records() {
         Transport::Udp,
     );
     assert!(plain.answers.is_empty(), "{plain:?}");
+}
+
+#[test]
+fn a_reload_with_a_broken_key_keeps_the_signed_zone() {
+    let ns = Meridian::serve_copy(SIGNED, &[]);
+    let keys = dnskeys(&ns);
+    let base = std::fs::read_to_string(ns.zones_dir().join("signed.toml")).unwrap();
+    let before = signers(&ns, "static.signed.test.", RecordType::A);
+    // A key file that is not there: the reload fails, the signed zone keeps serving.
+    ns.write_zone(
+        "signed.toml",
+        &format!("{base}[[dnssec.key]]\nfile = \"keys/Ksigned.test.+013+00001\"\n"),
+    );
+    ns.signal("HUP");
+    crate::harness::wait_until(
+        std::time::Duration::from_secs(10),
+        "the reload fails",
+        || ns.metric(r#"meridian_reloads_total{result="failed"}"#) >= 1.0,
+    );
+    assert!(ns.log().contains("dnssec.key[2]"), "{}", ns.log());
+    assert_eq!(dnskeys(&ns), keys);
+    assert_eq!(signers(&ns, "static.signed.test.", RecordType::A), before);
+    let (_, checked) = signed_reply(&ns, &keys, "nope.signed.test.", RecordType::A);
+    assert!(types_of(&checked).contains(&NSEC), "{checked:?}");
+}
+
+#[test]
+fn signed_answers_that_do_not_fit_are_truncated() {
+    let ns = Meridian::serve(SIGNED);
+    // Every signature at the apex (seven RRsets) is more than 512 octets.
+    let q = Query::new(ZONE, RecordType::Unknown(RRSIG))
+        .edns(512)
+        .dnssec_ok();
+    let udp = exchange_at(ns.dns, &q, Transport::Udp);
+    assert!(udp.metadata.truncation, "{udp:?}");
+    assert!(udp.answers.is_empty(), "no partial RRsets: {udp:?}");
+    let tcp = exchange_at(ns.dns, &q, Transport::Tcp);
+    assert!(!tcp.metadata.truncation, "{tcp:?}");
+    assert!(tcp.answers.len() >= 7, "{tcp:?}");
 }
