@@ -102,10 +102,18 @@ fn service_types(zone: &ZoneTable, node: &Node) -> Vec<u16> {
 /// The apex DNSKEY, CDS and CDNSKEY records of a signed zone now (none when unsigned): the
 /// compiler adds them to the zone's records.
 pub fn apex_records(zone: &crate::config::Zone) -> Vec<hickory_proto::rr::Record> {
+    let now = crate::dnssec::time::now();
+    APEX_AT.with(|at| at.set(now));
     zone.dnssec
         .as_ref()
-        .map(|d| d.apex_records(&zone.origin, crate::dnssec::time::now()))
+        .map(|d| d.apex_records(&zone.origin, now))
         .unwrap_or_default()
+}
+
+thread_local! {
+    /// The moment [`apex_records`] last chose the keys for, on this thread: [`sign`], which
+    /// the same compile calls next, checks that it signs for the same moment.
+    static APEX_AT: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 impl SignedZone {
@@ -201,6 +209,11 @@ pub fn sign(zone: &mut ZoneTable, now: u64) {
         node.dnssec = Some(Box::new(sigs));
     }
     zone.dnssec = Some(Box::new(signed));
+    if APEX_AT.with(std::cell::Cell::get) != now {
+        // A second ended between choosing the DNSKEY set and the signers: if a key changed
+        // state then, they disagree; [`resign`] compiles again at once.
+        STALE.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     COMPILED_AT.fetch_max(now, std::sync::atomic::Ordering::Relaxed);
     COMPILED.notify_one();
 }
@@ -266,6 +279,8 @@ pub fn transfer_rrsets(zone: &ZoneTable) -> impl Iterator<Item = (&[u8], u16, u3
 static COMPILED: tokio::sync::Notify = tokio::sync::Notify::const_new();
 /// The `now` of the latest compile of a signed zone: what it signed for is up to date.
 static COMPILED_AT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// Set when a compile's DNSKEY set and signers were chosen in different seconds.
+static STALE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Re-signs off the query path for as long as the process runs: sleeps until the next
 /// signature refresh or key event of the zones `publisher` serves, or until a compile (a
@@ -283,6 +298,9 @@ pub async fn resign(publisher: Arc<super::publish::Publisher>) {
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             () = COMPILED.notified() => {
+                if STALE.swap(false, Ordering::Relaxed) {
+                    publisher.recompile();
+                }
                 // That compile signed with the keys of its moment.
                 checked = checked.max(COMPILED_AT.load(Ordering::Relaxed));
                 continue;

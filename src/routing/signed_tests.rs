@@ -263,3 +263,19 @@ fn recompiling_signs_nothing_again() {
     let b = second.node(apex as usize).map(|n| n.rrsigs(6).to_vec());
     assert_eq!(a, b, "ECDSA signatures are random: equal means reused");
 }
+
+#[test]
+fn a_compile_whose_keys_and_signers_straddle_a_second_is_redone() {
+    let (mut table, _) = table(Algorithm::EcdsaP256Sha256);
+    let zone = table
+        .zones
+        .values_mut()
+        .next()
+        .unwrap_or_else(|| panic!("zone"));
+    // The compile chose the DNSKEY set at `now()`; signing a second later disagrees.
+    let chosen = APEX_AT.with(std::cell::Cell::get);
+    assert!(chosen > 0);
+    STALE.store(false, std::sync::atomic::Ordering::Relaxed);
+    super::sign(zone, chosen + 1);
+    assert!(STALE.swap(false, std::sync::atomic::Ordering::Relaxed));
+}
