@@ -1222,3 +1222,47 @@ fn signed_answers_that_do_not_fit_are_truncated() {
     assert!(!tcp.metadata.truncation, "{tcp:?}");
     assert!(tcp.answers.len() >= 7, "{tcp:?}");
 }
+
+#[test]
+#[ignore = "system test: needs knotd, unbound and dig"]
+fn a_secondary_serving_the_transfer_validates() {
+    system::require_tool("dig", "bind9-dnsutils");
+    let ns = Meridian::serve_with(SIGNED, &["--allow-transfer", "127.0.0.1/32"]);
+    // What a secondary stores: every record of the transfer, written in RFC 3597's generic
+    // form (the closing SOA repeats the first).
+    let mut lines = Vec::new();
+    for msg in crate::transfer::axfr_from(ns.dns, ZONE) {
+        for r in &msg.answers {
+            let data = raw(r);
+            let hex: String = data.iter().map(|b| format!("{b:02x}")).collect();
+            lines.push(format!(
+                "{} {} IN TYPE{} \\# {} {hex}",
+                r.name,
+                r.ttl,
+                u16::from(r.record_type()),
+                data.len()
+            ));
+        }
+    }
+    lines.dedup();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("zone.db");
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let knot = crate::harness::knot::Knot::serve(ZONE, &file, Default::default());
+    // Knot serves the signed records as they came; a validating resolver finds them secure.
+    let unbound = Unbound::start(ZONE, knot.addr, &anchor_record());
+    for (name, qtype, want) in [
+        ("static.signed.test.", "A", "192.0.2.1"),
+        ("alias.signed.test.", "A", "192.0.2.2"),
+        ("txt.signed.test.", "TXT", "hello"),
+        (ZONE, "MX", "mail.signed.test."),
+        (ZONE, "DNSKEY", "DNSKEY"),
+        ("secure.signed.test.", "DS", "56841 15 2"),
+    ] {
+        let out = dig_via(unbound.addr, &[name, qtype]);
+        assert!(
+            flags(&out).contains(" ad") && out.contains(want),
+            "{name} {qtype} from the secondary:\n{out}"
+        );
+    }
+}
