@@ -1,14 +1,18 @@
 //! DNSSEC online signing as clients see it, on the zone of `tests/fixtures/dnssec/signed`
 //! (KSK + ZSK, ECDSA P-256): every RRset of a DO=1 answer carries RRSIGs that verify (checked
 //! here with ring, rebuilding the signed data from the decoded records, RFC 4034 §3.1.8.1),
-//! the DNSKEY RRset is signed by the KSK, denial is RFC 9824's compact form; DO=0 answers are
-//! byte for byte those of the same zone unsigned (`dnssec/unsigned`); the signature caches
-//! count in `/metrics`.
+//! additional data of the zone included and glue excepted; the DNSKEY RRset is signed by the
+//! KSK, denial is RFC 9824's compact form, NSEC and RRSIG queries get the name's own records;
+//! DO=0 answers are byte for byte those of the same zone unsigned (`dnssec/unsigned`); the
+//! signature caches count in `/metrics`; AXFR carries the RRSIGs and NSECs; key times take
+//! effect when they come, without a reload; a reload with a broken key keeps the signed zone.
 //!
-//! System tests (`#[ignore]`, need unbound, delv, dnssec-keygen and dnssec-dsfromkey): a real
-//! validating resolver (unbound, started here on 127.0.0.1 with the zone's trust anchor, ECS
-//! forwarded) and `delv` validate static, steered (ECS), NXDOMAIN, NODATA, wildcard and CNAME
-//! answers as secure, and BIND's tools agree on keys and DS records.
+//! System tests (`#[ignore]`, need unbound, delv, knotd, dnssec-keygen and dnssec-dsfromkey):
+//! a real validating resolver (unbound, started here on 127.0.0.1 with the zone's trust
+//! anchor, ECS forwarded) and `delv` validate static, steered (ECS), NXDOMAIN, NODATA,
+//! wildcard, CNAME-chain, delegation and NSEC answers as secure, after a failover and at every
+//! step of a ZSK and a KSK rollover, and reject corrupted signatures (SERVFAIL); Knot serving
+//! the transferred zone validates; BIND's tools agree on keys and DS records.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
