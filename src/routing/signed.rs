@@ -209,9 +209,10 @@ pub fn sign(zone: &mut ZoneTable, now: u64) {
         node.dnssec = Some(Box::new(sigs));
     }
     zone.dnssec = Some(Box::new(signed));
-    if APEX_AT.with(std::cell::Cell::get) != now {
-        // A second ended between choosing the DNSKEY set and the signers: if a key changed
-        // state then, they disagree; [`resign`] compiles again at once.
+    let apex_at = APEX_AT.with(std::cell::Cell::get);
+    if apex_at < now && dnssec.next_event(apex_at) <= now {
+        // A key changed state between choosing the DNSKEY set and the signers, so they may
+        // disagree: [`resign`] compiles again at once.
         STALE.store(true, std::sync::atomic::Ordering::Relaxed);
     }
     COMPILED_AT.fetch_max(now, std::sync::atomic::Ordering::Relaxed);

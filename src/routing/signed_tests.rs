@@ -272,10 +272,22 @@ fn a_compile_whose_keys_and_signers_straddle_a_second_is_redone() {
         .values_mut()
         .next()
         .unwrap_or_else(|| panic!("zone"));
-    // The compile chose the DNSKEY set at `now()`; signing a second later disagrees.
+    // The compile chose the DNSKEY set at `now()`; signing after the next event (here, the
+    // end of the signature window) disagrees with it.
     let chosen = APEX_AT.with(std::cell::Cell::get);
     assert!(chosen > 0);
+    let event = zone
+        .source
+        .dnssec
+        .as_ref()
+        .map(|d| d.next_event(chosen))
+        .unwrap_or_else(|| panic!("signed"));
     STALE.store(false, std::sync::atomic::Ordering::Relaxed);
-    super::sign(zone, chosen + 1);
+    // A second later with no event between: nothing to redo.
+    APEX_AT.with(|at| at.set(event - 2));
+    super::sign(zone, event - 1);
+    assert!(!STALE.load(std::sync::atomic::Ordering::Relaxed));
+    APEX_AT.with(|at| at.set(chosen));
+    super::sign(zone, event);
     assert!(STALE.swap(false, std::sync::atomic::Ordering::Relaxed));
 }
