@@ -563,22 +563,36 @@ fn delv_anchor(dir: &std::path::Path) -> PathBuf {
     conf
 }
 
+/// How long one `delv` may take (it has no timeout of its own and was seen to hang on a loaded
+/// machine); a run that times out is tried again, up to [`DELV_TRIES`] times.
+const DELV_TIMEOUT: &str = "15";
+const DELV_TRIES: usize = 3;
+
 /// `delv` straight at `ns` with the trust anchor `conf`: its stdout and stderr.
 fn delv(ns: &Meridian, conf: &std::path::Path, name: &str, qtype: &str) -> String {
-    let out = Command::new("delv")
-        .arg(format!("@{}", ns.dns.ip()))
-        .args(["-p", &ns.dns.port().to_string()])
-        .arg("-a")
-        .arg(conf)
-        .arg(format!("+root={ZONE}"))
-        .args([name, qtype])
-        .output()
-        .unwrap();
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    let mut text = String::new();
+    for _ in 0..DELV_TRIES {
+        let out = Command::new("timeout")
+            .args(["-s", "KILL", DELV_TIMEOUT, "delv"])
+            .arg(format!("@{}", ns.dns.ip()))
+            .args(["-p", &ns.dns.port().to_string()])
+            .arg("-a")
+            .arg(conf)
+            .arg(format!("+root={ZONE}"))
+            .args([name, qtype])
+            .output()
+            .unwrap();
+        text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Killed by `timeout -s KILL`: no exit code.
+        if out.status.code().is_some() {
+            return text;
+        }
+    }
+    panic!("delv {name} {qtype} timed out {DELV_TRIES} times:\n{text}");
 }
 
 #[test]
