@@ -1284,3 +1284,91 @@ fn a_secondary_serving_the_transfer_validates() {
         );
     }
 }
+
+#[test]
+#[ignore = "system test: needs keymgr (knot)"]
+fn knot_keymgr_imports_our_keys_with_the_same_tag_and_ds() {
+    system::require_tool("keymgr", "knot");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    for ksk in [true, false] {
+        let mut args = vec!["dnssec", "keygen", "--zone", "km.test", "--dir", d];
+        if ksk {
+            args.push("--ksk");
+        }
+        let out = crate::harness::run(&args);
+        assert_eq!(out.code, Some(0), "{out:?}");
+    }
+    let conf = dir.path().join("knot.conf");
+    std::fs::create_dir(dir.path().join("kasp")).unwrap();
+    std::fs::write(
+        &conf,
+        format!("database:\n  storage: {d}/kasp\nzone:\n  - domain: km.test.\n"),
+    )
+    .unwrap();
+    let keymgr = |args: &[&str]| {
+        let out = Command::new("timeout")
+            .args([
+                "-s",
+                "KILL",
+                "20",
+                "keymgr",
+                "-c",
+                conf.to_str().unwrap(),
+                "km.test.",
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "keymgr {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let mut ours = Vec::new();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "private") {
+            keymgr(&["import-bind", path.to_str().unwrap()]);
+            let stem = path.file_stem().unwrap().to_str().unwrap().to_string();
+            let tag: u16 = stem.rsplit('+').next().unwrap().parse().unwrap();
+            ours.push((tag, stem));
+        }
+    }
+    let list = keymgr(&["list"]);
+    for (tag, stem) in &ours {
+        let public = std::fs::read_to_string(dir.path().join(format!("{stem}.key"))).unwrap();
+        let role = if public.contains("DNSKEY 257") {
+            "KSK"
+        } else {
+            "ZSK"
+        };
+        assert!(
+            list.contains(&format!(" {tag} {role} ECDSAP256SHA256")),
+            "{tag} {role}: {list}"
+        );
+        if role == "KSK" {
+            // Knot's DS (SHA-256) of the imported KSK is the one `meridian dnssec ds` prints.
+            let knot = keymgr(&["ds"]);
+            let ds = crate::harness::run(&[
+                "dnssec",
+                "ds",
+                dir.path().join(format!("{stem}.key")).to_str().unwrap(),
+            ]);
+            let digest = ds.stdout.split_whitespace().last().unwrap().to_lowercase();
+            assert!(
+                knot.contains(&format!("DS {tag} 13 2 {digest}")),
+                "{knot}\nvs\n{}",
+                ds.stdout
+            );
+        }
+    }
+    assert_eq!(
+        list.lines().filter(|l| l.contains(" KSK ")).count(),
+        1,
+        "{list}"
+    );
+    assert_eq!(
+        list.lines().filter(|l| l.contains(" ZSK ")).count(),
+        1,
+        "{list}"
+    );
+}
