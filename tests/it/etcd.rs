@@ -535,3 +535,86 @@ fn a_nameserver_cut_off_from_etcd_keeps_its_table_and_converges_when_it_heals() 
         st["connected"] == true && st["config_revision"] == r2
     });
 }
+
+/// `meridian probe --etcd` without `--zones`: its checks come from the zones in etcd.
+fn etcd_prober(etcd: &Etcd, lab: &Lab, id: &str, region: &str) -> Process {
+    let keys = lab.keys().display().to_string();
+    let args: Vec<String> = [
+        "probe",
+        "--region",
+        region,
+        "--id",
+        id,
+        "--key-file",
+        &keys,
+        "--etcd",
+        &etcd.url,
+    ]
+    .map(String::from)
+    .to_vec();
+    Process::meridian(&format!("prober {id}"), &args)
+}
+
+#[test]
+#[ignore = "system test: needs etcd (etcd-server)"]
+fn a_prober_checks_the_zones_in_etcd_and_follows_a_push_without_restarting() {
+    let etcd = Etcd::start();
+    let lab = Lab::new();
+    push_ok(&etcd, &lab.zones());
+    let keys = lab.keys().display().to_string();
+    let ns = nameserver(&etcd, &["--keys", &keys]);
+    let mut p1 = etcd_prober(&etcd, &lab, "p1", "a");
+    let ready = p1.ready.clone().unwrap_or_default();
+    assert!(ready.contains("endpoints=6"), "{ready:?}");
+    wait_all_up(&ns, &["p1"], Duration::from_secs(10));
+
+    // A pushed zone with one more endpoint, on a port that accepts connections (the `db`
+    // check is a TCP connect): the running prober checks it and its vote reaches the
+    // nameserver.
+    let listener = std::net::TcpListener::bind("127.0.0.33:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let zone = lab.zones().join("h.test.toml");
+    let mut text = std::fs::read_to_string(&zone).unwrap();
+    // The last table of the template is service.db's endpoint list: this extends it.
+    text.push_str(&format!(
+        "\n[[service.db.endpoint]]\nregion = \"b\"\naddress = \"127.0.0.33\"\nprobe_port = {port}\n"
+    ));
+    let next = tempfile::tempdir().unwrap();
+    std::fs::write(next.path().join("h.test.toml"), &text).unwrap();
+    std::fs::copy(lab.zones().join("ca.pem"), next.path().join("ca.pem")).unwrap();
+    let pushed = Instant::now();
+    push_ok(&etcd, next.path());
+    wait_until(
+        Duration::from_secs(10),
+        "p1's vote on the new endpoint",
+        || {
+            let st = status(&ns);
+            st["services"].to_string().contains("127.0.0.33")
+                && fresh_vote(&endpoint_status(&st, "db", "127.0.0.33"), "p1").as_deref()
+                    == Some("up")
+        },
+    );
+    eprintln!(
+        "push to the new endpoint's first vote: {:?}",
+        pushed.elapsed()
+    );
+    assert!(p1.alive(), "the prober was not restarted");
+    assert!(p1.log().contains("probe targets from etcd"), "{}", p1.log());
+
+    // A zone written past `config push` that does not load: the prober says so and keeps
+    // checking what it had (its votes on the new endpoint stay fresh).
+    etcd.put(
+        "/meridian/config/zones/h.test.toml",
+        &text.replace("policy = \"failover\"", "policy = \"no-such-policy\""),
+    );
+    wait_until(Duration::from_secs(5), "the bad revision reported", || {
+        p1.log().contains("zones from etcd rejected")
+    });
+    let seen = Instant::now();
+    wait_until(Duration::from_secs(8), "votes keep coming", || {
+        let st = status(&ns);
+        seen.elapsed() > Duration::from_secs(4)
+            && fresh_vote(&endpoint_status(&st, "db", "127.0.0.33"), "p1").as_deref() == Some("up")
+    });
+    drop(listener);
+}
