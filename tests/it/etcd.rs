@@ -427,70 +427,181 @@ fn votes_through_etcd_move_answers_and_vanish_with_a_dead_probers_lease() {
     }
 }
 
+/// Push `n` of the leader-kill test: the health lab's zones (steered by votes) and two
+/// static zones that both carry `n` (`www.v.test.` 192.0.2.n, `www.w.test.` 198.51.100.n),
+/// so a push half applied would show as the two disagreeing.
+fn numbered_push(lab: &Lab, n: u8) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["h.test.toml", "ca.pem"] {
+        std::fs::copy(lab.zones().join(file), dir.path().join(file)).unwrap();
+    }
+    for (zone, net) in [("v.test.", "192.0.2"), ("w.test.", "198.51.100")] {
+        let text = zone_text(&format!("{net}.{n}")).replace("e.test.", zone);
+        std::fs::write(dir.path().join(format!("{zone}toml")), text).unwrap();
+    }
+    dir
+}
+
+/// The push number both static zones carry in etcd, read once etcd answers; panics if they
+/// disagree (a push applied in part).
+fn stored_push(etcd: &Etcd) -> u8 {
+    let mut read = None;
+    wait_until(RECONNECT, "etcd answers reads", || {
+        read = ["v.test.toml", "w.test.toml"]
+            .iter()
+            .map(|f| etcd.try_get(&format!("/meridian/config/zones/{f}")))
+            .collect::<Option<Vec<_>>>();
+        read.is_some()
+    });
+    let numbers: Vec<u8> = read
+        .unwrap()
+        .into_iter()
+        .map(|v| {
+            let v = v.expect("both zones stored");
+            // The last record is www's (the first is ns1's).
+            let line = v.lines().rfind(|l| l.starts_with("data = [")).unwrap();
+            let address: Ipv4Addr = line
+                .trim_start_matches("data = [\"")
+                .trim_end_matches("\"]")
+                .parse()
+                .unwrap();
+            address.octets()[3]
+        })
+        .collect();
+    assert_eq!(
+        numbers[0], numbers[1],
+        "a push applied in part: {numbers:?}"
+    );
+    numbers[0]
+}
+
 #[test]
 #[ignore = "system test: needs etcd (etcd-server)"]
-fn killing_the_etcd_leader_during_pushes_gives_no_wrong_answer_and_no_half_push() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::{Arc, Mutex};
+fn killing_the_etcd_leader_during_pushes_and_failovers_gives_no_wrong_answer_and_no_half_push() {
+    use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
-    let etcd = Etcd::cluster(3);
-    push_ok(&etcd, zones("192.0.2.100").path());
-    let nss = [nameserver(&etcd, &[]), nameserver(&etcd, &[])];
-    // Every address a push has started with: an answer outside it is wrong.
-    let allowed = Arc::new(Mutex::new(vec!["192.0.2.100".parse::<Ipv4Addr>().unwrap()]));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut etcd = etcd;
-    let bad: Vec<String> = thread::scope(|s| {
-        let checker = {
-            let (allowed, stop, nss) = (Arc::clone(&allowed), Arc::clone(&stop), &nss);
-            s.spawn(move || {
-                let mut bad = Vec::new();
-                let mut asked = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    for ns in nss {
-                        let answer = www(ns);
-                        asked += 1;
-                        let ok = answer.len() == 1 && allowed.lock().unwrap().contains(&answer[0]);
+    let mut etcd = Etcd::cluster(3);
+    let lab = Lab::new();
+    push_ok(&etcd, numbered_push(&lab, 100).path());
+    let keys = lab.keys().display().to_string();
+    let nss = [
+        nameserver(&etcd, &["--keys", &keys]),
+        nameserver(&etcd, &["--keys", &keys]),
+    ];
+    // Probers on etcd alone: checks from the zones in etcd, votes into it.
+    let _probers = [
+        etcd_prober(&etcd, &lab, "p1", "a"),
+        etcd_prober(&etcd, &lab, "p3", "b"),
+    ];
+    for ns in &nss {
+        wait_all_up(ns, &["p1", "p3"], Duration::from_secs(10));
+    }
+    let (primary, secondary) = (ip("127.0.0.11"), ip("127.0.0.12"));
+    // Every push numbered up to `highest` has started: an answer outside them is wrong.
+    let highest = AtomicU8::new(100);
+    let stop = AtomicBool::new(false);
+    let (bad, asked) = thread::scope(|s| {
+        let checker = s.spawn(|| {
+            let mut bad = Vec::new();
+            let mut asked = 0;
+            while !stop.load(Ordering::Relaxed) {
+                for (i, ns) in nss.iter().enumerate() {
+                    let top = highest.load(Ordering::Relaxed);
+                    for (name, net) in [
+                        ("www.v.test.", [192, 0, 2]),
+                        ("www.w.test.", [198, 51, 100]),
+                    ] {
+                        let answer = ns.a(name);
+                        let ok = matches!(answer.as_slice(), [a] if a.octets()[..3] == net
+                            && (100..=top).contains(&a.octets()[3]));
                         if !ok {
-                            bad.push(format!("{answer:?}"));
+                            bad.push(format!("ns{} {name} {answer:?}", i + 1));
                         }
                     }
-                    thread::sleep(Duration::from_millis(10));
+                    let www = ns.a("www.h.test.");
+                    if www != primary && www != secondary {
+                        bad.push(format!("ns{} www.h.test. {www:?}", i + 1));
+                    }
+                    asked += 3;
                 }
-                assert!(asked > 100, "only {asked} queries");
-                bad
-            })
-        };
-        let mut last_ok = None;
-        for i in 0..10u8 {
-            if i == 3 {
-                let leader = etcd.leader();
-                eprintln!("killing the etcd leader m{leader}");
+                thread::sleep(Duration::from_millis(10));
+            }
+            (bad, asked)
+        });
+        // A failed assertion below must end the checker too, or the scope never ends.
+        struct StopOnDrop<'a>(&'a AtomicBool);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
+        let _stop = StopOnDrop(&stop);
+        let mut applied = 100;
+        let mut leader = 0;
+        for n in 101..=110u8 {
+            if n == 104 {
+                leader = etcd.leader();
+                eprintln!("killing the etcd leader m{leader}, stopping www's primary");
                 etcd.kill_member(leader);
+                // A failover decided from votes that travel through the cluster electing a
+                // new leader.
+                lab.backend("www_a").stop();
             }
-            let address = format!("192.0.2.{}", 101 + i);
-            allowed.lock().unwrap().push(address.parse().unwrap());
-            let dir = zones(&address);
-            let out = push(&etcd, dir.path(), &[]);
+            if n == 108 {
+                for ns in &nss {
+                    wait_until(RECONNECT, "failover through etcd", || {
+                        ns.a("www.h.test.") == secondary
+                    });
+                }
+                lab.backend("www_a").start();
+            }
+            // Push 106 meets a cluster without quorum (a second member killed): refused.
+            let other = (leader + 1) % 3;
+            if n == 106 {
+                etcd.kill_member(other);
+            }
+            highest.store(n, Ordering::Relaxed);
+            let out = push(&etcd, numbered_push(&lab, n).path(), &[]);
+            if n == 106 {
+                assert_eq!(out.code, Some(1), "a push without quorum: {out:?}");
+                etcd.start_member(other);
+                etcd.start_member(leader);
+            }
+            let stored = stored_push(&etcd);
             match out.code {
-                Some(0) => last_ok = Some(address),
-                // Refused cleanly while the cluster elects a leader.
-                Some(1) => eprintln!("push {i} refused: {}", out.stderr.trim()),
-                _ => panic!("push {i}: {out:?}"),
+                Some(0) => {
+                    assert_eq!(stored, n, "push {n} reported applied: {out:?}");
+                    applied = n;
+                }
+                // Refused while the cluster elects a leader: nothing of it was written.
+                Some(1) => {
+                    eprintln!("push {n} refused: {}", out.stderr.trim());
+                    assert_eq!(stored, applied, "push {n} was refused but landed");
+                }
+                _ => panic!("push {n}: {out:?}"),
             }
         }
-        let last = last_ok.expect("pushes succeed once a new leader is elected");
+        assert!(applied > 104, "no push applied after the leader was killed");
+        let last = (
+            ip(&format!("192.0.2.{applied}")),
+            ip(&format!("198.51.100.{applied}")),
+        );
         for ns in &nss {
-            wait_until(RECONNECT, "the last push everywhere", || {
-                www(ns) == ip(&last)
-            });
+            wait_until(
+                RECONNECT,
+                "the last push and the recovery everywhere",
+                || {
+                    ns.a("www.v.test.") == last.0
+                        && ns.a("www.w.test.") == last.1
+                        && ns.a("www.h.test.") == primary
+                },
+            );
         }
-        // Whatever was stored, it is one push whole.
-        let stored = etcd.get("/meridian/config/zones/e.test.toml").unwrap();
-        assert_eq!(stored, zone_text(&last).trim_end());
-        stop.store(true, Ordering::Relaxed);
+        drop(_stop);
         checker.join().unwrap()
     });
+    eprintln!("{asked} answers checked during the run");
+    assert!(asked > 300, "only {asked} queries");
     assert!(bad.is_empty(), "wrong or empty answers: {bad:?}");
 }
 
