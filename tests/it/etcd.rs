@@ -317,11 +317,27 @@ fn a_broken_zone_written_into_etcd_keeps_its_last_good_version() {
 fn with_etcd_down_the_nameserver_keeps_answering_and_says_so_then_resumes() {
     let mut etcd = Etcd::start();
     let r1 = push_ok(&etcd, zones("192.0.2.1").path());
-    let ns = nameserver(&etcd, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("control.sock").display().to_string();
+    let ns = nameserver(&etcd, &["--control-socket", &socket]);
+    // `ctl status` has a line for people: the revision and etcd's state, since when.
+    let ctl_status = || {
+        let out = run(&["ctl", "--socket", &socket, "status"]);
+        assert_eq!(out.code, Some(0), "{out:?}");
+        out.stdout
+    };
+    let reachable =
+        format!("\"summary\": \"serving configuration revision {r1}; etcd reachable since 20");
+    let text = ctl_status();
+    assert!(text.contains(&reachable), "{text}");
     etcd.kill();
     wait_until(RECONNECT, "etcd reported down", || {
         etcd_status(&ns)["connected"] == false
     });
+    let unreachable =
+        format!("\"summary\": \"serving configuration revision {r1}; etcd unreachable since 20");
+    let text = ctl_status();
+    assert!(text.contains(&unreachable), "{text}");
     assert_eq!(ns.metric("meridian_etcd_connected"), 0.0);
     assert!(ns.metric("meridian_etcd_disconnects_total") >= 1.0);
     let st = etcd_status(&ns);
