@@ -81,7 +81,9 @@ while len(ports) < 4:
 print(" ".join(map(str, ports)))
 PY
 )
-export LAB_NS1_DNS LAB_NS2_DNS LAB_NS1_API LAB_NS2_API MERIDIAN_IMAGE=meridian:lab
+# The lab image also serves as the etcd members' (its base holds Debian's etcd).
+export LAB_NS1_DNS LAB_NS2_DNS LAB_NS1_API LAB_NS2_API MERIDIAN_IMAGE=meridian:lab \
+    MERIDIAN_ETCD_IMAGE=meridian:lab
 
 cleanup() {
     status=$?
@@ -148,18 +150,25 @@ done
 check "both nameservers hold votes from the three regional probers"
 
 if [ "$mode" = etcd ]; then
-    # etcd_state PORT: "connected config_revision" from /v1/status.
+    # etcd_state PORT: "connected config_revision" from /v1/status ("error -" when the API
+    # does not answer in time: a loaded machine; the callers poll).
     etcd_state() {
         python3 - "$1" <<'PY'
 import json, sys, urllib.request
-e = json.load(urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/v1/status", timeout=3))["etcd"]
-print(str(e["connected"]).lower(), e["config_revision"])
+try:
+    e = json.load(urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/v1/status", timeout=5))["etcd"]
+    print(str(e["connected"]).lower(), e["config_revision"])
+except Exception:
+    print("error -")
 PY
     }
-    s1="$(etcd_state "$LAB_NS1_API")"
-    s2="$(etcd_state "$LAB_NS2_API")"
-    [ "$s1" = "$s2" ] && [ "${s1% *}" = true ] && [ "${s1#* }" -gt 0 ] \
-        || fail "nameservers not on one revision from etcd: ns1 '$s1', ns2 '$s2'"
+    deadline=$((SECONDS + 15))
+    until s1="$(etcd_state "$LAB_NS1_API")"; s2="$(etcd_state "$LAB_NS2_API")"
+        [ "$s1" = "$s2" ] && [ "${s1% *}" = true ] && [ "${s1#* }" -gt 0 ]; do
+        [ "$SECONDS" -lt "$deadline" ] \
+            || fail "nameservers not on one revision from etcd: ns1 '$s1', ns2 '$s2'"
+        sleep 0.5
+    done
     check "both nameservers serve configuration revision ${s1#* } from etcd"
     # One member of three gone: the cluster keeps quorum; clients move to another member.
     quiet "${compose[@]}" stop --timeout 5 etcd1
