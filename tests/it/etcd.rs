@@ -3,7 +3,8 @@
 //!
 //! System tests: they need the `etcd` and `etcdctl` binaries, so they are `#[ignore]`d in a
 //! plain `cargo test` and run under `.ci/run` (`--include-ignored`), where a missing etcd
-//! fails them (`harness::system`).
+//! fails them (`harness::system`). One, an etcd that never answers, needs no etcd and always
+//! runs.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -771,4 +772,33 @@ fn a_prober_checks_the_zones_in_etcd_and_follows_a_push_without_restarting() {
             && fresh_vote(&endpoint_status(&st, "db", "127.0.0.33"), "p1").as_deref() == Some("up")
     });
     drop(listener);
+}
+
+#[test]
+fn a_prober_whose_zones_come_from_an_unreachable_etcd_exits_1_saying_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.txt");
+    std::fs::write(&keys, format!("p1-k1 p1 {}\n", "ab".repeat(32))).unwrap();
+    let port = crate::health_support::closed_port();
+    let started = Instant::now();
+    let out = run(&[
+        "probe",
+        "--region",
+        "a",
+        "--id",
+        "p1",
+        "--key-file",
+        &keys.display().to_string(),
+        "--etcd",
+        &format!("http://127.0.0.1:{port}"),
+    ]);
+    // Not a configuration error (2): etcd may come back, so a supervisor should restart it.
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("the zones to check come from etcd (or give --zones)"),
+        "{}",
+        out.stderr
+    );
+    eprintln!("gave up after {:?}", started.elapsed());
 }
