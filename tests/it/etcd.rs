@@ -802,3 +802,51 @@ fn a_prober_whose_zones_come_from_an_unreachable_etcd_exits_1_saying_so() {
     );
     eprintln!("gave up after {:?}", started.elapsed());
 }
+
+#[test]
+#[ignore = "system test: needs etcd (etcd-server)"]
+fn with_etcd_down_health_still_arrives_over_http_push_from_probers_configured_for_both() {
+    let mut etcd = Etcd::start();
+    let lab = Lab::new();
+    push_ok(&etcd, &lab.zones());
+    let keys = lab.keys().display().to_string();
+    let ns = nameserver(&etcd, &["--keys", &keys]);
+    let url = format!("http://{}/v1/reports", ns.api);
+    let prober = |id: &str, region: &str| {
+        let mut args = crate::harness::probe_args(
+            &lab.zones(),
+            region,
+            id,
+            &lab.keys(),
+            std::slice::from_ref(&url),
+        );
+        args.extend(["--etcd".to_string(), etcd.url.clone()]);
+        Process::meridian(&format!("prober {id}"), &args)
+    };
+    let _probers = [prober("p1", "a"), prober("p3", "b")];
+    wait_all_up(&ns, &["p1", "p3"], Duration::from_secs(10));
+    // Both paths carry the votes (the copy that comes second counts as a duplicate).
+    wait_until(Duration::from_secs(5), "votes read from etcd too", || {
+        ns.get("/metrics")
+            .body
+            .contains("meridian_etcd_votes_total{result=")
+    });
+
+    etcd.kill();
+    wait_until(RECONNECT, "etcd reported down", || {
+        etcd_status(&ns)["connected"] == false
+    });
+    // Votes keep arriving over HTTP: a failure still moves answers (the bound of HTTP push).
+    lab.backend("www_a").stop();
+    let took = wait_until(Duration::from_secs(8), "failover without etcd", || {
+        served(&ns, "www") == "127.0.0.12".parse::<Ipv4Addr>().unwrap()
+    });
+    eprintln!("failover with etcd down, over HTTP push: {took:?}");
+    assert!(took <= Duration::from_secs(3), "took {took:?}");
+    let st = status(&ns);
+    assert_eq!(
+        fresh_vote(&endpoint_status(&st, "www", "127.0.0.11"), "p3").as_deref(),
+        Some("down"),
+        "{st:#}"
+    );
+}
