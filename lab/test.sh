@@ -98,10 +98,12 @@ trap cleanup EXIT
 "${compose[@]}" down --volumes --remove-orphans --timeout 5 >/dev/null 2>&1 || true
 quiet "${compose[@]}" up -d --no-build || fail "docker-compose up failed"
 
-# a PORT ECS: the A records of www for a client in the ECS subnet, sorted, one line.
+# a PORT ECS: the A records of www for a client in the ECS subnet, sorted, one line; empty
+# while there are none or no answer came (never a failure: under `set -e -o pipefail` a grep
+# finding nothing would end the script silently before the zone is loaded).
 a() {
-    dig @127.0.0.1 -p "$1" +norec +time=1 +tries=1 +short +subnet="$2" www.gslb.lab.example. A 2>/dev/null \
-        | grep -E '^[0-9.]+$' | sort | tr '\n' ' ' | sed 's/ $//'
+    { dig @127.0.0.1 -p "$1" +norec +time=1 +tries=1 +short +subnet="$2" www.gslb.lab.example. A 2>/dev/null \
+        | grep -E '^[0-9.]+$' | sort | tr '\n' ' ' | sed 's/ $//'; } || true
 }
 
 # wait_for SECONDS WHAT PORT ECS WANT: polls until the nameserver on PORT answers WANT.
