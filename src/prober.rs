@@ -1,5 +1,6 @@
 //! `meridian probe` and the embedded prober of `meridian serve`: the runner wired to a sink.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -7,7 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::mpsc;
 
 use crate::cli::{DEFAULT_ZONES_DIR, ProbeArgs};
-use crate::config::{Zone, load_dir};
+use crate::config::load::{check_unique_origin, zone_files};
+use crate::config::{Zone, load_dir, load_zone};
 use crate::etcd::client::Client;
 use crate::etcd::votes::VotePublisher;
 use crate::etcd::zones::{Distributed, Reload, Reloaded, StartError};
@@ -107,6 +109,7 @@ pub async fn probe(args: ProbeArgs) -> Result<(), ProbeError> {
                 allow: allow.clone(),
                 updates: updates_tx.clone(),
                 sets: AtomicU64::new(0),
+                last_good: Default::default(),
             });
             let served = d.load(&reload).await?;
             // The first revision's targets, if they loaded: what the runner starts with.
@@ -197,9 +200,10 @@ fn load_targets(
 
 /// A prober's zones in distributed mode: the etcd zone source writes each configuration
 /// revision to `dir` whole and calls [`Reload::reload_zones`], which hands the running prober
-/// the new targets in place (unchanged checks keep their state, as on SIGHUP). A revision
-/// whose zones do not load (written past `config push`) is logged and the previous targets
-/// keep being checked.
+/// the new targets in place (unchanged checks keep their state, as on SIGHUP). As on a
+/// nameserver, a zone file that does not load (written past `config push`) is logged and its
+/// last good version is checked instead; targets that cannot be prepared at all keep the
+/// previous ones.
 struct EtcdTargets {
     dir: PathBuf,
     only_region: Option<String>,
@@ -207,29 +211,81 @@ struct EtcdTargets {
     updates: mpsc::UnboundedSender<TargetSet>,
     /// Target sets handed over (the "generation" the zone source logs).
     sets: AtomicU64,
+    /// The last version of each zone file that loaded, by file name.
+    last_good: std::sync::Mutex<BTreeMap<std::ffi::OsString, Arc<Zone>>>,
+}
+
+impl EtcdTargets {
+    /// The zones of `dir`, each file's last good version standing in for one that does not
+    /// load; how many were kept that way.
+    fn load_zones(&self) -> Result<(Vec<Arc<Zone>>, usize), crate::config::ZoneError> {
+        let mut last_good = self.last_good.lock().unwrap_or_else(|p| p.into_inner());
+        let mut good = BTreeMap::new();
+        let mut zones: Vec<Arc<Zone>> = Vec::new();
+        let mut kept = 0;
+        for path in zone_files(&self.dir)? {
+            let Some(name) = path.file_name().map(ToOwned::to_owned) else {
+                continue;
+            };
+            let zone = match load_zone(&path) {
+                Ok(z) => Arc::new(z),
+                Err(e) => match last_good.get(&name) {
+                    Some(previous) => {
+                        tracing::error!(error = %e, "zone from etcd rejected; checking its previous version");
+                        kept += 1;
+                        Arc::clone(previous)
+                    }
+                    None => {
+                        tracing::error!(error = %e, "zone from etcd rejected; not checked");
+                        continue;
+                    }
+                },
+            };
+            if let Err(e) = check_unique_origin(zones.iter().map(AsRef::as_ref), &zone) {
+                tracing::error!(error = %e, "zone from etcd rejected; not checked");
+                continue;
+            }
+            good.insert(name, Arc::clone(&zone));
+            zones.push(zone);
+        }
+        *last_good = good;
+        Ok((zones, kept))
+    }
 }
 
 impl Reload for EtcdTargets {
     fn reload_zones(&self) -> Reloaded {
-        let (ok, zones) = match load_targets(&self.dir, self.only_region.as_deref(), &self.allow) {
-            Ok((zones, targets)) => {
-                tracing::info!(zones, endpoints = targets.len(), "probe targets from etcd");
+        let loaded = self
+            .load_zones()
+            .map_err(ProbeError::from)
+            .and_then(|(zones, kept)| {
+                let t = targets(&zones, self.only_region.as_deref(), &self.allow)?;
+                Ok((zones.len(), kept, t))
+            });
+        let (ok, zones, kept) = match loaded {
+            Ok((zones, kept, targets)) => {
+                tracing::info!(
+                    zones,
+                    kept,
+                    endpoints = targets.len(),
+                    "probe targets from etcd"
+                );
                 let sent = self.updates.send(TargetSet::new(targets)).is_ok();
                 if sent {
                     self.sets.fetch_add(1, Ordering::Relaxed);
                 }
-                (sent, zones)
+                (sent && kept == 0, zones, kept)
             }
             Err(e) => {
                 tracing::error!(error = %e, "zones from etcd rejected; still checking the previous targets");
-                (false, 0)
+                (false, 0, 0)
             }
         };
         Reloaded {
             ok,
             generation: self.sets.load(Ordering::Relaxed),
             zones,
-            kept: 0,
+            kept,
         }
     }
 }

@@ -757,19 +757,41 @@ fn a_prober_checks_the_zones_in_etcd_and_follows_a_push_without_restarting() {
     assert!(p1.log().contains("probe targets from etcd"), "{}", p1.log());
 
     // A zone written past `config push` that does not load: the prober says so and keeps
-    // checking what it had (its votes on the new endpoint stay fresh).
+    // checking its last good version (its votes on the new endpoint stay fresh) ...
     etcd.put(
         "/meridian/config/zones/h.test.toml",
         &text.replace("policy = \"failover\"", "policy = \"no-such-policy\""),
     );
-    wait_until(Duration::from_secs(5), "the bad revision reported", || {
-        p1.log().contains("zones from etcd rejected")
+    wait_until(Duration::from_secs(5), "the bad zone reported", || {
+        p1.log()
+            .contains("zone from etcd rejected; checking its previous version")
     });
+    // ... while another zone written beside it is checked too.
+    let other = std::net::TcpListener::bind("127.0.0.34:0").unwrap();
+    etcd.put(
+        "/meridian/config/zones/x.test.toml",
+        &format!(
+            "origin = \"x.test.\"\nns = [\"ns1.x.test.\"]\n[soa]\nmname = \"ns1.x.test.\"\n\
+             rname = \"admin.x.test.\"\nserial = 1\n\n[[record]]\nname = \"ns1\"\ntype = \"A\"\n\
+             data = [\"192.0.2.53\"]\n\n[region.a]\n\n[check.db]\ntype = \"tcp\"\nport = {}\n\
+             interval = 1\ntimeout = \"500ms\"\nrise = 2\nfall = 2\n\n[service.api]\n\
+             policy = \"failover\"\nfailover = [\"a\"]\nanswers = 1\nttl = 5\ncheck = \"db\"\n\
+             [[service.api.endpoint]]\nregion = \"a\"\naddress = \"127.0.0.34\"\n",
+            other.local_addr().unwrap().port()
+        ),
+    );
     let seen = Instant::now();
-    wait_until(Duration::from_secs(8), "votes keep coming", || {
+    wait_until(Duration::from_secs(10), "both zones checked", || {
         let st = status(&ns);
+        let fresh = |service, address| {
+            st["services"].to_string().contains(address)
+                && fresh_vote(&endpoint_status(&st, service, address), "p1").as_deref()
+                    == Some("up")
+        };
+        // Past the freshness window (3 intervals): votes written since the bad zone.
         seen.elapsed() > Duration::from_secs(4)
-            && fresh_vote(&endpoint_status(&st, "db", "127.0.0.33"), "p1").as_deref() == Some("up")
+            && fresh("db", "127.0.0.33")
+            && fresh("api", "127.0.0.34")
     });
     drop(listener);
 }
