@@ -4,6 +4,7 @@
 #   docker build --target runtime-base -t meridian-runtime-base .
 #                                                 # only the runtime layer, for prebuilt binaries
 #                                                 # (lab/prebuilt.Dockerfile, lab/test.sh)
+#   docker build --target etcd -t meridian-etcd . # etcd for the lab's etcd profile
 #
 # Without a container registry, build the base image locally first (lab/build-base.sh) and
 # pass --build-arg RUNTIME_IMAGE=meridian-base:bookworm.
@@ -42,3 +43,15 @@ COPY --from=build /meridian /usr/local/bin/meridian
 ENTRYPOINT ["/usr/local/bin/meridian"]
 CMD ["serve", "--dns-listen", "0.0.0.0:5300", "--api-listen", "0.0.0.0:5380", \
      "--zones", "/etc/meridian/zones", "--geoip", "/etc/meridian/geoip/meridian-sample.txt"]
+
+# --- etcd: the compose lab's etcd members (profile `etcd`), etcd from Debian's package --------
+# Last, so that no other target builds it. lab/build-base.sh's base already holds etcd; on
+# debian:bookworm-slim it comes from the Debian mirror.
+FROM runtime-base AS etcd
+USER root
+RUN command -v etcd >/dev/null 2>&1 || { apt-get update -qq \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        etcd-server etcd-client >/dev/null \
+ && rm -rf /var/lib/apt/lists/*; }
+USER meridian:meridian
+ENTRYPOINT ["etcd"]

@@ -4,6 +4,8 @@
 # container registry. The Dockerfile's runtime stage is built FROM this image in the lab
 # (--build-arg RUNTIME_IMAGE=...); elsewhere it defaults to debian:bookworm-slim.
 #
+# etcd-server is in it too, for the lab's etcd profile (its three etcd members run this image).
+#
 # Usage: lab/build-base.sh [IMAGE]   (default meridian-base:bookworm; env MIRROR, SUITE)
 set -euo pipefail
 
@@ -12,8 +14,12 @@ suite="${SUITE:-bookworm}"
 mirror="${MIRROR:-http://deb.debian.org/debian}"
 
 if docker image inspect "$image" >/dev/null 2>&1; then
-    echo "base image $image is present"
-    exit 0
+    # An image built before etcd was added is built again.
+    if docker run --rm --entrypoint /bin/sh "$image" -c 'command -v etcd' >/dev/null 2>&1; then
+        echo "base image $image is present"
+        exit 0
+    fi
+    echo "base image $image has no etcd: building it again"
 fi
 
 if ! command -v debootstrap >/dev/null 2>&1; then
@@ -28,8 +34,8 @@ root="$(mktemp -d /tmp/meridian-base.XXXXXX)"
 trap 'rm -rf "$root"' EXIT
 echo "debootstrap $suite (minbase) into $root"
 # minbase: essential packages plus apt; no init, no docs we need. ca-certificates lets the
-# prober and webhooks speak HTTPS.
-debootstrap --variant=minbase --include=ca-certificates "$suite" "$root" "$mirror" >"$root.log" 2>&1 || {
+# prober and webhooks speak HTTPS; etcd-server (and etcdctl) run the etcd profile's cluster.
+debootstrap --variant=minbase --include=ca-certificates,etcd-server,etcd-client "$suite" "$root" "$mirror" >"$root.log" 2>&1 || {
     tail -n 30 "$root.log" >&2
     echo "debootstrap failed" >&2
     exit 1

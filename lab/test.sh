@@ -3,13 +3,24 @@
 # nameservers and three regions, query both nameservers from the host, stop one region's
 # backends and see answers move, bring them back and see answers return, tear down.
 #
+# With --etcd, the same in the etcd profile (distributed mode): a three-member etcd cluster,
+# zones pushed with `meridian config push`, nameservers and probers following etcd; it also
+# checks that both nameservers serve the same configuration revision, and stops one etcd
+# member before the failover (answers keep coming, votes keep flowing through the others).
+#
 # Fails loudly when Docker is not reachable; it never passes without having run.
-# Usage: lab/test.sh   (env: MERIDIAN_BIN = a built binary; default: cargo build's debug one)
+# Usage: lab/test.sh [--etcd]   (env: MERIDIAN_BIN = a built binary; default: cargo build's debug one)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+mode=http
+case "${1:-}" in
+    "") ;;
+    --etcd) mode=etcd ;;
+    *) echo "usage: lab/test.sh [--etcd]" >&2; exit 2 ;;
+esac
 project="meridian-labtest"
-compose=(docker-compose -p "$project" -f docker-compose.yml)
+compose=(docker-compose -p "$project" -f docker-compose.yml --profile "$mode")
 log="$(mktemp /tmp/meridian-lab.XXXXXX.log)"
 # quiet CMD...: runs CMD with its output in the log (printed when the test fails).
 quiet() { "$@" >>"$log" 2>&1; }
@@ -70,7 +81,9 @@ while len(ports) < 4:
 print(" ".join(map(str, ports)))
 PY
 )
-export LAB_NS1_DNS LAB_NS2_DNS LAB_NS1_API LAB_NS2_API MERIDIAN_IMAGE=meridian:lab
+# The lab image also serves as the etcd members' (its base holds Debian's etcd).
+export LAB_NS1_DNS LAB_NS2_DNS LAB_NS1_API LAB_NS2_API MERIDIAN_IMAGE=meridian:lab \
+    MERIDIAN_ETCD_IMAGE=meridian:lab
 
 cleanup() {
     status=$?
@@ -85,10 +98,12 @@ trap cleanup EXIT
 "${compose[@]}" down --volumes --remove-orphans --timeout 5 >/dev/null 2>&1 || true
 quiet "${compose[@]}" up -d --no-build || fail "docker-compose up failed"
 
-# a PORT ECS: the A records of www for a client in the ECS subnet, sorted, one line.
+# a PORT ECS: the A records of www for a client in the ECS subnet, sorted, one line; empty
+# while there are none or no answer came (never a failure: under `set -e -o pipefail` a grep
+# finding nothing would end the script silently before the zone is loaded).
 a() {
-    dig @127.0.0.1 -p "$1" +norec +time=1 +tries=1 +short +subnet="$2" www.gslb.lab.example. A 2>/dev/null \
-        | grep -E '^[0-9.]+$' | sort | tr '\n' ' ' | sed 's/ $//'
+    { dig @127.0.0.1 -p "$1" +norec +time=1 +tries=1 +short +subnet="$2" www.gslb.lab.example. A 2>/dev/null \
+        | grep -E '^[0-9.]+$' | sort | tr '\n' ' ' | sed 's/ $//'; } || true
 }
 
 # wait_for SECONDS WHAT PORT ECS WANT: polls until the nameserver on PORT answers WANT.
@@ -105,7 +120,7 @@ wait_for() {
 
 check() {
     passed=$((passed + 1))
-    echo "lab: ok - $*"
+    echo "lab: ok - $* (at $((SECONDS - started)) s)"
 }
 
 GB=2.2.3.0/24          # GeoIP sample: GB, Europe
@@ -136,6 +151,39 @@ for api in "$LAB_NS1_API" "$LAB_NS2_API"; do
 done
 check "both nameservers hold votes from the three regional probers"
 
+if [ "$mode" = etcd ]; then
+    # etcd_state PORT: "connected config_revision" from /v1/status ("error -" when the API
+    # does not answer in time: a loaded machine; the callers poll).
+    etcd_state() {
+        python3 - "$1" <<'PY'
+import json, sys, urllib.request
+try:
+    e = json.load(urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/v1/status", timeout=5))["etcd"]
+    print(str(e["connected"]).lower(), e["config_revision"])
+except Exception:
+    print("error -")
+PY
+    }
+    deadline=$((SECONDS + 15))
+    until s1="$(etcd_state "$LAB_NS1_API")"; s2="$(etcd_state "$LAB_NS2_API")"
+        [ "$s1" = "$s2" ] && [ "${s1% *}" = true ] && [ "${s1#* }" -gt 0 ]; do
+        [ "$SECONDS" -lt "$deadline" ] \
+            || fail "nameservers not on one revision from etcd: ns1 '$s1', ns2 '$s2'"
+        sleep 0.5
+    done
+    check "both nameservers serve configuration revision ${s1#* } from etcd"
+    # One member of three gone: the cluster keeps quorum; clients move to another member.
+    quiet "${compose[@]}" stop --timeout 5 etcd1
+    for api in "$LAB_NS1_API" "$LAB_NS2_API"; do
+        deadline=$((SECONDS + 15))
+        until [ "$(etcd_state "$api")" = "$s1" ]; do
+            [ "$SECONDS" -lt "$deadline" ] || fail "API port $api after etcd1 stopped: $(etcd_state "$api")"
+            sleep 0.5
+        done
+    done
+    check "etcd1 stopped: both nameservers still connected to etcd"
+fi
+
 # 4. Region eu loses its backends: European clients move to us on both nameservers.
 quiet "${compose[@]}" stop --timeout 5 eu-web1 eu-web2
 for port in "$LAB_NS1_DNS" "$LAB_NS2_DNS"; do
@@ -158,5 +206,5 @@ for port in "$LAB_NS1_DNS" "$LAB_NS2_DNS"; do
 done
 check "eu's backends back: GB clients return to eu"
 
-echo "lab: finished in $((SECONDS - started)) s"
+echo "lab ($mode): finished in $((SECONDS - started)) s"
 echo "lab: $passed passed, 0 failed"

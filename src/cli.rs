@@ -493,9 +493,10 @@ pub struct ConfigPullArgs {
 /// `meridian probe`.
 #[derive(Debug, clap::Args)]
 pub struct ProbeArgs {
-    /// Directory of zone files (the same as the nameservers').
-    #[arg(long, default_value = DEFAULT_ZONES_DIR)]
-    pub zones: PathBuf,
+    /// Directory of zone files (the same as the nameservers'); default `zones`. With --etcd
+    /// and no --zones, the zones come from etcd and are followed like `serve` follows them.
+    #[arg(long)]
+    pub zones: Option<PathBuf>,
     /// This prober's region (any name; votes are grouped by it).
     #[arg(long)]
     pub region: String,
@@ -526,7 +527,8 @@ pub struct ProbeArgs {
     /// Log format.
     #[arg(long = "log-format", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-    /// Also (or only) publish the votes to etcd, under a lease (distributed mode).
+    /// Also (or only) publish the votes to etcd, under a lease, and (without --zones) take
+    /// the zones to check from etcd (distributed mode).
     #[command(flatten)]
     pub etcd: EtcdArgs,
 }

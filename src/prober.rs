@@ -1,14 +1,18 @@
 //! `meridian probe` and the embedded prober of `meridian serve`: the runner wired to a sink.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::mpsc;
 
-use crate::cli::ProbeArgs;
-use crate::config::{Zone, load_dir};
+use crate::cli::{DEFAULT_ZONES_DIR, ProbeArgs};
+use crate::config::load::{check_unique_origin, zone_files};
+use crate::config::{Zone, load_dir, load_zone};
 use crate::etcd::client::Client;
 use crate::etcd::votes::VotePublisher;
+use crate::etcd::zones::{Distributed, Reload, Reloaded, StartError};
 use crate::health::hub::HealthHub;
 use crate::health::report::{Keyring, ProberId};
 use crate::probe::exec::{AllowExec, ExecError};
@@ -44,12 +48,28 @@ pub enum ProbeError {
     /// The pusher cannot start.
     #[error("{0}")]
     Push(String),
+    /// The `--etcd*` flags or files are unusable (`--etcd` without `--zones`).
+    #[error("{0}")]
+    EtcdSetup(String),
+    /// etcd is unreachable at start-up, and the zones to check come from it (exit 1).
+    #[error("{0}; the zones to check come from etcd (or give --zones)")]
+    EtcdUnavailable(crate::etcd::client::EtcdError),
+}
+
+impl From<StartError> for ProbeError {
+    fn from(e: StartError) -> Self {
+        match e {
+            StartError::Setup(m) => Self::EtcdSetup(m),
+            StartError::Unavailable(e) => Self::EtcdUnavailable(e),
+        }
+    }
 }
 
 /// Runs `meridian probe` until SIGTERM/SIGINT; SIGHUP re-reads the zones (see `reload_on_hup`).
+/// With `--etcd` and no `--zones`, the zones come from etcd: every configuration revision
+/// becomes the running prober's targets, as a SIGHUP would (see [`EtcdTargets`]).
 pub async fn probe(args: ProbeArgs) -> Result<(), ProbeError> {
     let allow = AllowExec::new(&args.allow_exec)?;
-    let targets = load_targets(&args.zones, args.only_region.as_deref(), &allow)?;
     let keyring = Keyring::load(&args.key_file)?;
     let prober = ProberId::new(args.id.clone());
     let key = keyring
@@ -59,18 +79,60 @@ pub async fn probe(args: ProbeArgs) -> Result<(), ProbeError> {
             path: args.key_file.display().to_string(),
             id: args.id.clone(),
         })?;
+    let etcd = args
+        .etcd
+        .options()
+        .map_err(|e| ProbeError::Push(e.to_string()))?;
+    // Installed before the ready line: a SIGHUP sent as soon as it is read must reload, and
+    // the zone source of distributed mode hands its first targets over this channel too.
+    let (updates_tx, mut updates) = mpsc::unbounded_channel();
+    let (zones_dir, distributed) = match (&args.zones, &etcd) {
+        (None, Some((opts, layout))) => {
+            let d = Distributed::prepare(opts, layout.clone(), None)?;
+            (d.source.dirs.live.clone(), Some(d))
+        }
+        (dir, _) => (
+            dir.clone()
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_ZONES_DIR)),
+            None,
+        ),
+    };
+    let (targets, follow) = match distributed {
+        None => (
+            load_targets(&zones_dir, args.only_region.as_deref(), &allow)?.1,
+            None,
+        ),
+        Some(d) => {
+            let reload: Arc<dyn Reload> = Arc::new(EtcdTargets {
+                dir: zones_dir.clone(),
+                only_region: args.only_region.clone(),
+                allow: allow.clone(),
+                updates: updates_tx.clone(),
+                sets: AtomicU64::new(0),
+                last_good: Default::default(),
+            });
+            let served = d.load(&reload).await?;
+            // The first revision's targets, if they loaded: what the runner starts with.
+            let mut first = Vec::new();
+            while let Ok(set) = updates.try_recv() {
+                first = set.targets;
+            }
+            (first, Some((d, reload, served)))
+        }
+    };
     if targets.is_empty() {
         tracing::warn!("no endpoint has a health check here; reporting an empty view");
     }
     // Distributed mode: the votes also (or only) go to this prober's key in etcd.
-    let votes = match args.etcd.options() {
-        Ok(Some((opts, layout))) => {
-            let client = Client::new(&opts).map_err(|e| ProbeError::Push(e.to_string()))?;
-            Some(VotePublisher::start(client, &layout, &args.id, key.clone()))
+    let votes = match (&etcd, &follow) {
+        (_, Some((d, _, _))) => Some(Arc::clone(&d.source.client)),
+        (Some((opts, _)), None) => {
+            Some(Client::new(opts).map_err(|e| ProbeError::Push(e.to_string()))?)
         }
-        Ok(None) => None,
-        Err(e) => return Err(ProbeError::Push(e.to_string())),
-    };
+        (None, None) => None,
+    }
+    .zip(etcd.as_ref())
+    .map(|(client, (_, layout))| VotePublisher::start(client, layout, &args.id, key.clone()));
     let pusher = if args.publish.is_empty() {
         None
     } else {
@@ -87,10 +149,12 @@ pub async fn probe(args: ProbeArgs) -> Result<(), ProbeError> {
         config_digest: config_digest(&targets),
         max_in_flight: args.max_in_flight.max(1),
     };
-    // Installed before the ready line: a SIGHUP sent as soon as it is read must reload.
-    let (updates_tx, updates) = mpsc::unbounded_channel();
+    let zones_from_etcd = follow.is_some();
+    if let Some((d, reload, served)) = follow {
+        d.follow(reload, served);
+    }
     reload_on_hup(
-        args.zones.clone(),
+        zones_dir.clone(),
         args.only_region.clone(),
         allow,
         updates_tx,
@@ -100,7 +164,8 @@ pub async fn probe(args: ProbeArgs) -> Result<(), ProbeError> {
         region = %args.region,
         endpoints = targets.len(),
         nameservers = args.publish.len(),
-        etcd = !args.etcd.etcd.is_empty(),
+        etcd = etcd.is_some(),
+        zones_from_etcd,
         "prober started"
     );
     println!("ready probe id={} endpoints={}", args.id, targets.len());
@@ -123,14 +188,106 @@ pub async fn probe(args: ProbeArgs) -> Result<(), ProbeError> {
     Ok(())
 }
 
-/// The probe targets of the zones in `dir` (only `only_region`'s when given).
+/// The zones loaded from `dir` and their probe targets (only `only_region`'s when given).
 fn load_targets(
     dir: &Path,
     only_region: Option<&str>,
     allow: &AllowExec,
-) -> Result<Vec<ProbeTarget>, ProbeError> {
+) -> Result<(usize, Vec<ProbeTarget>), ProbeError> {
     let zones: Vec<Arc<Zone>> = load_dir(dir)?.into_iter().map(Arc::new).collect();
-    Ok(targets(&zones, only_region, allow)?)
+    Ok((zones.len(), targets(&zones, only_region, allow)?))
+}
+
+/// A prober's zones in distributed mode: the etcd zone source writes each configuration
+/// revision to `dir` whole and calls [`Reload::reload_zones`], which hands the running prober
+/// the new targets in place (unchanged checks keep their state, as on SIGHUP). As on a
+/// nameserver, a zone file that does not load (written past `config push`) is logged and its
+/// last good version is checked instead; targets that cannot be prepared at all keep the
+/// previous ones.
+struct EtcdTargets {
+    dir: PathBuf,
+    only_region: Option<String>,
+    allow: AllowExec,
+    updates: mpsc::UnboundedSender<TargetSet>,
+    /// Target sets handed over (the "generation" the zone source logs).
+    sets: AtomicU64,
+    /// The last version of each zone file that loaded, by file name.
+    last_good: std::sync::Mutex<BTreeMap<std::ffi::OsString, Arc<Zone>>>,
+}
+
+impl EtcdTargets {
+    /// The zones of `dir`, each file's last good version standing in for one that does not
+    /// load; how many were kept that way.
+    fn load_zones(&self) -> Result<(Vec<Arc<Zone>>, usize), crate::config::ZoneError> {
+        let mut last_good = self.last_good.lock().unwrap_or_else(|p| p.into_inner());
+        let mut good = BTreeMap::new();
+        let mut zones: Vec<Arc<Zone>> = Vec::new();
+        let mut kept = 0;
+        for path in zone_files(&self.dir)? {
+            let Some(name) = path.file_name().map(ToOwned::to_owned) else {
+                continue;
+            };
+            let zone = match load_zone(&path) {
+                Ok(z) => Arc::new(z),
+                Err(e) => match last_good.get(&name) {
+                    Some(previous) => {
+                        tracing::error!(error = %e, "zone from etcd rejected; checking its previous version");
+                        kept += 1;
+                        Arc::clone(previous)
+                    }
+                    None => {
+                        tracing::error!(error = %e, "zone from etcd rejected; not checked");
+                        continue;
+                    }
+                },
+            };
+            if let Err(e) = check_unique_origin(zones.iter().map(AsRef::as_ref), &zone) {
+                tracing::error!(error = %e, "zone from etcd rejected; not checked");
+                continue;
+            }
+            good.insert(name, Arc::clone(&zone));
+            zones.push(zone);
+        }
+        *last_good = good;
+        Ok((zones, kept))
+    }
+}
+
+impl Reload for EtcdTargets {
+    fn reload_zones(&self) -> Reloaded {
+        let loaded = self
+            .load_zones()
+            .map_err(ProbeError::from)
+            .and_then(|(zones, kept)| {
+                let t = targets(&zones, self.only_region.as_deref(), &self.allow)?;
+                Ok((zones.len(), kept, t))
+            });
+        let (ok, zones, kept) = match loaded {
+            Ok((zones, kept, targets)) => {
+                tracing::info!(
+                    zones,
+                    kept,
+                    endpoints = targets.len(),
+                    "probe targets from etcd"
+                );
+                let sent = self.updates.send(TargetSet::new(targets)).is_ok();
+                if sent {
+                    self.sets.fetch_add(1, Ordering::Relaxed);
+                }
+                (sent && kept == 0, zones, kept)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "zones from etcd rejected; still checking the previous targets");
+                (false, 0, 0)
+            }
+        };
+        Reloaded {
+            ok,
+            generation: self.sets.load(Ordering::Relaxed),
+            zones,
+            kept,
+        }
+    }
 }
 
 /// On every SIGHUP, re-reads the zones in `dir` and hands the new targets to the running
@@ -159,7 +316,7 @@ fn reload_on_hup(
                 tokio::task::spawn_blocking(move || load_targets(&dir, only.as_deref(), &allow))
                     .await;
             match loaded {
-                Ok(Ok(targets)) => {
+                Ok(Ok((_, targets))) => {
                     if targets.is_empty() {
                         tracing::warn!(
                             "no endpoint has a health check here; reporting an empty view"

@@ -1,6 +1,6 @@
 //! `meridian probe`: runs [`crate::prober::probe`] on a multi-threaded runtime.
 
-use super::{CommandError, EXIT_CONFIG, RuntimeError, runtime};
+use super::{CommandError, EXIT_CONFIG, EXIT_RUNTIME, RuntimeError, runtime};
 use crate::cli::ProbeArgs;
 use crate::prober::{ProbeError, probe};
 
@@ -10,7 +10,8 @@ pub enum Error {
     /// No runtime (exit 1).
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
-    /// The prober cannot start: zones, keys or targets are unusable (exit 2).
+    /// The prober cannot start: zones, keys or targets are unusable (exit 2), or etcd, where
+    /// its zones come from, is unreachable (exit 1).
     #[error(transparent)]
     Probe(#[from] ProbeError),
 }
@@ -25,6 +26,8 @@ impl CommandError for Error {
     fn exit_code(&self) -> u8 {
         match self {
             Self::Runtime(e) => e.exit_code(),
+            // etcd away at start-up is not a configuration error (systemd restarts on 1).
+            Self::Probe(ProbeError::EtcdUnavailable(_)) => EXIT_RUNTIME,
             Self::Probe(_) => EXIT_CONFIG,
         }
     }

@@ -550,4 +550,136 @@ mod tests {
         write_files(out.path(), &read).unwrap();
         assert_eq!(read_dir_files(out.path()).unwrap(), read);
     }
+
+    /// A stand-in for etcd's JSON gateway (range and txn only) whose transactions can lose
+    /// their answer: the only way to reach `push`'s read-back deterministically.
+    mod lost_answers {
+        use std::sync::{Arc, Mutex};
+
+        use axum::extract::State;
+        use axum::http::StatusCode;
+        use axum::routing::post;
+        use data_encoding::BASE64;
+
+        use super::super::*;
+        use crate::etcd::EtcdOptions;
+
+        #[derive(Default)]
+        struct Store {
+            /// key -> (value, mod_revision, version)
+            kvs: BTreeMap<Vec<u8>, (Vec<u8>, i64, i64)>,
+            revision: i64,
+            /// Apply transactions (else refuse them); either way the answer is lost.
+            apply: bool,
+        }
+
+        type Shared = Arc<Mutex<Store>>;
+
+        fn b64d(v: &Value) -> Vec<u8> {
+            BASE64
+                .decode(v.as_str().unwrap_or_default().as_bytes())
+                .unwrap()
+        }
+
+        async fn range(State(store): State<Shared>, body: String) -> String {
+            let req: Value = serde_json::from_str(&body).unwrap();
+            let (key, end) = (b64d(&req["key"]), b64d(&req["range_end"]));
+            let store = store.lock().unwrap();
+            let kvs: Vec<Value> = store
+                .kvs
+                .iter()
+                .filter(|(k, _)| **k >= key && (end.is_empty() || **k < end))
+                .map(|(k, (v, m, ver))| {
+                    json!({ "key": b64(k), "value": b64(v),
+                        "mod_revision": m.to_string(), "version": ver.to_string() })
+                })
+                .collect();
+            json!({ "header": { "revision": store.revision.to_string() }, "kvs": kvs }).to_string()
+        }
+
+        async fn txn(State(store): State<Shared>, body: String) -> (StatusCode, String) {
+            let req: Value = serde_json::from_str(&body).unwrap();
+            let mut store = store.lock().unwrap();
+            if store.apply {
+                store.revision += 1;
+                let rev = store.revision;
+                for op in req["success"].as_array().unwrap() {
+                    if let Some(put) = op.get("request_put") {
+                        let entry = store.kvs.entry(b64d(&put["key"])).or_default();
+                        *entry = (b64d(&put["value"]), rev, entry.2 + 1);
+                    } else if let Some(del) = op.get("request_delete_range") {
+                        store.kvs.remove(&b64d(&del["key"]));
+                    }
+                }
+            }
+            // As when the leader goes away before answering.
+            let lost = json!({ "code": 14, "message": "etcdserver: leader changed" });
+            (StatusCode::SERVICE_UNAVAILABLE, lost.to_string())
+        }
+
+        async fn gateway(apply: bool) -> (Arc<Client>, Shared) {
+            let store: Shared = Arc::new(Mutex::new(Store {
+                revision: 1,
+                apply,
+                ..Store::default()
+            }));
+            let app = axum::Router::new()
+                .route("/v3/kv/range", post(range))
+                .route("/v3/kv/txn", post(txn))
+                .with_state(Arc::clone(&store));
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}", listener.local_addr().unwrap());
+            tokio::spawn(async move { axum::serve(listener, app).await });
+            let client = Client::new(&EtcdOptions {
+                endpoints: vec![url],
+                ..EtcdOptions::default()
+            })
+            .unwrap();
+            (client, store)
+        }
+
+        fn zone_dir() -> tempfile::TempDir {
+            let dir = tempfile::tempdir().unwrap();
+            fs::write(
+                dir.path().join("e.test.toml"),
+                "origin = \"e.test.\"\nns = [\"ns1.e.test.\"]\n[soa]\nmname = \"ns1.e.test.\"\n\
+                 rname = \"admin.e.test.\"\nserial = 1\n",
+            )
+            .unwrap();
+            dir
+        }
+
+        const GEOIP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/geoip/meridian-sample.txt");
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_push_whose_answer_is_lost_but_landed_reports_it_applied() {
+            let (client, store) = gateway(true).await;
+            let layout = Layout::new("/m/").unwrap();
+            let dir = zone_dir();
+            let pushed = push(&client, &layout, dir.path(), Path::new(GEOIP), None, false)
+                .await
+                .unwrap();
+            assert_eq!(pushed.plan.added, ["e.test.toml"]);
+            let store = store.lock().unwrap();
+            assert_eq!(pushed.revision, store.revision);
+            assert!(
+                store
+                    .kvs
+                    .contains_key(b"/m/config/zones/e.test.toml".as_slice())
+            );
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_push_whose_answer_is_lost_and_did_not_land_fails_with_nothing_written() {
+            let (client, store) = gateway(false).await;
+            let layout = Layout::new("/m/").unwrap();
+            let dir = zone_dir();
+            let err = push(&client, &layout, dir.path(), Path::new(GEOIP), None, false)
+                .await
+                .unwrap_err();
+            assert!(matches!(err, ConfigError::Etcd(_)), "{err}");
+            assert!(err.to_string().contains("leader changed"), "{err}");
+            assert!(store.lock().unwrap().kvs.is_empty());
+        }
+    }
 }

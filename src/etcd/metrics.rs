@@ -73,6 +73,11 @@ pub struct EtcdView {
     pub connected: bool,
     /// Since when (Unix ms) it has been connected or not.
     pub since_ms: u64,
+    /// The same, RFC 3339 (UTC).
+    pub since: String,
+    /// One line for people (`meridian ctl status`): the revision serving, where it came
+    /// from, and whether etcd is reachable since when.
+    pub summary: String,
     /// The last error, while disconnected.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
@@ -176,21 +181,55 @@ impl EtcdStatus {
             .inc();
     }
 
-    /// For `/v1/status`.
+    /// For `/v1/status` and `ctl status`.
     pub fn view(&self) -> EtcdView {
+        let since_ms = self.changed_at_ms.load(Ordering::Acquire);
+        let since = crate::notify::rfc3339(std::time::Duration::from_millis(since_ms));
+        let (revision, connected) = (self.revision(), self.connected());
+        let from_state_dir = self.from_state_dir.load(Ordering::Acquire);
+        let last_error = self
+            .last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         EtcdView {
             endpoints: self.endpoints.clone(),
             prefix: self.prefix.clone(),
-            config_revision: self.revision(),
-            connected: self.connected(),
-            since_ms: self.changed_at_ms.load(Ordering::Acquire),
-            last_error: self
-                .last_error
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone(),
-            from_state_dir: self.from_state_dir.load(Ordering::Acquire),
+            config_revision: revision,
+            connected,
+            since_ms,
+            summary: summary(
+                revision,
+                connected,
+                from_state_dir,
+                &since,
+                last_error.as_deref(),
+            ),
+            since,
+            last_error,
+            from_state_dir,
         }
+    }
+}
+
+/// [`EtcdView::summary`].
+fn summary(
+    revision: i64,
+    connected: bool,
+    from_state_dir: bool,
+    since: &str,
+    last_error: Option<&str>,
+) -> String {
+    let serving = match (revision, from_state_dir) {
+        (0, _) => "no configuration pushed yet".to_string(),
+        (r, true) => format!("serving configuration revision {r} from the state directory"),
+        (r, false) => format!("serving configuration revision {r}"),
+    };
+    if connected {
+        format!("{serving}; etcd reachable since {since}")
+    } else {
+        let why = last_error.map(|e| format!(" ({e})")).unwrap_or_default();
+        format!("{serving}; etcd unreachable since {since}{why}")
     }
 }
 
@@ -221,7 +260,38 @@ mod tests {
             text.contains("meridian_etcd_votes_total{result=\"accepted\"} 1"),
             "{text}"
         );
+        assert_eq!(
+            v.summary,
+            format!(
+                "serving configuration revision 7; etcd unreachable since {} (connect failed)",
+                v.since
+            )
+        );
         s.set_connected();
-        assert!(s.view().last_error.is_none());
+        let v = s.view();
+        assert!(v.last_error.is_none());
+        assert!(v.since.ends_with('Z') && v.since.len() == 24, "{}", v.since);
+        assert_eq!(
+            v.summary,
+            format!(
+                "serving configuration revision 7; etcd reachable since {}",
+                v.since
+            )
+        );
+    }
+
+    #[test]
+    fn summaries_say_where_the_revision_came_from() {
+        let t = "2026-12-02T05:00:00.000Z";
+        assert_eq!(
+            summary(0, true, false, t, None),
+            format!("no configuration pushed yet; etcd reachable since {t}")
+        );
+        assert_eq!(
+            summary(9, false, true, t, Some("timeout")),
+            format!(
+                "serving configuration revision 9 from the state directory; etcd unreachable since {t} (timeout)"
+            )
+        );
     }
 }

@@ -427,6 +427,13 @@ impl Distributed {
                 Arc::clone(&self.source.status),
             ));
         }
+        self.follow(control, served);
+    }
+
+    /// Follows the zones in etcd from now on, without votes (a prober's zone source: its
+    /// [`Reload`] turns each revision into check targets). Keeps the scratch directory alive
+    /// with the task.
+    pub fn follow(self, control: Arc<dyn Reload>, served: Snapshot) {
         let Self { source, _scratch } = self;
         tokio::spawn(async move {
             let _keep = _scratch;

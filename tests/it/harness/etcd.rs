@@ -191,6 +191,12 @@ impl Etcd {
         assert!(out.success(), "etcdctl put {key} failed");
     }
 
+    /// Like [`Etcd::get`]; `None` when etcdctl fails (no leader yet).
+    pub fn try_get(&self, key: &str) -> Option<Option<String>> {
+        let out = self.try_ctl(&["get", "--print-value-only", key])?;
+        Some((!out.is_empty()).then(|| out.trim_end_matches('\n').to_string()))
+    }
+
     /// The value of a key, `None` when it does not exist.
     pub fn get(&self, key: &str) -> Option<String> {
         let out = self.ctl(&["get", "--print-value-only", key]);
