@@ -44,6 +44,14 @@ pub enum ProbeError {
     /// The pusher cannot start.
     #[error("{0}")]
     Push(String),
+    /// The metrics listener cannot bind.
+    #[error("--metrics-listen {addr}: {source}")]
+    Metrics {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// Runs `meridian probe` until SIGTERM/SIGINT; SIGHUP re-reads the zones (see `reload_on_hup`).
@@ -103,7 +111,20 @@ pub async fn probe(args: ProbeArgs) -> Result<(), ProbeError> {
         etcd = !args.etcd.etcd.is_empty(),
         "prober started"
     );
-    println!("ready probe id={} endpoints={}", args.id, targets.len());
+    let metrics = match args.metrics_listen {
+        Some(addr) => {
+            let bound = crate::probe::metrics::serve(addr)
+                .await
+                .map_err(|source| ProbeError::Metrics { addr, source })?;
+            format!(" metrics={bound}")
+        }
+        None => String::new(),
+    };
+    println!(
+        "ready probe id={} endpoints={}{metrics}",
+        args.id,
+        targets.len()
+    );
     runner::run(
         config,
         targets,
