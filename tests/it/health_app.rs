@@ -662,7 +662,8 @@ fn rising_load_pages_p3_when_shedding_starts() {
 }
 
 /// Lifting a `down` override (issue 16, slow start): the endpoint comes back ramping from
-/// 10 %, not at its full weight at once, and converges to its share.
+/// 10 %, not at its full weight at once, and converges to its share. On the way, dynamic TTL:
+/// fallback answers (the whole region forced down) carry `min_ttl`, steady ones the full TTL.
 #[test]
 fn lifting_a_down_override_ramps_the_endpoint_back() {
     let dir = tempfile::tempdir().unwrap();
@@ -674,7 +675,8 @@ fn lifting_a_down_override_ramps_the_endpoint_back() {
     let mut zone = LOAD_HEAD.to_owned()
         + "[check.app]\ntype = \"http\"\npath = \"/health\"\ninterval = 1\ntimeout = \"900ms\"\n\
            rise = 1\nfall = 1\n\
-           [service.ramp]\npolicy = \"weighted\"\nslow_start = \"4s\"\ncheck = \"app\"\n";
+           [service.ramp]\npolicy = \"weighted\"\nslow_start = \"4s\"\ncheck = \"app\"\n\
+           ttl = 20\ndynamic_ttl = true\nmin_ttl = 2\n";
     for x in [&a, &b] {
         zone += &format!(
             "[[service.ramp.endpoint]]\nregion = \"a\"\naddress = \"{}\"\nprobe_port = {}\n",
@@ -704,27 +706,57 @@ fn lifting_a_down_override_ramps_the_endpoint_back() {
             .all(|x| status(x)["votes"][0]["state"] == "up")
     });
 
-    let down = serde_json::json!({
-        "target": {"zone": "load.test.", "service": "ramp", "address": "127.0.0.78"},
-        "state": "down",
-        "expires_in_seconds": 600,
-        "reason": "maintenance",
+    let (_, ttl) = shares_of(&ns, "ramp.load.test.", 10);
+    assert_eq!(ttl, 20, "steady state: the full TTL");
+    let force_down = |target: serde_json::Value| {
+        let body = serde_json::json!({
+            "target": target,
+            "state": "down",
+            "expires_in_seconds": 600,
+            "reason": "maintenance",
+        });
+        let r = ns.admin_post("/v1/overrides", &body.to_string());
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.json()["id"].as_u64().unwrap()
+    };
+    let auth = format!("Bearer {}", crate::harness::ADMIN_TOKEN);
+    let lift = |id: u64| {
+        let r = crate::harness::http_request(
+            ns.api,
+            "DELETE",
+            &format!("/v1/overrides/{id}"),
+            &[("Authorization", &auth)],
+            b"",
+        );
+        assert!(r.status < 300, "{} {}", r.status, r.body);
+    };
+
+    // The whole region down: answers come from the fallback, with min_ttl.
+    let id =
+        force_down(serde_json::json!({"zone": "load.test.", "service": "ramp", "region": "a"}));
+    wait_until(Duration::from_secs(5), "region a out of the table", || {
+        ["127.0.0.78", "127.0.0.79"]
+            .iter()
+            .all(|x| status(x)["serving"] == false)
     });
-    let r = ns.admin_post("/v1/overrides", &down.to_string());
-    assert_eq!(r.status, 201, "{}", r.body);
-    let id = r.json()["id"].as_u64().unwrap();
+    let (seen, ttl) = shares_of(&ns, "ramp.load.test.", 10);
+    assert!(!seen.is_empty(), "fallback answers are never empty");
+    assert_eq!(ttl, 2, "fallback answers carry min_ttl");
+    lift(id);
+    // The region comes back ramping too; let it finish.
+    wait_until(Duration::from_secs(10), "region ramp over", || {
+        ["127.0.0.78", "127.0.0.79"]
+            .iter()
+            .all(|x| status(x)["effective_weight"] == 100)
+    });
+
+    let id = force_down(
+        serde_json::json!({"zone": "load.test.", "service": "ramp", "address": "127.0.0.78"}),
+    );
     wait_until(Duration::from_secs(5), "78 out of the table", || {
         status("127.0.0.78")["serving"] == false
     });
-    let auth = format!("Bearer {}", crate::harness::ADMIN_TOKEN);
-    let r = crate::harness::http_request(
-        ns.api,
-        "DELETE",
-        &format!("/v1/overrides/{id}"),
-        &[("Authorization", &auth)],
-        b"",
-    );
-    assert!(r.status < 300, "{} {}", r.status, r.body);
+    lift(id);
     wait_until(Duration::from_secs(5), "78 back in the table", || {
         status("127.0.0.78")["serving"] == true
     });
