@@ -513,7 +513,7 @@ pub struct ProbeArgs {
     /// Check only the endpoints in this region.
     #[arg(long = "only-region")]
     pub only_region: Option<String>,
-    /// Most checks in flight at once.
+    /// Most checks in flight at once; a due check waits for one to finish.
     #[arg(
         long = "max-in-flight",
         visible_alias = "max-concurrent-checks",
@@ -524,6 +524,10 @@ pub struct ProbeArgs {
     /// other program are a configuration error here and never run.
     #[arg(long = "allow-exec", value_name = "DIR")]
     pub allow_exec: Vec<PathBuf>,
+    /// Serve this prober's metrics (`GET /metrics`: checks made, check durations, checks in
+    /// flight) on this address, e.g. 127.0.0.1:9101. Off when not given.
+    #[arg(long = "metrics-listen", value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Log format.
     #[arg(long = "log-format", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

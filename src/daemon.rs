@@ -107,6 +107,8 @@ impl Counters {
             tables.register_publish(r);
             health.register(r);
             notify.register(r);
+            // The embedded prober's checks (`meridian_probe_*`), when it runs.
+            crate::probe::metrics::global().register(r);
             export.register(r);
             dns.register_encrypted(r);
             if let Some(etcd) = etcd {

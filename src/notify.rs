@@ -1,11 +1,12 @@
 //! Health-transition webhooks (`meridian serve --notify-url URL`): one JSON POST per endpoint
-//! state change and per completed drain, for alerting. Each event carries a severity (P1 a
-//! service answers from its fallback, P2 a region of a service has no serving endpoint, P3 an
-//! endpoint down, P4 recoveries and completed drains); `--webhook-min-severity` drops the
+//! state change, per endpoint starting or stopping load shedding and per completed drain, for
+//! alerting. Each event carries a severity (P1 a service answers from its fallback, P2 a
+//! region of a service has no serving endpoint, P3 an endpoint down or shedding, P4
+//! recoveries, shedding stopped and completed drains); `--webhook-min-severity` drops the
 //! less urgent ones.
 //!
 //! Owns: a bounded queue and one delivery task per URL, retries with exponential backoff, and
-//! the JSON shape of an event ([`TransitionEvent`]).
+//! the JSON shape of an event ([`TransitionEvent`], [`ShedEvent`], [`DrainEvent`]).
 //!
 //! Must never: block or slow the health hub. [`Notifier::notify`] only does `try_send`; a full
 //! queue drops the event and counts it (`meridian_notifications_total{result="dropped"}`), so
@@ -200,14 +201,66 @@ impl DrainEvent {
     }
 }
 
+/// The JSON body POSTed when an up endpoint starts or stops shedding load.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ShedEvent {
+    /// `endpoint_shedding_started` (P3) or `endpoint_shedding_stopped` (P4).
+    pub event: &'static str,
+    /// `P3` when it started, `P4` when it stopped.
+    pub severity: Severity,
+    /// Zone apex.
+    pub zone: String,
+    /// Service name relative to the zone.
+    pub service: String,
+    /// Region of the endpoint.
+    pub region: String,
+    /// The endpoint's address.
+    pub endpoint: IpAddr,
+    /// Its load now (median of the fresh votes), 0.0-1.0.
+    pub load: f64,
+    /// The share of its weight it keeps now, 0.0-1.0.
+    pub weight_factor: f64,
+    /// When it was decided, RFC 3339 UTC.
+    pub time: String,
+    /// When it was decided, Unix milliseconds.
+    pub time_ms: u64,
+}
+
+impl ShedEvent {
+    /// The event of `s` at `at`.
+    pub fn new(s: &crate::health::hub::Shedding, at: SystemTime) -> Self {
+        let since = at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        Self {
+            event: if s.started {
+                "endpoint_shedding_started"
+            } else {
+                "endpoint_shedding_stopped"
+            },
+            severity: s.severity(),
+            zone: fqdn(s.key.zone()),
+            service: s.key.service().to_string(),
+            region: s.region.clone(),
+            endpoint: s.key.address(),
+            load: s.load,
+            weight_factor: s.weight_factor,
+            time: rfc3339(since),
+            time_ms: u64::try_from(since.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+}
+
 /// One webhook body.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Event {
     /// An endpoint changed state.
     Endpoint(TransitionEvent),
     /// A drain is complete.
     Drain(DrainEvent),
+    /// An endpoint started or stopped shedding load.
+    Shed(ShedEvent),
 }
 
 impl Event {
@@ -215,6 +268,7 @@ impl Event {
         match self {
             Self::Endpoint(e) => e.severity,
             Self::Drain(e) => e.severity,
+            Self::Shed(e) => e.severity,
         }
     }
 
@@ -222,6 +276,7 @@ impl Event {
         match self {
             Self::Endpoint(e) => e.endpoint.to_string(),
             Self::Drain(e) => format!("override {}", e.override_id),
+            Self::Shed(e) => e.endpoint.to_string(),
         }
     }
 }
@@ -383,6 +438,7 @@ impl Notifier {
                 ))
             }
             HealthEvent::DrainComplete(o) => Event::Drain(DrainEvent::new(o)),
+            HealthEvent::Shedding(s) => Event::Shed(ShedEvent::new(s, SystemTime::now())),
         };
         if event.severity() > self.min_severity {
             return;

@@ -54,6 +54,14 @@ pub enum ProbeError {
     /// etcd is unreachable at start-up, and the zones to check come from it (exit 1).
     #[error("{0}; the zones to check come from etcd (or give --zones)")]
     EtcdUnavailable(crate::etcd::client::EtcdError),
+    /// The metrics listener cannot bind.
+    #[error("--metrics-listen {addr}: {source}")]
+    Metrics {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 impl From<StartError> for ProbeError {
@@ -168,7 +176,20 @@ pub async fn probe(args: ProbeArgs) -> Result<(), ProbeError> {
         zones_from_etcd,
         "prober started"
     );
-    println!("ready probe id={} endpoints={}", args.id, targets.len());
+    let metrics = match args.metrics_listen {
+        Some(addr) => {
+            let bound = crate::probe::metrics::serve(addr)
+                .await
+                .map_err(|source| ProbeError::Metrics { addr, source })?;
+            format!(" metrics={bound}")
+        }
+        None => String::new(),
+    };
+    println!(
+        "ready probe id={} endpoints={}{metrics}",
+        args.id,
+        targets.len()
+    );
     runner::run(
         config,
         targets,

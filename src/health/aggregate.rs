@@ -359,6 +359,16 @@ impl HealthView {
         self.status.get(key).map(|s| s.signals).unwrap_or_default()
     }
 
+    /// Counts an up endpoint as back `since` ago at most (its `recovered_for`), so slow start
+    /// ramps it: the hub does this when an override that kept it out of answers is lifted.
+    /// A down or unknown endpoint is left alone.
+    pub fn back_within(&mut self, key: &EndpointKey, since: Duration) {
+        if let Some(s) = self.status.get_mut(key).filter(|s| s.health == Health::Up) {
+            let back = s.signals.recovered_for.map_or(since, |r| r.min(since));
+            s.signals.recovered_for = Some(back);
+        }
+    }
+
     /// True unless the endpoint is decided down.
     pub fn is_up(&self, key: &EndpointKey) -> bool {
         self.health(key) == Health::Up

@@ -127,8 +127,8 @@ impl HealthMetrics {
         registry.register(
             "meridian_alerts",
             "Health alerts by severity: P1 a service answers from its fallback, P2 a region of \
-             a service has no serving endpoint, P3 an endpoint down, P4 recoveries and \
-             completed drains",
+             a service has no serving endpoint, P3 an endpoint down or shedding, P4 \
+             recoveries and completed drains",
             self.alerts_family.clone(),
         );
         registry.register_with_unit(
@@ -148,6 +148,15 @@ impl HealthMetrics {
         {
             c.inc();
         }
+    }
+
+    /// Alerts of `severity` counted so far.
+    pub fn alerts_of(&self, severity: Severity) -> u64 {
+        Severity::ALL
+            .iter()
+            .position(|s| *s == severity)
+            .and_then(|i| self.alerts.get(i))
+            .map_or(0, Counter::get)
     }
 
     /// Records one check's duration, in microseconds, for an endpoint.

@@ -137,6 +137,10 @@ struct Inner {
     ramp_published: Option<Instant>,
     /// Every endpoint's region and slow start.
     layout: Vec<LayoutEntry>,
+    /// When an override that kept an endpoint out of answers (down or drain) was lifted:
+    /// the endpoint comes back then and ramps like a recovery (slow start). Kept until its
+    /// `slow_start` has passed.
+    lifted: std::collections::HashMap<EndpointKey, Instant>,
 }
 
 /// Something the webhooks report.
@@ -146,6 +150,34 @@ pub enum HealthEvent<'a> {
     Endpoint(&'a Transition, Severity),
     /// A drain override became complete (no resolver can still hold its endpoints).
     DrainComplete(&'a Override),
+    /// An up endpoint started (P3) or stopped (P4) shedding load.
+    Shedding(&'a Shedding),
+}
+
+/// An up endpoint whose reported load started or stopped shedding its weight.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Shedding {
+    /// The endpoint.
+    pub key: EndpointKey,
+    /// Its region.
+    pub region: String,
+    /// True when it started shedding (P3), false when it stopped (P4).
+    pub started: bool,
+    /// The load now (median of the fresh votes), 0.0-1.0.
+    pub load: f64,
+    /// The share of its weight it keeps now, 0.0-1.0.
+    pub weight_factor: f64,
+}
+
+impl Shedding {
+    /// P3 when it started, P4 (a recovery) when it stopped.
+    pub fn severity(&self) -> Severity {
+        if self.started {
+            Severity::P3
+        } else {
+            Severity::P4
+        }
+    }
 }
 
 /// Receives every endpoint health transition and completed drain as it is decided (the
@@ -185,6 +217,7 @@ impl HealthHub {
                 slow_start: std::collections::HashMap::new(),
                 ramp_published: None,
                 layout: Vec::new(),
+                lifted: std::collections::HashMap::new(),
             }),
             keyring: Mutex::new(keyring),
             wake: Notify::new(),
@@ -271,6 +304,73 @@ impl HealthHub {
                 || a.transition != b.transition
                 || (factor(a.load) - factor(b.load)).abs() >= SHED_STEP
         })
+    }
+
+    /// Up endpoints that started or stopped shedding between `before` and `after`. Starting
+    /// takes a factor at least [`SHED_STEP`] below full, stopping takes full weight again, so
+    /// a load hovering at `shed_above` does not page on every report.
+    fn shedding_changes(inner: &Inner, before: &HealthView, after: &HealthView) -> Vec<Shedding> {
+        let factor = |view: &HealthView, e: &LayoutEntry| {
+            view.signals(&e.key)
+                .load
+                .map_or((1.0, 0.0), |l| (e.shed.factor(l), l))
+        };
+        inner
+            .layout
+            .iter()
+            .filter(|e| before.is_up(&e.key) && after.is_up(&e.key))
+            .filter_map(|e| {
+                let ((was, _), (now, load)) = (factor(before, e), factor(after, e));
+                let started = was >= 1.0 && now <= 1.0 - SHED_STEP;
+                let stopped = was < 1.0 && now >= 1.0;
+                (started || stopped).then(|| Shedding {
+                    key: e.key.clone(),
+                    region: e.region.clone(),
+                    started,
+                    load,
+                    weight_factor: now,
+                })
+            })
+            .collect()
+    }
+
+    /// Records as lifted now every endpoint of the layout that `before` kept out of answers
+    /// (down or drain) and the current overrides no longer do.
+    fn note_lifted(inner: &mut Inner, before: &Overrides, now: Instant) {
+        let out = |o: &Overrides, e: &LayoutEntry| {
+            matches!(
+                o.find(e.key.zone(), e.key.service(), &e.region, e.key.address()),
+                Some(Forced::Down | Forced::Drain)
+            )
+        };
+        let lifted: Vec<EndpointKey> = inner
+            .layout
+            .iter()
+            .filter(|e| e.slow_start.is_some() && out(before, e) && !out(&inner.overrides, e))
+            .map(|e| e.key.clone())
+            .collect();
+        for key in lifted {
+            inner.lifted.insert(key, now);
+        }
+    }
+
+    /// Applies the lifted overrides to the view: an endpoint is back since the lift at most
+    /// (module docs of `aggregate`, "slow start"); forgets lifts older than their ramp.
+    fn apply_lifted(inner: &mut Inner, now: Instant) {
+        let Inner {
+            lifted,
+            slow_start,
+            view,
+            ..
+        } = inner;
+        lifted.retain(|key, at| {
+            let since = now.saturating_duration_since(*at);
+            let ramping = slow_start.get(key).is_some_and(|total| since < *total);
+            if ramping {
+                view.back_within(key, since);
+            }
+            ramping
+        });
     }
 
     /// True while an endpoint with a `slow_start` is within it since it came back.
@@ -380,7 +480,11 @@ impl HealthHub {
         let now = Instant::now();
         let mut inner = self.lock();
         let decision = inner.book.decide(now);
+        let before = (!inner.overrides.list().is_empty()).then(|| inner.overrides.clone());
         let expired = inner.overrides.expire(SystemTime::now());
+        if let (Some(before), false) = (&before, expired.is_empty()) {
+            Self::note_lifted(&mut inner, before, now);
+        }
         for o in inner.overrides.complete_drains(SystemTime::now()) {
             let at = o.drain.map_or(0, |d| d.complete_at_ms);
             tracing::info!(id = o.id, target = ?o.target, complete_at_ms = at, "drain complete");
@@ -420,7 +524,24 @@ impl HealthHub {
         inner.recent.truncate(RECENT_TRANSITIONS);
         let was_ramping = Self::ramping(&inner);
         let moved = Self::weights_moved(&inner, &decision.view);
+        let shedding = Self::shedding_changes(&inner, &inner.view, &decision.view);
         inner.view = decision.view;
+        Self::apply_lifted(&mut inner, now);
+        for s in &shedding {
+            tracing::warn!(
+                zone = s.key.zone(),
+                service = s.key.service(),
+                endpoint = %s.key.address(),
+                load = s.load,
+                weight_factor = s.weight_factor,
+                started = s.started,
+                "endpoint shedding changed"
+            );
+            self.metrics.record_alert(s.severity());
+            if let Some(notify) = self.notifier.get() {
+                notify(HealthEvent::Shedding(s));
+            }
+        }
         // Graded against every endpoint's state after this decision.
         let serving = if decision.transitions.is_empty() {
             Serving::default()
@@ -527,8 +648,10 @@ impl HealthHub {
     /// Removes an override.
     pub fn remove_override(&self, id: u64) -> bool {
         let mut inner = self.lock();
+        let before = inner.overrides.clone();
         let removed = inner.overrides.remove(id);
         if removed {
+            Self::note_lifted(&mut inner, &before, Instant::now());
             tracing::warn!(id, "override removed");
             inner.dirty = true;
             drop(inner);
@@ -577,6 +700,7 @@ impl HealthHub {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::health::overrides::{Forced, NewOverride, Target};
     use crate::health::report::{EndpointReport, ProberId, VoteState, unix_ms};
 
     fn key(n: u8) -> EndpointKey {
@@ -642,12 +766,116 @@ mod tests {
         assert!(hub.ingest(&down_report(2)).is_ok());
     }
 
+    fn up_report(sequence: u64, load: f64) -> ProbeReport {
+        let mut r = down_report(sequence);
+        for e in r.endpoints.values_mut() {
+            e.state = VoteState::Up;
+            e.reason = "ok".into();
+            e.load = Some(load);
+        }
+        r
+    }
+
+    fn layout_entry(n: u8, slow_start: Option<Duration>) -> LayoutEntry {
+        LayoutEntry {
+            key: key(n),
+            region: "a".into(),
+            slow_start,
+            shed: crate::config::check::Shed::default(),
+        }
+    }
+
+    fn forced(address: Option<u8>, state: Forced) -> NewOverride {
+        NewOverride {
+            target: Target {
+                zone: "shop.example.".into(),
+                service: "www".into(),
+                region: address.is_none().then(|| "a".to_owned()),
+                address: address.map(|n| key(n).address()),
+            },
+            state,
+            expires_in_seconds: 60,
+            reason: "test".into(),
+        }
+    }
+
+    #[test]
+    fn lifting_a_down_or_drain_override_starts_the_slow_start_ramp() {
+        let minute = Some(Duration::from_secs(60));
+        // (override on endpoint 1 or on region a, its state)
+        for (address, state) in [
+            (Some(1), Forced::Down),
+            (None, Forced::Down),
+            (Some(1), Forced::Drain),
+        ] {
+            let hub = HealthHub::new(
+                vec![key(1), key(2)],
+                DEFAULT_GRACE_FOR_TEST,
+                None,
+                Arc::default(),
+            );
+            hub.set_layout(vec![layout_entry(1, minute), layout_entry(2, None)]);
+            hub.decide();
+            let back = |n: u8| hub.view().signals(&key(n)).recovered_for;
+            assert_eq!(back(1), None, "up from the start: no ramp");
+            let o = hub.add_override(forced(address, state), |_| true).unwrap();
+            hub.decide();
+            assert!(hub.remove_override(o.id));
+            hub.decide();
+            let ramp = back(1).unwrap_or_else(|| panic!("{address:?} {state:?}: no ramp"));
+            assert!(ramp < Duration::from_secs(30), "{ramp:?}");
+            assert_eq!(back(2), None, "no slow_start, no ramp");
+            assert!(HealthHub::ramping(&hub.lock()));
+        }
+    }
+
+    #[test]
+    fn an_expired_down_override_starts_the_ramp_too() {
+        let hub = HealthHub::new(vec![key(1)], DEFAULT_GRACE_FOR_TEST, None, Arc::default());
+        hub.set_layout(vec![layout_entry(1, Some(Duration::from_secs(60)))]);
+        let before = hub.lock().overrides.clone();
+        hub.add_override(forced(Some(1), Forced::Down), |_| true)
+            .unwrap();
+        // Expiry is what decide() does with the overrides; lift the same way it does.
+        let mut inner = hub.lock();
+        let with = inner.overrides.clone();
+        inner.overrides = before;
+        HealthHub::note_lifted(&mut inner, &with, Instant::now());
+        drop(inner);
+        hub.decide();
+        assert!(hub.view().signals(&key(1)).recovered_for.is_some());
+    }
+
+    #[test]
+    fn shedding_start_pages_p3_and_its_end_p4() {
+        let hub = HealthHub::new(vec![key(1)], DEFAULT_GRACE_FOR_TEST, None, Arc::default());
+        hub.set_layout(vec![layout_entry(1, None)]);
+        let events: Arc<Mutex<Vec<(bool, Severity, f64)>>> = Arc::default();
+        let sink = Arc::clone(&events);
+        hub.set_notifier(Box::new(move |e| {
+            if let HealthEvent::Shedding(s) = e {
+                sink.lock().unwrap().push((s.started, s.severity(), s.load));
+            }
+        }));
+        // Rising load: 0.5 and 0.8 shed nothing (shed_above 0.8), 0.9 does, 0.93 still does,
+        // then 0.3 stops it.
+        for (seq, load) in [(1, 0.5), (2, 0.8), (3, 0.9), (4, 0.93), (5, 0.3)] {
+            hub.ingest(&up_report(seq, load)).unwrap();
+            hub.decide();
+        }
+        assert_eq!(
+            *events.lock().unwrap(),
+            [(true, Severity::P3, 0.9), (false, Severity::P4, 0.3)]
+        );
+        assert_eq!(hub.metrics().alerts_of(Severity::P3), 1);
+        assert_eq!(hub.metrics().alerts_of(Severity::P4), 1);
+    }
+
     const DEFAULT_GRACE_FOR_TEST: Duration = Duration::from_secs(300);
 
     #[test]
     fn alerts_are_graded_by_what_still_serves() {
         use crate::health::aggregate::Tally;
-        use crate::health::overrides::{Forced, NewOverride, Target};
         let hub = HealthHub::new(
             vec![key(1), key(2), key(3)],
             DEFAULT_GRACE_FOR_TEST,

@@ -44,9 +44,10 @@ use serde::{Deserialize, Serialize};
 pub const KEY_ID_HEADER: &str = "x-meridian-key-id";
 /// Header carrying the lowercase hex HMAC-SHA256 of the raw body.
 pub const SIGNATURE_HEADER: &str = "x-meridian-signature";
-/// Largest accepted report body. An endpoint entry is about 150 bytes, so this fits several
-/// thousand endpoints per prober: it stops abuse, not real probers.
-pub const MAX_REPORT_BYTES: usize = 1024 * 1024;
+/// Largest accepted report body. An endpoint entry is 100-210 bytes (long names, IPv6, load,
+/// weight, a failure reason), so this fits a prober of 10,000 endpoints (issue 16) with half
+/// again to spare: it stops abuse, not real probers.
+pub const MAX_REPORT_BYTES: usize = 4 * 1024 * 1024;
 /// How far a report's `sent_at_ms` may be from the receiver's clock, either way. Together with
 /// the per-boot sequence check this bounds how long a captured report can be replayed. This is
 /// the only use of `sent_at_ms`: which of a prober's reports is newer is decided by the

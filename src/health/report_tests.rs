@@ -328,3 +328,37 @@ fn report_format_stays_compatible_both_ways() {
         Err(RejectReason::Malformed)
     );
 }
+
+/// Issue 16: one prober checks 10,000 endpoints; its report must fit the body limit with
+/// room to spare (longer names, IPv6 addresses, loads and weight hints, failure reasons).
+#[test]
+fn a_report_of_ten_thousand_endpoints_fits_the_limit() {
+    let mut r = report("eu-1");
+    r.endpoints = (0..10_000u32)
+        .map(|n| {
+            let [_, _, a, b] = n.to_be_bytes();
+            let key = EndpointKey::new(
+                "traffic.shop.example.",
+                &format!("service-{}", n / 100),
+                format!("2001:db8:ffff:{a:x}::{b:x}").parse().unwrap(),
+            )
+            .unwrap();
+            let e = EndpointReport {
+                state: VoteState::Down,
+                consecutive: 123,
+                latency_us: Some(499_999),
+                checked_at_ms: Some(unix_ms(now())),
+                reason: "connect: network unreachable".into(),
+                load: Some(0.123_456_789),
+                weight: Some(1000),
+            };
+            (key, e)
+        })
+        .collect();
+    let body = r.to_body().unwrap();
+    assert!(
+        body.len() * 3 / 2 < MAX_REPORT_BYTES,
+        "{} bytes, limit {MAX_REPORT_BYTES}",
+        body.len()
+    );
+}

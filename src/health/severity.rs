@@ -15,9 +15,9 @@ pub enum Severity {
     P1,
     /// A region of a service has no serving endpoint.
     P2,
-    /// A single endpoint went down.
+    /// A single endpoint went down or started shedding load.
     P3,
-    /// A recovery or a completed drain.
+    /// A recovery (also of shedding) or a completed drain.
     P4,
 }
 

@@ -1,7 +1,8 @@
 //! The prober: checks endpoints, applies rise/fall, reports its view to every nameserver.
 //!
 //! Owns: single checks ([`check`]; exec checks and what they may run in [`exec`]), the rise/fall state machine ([`state`]), the schedule and
-//! report building ([`runner`]) and signed delivery to the nameservers ([`push`]).
+//! report building ([`runner`]), signed delivery to the nameservers ([`push`]) and the prober's
+//! own metrics ([`metrics`]).
 //!
 //! TLS everywhere here is rustls with the ring provider, always passed to reqwest as a
 //! preconfigured config: reqwest is built without its own provider (no aws-lc build), so a
@@ -13,6 +14,7 @@
 
 pub mod check;
 pub mod exec;
+pub mod metrics;
 pub mod push;
 pub mod runner;
 pub mod state;

@@ -1,25 +1,46 @@
 //! The prober's main loop: scheduled checks in, reports out, new targets taken in place.
 //!
-//! Owns: the check schedule (each endpoint on its own interval, with a random initial phase
-//! and ±10 % jitter per round so probers and endpoints do not synchronise), the in-flight bound
-//! (a semaphore), the rise/fall trackers, and building each [`ProbeReport`] (sequence numbers,
-//! timestamps).
+//! Owns: the check schedule, the in-flight bound (a semaphore, `--max-concurrent-checks`),
+//! sharing identical checks, the rise/fall trackers, and building each [`ProbeReport`]
+//! (sequence numbers, timestamps).
 //!
 //! Never: signs or sends reports (the sink does, normally `Pusher::publish`), or decides
 //! health for DNS (nameservers aggregate many probers).
 //!
-//! A report is published when the loop starts, every `report_interval`, at once whenever
-//! an endpoint's rise/fall state changes, and after a [`TargetSet`] changed what is checked.
+//! # Load
+//!
+//! Built for one prober checking 10,000 endpoints every second (docs/performance.md, "Probe
+//! load"):
+//! - **Shared checks.** Targets whose checks are identical (same probe address, interval and
+//!   check settings: type, port, path, host, headers, expectations, timeout; see
+//!   [`CheckIdentity`]) are checked once per interval and the result goes to every one of them:
+//!   two services on one backend cost that backend one request per interval. Each target keeps
+//!   its own rise/fall state (thresholds may differ).
+//! - **Even spread.** The distinct checks started together with one interval get phases spread
+//!   evenly over it ([`spread`], from a random rotation so probers do not line up), and each
+//!   round runs on that grid plus up to [`JITTER`] of the interval: no synchronised bursts, and
+//!   no drift that would bunch them up over time. A check that overruns its interval skips the
+//!   rounds it missed instead of running back to back.
+//! - **Bounded concurrency.** At most `max_in_flight` checks run at once; a due check waits for
+//!   a permit (`meridian_probe_checks_waiting`). The default, [`DEFAULT_MAX_IN_FLIGHT`], covers
+//!   10,000 checks a second at up to 50 ms each.
+//! - **Few reports.** A report carries every endpoint, so change-triggered reports are at least
+//!   [`CHANGE_REPORT_SPACING`] apart: 10,000 endpoints coming up in one second make about ten
+//!   reports, not 10,000.
+//!
+//! A report is published when the loop starts, every `report_interval`, soon (within
+//! [`CHANGE_REPORT_SPACING`]) whenever an endpoint's rise/fall state changes, and after a
+//! [`TargetSet`] changed what is checked.
 //!
 //! # Reloads
 //!
 //! A reload hands the running loop a new [`TargetSet`] (over the `updates` channel); the loop
 //! is never restarted for it. The boot id stays and the sequence keeps increasing, so
 //! nameservers keep every vote. A target whose endpoint and check settings are unchanged
-//! ([`ProbeTarget::same_check`]) keeps its rise/fall state, its last result and its schedule
-//! (its check task only switches to the freshly built checker, e.g. a reloaded CA file); a
-//! changed or new target starts fresh (`unknown` until `rise`/`fall` results); a removed one
-//! is dropped from the next report.
+//! ([`ProbeTarget::same_check`]) keeps its rise/fall state and its last result; a distinct
+//! check still needed keeps its schedule (its task only switches to the freshly built checker,
+//! e.g. a reloaded CA file); a changed or new target starts fresh (`unknown` until
+//! `rise`/`fall` results); a removed one is dropped from the next report.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -32,12 +53,21 @@ use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
 use super::check::{CheckOutcome, Checker};
+use super::metrics::{ProbeMetrics, global as metrics};
 use super::state::{RiseFall, Tracker};
 use super::targets::{config_digest, report_interval};
 use crate::health::report::{EndpointKey, EndpointReport, ProbeReport, ProberId, unix_ms};
 
-/// Default number of checks running at once.
-pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
+/// Default number of checks running at once (`--max-concurrent-checks`): 10,000 checks a
+/// second at up to 50 ms each, with file descriptors to spare under the usual 1,024 limit.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 512;
+
+/// Each round of a check runs up to this fraction of its interval after its place on the
+/// grid (module docs, "Load").
+pub const JITTER: f64 = 0.1;
+
+/// Least time between two change-triggered reports (module docs, "Load").
+pub const CHANGE_REPORT_SPACING: Duration = Duration::from_millis(100);
 
 /// One endpoint to check.
 #[derive(Clone, Debug)]
@@ -65,6 +95,40 @@ impl ProbeTarget {
             && self.thresholds == other.thresholds
             && self.checker.spec() == other.checker.spec()
     }
+
+    /// What makes this target's check the same as another's (module docs, "Load").
+    pub fn identity(&self) -> CheckIdentity {
+        // Shedding thresholds are applied by the nameserver, not by the check.
+        let mut spec = self.checker.spec().clone();
+        spec.shed = Default::default();
+        CheckIdentity {
+            ip: self.ip,
+            interval: self.interval,
+            spec: format!("{spec:?}"),
+        }
+    }
+}
+
+/// Targets with equal identities are checked once per interval and share the result: the
+/// probe address, the interval and every check setting (as their `Debug` form, which lists
+/// every field of the spec in order).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct CheckIdentity {
+    ip: IpAddr,
+    interval: Duration,
+    spec: String,
+}
+
+/// The start offsets of `n` checks with one `interval`: evenly spread over it, all turned by
+/// `rotation` (0.0-1.0, a fraction of the interval).
+pub fn spread(n: usize, interval: Duration, rotation: f64) -> Vec<Duration> {
+    (0..n)
+        .map(|i| {
+            #[allow(clippy::cast_precision_loss)]
+            let at = (rotation + i as f64 / n as f64).fract();
+            interval.mul_f64(at)
+        })
+        .collect()
 }
 
 /// What a running prober checks; sent to [`run`] on a reload.
@@ -112,22 +176,31 @@ pub fn new_boot_id() -> String {
     data_encoding::HEXLOWER.encode(&rand::random::<[u8; 16]>())
 }
 
-/// One target's state and its check task.
+/// One target's state.
 struct Slot {
     target: ProbeTarget,
     tracker: Tracker,
     last: Option<(CheckOutcome, SystemTime)>,
+}
+
+/// One distinct check and its task.
+struct Probe {
+    id: u64,
     /// The task checks with whatever checker this holds at the time.
     checker: watch::Sender<Arc<Checker>>,
     task: AbortHandle,
+    /// The targets its results go to.
+    subscribers: Vec<EndpointKey>,
 }
 
-/// A check result, tagged with the slot it belongs to.
+/// A check result, tagged with the probe it belongs to.
 type CheckResult = (u64, CheckOutcome, SystemTime);
 
 /// The check tasks and the state they feed.
 struct Slots {
-    slots: HashMap<u64, Slot>,
+    slots: HashMap<EndpointKey, Slot>,
+    probes: HashMap<CheckIdentity, Probe>,
+    by_id: HashMap<u64, CheckIdentity>,
     next_id: u64,
     checks: JoinSet<()>,
     results: mpsc::Sender<CheckResult>,
@@ -135,78 +208,173 @@ struct Slots {
 }
 
 impl Slots {
-    fn start(&mut self, target: ProbeTarget) {
-        let id = self.next_id;
-        self.next_id += 1;
-        let (checker_tx, checker_rx) = watch::channel(Arc::clone(&target.checker));
-        let (tx, permits) = (self.results.clone(), Arc::clone(&self.permits));
-        let (ip, interval) = (target.ip, target.interval);
-        let task = self.checks.spawn(async move {
-            let mut next = Instant::now() + interval.mul_f64(rand::random_range(0.0..1.0));
-            loop {
-                tokio::time::sleep_until(next).await;
-                let Ok(permit) = permits.acquire().await else {
-                    return;
-                };
-                let checker = Arc::clone(&checker_rx.borrow());
-                let outcome = checker.check(ip).await;
-                drop(permit);
-                if tx.send((id, outcome, SystemTime::now())).await.is_err() {
-                    return;
-                }
-                next = (next + interval.mul_f64(rand::random_range(0.9..1.1))).max(Instant::now());
-            }
-        });
-        self.slots.insert(
-            id,
-            Slot {
-                tracker: Tracker::new(target.thresholds),
-                last: None,
-                target,
-                checker: checker_tx,
-                task,
-            },
-        );
+    fn new(results: mpsc::Sender<CheckResult>, max_in_flight: usize) -> Self {
+        Self {
+            slots: HashMap::new(),
+            probes: HashMap::new(),
+            by_id: HashMap::new(),
+            next_id: 0,
+            checks: JoinSet::new(),
+            results,
+            permits: Arc::new(Semaphore::new(max_in_flight.max(1))),
+        }
     }
 
-    /// Replaces the targets: same checks keep their slot, the rest start or stop. Returns
-    /// (kept, started, dropped).
-    fn retarget(&mut self, targets: Vec<ProbeTarget>) -> (usize, usize, usize) {
-        let mut old: HashMap<EndpointKey, u64> = self
-            .slots
-            .iter()
-            .map(|(id, slot)| (slot.target.key.clone(), *id))
-            .collect();
-        let mut keep: HashMap<u64, Slot> = HashMap::new();
-        let mut fresh = Vec::new();
-        for target in targets {
-            let same = old.get(&target.key).copied().filter(|id| {
-                self.slots
-                    .get(id)
-                    .is_some_and(|s| s.target.same_check(&target))
-            });
-            match same.and_then(|id| self.slots.remove(&id).map(|slot| (id, slot))) {
-                Some((id, mut slot)) => {
-                    old.remove(&target.key);
-                    slot.checker.send_replace(Arc::clone(&target.checker));
-                    slot.target = target;
-                    keep.insert(id, slot);
-                }
-                None => fresh.push(target),
+    /// Starts a task for each of `fresh` (distinct checks not running yet), spread evenly
+    /// per interval.
+    fn start_probes(&mut self, fresh: Vec<(CheckIdentity, ProbeTarget, Vec<EndpointKey>)>) {
+        let mut by_interval: HashMap<Duration, Vec<(CheckIdentity, ProbeTarget, Vec<_>)>> =
+            HashMap::new();
+        for f in fresh {
+            by_interval.entry(f.1.interval).or_default().push(f);
+        }
+        for (interval, group) in by_interval {
+            let offsets = spread(group.len(), interval, rand::random_range(0.0..1.0));
+            for ((identity, target, subscribers), offset) in group.into_iter().zip(offsets) {
+                let id = self.next_id;
+                self.next_id += 1;
+                let (checker, checker_rx) = watch::channel(Arc::clone(&target.checker));
+                let task = self.checks.spawn(check_loop(
+                    id,
+                    target.ip,
+                    interval,
+                    Instant::now() + offset,
+                    checker_rx,
+                    Arc::clone(&self.permits),
+                    self.results.clone(),
+                ));
+                self.by_id.insert(id, identity.clone());
+                self.probes.insert(
+                    identity,
+                    Probe {
+                        id,
+                        checker,
+                        task,
+                        subscribers,
+                    },
+                );
             }
         }
-        let dropped = self.slots.len();
-        for slot in self.slots.values() {
-            slot.task.abort();
+        metrics().set_targets(self.slots.len(), self.probes.len());
+    }
+
+    /// Replaces the targets: same checks keep their slot, distinct checks still needed keep
+    /// their task, the rest start or stop. Returns (kept, started, dropped) targets.
+    fn retarget(&mut self, targets: Vec<ProbeTarget>) -> (usize, usize, usize) {
+        let mut old = std::mem::take(&mut self.slots);
+        let mut started = 0;
+        // Subscribers per distinct check, in target order; the first target of each is the
+        // one its task is built from.
+        let mut wanted: HashMap<CheckIdentity, (ProbeTarget, Vec<EndpointKey>)> = HashMap::new();
+        let mut order = Vec::new();
+        for target in targets {
+            let identity = target.identity();
+            match wanted.get_mut(&identity) {
+                Some((_, subs)) => subs.push(target.key.clone()),
+                None => {
+                    order.push(identity.clone());
+                    wanted.insert(identity, (target.clone(), vec![target.key.clone()]));
+                }
+            }
+            let slot = match old.remove(&target.key) {
+                Some(slot) if slot.target.same_check(&target) => Slot { target, ..slot },
+                _ => {
+                    started += 1;
+                    Slot {
+                        tracker: Tracker::new(target.thresholds),
+                        last: None,
+                        target,
+                    }
+                }
+            };
+            self.slots.insert(slot.target.key.clone(), slot);
         }
-        self.slots = keep;
-        let (kept, started) = (self.slots.len(), fresh.len());
-        for target in fresh {
-            self.start(target);
+        let dropped = old.len();
+        let kept = self.slots.len() - started;
+        // Distinct checks: keep the running ones still wanted, stop the others.
+        let mut running = std::mem::take(&mut self.probes);
+        let mut fresh = Vec::new();
+        for identity in order {
+            let Some((target, subscribers)) = wanted.remove(&identity) else {
+                continue;
+            };
+            match running.remove(&identity) {
+                Some(mut probe) => {
+                    probe.checker.send_replace(Arc::clone(&target.checker));
+                    probe.subscribers = subscribers;
+                    self.probes.insert(identity, probe);
+                }
+                None => fresh.push((identity, target, subscribers)),
+            }
         }
+        for probe in running.values() {
+            probe.task.abort();
+            self.by_id.remove(&probe.id);
+        }
+        self.start_probes(fresh);
         // Reap the aborted tasks.
         while self.checks.try_join_next().is_some() {}
         (kept, started, dropped)
+    }
+
+    /// Hands a result to every target of its check; true when one's rise/fall state changed.
+    fn observe(&mut self, id: u64, outcome: &CheckOutcome, at: SystemTime) -> bool {
+        // A check a reload stopped: its result is no longer wanted.
+        let Some(probe) = self.by_id.get(&id).and_then(|i| self.probes.get(i)) else {
+            return false;
+        };
+        let mut changed = false;
+        for key in &probe.subscribers {
+            if let Some(slot) = self.slots.get_mut(key) {
+                changed |= slot.tracker.observe(outcome.ok).is_some();
+                slot.last = Some((outcome.clone(), at));
+            }
+        }
+        changed
+    }
+}
+
+/// The task of one distinct check: on its grid (module docs, "Load"), one check at a time.
+async fn check_loop(
+    id: u64,
+    ip: IpAddr,
+    interval: Duration,
+    start: Instant,
+    checker: watch::Receiver<Arc<Checker>>,
+    permits: Arc<Semaphore>,
+    results: mpsc::Sender<CheckResult>,
+) {
+    let interval = interval.max(Duration::from_millis(1));
+    let mut round: u32 = 0;
+    loop {
+        let slot = start + interval.saturating_mul(round);
+        tokio::time::sleep_until(slot + interval.mul_f64(rand::random_range(0.0..JITTER))).await;
+        let m: &ProbeMetrics = metrics();
+        m.set_waiting(true);
+        let permit = permits.acquire().await;
+        m.set_waiting(false);
+        let Ok(permit) = permit else {
+            return;
+        };
+        let current = Arc::clone(&checker.borrow());
+        m.set_running(true);
+        let outcome = current.check(ip).await;
+        m.set_running(false);
+        drop(permit);
+        m.record_check(outcome.ok, outcome.latency);
+        if results
+            .send((id, outcome, SystemTime::now()))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        // The next round on the grid that has not started yet: an overrun skips rounds.
+        let behind = Instant::now().saturating_duration_since(start);
+        let next = u32::try_from(behind.as_nanos() / interval.as_nanos())
+            .unwrap_or(u32::MAX)
+            .saturating_add(1);
+        round = next.max(round.saturating_add(1));
     }
 }
 
@@ -221,34 +389,25 @@ pub async fn run(
 ) {
     // Bounded: a slow loop holds the check tasks back rather than queueing without limit.
     let (results, mut rx) = mpsc::channel::<CheckResult>(targets.len().clamp(64, 4096));
-    let mut slots = Slots {
-        slots: HashMap::new(),
-        next_id: 0,
-        checks: JoinSet::new(),
-        results,
-        permits: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
-    };
-    for target in targets {
-        slots.start(target);
-    }
+    let mut slots = Slots::new(results, config.max_in_flight);
+    slots.retarget(targets);
     let mut sequence = 0u64;
     let mut ticker = report_ticker(config.report_interval, Instant::now());
     let mut updates_open = true;
+    // A change waiting for CHANGE_REPORT_SPACING to pass since the last report.
+    let mut change_pending = false;
+    let mut last_report = Instant::now();
     tokio::pin!(shutdown);
     loop {
         let publish = tokio::select! {
             () = &mut shutdown => break,
             _ = ticker.tick() => true,
+            () = tokio::time::sleep_until(last_report + CHANGE_REPORT_SPACING), if change_pending => true,
             Some((id, outcome, at)) = rx.recv() => {
-                match slots.slots.get_mut(&id) {
-                    Some(slot) => {
-                        let changed = slot.tracker.observe(outcome.ok).is_some();
-                        slot.last = Some((outcome, at));
-                        changed
-                    }
-                    // A target a reload removed or restarted: its result is no longer wanted.
-                    None => false,
+                if slots.observe(id, &outcome, at) {
+                    change_pending = true;
                 }
+                change_pending && last_report.elapsed() >= CHANGE_REPORT_SPACING
             }
             update = updates.recv(), if updates_open => match update {
                 None => {
@@ -266,7 +425,7 @@ pub async fn run(
                     }
                     config.report_interval = set.report_interval;
                     config.config_digest = set.config_digest;
-                    tracing::info!(kept, started, dropped, "probe targets updated");
+                    tracing::info!(kept, started, dropped, checks = slots.probes.len(), "probe targets updated");
                     changed
                 }
             },
@@ -274,6 +433,9 @@ pub async fn run(
         if publish {
             sequence += 1;
             sink(build_report(&config, slots.slots.values(), sequence));
+            metrics().record_report();
+            change_pending = false;
+            last_report = Instant::now();
             // A change-triggered report restarts the period: no full report right behind it.
             ticker.reset();
         }
@@ -428,7 +590,8 @@ mod tests {
         assert_eq!(down.sequence, 3);
         assert_eq!(down.endpoints[&key].state, VoteState::Down);
         assert_eq!(down.endpoints[&key].reason, "connect refused");
-        assert_eq!(down.endpoints[&key].consecutive, 2);
+        // Change reports are CHANGE_REPORT_SPACING apart: more checks may have run by then.
+        assert!(down.endpoints[&key].consecutive >= 2);
         assert_eq!(down.boot_id, first.boot_id);
     }
 
@@ -481,8 +644,16 @@ mod tests {
     async fn in_flight_checks_are_bounded() {
         for (bound, want_peak) in [(1, 1), (4, 4)] {
             let (port, peak, served) = slow_backend().await;
+            // Distinct checks (intervals 1 ms apart): identical ones would be made once.
             let targets = (1..=4)
-                .map(|n| target(n, port, CheckKind::Http, Duration::from_millis(1)))
+                .map(|n| {
+                    target(
+                        n,
+                        port,
+                        CheckKind::Http,
+                        Duration::from_millis(u64::from(n)),
+                    )
+                })
                 .collect();
             let (_rx, stop, _updates) = start(config(Duration::from_secs(3600), bound), targets);
             let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -495,11 +666,140 @@ mod tests {
         }
     }
 
+    #[test]
+    fn start_offsets_are_spread_evenly_over_the_interval() {
+        for (n, rotation) in [(1, 0.0), (7, 0.5), (100, 0.37), (10_000, 0.99)] {
+            let interval = Duration::from_secs(1);
+            let mut offsets = spread(n, interval, rotation);
+            assert_eq!(offsets.len(), n);
+            assert!(offsets.iter().all(|o| *o < interval), "n {n}");
+            offsets.sort();
+            // Consecutive offsets (and the wrap to the next interval) are one n-th apart.
+            let even = interval.as_secs_f64() / n as f64;
+            let wrap = offsets[0] + interval - offsets[n - 1];
+            for gap in offsets.windows(2).map(|w| w[1] - w[0]).chain([wrap]) {
+                assert!(
+                    (gap.as_secs_f64() - even).abs() < 1e-6,
+                    "n {n}: gap {gap:?}, want {even}"
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn identical_checks_are_made_once_and_shared() {
+        let ms = Duration::from_millis(20);
+        let http = |n, port| target(n, port, CheckKind::Http, ms);
+        // 1 and 2: the same check of the same address (another service, another key); 3:
+        // another port; 4: another interval; 5: like 1 but other shedding thresholds only,
+        // which the nameserver applies, not the check.
+        let mut other_interval = http(4, 80);
+        other_interval.interval = Duration::from_millis(30);
+        let mut other_shed = http(5, 80);
+        let mut spec = other_shed.checker.spec().clone();
+        spec.shed.above = 0.5;
+        other_shed.checker = Arc::new(Checker::new(spec).unwrap());
+        let mut rise = http(6, 80);
+        rise.thresholds = RiseFall::new(5, 1);
+        let (results, _rx) = mpsc::channel(64);
+        let mut slots = Slots::new(results, 4);
+        slots.retarget(vec![
+            http(1, 80),
+            http(2, 80),
+            http(3, 81),
+            other_interval,
+            other_shed,
+            rise,
+        ]);
+        assert_eq!(slots.slots.len(), 6, "every target keeps its own state");
+        let mut shared: Vec<Vec<u8>> = slots
+            .probes
+            .values()
+            .map(|p| {
+                let mut v: Vec<u8> = p
+                    .subscribers
+                    .iter()
+                    .map(|k| match k.address() {
+                        IpAddr::V4(a) => a.octets()[3],
+                        IpAddr::V6(_) => 0,
+                    })
+                    .collect();
+                v.sort();
+                v
+            })
+            .collect();
+        shared.sort();
+        assert_eq!(shared, [vec![1, 2, 5, 6], vec![3], vec![4]]);
+
+        // One result reaches every subscriber; each applies its own rise/fall.
+        let id = slots.probes[&http(1, 80).identity()].id;
+        let ok = CheckOutcome {
+            ok: true,
+            latency: Duration::from_millis(1),
+            reason: crate::probe::check::CheckReason::Ok,
+            load: None,
+            weight: None,
+        };
+        assert!(!slots.observe(id, &ok, SystemTime::now()), "rise is 2");
+        assert!(slots.observe(id, &ok, SystemTime::now()), "1, 2 and 5 rise");
+        let state = |n: u8| slots.slots[&http(n, 80).key].tracker.state();
+        assert_eq!(
+            [state(1), state(2), state(5), state(6), state(3)],
+            [
+                VoteState::Up,
+                VoteState::Up,
+                VoteState::Up,
+                VoteState::Unknown,
+                VoteState::Unknown
+            ]
+        );
+
+        // A reload dropping 1 keeps the shared check running for 2, 5 and 6; dropping 3
+        // stops its check.
+        let before = slots.probes[&http(2, 80).identity()].id;
+        slots.retarget(vec![http(2, 80), http(5, 80), http(6, 80)]);
+        assert_eq!(slots.probes.len(), 1);
+        assert_eq!(slots.probes[&http(2, 80).identity()].id, before);
+        assert_eq!(slots.by_id.len(), 1);
+        slots.checks.abort_all();
+    }
+
+    #[tokio::test]
+    async fn change_reports_are_spaced_however_many_endpoints_change() {
+        let listener = TcpListener::bind((LOCAL, 0)).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // 50 distinct checks (intervals differ by 0.1 ms), coming up within a few tens of ms.
+        let targets: Vec<ProbeTarget> = (1..=50u8)
+            .map(|n| {
+                let interval = Duration::from_micros(20_000 + u64::from(n) * 100);
+                target(n, port, CheckKind::Tcp, interval)
+            })
+            .collect();
+        let keys: Vec<EndpointKey> = targets.iter().map(|t| t.key.clone()).collect();
+        let started = Instant::now();
+        let (mut rx, _stop, _updates) = start(config(Duration::from_secs(3600), 64), targets);
+        let mut reports = 0;
+        until(&mut rx, "all 50 up", |r| {
+            reports += 1;
+            keys.iter().all(|k| r.endpoints[k].state == VoteState::Up)
+        })
+        .await;
+        let spacings = started.elapsed().as_secs_f64() / CHANGE_REPORT_SPACING.as_secs_f64();
+        // The report at start, then at most one per spacing (one more for rounding); far
+        // fewer than one per change.
+        assert!(
+            f64::from(reports) <= spacings + 2.0 && reports < 25,
+            "{reports} reports in {:?}",
+            started.elapsed()
+        );
+        drop(listener);
+    }
+
     /// Reads reports until `cond` holds for one (5 s at most).
     async fn until(
         rx: &mut mpsc::UnboundedReceiver<ProbeReport>,
         what: &str,
-        cond: impl Fn(&ProbeReport) -> bool,
+        mut cond: impl FnMut(&ProbeReport) -> bool,
     ) -> ProbeReport {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         loop {

@@ -125,16 +125,20 @@ fn key_file(dir: &Path) -> std::path::PathBuf {
 /// `count` A answers for `NAME.app.test.` over one UDP socket: answers per address, and
 /// the TTL of the last answer.
 fn shares(ns: &Meridian, service: &str, count: usize) -> (BTreeMap<Ipv4Addr, usize>, u32) {
+    shares_of(ns, &format!("{service}.app.test."), count)
+}
+
+/// As [`shares`], for any name.
+fn shares_of(ns: &Meridian, qname: &str, count: usize) -> (BTreeMap<Ipv4Addr, usize>, u32) {
     let socket = crate::harness::udp_from(Ipv4Addr::LOCALHOST, ns.dns);
     socket
         .set_read_timeout(Some(Duration::from_secs(2)))
         .unwrap();
-    let qname = format!("{service}.app.test.");
     let mut seen = BTreeMap::new();
     let mut ttl = 0;
     let mut buf = [0u8; 1500];
     for i in 0..count {
-        let q = Query::new(&qname, RecordType::A).id(u16::try_from(i % 65_000).unwrap());
+        let q = Query::new(qname, RecordType::A).id(u16::try_from(i % 65_000).unwrap());
         socket.send(&q.to_bytes()).unwrap();
         let n = socket.recv(&mut buf).expect("an answer within 2 s");
         let msg = hickory_proto::op::Message::from_vec(&buf[..n]).unwrap();
@@ -415,4 +419,359 @@ fn an_exec_check_outside_the_allowed_directory_never_runs() {
         );
     }
     assert!(!checks.join("ran.log").exists(), "the refused program ran");
+}
+
+/// The head of a zone of the probe-load tests (regions `a`), checks and services follow.
+const LOAD_HEAD: &str = r#"
+origin = "load.test."
+ns = ["ns1.load.test."]
+[soa]
+mname = "ns1.load.test."
+rname = "hostmaster.load.test."
+serial = 1
+[[record]]
+name = "ns1"
+type = "A"
+data = ["127.0.0.53"]
+[region.a]
+"#;
+
+/// Writes `zone` as the only zone of `dir`/zones and a key file; returns both paths.
+fn load_zone(dir: &Path, zone: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let zones = dir.join("zones");
+    std::fs::create_dir_all(&zones).unwrap();
+    std::fs::write(zones.join("load.test.toml"), zone).unwrap();
+    (zones, key_file(dir))
+}
+
+/// A `meridian probe` publishing its reports to `sink` (a backend taking any POST), with
+/// `--metrics-listen`; returns it and where its metrics are.
+fn metered_prober(
+    zones: &Path,
+    keys: &Path,
+    sink: &AppBackend,
+    extra: &[&str],
+) -> (Process, std::net::SocketAddr) {
+    let mut args = probe_args(
+        zones,
+        "r1",
+        "p1",
+        keys,
+        &[format!("http://{}/v1/reports", sink.addr)],
+    );
+    args.extend(["--metrics-listen".into(), "127.0.0.1:0".into()]);
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    let p = Process::meridian("prober p1", &args);
+    let ready = p.ready.clone().expect("ready line");
+    let addr = ready
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("metrics="))
+        .unwrap_or_else(|| panic!("no metrics address in {ready:?}"))
+        .parse()
+        .unwrap();
+    (p, addr)
+}
+
+/// One series of a prober's `/metrics`.
+fn probe_metric(addr: std::net::SocketAddr, selector: &str) -> f64 {
+    let r = crate::harness::http_request(addr, "GET", "/metrics", &[], b"");
+    assert_eq!(r.status, 200, "{}", r.body);
+    crate::harness::metrics::sum(&r.body, selector)
+        .unwrap_or_else(|| panic!("{selector} not in the prober's /metrics:\n{}", r.body))
+}
+
+/// Two services whose endpoints are the same backend, checked with identical settings (two
+/// check names), cost that backend one check per interval, not two; both services' endpoints
+/// still get the result.
+#[test]
+fn identical_checks_of_one_backend_are_made_once_per_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = AppBackend::start(Ipv4Addr::new(127, 0, 0, 71));
+    backend.set(200, HEALTHY, Duration::ZERO);
+    let sink = AppBackend::start(Ipv4Addr::new(127, 0, 0, 72));
+    let check = |name: &str| {
+        format!(
+            "[check.{name}]\ntype = \"http\"\npath = \"/health\"\nexpect_json = {{ \"/status\" = \"healthy\" }}\n\
+             interval = 1\ntimeout = \"900ms\"\nrise = 1\nfall = 1\n"
+        )
+    };
+    let service = |name: &str, check: &str| {
+        format!(
+            "[service.{name}]\npolicy = \"weighted\"\ncheck = \"{check}\"\n[[service.{name}.endpoint]]\nregion = \"a\"\n\
+             address = \"127.0.0.71\"\nprobe_port = {}\n",
+            backend.addr.port()
+        )
+    };
+    let zone = [
+        LOAD_HEAD.to_owned(),
+        check("one"),
+        check("two"),
+        service("web", "one"),
+        service("api", "two"),
+    ]
+    .concat();
+    let (zones, keys) = load_zone(dir.path(), &zone);
+    let (_prober, metrics) = metered_prober(&zones, &keys, &sink, &[]);
+    assert_eq!(probe_metric(metrics, "meridian_probe_targets"), 2.0);
+    assert_eq!(probe_metric(metrics, "meridian_probe_distinct_checks"), 1.0);
+
+    // Both endpoints are reported up from the one check.
+    sink.wait_post(Duration::from_secs(5), "both endpoints up", |r| {
+        let eps = &r["endpoints"];
+        ["load.test/web/127.0.0.71", "load.test/api/127.0.0.71"]
+            .iter()
+            .all(|k| eps[k]["state"] == "up")
+    });
+    // Over a window of whole intervals the backend sees at most one check per interval (plus
+    // one for a round whose jitter straddles the window's edge); two would be twice that.
+    let before = backend.gets();
+    let window = Duration::from_secs(4);
+    std::thread::sleep(window);
+    let checks = backend.gets() - before;
+    assert!((1..=5).contains(&checks), "{checks} checks in {window:?}");
+    assert!(probe_metric(metrics, r#"meridian_probe_checks_total{result="pass"}"#) >= 1.0);
+    assert!(probe_metric(metrics, "meridian_probe_check_duration_seconds_count") >= 1.0);
+}
+
+/// With `--max-concurrent-checks 2`, six distinct checks of a backend that takes 500 ms to
+/// answer never overlap more than two at a time (they would need three at once to keep up).
+#[test]
+fn the_concurrency_cap_bounds_checks_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = AppBackend::start(Ipv4Addr::new(127, 0, 0, 73));
+    backend.set(200, HEALTHY, Duration::from_millis(500));
+    let sink = AppBackend::start(Ipv4Addr::new(127, 0, 0, 74));
+    let mut zone = LOAD_HEAD.to_owned();
+    for n in 1..=6 {
+        // Distinct checks (paths differ), so none is shared.
+        zone += &format!(
+            "[check.c{n}]\ntype = \"http\"\npath = \"/c{n}\"\ninterval = 1\ntimeout = \"900ms\"\n\
+             [service.s{n}]\npolicy = \"weighted\"\ncheck = \"c{n}\"\n[[service.s{n}.endpoint]]\nregion = \"a\"\n\
+             address = \"127.0.0.{}\"\nprobe_address = \"127.0.0.73\"\nprobe_port = {}\n",
+            80 + n,
+            backend.addr.port()
+        );
+    }
+    let (zones, keys) = load_zone(dir.path(), &zone);
+    let (_prober, metrics) =
+        metered_prober(&zones, &keys, &sink, &["--max-concurrent-checks", "2"]);
+    assert_eq!(probe_metric(metrics, "meridian_probe_distinct_checks"), 6.0);
+    wait_until(Duration::from_secs(10), "12 checks answered", || {
+        backend.gets() >= 12
+    });
+    assert_eq!(backend.peak_concurrency(), 2, "the cap is 2 and is reached");
+}
+
+/// An endpoint whose reported load rises past `shed_above` raises a P3 alert (webhook and
+/// `meridian_alerts_total`) once, sheds as configured (within 3 % over 10,000 answers), and
+/// a P4 when its load falls back.
+#[test]
+fn rising_load_pages_p3_when_shedding_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let loaded = AppBackend::start(Ipv4Addr::new(127, 0, 0, 75));
+    let peer = AppBackend::start(Ipv4Addr::new(127, 0, 0, 76));
+    let hook = AppBackend::start(Ipv4Addr::new(127, 0, 0, 77));
+    let body = |load: f64| format!(r#"{{"status": "healthy", "load": {load}}}"#);
+    loaded.set(200, &body(0.2), Duration::ZERO);
+    peer.set(200, &body(0.2), Duration::ZERO);
+    let mut zone = LOAD_HEAD.to_owned()
+        + "[check.app]\ntype = \"http\"\npath = \"/health\"\nload_pointer = \"/load\"\n\
+           interval = 1\ntimeout = \"900ms\"\nrise = 1\nfall = 1\n\
+           [service.app]\npolicy = \"weighted\"\ncheck = \"app\"\n";
+    for b in [&loaded, &peer] {
+        zone += &format!(
+            "[[service.app.endpoint]]\nregion = \"a\"\naddress = \"{}\"\nprobe_port = {}\n",
+            b.addr.ip(),
+            b.addr.port()
+        );
+    }
+    let (zones, keys) = load_zone(dir.path(), &zone);
+    let keys_arg = keys.display().to_string();
+    let hook_url = format!("http://{}/hook", hook.addr);
+    let ns = Meridian::serve_dir(
+        &zones,
+        &[
+            "--keys",
+            &keys_arg,
+            "--notify-url",
+            &hook_url,
+            "--webhook-min-severity",
+            "P4",
+        ],
+        false,
+    );
+    let args = probe_args(
+        &zones,
+        "r1",
+        "p1",
+        &keys,
+        &[format!("http://{}/v1/reports", ns.api)],
+    );
+    let _prober = Process::meridian("prober p1", &args);
+    let status = |addr: &str| {
+        let r = ns.get("/v1/status");
+        endpoint_status(&r.json(), "app", addr)
+    };
+    let load_is = |want: f64| move || status("127.0.0.75")["signals"]["load"] == want;
+
+    // Rising: 0.2, then 0.5 (below shed_above 0.8: nothing), then 0.85 (sheds to 2/3).
+    wait_until(Duration::from_secs(8), "load 0.2 reported", load_is(0.2));
+    loaded.set(200, &body(0.5), Duration::ZERO);
+    wait_until(Duration::from_secs(6), "load 0.5 reported", load_is(0.5));
+    let p3_before = ns.metric(r#"meridian_alerts_total{severity="P3"}"#);
+    assert_eq!(p3_before, 0.0, "no alert below shed_above");
+    loaded.set(200, &body(0.85), Duration::ZERO);
+    let started = hook.wait_post(Duration::from_secs(6), "shedding started", |e| {
+        e["event"] == "endpoint_shedding_started"
+    });
+    assert_eq!(started["severity"], "P3", "{started:#}");
+    assert_eq!(started["endpoint"], "127.0.0.75", "{started:#}");
+    assert_eq!(started["load"], 0.85, "{started:#}");
+    assert_eq!(started["region"], "a", "{started:#}");
+    assert_eq!(ns.metric(r#"meridian_alerts_total{severity="P3"}"#), 1.0);
+    // weight 100 x (0.95 - 0.85) / 0.15 = 66.7 beside 100.
+    wait_until(Duration::from_secs(6), "shed weight compiled", || {
+        status("127.0.0.75")["effective_weight"]
+            .as_u64()
+            .is_some_and(|w| (66..=67).contains(&w))
+    });
+    let weight = status("127.0.0.75")["effective_weight"].as_f64().unwrap();
+    let (seen, _) = shares_of(&ns, "app.load.test.", 10_000);
+    let got = share_of(&seen, "127.0.0.75");
+    let want = weight / (weight + 100.0);
+    assert!(
+        (got - want).abs() < 0.03,
+        "share {got}, want {want}: {seen:?}"
+    );
+    // Still shedding at a higher load: no second alert.
+    loaded.set(200, &body(0.9), Duration::ZERO);
+    wait_until(Duration::from_secs(6), "load 0.9 reported", load_is(0.9));
+    // Back to normal: a P4.
+    loaded.set(200, &body(0.2), Duration::ZERO);
+    let stopped = hook.wait_post(Duration::from_secs(6), "shedding stopped", |e| {
+        e["event"] == "endpoint_shedding_stopped"
+    });
+    assert_eq!(stopped["severity"], "P4", "{stopped:#}");
+    assert_eq!(ns.metric(r#"meridian_alerts_total{severity="P3"}"#), 1.0);
+    let starts = hook
+        .posts()
+        .iter()
+        .filter(|p| p.contains("endpoint_shedding_started"))
+        .count();
+    assert_eq!(starts, 1, "{:?}", hook.posts());
+}
+
+/// Lifting a `down` override (issue 16, slow start): the endpoint comes back ramping from
+/// 10 %, not at its full weight at once, and converges to its share. On the way, dynamic TTL:
+/// fallback answers (the whole region forced down) carry `min_ttl`, steady ones the full TTL.
+#[test]
+fn lifting_a_down_override_ramps_the_endpoint_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = AppBackend::start(Ipv4Addr::new(127, 0, 0, 78));
+    let b = AppBackend::start(Ipv4Addr::new(127, 0, 0, 79));
+    for x in [&a, &b] {
+        x.set(200, HEALTHY, Duration::ZERO);
+    }
+    let mut zone = LOAD_HEAD.to_owned()
+        + "[check.app]\ntype = \"http\"\npath = \"/health\"\ninterval = 1\ntimeout = \"900ms\"\n\
+           rise = 1\nfall = 1\n\
+           [service.ramp]\npolicy = \"weighted\"\nslow_start = \"4s\"\ncheck = \"app\"\n\
+           ttl = 20\ndynamic_ttl = true\nmin_ttl = 2\n";
+    for x in [&a, &b] {
+        zone += &format!(
+            "[[service.ramp.endpoint]]\nregion = \"a\"\naddress = \"{}\"\nprobe_port = {}\n",
+            x.addr.ip(),
+            x.addr.port()
+        );
+    }
+    let (zones, keys) = load_zone(dir.path(), &zone);
+    let keys_arg = keys.display().to_string();
+    let admin = admin_args();
+    let ns = Meridian::serve_dir(&zones, &["--keys", &keys_arg, &admin[0], &admin[1]], false);
+    let args = probe_args(
+        &zones,
+        "r1",
+        "p1",
+        &keys,
+        &[format!("http://{}/v1/reports", ns.api)],
+    );
+    let _prober = Process::meridian("prober p1", &args);
+    let status = |addr: &str| {
+        let r = ns.get("/v1/status");
+        endpoint_status(&r.json(), "ramp", addr)
+    };
+    wait_until(Duration::from_secs(8), "both voted up", || {
+        ["127.0.0.78", "127.0.0.79"]
+            .iter()
+            .all(|x| status(x)["votes"][0]["state"] == "up")
+    });
+
+    let (_, ttl) = shares_of(&ns, "ramp.load.test.", 10);
+    assert_eq!(ttl, 20, "steady state: the full TTL");
+    let force_down = |target: serde_json::Value| {
+        let body = serde_json::json!({
+            "target": target,
+            "state": "down",
+            "expires_in_seconds": 600,
+            "reason": "maintenance",
+        });
+        let r = ns.admin_post("/v1/overrides", &body.to_string());
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.json()["id"].as_u64().unwrap()
+    };
+    let auth = format!("Bearer {}", crate::harness::ADMIN_TOKEN);
+    let lift = |id: u64| {
+        let r = crate::harness::http_request(
+            ns.api,
+            "DELETE",
+            &format!("/v1/overrides/{id}"),
+            &[("Authorization", &auth)],
+            b"",
+        );
+        assert!(r.status < 300, "{} {}", r.status, r.body);
+    };
+
+    // The whole region down: answers come from the fallback, with min_ttl.
+    let id =
+        force_down(serde_json::json!({"zone": "load.test.", "service": "ramp", "region": "a"}));
+    wait_until(Duration::from_secs(5), "region a out of the table", || {
+        ["127.0.0.78", "127.0.0.79"]
+            .iter()
+            .all(|x| status(x)["serving"] == false)
+    });
+    let (seen, ttl) = shares_of(&ns, "ramp.load.test.", 10);
+    assert!(!seen.is_empty(), "fallback answers are never empty");
+    assert_eq!(ttl, 2, "fallback answers carry min_ttl");
+    lift(id);
+    // The region comes back ramping too; let it finish.
+    wait_until(Duration::from_secs(10), "region ramp over", || {
+        ["127.0.0.78", "127.0.0.79"]
+            .iter()
+            .all(|x| status(x)["effective_weight"] == 100)
+    });
+
+    let id = force_down(
+        serde_json::json!({"zone": "load.test.", "service": "ramp", "address": "127.0.0.78"}),
+    );
+    wait_until(Duration::from_secs(5), "78 out of the table", || {
+        status("127.0.0.78")["serving"] == false
+    });
+    lift(id);
+    wait_until(Duration::from_secs(5), "78 back in the table", || {
+        status("127.0.0.78")["serving"] == true
+    });
+    // Back ramping: well under its full weight at first (10 % plus what passed since).
+    let st = status("127.0.0.78");
+    let early = st["effective_weight"].as_u64().unwrap();
+    assert!(early < 60, "weight right after the lift {early}: {st:#}");
+    assert!(st["ramp"].as_f64().is_some_and(|r| r < 1.0), "{st:#}");
+    wait_until(Duration::from_secs(10), "ramp over", || {
+        status("127.0.0.78")["effective_weight"] == 100
+    });
+    let (seen, _) = shares_of(&ns, "ramp.load.test.", 10_000);
+    let late = share_of(&seen, "127.0.0.78");
+    assert!(
+        (late - 0.5).abs() < 0.03,
+        "converged share {late}: {seen:?}"
+    );
 }

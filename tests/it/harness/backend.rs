@@ -1,11 +1,14 @@
 //! A programmable HTTP backend on a loopback address: the test sets what `GET` answers
 //! (status, body, delay) while it runs, and reads back the bodies `POST`ed to it (a webhook
-//! receiver). Application checks, load shedding and webhooks are tested against it.
+//! receiver). It counts the `GET`s it answered and the most it answered at once (probe load:
+//! shared checks, the concurrency cap). Application checks, load shedding and webhooks are
+//! tested against it.
 //!
 //! Owns: its own small Tokio runtime (stopped on drop). Must never: listen anywhere but
 //! 127.0.0.x.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,6 +31,9 @@ pub struct BackendReply {
 struct Shared {
     reply: Mutex<Option<BackendReply>>,
     posts: Mutex<Vec<String>>,
+    gets: AtomicUsize,
+    active: AtomicUsize,
+    peak: AtomicUsize,
 }
 
 /// A running backend; stops on drop.
@@ -73,6 +79,16 @@ impl AppBackend {
             body: body.to_owned(),
             delay,
         });
+    }
+
+    /// `GET`s received so far (counted when they arrive).
+    pub fn gets(&self) -> usize {
+        self.shared.gets.load(Ordering::SeqCst)
+    }
+
+    /// The most `GET`s it was answering at one time so far.
+    pub fn peak_concurrency(&self) -> usize {
+        self.shared.peak.load(Ordering::SeqCst)
     }
 
     /// Every body `POST`ed so far, oldest first.
@@ -121,6 +137,11 @@ async fn handle(
             .push(String::from_utf8_lossy(&body).into_owned());
         return (StatusCode::OK, json, String::new());
     }
+    shared.gets.fetch_add(1, Ordering::SeqCst);
+    let now = shared.active.fetch_add(1, Ordering::SeqCst) + 1;
+    shared.peak.fetch_max(now, Ordering::SeqCst);
+    // Also when the client gives up mid-delay and the handler is dropped.
+    let _active = Active(&shared.active);
     let reply = shared.reply.lock().unwrap().clone();
     let Some(reply) = reply else {
         return (StatusCode::NOT_FOUND, json, String::new());
@@ -131,4 +152,13 @@ async fn handle(
         json,
         reply.body,
     )
+}
+
+/// One `GET` being answered; counts itself out when dropped.
+struct Active<'a>(&'a AtomicUsize);
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
