@@ -2,8 +2,11 @@
 # Scale runs: zone load+compile time, peak RSS and per-query CPU as services and regions grow;
 # then latency while the table is swapped every 100 ms under load.
 #
-#   bench/scale.sh           the matrix below, 5 s per dnsperf run
-#   bench/scale.sh --quick   10 and 1,000 services only, 2 s runs
+#   bench/scale.sh           everything below, 5 s per dnsperf run
+#   bench/scale.sh --quick   10 and 1,000 services only, 2 s runs (no targets, no many zones)
+#   bench/scale.sh --targets only issue 17's large-zone rows (ready, peak, reload peak)
+#   bench/scale.sh --zones   only the many-zones run (Meridian, NSD and Knot; needs nsd, knotd
+#                            and kdig: apt-get install nsd knot knot-dnsutils)
 #
 # "Load+compile" is the time from starting `meridian serve` to its ready line: reading and
 # validating the TOML, opening the GeoIP database, compiling the table, binding sockets. RSS is
@@ -17,8 +20,17 @@ LOAD_CPU=${LOAD_CPU:-0}
 GEOIP=${GEOIP:-$ROOT/../shared/geoip/GeoIP2-City-Test.mmdb}
 MERIDIAN=${CARGO_TARGET_DIR:-$ROOT/target}/release/meridian
 MATRIX="10:1 1000:1 100000:1 10:1000 100:1000"
+# services:regions:endpoints per region, issue 17's rows.
+TARGETS="100000:1:1 1000000:1:1 100000:3:2"
+ZONES=100000
 SECS=5
-if [ "${1:-}" = "--quick" ]; then MATRIX="10:1 1000:1 10:1000"; SECS=2; fi
+RUN="matrix swap targets zones"
+case "${1:-}" in
+    --quick) MATRIX="10:1 1000:1 10:1000"; SECS=2; RUN="matrix swap" ;;
+    --targets) RUN=targets ;;
+    --zones) RUN=zones ;;
+esac
+runs() { [[ " $RUN " == *" $1 "* ]]; }
 [ -x "$MERIDIAN" ] || (cd "$ROOT" && cargo build --release --quiet)
 
 WORK=$(mktemp -d /tmp/meridian-scale.XXXXXX)
@@ -55,6 +67,97 @@ per_query() { # query file -> "qps us/query"
     echo "$qps $(echo "scale=2; ($c1 - $c0) / 1000 / $done" | bc)"
 }
 
+# Issue 17's targets: `serve` ready time and memory for large service counts, and what a full
+# reload (POST /v1/reload: every file re-read, a second table compiled beside the first) adds
+# to the peak. "steady" is VmRSS once ready; "peak" is VmHWM at ready and after the reload.
+targets() {
+    echo
+    echo "large zones (one file; ENDPOINTS per region per service):"
+    printf '%-9s %-8s %-9s %-8s %-10s %-10s %-8s %-12s %-8s\n' services regions endpoints ready \
+        "peak RSS" steady reload "reload peak" "/steady"
+    for cell in $TARGETS; do
+        IFS=: read -r services regions endpoints <<< "$cell"
+        python3 "$ROOT/bench/gen_zone.py" "$services" "$regions" "$WORK/zone-t" "$WORK/q-t.bin" "$endpoints"
+        start "$WORK/zone-t"
+        hwm=$(awk '/VmHWM/ {print $2}' /proc/"$PID"/status)
+        steady=$(awk '/VmRSS/ {print $2}' /proc/"$PID"/status)
+        t0=$(date +%s.%N)
+        curl -sf -o /dev/null -H "Authorization: Bearer $TOKEN" -X POST http://127.0.0.1:5392/v1/reload
+        t1=$(date +%s.%N)
+        reload_hwm=$(awk '/VmHWM/ {print $2}' /proc/"$PID"/status)
+        printf '%-9s %-8s %-9s %-8s %-10s %-10s %-8s %-12s %-8s\n' "$services" "$regions" \
+            "$endpoints" "${READY_SECS}s" "$((hwm / 1024)) MB" "$((steady / 1024)) MB" \
+            "$(printf '%.2fs' "$(echo "$t1 - $t0" | bc)")" "$((reload_hwm / 1024)) MB" \
+            "$(echo "scale=2; $reload_hwm / $steady" | bc)"
+        stop
+        rm -rf "$WORK/zone-t"
+    done
+}
+
+# Many small zones: the same COUNT zones (10 records each) loaded by Meridian (one TOML file
+# per zone), NSD and Knot (RFC 1035 master files), one after the other, each pinned to
+# SERVER_CPU. "load" is from starting the server to the first, a middle and the last zone all
+# answering (Knot loads zones in the background after it starts listening); "peak RSS" is
+# VmHWM (NSD: the largest of its processes), "RSS after" the sum of the processes' PSS then.
+many_zones() {
+    local count=$1 dir=$WORK/many
+    python3 "$ROOT/bench/gen_zone.py" --zones "$count" "$dir"
+    echo
+    echo "$count zones of 10 records:"
+    printf '%-9s %-9s %-10s %-10s\n' server load "peak RSS" "RSS after"
+    local names=("www.z0.test." "www.z$((count / 2)).test." "www.z$((count - 1)).test.")
+    for server in meridian nsd knot; do
+        local port t0 t1 pids hwm pss
+        rm -rf "$WORK/$server" && mkdir -p "$WORK/$server"
+        t0=$(date +%s.%N)
+        case "$server" in
+            meridian)
+                port=5320
+                taskset -c "$SERVER_CPU" "$MERIDIAN" serve --zones "$dir/meridian" --geoip "$GEOIP" \
+                    --dns-listen 127.0.0.1:$port --api-listen 127.0.0.1:5392 --no-local-probe \
+                    > "$WORK/meridian/log" 2>&1 &
+                ;;
+            nsd)
+                port=5321
+                sed -n '/^zone:/q;p' "$ROOT/bench/peers/nsd/nsd.conf" \
+                    | sed -e "s|@PORT@|$port|g" -e "s|@WORK@|$WORK|g" > "$WORK/nsd/nsd.conf"
+                cat "$dir/nsd.zones" >> "$WORK/nsd/nsd.conf"
+                taskset -c "$SERVER_CPU" nsd -d -c "$WORK/nsd/nsd.conf" > "$WORK/nsd/log" 2>&1 &
+                ;;
+            knot)
+                port=5322
+                mkdir -p "$WORK/knot/db"
+                sed -n '/^zone:/q;p' "$ROOT/bench/peers/knot/knot.conf" \
+                    | sed -e "s|@PORT@|$port|g" -e "s|@WORK@|$WORK|g" > "$WORK/knot/knot.conf"
+                printf 'template:\n  - id: default\n    journal-content: none\n    zonefile-sync: -1\nzone:\n' \
+                    >> "$WORK/knot/knot.conf"
+                cat "$dir/knot.zones" >> "$WORK/knot/knot.conf"
+                taskset -c "$SERVER_CPU" knotd -c "$WORK/knot/knot.conf" > "$WORK/knot/log" 2>&1 &
+                ;;
+        esac
+        PID=$!
+        for name in "${names[@]}"; do
+            until [ -n "$(kdig @127.0.0.1 -p "$port" +short +time=1 +retry=0 "$name" A 2>/dev/null)" ]; do
+                kill -0 "$PID" 2>/dev/null || { echo "$server exited; log in $WORK/$server" >&2; cat "$WORK/$server/log" >&2; exit 1; }
+                sleep 0.05
+            done
+        done
+        t1=$(date +%s.%N)
+        pids="$PID $( (pgrep -P "$PID" || true) | tr "\n" " ")"
+        hwm=0; pss=0
+        for p in $pids; do
+            h=$(awk '/VmHWM/ {print $2}' /proc/"$p"/status 2>/dev/null || echo 0)
+            [ "${h:-0}" -gt "$hwm" ] && hwm=$h
+            pss=$((pss + $(awk '/^Pss:/ {print $2}' /proc/"$p"/smaps_rollup 2>/dev/null || echo 0)))
+        done
+        printf '%-9s %-9s %-10s %-10s\n' "$server" "$(printf '%.2fs' "$(echo "$t1 - $t0" | bc)")" \
+            "$((hwm / 1024)) MB" "$((pss / 1024)) MB"
+        stop
+    done
+    rm -rf "$dir"
+}
+
+if runs matrix; then
 printf '%-9s %-8s %-12s %-10s %-10s %-8s %-12s\n' services regions "load+compile" "peak RSS" "RSS after" qps "CPU us/query"
 for cell in $MATRIX; do
     services=${cell%:*}; regions=${cell#*:}
@@ -66,10 +169,12 @@ for cell in $MATRIX; do
     printf '%-9s %-8s %-12s %-10s %-10s %-8s %-12s\n' "$services" "$regions" "${READY_SECS}s" "$rss" "$now" "$qps" "$us"
     stop
 done
+fi
 
 # Table swap under load: dnsperf at a fixed rate with per-query latencies, once quiet and once
 # with POST /v1/reload (a full reload: zone files re-read, GeoIP reopened, table recompiled and
 # swapped) every 100 ms.
+if runs swap; then
 python3 "$ROOT/bench/gen_zone.py" 1000 1 "$WORK/swap" "$WORK/swap.bin"
 start "$WORK/swap"
 latency() { # label
@@ -97,3 +202,8 @@ latency "reload every 100 ms"
 kill "$RELOADER" 2>/dev/null || true
 gen1=$(curl -s -H "Authorization: Bearer $TOKEN" -X POST http://127.0.0.1:5392/v1/reload | python3 -c 'import json,sys; print(json.load(sys.stdin)["generation"])')
 echo "tables swapped during the run: $((gen1 - gen0 - 1))"
+stop
+fi
+
+if runs targets; then targets; fi
+if runs zones; then many_zones "$ZONES"; fi

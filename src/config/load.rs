@@ -11,6 +11,7 @@
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
@@ -20,6 +21,7 @@ use super::{clip, clip_msg};
 
 mod records;
 mod services;
+mod split;
 
 pub use records::{SUPPORTED_TYPES, parse_txt};
 
@@ -43,7 +45,16 @@ pub enum ZoneError {
         /// What toml said, with line and column.
         source: toml::de::Error,
     },
-    /// A value is well-formed TOML but wrong.
+    /// A JSON zone file (`*.json`) does not parse, or has unknown keys or wrong types.
+    /// serde_json's message ends with the line and column at fault.
+    #[error("{}: {}", path.display(), clip_msg(source))]
+    Json {
+        /// The zone file.
+        path: PathBuf,
+        /// What serde_json said, with line and column.
+        source: serde_json::Error,
+    },
+    /// A value is well-formed TOML (or JSON) but wrong.
     #[error("{}: {key}: {message}", path.display())]
     Invalid {
         /// The zone file.
@@ -83,7 +94,14 @@ pub enum ZoneError {
     },
 }
 
-/// The `*.toml` files in `dir`, sorted by name so that loading is deterministic.
+/// Whether `path` names a zone file by its extension: `*.toml`, or `*.json` (the same schema,
+/// for generated configurations).
+pub fn is_zone_file(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "toml" || e == "json")
+}
+
+/// The zone files (`*.toml`, `*.json`) in `dir`, sorted by name so that loading is
+/// deterministic.
 pub fn zone_files(dir: &Path) -> Result<Vec<PathBuf>, ZoneError> {
     let read_err = |source| ZoneError::Read {
         path: dir.to_path_buf(),
@@ -92,7 +110,7 @@ pub fn zone_files(dir: &Path) -> Result<Vec<PathBuf>, ZoneError> {
     let mut files = Vec::new();
     for entry in fs::read_dir(dir).map_err(read_err)? {
         let path = entry.map_err(read_err)?.path();
-        if path.extension().is_some_and(|e| e == "toml") && path.is_file() {
+        if is_zone_file(&path) && path.is_file() {
             files.push(path);
         }
     }
@@ -103,9 +121,15 @@ pub fn zone_files(dir: &Path) -> Result<Vec<PathBuf>, ZoneError> {
 /// Loads every zone in `dir`, failing on the first bad file (start-up and `check-config`).
 pub fn load_dir(dir: &Path) -> Result<Vec<Zone>, ZoneError> {
     let mut zones: Vec<Zone> = Vec::new();
+    // Origin -> index into `zones`: a linear search per file would make 100,000 zones take
+    // minutes.
+    let mut origins: std::collections::HashMap<Name, usize> = std::collections::HashMap::new();
     for path in zone_files(dir)? {
         let zone = load_zone(&path)?;
-        check_unique_origin(&zones, &zone)?;
+        if let Some(&first) = origins.get(&zone.origin) {
+            check_unique_origin(zones.get(first), &zone)?;
+        }
+        origins.insert(zone.origin.clone(), zones.len());
         zones.push(zone);
     }
     Ok(zones)
@@ -128,15 +152,42 @@ pub fn check_unique_origin<'a>(
 
 /// Reads and validates one zone file.
 pub fn load_zone(path: &Path) -> Result<Zone, ZoneError> {
-    let text = fs::read_to_string(path).map_err(|source| ZoneError::Read {
+    let bytes = read(path)?;
+    finish(path, build_from(path, bytes)?)
+}
+
+/// Loads `path` again for a reload. When its bytes are those the serving version `previous`
+/// was loaded from (same [`Zone::fingerprint`]), that version is returned as it is, the same
+/// `Arc`, without parsing: a reload of 10,000 zones re-reads files but rebuilds only those that
+/// changed, and the unchanged ones need no second copy in memory.
+pub fn reload_zone(path: &Path, previous: Option<&Arc<Zone>>) -> Result<Arc<Zone>, ZoneError> {
+    let bytes = read(path)?;
+    if let Some(prev) = previous {
+        if prev.fingerprint.is_some() && prev.fingerprint == Some(fingerprint(&bytes)) {
+            return Ok(Arc::clone(prev));
+        }
+    }
+    Ok(Arc::new(finish(path, build_from(path, bytes)?)?))
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, ZoneError> {
+    fs::read(path).map_err(|source| ZoneError::Read {
         path: path.to_path_buf(),
         source,
-    })?;
-    let file: ZoneFile = toml::from_str(&text).map_err(|source| ZoneError::Syntax {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let zone = ZoneBuilder::new(path).build(file)?;
+    })
+}
+
+/// A zone file's content hash (64-bit SipHash: detects edits, not an adversary, who could
+/// edit the zone anyway).
+fn fingerprint(bytes: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// Logs the loaded zone's warnings.
+fn finish(path: &Path, zone: Zone) -> Result<Zone, ZoneError> {
     for w in super::lint(std::slice::from_ref(&zone)) {
         tracing::warn!(
             file = %path.display(),
@@ -147,6 +198,55 @@ pub fn load_zone(path: &Path) -> Result<Zone, ZoneError> {
         );
     }
     Ok(zone)
+}
+
+/// Validates the zone file `path` whose content is `bytes` into a [`Zone`]. JSON (`*.json`)
+/// deserializes straight into [`ZoneFile`] (serde_json keeps no document). TOML is cut into
+/// the root and one piece per service (`split`), each deserialized and validated on its own,
+/// so neither toml's document nor the file shape of every service is alive at once; a file
+/// that is not plainly cut, or any error, goes the whole-document way, which gives the
+/// messages of a whole-file parse.
+fn build_from(path: &Path, bytes: Vec<u8>) -> Result<Zone, ZoneError> {
+    let builder = ZoneBuilder::new(path, fingerprint(&bytes));
+    if path.extension().is_some_and(|e| e == "json") {
+        let file: ZoneFile = serde_json::from_slice(&bytes).map_err(|source| ZoneError::Json {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        drop(bytes);
+        return builder.build(file, &[]);
+    }
+    let text = String::from_utf8(bytes).map_err(|e| ZoneError::Read {
+        path: path.to_path_buf(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.utf8_error()),
+    })?;
+    // Most small zones have no service tables: no need to lex them twice.
+    let pieces = if text.contains("[service.") {
+        split::split(&text)
+    } else {
+        None
+    };
+    if let Some(pieces) = pieces {
+        if let Ok(root) = toml::from_str::<ZoneFile>(&pieces.root) {
+            if root.service.is_empty() {
+                if let Ok(zone) = builder.build(root, &pieces.services) {
+                    return Ok(zone);
+                }
+            }
+        }
+    }
+    let file: ZoneFile = toml::from_str(&text).map_err(|source| ZoneError::Syntax {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    builder.build(file, &[])
+}
+
+/// One service piece of a TOML zone file (see `split`): a `[service.NAME]` run of tables.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServicePiece {
+    service: indexmap::IndexMap<String, super::file::ServiceFile>,
 }
 
 /// Where a record was written, for messages that point at it.
@@ -192,14 +292,15 @@ struct Source {
     at: At,
 }
 
-/// Validation state for one file: its path, which every error names.
+/// Validation state for one file: its path, which every error names, and its content hash.
 struct ZoneBuilder<'a> {
     path: &'a Path,
+    fingerprint: u64,
 }
 
 impl<'a> ZoneBuilder<'a> {
-    fn new(path: &'a Path) -> Self {
-        Self { path }
+    fn new(path: &'a Path, fingerprint: u64) -> Self {
+        Self { path, fingerprint }
     }
 
     fn invalid(&self, key: impl Into<String>, message: impl Into<String>) -> ZoneError {
@@ -224,7 +325,9 @@ impl<'a> ZoneBuilder<'a> {
         }
     }
 
-    fn build(&self, file: ZoneFile) -> Result<Zone, ZoneError> {
+    /// Validates `file` into a zone; its services are `file.service` and then those of
+    /// `pieces` (TOML texts of `[service.NAME]` runs, each parsed and dropped in turn).
+    fn build(&self, file: ZoneFile, pieces: &[&str]) -> Result<Zone, ZoneError> {
         let origin = self.origin(&file.origin)?;
         let default_ttl = self.ttl("ttl", file.ttl.unwrap_or(DEFAULT_TTL))?;
 
@@ -294,9 +397,26 @@ impl<'a> ZoneBuilder<'a> {
         }
 
         let regions = self.regions(&file.region)?;
-        let mut services = Vec::with_capacity(file.service.len());
+        let mut services = Vec::with_capacity(file.service.len() + pieces.len());
         for (key, service) in &file.service {
             services.push(self.service(key, service, &origin, &regions, &file)?);
+        }
+        if !pieces.is_empty() {
+            let mut keys = std::collections::HashSet::with_capacity(pieces.len());
+            for piece in pieces {
+                // Only the caller sees this error: it parses the whole file for the message.
+                let parsed: ServicePiece =
+                    toml::from_str(piece).map_err(|source| ZoneError::Syntax {
+                        path: self.path.to_path_buf(),
+                        source,
+                    })?;
+                for (key, service) in &parsed.service {
+                    if !keys.insert(key.clone()) {
+                        return Err(self.invalid(format!("service.{key}"), "defined twice"));
+                    }
+                    services.push(self.service(key, service, &origin, &regions, &file)?);
+                }
+            }
         }
 
         let base = self.path.parent().unwrap_or(Path::new("."));
@@ -307,6 +427,10 @@ impl<'a> ZoneBuilder<'a> {
             );
         }
 
+        // The model lives as long as the zone serves: no spare capacity (a `Record` is a few
+        // hundred bytes, and doubling growth leaves up to half of them unused).
+        records.shrink_to_fit();
+        services.shrink_to_fit();
         let zone = Zone {
             origin: origin.clone(),
             file: self.path.to_path_buf(),
@@ -324,6 +448,10 @@ impl<'a> ZoneBuilder<'a> {
                 .as_ref()
                 .map(|d| super::dnssec::load(self.path, &origin, d, crate::dnssec::time::now()))
                 .transpose()?,
+            // A master file (and what it includes) or key files are inputs the hash of this
+            // file does not cover: such a zone is always loaded again.
+            fingerprint: (file.records_file.is_none() && file.dnssec.is_none())
+                .then_some(self.fingerprint),
         };
         self.check_records(&zone, &sources)?;
         self.check_services(&zone, &sources)?;

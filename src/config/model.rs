@@ -55,6 +55,10 @@ pub struct Zone {
     pub checks: Vec<super::check::Check>,
     /// Keys and signing policy when the zone is signed (`[dnssec]`).
     pub dnssec: Option<crate::dnssec::ZoneDnssec>,
+    /// Hash of the zone file's bytes when they are all it was loaded from (no
+    /// `records_file`, no `[dnssec]` keys): a reload reuses this version while the hash holds
+    /// (`load::reload_zone`).
+    pub fingerprint: Option<u64>,
 }
 
 impl Zone {

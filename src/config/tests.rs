@@ -1269,3 +1269,174 @@ fn service_health_options() {
         ),
     ]);
 }
+
+/// `text` (a TOML zone) in the JSON form of the same schema.
+fn to_json(text: &str) -> String {
+    let value: toml::Value = toml::from_str(text).unwrap();
+    serde_json::to_string_pretty(&value).unwrap()
+}
+
+/// A zone using most of the schema: records, regions, a check and services of every policy.
+fn full_zone() -> String {
+    base(&format!(
+        "{REGIONS}\
+         [check.web]\ntype = \"http\"\npath = \"/health\"\nexpect_status = [200, \"300-399\"]\n\
+         [[record]]\nname = \"mail\"\ntype = \"MX\"\ndata = [\"10 mx.t.test.\"]\n\
+         [service.www]\npolicy = \"geo\"\ncheck = \"web\"\nfallback = [\"192.0.2.99\"]\n\
+         [service.www.geo]\ndefault = [\"us\", \"eu\"]\ncountry = {{ GB = [\"eu\"] }}\n\
+         subnet = {{ \"10.0.0.0/8\" = [\"us\"] }}\n\
+         [[service.www.endpoint]]\nregion = \"eu\"\naddress = \"192.0.2.1\"\nweight = 5\n\
+         [[service.www.endpoint]]\nregion = \"us\"\naddress = \"2001:db8::1\"\nprobe_port = 8080\n\
+         [service.api]\nfailover = [\"us\", \"eu\"]\nslow_start = \"30s\"\n\
+         [[service.api.endpoint]]\nregion = \"us\"\naddress = \"192.0.2.2\"\n\
+         [[service.api.endpoint]]\nregion = \"eu\"\naddress = \"192.0.2.3\"\n"
+    ))
+}
+
+/// Everything of a zone but the file it came from, for comparing two loads.
+fn shape(zone: &super::Zone) -> String {
+    let mut zone = zone.clone();
+    zone.file = PathBuf::new();
+    zone.fingerprint = None;
+    format!("{zone:?}")
+}
+
+#[test]
+fn a_json_zone_file_loads_like_the_same_zone_in_toml() {
+    let text = full_zone();
+    let (_dir, toml_path) = write(&text);
+    let from_toml = load_zone(&toml_path).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let json_path = dir.path().join("zone.json");
+    fs::write(&json_path, to_json(&text)).unwrap();
+    let from_json = load_zone(&json_path).unwrap();
+    assert_eq!(from_json.file, json_path);
+    assert_eq!(from_json.services.len(), 2);
+    assert_eq!(shape(&from_json), shape(&from_toml));
+}
+
+#[test]
+fn json_syntax_and_schema_errors_name_file_line_and_column() {
+    // (label, JSON, what the message must contain)
+    let good = to_json(&full_zone());
+    let cases: Vec<(&str, String, Vec<String>)> = vec![
+        (
+            "unknown key",
+            good.replacen("\"serial\": 1", "\"serial\": 1,\n    \"sreial\": 2", 1),
+            vec!["unknown field `sreial`".into()],
+        ),
+        (
+            "wrong type",
+            good.replacen("\"serial\": 1", "\"serial\": \"one\"", 1),
+            vec!["invalid type: string \"one\"".into()],
+        ),
+        (
+            "broken syntax",
+            good.replacen("\"serial\": 1", "\"serial\": 1,,", 1),
+            vec![],
+        ),
+        (
+            "missing origin",
+            "{}".into(),
+            vec!["missing field `origin`".into()],
+        ),
+    ];
+    for (label, text, wanted) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("zone.json");
+        fs::write(&path, &text).unwrap();
+        let err = load_zone(&path).unwrap_err();
+        let ZoneError::Json { path: p, source } = &err else {
+            panic!("{label}: expected a JSON error, got {err:?}");
+        };
+        assert_eq!(*p, path, "{label}");
+        // The line serde_json points at is the one we broke.
+        let line = text
+            .lines()
+            .position(|l| l.contains("sreial") || l.contains("\"one\"") || l.contains(",,"))
+            .map_or(1, |i| i + 1);
+        assert_eq!(source.line(), line, "{label}: {err}");
+        let shown = err.to_string();
+        assert!(
+            shown.starts_with(&format!("{}: ", path.display())),
+            "{shown}"
+        );
+        assert!(
+            shown.contains(&format!("at line {line} column {}", source.column())),
+            "{label}: {shown}"
+        );
+        for w in wanted {
+            assert!(shown.contains(&w), "{label}: want {w:?} in {shown}");
+        }
+    }
+}
+
+#[test]
+fn json_values_are_validated_like_toml_ones() {
+    let text = full_zone().replace("address = \"192.0.2.2\"", "address = \"192.0.2.256\"");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("zone.json");
+    fs::write(&path, to_json(&text)).unwrap();
+    match load_zone(&path) {
+        Err(ZoneError::Invalid { path: p, key, .. }) => {
+            assert_eq!(p, path);
+            assert_eq!(key, "service.api.endpoint[0].address");
+        }
+        other => panic!("expected an invalid-value error, got {other:?}"),
+    }
+}
+
+#[test]
+fn load_dir_reads_json_beside_toml_and_one_origin_is_served_once() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("a.toml"), BASE).unwrap();
+    fs::write(
+        dir.path().join("b.json"),
+        to_json(&BASE.replace("t.test.", "u.test.")),
+    )
+    .unwrap();
+    fs::write(dir.path().join("notes.txt"), "not a zone").unwrap();
+    let zones = load_dir(dir.path()).unwrap();
+    let origins: Vec<String> = zones.iter().map(|z| z.origin.to_string()).collect();
+    assert_eq!(origins, ["t.test.", "u.test."]);
+    // The same origin in JSON and TOML is a duplicate like two TOML files.
+    fs::write(dir.path().join("c.json"), to_json(BASE)).unwrap();
+    let err = load_dir(dir.path()).unwrap_err().to_string();
+    assert!(
+        err.contains("c.json: origin t.test. is already served by") && err.contains("a.toml"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_reload_reuses_the_serving_version_of_an_unchanged_file() {
+    use super::load::reload_zone;
+    use std::sync::Arc;
+    let (dir, path) = write(BASE);
+    let first = reload_zone(&path, None).unwrap();
+    // Unchanged bytes: the same zone, not a copy.
+    let again = reload_zone(&path, Some(&first)).unwrap();
+    assert!(Arc::ptr_eq(&first, &again));
+    // Any edit loads anew, and an edit that breaks the file is an error as usual.
+    fs::write(&path, BASE.replace("serial = 1", "serial = 2")).unwrap();
+    let edited = reload_zone(&path, Some(&first)).unwrap();
+    assert!(!Arc::ptr_eq(&first, &edited));
+    assert_eq!(edited.serial(), 2);
+    fs::write(&path, BASE.replace("serial = 1", "serial = \"x\"")).unwrap();
+    assert!(matches!(
+        reload_zone(&path, Some(&edited)),
+        Err(ZoneError::Syntax { .. })
+    ));
+    // A zone with a master file depends on more than its own bytes: always loaded again.
+    let master = dir.path().join("t.zone");
+    fs::write(
+        &master,
+        "$ORIGIN t.test.\n@ 3600 IN SOA ns1 h 1 7200 3600 1209600 300\n@ 3600 IN NS ns1\n",
+    )
+    .unwrap();
+    fs::write(&path, "origin = \"t.test.\"\nrecords_file = \"t.zone\"\n").unwrap();
+    let with_master = reload_zone(&path, None).unwrap();
+    assert_eq!(with_master.fingerprint, None);
+    let again = reload_zone(&path, Some(&with_master)).unwrap();
+    assert!(!Arc::ptr_eq(&with_master, &again));
+}

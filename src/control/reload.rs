@@ -21,7 +21,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::config::Zone;
-use crate::config::load::{ZoneError, load_zone, zone_files};
+use crate::config::load::{ZoneError, reload_zone, zone_files};
 use crate::routing::publish::ZoneFiles;
 
 /// A zone serving its previous version after a reload, and why.
@@ -66,8 +66,9 @@ impl Choice {
 pub fn reload_zones(dir: &Path, previous: &ZoneFiles) -> ZoneReload {
     match zone_files(dir) {
         Ok(files) => {
+            // An unchanged file gives back the serving version (config::load::reload_zone).
             let loaded = files.into_iter().map(|path| {
-                let zone = load_zone(&path);
+                let zone = reload_zone(&path, previous.get(&path));
                 (path, zone)
             });
             decide(previous, loaded)
@@ -92,15 +93,15 @@ fn kept(zone: &Zone, reason: &str) -> KeptZone {
 }
 
 /// The rules of the module doc over already loaded files (pure: unit-tested).
-pub fn decide(
+pub fn decide<Z: Into<Arc<Zone>>>(
     previous: &ZoneFiles,
-    loaded: impl IntoIterator<Item = (PathBuf, Result<Zone, ZoneError>)>,
+    loaded: impl IntoIterator<Item = (PathBuf, Result<Z, ZoneError>)>,
 ) -> ZoneReload {
     let mut errors = Vec::new();
     let mut choices: BTreeMap<PathBuf, Choice> = BTreeMap::new();
     for (path, result) in loaded {
         let choice = match (result, previous.get(&path)) {
-            (Ok(zone), _) => Choice::New(Arc::new(zone)),
+            (Ok(zone), _) => Choice::New(zone.into()),
             (Err(e), Some(prev)) => {
                 errors.push(e.to_string());
                 Choice::Kept(Arc::clone(prev), e.to_string())

@@ -28,7 +28,7 @@ pub const DEBOUNCE: Duration = Duration::from_millis(500);
 /// What is watched: directories, and which names in them matter.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct WatchSet {
-    /// The zone directory: any `*.toml` in it.
+    /// The zone directory: any `*.toml` or `*.json` in it.
     zones_dir: PathBuf,
     /// Exact files (records files, GeoIP, keys).
     files: BTreeSet<PathBuf>,
@@ -67,7 +67,7 @@ impl WatchSet {
     fn matters(&self, path: &Path) -> bool {
         let path = absolute(path);
         (path.parent() == Some(self.zones_dir.as_path())
-            && path.extension().is_some_and(|e| e == "toml"))
+            && crate::config::load::is_zone_file(&path))
             || self.files.contains(&path)
     }
 }
@@ -202,6 +202,10 @@ mod tests {
             files: [absolute(&dir.path().join("geo.mmdb"))].into(),
         };
         assert!(set.matters(&zones.join("a.toml")));
+        assert!(
+            set.matters(&zones.join("a.json")),
+            "JSON zone files are zone files too"
+        );
         assert!(set.matters(&dir.path().join("geo.mmdb")));
         assert!(!set.matters(&zones.join(".a.toml.swp")));
         assert!(!set.matters(&zones.join("a.toml~")));

@@ -33,6 +33,8 @@ mod health_support;
 // contrib/: alert rules, dashboard, Debian package; man pages and completions.
 mod kit;
 mod ops;
+// Issue 17: memory per service of the real binary.
+mod scale;
 mod steering;
 mod steering_support;
 // DNS over TCP: long pipelines, clients that do not read or close with answers pending.

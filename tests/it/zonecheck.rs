@@ -249,3 +249,63 @@ fn the_largest_rrset_the_loader_accepts_is_answered_whole_over_tcp() {
     );
     assert!(reply.msg.metadata.truncation);
 }
+
+#[test]
+fn check_config_loads_json_zones_and_names_line_and_column_of_a_json_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = r#"{
+  "origin": "j.test.",
+  "ns": ["ns1.j.test."],
+  "soa": {"mname": "ns1.j.test.", "rname": "h.j.test.", "serial": 7},
+  "record": [{"name": "ns1", "type": "A", "data": ["192.0.2.1"]}],
+  "region": {"eu": {"countries": ["GB"]}},
+  "service": {"www": {"endpoint": [{"region": "eu", "address": "192.0.2.10"}]}}
+}
+"#;
+    fs::write(dir.path().join("j.json"), json).unwrap();
+    fs::write(dir.path().join("z.toml"), top("z.test.")).unwrap();
+    let out = check_config(dir.path(), &[]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(
+        out.stdout.contains("ok j.test. (")
+            && out
+                .stdout
+                .contains("j.json): serial 7, 3 records, 1 regions, 1 services"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("ok z.test. ("), "{}", out.stdout);
+
+    // A misspelt key on line 4: the message names the file, line and column.
+    fs::write(
+        dir.path().join("j.json"),
+        json.replace("\"serial\": 7", "\"serial\": 7, \"sreial\": 8"),
+    )
+    .unwrap();
+    let out = check_config(dir.path(), &[]);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(
+        out.stderr.contains("j.json: unknown field `sreial`")
+            && out.stderr.contains("at line 4 column"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// A zone served from a JSON file answers like its TOML twin.
+#[test]
+fn a_json_zone_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("j.json"),
+        r#"{"origin": "j.test.", "ns": ["ns1.j.test."],
+            "soa": {"mname": "ns1.j.test.", "rname": "h.j.test.", "serial": 1},
+            "record": [{"name": "ns1", "type": "A", "data": ["192.0.2.1"]}],
+            "region": {"eu": {}},
+            "service": {"www": {"endpoint": [{"region": "eu", "address": "192.0.2.10"}]}}}"#,
+    )
+    .unwrap();
+    let ns = Meridian::serve_dir(dir.path(), &[], false);
+    assert_eq!(ns.a("www.j.test.").len(), 1);
+    assert_eq!(ns.a("www.j.test.")[0].to_string(), "192.0.2.10");
+}

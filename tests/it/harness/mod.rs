@@ -153,6 +153,11 @@ impl Meridian {
             .unwrap_or_else(|| panic!("no {name}= address in the ready line {line:?}"))
     }
 
+    /// The server's process id (for reading `/proc/PID/status`).
+    pub fn pid(&self) -> u32 {
+        self.process.id()
+    }
+
     /// The directory passed as `--zones`.
     pub fn zones_dir(&self) -> &Path {
         &self.zones

@@ -106,6 +106,11 @@ impl Process {
         self
     }
 
+    /// The child's process id (for reading `/proc/PID/status`).
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The captured stdout/stderr lines so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().join("\n")
