@@ -3,7 +3,7 @@
 //! exports every [`INTERVAL`] into a ring of [`SAMPLES`] samples; no external service.
 //!
 //! Owns: the ring buffer and the rates computed from it. Reads the counters through the
-//! registry's own rendering (`meridian_queries_total` by `rcode`, summed over transports;
+//! registry's own rendering, streamed a line at a time into [`SampleParser`] (`meridian_queries_total` by `rcode`, summed over transports;
 //! `meridian_service_answers_total` summed by `region` over zones, services and outcomes), so
 //! it adds nothing to the query path. Control plane only.
 
@@ -36,37 +36,99 @@ pub struct Sample {
 
 /// Reads a sample from the text exposition format.
 pub fn parse_sample(text: &str, at_ms: u64) -> Sample {
-    let mut sample = Sample {
-        at_ms,
-        ..Sample::default()
-    };
+    let mut parser = SampleParser::new(at_ms);
     for line in text.lines() {
+        parser.line(line);
+    }
+    parser.sample
+}
+
+/// Reads a sample from the exposition text as the registry writes it, a line at a time, so a
+/// sample never holds the whole rendering: at 100,000 services that text is over 100 MB (one
+/// series per service, region and outcome), which a `String` rendering kept alive once per
+/// interval and which showed in the server's peak memory.
+#[derive(Debug)]
+pub struct SampleParser {
+    sample: Sample,
+    /// The unfinished last line of what was written so far.
+    partial: String,
+}
+
+impl SampleParser {
+    /// An empty sample taken at `at_ms`.
+    pub fn new(at_ms: u64) -> Self {
+        Self {
+            sample: Sample {
+                at_ms,
+                ..Sample::default()
+            },
+            partial: String::new(),
+        }
+    }
+
+    /// The sample, with a last line that had no newline counted too.
+    pub fn finish(mut self) -> Sample {
+        let last = std::mem::take(&mut self.partial);
+        self.line(&last);
+        self.sample
+    }
+
+    /// Adds one line of the exposition text.
+    fn line(&mut self, line: &str) {
         let (series, key, queries) =
             if let Some(rest) = line.strip_prefix("meridian_queries_total{") {
                 (rest, "rcode", true)
             } else if let Some(rest) = line.strip_prefix("meridian_service_answers_total{") {
                 (rest, "region", false)
             } else {
-                continue;
+                return;
             };
         let Some((labels, value)) = series.rsplit_once("} ") else {
-            continue;
+            return;
         };
         let Some(label) = label_value(labels, key) else {
-            continue;
+            return;
         };
         // Counters render as integers or floats ("5" or "5.0").
         let Ok(value) = value.trim().parse::<f64>() else {
-            continue;
+            return;
         };
         let slot = if queries {
-            &mut sample.queries
+            &mut self.sample.queries
         } else {
-            &mut sample.answers
+            &mut self.sample.answers
         };
-        *slot.entry(label.to_owned()).or_default() += value.max(0.0) as u64;
+        let value = value.max(0.0) as u64;
+        // Look up before inserting: a region's entry is allocated once per sample, not once
+        // per series.
+        match slot.get_mut(label) {
+            Some(sum) => *sum += value,
+            None => {
+                slot.insert(label.to_owned(), value);
+            }
+        }
     }
-    sample
+}
+
+impl std::fmt::Write for SampleParser {
+    fn write_str(&mut self, mut s: &str) -> std::fmt::Result {
+        while let Some(end) = s.find('\n') {
+            let (head, rest) = s.split_at(end);
+            if self.partial.is_empty() {
+                self.line(head);
+            } else {
+                let mut line = std::mem::take(&mut self.partial);
+                line.push_str(head);
+                self.line(&line);
+                // Keep the buffer's allocation for the next split line.
+                line.clear();
+                self.partial = line;
+            }
+            s = rest.get(1..).unwrap_or_default();
+        }
+        self.partial.push_str(s);
+        Ok(())
+    }
 }
 
 /// The value of `key="..."` in a label list (`a="x",b="y"`; values need no unescaping here:
@@ -168,7 +230,9 @@ impl History {
                 let at_ms = SystemTime::now()
                     .duration_since(UNIX_EPOCH)
                     .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-                ring.push(parse_sample(&metrics.render(), at_ms));
+                let mut parser = SampleParser::new(at_ms);
+                metrics.render_into(&mut parser);
+                ring.push(parser.finish());
             }
         });
         history
@@ -231,6 +295,51 @@ meridian_service_answers_total{zone="b.test.",service="api",region="none",outcom
                 &[("eu", 8), ("none", 0), ("us", 3)]
             )
         );
+    }
+
+    #[test]
+    fn a_sample_streamed_in_any_pieces_is_the_same_and_holds_only_a_line() {
+        use std::fmt::Write as _;
+        let whole = parse_sample(TEXT, 42);
+        for chunk in [1, 2, 7, 64, TEXT.len()] {
+            let mut p = SampleParser::new(42);
+            let mut longest = 0;
+            let bytes = TEXT.as_bytes();
+            for piece in bytes.chunks(chunk) {
+                p.write_str(std::str::from_utf8(piece).unwrap()).unwrap();
+                longest = longest.max(p.partial.len());
+            }
+            assert_eq!(p.finish(), whole, "chunks of {chunk}");
+            let line = TEXT.lines().map(str::len).max().unwrap();
+            assert!(longest <= line, "held {longest} bytes, longest line {line}");
+        }
+        // A last line without a newline still counts.
+        let mut p = SampleParser::new(1);
+        p.write_str("meridian_queries_total{rcode=\"REFUSED\"} 4")
+            .unwrap();
+        assert_eq!(p.finish(), sample(1, &[("REFUSED", 4)], &[]));
+    }
+
+    #[test]
+    fn the_sampler_reads_the_registry_without_rendering_it_whole() {
+        use prometheus_client::metrics::counter::Counter;
+        use prometheus_client::metrics::family::Family;
+        let answers = Family::<Vec<(String, String)>, Counter>::default();
+        for i in 0..1000 {
+            answers
+                .get_or_create(&vec![
+                    ("service".into(), format!("s{i}")),
+                    ("region".into(), if i % 2 == 0 { "eu" } else { "us" }.into()),
+                ])
+                .inc_by(2);
+        }
+        let metrics = crate::metrics::Metrics::new(|r| {
+            r.register("meridian_service_answers", "answers", answers.clone());
+        });
+        let mut p = SampleParser::new(0);
+        metrics.render_into(&mut p);
+        assert!(p.partial.capacity() < 4096, "{}", p.partial.capacity());
+        assert_eq!(p.finish(), sample(0, &[], &[("eu", 1000), ("us", 1000)]));
     }
 
     #[test]
