@@ -59,18 +59,20 @@ impl std::fmt::Display for Warning {
 /// Warnings for `zones` checked together (a target may be a CNAME in another of them), in
 /// zone and record order. The loader logs a zone's own when it loads it; `check-config`
 /// prints them all, and with `--strict` fails on them.
-pub fn lint(zones: &[Zone]) -> Vec<Warning> {
+/// Takes the zones as they are held (`Zone` or `Arc<Zone>`), so checking never copies them.
+pub fn lint<Z: std::borrow::Borrow<Zone>>(zones: &[Z]) -> Vec<Warning> {
     use hickory_proto::rr::{RData, RecordType};
     // Built once: a zone may have many MX/NS/SRV records (delegations) and many CNAMEs.
     let cnames: std::collections::BTreeSet<hickory_proto::rr::Name> = zones
         .iter()
-        .flat_map(|z| &z.records)
+        .flat_map(|z| &z.borrow().records)
         .filter(|r| r.record_type() == RecordType::CNAME)
         .map(|r| r.name.to_lowercase())
         .collect();
     let is_cname = |target: &hickory_proto::rr::Name| cnames.contains(&target.to_lowercase());
     let mut out = Vec::new();
     for zone in zones {
+        let zone: &Zone = zone.borrow();
         for record in &zone.records {
             let target = match &record.data {
                 RData::MX(mx) => &mx.exchange,

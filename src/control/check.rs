@@ -54,8 +54,7 @@ pub fn check(zones_dir: &Path, geoip: &Path, keys: Option<&Path>) -> Result<Chec
         }
         None => None,
     };
-    let owned: Vec<Zone> = zones.iter().map(|z| Zone::clone(z)).collect();
-    let warnings = lint(&owned);
+    let warnings = lint(&zones);
     Ok(Checked {
         zones,
         table,
