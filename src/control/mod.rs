@@ -12,6 +12,7 @@
 //! a failed load replace anything that serves.
 
 pub mod check;
+pub mod health_change;
 pub mod metrics;
 pub mod reload;
 pub mod socket;
@@ -28,7 +29,7 @@ use serde::Serialize;
 use crate::geo::GeoDb;
 use crate::health::aggregate::IngestSummary;
 use crate::health::export::HealthMetrics;
-use crate::health::hub::HealthHub;
+use crate::health::hub::{HealthHub, HealthSnapshot};
 use crate::health::overrides::{NewOverride, Override, OverrideError, Target};
 use crate::health::report::{Keyring, RejectReason};
 use crate::probe::targets::{checked_endpoints, endpoint_layout};
@@ -37,7 +38,7 @@ use crate::routing::counters::TableMetrics;
 use crate::routing::publish::{Publisher, StartError, load_sources};
 use crate::routing::table::RoutingTable;
 use metrics::ReloadMetrics;
-use reload::{KeptZone, reload_zones};
+use reload::{Fingerprints, KeptZone, fingerprints, reload_zones};
 
 /// Where the configuration comes from: what a reload re-reads and the watcher watches.
 #[derive(Clone, Debug)]
@@ -84,11 +85,15 @@ pub type ReloadHook = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
 pub struct ControlPlane {
     sources: Sources,
     publisher: Arc<Publisher>,
+    /// The table metrics the publisher counts into (the health task records its latency).
+    tables: Arc<TableMetrics>,
     hub: Arc<HealthHub>,
     prober: Option<Mutex<LocalProber>>,
     metrics: ReloadMetrics,
     /// Serialises reloads (and only reloads: health never waits for file I/O).
     reloading: Mutex<Option<ReloadReport>>,
+    /// Fingerprints of the zone files serving (`reload`, rule 4); locked inside `reloading`.
+    prints: Mutex<Fingerprints>,
     serving: AtomicBool,
     draining: AtomicBool,
     /// Run by every reload after the zones (see [`ControlPlane::add_reload_hook`]).
@@ -110,13 +115,16 @@ impl ControlPlane {
         health: Arc<HealthMetrics>,
         reloads: ReloadMetrics,
     ) -> Result<Arc<Self>, ControlError> {
+        // Taken before loading: a file written in between is parsed again at the next reload.
+        let prints = fingerprints(&sources.zones_dir);
         let (zones, geo) = load_sources(&sources.zones_dir, &sources.geoip)?;
         tracing::info!(geoip = %geo.description(), "geoip database loaded");
         let keyring = match &sources.keys {
             Some(path) => Some(Keyring::load(path)?),
             None => None,
         };
-        let publisher = Arc::new(Publisher::new(zones, geo, tables).map_err(StartError::from)?);
+        let publisher =
+            Arc::new(Publisher::new(zones, geo, Arc::clone(&tables)).map_err(StartError::from)?);
         let hub = Arc::new(HealthHub::new(
             checked_endpoints(&publisher.zones()),
             grace,
@@ -127,10 +135,12 @@ impl ControlPlane {
         Ok(Arc::new(Self {
             sources,
             publisher,
+            tables,
             hub,
             prober: local_probe.then(|| Mutex::new(LocalProber::stopped())),
             metrics: reloads,
             reloading: Mutex::new(None),
+            prints: Mutex::new(prints),
             serving: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             hooks: Mutex::new(Vec::new()),
@@ -156,8 +166,19 @@ impl ControlPlane {
         self.hub.observe_table(&self.publisher.table());
         let publisher = Arc::clone(&self.publisher);
         let hub = Arc::downgrade(&self.hub);
+        let tables = Arc::clone(&self.tables);
+        // The health the table was compiled against: every endpoint up, which is what an
+        // empty snapshot says. Only this task publishes health, so it stays in step.
+        let compiled = Mutex::new(Arc::new(HealthSnapshot::default()));
         tokio::spawn(Arc::clone(&self.hub).run(move |snapshot| {
-            publisher.set_health(Arc::new(snapshot));
+            let started = std::time::Instant::now();
+            let snapshot = Arc::new(snapshot);
+            let mut last = compiled.lock().unwrap_or_else(|p| p.into_inner());
+            let change = health_change::health_change(&last, &snapshot);
+            publisher.set_health_changed(Arc::clone(&snapshot) as _, &change);
+            tables.record_health_update(started.elapsed());
+            *last = snapshot;
+            drop(last);
             if let Some(hub) = hub.upgrade() {
                 hub.observe_table(&publisher.table());
             }
@@ -205,7 +226,9 @@ impl ControlPlane {
     pub fn reload(&self) -> ReloadReport {
         let mut last = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
         let previous = self.publisher.zone_files();
-        let zones = reload_zones(&self.sources.zones_dir, &previous);
+        let mut prints = self.prints.lock().unwrap_or_else(|p| p.into_inner());
+        let zones = reload_zones(&self.sources.zones_dir, &previous, &prints);
+        let next_prints = zones.prints;
         let mut errors = zones.errors;
         let geo = match GeoDb::open(&self.sources.geoip) {
             Ok(geo) => Arc::new(geo),
@@ -227,7 +250,10 @@ impl ControlPlane {
         let mut kept = zones.kept;
         let count = zones.zones.len();
         let generation = match self.publisher.set_config(zones.zones, geo) {
-            Ok(g) => g,
+            Ok(g) => {
+                *prints = next_prints;
+                g
+            }
             Err(e) => {
                 errors.push(format!("{e} (previous table keeps serving)"));
                 kept = self
@@ -243,6 +269,7 @@ impl ControlPlane {
                 self.publisher.generation()
             }
         };
+        drop(prints);
         if let Some(k) = keyring {
             self.hub.set_keyring(Some(k));
         }
@@ -430,17 +457,29 @@ pub struct ZoneSummary {
     pub file: String,
 }
 
-/// True when `t` names at least one endpoint of the table.
+/// True when `t` names at least one endpoint of the table: a look-up of the zone and the
+/// service, not a walk over every endpoint (a million-service table answers at once).
 fn target_matches(table: &RoutingTable, t: &Target) -> bool {
-    let zone = t.zone.trim_end_matches('.');
-    table.endpoints().any(|e| {
-        e.service.key == t.service
-            && t.region.as_deref().is_none_or(|name| name == e.region.name)
-            && t.address.is_none_or(|a| a == e.endpoint.address)
-            && e.zone
-                .origin
-                .to_string()
-                .trim_end_matches('.')
-                .eq_ignore_ascii_case(zone)
+    let Ok(mut origin) = hickory_proto::rr::Name::from_str_relaxed(&t.zone) else {
+        return false;
+    };
+    origin.set_fqdn(true);
+    let Some(zone) = table.zone_at(&crate::routing::table::key_wire(&origin)) else {
+        return false;
+    };
+    let Some(service) = zone
+        .service_index(&t.service)
+        .and_then(|i| zone.services.get(i))
+    else {
+        return false;
+    };
+    service.regions.iter().any(|region| {
+        t.region.as_deref().is_none_or(|name| name == region.name)
+            && service
+                .endpoints
+                .get(region.endpoints.clone())
+                .unwrap_or(&[])
+                .iter()
+                .any(|e| t.address.is_none_or(|a| a == e.address))
     })
 }

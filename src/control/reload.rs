@@ -13,8 +13,13 @@
 //!    both files. Falling back can cause a new clash, so the rule repeats until none is left.
 //! 3. A file that disappeared from the directory is no longer served (deleting a zone is a
 //!    valid change, not an error).
+//! 4. A file whose bytes are those its serving version was loaded from ([`Fingerprints`]) is
+//!    not parsed again: the serving `Arc<Zone>` is handed back, so the publisher shares its
+//!    compiled zone. Zones that read other files (`records_file`, DNSSEC keys) are always
+//!    parsed again, as the zone file alone does not say whether those changed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -44,6 +49,8 @@ pub struct ZoneReload {
     pub errors: Vec<String>,
     /// Zones serving their previous version.
     pub kept: Vec<KeptZone>,
+    /// Fingerprints of the files of `zones`, to keep once they serve.
+    pub prints: Fingerprints,
 }
 
 enum Choice {
@@ -61,19 +68,95 @@ impl Choice {
     }
 }
 
+/// What a zone file held when it was read: its length and a hash of its bytes (a
+/// non-cryptographic 64-bit hash: it tells an edit from no edit, not a forgery).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fingerprint {
+    len: u64,
+    hash: u64,
+}
+
+impl Fingerprint {
+    /// The fingerprint of `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        Self {
+            len: u64::try_from(bytes.len()).unwrap_or(u64::MAX),
+            hash: foldhash::quality::FixedState::with_seed(0x6d65_7269_6469_616e).hash_one(bytes),
+        }
+    }
+
+    /// The fingerprint of the file at `path` now, `None` when it cannot be read.
+    pub fn read(path: &Path) -> Option<Self> {
+        std::fs::read(path).ok().map(|b| Self::of(&b))
+    }
+}
+
+/// The fingerprint of each zone file as read *before* the version serving was parsed from
+/// it (so a file written in between is parsed again next time, never missed).
+pub type Fingerprints = HashMap<PathBuf, Fingerprint>;
+
+/// Fingerprints of every zone file of `dir` (start-up: taken before the zones are loaded).
+pub fn fingerprints(dir: &Path) -> Fingerprints {
+    zone_files(dir)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|path| Fingerprint::read(&path).map(|f| (path, f)))
+        .collect()
+}
+
+/// A zone whose file alone decides its content: nothing else is read to load it.
+fn self_contained(zone: &Zone) -> bool {
+    zone.records_file.is_none() && zone.dnssec.is_none()
+}
+
 /// Reads every zone file of `dir` and decides, per file, what serves (module rules). When the
-/// directory itself cannot be read, everything serving stays as it is.
-pub fn reload_zones(dir: &Path, previous: &ZoneFiles) -> ZoneReload {
+/// directory itself cannot be read, everything serving stays as it is. `prints` are the
+/// fingerprints of the files serving; the result has those of what it serves.
+pub fn reload_zones(dir: &Path, previous: &ZoneFiles, prints: &Fingerprints) -> ZoneReload {
     match zone_files(dir) {
         Ok(files) => {
-            let loaded = files.into_iter().map(|path| {
-                let zone = load_zone(&path);
-                (path, zone)
-            });
-            decide(previous, loaded)
+            let mut read: Fingerprints = HashMap::with_capacity(files.len());
+            let loaded: Vec<(PathBuf, Result<Arc<Zone>, ZoneError>)> = files
+                .into_iter()
+                .map(|path| {
+                    let print = Fingerprint::read(&path);
+                    let unchanged = previous.get(&path).filter(|prev| {
+                        print.is_some()
+                            && prints.get(&path) == print.as_ref()
+                            && self_contained(prev)
+                    });
+                    if let Some(p) = print {
+                        read.insert(path.clone(), p);
+                    }
+                    let zone = match unchanged {
+                        Some(prev) => Ok(Arc::clone(prev)),
+                        None => load_zone(&path).map(Arc::new),
+                    };
+                    (path, zone)
+                })
+                .collect();
+            let mut out = decide(previous, loaded);
+            // What serves now was parsed from the bytes read this time, or is the previous
+            // version (kept or unchanged) with its old fingerprint.
+            let next: Fingerprints = out
+                .zones
+                .iter()
+                .filter_map(|(path, zone)| {
+                    let same = previous.get(path).is_some_and(|p| Arc::ptr_eq(p, zone));
+                    let print = if same {
+                        prints.get(path)
+                    } else {
+                        read.get(path)
+                    };
+                    print.map(|p| (path.clone(), *p))
+                })
+                .collect();
+            out.prints = next;
+            out
         }
         Err(e) => ZoneReload {
             zones: previous.clone(),
+            prints: prints.clone(),
             errors: vec![e.to_string()],
             kept: previous
                 .values()
@@ -92,15 +175,15 @@ fn kept(zone: &Zone, reason: &str) -> KeptZone {
 }
 
 /// The rules of the module doc over already loaded files (pure: unit-tested).
-pub fn decide(
+pub fn decide<Z: Into<Arc<Zone>>>(
     previous: &ZoneFiles,
-    loaded: impl IntoIterator<Item = (PathBuf, Result<Zone, ZoneError>)>,
+    loaded: impl IntoIterator<Item = (PathBuf, Result<Z, ZoneError>)>,
 ) -> ZoneReload {
     let mut errors = Vec::new();
     let mut choices: BTreeMap<PathBuf, Choice> = BTreeMap::new();
     for (path, result) in loaded {
         let choice = match (result, previous.get(&path)) {
-            (Ok(zone), _) => Choice::New(Arc::new(zone)),
+            (Ok(zone), _) => Choice::New(zone.into()),
             (Err(e), Some(prev)) => {
                 errors.push(e.to_string());
                 Choice::Kept(Arc::clone(prev), e.to_string())
@@ -324,5 +407,46 @@ mod tests {
         assert!(r.zones.is_empty());
         assert!(r.kept.is_empty());
         assert_eq!(r.errors.len(), 1);
+    }
+
+    #[test]
+    fn an_unchanged_file_is_not_parsed_again_and_any_edit_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = |origin: &str, serial: u32| {
+            format!(
+                "origin = \"{origin}\"\nns = [\"ns1.example.\"]\n[soa]\nmname = \"ns1.example.\"\n\
+                 rname = \"admin.example.\"\nserial = {serial}\n"
+            )
+        };
+        let (a, b) = (dir.path().join("a.toml"), dir.path().join("b.toml"));
+        std::fs::write(&a, text("a.test.", 1)).unwrap();
+        std::fs::write(&b, text("b.test.", 1)).unwrap();
+        let prints = fingerprints(dir.path());
+        let first = reload_zones(dir.path(), &ZoneFiles::new(), &prints);
+        assert_eq!(first.zones.len(), 2);
+        assert_eq!(first.prints, prints);
+
+        // Nothing changed: the very same zones come back.
+        let same = reload_zones(dir.path(), &first.zones, &first.prints);
+        for (path, zone) in &first.zones {
+            assert!(Arc::ptr_eq(zone, &same.zones[path]), "{}", path.display());
+        }
+        // An edit of the same length (serial 1 -> 2) is an edit; the other file is shared.
+        std::fs::write(&a, text("a.test.", 2)).unwrap();
+        let edited = reload_zones(dir.path(), &same.zones, &same.prints);
+        assert!(!Arc::ptr_eq(&same.zones[&a], &edited.zones[&a]));
+        assert_eq!(edited.zones[&a].serial(), 2);
+        assert!(Arc::ptr_eq(&same.zones[&b], &edited.zones[&b]));
+        // A broken edit keeps the previous version, and its fingerprint: fixing the file
+        // back to what serves is parsed again (and is the same content).
+        std::fs::write(&b, "origin = ").unwrap();
+        let broken = reload_zones(dir.path(), &edited.zones, &edited.prints);
+        assert_eq!(broken.kept.len(), 1);
+        assert!(Arc::ptr_eq(&edited.zones[&b], &broken.zones[&b]));
+        assert_eq!(broken.prints[&b], edited.prints[&b]);
+        std::fs::write(&b, text("b.test.", 1)).unwrap();
+        let fixed = reload_zones(dir.path(), &broken.zones, &broken.prints);
+        assert!(fixed.errors.is_empty(), "{:?}", fixed.errors);
+        assert!(Arc::ptr_eq(&broken.zones[&b], &fixed.zones[&b]));
     }
 }

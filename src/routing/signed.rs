@@ -193,14 +193,13 @@ pub fn sign(zone: &mut ZoneTable, now: u64) {
         tracing::warn!(zone = %zone.origin, "no DNSSEC key is active: serving the zone unsigned");
         return;
     };
-    for (node, sigs) in zone
-        .node_list
-        .iter_mut()
-        .zip(std::mem::take(&mut signed.nodes))
-    {
-        node.dnssec = Some(Box::new(sigs));
+    // Only a zone compiled just now gets here: its nodes are not shared yet.
+    if let Some(list) = Arc::get_mut(&mut zone.node_list) {
+        for (node, sigs) in list.iter_mut().zip(std::mem::take(&mut signed.nodes)) {
+            node.dnssec = Some(Box::new(sigs));
+        }
     }
-    zone.dnssec = Some(Box::new(signed));
+    zone.dnssec = Some(Arc::new(signed));
 }
 
 /// When the first signed zone of `zones` needs re-signing after `now` (a signature window
