@@ -35,7 +35,7 @@ use crate::health::report::{Keyring, RejectReason};
 use crate::probe::targets::{checked_endpoints, endpoint_layout};
 use crate::prober::LocalProber;
 use crate::routing::counters::TableMetrics;
-use crate::routing::publish::{Publisher, StartError, load_sources};
+use crate::routing::publish::{Build, Publisher, StartError, load_sources};
 use crate::routing::table::RoutingTable;
 use metrics::ReloadMetrics;
 use reload::{Fingerprints, KeptZone, fingerprints, reload_zones};
@@ -64,6 +64,9 @@ pub struct ReloadReport {
     pub kept: Vec<KeptZone>,
     /// Zones serving now.
     pub zones: usize,
+    /// The table this reload built (what it compiled and shared), when it built one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub table: Option<Build>,
 }
 
 /// Why the control plane could not start.
@@ -249,9 +252,11 @@ impl ControlPlane {
         };
         let mut kept = zones.kept;
         let count = zones.zones.len();
+        let mut built = None;
         let generation = match self.publisher.set_config(zones.zones, geo) {
             Ok(g) => {
                 *prints = next_prints;
+                built = Some(self.publisher.last_build());
                 g
             }
             Err(e) => {
@@ -313,6 +318,7 @@ impl ControlPlane {
             errors,
             kept,
             zones: serving.len(),
+            table: built,
         };
         *last = Some(report.clone());
         report
@@ -411,6 +417,7 @@ impl ControlPlane {
             endpoints_down: view.down_count(),
             overrides: self.overrides(),
             last_reload: self.last_reload(),
+            last_build: self.publisher.last_build(),
             etcd: self.config_source().map(|s| s.status_json()),
         }
     }
@@ -431,6 +438,8 @@ pub struct StatusSummary {
     pub overrides: Vec<Override>,
     /// The last reload, if any.
     pub last_reload: Option<ReloadReport>,
+    /// The last table built: why, what it compiled and shared, how long it took.
+    pub last_build: Build,
     /// In distributed mode: etcd and the configuration revision serving.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub etcd: Option<serde_json::Value>,

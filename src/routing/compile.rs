@@ -145,7 +145,7 @@ pub fn compile_counted(
 
 /// How much of a table was built anew and how much was taken from the table before it
 /// ([`recompile_zones`], [`rebuild_services`]): the publisher's metrics, and what tests check.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Reuse {
     /// Zones compiled from their source.
     pub zones_compiled: usize,

@@ -92,12 +92,42 @@ pub struct ServiceChange {
     pub recovered: Option<(Option<Duration>, Option<Duration>)>,
 }
 
+/// Why a table was built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BuildCause {
+    /// The first table.
+    Start,
+    /// A new configuration.
+    Reload,
+    /// Endpoint health or overrides changed.
+    Health,
+    /// DNSSEC re-signing.
+    Resign,
+}
+
+/// The last table built: why, what it compiled and shared, and how long building it took
+/// (`ctl status`, reload reports).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct Build {
+    /// Its generation.
+    pub generation: u64,
+    /// Why it was built.
+    pub cause: BuildCause,
+    /// What it compiled and what it shared with the table before it.
+    #[serde(flatten)]
+    pub reuse: Reuse,
+    /// From the publisher taking the change to the table serving, seconds.
+    pub seconds: f64,
+}
+
 /// What the live table was compiled from.
 struct State {
     zones: ZoneFiles,
     geo: Arc<GeoDb>,
     health: Arc<dyn EndpointHealth + Send + Sync>,
     generation: u64,
+    last: Build,
 }
 
 /// Owns the `ArcSwap` and the inputs of the table it holds.
@@ -120,11 +150,12 @@ impl Publisher {
         let mut counters = metrics.factory();
         let table = compile_counted(&list, Arc::clone(&geo), &AllUp, 1, &mut counters)?;
         metrics.record_compile(started.elapsed());
-        metrics.record_reuse(&Reuse {
+        let reuse = Reuse {
             zones_compiled: table.zone_count(),
             services_compiled: table.zones().map(|z| z.services.len()).sum(),
             ..Reuse::default()
-        });
+        };
+        metrics.record_reuse(&reuse);
         metrics.commit(counters);
         metrics.record_swap(1);
         Ok(Self {
@@ -134,6 +165,12 @@ impl Publisher {
                 geo,
                 health: Arc::new(AllUp),
                 generation: 1,
+                last: Build {
+                    generation: 1,
+                    cause: BuildCause::Start,
+                    reuse,
+                    seconds: started.elapsed().as_secs_f64(),
+                },
             }),
             metrics,
         })
@@ -201,6 +238,12 @@ impl Publisher {
         self.metrics.record_compile(started.elapsed());
         self.metrics.record_reuse(&reuse);
         self.store(&mut state, table);
+        state.last = Build {
+            generation,
+            cause: BuildCause::Health,
+            reuse,
+            seconds: started.elapsed().as_secs_f64(),
+        };
         tracing::debug!(
             generation,
             services = reuse.services_compiled,
@@ -217,7 +260,8 @@ impl Publisher {
         let mut state = self.lock();
         let zones: Vec<Arc<Zone>> = state.zones.values().cloned().collect();
         let geo = Arc::clone(&state.geo);
-        match self.swap(&mut state, &zones, geo, &|z: &Zone| z.dnssec.is_some()) {
+        let signed = |z: &Zone| z.dnssec.is_some();
+        match self.swap(&mut state, &zones, geo, &signed, BuildCause::Resign) {
             Ok(generation) => tracing::info!(generation, "table recompiled: DNSSEC re-signed"),
             Err(e) => {
                 tracing::error!(error = %e, "re-signing failed; previous table keeps serving")
@@ -231,7 +275,13 @@ impl Publisher {
     pub fn set_config(&self, zones: ZoneFiles, geo: Arc<GeoDb>) -> Result<u64, CompileError> {
         let mut state = self.lock();
         let list: Vec<Arc<Zone>> = zones.values().cloned().collect();
-        let generation = self.swap(&mut state, &list, Arc::clone(&geo), &|_: &Zone| false)?;
+        let generation = self.swap(
+            &mut state,
+            &list,
+            Arc::clone(&geo),
+            &|_: &Zone| false,
+            BuildCause::Reload,
+        )?;
         state.zones = zones;
         state.geo = geo;
         Ok(generation)
@@ -245,6 +295,7 @@ impl Publisher {
         zones: &[Arc<Zone>],
         geo: Arc<GeoDb>,
         fresh: &dyn Fn(&Zone) -> bool,
+        cause: BuildCause,
     ) -> Result<u64, CompileError> {
         let generation = state.generation + 1;
         let started = Instant::now();
@@ -268,6 +319,12 @@ impl Publisher {
         // Series of zones and services the new table lacks go before it serves.
         self.metrics.commit_touched(counters, &replaced);
         self.store(state, table);
+        state.last = Build {
+            generation,
+            cause,
+            reuse,
+            seconds: started.elapsed().as_secs_f64(),
+        };
         Ok(generation)
     }
 
@@ -277,6 +334,11 @@ impl Publisher {
         self.routes.store(Arc::new(table));
         state.generation = generation;
         self.metrics.record_swap(generation);
+    }
+
+    /// The last table built (the one serving, unless a build failed after it).
+    pub fn last_build(&self) -> Build {
+        self.lock().last
     }
 
     /// Generation of the table serving now.
