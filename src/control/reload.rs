@@ -116,11 +116,15 @@ pub fn reload_zones(dir: &Path, previous: &ZoneFiles, prints: &Fingerprints) -> 
     match zone_files(dir) {
         Ok(files) => {
             let mut read: Fingerprints = HashMap::with_capacity(files.len());
+            // Hashed look-ups: `Path`'s ordering compares component by component, which
+            // showed up in a reload of 10,000 zones.
+            let serving: HashMap<&Path, &Arc<Zone>> =
+                previous.iter().map(|(p, z)| (p.as_path(), z)).collect();
             let loaded: Vec<(PathBuf, Result<Arc<Zone>, ZoneError>)> = files
                 .into_iter()
                 .map(|path| {
                     let print = Fingerprint::read(&path);
-                    let unchanged = previous.get(&path).filter(|prev| {
+                    let unchanged = serving.get(path.as_path()).filter(|prev| {
                         print.is_some()
                             && prints.get(&path) == print.as_ref()
                             && self_contained(prev)
@@ -142,7 +146,9 @@ pub fn reload_zones(dir: &Path, previous: &ZoneFiles, prints: &Fingerprints) -> 
                 .zones
                 .iter()
                 .filter_map(|(path, zone)| {
-                    let same = previous.get(path).is_some_and(|p| Arc::ptr_eq(p, zone));
+                    let same = serving
+                        .get(path.as_path())
+                        .is_some_and(|p| Arc::ptr_eq(p, zone));
                     let print = if same {
                         prints.get(path)
                     } else {
@@ -180,9 +186,11 @@ pub fn decide<Z: Into<Arc<Zone>>>(
     loaded: impl IntoIterator<Item = (PathBuf, Result<Z, ZoneError>)>,
 ) -> ZoneReload {
     let mut errors = Vec::new();
-    let mut choices: BTreeMap<PathBuf, Choice> = BTreeMap::new();
+    let serving: HashMap<&Path, &Arc<Zone>> =
+        previous.iter().map(|(p, z)| (p.as_path(), z)).collect();
+    let mut list: Vec<(PathBuf, Choice)> = Vec::new();
     for (path, result) in loaded {
-        let choice = match (result, previous.get(&path)) {
+        let choice = match (result, serving.get(path.as_path()).copied()) {
             (Ok(zone), _) => Choice::New(zone.into()),
             (Err(e), Some(prev)) => {
                 errors.push(e.to_string());
@@ -193,8 +201,10 @@ pub fn decide<Z: Into<Arc<Zone>>>(
                 Choice::Dropped
             }
         };
-        choices.insert(path, choice);
+        list.push((path, choice));
     }
+    // Built in one pass (the files come sorted); a later duplicate path wins, as with insert.
+    let mut choices: BTreeMap<PathBuf, Choice> = list.into_iter().collect();
 
     // Rule 2, until no origin is claimed twice. Each round turns at least one `New` into
     // `Kept` or `Dropped`, so it ends within as many rounds as there are files.
@@ -255,18 +265,18 @@ pub fn decide<Z: Into<Arc<Zone>>>(
         errors,
         ..ZoneReload::default()
     };
+    let mut served = Vec::with_capacity(choices.len());
     for (path, choice) in choices {
         match choice {
-            Choice::New(zone) => {
-                out.zones.insert(path, zone);
-            }
+            Choice::New(zone) => served.push((path, zone)),
             Choice::Kept(zone, reason) => {
                 out.kept.push(kept(&zone, &reason));
-                out.zones.insert(path, zone);
+                served.push((path, zone));
             }
             Choice::Dropped => {}
         }
     }
+    out.zones = served.into_iter().collect();
     out
 }
 
