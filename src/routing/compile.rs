@@ -249,13 +249,13 @@ pub fn rebuild_services(
             continue;
         };
         let source = &old.source;
-        let replacements: Vec<(usize, Arc<Service>)> = indices
+        let replacements: Vec<(usize, Service)> = indices
             .iter()
             .filter_map(|&i| {
                 let svc = source.services.get(i)?;
                 let mut service = compile_service(source, svc, health);
                 service.counters = old.services.get(i)?.counters.clone();
-                Some((i, Arc::new(service)))
+                Some((i, service))
             })
             .collect();
         if replacements.is_empty() {
@@ -536,14 +536,14 @@ fn compile_zone(
         builder.ensure(&g.owner);
     }
     let apex = zone.origin.to_string();
-    let services: Vec<Arc<Service>> = zone
+    let services: Vec<Service> = zone
         .services
         .iter()
         .map(|svc| {
             let mut service = compile_service(zone, svc, health);
             let regions = service.regions.iter().map(|r| r.name.as_str());
             service.counters = counters.service(&apex, &service.key, regions);
-            Arc::new(service)
+            service
         })
         .collect();
     for (i, svc) in zone.services.iter().enumerate() {
@@ -710,7 +710,7 @@ fn compile_zone(
             rdata: vec![soa_wire.into_boxed_slice()],
             additional: Vec::new(),
         }),
-        services: ServiceList::from_shared(services),
+        services: ServiceList::from_vec(services),
         counters: counters.zone(&apex),
         dnssec: None,
     };
