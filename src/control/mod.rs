@@ -12,6 +12,7 @@
 //! a failed load replace anything that serves.
 
 pub mod check;
+pub mod health_change;
 pub mod metrics;
 pub mod reload;
 pub mod socket;
@@ -28,13 +29,13 @@ use serde::Serialize;
 use crate::geo::GeoDb;
 use crate::health::aggregate::IngestSummary;
 use crate::health::export::HealthMetrics;
-use crate::health::hub::HealthHub;
+use crate::health::hub::{HealthHub, HealthSnapshot};
 use crate::health::overrides::{NewOverride, Override, OverrideError, Target};
 use crate::health::report::{Keyring, RejectReason};
 use crate::probe::targets::{checked_endpoints, endpoint_layout};
 use crate::prober::LocalProber;
 use crate::routing::counters::TableMetrics;
-use crate::routing::publish::{Publisher, StartError, load_sources};
+use crate::routing::publish::{Build, Publisher, StartError, load_sources};
 use crate::routing::table::RoutingTable;
 use metrics::ReloadMetrics;
 use reload::{KeptZone, reload_zones};
@@ -63,6 +64,9 @@ pub struct ReloadReport {
     pub kept: Vec<KeptZone>,
     /// Zones serving now.
     pub zones: usize,
+    /// The table this reload built (what it compiled and shared), when it built one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub table: Option<Build>,
 }
 
 /// Why the control plane could not start.
@@ -84,6 +88,8 @@ pub type ReloadHook = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
 pub struct ControlPlane {
     sources: Sources,
     publisher: Arc<Publisher>,
+    /// The table metrics the publisher counts into (the health task records its latency).
+    tables: Arc<TableMetrics>,
     hub: Arc<HealthHub>,
     prober: Option<Mutex<LocalProber>>,
     metrics: ReloadMetrics,
@@ -116,7 +122,8 @@ impl ControlPlane {
             Some(path) => Some(Keyring::load(path)?),
             None => None,
         };
-        let publisher = Arc::new(Publisher::new(zones, geo, tables).map_err(StartError::from)?);
+        let publisher =
+            Arc::new(Publisher::new(zones, geo, Arc::clone(&tables)).map_err(StartError::from)?);
         let hub = Arc::new(HealthHub::new(
             checked_endpoints(&publisher.zones()),
             grace,
@@ -127,6 +134,7 @@ impl ControlPlane {
         Ok(Arc::new(Self {
             sources,
             publisher,
+            tables,
             hub,
             prober: local_probe.then(|| Mutex::new(LocalProber::stopped())),
             metrics: reloads,
@@ -156,8 +164,19 @@ impl ControlPlane {
         self.hub.observe_table(&self.publisher.table());
         let publisher = Arc::clone(&self.publisher);
         let hub = Arc::downgrade(&self.hub);
+        let tables = Arc::clone(&self.tables);
+        // The health the table was compiled against: every endpoint up, which is what an
+        // empty snapshot says. Only this task publishes health, so it stays in step.
+        let compiled = Mutex::new(Arc::new(HealthSnapshot::default()));
         tokio::spawn(Arc::clone(&self.hub).run(move |snapshot| {
-            publisher.set_health(Arc::new(snapshot));
+            let started = std::time::Instant::now();
+            let snapshot = Arc::new(snapshot);
+            let mut last = compiled.lock().unwrap_or_else(|p| p.into_inner());
+            let change = health_change::health_change(&last, &snapshot);
+            publisher.set_health_changed(Arc::clone(&snapshot) as _, &change);
+            tables.record_health_update(started.elapsed());
+            *last = snapshot;
+            drop(last);
             if let Some(hub) = hub.upgrade() {
                 hub.observe_table(&publisher.table());
             }
@@ -226,8 +245,12 @@ impl ControlPlane {
         };
         let mut kept = zones.kept;
         let count = zones.zones.len();
+        let mut built = None;
         let generation = match self.publisher.set_config(zones.zones, geo) {
-            Ok(g) => g,
+            Ok(g) => {
+                built = Some(self.publisher.last_build());
+                g
+            }
             Err(e) => {
                 errors.push(format!("{e} (previous table keeps serving)"));
                 kept = self
@@ -286,6 +309,7 @@ impl ControlPlane {
             errors,
             kept,
             zones: serving.len(),
+            table: built,
         };
         *last = Some(report.clone());
         report
@@ -384,6 +408,7 @@ impl ControlPlane {
             endpoints_down: view.down_count(),
             overrides: self.overrides(),
             last_reload: self.last_reload(),
+            last_build: self.publisher.last_build(),
             etcd: self.config_source().map(|s| s.status_json()),
         }
     }
@@ -404,6 +429,8 @@ pub struct StatusSummary {
     pub overrides: Vec<Override>,
     /// The last reload, if any.
     pub last_reload: Option<ReloadReport>,
+    /// The last table built: why, what it compiled and shared, how long it took.
+    pub last_build: Build,
     /// In distributed mode: etcd and the configuration revision serving.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub etcd: Option<serde_json::Value>,
@@ -430,17 +457,29 @@ pub struct ZoneSummary {
     pub file: String,
 }
 
-/// True when `t` names at least one endpoint of the table.
+/// True when `t` names at least one endpoint of the table: a look-up of the zone and the
+/// service, not a walk over every endpoint (a million-service table answers at once).
 fn target_matches(table: &RoutingTable, t: &Target) -> bool {
-    let zone = t.zone.trim_end_matches('.');
-    table.endpoints().any(|e| {
-        e.service.key == t.service
-            && t.region.as_deref().is_none_or(|name| name == e.region.name)
-            && t.address.is_none_or(|a| a == e.endpoint.address)
-            && e.zone
-                .origin
-                .to_string()
-                .trim_end_matches('.')
-                .eq_ignore_ascii_case(zone)
+    let Ok(mut origin) = hickory_proto::rr::Name::from_str_relaxed(&t.zone) else {
+        return false;
+    };
+    origin.set_fqdn(true);
+    let Some(zone) = table.zone_at(&crate::routing::table::key_wire(&origin)) else {
+        return false;
+    };
+    let Some(service) = zone
+        .service_index(&t.service)
+        .and_then(|i| zone.services.get(i))
+    else {
+        return false;
+    };
+    service.regions.iter().any(|region| {
+        t.region.as_deref().is_none_or(|name| name == region.name)
+            && service
+                .endpoints
+                .get(region.endpoints.clone())
+                .unwrap_or(&[])
+                .iter()
+                .any(|e| t.address.is_none_or(|a| a == e.address))
     })
 }

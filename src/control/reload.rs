@@ -13,8 +13,14 @@
 //!    both files. Falling back can cause a new clash, so the rule repeats until none is left.
 //! 3. A file that disappeared from the directory is no longer served (deleting a zone is a
 //!    valid change, not an error).
+//! 4. A file whose bytes are those its serving version was parsed from (the loader's
+//!    `Zone::fingerprint`, a hash of the very bytes it parsed) is not parsed again: the
+//!    serving `Arc<Zone>` is handed back (`config::load::reload_zone`), so the publisher
+//!    shares its compiled zone. Zones that read other files (`records_file`, DNSSEC keys)
+//!    have no fingerprint and are always parsed again, as the zone file alone does not say
+//!    whether those changed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -66,11 +72,18 @@ impl Choice {
 pub fn reload_zones(dir: &Path, previous: &ZoneFiles) -> ZoneReload {
     match zone_files(dir) {
         Ok(files) => {
-            // An unchanged file gives back the serving version (config::load::reload_zone).
-            let loaded = files.into_iter().map(|path| {
-                let zone = reload_zone(&path, previous.get(&path));
-                (path, zone)
-            });
+            // Hashed look-ups: `Path`'s ordering compares component by component, which
+            // showed up in a reload of 10,000 zones.
+            let serving: HashMap<&Path, &Arc<Zone>> =
+                previous.iter().map(|(p, z)| (p.as_path(), z)).collect();
+            // An unchanged file gives back the serving version (rule 4).
+            let loaded: Vec<(PathBuf, Result<Arc<Zone>, ZoneError>)> = files
+                .into_iter()
+                .map(|path| {
+                    let zone = reload_zone(&path, serving.get(path.as_path()).copied());
+                    (path, zone)
+                })
+                .collect();
             decide(previous, loaded)
         }
         Err(e) => ZoneReload {
@@ -98,9 +111,11 @@ pub fn decide<Z: Into<Arc<Zone>>>(
     loaded: impl IntoIterator<Item = (PathBuf, Result<Z, ZoneError>)>,
 ) -> ZoneReload {
     let mut errors = Vec::new();
-    let mut choices: BTreeMap<PathBuf, Choice> = BTreeMap::new();
+    let serving: HashMap<&Path, &Arc<Zone>> =
+        previous.iter().map(|(p, z)| (p.as_path(), z)).collect();
+    let mut list: Vec<(PathBuf, Choice)> = Vec::new();
     for (path, result) in loaded {
-        let choice = match (result, previous.get(&path)) {
+        let choice = match (result, serving.get(path.as_path()).copied()) {
             (Ok(zone), _) => Choice::New(zone.into()),
             (Err(e), Some(prev)) => {
                 errors.push(e.to_string());
@@ -111,8 +126,10 @@ pub fn decide<Z: Into<Arc<Zone>>>(
                 Choice::Dropped
             }
         };
-        choices.insert(path, choice);
+        list.push((path, choice));
     }
+    // Built in one pass (the files come sorted); a later duplicate path wins, as with insert.
+    let mut choices: BTreeMap<PathBuf, Choice> = list.into_iter().collect();
 
     // Rule 2, until no origin is claimed twice. Each round turns at least one `New` into
     // `Kept` or `Dropped`, so it ends within as many rounds as there are files.
@@ -173,18 +190,18 @@ pub fn decide<Z: Into<Arc<Zone>>>(
         errors,
         ..ZoneReload::default()
     };
+    let mut served = Vec::with_capacity(choices.len());
     for (path, choice) in choices {
         match choice {
-            Choice::New(zone) => {
-                out.zones.insert(path, zone);
-            }
+            Choice::New(zone) => served.push((path, zone)),
             Choice::Kept(zone, reason) => {
                 out.kept.push(kept(&zone, &reason));
-                out.zones.insert(path, zone);
+                served.push((path, zone));
             }
             Choice::Dropped => {}
         }
     }
+    out.zones = served.into_iter().collect();
     out
 }
 
@@ -325,5 +342,43 @@ mod tests {
         assert!(r.zones.is_empty());
         assert!(r.kept.is_empty());
         assert_eq!(r.errors.len(), 1);
+    }
+
+    #[test]
+    fn an_unchanged_file_is_not_parsed_again_and_any_edit_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = |origin: &str, serial: u32| {
+            format!(
+                "origin = \"{origin}\"\nns = [\"ns1.example.\"]\n[soa]\nmname = \"ns1.example.\"\n\
+                 rname = \"admin.example.\"\nserial = {serial}\n"
+            )
+        };
+        let (a, b) = (dir.path().join("a.toml"), dir.path().join("b.toml"));
+        std::fs::write(&a, text("a.test.", 1)).unwrap();
+        std::fs::write(&b, text("b.test.", 1)).unwrap();
+        let first = reload_zones(dir.path(), &ZoneFiles::new());
+        assert_eq!(first.zones.len(), 2);
+
+        // Nothing changed: the very same zones come back.
+        let same = reload_zones(dir.path(), &first.zones);
+        for (path, zone) in &first.zones {
+            assert!(Arc::ptr_eq(zone, &same.zones[path]), "{}", path.display());
+        }
+        // An edit of the same length (serial 1 -> 2) is an edit; the other file is shared.
+        std::fs::write(&a, text("a.test.", 2)).unwrap();
+        let edited = reload_zones(dir.path(), &same.zones);
+        assert!(!Arc::ptr_eq(&same.zones[&a], &edited.zones[&a]));
+        assert_eq!(edited.zones[&a].serial(), 2);
+        assert!(Arc::ptr_eq(&same.zones[&b], &edited.zones[&b]));
+        // A broken edit keeps the previous version; fixing the file back to the bytes that
+        // version was parsed from hands that version back.
+        std::fs::write(&b, "origin = ").unwrap();
+        let broken = reload_zones(dir.path(), &edited.zones);
+        assert_eq!(broken.kept.len(), 1);
+        assert!(Arc::ptr_eq(&edited.zones[&b], &broken.zones[&b]));
+        std::fs::write(&b, text("b.test.", 1)).unwrap();
+        let fixed = reload_zones(dir.path(), &broken.zones);
+        assert!(fixed.errors.is_empty(), "{:?}", fixed.errors);
+        assert!(Arc::ptr_eq(&broken.zones[&b], &fixed.zones[&b]));
     }
 }

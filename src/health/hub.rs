@@ -70,6 +70,19 @@ pub struct HealthSnapshot {
     overrides: Overrides,
 }
 
+impl HealthSnapshot {
+    /// The decided view (the control plane compares two snapshots to rebuild only what
+    /// changed: `control::health_change`).
+    pub fn view(&self) -> &HealthView {
+        &self.view
+    }
+
+    /// The overrides in force.
+    pub fn overrides(&self) -> &Overrides {
+        &self.overrides
+    }
+}
+
 impl EndpointHealth for HealthSnapshot {
     fn state(&self, zone: &Name, service: &str, region: &str, address: IpAddr) -> EndpointState {
         let zone_text = zone.to_string();

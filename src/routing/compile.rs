@@ -15,6 +15,7 @@ use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 
 use super::counters::{CounterFactory, NO_ZONE};
 use super::select::{CompiledFallback, CompiledPolicy, Endpoint, Order, RegionEndpoints, Service};
+use super::services::ServiceList;
 use super::subnet_map::SubnetMap;
 use super::table::{Glue, Node, RoutingTable, RrSet, ZoneTable};
 pub use super::table::{key_wire, name_wire};
@@ -129,8 +130,8 @@ pub fn compile_counted(
     let mut map = HashMap::with_hasher(RandomState::default());
     for zone in zones {
         map.insert(
-            key_wire(&zone.origin),
-            compile_zone(zone, health, counters)?,
+            Arc::from(key_wire(&zone.origin)),
+            Arc::new(compile_zone(zone, health, counters)?),
         );
     }
     Ok(RoutingTable {
@@ -142,15 +143,190 @@ pub fn compile_counted(
     })
 }
 
-/// An order over all of a service's regions: `listed` first, then the rest in file order.
-fn full_order(listed: &[usize], region_map: &[Option<u16>]) -> Order {
-    let mut out: Vec<u16> = listed
-        .iter()
-        .filter_map(|&i| region_map.get(i).copied().flatten())
+/// How much of a table was built anew and how much was taken from the table before it
+/// ([`recompile_zones`], [`rebuild_services`]): the publisher's metrics, and what tests check.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Reuse {
+    /// Zones compiled from their source.
+    pub zones_compiled: usize,
+    /// Zones shared with the previous table (their services may have been rebuilt).
+    pub zones_reused: usize,
+    /// Services compiled (in compiled zones, or rebuilt for health).
+    pub services_compiled: usize,
+    /// Services shared with the previous table.
+    pub services_reused: usize,
+}
+
+/// A table built from another: the table, what it reused, and the zone labels (origins as
+/// the counters name them) of the previous table's zones it does not share, so the publisher
+/// can retire their series ([`super::counters::TableMetrics::commit_touched`]).
+pub struct Recompiled {
+    /// The new table.
+    pub table: RoutingTable,
+    /// What was rebuilt and what shared.
+    pub reuse: Reuse,
+    /// Origins of previous zones that were recompiled or removed.
+    pub replaced: Vec<String>,
+}
+
+/// Compiles `zones` into table `generation`, sharing every zone of `previous` whose source
+/// is the very same loaded zone (`Arc` identity: a reload that did not re-read a file hands
+/// back the same `Arc`) unless `fresh` says it must be rebuilt (DNSSEC re-signing). Only the
+/// compiled zones get counters from `counters`; shared zones keep theirs. Every shared zone
+/// must have been compiled against `health` (the publisher's invariant).
+pub fn recompile_zones(
+    previous: &RoutingTable,
+    zones: &[Arc<Zone>],
+    geo: Arc<GeoDb>,
+    health: &dyn EndpointHealth,
+    generation: u64,
+    counters: &mut CounterFactory<'_>,
+    fresh: &dyn Fn(&Zone) -> bool,
+) -> Result<Recompiled, CompileError> {
+    let mut map = HashMap::with_capacity_and_hasher(zones.len(), RandomState::default());
+    let mut reuse = Reuse::default();
+    let mut kept: std::collections::HashSet<*const ZoneTable> = Default::default();
+    for zone in zones {
+        let key = key_wire(&zone.origin);
+        let shared = previous
+            .zones
+            .get_key_value(&*key)
+            .filter(|(_, old)| Arc::ptr_eq(&old.source, zone) && !fresh(zone));
+        match shared {
+            Some((key, old)) => {
+                reuse.zones_reused += 1;
+                reuse.services_reused += old.services.len();
+                kept.insert(Arc::as_ptr(old));
+                map.insert(Arc::clone(key), Arc::clone(old));
+            }
+            None => {
+                reuse.zones_compiled += 1;
+                reuse.services_compiled += zone.services.len();
+                map.insert(
+                    Arc::from(key),
+                    Arc::new(compile_zone(zone, health, counters)?),
+                );
+            }
+        }
+    }
+    let replaced = previous
+        .zones
+        .values()
+        .filter(|z| !kept.contains(&Arc::as_ptr(z)))
+        .map(|z| z.origin.to_string())
         .collect();
-    for idx in region_map.iter().flatten() {
-        if !out.contains(idx) {
-            out.push(*idx);
+    Ok(Recompiled {
+        table: RoutingTable {
+            generation,
+            built_at: SystemTime::now(),
+            zones: map,
+            geo,
+            unmatched: previous.unmatched.clone(),
+        },
+        reuse,
+        replaced,
+    })
+}
+
+/// Table `generation`: `previous` with the services at `changed` (zone apex in lowercase wire
+/// form, service indices) compiled again against `health`, everything else shared. A rebuilt
+/// service keeps its counters (its regions do not depend on health). Unknown zones and
+/// indices are skipped.
+pub fn rebuild_services(
+    previous: &RoutingTable,
+    changed: &[(Box<[u8]>, Vec<usize>)],
+    health: &dyn EndpointHealth,
+    generation: u64,
+) -> (RoutingTable, Reuse) {
+    let mut zones = previous.zones.clone();
+    let mut reuse = Reuse {
+        zones_reused: zones.len(),
+        ..Reuse::default()
+    };
+    let mut rebuilt = 0;
+    for (key, indices) in changed {
+        let Some(old) = zones.get_mut(&**key) else {
+            continue;
+        };
+        let source = &old.source;
+        let replacements: Vec<(usize, Service)> = indices
+            .iter()
+            .filter_map(|&i| {
+                let svc = source.services.get(i)?;
+                let mut service = compile_service(source, svc, health);
+                service.counters = old.services.get(i)?.counters.clone();
+                Some((i, service))
+            })
+            .collect();
+        if replacements.is_empty() {
+            continue;
+        }
+        rebuilt += replacements.len();
+        *old = Arc::new(ZoneTable {
+            origin: old.origin.clone(),
+            serial: old.serial,
+            source: Arc::clone(&old.source),
+            nodes: Arc::clone(&old.nodes),
+            node_list: Arc::clone(&old.node_list),
+            negative_soa: Arc::clone(&old.negative_soa),
+            services: old.services.with_replaced(replacements),
+            counters: old.counters.clone(),
+            dnssec: old.dnssec.clone(),
+        });
+    }
+    let total: usize = zones.values().map(|z| z.services.len()).sum();
+    reuse.services_compiled = rebuilt;
+    reuse.services_reused = total.saturating_sub(rebuilt);
+    (
+        RoutingTable {
+            generation,
+            built_at: SystemTime::now(),
+            zones,
+            geo: Arc::clone(&previous.geo),
+            unmatched: previous.unmatched.clone(),
+        },
+        reuse,
+    )
+}
+
+impl ZoneTable {
+    /// Position of the service with key `key` (as configured) in [`ZoneTable::services`].
+    /// Found through the name index (the service's node), so a zone with a million services
+    /// answers without a scan; falls back to a scan for keys that are not a plain label path.
+    pub fn service_index(&self, key: &str) -> Option<usize> {
+        let name = if key == "@" {
+            Some(self.origin.clone())
+        } else {
+            Name::from_ascii(key)
+                .ok()
+                .and_then(|n| n.append_domain(&self.origin).ok())
+        };
+        let by_node = name
+            .and_then(|n| self.nodes.get(&*key_wire(&n)).copied())
+            .and_then(|i| self.node_list.get(usize::try_from(i).ok()?))
+            .and_then(|node| usize::try_from(node.service?).ok())
+            .filter(|&i| self.services.get(i).is_some_and(|s| s.key == key));
+        by_node.or_else(|| self.services.iter().position(|s| s.key == key))
+    }
+}
+
+/// An order over all of a service's `count` regions: `listed` (zone region indices, mapped
+/// through `region_of`) first, then the rest in the service's (file) order. Linear in the
+/// regions: no search per region.
+fn full_order(listed: &[usize], region_of: &impl Fn(usize) -> Option<u16>, count: usize) -> Order {
+    let mut seen = vec![false; count];
+    let mut out: Vec<u16> = Vec::with_capacity(count);
+    for idx in listed.iter().filter_map(|&i| region_of(i)) {
+        if let Some(s) = seen.get_mut(usize::from(idx)) {
+            if !*s {
+                *s = true;
+                out.push(idx);
+            }
+        }
+    }
+    for (idx, s) in seen.iter().enumerate() {
+        if !*s {
+            out.push(u16::try_from(idx).unwrap_or(u16::MAX));
         }
     }
     out.into_boxed_slice()
@@ -166,8 +342,12 @@ fn address_rdata(address: std::net::IpAddr) -> Box<[u8]> {
 
 /// Compiles one service: endpoints grouped by region with their health, orders resolved.
 pub fn compile_service(zone: &Zone, svc: &model::Service, health: &dyn EndpointHealth) -> Service {
-    // Regions that have endpoints, in zone file order; region_map: zone index -> service index.
-    let mut region_map: Vec<Option<u16>> = vec![None; zone.regions.len()];
+    // The service's endpoints grouped by zone region, regions in zone file order: one sort
+    // of the service's own endpoints, never a walk over every region of the zone.
+    let mut members: Vec<&model::Endpoint> = svc.endpoints.iter().collect();
+    members.sort_by_key(|e| e.region);
+    // (zone region index, service region index), sorted by the first.
+    let mut region_map: Vec<(usize, u16)> = Vec::new();
     let mut regions = Vec::new();
     let mut endpoints = Vec::with_capacity(svc.endpoints.len());
     let shed = svc
@@ -177,15 +357,19 @@ pub fn compile_service(zone: &Zone, svc: &model::Service, health: &dyn EndpointH
         .map(|c| c.spec.shed)
         .unwrap_or_default();
     let mut transition = false;
-    for (zi, region) in zone.regions.iter().enumerate() {
+    for group in members.chunk_by(|a, b| a.region == b.region) {
+        let Some(zi) = group.first().map(|e| e.region) else {
+            continue;
+        };
+        let Some(region) = zone.regions.get(zi) else {
+            continue;
+        };
         let start = endpoints.len();
-        let members: Vec<&model::Endpoint> =
-            svc.endpoints.iter().filter(|e| e.region == zi).collect();
-        let states: Vec<EndpointState> = members
+        let states: Vec<EndpointState> = group
             .iter()
             .map(|e| health.state(&zone.origin, &svc.key, &region.name, e.address))
             .collect();
-        let inputs: Vec<weights::Input> = members
+        let inputs: Vec<weights::Input> = group
             .iter()
             .zip(&states)
             .map(|(e, state)| {
@@ -202,7 +386,7 @@ pub fn compile_service(zone: &Zone, svc: &model::Service, health: &dyn EndpointH
             .collect();
         let weighing = weights::weigh(&inputs, svc.health.slow_start, shed);
         transition |= weighing.transition;
-        for ((e, state), out) in members.iter().zip(&states).zip(&weighing.endpoints) {
+        for ((e, state), out) in group.iter().zip(&states).zip(&weighing.endpoints) {
             let rdata = address_rdata(e.address);
             endpoints.push(Endpoint {
                 address: e.address,
@@ -218,8 +402,8 @@ pub fn compile_service(zone: &Zone, svc: &model::Service, health: &dyn EndpointH
             });
         }
         if endpoints.len() > start {
-            if let Some(slot) = region_map.get_mut(zi) {
-                *slot = u16::try_from(regions.len()).ok();
+            if let Ok(idx) = u16::try_from(regions.len()) {
+                region_map.push((zi, idx));
             }
             regions.push(RegionEndpoints {
                 name: region.name.clone(),
@@ -229,13 +413,21 @@ pub fn compile_service(zone: &Zone, svc: &model::Service, health: &dyn EndpointH
             });
         }
     }
-    let all: Vec<usize> = (0..zone.regions.len()).collect();
+    let region_of = |zi: usize| {
+        region_map
+            .binary_search_by_key(&zi, |(z, _)| *z)
+            .ok()
+            .and_then(|i| region_map.get(i))
+            .map(|(_, s)| *s)
+    };
+    let count = regions.len();
+    let order = |list: &[usize]| full_order(list, &region_of, count);
     let policy = match &svc.policy {
         Policy::Geo(map) => {
             let mut country: Vec<_> = map
                 .country
                 .iter()
-                .map(|(c, list)| (*c, full_order(list, &region_map)))
+                .map(|(c, list)| (*c, order(list)))
                 .collect();
             country.sort_by_key(|a| a.0);
             country.dedup_by(|a, b| a.0 == b.0);
@@ -244,12 +436,12 @@ pub fn compile_service(zone: &Zone, svc: &model::Service, health: &dyn EndpointH
                 if let Some(pos) = Continent::ALL.iter().position(|x| x == c) {
                     if let Some(slot) = continent.get_mut(pos) {
                         if slot.is_none() {
-                            *slot = Some(full_order(list, &region_map));
+                            *slot = Some(order(list));
                         }
                     }
                 }
             }
-            let default = full_order(&map.default, &region_map);
+            let default = order(&map.default);
             // When every country and continent entry orders like the default, GeoIP cannot
             // change the answer: ECS scopes then need not stop at GeoIP networks.
             let geo_fixed = country.iter().all(|(_, order)| *order == default)
@@ -257,7 +449,7 @@ pub fn compile_service(zone: &Zone, svc: &model::Service, health: &dyn EndpointH
             let subnet = map
                 .subnet
                 .iter()
-                .map(|(net, list)| (*net, full_order(list, &region_map)))
+                .map(|(net, list)| (*net, order(list)))
                 .collect();
             CompiledPolicy::Geo {
                 subnet: Box::new(SubnetMap::new(subnet, geo_fixed.then_some(&default))),
@@ -267,9 +459,9 @@ pub fn compile_service(zone: &Zone, svc: &model::Service, health: &dyn EndpointH
             }
         }
         Policy::Nearest => CompiledPolicy::Nearest {
-            default: full_order(&all, &region_map),
+            default: order(&[]),
         },
-        Policy::Failover(list) => CompiledPolicy::Failover(full_order(list, &region_map)),
+        Policy::Failover(list) => CompiledPolicy::Failover(order(list)),
         Policy::Weighted => CompiledPolicy::Weighted,
     };
     let fallback = match &svc.fallback {
@@ -510,15 +702,15 @@ fn compile_zone(
         origin: zone.origin.clone(),
         serial: zone.serial(),
         source: Arc::clone(zone),
-        nodes,
-        node_list: list,
-        negative_soa: RrSet {
+        nodes: Arc::new(nodes),
+        node_list: Arc::new(list),
+        negative_soa: Arc::new(RrSet {
             rtype: u16::from(RecordType::SOA),
             ttl: soa_ttl.min(minimum),
             rdata: vec![soa_wire.into_boxed_slice()],
             additional: Vec::new(),
-        },
-        services,
+        }),
+        services: ServiceList::from_vec(services),
         counters: counters.zone(&apex),
         dnssec: None,
     };

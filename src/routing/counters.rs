@@ -10,7 +10,7 @@
 //! Must never: take a lock or allocate when counting: the handles are `Arc`s of atomics
 //! obtained while compiling (control plane), and the query path only calls `count`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -154,15 +154,29 @@ impl ServiceCounters {
     }
 }
 
-/// Label sets of the zone and service series a table uses.
-#[derive(Debug, Default)]
-struct LabelSets {
+/// Label sets of the zone and service series of one zone label (an origin, or [`NO_ZONE`]).
+#[derive(Debug, Default, PartialEq)]
+struct ZoneSeries {
     zones: HashSet<ZoneLabels>,
     answers: HashSet<AnswerLabels>,
 }
 
+/// The series a table uses, by zone label: a table that shares a zone with the one before it
+/// keeps that zone's series without naming them again.
+#[derive(Debug, Default)]
+struct LabelSets {
+    by_zone: HashMap<String, ZoneSeries>,
+}
+
+impl LabelSets {
+    fn zone(&mut self, origin: &str) -> &mut ZoneSeries {
+        self.by_zone.entry(origin.to_string()).or_default()
+    }
+}
+
 /// The routing table's metrics: per-zone and per-service families, and the publisher's
-/// swap, generation, build time and compile time. [`Default`] registers nowhere.
+/// swap, generation, build time, compile time and what each build reused. [`Default`]
+/// registers nowhere.
 #[derive(Debug)]
 pub struct TableMetrics {
     zone_queries: Family<ZoneLabels, Counter>,
@@ -173,6 +187,11 @@ pub struct TableMetrics {
     generation: Gauge,
     table_built: Gauge<f64, AtomicU64>,
     compile_seconds: Histogram,
+    zones_compiled: Counter,
+    zones_reused: Counter,
+    services_compiled: Counter,
+    services_reused: Counter,
+    health_update_seconds: Gauge<f64, AtomicU64>,
 }
 
 impl Default for TableMetrics {
@@ -185,6 +204,11 @@ impl Default for TableMetrics {
             generation: Gauge::default(),
             table_built: Gauge::default(),
             compile_seconds: Histogram::new([0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]),
+            zones_compiled: Counter::default(),
+            zones_reused: Counter::default(),
+            services_compiled: Counter::default(),
+            services_reused: Counter::default(),
+            health_update_seconds: Gauge::default(),
         }
     }
 }
@@ -230,6 +254,35 @@ impl TableMetrics {
             Unit::Seconds,
             self.compile_seconds.clone(),
         );
+        registry.register(
+            "meridian_table_zones_compiled",
+            "Zones compiled from their source for a new routing table (a reload compiles only \
+             the zones whose files changed)",
+            self.zones_compiled.clone(),
+        );
+        registry.register(
+            "meridian_table_zones_reused",
+            "Zones a new routing table shared with the one before it (their services may have \
+             been rebuilt for health)",
+            self.zones_reused.clone(),
+        );
+        registry.register(
+            "meridian_table_services_compiled",
+            "Services compiled for a new routing table (a health change rebuilds only the \
+             services of the endpoints that changed)",
+            self.services_compiled.clone(),
+        );
+        registry.register(
+            "meridian_table_services_reused",
+            "Services a new routing table shared with the one before it",
+            self.services_reused.clone(),
+        );
+        registry.register_with_unit(
+            "meridian_table_health_update",
+            "Time from the last health decision handed to the publisher to its table serving",
+            Unit::Seconds,
+            self.health_update_seconds.clone(),
+        );
     }
 
     /// A factory for the counters of the next table. Control plane: the families lock.
@@ -240,19 +293,70 @@ impl TableMetrics {
         }
     }
 
-    /// The table built with `factory` is the one serving from now on: series of zones and
-    /// services it no longer has are removed.
+    /// The table built with `factory` is the one serving from now on, and it was built whole:
+    /// series of zones and services it no longer has are removed.
     pub fn commit(&self, mut factory: CounterFactory<'_>) {
         let made = std::mem::take(&mut factory.made);
         factory.metrics = None;
         let mut live = self.lock();
-        for gone in live.zones.difference(&made.zones) {
-            self.zone_queries.remove(gone);
-        }
-        for gone in live.answers.difference(&made.answers) {
-            self.answers.remove(gone);
+        for (zone, old) in &live.by_zone {
+            let new = made.by_zone.get(zone);
+            self.retire(old, new);
         }
         *live = made;
+    }
+
+    /// The table built with `factory` is the one serving from now on; it shares every zone of
+    /// the previous table except those whose labels are in `replaced` (recompiled or
+    /// removed), so only those zones' series are compared: what `factory` made for them
+    /// stays, the rest of theirs goes. Shared zones keep their series untouched.
+    pub fn commit_touched(&self, mut factory: CounterFactory<'_>, replaced: &[String]) {
+        let mut made = std::mem::take(&mut factory.made);
+        factory.metrics = None;
+        let mut live = self.lock();
+        let touched: HashSet<String> = made
+            .by_zone
+            .keys()
+            .cloned()
+            .chain(replaced.iter().cloned())
+            .collect();
+        for zone in touched {
+            let old = live.by_zone.remove(&zone).unwrap_or_default();
+            let new = made.by_zone.remove(&zone);
+            self.retire(&old, new.as_ref());
+            if let Some(new) = new {
+                live.by_zone.insert(zone, new);
+            }
+        }
+    }
+
+    /// Removes the series of `old` that `new` does not have.
+    fn retire(&self, old: &ZoneSeries, new: Option<&ZoneSeries>) {
+        for gone in &old.zones {
+            if !new.is_some_and(|n| n.zones.contains(gone)) {
+                self.zone_queries.remove(gone);
+            }
+        }
+        for gone in &old.answers {
+            if !new.is_some_and(|n| n.answers.contains(gone)) {
+                self.answers.remove(gone);
+            }
+        }
+    }
+
+    /// Counts what a new table compiled and what it shared with the one before it.
+    pub fn record_reuse(&self, reuse: &super::compile::Reuse) {
+        let n = |v: usize| u64::try_from(v).unwrap_or(u64::MAX);
+        self.zones_compiled.inc_by(n(reuse.zones_compiled));
+        self.zones_reused.inc_by(n(reuse.zones_reused));
+        self.services_compiled.inc_by(n(reuse.services_compiled));
+        self.services_reused.inc_by(n(reuse.services_reused));
+    }
+
+    /// Records how long the last health change took from the decision handed over to the
+    /// table serving it.
+    pub fn record_health_update(&self, took: Duration) {
+        self.health_update_seconds.set(took.as_secs_f64());
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, LabelSets> {
@@ -306,7 +410,7 @@ impl CounterFactory<'_> {
                 qtype: QTYPE_LABELS.get(i).copied().unwrap_or("other"),
             };
             let c = metrics.zone_queries.get_or_create(&labels).clone();
-            self.made.zones.insert(labels);
+            self.made.zone(origin).zones.insert(labels);
             c
         });
         ZoneCounters {
@@ -336,7 +440,7 @@ impl CounterFactory<'_> {
                         outcome: o.label(),
                     };
                     let c = metrics.answers.get_or_create(&labels).clone();
-                    self.made.answers.insert(labels);
+                    self.made.zone(origin).answers.insert(labels);
                     c
                 })
             })
@@ -351,11 +455,8 @@ impl Drop for CounterFactory<'_> {
     fn drop(&mut self) {
         let Some(metrics) = self.metrics else { return };
         let live = metrics.lock();
-        for made in self.made.zones.difference(&live.zones) {
-            metrics.zone_queries.remove(made);
-        }
-        for made in self.made.answers.difference(&live.answers) {
-            metrics.answers.remove(made);
+        for (zone, made) in &self.made.by_zone {
+            metrics.retire(made, live.by_zone.get(zone));
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod geo_cache;
 pub mod map;
 pub mod publish;
 pub mod select;
+pub mod services;
 pub mod signed;
 pub mod sink;
 pub mod subnet_map;

@@ -201,14 +201,13 @@ pub fn sign(zone: &mut ZoneTable, now: u64) {
         tracing::warn!(zone = %zone.origin, "no DNSSEC key is active: serving the zone unsigned");
         return;
     };
-    for (node, sigs) in zone
-        .node_list
-        .iter_mut()
-        .zip(std::mem::take(&mut signed.nodes))
-    {
-        node.dnssec = Some(Box::new(sigs));
+    // Only a zone compiled just now gets here: its nodes are not shared yet.
+    if let Some(list) = Arc::get_mut(&mut zone.node_list) {
+        for (node, sigs) in list.iter_mut().zip(std::mem::take(&mut signed.nodes)) {
+            node.dnssec = Some(Box::new(sigs));
+        }
     }
-    zone.dnssec = Some(Box::new(signed));
+    zone.dnssec = Some(Arc::new(signed));
     let apex_at = APEX_AT.with(std::cell::Cell::get);
     if apex_at < now && dnssec.next_event(apex_at) <= now {
         // A key changed state between choosing the DNSKEY set and the signers, so they may

@@ -271,6 +271,7 @@ fn a_compile_whose_keys_and_signers_straddle_a_second_is_redone() {
         .zones
         .values_mut()
         .next()
+        .and_then(std::sync::Arc::get_mut)
         .unwrap_or_else(|| panic!("zone"));
     // The compile chose the DNSKEY set at `now()`; signing after the next event (here, the
     // end of the signature window) disagrees with it.

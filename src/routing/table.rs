@@ -16,6 +16,7 @@ use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 
 use super::counters::ZoneCounters;
 use super::select::{Client, Endpoint, RegionEndpoints, Service};
+use super::services::ServiceList;
 use super::signed::{NodeSigs, SignedZone, SigningSink};
 use super::sink::AnswerSink;
 use crate::config::Zone;
@@ -46,15 +47,17 @@ pub struct RoutingTable {
     pub generation: u64,
     /// When it was compiled.
     pub built_at: SystemTime,
-    /// The zones, keyed by lowercase wire-form apex.
-    pub(crate) zones: HashMap<Box<[u8]>, ZoneTable, RandomState>,
+    /// The zones, keyed by lowercase wire-form apex; each shared with the tables before and
+    /// after it that did not change it (`compile::recompile`).
+    pub(crate) zones: HashMap<Arc<[u8]>, Arc<ZoneTable>, RandomState>,
     /// The GeoIP database this table answers with (swapped together with it).
     pub geo: Arc<GeoDb>,
     /// Counts queries for names in no zone here (created by `compile`).
     pub(crate) unmatched: ZoneCounters,
 }
 
-/// One zone, compiled.
+/// One zone, compiled. The parts health cannot change (names, records, signatures) are shared
+/// behind `Arc`s, so a table that rebuilds some services of the zone copies only the handles.
 pub struct ZoneTable {
     /// The apex.
     pub origin: Name,
@@ -62,16 +65,16 @@ pub struct ZoneTable {
     pub serial: u32,
     /// Where the zone came from.
     pub source: Arc<Zone>,
-    pub(crate) nodes: HashMap<Box<[u8]>, u32, RandomState>,
-    pub(crate) node_list: Vec<Node>,
+    pub(crate) nodes: Arc<HashMap<Box<[u8]>, u32, RandomState>>,
+    pub(crate) node_list: Arc<Vec<Node>>,
     /// SOA for negative answers: TTL = min(SOA TTL, SOA minimum) (RFC 2308 §3).
-    pub(crate) negative_soa: RrSet,
-    /// Traffic-managed names.
-    pub services: Vec<Service>,
+    pub(crate) negative_soa: Arc<RrSet>,
+    /// Traffic-managed names, in file order (the zone source's order).
+    pub services: ServiceList,
     /// Queries by QTYPE for this zone (created by `compile`).
     pub(crate) counters: ZoneCounters,
     /// Signatures and signer when the zone is signed (`routing::signed`).
-    pub(crate) dnssec: Option<Box<SignedZone>>,
+    pub(crate) dnssec: Option<Arc<SignedZone>>,
 }
 
 /// A name that exists in a zone (with data, or as an empty non-terminal).
@@ -210,12 +213,23 @@ impl RoutingTable {
 
     /// The zone whose apex is exactly `name` (lowercase wire form).
     pub fn zone_at(&self, name: &[u8]) -> Option<&ZoneTable> {
+        self.zones.get(name).map(|z| &**z)
+    }
+
+    /// The zone at `name` (lowercase wire form) as the shared handle (tests compare handles
+    /// across tables).
+    pub fn zone_shared(&self, name: &[u8]) -> Option<&Arc<ZoneTable>> {
         self.zones.get(name)
     }
 
     /// The zones, in no particular order.
     pub fn zones(&self) -> impl Iterator<Item = &ZoneTable> {
-        self.zones.values()
+        self.zones.values().map(|z| &**z)
+    }
+
+    /// Number of zones.
+    pub fn zone_count(&self) -> usize {
+        self.zones.len()
     }
 
     /// Every endpoint of every service with the zone, service and region it is in: zones in

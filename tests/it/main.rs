@@ -30,6 +30,8 @@ mod health;
 mod health_app;
 // Backends, probers and signed reports for `health`.
 mod health_support;
+// Incremental tables (issue 17): a health change or a reload rebuilds only what it touches.
+mod incremental;
 // contrib/: alert rules, dashboard, Debian package; man pages and completions.
 mod kit;
 mod ops;

@@ -91,6 +91,25 @@ impl Meridian {
         Self::start_with(zones.to_path_buf(), None, extra, local_probe)
     }
 
+    /// Like [`Meridian::serve_dir`] without the prober, for zones so large that loading them
+    /// may take longer than [`READY_TIMEOUT`]: waits up to `ready_within` for the ready line.
+    pub fn serve_dir_within(zones: &Path, extra: &[&str], ready_within: Duration) -> Self {
+        let mut args = loopback_serve_args(zones, false, false);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let name = format!("meridian ({})", zones.display());
+        let process = Process::spawn_ready(&name, meridian_command(&args), ready_within);
+        let line = process.ready.clone().unwrap_or_default();
+        let (dns, api) = parse_ready(&line)
+            .unwrap_or_else(|| panic!("malformed ready line {line:?}, want `ready dns=.. api=..`"));
+        Meridian {
+            process,
+            dns,
+            api,
+            zones: zones.to_path_buf(),
+            _temp: None,
+        }
+    }
+
     /// Copies the fixture's files into a temporary directory first, so that the test may
     /// edit them (reload tests). See [`Meridian::write_zone`].
     pub fn serve_copy(fixture_name: &str, extra: &[&str]) -> Self {
