@@ -437,7 +437,10 @@ fn api_bodies_are_size_capped() {
     let ns = Meridian::serve_with("core/basic", &[&admin[0], &admin[1]]);
     // Report ingest: 4 MiB cap (a prober of 10,000 endpoints sends 1-2 MB), checked before
     // any signature or JSON work; under it, an unsigned body is refused as such.
-    assert_eq!(post_sized(ns.api, "/v1/reports", "", 4 * 1024 * 1024 + 2), 413);
+    assert_eq!(
+        post_sized(ns.api, "/v1/reports", "", 4 * 1024 * 1024 + 2),
+        413
+    );
     assert_eq!(post_sized(ns.api, "/v1/reports", "", 2 * 1024 * 1024), 401);
     // Other JSON bodies: axum's default 2 MB cap.
     assert_eq!(
