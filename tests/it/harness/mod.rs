@@ -94,20 +94,7 @@ impl Meridian {
     /// Like [`Meridian::serve_dir`] without the prober, for zones so large that loading them
     /// may take longer than [`READY_TIMEOUT`]: waits up to `ready_within` for the ready line.
     pub fn serve_dir_within(zones: &Path, extra: &[&str], ready_within: Duration) -> Self {
-        let mut args = loopback_serve_args(zones, false, false);
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let name = format!("meridian ({})", zones.display());
-        let process = Process::spawn_ready(&name, meridian_command(&args), ready_within);
-        let line = process.ready.clone().unwrap_or_default();
-        let (dns, api) = parse_ready(&line)
-            .unwrap_or_else(|| panic!("malformed ready line {line:?}, want `ready dns=.. api=..`"));
-        Meridian {
-            process,
-            dns,
-            api,
-            zones: zones.to_path_buf(),
-            _temp: None,
-        }
+        Self::start_opts(zones.to_path_buf(), None, extra, false, false, ready_within)
     }
 
     /// Copies the fixture's files into a temporary directory first, so that the test may
@@ -123,7 +110,8 @@ impl Meridian {
     pub fn serve_copy_watched(fixture_name: &str, extra: &[&str]) -> Self {
         let temp = tempfile::tempdir().unwrap();
         copy_dir(&fixture(fixture_name), temp.path());
-        Self::start_opts(temp.path().to_path_buf(), Some(temp), extra, false, true)
+        let zones = temp.path().to_path_buf();
+        Self::start_opts(zones, Some(temp), extra, false, true, READY_TIMEOUT)
     }
 
     fn start(zones: PathBuf, temp: Option<tempfile::TempDir>, extra: &[&str]) -> Self {
@@ -136,7 +124,7 @@ impl Meridian {
         extra: &[&str],
         local_probe: bool,
     ) -> Self {
-        Self::start_opts(zones, temp, extra, local_probe, false)
+        Self::start_opts(zones, temp, extra, local_probe, false, READY_TIMEOUT)
     }
 
     fn start_opts(
@@ -145,11 +133,13 @@ impl Meridian {
         extra: &[&str],
         local_probe: bool,
         watch: bool,
+        ready_within: Duration,
     ) -> Self {
         let mut args = loopback_serve_args(&zones, local_probe, watch);
         args.extend(extra.iter().map(|s| s.to_string()));
 
-        let process = Process::meridian(&format!("meridian ({})", zones.display()), &args);
+        let name = format!("meridian ({})", zones.display());
+        let process = Process::spawn_ready(&name, meridian_command(&args), ready_within);
         let line = process.ready.clone().unwrap_or_default();
         let (dns, api) = parse_ready(&line)
             .unwrap_or_else(|| panic!("malformed ready line {line:?}, want `ready dns=.. api=..`"));
