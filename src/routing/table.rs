@@ -292,17 +292,6 @@ impl ZoneTable {
         Some((soa.ttl, soa.rdata.first()?))
     }
 
-    /// Every static RRset with its owner: (owner wire name, (type, TTL, RDATAs)).
-    pub fn all_rrsets(
-        &self,
-    ) -> impl Iterator<Item = (&[u8], (u16, u32, impl Iterator<Item = &[u8]>))> {
-        self.node_list.iter().flat_map(|node| {
-            node.rrsets
-                .iter()
-                .map(move |r| (&node.name_wire[..], (r.rtype, r.ttl, r.rdatas())))
-        })
-    }
-
     /// The service at `name` (lowercase wire form), if that name is one.
     pub fn service_at(&self, name: &[u8]) -> Option<&Service> {
         let node = self.node(name)?;
