@@ -154,7 +154,6 @@ impl ZoneCounters {
             c.get(i).map_or(0, |v| v.load(Ordering::Relaxed))
         }))
     }
-
 }
 
 /// Per-service answer counters by answering region and outcome, carried by a compiled
@@ -194,13 +193,15 @@ impl ServiceCounters {
             r.get(o).map_or(0, |v| v.load(Ordering::Relaxed))
         }))
     }
-
 }
 
 /// The region label of row `row` of `service`: its region's name, or [`NO_REGION`] for the
 /// last row.
 fn row_label(service: &Service, row: usize) -> &str {
-    service.regions.get(row).map_or(NO_REGION, |r| r.name.as_str())
+    service
+        .regions
+        .get(row)
+        .map_or(NO_REGION, |r| r.name.as_str())
 }
 
 /// How `meridian_service_answers` is broken down (`serve --answer-metrics`).
@@ -297,8 +298,12 @@ impl Collector for TableCollector {
         });
         let mut origin = String::new();
         {
-            let mut metric =
-                encoder.encode_descriptor(ZONE_QUERIES, ZONE_QUERIES_HELP, None, MetricType::Counter)?;
+            let mut metric = encoder.encode_descriptor(
+                ZONE_QUERIES,
+                ZONE_QUERIES_HELP,
+                None,
+                MetricType::Counter,
+            )?;
             if let Some(t) = table.as_deref() {
                 encode_zone(&mut metric, NO_ZONE, &t.unmatched, options)?;
             }
@@ -747,7 +752,9 @@ mod tests {
         let mut lines: Vec<String> = m
             .render()
             .lines()
-            .filter(|l| l.starts_with("meridian_zone_queries") || l.starts_with("meridian_service_answers"))
+            .filter(|l| {
+                l.starts_with("meridian_zone_queries") || l.starts_with("meridian_service_answers")
+            })
             .map(str::to_string)
             .collect();
         lines.sort();
@@ -818,8 +825,14 @@ mod tests {
         let second = www.regions[1].name.as_str();
         let standby = answer(GSLB, "www", second, "standby");
         assert_eq!(series(&text, &standby), Some(1.0), "{text}");
-        assert_eq!(series(&text, &answer(GSLB, "www", "none", "nodata")), Some(2.0));
-        assert_eq!(series(&text, &answer(GSLB, "www", second, "healthy")), Some(0.0));
+        assert_eq!(
+            series(&text, &answer(GSLB, "www", "none", "nodata")),
+            Some(2.0)
+        );
+        assert_eq!(
+            series(&text, &answer(GSLB, "www", second, "healthy")),
+            Some(0.0)
+        );
         // The same page from one scrape to the next.
         assert_eq!(m.render(), text);
     }
@@ -870,17 +883,22 @@ mod tests {
 
     #[test]
     fn detached_counters_count_nowhere_and_offline_tables_have_none() {
-        for counters in [ZoneCounters::default()] {
-            counters.count(1);
-            assert_eq!(counters.values(), None);
-        }
+        let zone = ZoneCounters::default();
+        zone.count(1);
+        assert_eq!(zone.values(), None);
         let counters = ServiceCounters::default();
         counters.count(Some(0), Outcome::Healthy);
         counters.count(None, Outcome::NoData);
         assert_eq!(counters.row(0), None);
         let (zones, geo) = fixtures();
         let list: Vec<Arc<Zone>> = zones.values().cloned().collect();
-        let table = crate::routing::compile::compile(&list, Arc::new(geo), &super::super::compile::AllUp, 1).unwrap();
+        let table = crate::routing::compile::compile(
+            &list,
+            Arc::new(geo),
+            &super::super::compile::AllUp,
+            1,
+        )
+        .unwrap();
         assert!(table.unmatched.by_qtype.is_none());
         for zone in table.zones() {
             assert!(zone.counters.by_qtype.is_none(), "{}", zone.origin);
@@ -927,8 +945,14 @@ mod tests {
         let near_none = answer(GSLB, "near", "none", "fallback");
         let values = |m: &Metrics| {
             let text = m.render();
-            [&zone_a, &www_eu, &near_eu, &near_none, &zone_series("none", "A")]
-                .map(|s| series(&text, s))
+            [
+                &zone_a,
+                &www_eu,
+                &near_eu,
+                &near_none,
+                &zone_series("none", "A"),
+            ]
+            .map(|s| series(&text, s))
         };
         let three = [Some(3.0), Some(3.0), Some(3.0), Some(3.0), Some(1.0)];
         assert_eq!(values(&m), three);
@@ -936,7 +960,11 @@ mod tests {
         // A health change rebuilds every service: the same counters.
         publisher.set_health(Arc::new(super::super::compile::AllUp));
         assert!(Arc::ptr_eq(
-            service(&publisher, GSLB, "www").counters.rows.as_ref().unwrap(),
+            service(&publisher, GSLB, "www")
+                .counters
+                .rows
+                .as_ref()
+                .unwrap(),
             www.counters.rows.as_ref().unwrap()
         ));
         assert_eq!(values(&m), three);
@@ -946,7 +974,11 @@ mod tests {
             .set_config(edited(&files, |_| ()), publisher.geo())
             .unwrap();
         assert!(Arc::ptr_eq(
-            service(&publisher, GSLB, "www").counters.rows.as_ref().unwrap(),
+            service(&publisher, GSLB, "www")
+                .counters
+                .rows
+                .as_ref()
+                .unwrap(),
             www.counters.rows.as_ref().unwrap()
         ));
         assert_eq!(values(&m), three);
@@ -958,7 +990,11 @@ mod tests {
         publisher
             .set_config(
                 edited(&files, |z| {
-                    let region = z.regions.iter().position(|r| r.name != eu && r.name != gone).unwrap();
+                    let region = z
+                        .regions
+                        .iter()
+                        .position(|r| r.name != eu && r.name != gone)
+                        .unwrap();
                     moved_to = z.regions[region].name.clone();
                     let near = z.services.iter_mut().find(|s| s.key == "near").unwrap();
                     near.endpoints[1].region = region;
@@ -973,8 +1009,16 @@ mod tests {
         ));
         assert_eq!(values(&m), three);
         let text = m.render();
-        assert_eq!(series(&text, &answer(GSLB, "near", &moved_to, "healthy")), Some(0.0), "{text}");
-        assert_eq!(series(&text, &answer(GSLB, "near", &gone, "healthy")), None, "{text}");
+        assert_eq!(
+            series(&text, &answer(GSLB, "near", &moved_to, "healthy")),
+            Some(0.0),
+            "{text}"
+        );
+        assert_eq!(
+            series(&text, &answer(GSLB, "near", &gone, "healthy")),
+            None,
+            "{text}"
+        );
         now.counters.count(Some(0), Outcome::Healthy);
         assert_eq!(series(&m.render(), &near_eu), Some(4.0));
 
