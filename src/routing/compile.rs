@@ -173,8 +173,8 @@ pub struct Recompiled {
 /// is the very same loaded zone (`Arc` identity: a reload that did not re-read a file hands
 /// back the same `Arc`) unless `fresh` says it must be rebuilt (DNSSEC re-signing). Only the
 /// compiled zones get counters from `counters` (a zone compiled again takes over its
-/// predecessor's); shared zones keep theirs. Every shared zone
-/// must have been compiled against `health` (the publisher's invariant).
+/// predecessor's); shared zones keep theirs. Every shared zone must have been compiled
+/// against `health` (the publisher's invariant).
 pub fn recompile_zones(
     previous: &RoutingTable,
     zones: &[Arc<Zone>],
