@@ -18,7 +18,7 @@ pub mod reload;
 pub mod socket;
 pub mod watch;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -469,21 +469,23 @@ pub struct ZoneSummary {
 
 /// The zones of `now` that are not those of `before` (added or edited: another `Arc`) and the
 /// zones `before` had and `now` lacks: their names as endpoint keys give them (lowercase,
-/// without the trailing dot), and the zones of `now` among them.
+/// without the trailing dot), and the zones of `now` among them. Zones are told apart by
+/// their `Arc` first, so the unchanged ones cost a pointer each.
 fn changed_zones(before: &[Arc<Zone>], now: &[Arc<Zone>]) -> (HashSet<String>, Vec<Arc<Zone>>) {
     let name = |z: &Zone| zone_key(&z.origin.to_string());
-    let mut old: HashMap<String, &Arc<Zone>> = before.iter().map(|z| (name(z), z)).collect();
-    let mut names = HashSet::new();
-    let mut changed = Vec::new();
-    for zone in now {
-        let key = name(zone);
-        let same = old.remove(&key).is_some_and(|b| Arc::ptr_eq(b, zone));
-        if !same {
-            names.insert(key);
-            changed.push(Arc::clone(zone));
-        }
-    }
-    names.extend(old.into_keys());
+    let kept: HashSet<*const Zone> = now.iter().map(Arc::as_ptr).collect();
+    let old: HashSet<*const Zone> = before.iter().map(Arc::as_ptr).collect();
+    let changed: Vec<Arc<Zone>> = now
+        .iter()
+        .filter(|z| !old.contains(&Arc::as_ptr(z)))
+        .cloned()
+        .collect();
+    let names = before
+        .iter()
+        .filter(|z| !kept.contains(&Arc::as_ptr(z)))
+        .chain(&changed)
+        .map(|z| name(z))
+        .collect();
     (names, changed)
 }
 
