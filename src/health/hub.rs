@@ -2,9 +2,14 @@
 //!
 //! Owns the [`HealthBook`], the overrides and the recent transitions, behind one mutex (the
 //! control plane; the query path never sees it). Reports are verified, ingested and a
-//! recompile is requested; a single task (`run`) decides at most every
-//! [`RECOMPILE_SPACING`], also on a tick so staleness and grace take effect without reports,
-//! and hands a [`HealthSnapshot`] to the publisher when anything changed.
+//! recompile is requested; a single task (`run`) decides on that wake-up, also on a tick so
+//! staleness and grace take effect without reports, and hands a [`HealthSnapshot`] to the
+//! publisher when anything changed, at most once every [`RECOMPILE_SPACING`].
+//!
+//! The hub's own work per decision, override or reload follows what changed, not the size
+//! of the table: the layout is looked up by zone and service, ramping endpoints are a set,
+//! and a swap is observed for drains by the services it rebuilt. (The health book decides
+//! every checked endpoint each time: `aggregate`.)
 
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -884,8 +889,11 @@ impl HealthHub {
                 let snapshot = self.snapshot();
                 let publish = Arc::clone(&publish);
                 let _ = tokio::task::spawn_blocking(move || publish(snapshot)).await;
+                // Spacing between recompiles, not decisions: a change that follows a
+                // decision with nothing to publish (a tick, a report that moved nothing)
+                // is decided at once.
+                tokio::time::sleep(RECOMPILE_SPACING).await;
             }
-            tokio::time::sleep(RECOMPILE_SPACING).await;
         }
     }
 }
