@@ -1058,6 +1058,52 @@ mod tests {
         assert!(hub.ingest(&down_report(2)).is_ok());
     }
 
+    #[test]
+    fn a_reload_replaces_the_zones_it_changed_and_keeps_the_others() {
+        let other = |n: u8| EndpointKey::new("other.example", "api", [198, 51, 100, n].into());
+        let other = |n: u8| other(n).unwrap();
+        let hub = HealthHub::new(
+            vec![key(1), other(1)],
+            DEFAULT_GRACE_FOR_TEST,
+            None,
+            Arc::default(),
+        );
+        let entry = |key: EndpointKey, region: &str| LayoutEntry {
+            key,
+            region: region.into(),
+            slow_start: None,
+            shed: crate::config::check::Shed::default(),
+        };
+        hub.set_layout(vec![entry(key(1), "a"), entry(other(1), "b")]);
+        hub.ingest(&down_report(1)).unwrap();
+        hub.decide();
+        // other.example changed: endpoint 1 moved to region c, endpoint 2 came.
+        let zones: HashSet<String> = ["other.example".to_string()].into();
+        hub.replace_zones(
+            &zones,
+            vec![other(1), other(2)],
+            vec![entry(other(1), "c"), entry(other(2), "c")],
+        );
+        assert!(hub.decide(), "a new endpoint is a change");
+        let inner = hub.lock();
+        let regions = |zone: &str, service: &str| -> Vec<String> {
+            let placed = inner.layout.service(zone, service);
+            placed.iter().map(|p| p.region.to_string()).collect()
+        };
+        assert_eq!(regions("shop.example", "www"), ["a"], "kept as it was");
+        assert_eq!(regions("other.example", "api"), ["c", "c"]);
+        assert_eq!(
+            inner.view.status()[&key(1)].votes.len(),
+            1,
+            "the vote of the zone not reloaded stays"
+        );
+        assert!(inner.view.status().contains_key(&other(2)));
+        drop(inner);
+        // Nothing changed: nothing to do.
+        hub.replace_zones(&HashSet::new(), Vec::new(), Vec::new());
+        assert!(!hub.decide());
+    }
+
     fn up_report(sequence: u64, load: f64) -> ProbeReport {
         let mut r = down_report(sequence);
         for e in r.endpoints.values_mut() {
