@@ -128,6 +128,9 @@ METRICS=$(sed -n 's/^ready probe .* metrics=\([^ ]*\).*/\1/p' "$WORK/probe.log")
 
 TICK=$(getconf CLK_TCK)
 # utime and stime: fields 14 and 15 of /proc/PID/stat, 12 and 13 after the command name.
+# Time the prober's threads were runnable but waiting for a CPU (field 2 of schedstat, ns):
+# on a shared machine the prober may be starved, and then it makes fewer checks, not slower ones.
+run_wait_ns() { cat /proc/"$PROBER"/task/*/schedstat | awk '{ s += $2 } END { printf "%.0f\n", s }'; }
 cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$PROBER/stat"; }
 sys_ticks() { awk '{ sub(/^.*\) /, ""); print $13 }' "/proc/$PROBER/stat"; }
 scrape() { curl -sf "http://$METRICS/metrics" >"$1"; }
@@ -140,6 +143,7 @@ C0=$(cpu_ticks)
 S0=$(sys_ticks)
 LINES0=$(wc -l <"$WORK/backends.log")
 LOAD0=$(cut -d' ' -f1 /proc/loadavg)
+W0=$(run_wait_ns)
 printf '%6s %8s %9s %10s %10s\n' second cpu_pct requests min_100ms max_100ms
 PREV=$C0
 for s in $(seq "$SECONDS_MEASURED"); do
@@ -152,12 +156,13 @@ for s in $(seq "$SECONDS_MEASURED"); do
 done
 C1=$(cpu_ticks)
 S1=$(sys_ticks)
+W1=$(run_wait_ns)
 T1=$(date +%s.%N)
 scrape "$WORK/m1"
 
-python3 - "$WORK" "$C0" "$C1" "$T0" "$T1" "$TICK" "$LINES0" "$ENDPOINTS" "$S0" "$S1" "$LOAD0" <<'EOF'
+python3 - "$WORK" "$C0" "$C1" "$T0" "$T1" "$TICK" "$LINES0" "$ENDPOINTS" "$S0" "$S1" "$LOAD0" "$W0" "$W1" <<'EOF'
 import re, sys
-work, c0, c1, t0, t1, tick, lines0, endpoints, s0, s1, load0 = sys.argv[1:]
+work, c0, c1, t0, t1, tick, lines0, endpoints, s0, s1, load0, w0, w1 = sys.argv[1:]
 elapsed = float(t1) - float(t0)
 cpu = (float(c1) - float(c0)) / float(tick)
 sys_cpu = (float(s1) - float(s0)) / float(tick)
@@ -195,6 +200,7 @@ print()
 print(f"endpoints                {int(endpoints)}")
 print(f"measured                 {elapsed:.1f} s")
 print(f"prober CPU (user+sys)    {cpu / elapsed * 100:.1f} % of one core (sys {sys_cpu / elapsed * 100:.1f} %)")
+print(f"waiting for a CPU        {(float(w1) - float(w0)) / 1e9 / elapsed * 100:.1f} % of the time (runnable, not running)")
 print(f"load average (1 min)     {open('/proc/loadavg').read().split()[0]} on {__import__('os').cpu_count()} CPUs (start of run: {load0})")
 failed = d('meridian_probe_checks_total{result="fail"}')
 print(f"checks/s (prober metric) {checks / elapsed:.0f}  (failed: {failed:.0f})")
