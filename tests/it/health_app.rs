@@ -513,7 +513,10 @@ fn identical_checks_of_one_backend_are_made_once_per_interval() {
     .concat();
     let (zones, keys) = load_zone(dir.path(), &zone);
     let (_prober, metrics) = metered_prober(&zones, &keys, &sink, &[]);
-    assert_eq!(probe_metric(metrics, "meridian_probe_targets"), 2.0);
+    // The ready line comes just before the runner counts its targets (another worker thread).
+    wait_until(Duration::from_secs(5), "targets counted", || {
+        probe_metric(metrics, "meridian_probe_targets") == 2.0
+    });
     assert_eq!(probe_metric(metrics, "meridian_probe_distinct_checks"), 1.0);
 
     // Both endpoints are reported up from the one check.
@@ -556,7 +559,10 @@ fn the_concurrency_cap_bounds_checks_in_flight() {
     let (zones, keys) = load_zone(dir.path(), &zone);
     let (_prober, metrics) =
         metered_prober(&zones, &keys, &sink, &["--max-concurrent-checks", "2"]);
-    assert_eq!(probe_metric(metrics, "meridian_probe_distinct_checks"), 6.0);
+    // The ready line comes just before the runner counts its targets (another worker thread).
+    wait_until(Duration::from_secs(5), "six distinct checks", || {
+        probe_metric(metrics, "meridian_probe_distinct_checks") == 6.0
+    });
     wait_until(Duration::from_secs(10), "12 checks answered", || {
         backend.gets() >= 12
     });
