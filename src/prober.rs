@@ -185,15 +185,13 @@ pub async fn probe(args: ProbeArgs) -> Result<(), ProbeError> {
         }
         None => String::new(),
     };
-    println!(
-        "ready probe id={} endpoints={}{metrics}",
-        args.id,
-        targets.len()
-    );
+    let endpoints = targets.len();
+    let id = args.id.clone();
     runner::run(
         config,
         targets,
         updates,
+        move || println!("ready probe id={id} endpoints={endpoints}{metrics}"),
         move |report| {
             if let Some(Err(e)) = pusher.as_ref().map(|p| p.publish(&report)) {
                 tracing::warn!(error = %e, "cannot queue report");
@@ -452,6 +450,7 @@ impl LocalProber {
             config,
             set.targets,
             rx,
+            || {},
             move |report| {
                 if let Err(e) = sink_hub.ingest(&report) {
                     tracing::warn!(reason = e.label(), "embedded prober report rejected");

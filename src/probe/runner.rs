@@ -379,11 +379,14 @@ async fn check_loop(
 }
 
 /// Runs checks and publishes reports to `sink` until `shutdown` completes, taking new target
-/// sets from `updates` in place (module docs, "Reloads").
+/// sets from `updates` in place (module docs, "Reloads"). `started` is called once the first
+/// targets are registered (their checks scheduled, the target gauges set): the prober prints
+/// its ready line there, so whoever reads that line finds the metrics already describing them.
 pub async fn run(
     mut config: RunnerConfig,
     targets: Vec<ProbeTarget>,
     mut updates: mpsc::UnboundedReceiver<TargetSet>,
+    started: impl FnOnce(),
     mut sink: impl FnMut(ProbeReport) + Send,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -391,6 +394,7 @@ pub async fn run(
     let (results, mut rx) = mpsc::channel::<CheckResult>(targets.len().clamp(64, 4096));
     let mut slots = Slots::new(results, config.max_in_flight);
     slots.retarget(targets);
+    started();
     let mut sequence = 0u64;
     let mut ticker = report_ticker(config.report_interval, Instant::now());
     let mut updates_open = true;
@@ -547,6 +551,7 @@ mod tests {
             config,
             targets,
             updates,
+            || {},
             move |r| {
                 let _ = tx.send(r);
             },
