@@ -365,7 +365,7 @@ fn service_view(
     };
     ServiceView {
         service: svc.key.clone(),
-        policy: svc.policy_name,
+        policy: svc.policy_name(),
         order_reason,
         regions,
         outcome: format!("{:?}", sel.outcome).to_lowercase(),

@@ -954,7 +954,7 @@ fn a_ramping_region_takes_its_share_and_the_rest_fails_over() {
             .iter()
             .position(|r| r.name == "us-east")
             .unwrap();
-        svc.regions[us].share = 300;
+        svc.regions.make_mut()[us].share = 300;
         svc
     };
     let svc = ramped(&[]);
