@@ -114,7 +114,11 @@ fn print_service(out: &mut String, svc: &Service) {
     let _ = writeln!(
         out,
         "  service {} policy {} ttl {} answers {} fallback {}",
-        svc.key, svc.policy_name(), svc.ttl, svc.answers, fallback
+        svc.key,
+        svc.policy_name(),
+        svc.ttl,
+        svc.answers,
+        fallback
     );
     for region in &svc.regions {
         let endpoints = svc

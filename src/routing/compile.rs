@@ -490,7 +490,7 @@ fn compile_policy(zone: &Zone, policy: &Policy, zone_regions: &[usize]) -> Compi
                 .collect();
             CompiledPolicy::Nearest(Arc::new(NearestOrders::new(&coords)))
         }
-        Policy::Failover(list) => CompiledPolicy::Failover(Arc::from(order(list))),
+        Policy::Failover(list) => CompiledPolicy::Failover(Arc::new(order(list))),
         Policy::Weighted => CompiledPolicy::Weighted,
     }
 }

@@ -275,9 +275,9 @@ impl NearestOrders {
     }
 }
 
-/// Regions (their locations, in service order) sorted by distance from `from`: the order
-/// [`Service::walk`] visits them in for a client at `from` (ties and regions without a
-/// location by index).
+/// Regions (their locations, in service order) sorted by distance from `from`: the order the
+/// distance walk (`Service::walk`) visits them in for a client at `from` (ties, and regions
+/// without a location, by index).
 pub fn nearest_order(regions: &[Option<Coords>], from: Coords) -> Vec<u16> {
     let mut by: Vec<(f64, u16)> = regions
         .iter()
@@ -305,8 +305,8 @@ pub enum CompiledPolicy {
     /// Nearest region with coordinates first; precomputed per country; `default` when the
     /// client has no coordinates.
     Nearest(Arc<NearestOrders>),
-    /// A fixed order.
-    Failover(Arc<[u16]>),
+    /// A fixed order (one thin handle: the variant stays at a pointer's size).
+    Failover(Arc<Order>),
     /// One pool of every endpoint.
     Weighted,
 }
@@ -423,7 +423,12 @@ impl Service {
             CompiledPolicy::Weighted => (RegionWalk::Pool, OrderReason::Pooled, 0, None),
             CompiledPolicy::Nearest(nearest) => {
                 let Some((addr, _)) = client.locate_addr() else {
-                    return (RegionWalk::List(&nearest.default), OrderReason::Default, 0, None);
+                    return (
+                        RegionWalk::List(&nearest.default),
+                        OrderReason::Default,
+                        0,
+                        None,
+                    );
                 };
                 let loc = super::geo_cache::lookup(geo, addr);
                 let (walk, reason) = self.order_at(&loc);
