@@ -295,7 +295,19 @@ fn service_view(
     let (walk, reason, _, loc) = svc.order(client, &table.geo);
     let want_v4 = rtype != RecordType::AAAA;
     let order: Vec<(usize, Option<f64>)> = match walk {
-        RegionWalk::List(list) => list.iter().map(|&i| (usize::from(i), None)).collect(),
+        // A nearest order precomputed for the client's country: distances from its centroid.
+        RegionWalk::List(list) => list
+            .iter()
+            .map(|&i| {
+                let from = match reason {
+                    OrderReason::Distance(from) => Some(from),
+                    _ => None,
+                };
+                let coords = svc.regions.get(usize::from(i)).and_then(|r| r.coords);
+                let d = from.zip(coords).map(|(from, c)| distance_km(from, c));
+                (usize::from(i), d)
+            })
+            .collect(),
         RegionWalk::Pool => (0..svc.regions.len()).map(|i| (i, None)).collect(),
         RegionWalk::Nearest(from) => {
             let mut v: Vec<(usize, Option<f64>)> = svc
