@@ -636,4 +636,76 @@ mod tests {
             assert!((sum - drawn as f64).abs() < 1e-9, "{weights:?}: sum {sum}");
         }
     }
+
+    /// A client a Country database places at its country's centroid gets the nearest order
+    /// precomputed for the country; explain still shows each region's distance, nearest first.
+    #[test]
+    fn a_precomputed_nearest_order_shows_distances() {
+        use std::sync::Arc;
+
+        use hickory_proto::rr::RecordType;
+
+        use crate::geo::GeoDb;
+        use crate::proto::ClientSubnet;
+        use crate::routing::compile::{AllUp, compile};
+        use crate::routing::select::Client;
+
+        let zone = crate::config::testing::zone_from_text(
+            r#"
+origin = "n.test."
+ns = ["ns1.n.test."]
+[soa]
+mname = "ns1.n.test."
+rname = "hostmaster.n.test."
+serial = 1
+[region.ap]
+location = [1.35, 103.82]
+[region.eu]
+location = [53.35, -6.26]
+[region.us]
+location = [39.04, -77.49]
+[service.www]
+policy = "nearest"
+[[service.www.endpoint]]
+region = "ap"
+address = "192.0.2.1"
+[[service.www.endpoint]]
+region = "eu"
+address = "192.0.2.2"
+[[service.www.endpoint]]
+region = "us"
+address = "192.0.2.3"
+"#,
+            &[],
+        );
+        let db = GeoDb::open(std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/geoip/GeoLite2-Country-Test.mmdb"
+        )))
+        .unwrap();
+        let table = compile(&[Arc::new(zone)], Arc::new(db), &AllUp, 1).unwrap();
+        let svc = &table.zones().next().unwrap().services[0];
+        // 50.114.0.0/22: the US, no coordinates in a Country database.
+        let client = Client {
+            source: "127.0.0.1".parse().unwrap(),
+            subnet: Some(ClientSubnet {
+                addr: "50.114.0.0".parse().unwrap(),
+                source_prefix: 22,
+            }),
+        };
+        let view = super::service_view(svc, &table, &client, RecordType::A);
+        let names: Vec<&str> = view.regions.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["us", "eu", "ap"]);
+        let d: Vec<f64> = view
+            .regions
+            .iter()
+            .map(|r| r.distance_km.expect("a distance for every region"))
+            .collect();
+        assert!(d.windows(2).all(|w| w[0] <= w[1]), "{d:?}");
+        assert!(
+            view.order_reason.starts_with("nearest first"),
+            "{}",
+            view.order_reason
+        );
+    }
 }
