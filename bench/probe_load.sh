@@ -4,7 +4,13 @@
 #   bench/probe_load.sh                      10,000 endpoints, 60 s measured after 10 s warm-up
 #   options: --endpoints N --seconds S --warmup S --max-concurrent-checks N --no-build
 #            --no-netns (run in the current network namespace; see below)
+#            --prober-cpu C --backends-cpu C (taskset pinning, defaults 0 and 1; --no-pin: none)
+#            --bin-dir DIR (take meridian and probe_backends from DIR, e.g. an older build)
 #   PROBE_BACKENDS_THREADS=N  worker threads of the backends (default 1)
+#
+# The prober and the backends are pinned to different CPUs, so the prober's figure is its own
+# work: on loopback the kernel runs both ends of a packet in the sender's context, and an
+# unpinned backend would share (and steal) the prober's core.
 #
 # Runs in a private network namespace (unshare --net, loopback only) when it can: the host's
 # iptables rules make the kernel track every connection, and a closed one stays in the table
@@ -31,6 +37,9 @@ CAP=""
 BUILD=1
 NETNS=1
 PORT=18080
+PROBER_CPU=0
+BACKENDS_CPU=1
+BIN_DIR=""
 ORIG_ARGS=("$@")
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -40,6 +49,10 @@ while [ $# -gt 0 ]; do
         --max-concurrent-checks) CAP=$2; shift ;;
         --no-build) BUILD=0 ;;
         --no-netns) NETNS=0 ;;
+        --prober-cpu) PROBER_CPU=$2; shift ;;
+        --backends-cpu) BACKENDS_CPU=$2; shift ;;
+        --no-pin) PROBER_CPU=""; BACKENDS_CPU="" ;;
+        --bin-dir) BIN_DIR=$2; shift ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -53,7 +66,7 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((ENDPOINTS + 2048))
 fi
 
 cd "$ROOT"
-if [ "$BUILD" = 1 ]; then
+if [ "$BUILD" = 1 ] && [ -z "$BIN_DIR" ]; then
     cargo build --release --locked --bin meridian --example probe_backends
 fi
 if [ "$NETNS" = 1 ] && [ -z "${PROBE_LOAD_IN_NETNS:-}" ]; then
@@ -63,8 +76,13 @@ if [ "$NETNS" = 1 ] && [ -z "${PROBE_LOAD_IN_NETNS:-}" ]; then
     fi
     echo "cannot create a network namespace (needs root); running here, see the comment at the top" >&2
 fi
-BIN=$ROOT/target/release/meridian
-BACKENDS=$ROOT/target/release/examples/probe_backends
+BIN=${BIN_DIR:-$ROOT/target/release}/meridian
+BACKENDS=${BIN_DIR:-$ROOT/target/release/examples}/probe_backends
+pin() { # CPU COMMAND...: run COMMAND on CPU (or anywhere without one)
+    local cpu=$1
+    shift
+    if [ -n "$cpu" ]; then exec taskset -c "$cpu" "$@"; else exec "$@"; fi
+}
 
 WORK=$(mktemp -d)
 PIDS=()
@@ -93,7 +111,7 @@ EOF
 echo "k1 p1 $(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" >"$WORK/keys"
 
 SINK=127.0.0.1:$((PORT + 1))
-"$BACKENDS" "$ENDPOINTS" "$PORT" "$SINK" >"$WORK/backends.log" 2>&1 &
+(pin "$BACKENDS_CPU" "$BACKENDS" "$ENDPOINTS" "$PORT" "$SINK") >"$WORK/backends.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 100); do grep -q '^ready' "$WORK/backends.log" && break; sleep 0.1; done
 grep -q '^ready' "$WORK/backends.log" || { cat "$WORK/backends.log"; exit 1; }
@@ -101,7 +119,7 @@ grep -q '^ready' "$WORK/backends.log" || { cat "$WORK/backends.log"; exit 1; }
 ARGS=(probe --zones "$WORK/zones" --region r1 --id p1 --key-file "$WORK/keys"
     --publish "http://$SINK/v1/reports" --metrics-listen 127.0.0.1:0)
 [ -n "$CAP" ] && ARGS+=(--max-concurrent-checks "$CAP")
-RUST_LOG=warn "$BIN" "${ARGS[@]}" >"$WORK/probe.log" 2>&1 &
+(export RUST_LOG=warn; pin "$PROBER_CPU" "$BIN" "${ARGS[@]}") >"$WORK/probe.log" 2>&1 &
 PROBER=$!
 PIDS+=("$PROBER")
 for _ in $(seq 300); do grep -q '^ready probe' "$WORK/probe.log" && break; sleep 0.1; done
@@ -110,6 +128,9 @@ METRICS=$(sed -n 's/^ready probe .* metrics=\([^ ]*\).*/\1/p' "$WORK/probe.log")
 
 TICK=$(getconf CLK_TCK)
 # utime and stime: fields 14 and 15 of /proc/PID/stat, 12 and 13 after the command name.
+# Time the prober's threads were runnable but waiting for a CPU (field 2 of schedstat, ns):
+# on a shared machine the prober may be starved, and then it makes fewer checks, not slower ones.
+run_wait_ns() { cat /proc/"$PROBER"/task/*/schedstat | awk '{ s += $2 } END { printf "%.0f\n", s }'; }
 cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$PROBER/stat"; }
 sys_ticks() { awk '{ sub(/^.*\) /, ""); print $13 }' "/proc/$PROBER/stat"; }
 scrape() { curl -sf "http://$METRICS/metrics" >"$1"; }
@@ -121,6 +142,8 @@ T0=$(date +%s.%N)
 C0=$(cpu_ticks)
 S0=$(sys_ticks)
 LINES0=$(wc -l <"$WORK/backends.log")
+LOAD0=$(cut -d' ' -f1 /proc/loadavg)
+W0=$(run_wait_ns)
 printf '%6s %8s %9s %10s %10s\n' second cpu_pct requests min_100ms max_100ms
 PREV=$C0
 for s in $(seq "$SECONDS_MEASURED"); do
@@ -133,12 +156,13 @@ for s in $(seq "$SECONDS_MEASURED"); do
 done
 C1=$(cpu_ticks)
 S1=$(sys_ticks)
+W1=$(run_wait_ns)
 T1=$(date +%s.%N)
 scrape "$WORK/m1"
 
-python3 - "$WORK" "$C0" "$C1" "$T0" "$T1" "$TICK" "$LINES0" "$ENDPOINTS" "$S0" "$S1" <<'EOF'
+python3 - "$WORK" "$C0" "$C1" "$T0" "$T1" "$TICK" "$LINES0" "$ENDPOINTS" "$S0" "$S1" "$LOAD0" "$W0" "$W1" <<'EOF'
 import re, sys
-work, c0, c1, t0, t1, tick, lines0, endpoints, s0, s1 = sys.argv[1:]
+work, c0, c1, t0, t1, tick, lines0, endpoints, s0, s1, load0, w0, w1 = sys.argv[1:]
 elapsed = float(t1) - float(t0)
 cpu = (float(c1) - float(c0)) / float(tick)
 sys_cpu = (float(s1) - float(s0)) / float(tick)
@@ -176,7 +200,8 @@ print()
 print(f"endpoints                {int(endpoints)}")
 print(f"measured                 {elapsed:.1f} s")
 print(f"prober CPU (user+sys)    {cpu / elapsed * 100:.1f} % of one core (sys {sys_cpu / elapsed * 100:.1f} %)")
-print(f"load average (1 min)     {open('/proc/loadavg').read().split()[0]} on {__import__('os').cpu_count()} CPUs")
+print(f"waiting for a CPU        {(float(w1) - float(w0)) / 1e9 / elapsed * 100:.1f} % of the time (runnable, not running)")
+print(f"load average (1 min)     {open('/proc/loadavg').read().split()[0]} on {__import__('os').cpu_count()} CPUs (start of run: {load0})")
 failed = d('meridian_probe_checks_total{result="fail"}')
 print(f"checks/s (prober metric) {checks / elapsed:.0f}  (failed: {failed:.0f})")
 if checks:

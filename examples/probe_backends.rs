@@ -9,8 +9,11 @@
 //! reports (`POST`, any path, answered 204 and thrown away). Prints `ready` once listening,
 //! then one line a second: `requests N min_100ms A max_100ms B reports R report_bytes S`
 //! (requests that second, the fewest and most in one 100 ms slice of it, reports that second,
-//! the largest report body so far). One worker thread unless PROBE_BACKENDS_THREADS says
-//! otherwise, so it stays out of the prober's way on a small machine.
+//! the largest report body so far). One thread (a current-thread runtime, no cross-thread
+//! wake-ups) unless PROBE_BACKENDS_THREADS says otherwise; `bench/probe_load.sh` pins it to
+//! a CPU of its own. Each listener answers its connections one after another in its own task
+//! (the prober never has two checks of one endpoint open at once), so a request costs no
+//! task spawn.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -45,11 +48,17 @@ fn main() -> std::io::Result<()> {
         .ok()
         .and_then(|t| t.parse().ok())
         .unwrap_or(1);
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads.max(1))
-        .enable_all()
-        .build()?
-        .block_on(serve())
+    let runtime = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()?
+    };
+    runtime.block_on(serve())
 }
 
 async fn serve() -> std::io::Result<()> {
@@ -68,12 +77,9 @@ async fn serve() -> std::io::Result<()> {
         tokio::spawn(async move {
             loop {
                 if let Ok((stream, _)) = listener.accept().await {
-                    let counts = Arc::clone(&counts);
-                    tokio::spawn(async move {
-                        if answer(stream).await.is_ok() {
-                            counts.requests.fetch_add(1, Ordering::Relaxed);
-                        }
-                    });
+                    if answer(stream).await.is_ok() {
+                        counts.requests.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
         });

@@ -19,6 +19,7 @@ use crate::etcd::{EtcdOptions, Layout, OptionsError};
 use crate::health::aggregate::DEFAULT_GRACE;
 use crate::health::overrides::DEFAULT_OVERRIDE_SECONDS;
 use crate::probe::runner::DEFAULT_MAX_IN_FLIGHT;
+use crate::routing::counters::AnswersBy;
 
 /// Where every subcommand looks for zone files unless told (`--zones`).
 pub const DEFAULT_ZONES_DIR: &str = "zones";
@@ -288,6 +289,16 @@ pub struct ServeArgs {
     /// changes on disk.
     #[arg(long = "no-watch")]
     pub no_watch: bool,
+    /// How `meridian_service_answers_total` is broken down: `service` (one series per service,
+    /// region and outcome) or `zone` (summed over each zone's services, `service=""`), for
+    /// catalogues of hundreds of thousands of services.
+    #[arg(long = "answer-metrics", value_enum, default_value_t = AnswersBy::Service)]
+    pub answer_metrics: AnswersBy,
+    /// Leave zero-valued series out of `meridian_zone_queries_total` and
+    /// `meridian_service_answers_total` (by default every zone and service has all of its
+    /// series from the start).
+    #[arg(long = "metrics-skip-zero")]
+    pub metrics_skip_zero: bool,
     /// Milliseconds between samples of the status page's charts (`/v1/history`; default
     /// 10 s). Hidden: for the integration tests, which cannot wait 10 s per sample.
     #[arg(long = "history-interval-ms", hide = true, value_parser = clap::value_parser!(u64).range(100..))]

@@ -25,7 +25,7 @@ use crate::health::hub::HealthHub;
 use crate::health::report::KeyringError;
 use crate::metrics::Metrics;
 use crate::notify::NotifyMetrics;
-use crate::routing::counters::TableMetrics;
+use crate::routing::counters::{SeriesOptions, TableMetrics};
 use crate::routing::publish::{Publisher, StartError};
 
 /// Why `serve` stopped with an error.
@@ -92,9 +92,9 @@ struct Counters {
 impl Counters {
     /// Creates and registers them in the order `/metrics` has always listed them; etcd's
     /// series last, in distributed mode only.
-    fn register(etcd: Option<&Arc<EtcdStatus>>) -> Self {
+    fn register(etcd: Option<&Arc<EtcdStatus>>, series: SeriesOptions) -> Self {
         let dns = Arc::new(DnsMetrics::default());
-        let tables = Arc::new(TableMetrics::default());
+        let tables = Arc::new(TableMetrics::new(series));
         let health = Arc::new(HealthMetrics::default());
         let reloads = ReloadMetrics::default();
         let notify = Arc::new(NotifyMetrics::default());
@@ -150,7 +150,18 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         reloads,
         notify,
         export,
-    } = Counters::register(distributed.as_ref().map(|d| &d.source.status));
+    } = Counters::register(
+        distributed.as_ref().map(|d| &d.source.status),
+        SeriesOptions {
+            answers_by: args.answer_metrics,
+            skip_zero: args.metrics_skip_zero,
+        },
+    );
+    // The status page's history reads these two directly, not the `/metrics` rendering.
+    let totals = Arc::new(api::history::ServerTotals {
+        dns: Arc::clone(&dns),
+        tables: Arc::clone(&tables),
+    });
     // In distributed mode the control plane loads the directory the etcd source writes.
     let zones_dir = match &distributed {
         Some(d) => d.source.dirs.live.clone(),
@@ -287,7 +298,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         metrics: Arc::clone(&metrics),
         admin_token: admin_token.map(Arc::from),
         history: api::history::History::start(
-            Arc::clone(&metrics),
+            totals,
             args.history_interval_ms
                 .map_or(api::history::INTERVAL, Duration::from_millis),
         ),

@@ -2,10 +2,11 @@
 //! by region, for the status page's charts. A background task samples the counters `/metrics`
 //! exports every [`INTERVAL`] into a ring of [`SAMPLES`] samples; no external service.
 //!
-//! Owns: the ring buffer and the rates computed from it. Reads the counters through the
-//! registry's own rendering, streamed a line at a time into [`SampleParser`] (`meridian_queries_total` by `rcode`, summed over transports;
-//! `meridian_service_answers_total` summed by `region` over zones, services and outcomes), so
-//! it adds nothing to the query path. Control plane only.
+//! Owns: the ring buffer and the rates computed from it. Reads the two totals it charts from
+//! the counters through [`Totals`] (`meridian_queries_total` by `rcode`, summed over
+//! transports; `meridian_service_answers_total` summed by `region` over zones, services and
+//! outcomes), never by rendering `/metrics`, so it adds nothing to the query path and little
+//! to an idle server. Control plane only.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -16,7 +17,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use super::ApiState;
-use crate::metrics::Metrics;
+use crate::dns::metrics::DnsMetrics;
+use crate::routing::counters::TableMetrics;
 
 /// Time between samples.
 pub const INTERVAL: Duration = Duration::from_secs(10);
@@ -34,110 +36,44 @@ pub struct Sample {
     pub answers: BTreeMap<String, u64>,
 }
 
-/// Reads a sample from the text exposition format.
-pub fn parse_sample(text: &str, at_ms: u64) -> Sample {
-    let mut parser = SampleParser::new(at_ms);
-    for line in text.lines() {
-        parser.line(line);
-    }
-    parser.sample
+/// Where the sampler reads the totals of a [`Sample`]: the counters themselves (the DNS
+/// server's and the routing table's), not the `/metrics` rendering, which at a million services
+/// is 8 million lines to write and parse back every interval.
+pub trait Totals: Send + Sync + 'static {
+    /// `meridian_queries_total` by rcode, summed over transports.
+    fn queries_by_rcode(&self) -> BTreeMap<String, u64>;
+    /// `meridian_service_answers_total` by region, summed over zones, services and outcomes.
+    fn answers_by_region(&self) -> BTreeMap<String, u64>;
 }
 
-/// Reads a sample from the exposition text as the registry writes it, a line at a time, so a
-/// sample never holds the whole rendering: at 100,000 services that text is over 100 MB (one
-/// series per service, region and outcome), which a `String` rendering kept alive once per
-/// interval and which showed in the server's peak memory.
-#[derive(Debug)]
-pub struct SampleParser {
-    sample: Sample,
-    /// The unfinished last line of what was written so far.
-    partial: String,
+/// The server's totals: its DNS counters and the routing table's.
+pub struct ServerTotals {
+    /// Queries by transport and rcode.
+    pub dns: Arc<DnsMetrics>,
+    /// The zone and answer counters of the table serving.
+    pub tables: Arc<TableMetrics>,
 }
 
-impl SampleParser {
-    /// An empty sample taken at `at_ms`.
-    pub fn new(at_ms: u64) -> Self {
-        Self {
-            sample: Sample {
-                at_ms,
-                ..Sample::default()
-            },
-            partial: String::new(),
-        }
+impl Totals for ServerTotals {
+    fn queries_by_rcode(&self) -> BTreeMap<String, u64> {
+        self.dns
+            .queries_by_rcode()
+            .map(|(rcode, n)| (rcode.to_owned(), n))
+            .collect()
     }
 
-    /// The sample, with a last line that had no newline counted too.
-    pub fn finish(mut self) -> Sample {
-        let last = std::mem::take(&mut self.partial);
-        self.line(&last);
-        self.sample
-    }
-
-    /// Adds one line of the exposition text.
-    fn line(&mut self, line: &str) {
-        let (series, key, queries) =
-            if let Some(rest) = line.strip_prefix("meridian_queries_total{") {
-                (rest, "rcode", true)
-            } else if let Some(rest) = line.strip_prefix("meridian_service_answers_total{") {
-                (rest, "region", false)
-            } else {
-                return;
-            };
-        let Some((labels, value)) = series.rsplit_once("} ") else {
-            return;
-        };
-        let Some(label) = label_value(labels, key) else {
-            return;
-        };
-        // Counters render as integers or floats ("5" or "5.0").
-        let Ok(value) = value.trim().parse::<f64>() else {
-            return;
-        };
-        let slot = if queries {
-            &mut self.sample.queries
-        } else {
-            &mut self.sample.answers
-        };
-        let value = value.max(0.0) as u64;
-        // Look up before inserting: a region's entry is allocated once per sample, not once
-        // per series.
-        match slot.get_mut(label) {
-            Some(sum) => *sum += value,
-            None => {
-                slot.insert(label.to_owned(), value);
-            }
-        }
+    fn answers_by_region(&self) -> BTreeMap<String, u64> {
+        self.tables.answers_by_region()
     }
 }
 
-impl std::fmt::Write for SampleParser {
-    fn write_str(&mut self, mut s: &str) -> std::fmt::Result {
-        while let Some(end) = s.find('\n') {
-            let (head, rest) = s.split_at(end);
-            if self.partial.is_empty() {
-                self.line(head);
-            } else {
-                let mut line = std::mem::take(&mut self.partial);
-                line.push_str(head);
-                self.line(&line);
-                // Keep the buffer's allocation for the next split line.
-                line.clear();
-                self.partial = line;
-            }
-            s = rest.get(1..).unwrap_or_default();
-        }
-        self.partial.push_str(s);
-        Ok(())
+/// A sample of `totals` taken at `at_ms`.
+pub fn sample(totals: &dyn Totals, at_ms: u64) -> Sample {
+    Sample {
+        at_ms,
+        queries: totals.queries_by_rcode(),
+        answers: totals.answers_by_region(),
     }
-}
-
-/// The value of `key="..."` in a label list (`a="x",b="y"`; values need no unescaping here:
-/// rcodes and region names are plain).
-fn label_value<'a>(labels: &'a str, key: &str) -> Option<&'a str> {
-    labels.split(',').find_map(|pair| {
-        let (k, v) = pair.split_once('=')?;
-        (k == key).then(|| v.trim_matches('"'))
-    })
 }
 
 /// Per-second rates between consecutive samples, by label.
@@ -216,10 +152,10 @@ impl History {
             .clone()
     }
 
-    /// Starts sampling `metrics` every `interval` ([`INTERVAL`] but in tests: the hidden
+    /// Starts sampling `totals` every `interval` ([`INTERVAL`] but in tests: the hidden
     /// `serve --history-interval-ms`) on the current Tokio runtime; the first sample is taken
     /// at once.
-    pub fn start(metrics: Arc<Metrics>, interval: Duration) -> Arc<History> {
+    pub fn start(totals: Arc<dyn Totals>, interval: Duration) -> Arc<History> {
         let history = Arc::new(History::new(interval));
         let ring = Arc::clone(&history);
         tokio::spawn(async move {
@@ -230,9 +166,7 @@ impl History {
                 let at_ms = SystemTime::now()
                     .duration_since(UNIX_EPOCH)
                     .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-                let mut parser = SampleParser::new(at_ms);
-                metrics.render_into(&mut parser);
-                ring.push(parser.finish());
+                ring.push(sample(totals.as_ref(), at_ms));
             }
         });
         history
@@ -263,18 +197,6 @@ pub async fn history(State(state): State<ApiState>) -> Response {
 mod tests {
     use super::*;
 
-    const TEXT: &str = r#"# HELP meridian_queries DNS queries
-# TYPE meridian_queries counter
-meridian_queries_total{transport="udp",rcode="NOERROR"} 5
-meridian_queries_total{transport="tcp",rcode="NOERROR"} 2
-meridian_queries_total{transport="udp",rcode="NXDOMAIN"} 1
-meridian_queries_total_other{transport="udp",rcode="NOERROR"} 100
-meridian_service_answers_total{zone="a.test.",service="www",region="eu",outcome="healthy"} 7
-meridian_service_answers_total{zone="a.test.",service="www",region="eu",outcome="fallback"} 1
-meridian_service_answers_total{zone="b.test.",service="api",region="us",outcome="healthy"} 3.0
-meridian_service_answers_total{zone="b.test.",service="api",region="none",outcome="nodata"} 0
-"#;
-
     fn sample(at_ms: u64, queries: &[(&str, u64)], answers: &[(&str, u64)]) -> Sample {
         let map = |v: &[(&str, u64)]| v.iter().map(|(k, n)| (k.to_string(), *n)).collect();
         Sample {
@@ -285,61 +207,56 @@ meridian_service_answers_total{zone="b.test.",service="api",region="none",outcom
     }
 
     #[test]
-    fn a_sample_sums_queries_by_rcode_and_answers_by_region() {
-        let s = parse_sample(TEXT, 42);
-        assert_eq!(
-            s,
-            sample(
-                42,
-                &[("NOERROR", 7), ("NXDOMAIN", 1)],
-                &[("eu", 8), ("none", 0), ("us", 3)]
-            )
-        );
-    }
+    fn a_sample_reads_queries_by_rcode_and_answers_by_region_from_the_counters() {
+        use crate::proto::Rcode;
+        use crate::routing::counters::Outcome;
+        use crate::routing::publish::{Publisher, load_sources};
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let (zones, geo) = load_sources(
+            &root.join("fuzz/zones"),
+            &root.join("geoip/meridian-sample.txt"),
+        )
+        .unwrap();
+        let tables = Arc::new(TableMetrics::default());
+        let publisher = Publisher::new(zones, geo, Arc::clone(&tables)).unwrap();
+        let dns = Arc::new(DnsMetrics::default());
+        let totals = ServerTotals {
+            dns: Arc::clone(&dns),
+            tables,
+        };
+        let before = super::sample(&totals, 1);
+        assert!(before.queries.values().all(|&n| n == 0), "{before:?}");
+        assert_eq!(before.queries.len(), Rcode::ALL.len(), "{before:?}");
+        assert!(before.answers.values().all(|&n| n == 0), "{before:?}");
+        assert!(before.answers.contains_key("none"), "{before:?}");
 
-    #[test]
-    fn a_sample_streamed_in_any_pieces_is_the_same_and_holds_only_a_line() {
-        use std::fmt::Write as _;
-        let whole = parse_sample(TEXT, 42);
-        for chunk in [1, 2, 7, 64, TEXT.len()] {
-            let mut p = SampleParser::new(42);
-            let mut longest = 0;
-            let bytes = TEXT.as_bytes();
-            for piece in bytes.chunks(chunk) {
-                p.write_str(std::str::from_utf8(piece).unwrap()).unwrap();
-                longest = longest.max(p.partial.len());
-            }
-            assert_eq!(p.finish(), whole, "chunks of {chunk}");
-            let line = TEXT.lines().map(str::len).max().unwrap();
-            assert!(longest <= line, "held {longest} bytes, longest line {line}");
+        use crate::dns::metrics::Transport;
+        dns.record_query(Transport::Udp, Rcode::NoError, false, false);
+        dns.record_query(Transport::Tcp, Rcode::NoError, false, false);
+        dns.record_query(Transport::Udp, Rcode::NxDomain, false, false);
+        // Answers in two services: one from each's first region, one from no region.
+        let table = publisher.table();
+        let mut counted: BTreeMap<String, u64> = BTreeMap::new();
+        let services = table
+            .zones()
+            .flat_map(|z| z.services.iter())
+            .filter(|s| !s.regions.is_empty())
+            .take(2);
+        for service in services {
+            service.counters.count(Some(0), Outcome::Healthy);
+            service.counters.count(None, Outcome::NoData);
+            *counted.entry(service.regions[0].name.clone()).or_default() += 1;
+            *counted.entry("none".into()).or_default() += 1;
         }
-        // A last line without a newline still counts.
-        let mut p = SampleParser::new(1);
-        p.write_str("meridian_queries_total{rcode=\"REFUSED\"} 4")
-            .unwrap();
-        assert_eq!(p.finish(), sample(1, &[("REFUSED", 4)], &[]));
-    }
-
-    #[test]
-    fn the_sampler_reads_the_registry_without_rendering_it_whole() {
-        use prometheus_client::metrics::counter::Counter;
-        use prometheus_client::metrics::family::Family;
-        let answers = Family::<Vec<(String, String)>, Counter>::default();
-        for i in 0..1000 {
-            answers
-                .get_or_create(&vec![
-                    ("service".into(), format!("s{i}")),
-                    ("region".into(), if i % 2 == 0 { "eu" } else { "us" }.into()),
-                ])
-                .inc_by(2);
+        assert_eq!(counted.values().sum::<u64>(), 4, "{counted:?}");
+        let after = super::sample(&totals, 2);
+        assert_eq!(after.at_ms, 2);
+        assert_eq!(after.queries["NOERROR"], 2);
+        assert_eq!(after.queries["NXDOMAIN"], 1);
+        assert_eq!(after.queries["SERVFAIL"], 0);
+        for (region, n) in &after.answers {
+            assert_eq!(*n, counted.get(region).copied().unwrap_or(0), "{region}");
         }
-        let metrics = crate::metrics::Metrics::new(|r| {
-            r.register("meridian_service_answers", "answers", answers.clone());
-        });
-        let mut p = SampleParser::new(0);
-        metrics.render_into(&mut p);
-        assert!(p.partial.capacity() < 4096, "{}", p.partial.capacity());
-        assert_eq!(p.finish(), sample(0, &[], &[("eu", 1000), ("us", 1000)]));
     }
 
     #[test]

@@ -18,7 +18,14 @@ pub enum Error {
 
 /// Probes and reports until SIGTERM or SIGINT.
 pub fn run(args: ProbeArgs) -> Result<(), Error> {
-    runtime()?.block_on(probe(args))?;
+    // In a worker task, beside the checks, not on this thread: every check result wakes the
+    // prober's loop, and across threads each wake is a futex call and a context switch
+    // (docs/performance.md, "Probe load").
+    let done = runtime()?.block_on(async { tokio::spawn(probe(args)).await });
+    match done {
+        Ok(probed) => probed?,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
     Ok(())
 }
 

@@ -18,6 +18,7 @@ pub mod reload;
 pub mod socket;
 pub mod watch;
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -26,11 +27,12 @@ use std::time::Duration;
 use axum::http::HeaderMap;
 use serde::Serialize;
 
+use crate::config::model::Zone;
 use crate::geo::GeoDb;
 use crate::health::aggregate::IngestSummary;
 use crate::health::export::HealthMetrics;
 use crate::health::hub::{HealthHub, HealthSnapshot};
-use crate::health::overrides::{NewOverride, Override, OverrideError, Target};
+use crate::health::overrides::{NewOverride, Override, OverrideError, Target, zone_key};
 use crate::health::report::{Keyring, RejectReason};
 use crate::probe::targets::{checked_endpoints, endpoint_layout};
 use crate::prober::LocalProber;
@@ -178,7 +180,8 @@ impl ControlPlane {
             *last = snapshot;
             drop(last);
             if let Some(hub) = hub.upgrade() {
-                hub.observe_table(&publisher.table());
+                // Only what the change rebuilt: the rest is shared and answers as before.
+                hub.observe_change(&publisher.table(), &change);
             }
         }));
         if let Some(prober) = &self.prober {
@@ -224,6 +227,7 @@ impl ControlPlane {
     pub fn reload(&self) -> ReloadReport {
         let mut last = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
         let previous = self.publisher.zone_files();
+        let (table_before, zones_before) = (self.publisher.table(), self.publisher.zones());
         let zones = reload_zones(&self.sources.zones_dir, &previous);
         let mut errors = zones.errors;
         let geo = match GeoDb::open(&self.sources.geoip) {
@@ -270,9 +274,15 @@ impl ControlPlane {
             self.hub.set_keyring(Some(k));
         }
         let serving = self.publisher.zones();
-        self.hub.observe_table(&self.publisher.table());
-        self.hub.set_known(checked_endpoints(&serving));
-        self.hub.set_layout(endpoint_layout(&serving));
+        // The health side follows the zones this reload changed, not the whole table.
+        self.hub
+            .observe_reload(&table_before, &self.publisher.table());
+        let (names, changed) = changed_zones(&zones_before, &serving);
+        self.hub.replace_zones(
+            &names,
+            checked_endpoints(&changed),
+            endpoint_layout(&changed),
+        );
         if let Some(prober) = &self.prober {
             let mut p = prober.lock().unwrap_or_else(|p| p.into_inner());
             p.restart(&serving, &self.hub);
@@ -344,11 +354,11 @@ impl ControlPlane {
     /// Adds an override; its target must name at least one endpoint served now.
     pub fn set_override(&self, new: NewOverride) -> Result<Override, OverrideError> {
         let table = self.table();
+        // The drain's progress counts the table serving until its recompile as answering now
+        // (`health::overrides`): no observation of the whole table here.
         let added = self
             .hub
             .add_override(new, |t: &Target| target_matches(&table, t))?;
-        // The table serving until the drain's recompile: what caches may hold from now on.
-        self.hub.observe_table(&table);
         Ok(self
             .hub
             .overrides()
@@ -455,6 +465,28 @@ pub struct ZoneSummary {
     pub serial: u32,
     /// File.
     pub file: String,
+}
+
+/// The zones of `now` that are not those of `before` (added or edited: another `Arc`) and the
+/// zones `before` had and `now` lacks: their names as endpoint keys give them (lowercase,
+/// without the trailing dot), and the zones of `now` among them. Zones are told apart by
+/// their `Arc` first, so the unchanged ones cost a pointer each.
+fn changed_zones(before: &[Arc<Zone>], now: &[Arc<Zone>]) -> (HashSet<String>, Vec<Arc<Zone>>) {
+    let name = |z: &Zone| zone_key(&z.origin.to_string());
+    let kept: HashSet<*const Zone> = now.iter().map(Arc::as_ptr).collect();
+    let old: HashSet<*const Zone> = before.iter().map(Arc::as_ptr).collect();
+    let changed: Vec<Arc<Zone>> = now
+        .iter()
+        .filter(|z| !old.contains(&Arc::as_ptr(z)))
+        .cloned()
+        .collect();
+    let names = before
+        .iter()
+        .filter(|z| !kept.contains(&Arc::as_ptr(z)))
+        .chain(&changed)
+        .map(|z| name(z))
+        .collect();
+    (names, changed)
 }
 
 /// True when `t` names at least one endpoint of the table: a look-up of the zone and the

@@ -440,6 +440,20 @@ impl DnsMetrics {
         }
     }
 
+    /// `meridian_queries_total` by rcode, summed over transports (the status page's history
+    /// reads it without rendering `/metrics`).
+    pub fn queries_by_rcode(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        Rcode::ALL.iter().map(|r| {
+            let sum = self
+                .queries
+                .iter()
+                .filter_map(|row| row.get(r.index()))
+                .map(Counter::get)
+                .sum();
+            (r.as_str(), sum)
+        })
+    }
+
     /// Registers the query and truncation counters (listed first in `/metrics`).
     pub fn register_queries(&self, registry: &mut Registry) {
         registry.register(

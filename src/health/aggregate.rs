@@ -441,14 +441,45 @@ impl HealthBook {
 
     /// Replaces the set of known endpoints after a config reload: endpoints that remain keep
     /// their votes and state, new ones start up, removed ones are forgotten.
-    pub fn set_known(&mut self, known: impl IntoIterator<Item = EndpointKey>, now: Instant) {
+    /// True when the set changed.
+    pub fn set_known(
+        &mut self,
+        known: impl IntoIterator<Item = EndpointKey>,
+        now: Instant,
+    ) -> bool {
+        self.set_known_where(|_| true, known, now)
+    }
+
+    /// As [`HealthBook::set_known`] for the endpoints of `zones` only (lowercase, without
+    /// the trailing dot): `known` lists every endpoint of those zones, the other zones keep
+    /// theirs (a reload that changed a few zones). True when the set changed.
+    pub fn set_known_in(
+        &mut self,
+        zones: &HashSet<String>,
+        known: impl IntoIterator<Item = EndpointKey>,
+        now: Instant,
+    ) -> bool {
+        self.set_known_where(|k| zones.contains(k.zone()), known, now)
+    }
+
+    fn set_known_where(
+        &mut self,
+        replaced: impl Fn(&EndpointKey) -> bool,
+        known: impl IntoIterator<Item = EndpointKey>,
+        now: Instant,
+    ) -> bool {
         let known: HashSet<EndpointKey> = known.into_iter().collect();
-        self.endpoints.retain(|k, _| known.contains(k));
+        let before = self.endpoints.len();
+        self.endpoints
+            .retain(|k, _| !replaced(k) || known.contains(k));
+        let mut changed = self.endpoints.len() != before;
         for key in known {
-            self.endpoints
-                .entry(key)
-                .or_insert_with(|| EndpointBook::new(now));
+            if let std::collections::btree_map::Entry::Vacant(slot) = self.endpoints.entry(key) {
+                slot.insert(EndpointBook::new(now));
+                changed = true;
+            }
         }
+        changed
     }
 
     /// Records an authenticated report's votes (ordering rules in the module docs).

@@ -2,11 +2,17 @@
 //!
 //! Owns the [`HealthBook`], the overrides and the recent transitions, behind one mutex (the
 //! control plane; the query path never sees it). Reports are verified, ingested and a
-//! recompile is requested; a single task (`run`) decides at most every
-//! [`RECOMPILE_SPACING`], also on a tick so staleness and grace take effect without reports,
-//! and hands a [`HealthSnapshot`] to the publisher when anything changed.
+//! recompile is requested; a single task (`run`) decides on that wake-up, also on a tick so
+//! staleness and grace take effect without reports, and hands a [`HealthSnapshot`] to the
+//! publisher when anything changed, at most once every [`RECOMPILE_SPACING`].
+//!
+//! The hub's own work per decision, override or reload follows what changed, not the size
+//! of the table: the layout is looked up by zone and service, ramping endpoints are a set,
+//! and a swap is observed for drains by the services it rebuilt. (The health book decides
+//! every checked endpoint each time: `aggregate`.)
 
-use std::collections::VecDeque;
+use std::cell::Cell;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -21,11 +27,14 @@ use super::aggregate::{
 };
 use super::export::HealthMetrics;
 use super::overrides::{
-    Answerable, Forced, NewOverride, Override, OverrideError, Overrides, Target,
+    Answerable, Forced, NewOverride, Override, OverrideError, Overrides, Target, zone_key,
 };
 use super::report::{EndpointKey, Keyring, ProbeReport, RejectReason, verify};
 use crate::routing::RoutingTable;
 use crate::routing::compile::{EndpointDetail, EndpointHealth, EndpointState};
+use crate::routing::publish::HealthChange;
+use crate::routing::select::Service;
+use crate::routing::table::{ZoneTable, key_wire};
 
 /// Least time between two recompiles caused by health, however many reports arrive.
 pub const RECOMPILE_SPACING: Duration = Duration::from_millis(200);
@@ -44,12 +53,76 @@ pub struct LayoutEntry {
     pub shed: crate::config::check::Shed,
 }
 
-/// Whether each service `(zone, service)` and each region of a service has a serving endpoint.
-#[derive(Default)]
-struct Serving {
-    services: std::collections::HashMap<(String, String), bool>,
-    regions: std::collections::HashMap<((String, String), String), bool>,
-    region_of: std::collections::HashMap<EndpointKey, String>,
+/// Where an endpoint sits, as the hub keeps it ([`Layout`]).
+#[derive(Clone, Debug)]
+struct Placed {
+    address: IpAddr,
+    /// Its region (interned: one allocation per region name, not per endpoint).
+    region: Arc<str>,
+    slow_start: Option<Duration>,
+    shed: crate::config::check::Shed,
+}
+
+/// Every endpoint's region, slow start and shedding, by zone (as endpoint keys name it) and
+/// service: a decision looks up the services it concerns instead of walking every endpoint,
+/// and a reload replaces the zones it changed.
+#[derive(Debug, Default)]
+struct Layout {
+    zones: HashMap<String, HashMap<String, Vec<Placed>>>,
+    regions: HashSet<Arc<str>>,
+}
+
+impl Layout {
+    /// The endpoints of a service (none when the layout does not know it).
+    fn service(&self, zone: &str, service: &str) -> &[Placed] {
+        self.zones
+            .get(zone)
+            .and_then(|services| services.get(service))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    fn endpoint(&self, key: &EndpointKey) -> Option<&Placed> {
+        self.service(key.zone(), key.service())
+            .iter()
+            .find(|p| p.address == key.address())
+    }
+
+    /// Replaces the zones named by the endpoints of `entries` (each entry is in one of
+    /// `zones`, which may name zones that have no endpoint now).
+    fn replace<'z>(&mut self, zones: impl IntoIterator<Item = &'z str>, entries: Vec<LayoutEntry>) {
+        for zone in zones {
+            self.zones.remove(zone);
+        }
+        for e in entries {
+            let region = match self.regions.get(e.region.as_str()) {
+                Some(r) => Arc::clone(r),
+                None => {
+                    let r: Arc<str> = Arc::from(e.region.as_str());
+                    self.regions.insert(Arc::clone(&r));
+                    r
+                }
+            };
+            let zone = e.key.zone();
+            if !self.zones.contains_key(zone) {
+                self.zones.insert(zone.to_owned(), HashMap::new());
+            }
+            let Some(services) = self.zones.get_mut(zone) else {
+                continue;
+            };
+            let placed = Placed {
+                address: e.key.address(),
+                region,
+                slow_start: e.slow_start,
+                shed: e.shed,
+            };
+            match services.get_mut(e.key.service()) {
+                Some(list) => list.push(placed),
+                None => {
+                    services.insert(e.key.service().to_owned(), vec![placed]);
+                }
+            }
+        }
+    }
 }
 
 /// Smallest change of a shedding factor that recompiles the table (1 % of a weight): loads
@@ -141,19 +214,23 @@ struct Inner {
     recent: VecDeque<TransitionRecord>,
     /// Something changed since the last snapshot was handed out.
     dirty: bool,
-    known: Vec<EndpointKey>,
     /// When the last report (from any prober) was accepted.
     last_report: Option<Instant>,
-    /// `slow_start` of the endpoints whose service has one.
-    slow_start: std::collections::HashMap<EndpointKey, Duration>,
     /// When a snapshot was last handed out because of a ramp.
     ramp_published: Option<Instant>,
-    /// Every endpoint's region and slow start.
-    layout: Vec<LayoutEntry>,
+    /// Every endpoint's region, slow start and shedding.
+    layout: Layout,
     /// When an override that kept an endpoint out of answers (down or drain) was lifted:
     /// the endpoint comes back then and ramps like a recovery (slow start). Kept until its
     /// `slow_start` has passed.
-    lifted: std::collections::HashMap<EndpointKey, Instant>,
+    lifted: HashMap<EndpointKey, Instant>,
+    /// Endpoints that may be ramping (slow start): those that came back (a transition to up,
+    /// a lifted override) since, pruned once their ramp is over. A decision checks these,
+    /// not every endpoint.
+    ramps: HashSet<EndpointKey>,
+    /// Endpoints visited by the hub's walks (layout, views, observed tables): the work a
+    /// decision or an override costs, for tests that it does not grow with the table.
+    walked: Cell<u64>,
 }
 
 /// Something the webhooks report.
@@ -216,7 +293,7 @@ impl HealthHub {
         metrics: Arc<HealthMetrics>,
     ) -> Self {
         let now = Instant::now();
-        let mut book = HealthBook::new(known.iter().cloned(), now).with_grace(grace);
+        let mut book = HealthBook::new(known, now).with_grace(grace);
         let view = book.decide(now).view;
         Self {
             inner: Mutex::new(Inner {
@@ -226,11 +303,11 @@ impl HealthHub {
                 recent: VecDeque::new(),
                 last_report: None,
                 dirty: false,
-                known,
-                slow_start: std::collections::HashMap::new(),
                 ramp_published: None,
-                layout: Vec::new(),
-                lifted: std::collections::HashMap::new(),
+                layout: Layout::default(),
+                lifted: HashMap::new(),
+                ramps: HashSet::new(),
+                walked: Cell::new(0),
             }),
             keyring: Mutex::new(keyring),
             wake: Notify::new(),
@@ -243,125 +320,168 @@ impl HealthHub {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Replaces the set of endpoints after a reload (votes of kept endpoints stay).
+    /// Replaces the set of endpoints (votes of kept endpoints stay). A reload calls
+    /// [`HealthHub::replace_zones`] with the zones it changed instead.
     pub fn set_known(&self, known: Vec<EndpointKey>) {
         let mut inner = self.lock();
-        if inner.known == known {
+        if !inner.book.set_known(known, Instant::now()) {
             return;
         }
-        inner.book.set_known(known.iter().cloned(), Instant::now());
-        inner.known = known;
         inner.dirty = true;
         drop(inner);
         self.wake.notify_one();
     }
 
-    /// Sets every endpoint's region and `slow_start` (start and reload): alerts are graded
-    /// by whether their service and region still have a serving endpoint, and the hub
-    /// republishes every [`RAMP_STEP`] while an endpoint with a `slow_start` ramps.
+    /// Sets every endpoint's region and `slow_start` (start): alerts are graded by whether
+    /// their service and region still have a serving endpoint, and the hub republishes every
+    /// [`RAMP_STEP`] while an endpoint with a `slow_start` ramps.
     pub fn set_layout(&self, layout: Vec<LayoutEntry>) {
         let mut inner = self.lock();
-        inner.slow_start = layout
-            .iter()
-            .filter_map(|e| e.slow_start.map(|d| (e.key.clone(), d)))
-            .collect();
-        inner.layout = layout;
+        inner.layout = Layout::default();
+        Self::place(&mut inner, std::iter::empty(), layout);
     }
 
-    /// Which services and regions of services still have a serving endpoint (health and
-    /// overrides applied): one walk of the layout per decision, whatever the transitions.
-    fn serving_places(inner: &Inner) -> Serving {
-        let mut serving = Serving::default();
-        for e in &inner.layout {
-            let zone = e.key.zone();
-            let up = match inner
-                .overrides
-                .find(zone, e.key.service(), &e.region, e.key.address())
-            {
-                Some(Forced::Down) => false,
-                Some(Forced::Up | Forced::Drain) => true,
-                None => inner.view.is_up(&e.key),
-            };
-            let service = (zone.to_owned(), e.key.service().to_owned());
-            *serving.services.entry(service.clone()).or_default() |= up;
-            *serving
-                .regions
-                .entry((service, e.region.clone()))
-                .or_default() |= up;
-            serving.region_of.insert(e.key.clone(), e.region.clone());
+    /// After a reload: the endpoints and layout of the zones it changed (`zones`, lowercase
+    /// without the trailing dot, as endpoint keys name them; added, edited or removed), which
+    /// `known` and `layout` list in full. Other zones keep what they had, without a walk.
+    pub fn replace_zones(
+        &self,
+        zones: &HashSet<String>,
+        known: Vec<EndpointKey>,
+        layout: Vec<LayoutEntry>,
+    ) {
+        if zones.is_empty() {
+            return;
         }
-        serving
+        let mut inner = self.lock();
+        let changed = inner.book.set_known_in(zones, known, Instant::now());
+        Self::place(&mut inner, zones.iter().map(String::as_str), layout);
+        if changed {
+            inner.dirty = true;
+            drop(inner);
+            self.wake.notify_one();
+        }
     }
 
-    /// How bad an endpoint transition is, given what still serves after the decision.
-    fn grade(serving: &Serving, t: &Transition) -> Severity {
-        let service = (t.key.zone().to_owned(), t.key.service().to_owned());
-        let region = serving.region_of.get(&t.key).cloned().unwrap_or_default();
+    /// Puts `layout` in place of the layout of `zones`; its endpoints that came back may
+    /// ramp now (their `slow_start` may be new).
+    fn place<'z>(
+        inner: &mut Inner,
+        zones: impl IntoIterator<Item = &'z str>,
+        layout: Vec<LayoutEntry>,
+    ) {
+        let back: Vec<EndpointKey> = layout
+            .iter()
+            .filter(|e| e.slow_start.is_some())
+            .filter(|e| inner.view.signals(&e.key).recovered_for.is_some())
+            .map(|e| e.key.clone())
+            .collect();
+        inner.layout.replace(zones, layout);
+        inner.ramps.extend(back);
+    }
+
+    fn walk(inner: &Inner, endpoints: usize) {
+        inner.walked.set(inner.walked.get() + endpoints as u64);
+    }
+
+    /// How bad an endpoint transition is, given what still serves after the decision (health
+    /// and overrides applied): its service's endpoints, looked up.
+    fn grade(inner: &Inner, t: &Transition) -> Severity {
+        let (zone, service) = (t.key.zone(), t.key.service());
+        let placed = inner.layout.service(zone, service);
+        Self::walk(inner, placed.len());
+        let up = |p: &Placed| match inner.overrides.find(zone, service, &p.region, p.address) {
+            Some(Forced::Down) => false,
+            Some(Forced::Up | Forced::Drain) => true,
+            None => EndpointKey::new(zone, service, p.address).is_ok_and(|k| inner.view.is_up(&k)),
+        };
         // Endpoints the layout does not know (a reload removed them) count as serving.
-        let service_serving = serving.services.get(&service).copied().unwrap_or(true);
-        let region_serving = serving
-            .regions
-            .get(&(service, region))
-            .copied()
-            .unwrap_or(true);
+        let service_serving = placed.is_empty() || placed.iter().any(up);
+        let region_serving = inner
+            .layout
+            .endpoint(&t.key)
+            .is_none_or(|mine| placed.iter().filter(|p| p.region == mine.region).any(up));
         severity(t.to, service_serving, region_serving)
     }
 
-    /// True when `next` would weigh some endpoint differently from `inner.view`: its weight
-    /// hint, its transition flag (dynamic TTL) or its shedding factor changed.
-    fn weights_moved(inner: &Inner, next: &HealthView) -> bool {
-        inner.layout.iter().any(|e| {
-            let (a, b) = (inner.view.signals(&e.key), next.signals(&e.key));
-            let factor = |l: Option<f64>| l.map_or(1.0, |l| e.shed.factor(l));
-            a.weight != b.weight
+    /// Whether `next` weighs some endpoint differently from `inner.view` (its weight hint,
+    /// its transition flag (dynamic TTL) or its shedding factor changed), and the up
+    /// endpoints that started or stopped shedding. Starting takes a factor at least
+    /// [`SHED_STEP`] below full, stopping takes full weight again, so a load hovering at
+    /// `shed_above` does not page on every report. Only endpoints the views decide (checked
+    /// ones) have signals: the walk is over them, the layout is looked up where they moved.
+    fn compare_views(inner: &Inner, next: &HealthView) -> (bool, Vec<Shedding>) {
+        let before = &inner.view;
+        let gone = before
+            .status()
+            .keys()
+            .filter(|k| !next.status().contains_key(*k));
+        let keys: Vec<&EndpointKey> = next.status().keys().chain(gone).collect();
+        Self::walk(inner, keys.len());
+        let mut moved = false;
+        let mut shedding = Vec::new();
+        for key in keys {
+            let (a, b) = (before.signals(key), next.signals(key));
+            if a.weight == b.weight && a.transition == b.transition && a.load == b.load {
+                continue;
+            }
+            let Some(p) = inner.layout.endpoint(key) else {
+                continue;
+            };
+            let factor = |l: Option<f64>| l.map_or(1.0, |l| p.shed.factor(l));
+            let (was, now) = (factor(a.load), factor(b.load));
+            moved |= a.weight != b.weight
                 || a.transition != b.transition
-                || (factor(a.load) - factor(b.load)).abs() >= SHED_STEP
-        })
-    }
-
-    /// Up endpoints that started or stopped shedding between `before` and `after`. Starting
-    /// takes a factor at least [`SHED_STEP`] below full, stopping takes full weight again, so
-    /// a load hovering at `shed_above` does not page on every report.
-    fn shedding_changes(inner: &Inner, before: &HealthView, after: &HealthView) -> Vec<Shedding> {
-        let factor = |view: &HealthView, e: &LayoutEntry| {
-            view.signals(&e.key)
-                .load
-                .map_or((1.0, 0.0), |l| (e.shed.factor(l), l))
-        };
-        inner
-            .layout
-            .iter()
-            .filter(|e| before.is_up(&e.key) && after.is_up(&e.key))
-            .filter_map(|e| {
-                let ((was, _), (now, load)) = (factor(before, e), factor(after, e));
-                let started = was >= 1.0 && now <= 1.0 - SHED_STEP;
-                let stopped = was < 1.0 && now >= 1.0;
-                (started || stopped).then(|| Shedding {
-                    key: e.key.clone(),
-                    region: e.region.clone(),
+                || (was - now).abs() >= SHED_STEP;
+            if !(before.is_up(key) && next.is_up(key)) {
+                continue;
+            }
+            let started = was >= 1.0 && now <= 1.0 - SHED_STEP;
+            let stopped = was < 1.0 && now >= 1.0;
+            if started || stopped {
+                shedding.push(Shedding {
+                    key: key.clone(),
+                    region: p.region.to_string(),
                     started,
-                    load,
+                    load: b.load.unwrap_or(0.0),
                     weight_factor: now,
-                })
-            })
-            .collect()
+                });
+            }
+        }
+        (moved, shedding)
     }
 
-    /// Records as lifted now every endpoint of the layout that `before` kept out of answers
-    /// (down or drain) and the current overrides no longer do.
+    /// Records as lifted now every endpoint that `before` kept out of answers (down or
+    /// drain) and the current overrides no longer do. Only the services of the overrides
+    /// that `before` has and the current ones lack can differ: those are looked up.
     fn note_lifted(inner: &mut Inner, before: &Overrides, now: Instant) {
-        let out = |o: &Overrides, e: &LayoutEntry| {
+        let out = |o: &Overrides, zone: &str, service: &str, p: &Placed| {
             matches!(
-                o.find(e.key.zone(), e.key.service(), &e.region, e.key.address()),
+                o.find(zone, service, &p.region, p.address),
                 Some(Forced::Down | Forced::Drain)
             )
         };
-        let lifted: Vec<EndpointKey> = inner
-            .layout
+        let current = inner.overrides.list();
+        let mut lifted: Vec<EndpointKey> = Vec::new();
+        for o in before
+            .list()
             .iter()
-            .filter(|e| e.slow_start.is_some() && out(before, e) && !out(&inner.overrides, e))
-            .map(|e| e.key.clone())
-            .collect();
+            .filter(|o| !current.iter().any(|c| c.id == o.id))
+        {
+            let (zone, service) = (o.target.zone_key(), o.target.service.as_str());
+            let placed = inner.layout.service(&zone, service);
+            Self::walk(inner, placed.len());
+            lifted.extend(
+                placed
+                    .iter()
+                    .filter(|p| {
+                        p.slow_start.is_some()
+                            && out(before, &zone, service, p)
+                            && !out(&inner.overrides, &zone, service, p)
+                    })
+                    .filter_map(|p| EndpointKey::new(&zone, service, p.address).ok()),
+            );
+        }
         for key in lifted {
             inner.lifted.insert(key, now);
         }
@@ -372,29 +492,39 @@ impl HealthHub {
     fn apply_lifted(inner: &mut Inner, now: Instant) {
         let Inner {
             lifted,
-            slow_start,
+            layout,
             view,
+            ramps,
             ..
         } = inner;
         lifted.retain(|key, at| {
             let since = now.saturating_duration_since(*at);
-            let ramping = slow_start.get(key).is_some_and(|total| since < *total);
+            let ramping = layout
+                .endpoint(key)
+                .and_then(|p| p.slow_start)
+                .is_some_and(|total| since < total);
             if ramping {
                 view.back_within(key, since);
+                ramps.insert(key.clone());
             }
             ramping
         });
     }
 
+    /// True while the endpoint has a `slow_start` and is within it since it came back.
+    fn ramps_now(inner: &Inner, key: &EndpointKey) -> bool {
+        let back = inner.view.signals(key).recovered_for;
+        inner
+            .layout
+            .endpoint(key)
+            .and_then(|p| p.slow_start)
+            .is_some_and(|total| back.is_some_and(|t| t < total))
+    }
+
     /// True while an endpoint with a `slow_start` is within it since it came back.
     fn ramping(inner: &Inner) -> bool {
-        inner.view.status().iter().any(|(key, status)| {
-            let back = status.signals.recovered_for;
-            inner
-                .slow_start
-                .get(key)
-                .is_some_and(|total| back.is_some_and(|t| t < *total))
-        })
+        Self::walk(inner, inner.ramps.len());
+        inner.ramps.iter().any(|key| Self::ramps_now(inner, key))
     }
 
     /// The counters of report ingest and decisions (the API counts what it rejects before
@@ -493,7 +623,7 @@ impl HealthHub {
         let now = Instant::now();
         let mut inner = self.lock();
         let decision = inner.book.decide(now);
-        let before = (!inner.overrides.list().is_empty()).then(|| inner.overrides.clone());
+        let before = (!inner.overrides.list().is_empty()).then(|| inner.overrides.to_rules());
         let expired = inner.overrides.expire(SystemTime::now());
         if let (Some(before), false) = (&before, expired.is_empty()) {
             Self::note_lifted(&mut inner, before, now);
@@ -536,9 +666,16 @@ impl HealthHub {
         }
         inner.recent.truncate(RECENT_TRANSITIONS);
         let was_ramping = Self::ramping(&inner);
-        let moved = Self::weights_moved(&inner, &decision.view);
-        let shedding = Self::shedding_changes(&inner, &inner.view, &decision.view);
+        let (moved, shedding) = Self::compare_views(&inner, &decision.view);
         inner.view = decision.view;
+        // Endpoints back up may ramp from now on (slow start).
+        inner.ramps.extend(
+            decision
+                .transitions
+                .iter()
+                .filter(|t| t.to == Health::Up)
+                .map(|t| t.key.clone()),
+        );
         Self::apply_lifted(&mut inner, now);
         for s in &shedding {
             tracing::warn!(
@@ -556,19 +693,17 @@ impl HealthHub {
             }
         }
         // Graded against every endpoint's state after this decision.
-        let serving = if decision.transitions.is_empty() {
-            Serving::default()
-        } else {
-            Self::serving_places(&inner)
-        };
         for t in &decision.transitions {
-            let grade = Self::grade(&serving, t);
+            let grade = Self::grade(&inner, t);
             self.metrics.record_alert(grade);
             if let Some(notify) = self.notifier.get() {
                 notify(HealthEvent::Endpoint(t, grade));
             }
         }
         inner.dirty = false;
+        let mut ramps = std::mem::take(&mut inner.ramps);
+        ramps.retain(|key| Self::ramps_now(&inner, key));
+        inner.ramps = ramps;
         // A ramp moves the weights without any state changing: publish every RAMP_STEP while
         // one runs, and once more when the last one ends (so the full weights are compiled).
         let ramping = Self::ramping(&inner);
@@ -589,7 +724,7 @@ impl HealthHub {
         let inner = self.lock();
         HealthSnapshot {
             view: inner.view.clone(),
-            overrides: inner.overrides.clone(),
+            overrides: inner.overrides.to_rules(),
         }
     }
 
@@ -618,50 +753,100 @@ impl HealthHub {
         Ok(o)
     }
 
-    /// Records the table just published for the drains (see `overrides`, "Drains that
-    /// finish"); the control plane calls it after every swap, and right after adding an
-    /// override with the table that still serves.
+    /// Records the table just published for the drains, every endpoint of it (see
+    /// `overrides`, "Drains that finish"): the control plane calls it with the first table;
+    /// later swaps observe what they rebuilt ([`HealthHub::observe_change`],
+    /// [`HealthHub::observe_reload`]).
     pub fn observe_table(&self, table: &RoutingTable) {
-        let mut entries: Vec<Answerable<'_>> = Vec::new();
-        let zones: Vec<(String, &crate::routing::table::ZoneTable)> =
+        let zones: Vec<(String, &ZoneTable)> =
             table.zones().map(|z| (z.origin.to_string(), z)).collect();
+        let mut entries: Vec<Answerable<'_>> = Vec::new();
         for (origin, zone) in &zones {
-            for service in &zone.services {
-                // An endpoint at weight 0 is answered only while nothing weighted and healthy
-                // of its family is (select's standby pass).
-                let weighted = |v4: bool| {
-                    service
-                        .endpoints
-                        .iter()
-                        .any(|o| o.healthy && o.weight > 0 && o.address.is_ipv4() == v4)
-                };
-                let (v4, v6) = (weighted(true), weighted(false));
-                for region in &service.regions {
-                    let members = service
-                        .endpoints
-                        .get(region.endpoints.clone())
-                        .unwrap_or(&[]);
-                    for ep in members {
-                        let peer = if ep.address.is_ipv4() { v4 } else { v6 };
-                        entries.push(Answerable {
-                            zone: origin,
-                            service: &service.key,
-                            region: &region.name,
-                            address: ep.address,
-                            answerable: ep.healthy && (ep.weight > 0 || !peer),
-                            ttl: service.ttl,
-                        });
-                    }
-                }
+            for service in zone.services.iter() {
+                answerable(origin, service, &mut entries);
             }
         }
-        self.lock().overrides.observe(SystemTime::now(), entries);
+        let mut inner = self.lock();
+        Self::walk(&inner, entries.len());
+        inner.overrides.observe(SystemTime::now(), entries);
+    }
+
+    /// Records a table that a health change built: only the services `change` names were
+    /// rebuilt (`routing::publish`), every other one is shared with the table observed before
+    /// and answers as it did.
+    pub fn observe_change(&self, table: &RoutingTable, change: &HealthChange) {
+        let HealthChange::Services(list) = change else {
+            self.observe_table(table);
+            return;
+        };
+        let mut seen: HashSet<(&str, &str)> = HashSet::new();
+        let mut services: Vec<(String, &Service)> = Vec::new();
+        for c in list {
+            if !seen.insert((c.zone.as_str(), c.service.as_str())) {
+                continue;
+            }
+            let Ok(mut origin) = hickory_proto::rr::Name::from_str_relaxed(&c.zone) else {
+                continue;
+            };
+            origin.set_fqdn(true);
+            let Some(zone) = table.zone_at(&key_wire(&origin)) else {
+                continue;
+            };
+            if let Some(service) = zone
+                .service_index(&c.service)
+                .and_then(|i| zone.services.get(i))
+            {
+                services.push((zone.origin.to_string(), service));
+            }
+        }
+        let mut entries: Vec<Answerable<'_>> = Vec::new();
+        for (origin, service) in &services {
+            answerable(origin, service, &mut entries);
+        }
+        let mut inner = self.lock();
+        Self::walk(&inner, entries.len());
+        inner.overrides.observe_services(SystemTime::now(), entries);
+    }
+
+    /// Records a table that a reload built from `before`: zones it shares with `before` answer
+    /// as they did; every endpoint of the others (compiled anew) is observed, and the zones
+    /// it dropped are no longer answered.
+    pub fn observe_reload(&self, before: &RoutingTable, after: &RoutingTable) {
+        let mut names: HashSet<String> = HashSet::new();
+        let mut rebuilt: Vec<(String, &ZoneTable)> = Vec::new();
+        for (key, zone) in &after.zones {
+            if before.zones.get(key).is_some_and(|b| Arc::ptr_eq(b, zone)) {
+                continue;
+            }
+            let origin = zone.origin.to_string();
+            names.insert(zone_key(&origin));
+            rebuilt.push((origin, zone));
+        }
+        for (key, zone) in &before.zones {
+            if !after.zones.contains_key(key) {
+                names.insert(zone_key(&zone.origin.to_string()));
+            }
+        }
+        if names.is_empty() {
+            return;
+        }
+        let mut entries: Vec<Answerable<'_>> = Vec::new();
+        for (origin, zone) in &rebuilt {
+            for service in zone.services.iter() {
+                answerable(origin, service, &mut entries);
+            }
+        }
+        let mut inner = self.lock();
+        Self::walk(&inner, entries.len());
+        inner
+            .overrides
+            .observe_zones(SystemTime::now(), &names, entries);
     }
 
     /// Removes an override.
     pub fn remove_override(&self, id: u64) -> bool {
         let mut inner = self.lock();
-        let before = inner.overrides.clone();
+        let before = inner.overrides.to_rules();
         let removed = inner.overrides.remove(id);
         if removed {
             Self::note_lifted(&mut inner, &before, Instant::now());
@@ -704,8 +889,42 @@ impl HealthHub {
                 let snapshot = self.snapshot();
                 let publish = Arc::clone(&publish);
                 let _ = tokio::task::spawn_blocking(move || publish(snapshot)).await;
+                // Spacing between recompiles, not decisions: a change that follows a
+                // decision with nothing to publish (a tick, a report that moved nothing)
+                // is decided at once.
+                tokio::time::sleep(RECOMPILE_SPACING).await;
             }
-            tokio::time::sleep(RECOMPILE_SPACING).await;
+        }
+    }
+}
+
+/// Appends the endpoints of one service of a published table as drains see them: whether
+/// the table can answer with each, and with which TTL.
+fn answerable<'a>(origin: &'a str, service: &'a Service, out: &mut Vec<Answerable<'a>>) {
+    // An endpoint at weight 0 is answered only while nothing weighted and healthy of its
+    // family is (select's standby pass).
+    let weighted = |v4: bool| {
+        service
+            .endpoints
+            .iter()
+            .any(|o| o.healthy && o.weight > 0 && o.address.is_ipv4() == v4)
+    };
+    let (v4, v6) = (weighted(true), weighted(false));
+    for region in &service.regions {
+        let members = service
+            .endpoints
+            .get(region.endpoints.clone())
+            .unwrap_or(&[]);
+        for ep in members {
+            let peer = if ep.address.is_ipv4() { v4 } else { v6 };
+            out.push(Answerable {
+                zone: origin,
+                service: &service.key,
+                region: &region.name,
+                address: ep.address,
+                answerable: ep.healthy && (ep.weight > 0 || !peer),
+                ttl: service.ttl,
+            });
         }
     }
 }
@@ -745,6 +964,66 @@ mod tests {
         }
     }
 
+    /// Services in [`an_override_and_idle_decisions_do_not_walk_every_endpoint`].
+    const MANY: u32 = 10_000;
+
+    #[test]
+    fn an_override_and_idle_decisions_do_not_walk_every_endpoint() {
+        // MANY one-endpoint services, none checked (as bench/incremental.py): an override on
+        // one of them, decisions with nothing else to do, its removal. Before, every
+        // decision walked the whole layout twice (weights, shedding) and the lift once.
+        let service_key = |n: u32| {
+            EndpointKey::new(
+                "big.test",
+                &format!("s{n}"),
+                std::net::Ipv4Addr::from(n).into(),
+            )
+            .unwrap()
+        };
+        let hub = HealthHub::new(Vec::new(), DEFAULT_GRACE_FOR_TEST, None, Arc::default());
+        hub.set_layout(
+            (0..MANY)
+                .map(|n| LayoutEntry {
+                    key: service_key(n),
+                    region: "r0".into(),
+                    slow_start: Some(Duration::from_secs(60)),
+                    shed: crate::config::check::Shed::default(),
+                })
+                .collect(),
+        );
+        hub.decide();
+        let before = hub.lock().walked.get();
+        let target = service_key(7);
+        let o = hub
+            .add_override(
+                NewOverride {
+                    target: Target {
+                        zone: "big.test.".into(),
+                        service: target.service().into(),
+                        region: None,
+                        address: None,
+                    },
+                    state: Forced::Down,
+                    expires_in_seconds: 60,
+                    reason: "test".into(),
+                },
+                |_| true,
+            )
+            .unwrap();
+        for _ in 0..3 {
+            hub.decide();
+        }
+        assert!(hub.remove_override(o.id));
+        for _ in 0..3 {
+            hub.decide();
+        }
+        let walked = hub.lock().walked.get() - before;
+        assert!(
+            walked < 100,
+            "{walked} endpoints walked for one service's override"
+        );
+    }
+
     #[test]
     fn a_reload_never_resets_the_book() {
         let hub = HealthHub::new(
@@ -777,6 +1056,52 @@ mod tests {
         // Replay memory too: the same sequence is still refused after the reloads.
         assert_eq!(hub.ingest(&down_report(1)), Err(RejectReason::Replay));
         assert!(hub.ingest(&down_report(2)).is_ok());
+    }
+
+    #[test]
+    fn a_reload_replaces_the_zones_it_changed_and_keeps_the_others() {
+        let other = |n: u8| EndpointKey::new("other.example", "api", [198, 51, 100, n].into());
+        let other = |n: u8| other(n).unwrap();
+        let hub = HealthHub::new(
+            vec![key(1), other(1)],
+            DEFAULT_GRACE_FOR_TEST,
+            None,
+            Arc::default(),
+        );
+        let entry = |key: EndpointKey, region: &str| LayoutEntry {
+            key,
+            region: region.into(),
+            slow_start: None,
+            shed: crate::config::check::Shed::default(),
+        };
+        hub.set_layout(vec![entry(key(1), "a"), entry(other(1), "b")]);
+        hub.ingest(&down_report(1)).unwrap();
+        hub.decide();
+        // other.example changed: endpoint 1 moved to region c, endpoint 2 came.
+        let zones: HashSet<String> = ["other.example".to_string()].into();
+        hub.replace_zones(
+            &zones,
+            vec![other(1), other(2)],
+            vec![entry(other(1), "c"), entry(other(2), "c")],
+        );
+        assert!(hub.decide(), "a new endpoint is a change");
+        let inner = hub.lock();
+        let regions = |zone: &str, service: &str| -> Vec<String> {
+            let placed = inner.layout.service(zone, service);
+            placed.iter().map(|p| p.region.to_string()).collect()
+        };
+        assert_eq!(regions("shop.example", "www"), ["a"], "kept as it was");
+        assert_eq!(regions("other.example", "api"), ["c", "c"]);
+        assert_eq!(
+            inner.view.status()[&key(1)].votes.len(),
+            1,
+            "the vote of the zone not reloaded stays"
+        );
+        assert!(inner.view.status().contains_key(&other(2)));
+        drop(inner);
+        // Nothing changed: nothing to do.
+        hub.replace_zones(&HashSet::new(), Vec::new(), Vec::new());
+        assert!(!hub.decide());
     }
 
     fn up_report(sequence: u64, load: f64) -> ProbeReport {
@@ -928,7 +1253,7 @@ mod tests {
         };
         let grade = |n: u8, to: Health| {
             let inner = hub.lock();
-            HealthHub::grade(&HealthHub::serving_places(&inner), &t(n, to))
+            HealthHub::grade(&inner, &t(n, to))
         };
         // (endpoint forced down now, endpoint graded, severity)
         assert_eq!(grade(1, Health::Up), Severity::P4);

@@ -16,7 +16,9 @@
 //! endpoints can be answered and every such expiry has passed
 //! ([`Overrides::complete_drains`], clock passed in), reported once.
 
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -57,8 +59,9 @@ pub struct Target {
 }
 
 impl Target {
-    fn zone_key(&self) -> String {
-        self.zone.trim_end_matches('.').to_ascii_lowercase()
+    /// The zone as endpoint keys name it: lowercase, without the trailing dot.
+    pub fn zone_key(&self) -> String {
+        zone_key(&self.zone)
     }
 
     /// How specific the target is: endpoint 2, region 1, service 0.
@@ -71,7 +74,7 @@ impl Target {
     }
 
     fn matches(&self, zone: &str, service: &str, region: &str, address: IpAddr) -> bool {
-        self.zone_key() == zone.trim_end_matches('.').to_ascii_lowercase()
+        self.zone_key() == zone_key(zone)
             && self.service == service
             && self.region.as_deref().is_none_or(|r| r == region)
             && self.address.is_none_or(|a| a == address)
@@ -198,8 +201,177 @@ pub enum OverrideError {
 pub struct Overrides {
     list: Vec<Override>,
     next_id: u64,
-    /// Per endpoint (zone, service, region, address) of the last table observed.
-    exposure: std::collections::HashMap<(String, String, String, IpAddr), Exposure>,
+    /// What caches may hold of each endpoint of the tables observed (module docs).
+    exposure: Exposures,
+}
+
+/// One endpoint's [`Exposure`], within its service.
+#[derive(Clone, Debug)]
+struct Exposed {
+    /// Its region (interned: a region name is shared by every endpoint in it).
+    region: Arc<str>,
+    address: IpAddr,
+    exposure: Exposure,
+}
+
+/// The exposures of every endpoint observed, by zone (lowercase, without the trailing dot,
+/// as [`Target`] compares) and service: one key per service rather than three strings per
+/// endpoint, and a drain finds its endpoints by look-up.
+#[derive(Clone, Debug, Default)]
+struct Exposures {
+    zones: HashMap<Box<str>, HashMap<Box<str>, Vec<Exposed>>>,
+    regions: HashSet<Arc<str>>,
+    /// Endpoints observed so far (tests count the work a swap costs).
+    observed: u64,
+}
+
+/// The endpoints of one observation, by zone and service, in the order given.
+type Incoming<'a> = HashMap<Box<str>, HashMap<Box<str>, Vec<Answerable<'a>>>>;
+
+/// Which services an observation covers besides those it names (module docs, "Drains that
+/// finish"): the endpoints of a covered service that it does not list are no longer answered.
+#[derive(Clone, Copy, Debug)]
+enum Covers<'z> {
+    /// The whole table.
+    All,
+    /// The services named, and every service of these zones (lowercase, no trailing dot).
+    Zones(&'z HashSet<String>),
+    /// The services named.
+    Named,
+}
+
+/// A zone name as endpoint keys and targets compare it: lowercase, without the trailing dot.
+pub fn zone_key(zone: &str) -> String {
+    zone.trim_end_matches('.').to_ascii_lowercase()
+}
+
+impl Exposures {
+    fn intern(&mut self, region: &str) -> Arc<str> {
+        if let Some(r) = self.regions.get(region) {
+            return Arc::clone(r);
+        }
+        let r: Arc<str> = Arc::from(region);
+        self.regions.insert(Arc::clone(&r));
+        r
+    }
+
+    /// Records a published table's endpoints: those listed, and as no longer answered the
+    /// endpoints of covered services that are not listed (forgotten once their answers
+    /// expired). Services neither listed nor covered are the same as in the table observed
+    /// before (shared by the swap), so nothing about them changed.
+    fn observe<'a>(
+        &mut self,
+        now_ms: u64,
+        endpoints: impl IntoIterator<Item = Answerable<'a>>,
+        covers: Covers<'_>,
+    ) {
+        let mut incoming: Incoming<'a> = HashMap::new();
+        for e in endpoints {
+            self.observed += 1;
+            let zone = incoming.entry(zone_key(e.zone).into()).or_default();
+            match zone.get_mut(e.service) {
+                Some(list) => list.push(e),
+                None => {
+                    zone.insert(e.service.into(), vec![e]);
+                }
+            }
+        }
+        let retire = |zone: &str| match covers {
+            Covers::All => true,
+            Covers::Zones(zones) => zones.contains(zone),
+            Covers::Named => false,
+        };
+        // Covered services the observation does not list: nothing of them is answered.
+        self.zones.retain(|zone, services| {
+            if !retire(zone) {
+                return true;
+            }
+            let listed = incoming.get(zone);
+            services.retain(|service, endpoints| {
+                if listed.is_some_and(|l| l.contains_key(service)) {
+                    return true;
+                }
+                retire_expired(endpoints, now_ms);
+                !endpoints.is_empty()
+            });
+            !services.is_empty()
+        });
+        for (zone, services) in incoming {
+            for (service, listed) in services {
+                let old = self
+                    .zones
+                    .get_mut(&zone)
+                    .and_then(|s| s.remove(&service))
+                    .unwrap_or_default();
+                let endpoints = self.merge(old, &listed, now_ms);
+                if !endpoints.is_empty() {
+                    self.zones
+                        .entry(zone.clone())
+                        .or_default()
+                        .insert(service, endpoints);
+                }
+            }
+        }
+    }
+
+    /// One service's endpoints after an observation that lists `listed` for it.
+    fn merge(
+        &mut self,
+        mut old: Vec<Exposed>,
+        listed: &[Answerable<'_>],
+        now_ms: u64,
+    ) -> Vec<Exposed> {
+        let mut next = Vec::with_capacity(listed.len());
+        for e in listed {
+            let at = old
+                .iter()
+                .position(|x| x.address == e.address && &*x.region == e.region);
+            let mut x = match at {
+                Some(i) => old.swap_remove(i),
+                None => Exposed {
+                    region: self.intern(e.region),
+                    address: e.address,
+                    exposure: Exposure::default(),
+                },
+            };
+            x.exposure.observe(now_ms, e.answerable, e.ttl);
+            next.push(x);
+        }
+        // Endpoints a reload removed are no longer answered: forgotten once expired.
+        retire_expired(&mut old, now_ms);
+        next.extend(old);
+        next
+    }
+
+    /// The exposures of the endpoints `target` names, as of `now_ms` (an endpoint the last
+    /// table can answer with counts as answered until now).
+    fn of(&self, target: &Target, now_ms: u64) -> impl Iterator<Item = Exposure> {
+        self.zones
+            .get(zone_key(&target.zone).as_str())
+            .and_then(|services| services.get(target.service.as_str()))
+            .into_iter()
+            .flatten()
+            .filter(|x| {
+                target.region.as_deref().is_none_or(|r| r == &*x.region)
+                    && target.address.is_none_or(|a| a == x.address)
+            })
+            .map(move |x| {
+                let mut exposure = x.exposure;
+                if let Some(ttl) = exposure.answerable_ttl {
+                    // What observing the same table again now would record.
+                    exposure.observe(now_ms, true, ttl);
+                }
+                exposure
+            })
+    }
+}
+
+/// Marks endpoints as no longer answered and drops those whose answers have expired.
+fn retire_expired(endpoints: &mut Vec<Exposed>, now_ms: u64) {
+    endpoints.retain_mut(|x| {
+        x.exposure.observe(now_ms, false, 0);
+        x.exposure.expires_ms > now_ms
+    });
 }
 
 fn unix_ms(t: SystemTime) -> u64 {
@@ -246,6 +418,16 @@ impl Overrides {
         Ok(self.list.last().cloned().unwrap_or(o))
     }
 
+    /// The overrides without the drain bookkeeping: what a table is compiled against, cheap
+    /// to copy whatever the size of the table.
+    pub fn to_rules(&self) -> Overrides {
+        Overrides {
+            list: self.list.clone(),
+            next_id: self.next_id,
+            exposure: Exposures::default(),
+        }
+    }
+
     /// Removes one by id; true if it existed.
     pub fn remove(&mut self, id: u64) -> bool {
         let before = self.list.len();
@@ -261,35 +443,53 @@ impl Overrides {
         gone
     }
 
-    /// Records a published table: what caches may hold of each endpoint, and from that each
-    /// drain's progress (module docs, "Drains that finish").
+    /// Records a published table, every endpoint of it: what caches may hold of each
+    /// endpoint, and from that each drain's progress (module docs, "Drains that finish").
+    /// Endpoints observed before and not listed are no longer answered.
     pub fn observe<'a>(
         &mut self,
         now: SystemTime,
         endpoints: impl IntoIterator<Item = Answerable<'a>>,
     ) {
+        self.observe_covering(now, endpoints, Covers::All);
+    }
+
+    /// Records what a swap rebuilt: every endpoint of the services listed (those not listed
+    /// are shared with the table observed before, so nothing about them changed).
+    pub fn observe_services<'a>(
+        &mut self,
+        now: SystemTime,
+        endpoints: impl IntoIterator<Item = Answerable<'a>>,
+    ) {
+        self.observe_covering(now, endpoints, Covers::Named);
+    }
+
+    /// Records what a reload rebuilt: every endpoint of `zones` (lowercase, without the
+    /// trailing dot), which lists them all; services and endpoints of these zones not listed
+    /// (a zone removed, a service or endpoint taken out) are no longer answered.
+    pub fn observe_zones<'a>(
+        &mut self,
+        now: SystemTime,
+        zones: &HashSet<String>,
+        endpoints: impl IntoIterator<Item = Answerable<'a>>,
+    ) {
+        self.observe_covering(now, endpoints, Covers::Zones(zones));
+    }
+
+    fn observe_covering<'a>(
+        &mut self,
+        now: SystemTime,
+        endpoints: impl IntoIterator<Item = Answerable<'a>>,
+        covers: Covers<'_>,
+    ) {
         let now_ms = unix_ms(now);
-        let mut seen = std::collections::HashMap::new();
-        for e in endpoints {
-            let key = (
-                e.zone.to_owned(),
-                e.service.to_owned(),
-                e.region.to_owned(),
-                e.address,
-            );
-            let mut exposure = self.exposure.remove(&key).unwrap_or_default();
-            exposure.observe(now_ms, e.answerable, e.ttl);
-            seen.insert(key, exposure);
-        }
-        // Endpoints a reload removed are no longer answered: forgotten once expired.
-        for (key, mut exposure) in self.exposure.drain() {
-            exposure.observe(now_ms, false, 0);
-            if exposure.expires_ms > now_ms {
-                seen.insert(key, exposure);
-            }
-        }
-        self.exposure = seen;
+        self.exposure.observe(now_ms, endpoints, covers);
         self.update_drains(now_ms);
+    }
+
+    /// Endpoints observed so far, in every table (tests: a swap observes what it rebuilt).
+    pub fn observed(&self) -> u64 {
+        self.exposure.observed
     }
 
     /// Recomputes every drain's progress from the exposures of the endpoints it names.
@@ -306,10 +506,7 @@ impl Overrides {
                 answerable: false,
             };
             let mut latest_expiry = 0;
-            for ((zone, service, region, address), x) in &self.exposure {
-                if !o.target.matches(zone, service, region, *address) {
-                    continue;
-                }
+            for x in self.exposure.of(&o.target, now_ms) {
                 p.answerable |= x.answerable_ttl.is_some();
                 p.last_answer_ms = p.last_answer_ms.max(x.last_answer_ms);
                 if x.expires_ms >= latest_expiry {
@@ -516,6 +713,70 @@ mod tests {
         assert_eq!((d.complete_at_ms, d.max_ttl), (unix_ms(at(31_000)), 30));
         assert!(o.complete_drains(at(30_999)).is_empty());
         assert_eq!(o.complete_drains(at(31_000)).len(), 1);
+    }
+
+    #[test]
+    fn a_swap_observes_what_it_rebuilt_and_the_rest_answers_as_before() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let e = |zone: &'static str, service: &'static str, answerable: bool| Answerable {
+            zone,
+            service,
+            region: "eu",
+            address: "192.0.2.1".parse().unwrap(),
+            answerable,
+            ttl: 30,
+        };
+        let drain = |zone: &str, service: &str| {
+            new(
+                Target {
+                    zone: zone.into(),
+                    service: service.into(),
+                    region: None,
+                    address: None,
+                },
+                Forced::Drain,
+                600,
+            )
+        };
+        let mut o = Overrides::default();
+        o.observe(
+            at(0),
+            [
+                e("gslb.test.", "www", true),
+                e("gslb.test.", "api", true),
+                e("Other.Test.", "www", true),
+            ],
+        );
+        o.add(drain("gslb.test", "www"), at(0), |_| true).unwrap();
+        o.add(drain("other.test.", "www"), at(0), |_| true).unwrap();
+        assert_eq!(o.observed(), 3);
+        // A health swap rebuilt `api` alone: `www` is shared, still answerable, so its drain
+        // counts it as answered until now without being observed again.
+        o.observe_services(at(5_000), [e("gslb.test.", "api", false)]);
+        assert_eq!(o.observed(), 4);
+        let www = o.list()[0].drain.unwrap();
+        assert!(www.answerable);
+        assert_eq!(www.last_answer_ms, unix_ms(at(5_000)));
+        // The rebuild that drains `www`, then a reload that removes the other zone.
+        o.observe_services(at(6_000), [e("gslb.test.", "www", false)]);
+        let zones: HashSet<String> = ["other.test".to_string()].into();
+        o.observe_zones(at(7_000), &zones, []);
+        assert_eq!(o.observed(), 5);
+        let (www, other) = (o.list()[0].drain.unwrap(), o.list()[1].drain.unwrap());
+        assert_eq!(
+            (www.answerable, www.complete_at_ms),
+            (false, unix_ms(at(36_000)))
+        );
+        assert_eq!(
+            (other.answerable, other.complete_at_ms),
+            (false, unix_ms(at(37_000)))
+        );
+        assert_eq!(o.complete_drains(at(36_000)).len(), 1);
+        assert_eq!(o.complete_drains(at(37_000)).len(), 1);
+        // Answers of the removed zone expired: forgotten at the next observation of it.
+        o.observe_zones(at(40_000), &zones, []);
+        assert!(!o.exposure.zones.contains_key("other.test"));
     }
 
     #[test]

@@ -44,16 +44,12 @@ impl Metrics {
     /// Prometheus text exposition format (version 0.0.4).
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(16 * 1024);
-        self.render_into(&mut out);
-        out
-    }
-
-    /// [`Metrics::render`] into `out` as it is produced, for readers that want a few series and
-    /// not the whole text in memory (the history sampler).
-    pub fn render_into(&self, out: &mut impl std::fmt::Write) {
-        if let Err(e) = prometheus_client::encoding::prometheus_text::encode(out, &self.registry) {
+        if let Err(e) =
+            prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
+        {
             tracing::error!(error = %e, "metrics encoding failed");
         }
+        out
     }
 
     /// OpenMetrics text format (1.0.0), ending with `# EOF`.

@@ -2,8 +2,9 @@
 //! figure and a latency limit), a TCP connect, or a program run without a shell (exec).
 //!
 //! Owns: [`CheckSpec`] (what to check, already validated by config loading), [`Checker`] (the
-//! prepared check: TLS settings, CA file and HTTP clients built once) and [`CheckOutcome`] with
-//! its short [`CheckReason`] (`connect refused`, `status 503`, `timeout`, `tls: unknown issuer`).
+//! prepared check: TLS settings, CA file and request headers built once) and [`CheckOutcome`]
+//! with its short [`CheckReason`] (`connect refused`, `status 503`, `timeout`,
+//! `tls: unknown issuer`).
 //!
 //! Never: applies rise/fall (that is `probe::state`), schedules or retries, follows redirects,
 //! reuses a connection between checks (a pooled connection would hide a backend that no longer
@@ -12,21 +13,33 @@
 //! TLS is rustls with the ring provider. With `tls_verify` the certificate is checked against
 //! the system roots, or only against `ca_file` when one is given; the name checked (and sent as
 //! SNI) is `host` when set, otherwise the endpoint's IP address.
+//!
+//! Cost (issue 16, one prober checks 10,000 endpoints a second; docs/performance.md, "Probe
+//! load"): a check is one task doing one TCP connection, `GET` with `Connection: close` over
+//! hyper's HTTP/1 connection API (driven in the check's own task, no connection task, no pool),
+//! and a close with `SO_LINGER` 0, an RST as HAProxy's health checks do: no FIN exchange and no
+//! `TIME_WAIT` on either side, so the prober's kernel sends four segments per check instead of
+//! about seven and the backend keeps no socket behind. The headers are built once per checker.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use hyper::body::Body as _;
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper_util::rt::TokioIo;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
 
 // What to check is configuration (validated by `config::check`); it is defined there so that
 // config does not depend on the prober, and re-exported here where the checks run.
@@ -147,9 +160,6 @@ pub enum CheckError {
     /// The TLS verifier cannot be set up.
     #[error("tls setup: {0}")]
     Tls(String),
-    /// The HTTP client cannot be built.
-    #[error("http client: {0}")]
-    Client(#[from] reqwest::Error),
 }
 
 /// A prepared check: run [`Checker::check`] against any number of endpoints, concurrently.
@@ -157,38 +167,58 @@ pub enum CheckError {
 pub struct Checker {
     spec: CheckSpec,
     tls: Arc<rustls::ClientConfig>,
+    /// Every request header but `Host` (and `Host` too when it does not depend on the endpoint).
     headers: HeaderMap,
-    /// `host` when it is a DNS name: requests go to it, resolved to the endpoint per client.
-    dns_host: Option<String>,
-    /// HTTP clients by endpoint, built on first use. With a DNS `host`, each endpoint needs
-    /// its own resolver override, hence its own client; otherwise one client serves all.
-    clients: Mutex<HashMap<Option<IpAddr>, reqwest::Client>>,
+    /// `host` when it is a DNS name: the TLS server name; the connection still goes to the
+    /// endpoint.
+    dns_host: Option<rustls::pki_types::ServerName<'static>>,
+    /// The request target (`path`), parsed once.
+    path: hyper::Uri,
 }
 
 impl Checker {
-    /// Validates the spec, loads the CA file and builds the TLS configuration.
+    /// Validates the spec, loads the CA file and builds the TLS configuration and the headers.
     pub fn new(spec: CheckSpec) -> Result<Self, CheckError> {
         if !spec.path.starts_with('/') {
             return Err(CheckError::Path(spec.path));
         }
+        let path = hyper::Uri::try_from(spec.path.as_str())
+            .map_err(|_| CheckError::Path(spec.path.clone()))?;
         let mut headers = HeaderMap::new();
         for (name, value) in &spec.headers {
             let n = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| CheckError::Header(name.clone()))?;
-            if n == reqwest::header::HOST {
+            if n == header::HOST {
                 return Err(CheckError::HostHeader);
             }
             let v = HeaderValue::from_str(value).map_err(|_| CheckError::Header(name.clone()))?;
             headers.append(n, v);
         }
+        // As the reqwest client did before: its user agent replaces a configured one.
+        headers.insert(
+            header::USER_AGENT,
+            HeaderValue::from_static(concat!("meridian-probe/", env!("CARGO_PKG_VERSION"))),
+        );
+        if !headers.contains_key(header::ACCEPT) {
+            headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        }
+        // Never a second request on this connection: the server may close right after
+        // answering, and hyper does not wait for more.
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         let dns_host = match &spec.host {
             None => None,
             Some(h) => match ServerName::try_from(h.as_str()) {
-                Ok(ServerName::DnsName(_)) => Some(h.clone()),
+                Ok(name @ ServerName::DnsName(_)) => {
+                    // The URL authority as a browser sends it: the port unless the default.
+                    let v = HeaderValue::from_str(&authority(h, spec.port, spec.kind))
+                        .map_err(|_| CheckError::Host(h.clone()))?;
+                    headers.insert(header::HOST, v);
+                    Some(name.to_owned())
+                }
                 Ok(_) => {
-                    // An IP as `host`: only the Host header changes; the URL uses the endpoint.
+                    // An IP as `host`: only the Host header changes; TLS names the endpoint.
                     let v = HeaderValue::from_str(h).map_err(|_| CheckError::Host(h.clone()))?;
-                    headers.insert(reqwest::header::HOST, v);
+                    headers.insert(header::HOST, v);
                     None
                 }
                 Err(_) => return Err(CheckError::Host(h.clone())),
@@ -200,7 +230,7 @@ impl Checker {
             tls,
             headers,
             dns_host,
-            clients: Mutex::new(HashMap::new()),
+            path,
         })
     }
 
@@ -213,7 +243,10 @@ impl Checker {
     pub async fn check(&self, ip: IpAddr) -> CheckOutcome {
         let start = Instant::now();
         let (mut reason, signals) =
-            match tokio::time::timeout(self.spec.timeout, self.run(ip)).await {
+            // Boxed: the HTTPS state (a TLS session, hyper's connection) is kilobytes, and
+            // unboxed it would sit in every endpoint's check task all the time, checking or
+            // not (about 5 KiB times 10,000 endpoints); one allocation per check is cheaper.
+            match tokio::time::timeout(self.spec.timeout, Box::pin(self.run(ip))).await {
                 Ok(done) => done,
                 Err(_) => (CheckReason::Timeout, Signals::default()),
             };
@@ -237,35 +270,83 @@ impl Checker {
 
     async fn run(&self, ip: IpAddr) -> (CheckReason, Signals) {
         let target = SocketAddr::new(ip, self.spec.port);
+        let none = Signals::default();
+        if self.spec.kind == CheckKind::Exec {
+            return super::exec::run(&self.spec, ip).await;
+        }
+        let stream = match TcpStream::connect(target).await {
+            Ok(s) => s,
+            Err(e) => return (from_connect_io(&e), none),
+        };
+        // Close with an RST (module docs). Failing to set it only costs a FIN exchange.
+        let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
         match self.spec.kind {
-            CheckKind::Tcp => match tokio::net::TcpStream::connect(target).await {
-                Ok(_) => (CheckReason::Ok, Signals::default()),
-                Err(e) => (from_connect_io(&e), Signals::default()),
-            },
-            CheckKind::Http | CheckKind::Https => self.run_http(target).await,
-            CheckKind::Exec => super::exec::run(&self.spec, ip).await,
+            CheckKind::Http => self.exchange(stream, target).await,
+            CheckKind::Https => {
+                // The client's Finished and the request are two writes: without this, Nagle
+                // holds the request until the server's delayed ACK.
+                let _ = stream.set_nodelay(true);
+                let name = match &self.dns_host {
+                    Some(name) => name.clone(),
+                    None => ServerName::IpAddress(ip.into()),
+                };
+                let tls = tokio_rustls::TlsConnector::from(Arc::clone(&self.tls));
+                match tls.connect(name, stream).await {
+                    Ok(stream) => self.exchange(stream, target).await,
+                    Err(e) => (from_tls_io(&e), none),
+                }
+            }
+            // An open port is all a TCP check asks; dropping the stream resets it.
+            CheckKind::Tcp | CheckKind::Exec => (CheckReason::Ok, none),
         }
     }
 
-    async fn run_http(&self, target: SocketAddr) -> (CheckReason, Signals) {
+    /// One `GET` on a fresh connection, driven in this task, and its verdict.
+    async fn exchange<S>(&self, stream: S, target: SocketAddr) -> (CheckReason, Signals)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let none = Signals::default();
-        let client = match self.client_for(target) {
-            Ok(c) => c,
-            Err(e) => return (CheckReason::Http(shorten(&e.to_string())), none),
+        let (mut sender, conn) =
+            match hyper::client::conn::http1::handshake(TokioIo::new(NoShutdown(stream))).await {
+                Ok(pair) => pair,
+                Err(e) => return (from_http_error(&e), none),
+            };
+        let request = self.request(target);
+        let verdict = async {
+            match sender.send_request(request).await {
+                Ok(response) => self.judge(response).await,
+                Err(e) => (from_http_error(&e), none),
+            }
         };
-        let scheme = match self.spec.kind {
-            CheckKind::Https => "https",
-            _ => "http",
-        };
-        let authority = match &self.dns_host {
-            Some(host) => format!("{host}:{}", target.port()),
-            None => target.to_string(),
-        };
-        let url = format!("{scheme}://{authority}{}", self.spec.path);
-        let mut response = match client.get(&url).send().await {
-            Ok(r) => r,
-            Err(e) => return (from_reqwest(&e), none),
-        };
+        tokio::pin!(conn, verdict);
+        tokio::select! {
+            v = &mut verdict => v,
+            // The connection ended (closed, or failed): whatever it delivered or the error
+            // it left is in the response and its body.
+            _ = &mut conn => verdict.await,
+        }
+    }
+
+    fn request(&self, target: SocketAddr) -> hyper::Request<NoBody> {
+        let mut request = hyper::Request::new(NoBody);
+        *request.uri_mut() = self.path.clone();
+        let headers = request.headers_mut();
+        *headers = self.headers.clone();
+        if !headers.contains_key(header::HOST) {
+            let host = authority(&target.ip().to_string(), target.port(), self.spec.kind);
+            if let Ok(v) = HeaderValue::from_str(&host) {
+                headers.insert(header::HOST, v);
+            }
+        }
+        request
+    }
+
+    async fn judge(
+        &self,
+        response: hyper::Response<hyper::body::Incoming>,
+    ) -> (CheckReason, Signals) {
+        let none = Signals::default();
         let status = response.status().as_u16();
         if !self.spec.status_ok(status) {
             return (CheckReason::Status(status), none);
@@ -273,12 +354,17 @@ impl Checker {
         if self.spec.expect_body.is_none() && !self.spec.wants_json() {
             return (CheckReason::Ok, none);
         }
+        let mut incoming = response.into_body();
         let mut body = Vec::new();
         while body.len() < MAX_BODY_BYTES {
-            match response.chunk().await {
-                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
-                Ok(None) => break,
-                Err(e) => return (from_reqwest(&e), none),
+            match std::future::poll_fn(|cx| Pin::new(&mut incoming).poll_frame(cx)).await {
+                Some(Ok(frame)) => {
+                    if let Some(data) = frame.data_ref() {
+                        body.extend_from_slice(data);
+                    }
+                }
+                Some(Err(e)) => return (from_http_error(&e), none),
+                None => break,
             }
         }
         body.truncate(MAX_BODY_BYTES);
@@ -304,33 +390,93 @@ impl Checker {
         };
         (match_json(&self.spec, &json), signals)
     }
+}
 
-    fn client_for(&self, target: SocketAddr) -> Result<reqwest::Client, CheckError> {
-        let slot = self.dns_host.as_ref().map(|_| target.ip());
-        // The lock is never held across an await; poisoning only means another check
-        // panicked mid-insert, and the map is still usable.
-        let mut clients = self
-            .clients
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(c) = clients.get(&slot) {
-            return Ok(c.clone());
-        }
-        let mut builder = reqwest::Client::builder()
-            .tls_backend_preconfigured((*self.tls).clone())
-            .default_headers(self.headers.clone())
-            .user_agent(concat!("meridian-probe/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .pool_max_idle_per_host(0)
-            .connect_timeout(self.spec.timeout)
-            .timeout(self.spec.timeout);
-        if let Some(host) = &self.dns_host {
-            builder = builder.resolve(host, target);
-        }
-        let client = builder.build()?;
-        clients.insert(slot, client.clone());
-        Ok(client)
+/// `host[:port]` as in a URL: IPv6 in brackets, the port left out when it is the scheme's.
+fn authority(host: &str, port: u16, kind: CheckKind) -> String {
+    let default = match kind {
+        CheckKind::Https => 443,
+        _ => 80,
+    };
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    };
+    if port == default {
+        host
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// A stream whose `shutdown` does nothing: hyper shuts its side down (a FIN, a syscall) once
+/// a `Connection: close` exchange is over, and the close that follows resets it anyway
+/// (`SO_LINGER` 0). Over TLS this also leaves out the `close_notify`; a health check has
+/// nothing to protect from truncation once it has its answer.
+struct NoShutdown<S>(S);
+
+impl<S: AsyncRead + Unpin> AsyncRead for NoShutdown<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for NoShutdown<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// The empty body of a `GET`.
+#[derive(Debug)]
+struct NoBody;
+
+impl hyper::body::Body for NoBody {
+    type Data = hyper::body::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        Poll::Ready(None)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        true
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(0)
     }
 }
 
@@ -465,11 +611,21 @@ fn from_connect_io(e: &io::Error) -> CheckReason {
     }
 }
 
-/// Finds the most specific cause in a reqwest error chain.
-fn from_reqwest(e: &reqwest::Error) -> CheckReason {
-    if e.is_timeout() {
-        return CheckReason::Timeout;
+/// A failed TLS handshake: the rustls error when there is one, else what the connection did.
+fn from_tls_io(e: &io::Error) -> CheckReason {
+    let mut io_kind = None;
+    if let Some(tls) = find_tls(e, &mut io_kind) {
+        return CheckReason::Tls(tls_short(tls));
     }
+    match io_kind {
+        Some(io::ErrorKind::ConnectionRefused) => CheckReason::ConnectRefused,
+        Some(io::ErrorKind::TimedOut) => CheckReason::Timeout,
+        _ => CheckReason::Connect(shorten(&root_message(e))),
+    }
+}
+
+/// Finds the most specific cause in an HTTP error chain (TLS, then the I/O error kind).
+fn from_http_error(e: &(dyn std::error::Error + 'static)) -> CheckReason {
     let mut io_kind = None;
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
@@ -481,7 +637,6 @@ fn from_reqwest(e: &reqwest::Error) -> CheckReason {
     match io_kind {
         Some(io::ErrorKind::ConnectionRefused) => CheckReason::ConnectRefused,
         Some(io::ErrorKind::TimedOut) => CheckReason::Timeout,
-        _ if e.is_connect() => CheckReason::Connect(shorten(&root_message(e))),
         _ => CheckReason::Http(shorten(&root_message(e))),
     }
 }

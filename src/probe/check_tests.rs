@@ -215,8 +215,54 @@ async fn one_checker_serves_many_checks_and_endpoints() {
     for t in tasks {
         assert_eq!(t.await.unwrap().reason, CheckReason::Ok);
     }
-    // One client per endpoint address, reused.
-    assert_eq!(checker.clients.lock().unwrap().len(), 2);
+}
+
+/// Every check is one fresh connection that asks for no reuse and ends with an RST
+/// (`SO_LINGER` 0), as HAProxy's health checks do: no FIN exchange, no `TIME_WAIT`.
+#[tokio::test]
+async fn each_check_is_one_connection_closed_with_a_reset() {
+    let listener = TcpListener::bind((LOCAL, 0)).await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        for _ in 0..2 {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = s.read(&mut buf).await.unwrap();
+                assert!(n > 0, "request cut short");
+                head.extend_from_slice(&buf[..n]);
+            }
+            // Answer and keep the connection open: the prober closes it.
+            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await
+                .unwrap();
+            let after = s.read(&mut buf).await;
+            seen.push((
+                String::from_utf8_lossy(&head).to_lowercase(),
+                after.map_err(|e| e.kind()),
+            ));
+        }
+        seen
+    });
+    let checker = Checker::new(spec(CheckKind::Http, port, "/health")).unwrap();
+    for _ in 0..2 {
+        assert_eq!(checker.check(LOCAL).await.reason, CheckReason::Ok);
+    }
+    let seen = tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("two connections within 5 s")
+        .unwrap();
+    for (head, after) in seen {
+        assert!(head.starts_with("get /health http/1.1\r\n"), "{head}");
+        assert!(head.contains("\r\nconnection: close\r\n"), "{head}");
+        assert!(
+            head.contains(&format!("\r\nhost: 127.0.0.1:{port}\r\n")),
+            "{head}"
+        );
+        assert_eq!(after, Err(std::io::ErrorKind::ConnectionReset), "{head}");
+    }
 }
 
 #[test]

@@ -4,10 +4,10 @@
 //! report building ([`runner`]), signed delivery to the nameservers ([`push`]) and the prober's
 //! own metrics ([`metrics`]).
 //!
-//! TLS everywhere here is rustls with the ring provider, always passed to reqwest as a
-//! preconfigured config: reqwest is built without its own provider (no aws-lc build), so a
-//! client built *without* `tls_backend_preconfigured` panics unless a default rustls provider
-//! was installed first.
+//! TLS everywhere here is rustls with the ring provider: checks use it through `tokio-rustls`
+//! (`check`), report delivery passes it to reqwest as a preconfigured config: reqwest is built
+//! without its own provider (no aws-lc build), so a client built *without*
+//! `tls_backend_preconfigured` panics unless a default rustls provider was installed first.
 //!
 //! Never: decides an endpoint's health for DNS answers (only the nameservers' aggregation of
 //! many probers does), or sends check traffic anywhere but the configured endpoints.

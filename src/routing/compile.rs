@@ -15,7 +15,7 @@ use foldhash::fast::RandomState;
 use hickory_proto::rr::{Name, RData, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 
-use super::counters::{CounterFactory, NO_ZONE};
+use super::counters::CounterFactory;
 use super::select::{
     CompiledFallback, CompiledPolicy, Endpoint, EndpointList, GeoOrders, NearestOrders, Order,
     RegionEndpoints, RegionList, Service,
@@ -123,14 +123,15 @@ pub fn compile(
 }
 
 /// Like [`compile`], with the counters of every zone and service (and of names in no zone)
-/// created by `counters`: the table is born with them. The caller commits the factory when it
-/// publishes the table ([`super::counters::TableMetrics::commit`]).
+/// handed out by `counters` (those of the previous table's zone or service of the same name,
+/// or new): the table is born with them. The caller hands the factory back when it publishes
+/// the table ([`super::counters::TableMetrics::publish`]).
 pub fn compile_counted(
     zones: &[Arc<Zone>],
     geo: Arc<GeoDb>,
     health: &dyn EndpointHealth,
     generation: u64,
-    counters: &mut CounterFactory<'_>,
+    counters: &mut CounterFactory,
 ) -> Result<RoutingTable, CompileError> {
     let mut map = HashMap::with_hasher(RandomState::default());
     for zone in zones {
@@ -144,7 +145,7 @@ pub fn compile_counted(
         built_at: SystemTime::now(),
         zones: map,
         geo,
-        unmatched: counters.zone(NO_ZONE),
+        unmatched: counters.unmatched(),
     })
 }
 
@@ -162,9 +163,8 @@ pub struct Reuse {
     pub services_reused: usize,
 }
 
-/// A table built from another: the table, what it reused, and the zone labels (origins as
-/// the counters name them) of the previous table's zones it does not share, so the publisher
-/// can retire their series ([`super::counters::TableMetrics::commit_touched`]).
+/// A table built from another: the table, what it reused, and the origins of the previous
+/// table's zones it does not share.
 pub struct Recompiled {
     /// The new table.
     pub table: RoutingTable,
@@ -177,15 +177,16 @@ pub struct Recompiled {
 /// Compiles `zones` into table `generation`, sharing every zone of `previous` whose source
 /// is the very same loaded zone (`Arc` identity: a reload that did not re-read a file hands
 /// back the same `Arc`) unless `fresh` says it must be rebuilt (DNSSEC re-signing). Only the
-/// compiled zones get counters from `counters`; shared zones keep theirs. Every shared zone
-/// must have been compiled against `health` (the publisher's invariant).
+/// compiled zones get counters from `counters` (a zone compiled again takes over its
+/// predecessor's); shared zones keep theirs. Every shared zone must have been compiled
+/// against `health` (the publisher's invariant).
 pub fn recompile_zones(
     previous: &RoutingTable,
     zones: &[Arc<Zone>],
     geo: Arc<GeoDb>,
     health: &dyn EndpointHealth,
     generation: u64,
-    counters: &mut CounterFactory<'_>,
+    counters: &mut CounterFactory,
     fresh: &dyn Fn(&Zone) -> bool,
 ) -> Result<Recompiled, CompileError> {
     let mut map = HashMap::with_capacity_and_hasher(zones.len(), RandomState::default());
@@ -630,7 +631,7 @@ struct Gathered {
 fn compile_zone(
     zone: &Arc<Zone>,
     health: &dyn EndpointHealth,
-    counters: &mut CounterFactory<'_>,
+    counters: &mut CounterFactory,
 ) -> Result<ZoneTable, CompileError> {
     let origin = zone.origin.to_lowercase();
     // (owner key, type) -> RRset; BTreeMap keeps the output deterministic.
@@ -659,15 +660,16 @@ fn compile_zone(
     for g in sets.values() {
         builder.ensure(&g.owner);
     }
-    let apex = zone.origin.to_string();
+    // A zone compiled again under the same origin keeps counting into its counters.
+    let previous = counters.previous_zone(&zone.origin);
     let mut shared = Shared::default();
     let services: ServiceList = zone
         .services
         .iter()
-        .map(|svc| {
+        .enumerate()
+        .map(|(i, svc)| {
             let mut service = compile_service_shared(zone, svc, health, &mut shared, None);
-            let regions = service.regions.iter().map(|r| r.name.as_str());
-            service.counters = counters.service(&apex, &service.key, regions);
+            service.counters = counters.service(previous.as_deref(), i, &service);
             service
         })
         .collect();
@@ -836,7 +838,7 @@ fn compile_zone(
             additional: Vec::new(),
         }),
         services,
-        counters: counters.zone(&apex),
+        counters: counters.zone(previous.as_deref()),
         dnssec: None,
     };
     super::signed::sign(&mut table, crate::dnssec::time::now());

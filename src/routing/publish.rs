@@ -29,7 +29,7 @@ use super::compile::{
     AllUp, CompileError, EndpointHealth, Recompiled, Reuse, compile, compile_counted,
     rebuild_services, recompile_zones,
 };
-use super::counters::TableMetrics;
+use super::counters::{CounterFactory, TableMetrics};
 use super::table::{RoutingTable, key_wire};
 use super::weights;
 use crate::config::{Zone, ZoneError, load_dir};
@@ -147,7 +147,7 @@ impl Publisher {
         let geo = Arc::new(geo);
         let list: Vec<Arc<Zone>> = zones.values().cloned().collect();
         let started = Instant::now();
-        let mut counters = metrics.factory();
+        let mut counters = metrics.factory(None);
         let table = compile_counted(&list, Arc::clone(&geo), &AllUp, 1, &mut counters)?;
         metrics.record_compile(started.elapsed());
         let reuse = Reuse {
@@ -156,10 +156,11 @@ impl Publisher {
             ..Reuse::default()
         };
         metrics.record_reuse(&reuse);
-        metrics.commit(counters);
+        let table = Arc::new(table);
+        metrics.publish(counters, &table);
         metrics.record_swap(1);
         Ok(Self {
-            routes: ArcSwap::from_pointee(table),
+            routes: ArcSwap::new(table),
             state: Mutex::new(State {
                 zones,
                 geo,
@@ -237,7 +238,8 @@ impl Publisher {
             rebuild_services(&previous, &changed, state.health.as_ref(), generation);
         self.metrics.record_compile(started.elapsed());
         self.metrics.record_reuse(&reuse);
-        self.store(&mut state, table);
+        // Rebuilt services share their counters: nothing to carry.
+        self.store(&mut state, table, CounterFactory::detached());
         state.last = Build {
             generation,
             cause: BuildCause::Health,
@@ -299,13 +301,9 @@ impl Publisher {
     ) -> Result<u64, CompileError> {
         let generation = state.generation + 1;
         let started = Instant::now();
-        let mut counters = self.metrics.factory();
         let previous = self.routes.load_full();
-        let Recompiled {
-            table,
-            reuse,
-            replaced,
-        } = recompile_zones(
+        let mut counters = self.metrics.factory(Some(Arc::clone(&previous)));
+        let Recompiled { table, reuse, .. } = recompile_zones(
             &previous,
             zones,
             geo,
@@ -316,9 +314,7 @@ impl Publisher {
         )?;
         self.metrics.record_compile(started.elapsed());
         self.metrics.record_reuse(&reuse);
-        // Series of zones and services the new table lacks go before it serves.
-        self.metrics.commit_touched(counters, &replaced);
-        self.store(state, table);
+        self.store(state, table, counters);
         state.last = Build {
             generation,
             cause,
@@ -328,10 +324,13 @@ impl Publisher {
         Ok(generation)
     }
 
-    /// Stores `table` (its generation already set) as the one serving.
-    fn store(&self, state: &mut State, table: RoutingTable) {
+    /// Stores `table` (its generation already set) as the one serving, then hands it to the
+    /// metrics with the `counters` it was compiled with (the collector reads it from there).
+    fn store(&self, state: &mut State, table: RoutingTable, counters: CounterFactory) {
         let generation = table.generation;
-        self.routes.store(Arc::new(table));
+        let table = Arc::new(table);
+        self.routes.store(Arc::clone(&table));
+        self.metrics.publish(counters, &table);
         state.generation = generation;
         self.metrics.record_swap(generation);
     }

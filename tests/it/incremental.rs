@@ -12,8 +12,9 @@ use std::time::Duration;
 use crate::harness::{ADMIN_TOKEN, Meridian, admin_args, http_request_within, run, wait_until};
 
 /// Services of the large zone: enough that compiling them all takes far longer than one
-/// (a debug build loads them in about a second; the reload re-reads, and the health task
-/// walks, every endpoint, which the test's deadlines must allow on a loaded machine).
+/// (a debug build loads them in about a second; the reload re-reads every file, which the
+/// test's deadlines must allow on a loaded machine). The health side's work per override
+/// and decision does not grow with them (`health::hub` unit tests count it).
 const SERVICES: u32 = 20_000;
 
 /// The bound: a health decision reaches the answers within 50 ms.

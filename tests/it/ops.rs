@@ -227,6 +227,45 @@ fn metrics_count_by_zone_qtype_region_ecs_and_latency() {
     assert!(body.contains("# TYPE meridian_queries counter"), "{body}");
 }
 
+/// `serve --answer-metrics zone --metrics-skip-zero` (catalogues of many services): answers
+/// summed per zone with an empty `service` label, and no series until it counts.
+#[test]
+fn large_catalogue_flags_sum_answers_per_zone_and_leave_zeros_out() {
+    let ns = Meridian::serve_with(
+        FIXTURE,
+        &["--answer-metrics", "zone", "--metrics-skip-zero"],
+    );
+    let body = ns.get("/metrics").body;
+    assert!(
+        body.contains("# TYPE meridian_service_answers_total counter"),
+        "{body}"
+    );
+    assert!(!body.contains("meridian_service_answers_total{"), "{body}");
+    assert!(
+        !body.contains(r#"meridian_zone_queries_total{zone="ops.test.""#),
+        "{body}"
+    );
+
+    assert_eq!(answers_a(&ns), [EU]);
+    let body = ns.get("/metrics").body;
+    let has = |line: &str| body.lines().any(|l| l == line);
+    assert!(
+        has(
+            r#"meridian_service_answers_total{zone="ops.test.",service="",region="eu",outcome="healthy"} 1"#
+        ),
+        "{body}"
+    );
+    assert!(
+        has(r#"meridian_zone_queries_total{zone="ops.test.",qtype="A"} 1"#),
+        "{body}"
+    );
+    assert!(
+        !body.contains(r#"meridian_service_answers_total{zone="ops.test.",service="www""#),
+        "{body}"
+    );
+    assert!(!body.contains(r#"qtype="AAAA""#), "{body}");
+}
+
 /// `GET /v1/map?service=` as JSON (200 checked).
 fn traffic_map(ns: &Meridian, service: &str) -> serde_json::Value {
     let r = ns.get(&format!("/v1/map?service={service}"));
