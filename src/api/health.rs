@@ -155,7 +155,7 @@ pub async fn status(State(state): State<ApiState>, headers: HeaderMap) -> Respon
         services.extend(zone.services.iter().map(|svc| ServiceStatusView {
             zone: origin.clone(),
             service: svc.key.clone(),
-            policy: svc.policy_name,
+            policy: svc.policy_name(),
             regions: Vec::new(),
         }));
         for e in zone.endpoints() {

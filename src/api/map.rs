@@ -95,7 +95,7 @@ pub async fn map(State(state): State<ApiState>, Query(q): Query<MapQuery>) -> Re
     let view = MapView {
         service: fqdn.to_string(),
         zone: zone.origin.to_string(),
-        policy: svc.policy_name,
+        policy: svc.policy_name(),
         generation: table.generation,
         countries: map
             .countries

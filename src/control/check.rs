@@ -13,7 +13,7 @@ use crate::config::{Warning, Zone, lint, summary};
 use crate::health::report::{Keyring, KeyringError};
 use crate::routing::compile::{AllUp, compile};
 use crate::routing::publish::{StartError, load_sources};
-use crate::routing::select::{CompiledFallback, CompiledPolicy, Order, Service};
+use crate::routing::select::{CompiledFallback, CompiledPolicy, GeoOrders, Service};
 use crate::routing::table::RoutingTable;
 
 /// Why a configuration would not start.
@@ -114,7 +114,11 @@ fn print_service(out: &mut String, svc: &Service) {
     let _ = writeln!(
         out,
         "  service {} policy {} ttl {} answers {} fallback {}",
-        svc.key, svc.policy_name, svc.ttl, svc.answers, fallback
+        svc.key,
+        svc.policy_name(),
+        svc.ttl,
+        svc.answers,
+        fallback
     );
     for region in &svc.regions {
         let endpoints = svc
@@ -127,7 +131,7 @@ fn print_service(out: &mut String, svc: &Service) {
             .join(", ");
         let _ = writeln!(out, "    region {}: {endpoints}", region.name);
     }
-    let names = |order: &Order| {
+    let names = |order: &[u16]| {
         order
             .iter()
             .filter_map(|&i| svc.regions.get(usize::from(i)))
@@ -136,12 +140,13 @@ fn print_service(out: &mut String, svc: &Service) {
             .join(" > ")
     };
     match &svc.policy {
-        CompiledPolicy::Geo {
-            default,
-            country,
-            continent,
-            subnet,
-        } => {
+        CompiledPolicy::Geo(orders) => {
+            let GeoOrders {
+                default,
+                country,
+                continent,
+                subnet,
+            } = &**orders;
             for (net, order) in subnet.overrides() {
                 let _ = writeln!(out, "    subnet {net}: {}", names(order));
             }
@@ -155,11 +160,11 @@ fn print_service(out: &mut String, svc: &Service) {
             }
             let _ = writeln!(out, "    default: {}", names(default));
         }
-        CompiledPolicy::Nearest { default } => {
+        CompiledPolicy::Nearest(orders) => {
             let _ = writeln!(
                 out,
                 "    nearest first; without coordinates: {}",
-                names(default)
+                names(&orders.default)
             );
         }
         CompiledPolicy::Failover(order) => {

@@ -6,6 +6,8 @@
 //! SOA prepared.
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -14,7 +16,10 @@ use hickory_proto::rr::{Name, RData, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 
 use super::counters::CounterFactory;
-use super::select::{CompiledFallback, CompiledPolicy, Endpoint, Order, RegionEndpoints, Service};
+use super::select::{
+    CompiledFallback, CompiledPolicy, Endpoint, EndpointList, GeoOrders, NearestOrders, Order,
+    RegionEndpoints, RegionList, Service,
+};
 use super::services::ServiceList;
 use super::subnet_map::SubnetMap;
 use super::table::{Glue, Node, RoutingTable, RrSet, ZoneTable};
@@ -249,13 +254,20 @@ pub fn rebuild_services(
         let Some(old) = zones.get_mut(&**key) else {
             continue;
         };
-        let source = &old.source;
+        let source = Arc::clone(&old.source);
+        let mut shared = Shared::default();
         let replacements: Vec<(usize, Service)> = indices
             .iter()
             .filter_map(|&i| {
                 let svc = source.services.get(i)?;
-                let mut service = compile_service(source, svc, health);
-                service.counters = old.services.get(i)?.counters.clone();
+                let before = old.services.get(i)?;
+                // The orders depend on the configuration only: keep the old handle.
+                let mut service =
+                    compile_service_shared(&source, svc, health, &mut shared, Some(&before.policy));
+                if service.regions == before.regions {
+                    service.regions = before.regions.clone();
+                }
+                service.counters = before.counters.clone();
                 Some((i, service))
             })
             .collect();
@@ -341,79 +353,92 @@ fn address_rdata(address: std::net::IpAddr) -> Box<[u8]> {
     }
 }
 
-/// Compiles one service: endpoints grouped by region with their health, orders resolved.
-pub fn compile_service(zone: &Zone, svc: &model::Service, health: &dyn EndpointHealth) -> Service {
-    // The service's endpoints grouped by zone region, regions in zone file order: one sort
-    // of the service's own endpoints, never a walk over every region of the zone.
-    let mut members: Vec<&model::Endpoint> = svc.endpoints.iter().collect();
-    members.sort_by_key(|e| e.region);
-    // (zone region index, service region index), sorted by the first.
-    let mut region_map: Vec<(usize, u16)> = Vec::new();
-    let mut regions = Vec::new();
-    let mut endpoints = Vec::with_capacity(svc.endpoints.len());
-    let shed = svc
-        .check
-        .as_ref()
-        .and_then(|name| zone.checks.iter().find(|c| &c.name == name))
-        .map(|c| c.spec.shed)
-        .unwrap_or_default();
-    let mut transition = false;
-    for group in members.chunk_by(|a, b| a.region == b.region) {
-        let Some(zi) = group.first().map(|e| e.region) else {
-            continue;
-        };
-        let Some(region) = zone.regions.get(zi) else {
-            continue;
-        };
-        let start = endpoints.len();
-        let states: Vec<EndpointState> = group
-            .iter()
-            .map(|e| health.state(&zone.origin, &svc.key, &region.name, e.address))
-            .collect();
-        let inputs: Vec<weights::Input> = group
-            .iter()
-            .zip(&states)
-            .map(|(e, state)| {
-                let d = health.detail(&zone.origin, &svc.key, e.address);
-                weights::Input {
-                    configured: e.weight,
-                    serving: *state == EndpointState::Up,
-                    hint: d.weight,
-                    load: d.load,
-                    recovered_for: d.recovered_for,
-                    transition: d.transition,
-                }
-            })
-            .collect();
-        let weighing = weights::weigh(&inputs, svc.health.slow_start, shed);
-        transition |= weighing.transition;
-        for ((e, state), out) in group.iter().zip(&states).zip(&weighing.endpoints) {
-            let rdata = address_rdata(e.address);
-            endpoints.push(Endpoint {
-                address: e.address,
-                weight: if *state == EndpointState::Drain {
-                    0
-                } else {
-                    out.weight
-                },
-                configured_weight: e.weight,
-                healthy: *state != EndpointState::Down,
-                region: u16::try_from(regions.len()).unwrap_or(u16::MAX),
-                rdata,
-            });
-        }
-        if endpoints.len() > start {
-            if let Ok(idx) = u16::try_from(regions.len()) {
-                region_map.push((zi, idx));
+/// A service's policy as an interning key: equal when the configured policies are (the
+/// derived `PartialEq` of the model), hashed over the same fields.
+struct PolicyKey<'z>(&'z Policy);
+
+impl PartialEq for PolicyKey<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl Eq for PolicyKey<'_> {}
+
+impl Hash for PolicyKey<'_> {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        std::mem::discriminant(self.0).hash(h);
+        match self.0 {
+            Policy::Geo(map) => {
+                map.default.hash(h);
+                map.country.hash(h);
+                map.continent.hash(h);
+                map.subnet.hash(h);
             }
-            regions.push(RegionEndpoints {
-                name: region.name.clone(),
-                coords: region.location,
-                endpoints: start..endpoints.len(),
-                share: weights::per_mille(weighing.region_share),
-            });
+            Policy::Failover(list) => list.hash(h),
+            Policy::Nearest | Policy::Weighted => {}
         }
     }
+}
+
+/// A service's regions before interning: (zone region index, endpoint range, share) each.
+type RegionsKey = Vec<(usize, Range<usize>, u16)>;
+
+/// What the services of one zone share, compiled once per distinct input: region lists
+/// (the same regions with the same endpoint counts and shares) and policy orders (the same
+/// configured policy over the same regions). A catalogue of a million services with a
+/// handful of shapes keeps a handful of each. Lives for one zone compile; a health rebuild
+/// takes the orders from the service it replaces (they never depend on health).
+#[derive(Default)]
+pub struct Shared<'z> {
+    regions: HashMap<RegionsKey, RegionList, RandomState>,
+    policies: HashMap<(PolicyKey<'z>, Box<[usize]>), CompiledPolicy, RandomState>,
+}
+
+impl<'z> Shared<'z> {
+    /// The list for `key`, built from `zone`'s regions the first time.
+    fn regions(&mut self, zone: &Zone, key: RegionsKey) -> RegionList {
+        if let Some(list) = self.regions.get(&key) {
+            return list.clone();
+        }
+        let list: RegionList = key
+            .iter()
+            .filter_map(|(zi, range, share)| {
+                let region = zone.regions.get(*zi)?;
+                Some(RegionEndpoints {
+                    name: region.name.clone(),
+                    coords: region.location,
+                    endpoints: range.clone(),
+                    share: *share,
+                })
+            })
+            .collect::<Vec<_>>()
+            .into();
+        self.regions.insert(key, list.clone());
+        list
+    }
+
+    /// Distinct region lists so far (tests).
+    pub fn region_lists(&self) -> usize {
+        self.regions.len()
+    }
+
+    /// Distinct policies so far (tests).
+    pub fn policies(&self) -> usize {
+        self.policies.len()
+    }
+}
+
+/// Compiles the orders of `policy` over a service's regions (`zone_regions`: their zone
+/// indices, in the service's order).
+fn compile_policy(zone: &Zone, policy: &Policy, zone_regions: &[usize]) -> CompiledPolicy {
+    // (zone region index, service region index), sorted by the first.
+    let mut region_map: Vec<(usize, u16)> = zone_regions
+        .iter()
+        .enumerate()
+        .filter_map(|(i, zi)| Some((*zi, u16::try_from(i).ok()?)))
+        .collect();
+    region_map.sort_unstable();
     let region_of = |zi: usize| {
         region_map
             .binary_search_by_key(&zi, |(z, _)| *z)
@@ -421,9 +446,9 @@ pub fn compile_service(zone: &Zone, svc: &model::Service, health: &dyn EndpointH
             .and_then(|i| region_map.get(i))
             .map(|(_, s)| *s)
     };
-    let count = regions.len();
+    let count = zone_regions.len();
     let order = |list: &[usize]| full_order(list, &region_of, count);
-    let policy = match &svc.policy {
+    match policy {
         Policy::Geo(map) => {
             let mut country: Vec<_> = map
                 .country
@@ -452,19 +477,119 @@ pub fn compile_service(zone: &Zone, svc: &model::Service, health: &dyn EndpointH
                 .iter()
                 .map(|(net, list)| (*net, order(list)))
                 .collect();
-            CompiledPolicy::Geo {
-                subnet: Box::new(SubnetMap::new(subnet, geo_fixed.then_some(&default))),
+            CompiledPolicy::Geo(Arc::new(GeoOrders {
+                subnet: SubnetMap::new(subnet, geo_fixed.then_some(&default)),
                 default,
                 country,
                 continent,
+            }))
+        }
+        Policy::Nearest => {
+            let coords: Vec<_> = zone_regions
+                .iter()
+                .map(|zi| zone.regions.get(*zi).and_then(|r| r.location))
+                .collect();
+            CompiledPolicy::Nearest(Arc::new(NearestOrders::new(&coords)))
+        }
+        Policy::Failover(list) => CompiledPolicy::Failover(Arc::new(order(list))),
+        Policy::Weighted => CompiledPolicy::Weighted,
+    }
+}
+
+/// Compiles one service: endpoints grouped by region with their health, orders resolved.
+/// Shares nothing with other services (tests, and callers that compile one service).
+pub fn compile_service(zone: &Zone, svc: &model::Service, health: &dyn EndpointHealth) -> Service {
+    compile_service_shared(zone, svc, health, &mut Shared::default(), None)
+}
+
+/// [`compile_service`] with the region lists and orders interned in `shared` (or, with
+/// `policy`, the orders of the compiled service it replaces).
+pub fn compile_service_shared<'z>(
+    zone: &Zone,
+    svc: &'z model::Service,
+    health: &dyn EndpointHealth,
+    shared: &mut Shared<'z>,
+    policy: Option<&CompiledPolicy>,
+) -> Service {
+    // The service's endpoints grouped by zone region, regions in zone file order: one sort
+    // of the service's own endpoints, never a walk over every region of the zone.
+    let mut members: Vec<&model::Endpoint> = svc.endpoints.iter().collect();
+    members.sort_by_key(|e| e.region);
+    let mut layout: RegionsKey = Vec::new();
+    let mut endpoints = Vec::with_capacity(svc.endpoints.len());
+    let shed = svc
+        .check
+        .as_ref()
+        .and_then(|name| zone.checks.iter().find(|c| &c.name == name))
+        .map(|c| c.spec.shed)
+        .unwrap_or_default();
+    let mut transition = false;
+    for group in members.chunk_by(|a, b| a.region == b.region) {
+        let Some(zi) = group.first().map(|e| e.region) else {
+            continue;
+        };
+        let Some(region) = zone.regions.get(zi) else {
+            continue;
+        };
+        let Ok(index) = u16::try_from(layout.len()) else {
+            continue;
+        };
+        let start = endpoints.len();
+        let states: Vec<EndpointState> = group
+            .iter()
+            .map(|e| health.state(&zone.origin, &svc.key, &region.name, e.address))
+            .collect();
+        let inputs: Vec<weights::Input> = group
+            .iter()
+            .zip(&states)
+            .map(|(e, state)| {
+                let d = health.detail(&zone.origin, &svc.key, e.address);
+                weights::Input {
+                    configured: e.weight,
+                    serving: *state == EndpointState::Up,
+                    hint: d.weight,
+                    load: d.load,
+                    recovered_for: d.recovered_for,
+                    transition: d.transition,
+                }
+            })
+            .collect();
+        let weighing = weights::weigh(&inputs, svc.health.slow_start, shed);
+        transition |= weighing.transition;
+        for ((e, state), out) in group.iter().zip(&states).zip(&weighing.endpoints) {
+            endpoints.push(Endpoint {
+                address: e.address,
+                weight: if *state == EndpointState::Drain {
+                    0
+                } else {
+                    out.weight
+                },
+                configured_weight: e.weight,
+                healthy: *state != EndpointState::Down,
+                region: index,
+            });
+        }
+        if endpoints.len() > start {
+            let share = weights::per_mille(weighing.region_share);
+            layout.push((zi, start..endpoints.len(), share));
+        }
+    }
+    let policy = match policy {
+        Some(p) => p.clone(),
+        None => {
+            let zone_regions: Box<[usize]> = layout.iter().map(|(zi, _, _)| *zi).collect();
+            let key = (PolicyKey(&svc.policy), zone_regions);
+            match shared.policies.get(&key) {
+                Some(p) => p.clone(),
+                None => {
+                    let p = compile_policy(zone, &svc.policy, &key.1);
+                    shared.policies.insert(key, p.clone());
+                    p
+                }
             }
         }
-        Policy::Nearest => CompiledPolicy::Nearest {
-            default: order(&[]),
-        },
-        Policy::Failover(list) => CompiledPolicy::Failover(order(list)),
-        Policy::Weighted => CompiledPolicy::Weighted,
     };
+    let regions = shared.regions(zone, layout);
     let fallback = match &svc.fallback {
         Fallback::All => CompiledFallback::All,
         Fallback::None => CompiledFallback::None,
@@ -486,12 +611,11 @@ pub fn compile_service(zone: &Zone, svc: &model::Service, health: &dyn EndpointH
     );
     Service {
         key: svc.key.clone(),
-        policy_name: svc.policy.as_str(),
         ttl,
         answers: svc.answers,
         policy,
         regions,
-        endpoints,
+        endpoints: EndpointList::from(endpoints),
         fallback,
         counters: Default::default(),
     }
@@ -538,12 +662,13 @@ fn compile_zone(
     }
     // A zone compiled again under the same origin keeps counting into its counters.
     let previous = counters.previous_zone(&zone.origin);
-    let services: Vec<Service> = zone
+    let mut shared = Shared::default();
+    let services: ServiceList = zone
         .services
         .iter()
         .enumerate()
         .map(|(i, svc)| {
-            let mut service = compile_service(zone, svc, health);
+            let mut service = compile_service_shared(zone, svc, health, &mut shared, None);
             service.counters = counters.service(previous.as_deref(), i, &service);
             service
         })
@@ -712,7 +837,7 @@ fn compile_zone(
             rdata: vec![soa_wire.into_boxed_slice()],
             additional: Vec::new(),
         }),
-        services: ServiceList::from_vec(services),
+        services,
         counters: counters.zone(previous.as_deref()),
         dnssec: None,
     };

@@ -433,3 +433,158 @@ fn slow_start_shedding_and_dynamic_ttl_are_compiled_in() {
     );
     assert_eq!(compile_service(&z, &z.services[0], &down).ttl, 5);
 }
+
+/// Regions a, b, c with locations; services of four shapes, two of each, and one more.
+const SHAPES_ZONE: &str = r#"
+origin = "z.test."
+ns = ["ns1.z.test."]
+[soa]
+mname = "ns1.z.test."
+rname = "hostmaster.z.test."
+serial = 1
+
+[region.a]
+location = [50.0, 8.0]
+countries = ["DE"]
+[region.b]
+location = [40.0, -74.0]
+[region.c]
+location = [1.0, 103.0]
+"#;
+
+/// A service of `policy` (TOML lines) named `name` with one endpoint per region listed.
+fn shaped(name: &str, policy: &str, regions: &[&str], first: u8) -> String {
+    let mut out = format!("[service.{name}]\n{policy}\n");
+    for (i, r) in regions.iter().enumerate() {
+        out += &format!(
+            "[[service.{name}.endpoint]]\nregion = \"{r}\"\naddress = \"192.0.2.{}\"\n",
+            usize::from(first) + i
+        );
+    }
+    out
+}
+
+/// The orders of two compiled policies are the same (whether or not they are shared).
+fn same_orders(a: &CompiledPolicy, b: &CompiledPolicy) -> bool {
+    match (a, b) {
+        (CompiledPolicy::Geo(a), CompiledPolicy::Geo(b)) => a == b,
+        (CompiledPolicy::Nearest(a), CompiledPolicy::Nearest(b)) => a == b,
+        (CompiledPolicy::Failover(a), CompiledPolicy::Failover(b)) => a == b,
+        (CompiledPolicy::Weighted, CompiledPolicy::Weighted) => true,
+        _ => false,
+    }
+}
+
+/// The one allocation behind a policy's orders, when it has one.
+fn orders_ptr(p: &CompiledPolicy) -> Option<*const u8> {
+    match p {
+        CompiledPolicy::Geo(a) => Some(Arc::as_ptr(a).cast()),
+        CompiledPolicy::Nearest(a) => Some(Arc::as_ptr(a).cast()),
+        CompiledPolicy::Failover(a) => Some(Arc::as_ptr(a).cast()),
+        CompiledPolicy::Weighted => None,
+    }
+}
+
+/// Services with the same regions (same endpoint counts) and the same policy hold one region
+/// list and one set of orders; a different shape gets its own; and every service, shared or
+/// not, has exactly what compiling it alone gives.
+#[test]
+fn services_of_one_shape_share_region_lists_and_orders() {
+    let geo = "policy = \"geo\"\ngeo = { country = { GB = [\"b\"] } }";
+    let home = "policy = \"geo\"";
+    let nearest = "policy = \"nearest\"";
+    let failover = "policy = \"failover\"\nfailover = [\"b\"]";
+    let mut text = SHAPES_ZONE.to_string();
+    let shapes = [
+        ("g", geo, &["a", "b"][..]),
+        ("h", home, &["a", "b", "c"][..]),
+        ("n", nearest, &["a", "b", "c"][..]),
+        ("f", failover, &["a", "b"][..]),
+    ];
+    let mut first = 1u8;
+    for (prefix, policy, regions) in shapes {
+        for i in 0..2 {
+            text += &shaped(&format!("{prefix}{i}"), policy, regions, first);
+            first += 4;
+        }
+    }
+    // Same policy as g0/g1 over other regions: other lists, other orders.
+    text += &shaped("g2", geo, &["b", "c"], first);
+    let t = table(zone(&text, None));
+    let z = only_zone(&t);
+    let svc = |key: &str| &z.services[z.service_index(key).unwrap()];
+    for prefix in ["g", "h", "n", "f"] {
+        let (a, b) = (svc(&format!("{prefix}0")), svc(&format!("{prefix}1")));
+        assert!(
+            Arc::ptr_eq(a.regions.as_shared(), b.regions.as_shared()),
+            "{prefix}: one region list"
+        );
+        assert_eq!(orders_ptr(&a.policy), orders_ptr(&b.policy), "{prefix}");
+        assert!(!std::ptr::eq(&a.endpoints[0], &b.endpoints[0]));
+    }
+    let (g0, g2) = (svc("g0"), svc("g2"));
+    assert!(!Arc::ptr_eq(g0.regions.as_shared(), g2.regions.as_shared()));
+    assert_ne!(orders_ptr(&g0.policy), orders_ptr(&g2.policy));
+    // Lists differ only in their region names: one list per distinct (regions, counts).
+    let lists: std::collections::HashSet<*const u8> = z
+        .services
+        .iter()
+        .map(|s| Arc::as_ptr(s.regions.as_shared()).cast::<u8>())
+        .collect();
+    assert_eq!(lists.len(), 3, "[a b], [a b c], [b c]");
+
+    for (i, model) in z.source.services.iter().enumerate() {
+        let alone = compile_service(&z.source, model, &AllUp);
+        let shared = &z.services[i];
+        assert_eq!(alone.regions, shared.regions, "{}", model.key);
+        assert_eq!(alone.endpoints, shared.endpoints, "{}", model.key);
+        assert!(same_orders(&alone.policy, &shared.policy), "{}", model.key);
+        // And what a client of every country gets.
+        for (code, continent, centroid) in crate::geo::countries() {
+            let loc = crate::geo::Location {
+                country: Some(code),
+                continent: Some(continent),
+                coords: Some(centroid),
+                coords_from_centroid: true,
+                prefix_len: 0,
+                found: true,
+            };
+            assert_eq!(
+                alone.route(alone.order_at(&loc).0),
+                shared.route(shared.order_at(&loc).0),
+                "{} {code}",
+                model.key
+            );
+        }
+    }
+}
+
+/// A health rebuild keeps the rebuilt service's orders (they do not depend on health) and its
+/// region list when the shares did not change, so rebuilding never unshares them.
+#[test]
+fn a_health_rebuild_keeps_the_shared_lists_and_orders() {
+    let mut text = SHAPES_ZONE.to_string();
+    text += &shaped("n0", "policy = \"nearest\"", &["a", "b"], 1);
+    text += &shaped("n1", "policy = \"nearest\"", &["a", "b"], 5);
+    let t = table(zone(&text, None));
+    let key = key_wire(&Name::from_ascii("z.test.").unwrap());
+    let down = Health(HashMap::from([(
+        "192.0.2.1".parse().unwrap(),
+        EndpointState::Down,
+    )]));
+    let (next, reuse) = super::rebuild_services(&t, &[(key, vec![0])], &down, 2);
+    assert_eq!((reuse.services_compiled, reuse.services_reused), (1, 1));
+    let (before, after) = (only_zone(&t), only_zone(&next));
+    let (old, new) = (&before.services[0], &after.services[0]);
+    assert!(!new.endpoints[0].healthy && old.endpoints[0].healthy);
+    assert_eq!(orders_ptr(&old.policy), orders_ptr(&new.policy));
+    assert!(Arc::ptr_eq(
+        old.regions.as_shared(),
+        new.regions.as_shared()
+    ));
+    // Still the list its neighbour holds.
+    assert!(Arc::ptr_eq(
+        new.regions.as_shared(),
+        after.services[1].regions.as_shared()
+    ));
+}

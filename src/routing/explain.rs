@@ -295,7 +295,19 @@ fn service_view(
     let (walk, reason, _, loc) = svc.order(client, &table.geo);
     let want_v4 = rtype != RecordType::AAAA;
     let order: Vec<(usize, Option<f64>)> = match walk {
-        RegionWalk::List(list) => list.iter().map(|&i| (usize::from(i), None)).collect(),
+        // A nearest order precomputed for the client's country: distances from its centroid.
+        RegionWalk::List(list) => list
+            .iter()
+            .map(|&i| {
+                let from = match reason {
+                    OrderReason::Distance(from) => Some(from),
+                    _ => None,
+                };
+                let coords = svc.regions.get(usize::from(i)).and_then(|r| r.coords);
+                let d = from.zip(coords).map(|(from, c)| distance_km(from, c));
+                (usize::from(i), d)
+            })
+            .collect(),
         RegionWalk::Pool => (0..svc.regions.len()).map(|i| (i, None)).collect(),
         RegionWalk::Nearest(from) => {
             let mut v: Vec<(usize, Option<f64>)> = svc
@@ -365,7 +377,7 @@ fn service_view(
     };
     ServiceView {
         service: svc.key.clone(),
-        policy: svc.policy_name,
+        policy: svc.policy_name(),
         order_reason,
         regions,
         outcome: format!("{:?}", sel.outcome).to_lowercase(),
@@ -623,5 +635,77 @@ mod tests {
             let drawn = (*k).min(weights.iter().filter(|w| **w > 0).count());
             assert!((sum - drawn as f64).abs() < 1e-9, "{weights:?}: sum {sum}");
         }
+    }
+
+    /// A client a Country database places at its country's centroid gets the nearest order
+    /// precomputed for the country; explain still shows each region's distance, nearest first.
+    #[test]
+    fn a_precomputed_nearest_order_shows_distances() {
+        use std::sync::Arc;
+
+        use hickory_proto::rr::RecordType;
+
+        use crate::geo::GeoDb;
+        use crate::proto::ClientSubnet;
+        use crate::routing::compile::{AllUp, compile};
+        use crate::routing::select::Client;
+
+        let zone = crate::config::testing::zone_from_text(
+            r#"
+origin = "n.test."
+ns = ["ns1.n.test."]
+[soa]
+mname = "ns1.n.test."
+rname = "hostmaster.n.test."
+serial = 1
+[region.ap]
+location = [1.35, 103.82]
+[region.eu]
+location = [53.35, -6.26]
+[region.us]
+location = [39.04, -77.49]
+[service.www]
+policy = "nearest"
+[[service.www.endpoint]]
+region = "ap"
+address = "192.0.2.1"
+[[service.www.endpoint]]
+region = "eu"
+address = "192.0.2.2"
+[[service.www.endpoint]]
+region = "us"
+address = "192.0.2.3"
+"#,
+            &[],
+        );
+        let db = GeoDb::open(std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/geoip/GeoLite2-Country-Test.mmdb"
+        )))
+        .unwrap();
+        let table = compile(&[Arc::new(zone)], Arc::new(db), &AllUp, 1).unwrap();
+        let svc = &table.zones().next().unwrap().services[0];
+        // 50.114.0.0/22: the US, no coordinates in a Country database.
+        let client = Client {
+            source: "127.0.0.1".parse().unwrap(),
+            subnet: Some(ClientSubnet {
+                addr: "50.114.0.0".parse().unwrap(),
+                source_prefix: 22,
+            }),
+        };
+        let view = super::service_view(svc, &table, &client, RecordType::A);
+        let names: Vec<&str> = view.regions.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["us", "eu", "ap"]);
+        let d: Vec<f64> = view
+            .regions
+            .iter()
+            .map(|r| r.distance_km.expect("a distance for every region"))
+            .collect();
+        assert!(d.windows(2).all(|w| w[0] <= w[1]), "{d:?}");
+        assert!(
+            view.order_reason.starts_with("nearest first"),
+            "{}",
+            view.order_reason
+        );
     }
 }

@@ -8,6 +8,7 @@
 
 use std::net::IpAddr;
 use std::ops::Range;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 
@@ -40,8 +41,10 @@ impl Client {
     }
 }
 
-/// One load balancer address of a service, compiled with its health.
-#[derive(Clone, Debug)]
+/// One load balancer address of a service, compiled with its health. 28 bytes, no heap: the
+/// answer takes its RDATA from the address ([`Service::answer`] copies the octets of the
+/// chosen few to the stack).
+#[derive(Clone, Debug, PartialEq)]
 pub struct Endpoint {
     /// The address answered.
     pub address: IpAddr,
@@ -53,12 +56,70 @@ pub struct Endpoint {
     pub healthy: bool,
     /// Index of its region in [`Service::regions`].
     pub region: u16,
-    /// RDATA: 4 or 16 bytes.
-    pub(crate) rdata: Box<[u8]>,
+}
+
+/// The endpoints of a service, grouped by region. A service with one endpoint (the common
+/// shape of a large catalogue) keeps it inline: no allocation, and no pointer to follow on the
+/// query path; more live in one boxed slice.
+#[derive(Clone, Debug, PartialEq)]
+pub enum EndpointList {
+    /// Exactly one.
+    One(Endpoint),
+    /// Any other number (none for a service that only has fallback addresses).
+    Many(Box<[Endpoint]>),
+}
+
+impl Default for EndpointList {
+    fn default() -> Self {
+        EndpointList::Many(Box::default())
+    }
+}
+
+impl From<Vec<Endpoint>> for EndpointList {
+    fn from(mut v: Vec<Endpoint>) -> Self {
+        match v.pop() {
+            Some(e) if v.is_empty() => EndpointList::One(e),
+            Some(e) => {
+                v.push(e);
+                EndpointList::Many(v.into_boxed_slice())
+            }
+            None => EndpointList::default(),
+        }
+    }
+}
+
+impl std::ops::Deref for EndpointList {
+    type Target = [Endpoint];
+
+    #[inline]
+    fn deref(&self) -> &[Endpoint] {
+        match self {
+            EndpointList::One(e) => std::slice::from_ref(e),
+            EndpointList::Many(list) => list,
+        }
+    }
+}
+
+impl std::ops::DerefMut for EndpointList {
+    fn deref_mut(&mut self) -> &mut [Endpoint] {
+        match self {
+            EndpointList::One(e) => std::slice::from_mut(e),
+            EndpointList::Many(list) => list,
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a EndpointList {
+    type Item = &'a Endpoint;
+    type IntoIter = std::slice::Iter<'a, Endpoint>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
 }
 
 /// A region as a service sees it: where it is and which of the service's endpoints live there.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct RegionEndpoints {
     /// Region name.
     pub name: String,
@@ -75,34 +136,191 @@ pub struct RegionEndpoints {
 /// [`RegionEndpoints::share`] of a region that takes all it would.
 pub const FULL_SHARE: u16 = 1000;
 
+/// The regions of a service, shared: the services of a zone with the same regions, the same
+/// number of endpoints in each and the same shares hold one list (`compile` interns them), so
+/// a catalogue of a million one-region services keeps one list, not a million.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RegionList(Arc<[RegionEndpoints]>);
+
+impl RegionList {
+    /// The list as one shared handle (tests compare handles across services).
+    pub fn as_shared(&self) -> &Arc<[RegionEndpoints]> {
+        &self.0
+    }
+
+    /// The regions to change, copied first when the list is shared (tests, and a compile that
+    /// adjusts one service).
+    pub fn make_mut(&mut self) -> &mut [RegionEndpoints] {
+        if Arc::get_mut(&mut self.0).is_none() {
+            self.0 = Arc::from(self.0.to_vec());
+        }
+        Arc::get_mut(&mut self.0).unwrap_or(&mut [])
+    }
+}
+
+impl From<Vec<RegionEndpoints>> for RegionList {
+    fn from(v: Vec<RegionEndpoints>) -> Self {
+        RegionList(Arc::from(v))
+    }
+}
+
+impl std::ops::Deref for RegionList {
+    type Target = [RegionEndpoints];
+
+    #[inline]
+    fn deref(&self) -> &[RegionEndpoints] {
+        &self.0
+    }
+}
+
+impl<'a> IntoIterator for &'a RegionList {
+    type Item = &'a RegionEndpoints;
+    type IntoIter = std::slice::Iter<'a, RegionEndpoints>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
 /// A region order, as indices into [`Service::regions`]. Every region appears once: the
 /// configured ones first, then the rest in file order, so failover never runs out early.
 pub type Order = Box<[u16]>;
 
-/// How a compiled service orders regions.
+/// The orders of a `geo` service, shared by the services of a zone with the same tables over
+/// the same regions.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct GeoOrders {
+    /// Clients nothing else matches.
+    pub default: Order,
+    /// Sorted by country for binary search.
+    pub country: Vec<(CountryCode, Order)>,
+    /// Indexed by [`Continent`] position in [`Continent::ALL`].
+    pub continent: [Option<Order>; 7],
+    /// The `subnet` overrides, with the ECS scope of every decision they take part in.
+    pub subnet: SubnetMap,
+}
+
+/// Country codes are two uppercase letters: 26 x 26 slots index them directly.
+const COUNTRY_SLOTS: usize = 26 * 26;
+
+/// The slot of a country code in a [`NearestOrders`] index; `None` for anything but two
+/// uppercase ASCII letters.
+fn country_slot(c: CountryCode) -> Option<usize> {
+    match c.as_str().as_bytes() {
+        &[a @ b'A'..=b'Z', b @ b'A'..=b'Z'] => {
+            Some(usize::from(a - b'A') * 26 + usize::from(b - b'A'))
+        }
+        _ => None,
+    }
+}
+
+/// The orders of a `nearest` service, computed at compile time: for every country of the
+/// built-in table, the service's regions by distance from the country's centroid (nearest
+/// first, regions without a location last, ties in region order), which is what a client
+/// gets that GeoIP places in the country without coordinates of its own. Shared by the
+/// services of a zone with the same regions, so the query path does no per-region work for
+/// such clients and compile time does not multiply by the regions per service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NearestOrders {
+    /// For clients without coordinates: file order.
+    pub default: Order,
+    /// The service's region count: the length of every order.
+    regions: usize,
+    /// By country slot ([`country_slot`]): the index of its order in `orders`, `u16::MAX`
+    /// when the built-in table has no such country.
+    by_country: Box<[u16]>,
+    /// The distinct orders, `regions` entries each, one after another.
+    orders: Box<[u16]>,
+}
+
+impl NearestOrders {
+    /// The orders over `regions` (their locations, in the service's order).
+    pub fn new(regions: &[Option<Coords>]) -> NearestOrders {
+        let count = regions.len();
+        let mut by_country = vec![u16::MAX; COUNTRY_SLOTS].into_boxed_slice();
+        let mut orders: Vec<u16> = Vec::new();
+        let mut seen: std::collections::HashMap<Vec<u16>, u16> = Default::default();
+        for (code, _, centroid) in crate::geo::countries() {
+            let order = nearest_order(regions, centroid);
+            let next = u16::try_from(seen.len()).unwrap_or(u16::MAX);
+            let index = *seen.entry(order).or_insert_with_key(|order| {
+                orders.extend_from_slice(order);
+                next
+            });
+            if let Some(slot) = country_slot(code).and_then(|s| by_country.get_mut(s)) {
+                *slot = index;
+            }
+        }
+        NearestOrders {
+            default: (0..count)
+                .map(|i| u16::try_from(i).unwrap_or(u16::MAX))
+                .collect(),
+            regions: count,
+            by_country,
+            orders: orders.into_boxed_slice(),
+        }
+    }
+
+    /// The order for a client GeoIP places in `country` at the country's centroid.
+    #[inline]
+    pub fn for_country(&self, country: CountryCode) -> Option<&[u16]> {
+        let index = usize::from(*self.by_country.get(country_slot(country)?)?);
+        let start = index.checked_mul(self.regions)?;
+        self.orders.get(start..start.checked_add(self.regions)?)
+    }
+
+    /// How many distinct orders the countries have.
+    pub fn distinct(&self) -> usize {
+        self.orders.len().checked_div(self.regions).unwrap_or(0)
+    }
+}
+
+/// Regions (their locations, in service order) sorted by distance from `from`: the order the
+/// distance walk (`Service::walk`) visits them in for a client at `from` (ties, and regions
+/// without a location, by index).
+pub fn nearest_order(regions: &[Option<Coords>], from: Coords) -> Vec<u16> {
+    let mut by: Vec<(f64, u16)> = regions
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| {
+            let d = c.map_or(f64::MAX, |c| distance_km(from, c));
+            Some((d, u16::try_from(i).ok()?))
+        })
+        .collect();
+    by.sort_by(|a, b| {
+        a.0.partial_cmp(&b.0)
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then(a.1.cmp(&b.1))
+    });
+    by.into_iter().map(|(_, i)| i).collect()
+}
+
+/// How a compiled service orders regions. The orders are shared (`Arc`): they depend on the
+/// configuration and the service's regions, never on health, so a zone holds each distinct
+/// one once and a health rebuild keeps the service's handle.
 #[derive(Clone, Debug)]
 pub enum CompiledPolicy {
     /// Lists by subnet (longest prefix first), country, continent; `default` otherwise.
-    Geo {
-        /// Clients nothing else matches.
-        default: Order,
-        /// Sorted by country for binary search.
-        country: Vec<(CountryCode, Order)>,
-        /// Indexed by [`Continent`] position in [`Continent::ALL`].
-        continent: [Option<Order>; 7],
-        /// The `subnet` overrides, with the ECS scope of every decision they take part in
-        /// (boxed: the tables are large next to the other policies).
-        subnet: Box<SubnetMap>,
-    },
-    /// Nearest region with coordinates first; `default` when the client has none.
-    Nearest {
-        /// File order.
-        default: Order,
-    },
-    /// A fixed order.
-    Failover(Order),
+    Geo(Arc<GeoOrders>),
+    /// Nearest region with coordinates first; precomputed per country; `default` when the
+    /// client has no coordinates.
+    Nearest(Arc<NearestOrders>),
+    /// A fixed order (one thin handle: the variant stays at a pointer's size).
+    Failover(Arc<Order>),
     /// One pool of every endpoint.
     Weighted,
+}
+
+impl CompiledPolicy {
+    /// The policy's name as configured (`geo`, `nearest`, `failover`, `weighted`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            CompiledPolicy::Geo(_) => "geo",
+            CompiledPolicy::Nearest(_) => "nearest",
+            CompiledPolicy::Failover(_) => "failover",
+            CompiledPolicy::Weighted => "weighted",
+        }
+    }
 }
 
 /// What to answer when nothing is healthy.
@@ -121,18 +339,16 @@ pub enum CompiledFallback {
 pub struct Service {
     /// Name relative to the zone, as configured.
     pub key: String,
-    /// Policy name, for explain and status.
-    pub policy_name: &'static str,
     /// TTL of answers.
     pub ttl: u32,
     /// Maximum addresses per answer.
     pub answers: usize,
-    /// Region ordering.
+    /// Region ordering (shared).
     pub policy: CompiledPolicy,
-    /// Regions that have endpoints of this service, zone file order.
-    pub regions: Vec<RegionEndpoints>,
+    /// Regions that have endpoints of this service, zone file order (shared).
+    pub regions: RegionList,
     /// The endpoints, grouped by region.
-    pub endpoints: Vec<Endpoint>,
+    pub endpoints: EndpointList,
     /// When nothing is healthy.
     pub fallback: CompiledFallback,
     /// Answers by region and outcome (created by `compile`; detached in offline tables).
@@ -189,6 +405,11 @@ pub enum RegionWalk<'s> {
 }
 
 impl Service {
+    /// Policy name, for explain and status (`geo`, `nearest`, `failover`, `weighted`).
+    pub fn policy_name(&self) -> &'static str {
+        self.policy.name()
+    }
+
     /// Locates the client and orders regions for it; returns the walk, why, and the ECS scope.
     pub fn order(
         &self,
@@ -200,21 +421,29 @@ impl Service {
                 (RegionWalk::List(order), OrderReason::Failover, 0, None)
             }
             CompiledPolicy::Weighted => (RegionWalk::Pool, OrderReason::Pooled, 0, None),
-            CompiledPolicy::Nearest { default } => {
+            CompiledPolicy::Nearest(nearest) => {
                 let Some((addr, _)) = client.locate_addr() else {
-                    return (RegionWalk::List(default), OrderReason::Default, 0, None);
+                    return (
+                        RegionWalk::List(&nearest.default),
+                        OrderReason::Default,
+                        0,
+                        None,
+                    );
                 };
                 let loc = super::geo_cache::lookup(geo, addr);
                 let (walk, reason) = self.order_at(&loc);
                 (walk, reason, loc.prefix_len, Some(loc))
             }
-            CompiledPolicy::Geo {
-                default, subnet, ..
-            } => {
+            CompiledPolicy::Geo(geo_orders) => {
                 let Some((addr, _)) = client.locate_addr() else {
-                    return (RegionWalk::List(default), OrderReason::Default, 0, None);
+                    return (
+                        RegionWalk::List(&geo_orders.default),
+                        OrderReason::Default,
+                        0,
+                        None,
+                    );
                 };
-                let hit = subnet.lookup(addr);
+                let hit = geo_orders.subnet.lookup(addr);
                 if let Some((net, order)) = hit.entry {
                     return (
                         RegionWalk::List(order),
@@ -241,16 +470,25 @@ impl Service {
         match &self.policy {
             CompiledPolicy::Failover(order) => (RegionWalk::List(order), OrderReason::Failover),
             CompiledPolicy::Weighted => (RegionWalk::Pool, OrderReason::Pooled),
-            CompiledPolicy::Nearest { default } => match loc.coords {
-                Some(c) => (RegionWalk::Nearest(c), OrderReason::Distance(c)),
-                None => (RegionWalk::List(default), OrderReason::Default),
+            CompiledPolicy::Nearest(nearest) => match loc.coords {
+                // GeoIP placed the client at its country's centroid: the order is ready.
+                Some(c) => match loc
+                    .country
+                    .filter(|_| loc.coords_from_centroid)
+                    .and_then(|k| nearest.for_country(k))
+                {
+                    Some(order) => (RegionWalk::List(order), OrderReason::Distance(c)),
+                    None => (RegionWalk::Nearest(c), OrderReason::Distance(c)),
+                },
+                None => (RegionWalk::List(&nearest.default), OrderReason::Default),
             },
-            CompiledPolicy::Geo {
-                default,
-                country,
-                continent,
-                ..
-            } => {
+            CompiledPolicy::Geo(geo_orders) => {
+                let GeoOrders {
+                    default,
+                    country,
+                    continent,
+                    ..
+                } = &**geo_orders;
                 if let Some(c) = loc.country {
                     if let Ok(i) = country.binary_search_by(|(k, _)| k.cmp(&c)) {
                         if let Some((_, order)) = country.get(i) {
@@ -497,12 +735,40 @@ impl Service {
             return sel.scope;
         }
         let chosen = sel.chosen.get(..sel.count).unwrap_or(&[]);
-        let rdatas = chosen
+        // The RDATA is the address: its octets go to the stack, not to a heap copy per
+        // endpoint kept in the table.
+        let mut wire = [([0u8; 16], 0usize); MAX_ANSWERS];
+        let mut n = 0;
+        for e in chosen
             .iter()
             .filter_map(|&i| self.endpoints.get(usize::from(i)))
-            .map(|e| &e.rdata[..]);
+        {
+            if let Some(slot) = wire.get_mut(n) {
+                *slot = octets(e.address);
+                n += 1;
+            }
+        }
+        let rdatas = wire
+            .iter()
+            .take(n)
+            .map(|(bytes, len)| bytes.get(..*len).unwrap_or(&[]));
         w.rrset(Section::Answer, owner, rtype, self.ttl, rdatas);
         sel.scope
+    }
+}
+
+/// An address as A or AAAA RDATA: its octets, and how many of the 16 are used.
+#[inline]
+fn octets(address: IpAddr) -> ([u8; 16], usize) {
+    match address {
+        IpAddr::V4(a) => {
+            let mut out = [0u8; 16];
+            if let Some(head) = out.get_mut(..4) {
+                head.copy_from_slice(&a.octets());
+            }
+            (out, 4)
+        }
+        IpAddr::V6(a) => (a.octets(), 16),
     }
 }
 

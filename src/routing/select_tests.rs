@@ -954,7 +954,7 @@ fn a_ramping_region_takes_its_share_and_the_rest_fails_over() {
             .iter()
             .position(|r| r.name == "us-east")
             .unwrap();
-        svc.regions[us].share = 300;
+        svc.regions.make_mut()[us].share = 300;
         svc
     };
     let svc = ramped(&[]);
@@ -978,4 +978,139 @@ fn a_ramping_region_takes_its_share_and_the_rest_fails_over() {
         assert_eq!(region(&svc, &sel).as_deref(), Some("us-east"));
         assert_eq!(sel.outcome, Outcome::Healthy);
     }
+}
+
+/// Regions visited by `walk`, in order (by the start of their endpoint range), every one.
+fn visits(svc: &Service, walk: super::RegionWalk<'_>) -> Vec<usize> {
+    let mut seen = Vec::new();
+    let _ = svc.walk(walk, false, |range| {
+        seen.push(range.start);
+        None
+    });
+    seen
+}
+
+/// The orders `nearest` precomputes per country are exactly what the distance walk gives a
+/// client at the country's centroid (the walk without them), for every country of the
+/// built-in table; ties in distance go by region order in both.
+#[test]
+fn precomputed_nearest_orders_are_the_distance_walk_for_every_country() {
+    // Two regions at one place (a tie), one at the antipode of another.
+    let tied = crate::config::testing::zone_from_text(
+        r#"
+origin = "t.test."
+ns = ["ns1.t.test."]
+[soa]
+mname = "ns1.t.test."
+rname = "hostmaster.t.test."
+serial = 1
+[region.z-fra]
+location = [50.11, 8.68]
+[region.a-fra]
+location = [50.11, 8.68]
+[region.nz]
+location = [-50.11, -171.32]
+[region.sg]
+location = [1.35, 103.82]
+[service.n]
+policy = "nearest"
+[[service.n.endpoint]]
+region = "nz"
+address = "192.0.2.1"
+[[service.n.endpoint]]
+region = "z-fra"
+address = "192.0.2.2"
+[[service.n.endpoint]]
+region = "a-fra"
+address = "192.0.2.3"
+[[service.n.endpoint]]
+region = "sg"
+address = "192.0.2.4"
+"#,
+        &[],
+    );
+    let zone = zone();
+    let health = Health::default();
+    for svc in [
+        compiled(&zone, "near", &health),
+        compiled(&tied, "n", &health),
+    ] {
+        let mut countries = 0;
+        for (code, continent, centroid) in crate::geo::countries() {
+            let at_centroid = crate::geo::Location {
+                country: Some(code),
+                continent: Some(continent),
+                coords: Some(centroid),
+                coords_from_centroid: true,
+                prefix_len: 0,
+                found: true,
+            };
+            let (ready, reason) = svc.order_at(&at_centroid);
+            assert!(matches!(ready, super::RegionWalk::List(_)), "{code}");
+            assert_eq!(reason, OrderReason::Distance(centroid), "{code}");
+            // The same point as coordinates of its own: the walk measures every region.
+            let measured = crate::geo::Location {
+                coords_from_centroid: false,
+                ..at_centroid
+            };
+            let (walk, reason) = svc.order_at(&measured);
+            assert!(matches!(walk, super::RegionWalk::Nearest(_)), "{code}");
+            assert_eq!(reason, OrderReason::Distance(centroid), "{code}");
+            let order = visits(&svc, ready);
+            assert_eq!(order.len(), svc.regions.len(), "{code}");
+            assert_eq!(order, visits(&svc, walk), "{code}");
+            countries += 1;
+        }
+        assert_eq!(countries, 250);
+    }
+}
+
+/// A client GeoIP places by coordinates of its own (the City database) still gets the exact
+/// distance order, and one that only has a country gets its country's precomputed order.
+#[test]
+fn nearest_answers_by_the_precomputed_order_only_for_a_country_centroid() {
+    let (svc, db) = (service("near"), geo());
+    let super::CompiledPolicy::Nearest(orders) = &svc.policy else {
+        panic!("near is a nearest service");
+    };
+    // Six regions with locations: several countries share an order, none has a missing one.
+    assert!(orders.distinct() >= 2 && orders.distinct() <= 250);
+    let se: crate::geo::CountryCode = "SE".parse().unwrap();
+    let names = |order: &[u16]| -> Vec<String> {
+        order
+            .iter()
+            .map(|&i| svc.regions[usize::from(i)].name.clone())
+            .collect()
+    };
+    assert_eq!(names(orders.for_country(se).unwrap())[0], "eu-north");
+    // 89.160.20.128/25 is Linköping with coordinates: the walk, from the city.
+    let (walk, reason, _, loc) = svc.order(&ecs("89.160.20.128/25"), &db);
+    assert!(!loc.unwrap().coords_from_centroid);
+    assert!(matches!(walk, super::RegionWalk::Nearest(_)));
+    assert!(matches!(reason, OrderReason::Distance(_)));
+    let sel = svc.select(qtype::A, &ecs("89.160.20.128/25"), &db);
+    assert_eq!(region(&svc, &sel).as_deref(), Some("eu-north"));
+    // A Country database has no coordinates: 50.114.0.0/22 is the US at its centroid.
+    let country_db = GeoDb::open(Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/geoip/GeoLite2-Country-Test.mmdb"
+    )))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let (walk, reason, scope, loc) = svc.order(&ecs("50.114.0.0/24"), &country_db);
+    assert!(loc.unwrap().coords_from_centroid);
+    let us: crate::geo::CountryCode = "US".parse().unwrap();
+    let super::RegionWalk::List(order) = walk else {
+        panic!("a country centroid gets the precomputed order");
+    };
+    assert_eq!(Some(order), orders.for_country(us));
+    assert_eq!(
+        reason,
+        OrderReason::Distance(Coords {
+            lat: 38.0,
+            lon: -97.0
+        })
+    );
+    assert_eq!(scope, 22);
+    let sel = svc.select(qtype::A, &ecs("50.114.0.0/24"), &country_db);
+    assert_eq!(region(&svc, &sel).as_deref(), Some("us-east"));
 }

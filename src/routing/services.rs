@@ -27,17 +27,7 @@ pub struct ServiceList {
 impl ServiceList {
     /// The list of `services`, in order.
     pub fn from_vec(services: Vec<Service>) -> Self {
-        let len = services.len();
-        let mut chunks = Vec::with_capacity(len.div_ceil(CHUNK));
-        let mut rest = services.into_iter();
-        loop {
-            let chunk: Vec<Service> = rest.by_ref().take(CHUNK).collect();
-            if chunk.is_empty() {
-                break;
-            }
-            chunks.push(Arc::from(chunk));
-        }
-        Self { chunks, len }
+        services.into_iter().collect()
     }
 
     /// Number of services.
@@ -100,6 +90,26 @@ impl ServiceList {
     }
 }
 
+/// Builds the chunks as the services come: a zone compile never holds its services twice
+/// (a whole list, then its chunks).
+impl FromIterator<Service> for ServiceList {
+    fn from_iter<I: IntoIterator<Item = Service>>(services: I) -> Self {
+        let mut rest = services.into_iter();
+        let mut chunks = Vec::new();
+        let mut len = 0;
+        loop {
+            let chunk: Vec<Service> = rest.by_ref().take(CHUNK).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            len += chunk.len();
+            chunks.push(Arc::from(chunk));
+        }
+        chunks.shrink_to_fit();
+        Self { chunks, len }
+    }
+}
+
 /// Iterator over a [`ServiceList`], in order.
 #[derive(Clone, Debug)]
 pub struct Iter<'a> {
@@ -149,12 +159,11 @@ mod tests {
     fn service(key: &str) -> Service {
         Service {
             key: key.to_string(),
-            policy_name: "weighted",
             ttl: 30,
             answers: 1,
             policy: CompiledPolicy::Weighted,
-            regions: Vec::new(),
-            endpoints: Vec::new(),
+            regions: Default::default(),
+            endpoints: Default::default(),
             fallback: CompiledFallback::None,
             counters: Default::default(),
         }

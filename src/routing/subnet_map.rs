@@ -32,7 +32,7 @@ pub type Override = (IpNet, Order);
 type Key = u128;
 
 /// An elementary interval of one family's address space.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Interval {
     /// First key of the interval (the next interval's start ends it).
     start: Key,
@@ -70,8 +70,9 @@ impl SubnetMatch<'_> {
     }
 }
 
-/// The compiled overrides of one service, both families.
-#[derive(Clone, Debug)]
+/// The compiled overrides of one service, both families (compared and hashed: equal maps are
+/// shared between services, see `compile::Shared`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct SubnetMap {
     /// The overrides, longest prefix first (for explain and status).
     overrides: Vec<Override>,
