@@ -1298,6 +1298,7 @@ fn shape(zone: &super::Zone) -> String {
     let mut zone = zone.clone();
     zone.file = PathBuf::new();
     zone.fingerprint = None;
+    zone.stamp = Default::default();
     format!("{zone:?}")
 }
 
@@ -1410,21 +1411,21 @@ fn load_dir_reads_json_beside_toml_and_one_origin_is_served_once() {
 
 #[test]
 fn a_reload_reuses_the_serving_version_of_an_unchanged_file() {
-    use super::load::reload_zone;
+    use super::load::{Reread, reload_zone};
     use std::sync::Arc;
     let (dir, path) = write(BASE);
-    let first = reload_zone(&path, None).unwrap();
+    let first = reload_zone(&path, None, Reread::Changed).unwrap();
     // Unchanged bytes: the same zone, not a copy.
-    let again = reload_zone(&path, Some(&first)).unwrap();
+    let again = reload_zone(&path, Some(&first), Reread::Changed).unwrap();
     assert!(Arc::ptr_eq(&first, &again));
     // Any edit loads anew, and an edit that breaks the file is an error as usual.
     fs::write(&path, BASE.replace("serial = 1", "serial = 2")).unwrap();
-    let edited = reload_zone(&path, Some(&first)).unwrap();
+    let edited = reload_zone(&path, Some(&first), Reread::Changed).unwrap();
     assert!(!Arc::ptr_eq(&first, &edited));
     assert_eq!(edited.serial(), 2);
     fs::write(&path, BASE.replace("serial = 1", "serial = \"x\"")).unwrap();
     assert!(matches!(
-        reload_zone(&path, Some(&edited)),
+        reload_zone(&path, Some(&edited), Reread::Changed),
         Err(ZoneError::Syntax { .. })
     ));
     // A zone with a master file depends on more than its own bytes: always loaded again.
@@ -1435,8 +1436,8 @@ fn a_reload_reuses_the_serving_version_of_an_unchanged_file() {
     )
     .unwrap();
     fs::write(&path, "origin = \"t.test.\"\nrecords_file = \"t.zone\"\n").unwrap();
-    let with_master = reload_zone(&path, None).unwrap();
+    let with_master = reload_zone(&path, None, Reread::Changed).unwrap();
     assert_eq!(with_master.fingerprint, None);
-    let again = reload_zone(&path, Some(&with_master)).unwrap();
+    let again = reload_zone(&path, Some(&with_master), Reread::Changed).unwrap();
     assert!(!Arc::ptr_eq(&with_master, &again));
 }
