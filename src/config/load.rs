@@ -144,7 +144,10 @@ fn load_threads() -> usize {
 /// loop that stops at the first error would have: in item order, up to and including the
 /// first `Err` in item order. Threads take the next item in turn (one huge zone file does not
 /// hold up a thread's share of small ones), and stop taking items past an error.
-fn map_until_err<T, R, E>(items: &[T], f: impl Fn(&T) -> Result<R, E> + Sync) -> Vec<Result<R, E>>
+pub(super) fn map_until_err<T, R, E>(
+    items: &[T],
+    f: impl Fn(&T) -> Result<R, E> + Sync,
+) -> Vec<Result<R, E>>
 where
     T: Sync,
     R: Send,
@@ -315,7 +318,7 @@ pub fn reload_zone(
 /// stamp with the kernel's tick clock, a few ms).
 pub const SETTLED: std::time::Duration = std::time::Duration::from_secs(2);
 
-fn stamp_of(meta: &fs::Metadata) -> FileStamp {
+pub(super) fn stamp_of(meta: &fs::Metadata) -> FileStamp {
     use std::os::unix::fs::MetadataExt;
     let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
     FileStamp {
@@ -328,7 +331,7 @@ fn stamp_of(meta: &fs::Metadata) -> FileStamp {
 }
 
 /// `stamp` when its times are [`SETTLED`] at `now` (a time in the future is not).
-fn settled(stamp: FileStamp, now: std::time::SystemTime) -> Option<FileStamp> {
+pub(super) fn settled(stamp: FileStamp, now: std::time::SystemTime) -> Option<FileStamp> {
     let now = now
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX));
