@@ -140,14 +140,18 @@ fn load_threads() -> usize {
         .min(MAX_LOAD_THREADS)
 }
 
-/// `f` over `items` on up to [`load_threads`] threads, with exactly the results a sequential
-/// loop that stops at the first error would have: in item order, up to and including the
-/// first `Err` in item order. Threads take the next item in turn (one huge zone file does not
-/// hold up a thread's share of small ones), and stop taking items past an error.
-pub(super) fn map_until_err<T, R, E>(
+/// `f` over `items` on up to [`load_threads`] threads, each result handed to `take` on the
+/// calling thread in item order as soon as those before it are: exactly what a loop that calls
+/// `f` then `take` per item and stops at the first error would do (the same error, nothing
+/// taken after it). Threads take the next item in turn (one huge zone file does not hold up a
+/// share of small ones) and stop taking items once an error is decided. Results wait for
+/// `take` only while one before them is unfinished, so a load holds the model once, not once
+/// more in results.
+pub(super) fn map_in_order<T, R, E>(
     items: &[T],
     f: impl Fn(&T) -> Result<R, E> + Sync,
-) -> Vec<Result<R, E>>
+    mut take: impl FnMut(R) -> Result<(), E>,
+) -> Result<(), E>
 where
     T: Sync,
     R: Send,
@@ -156,64 +160,54 @@ where
     use std::sync::atomic::{AtomicUsize, Ordering};
     let threads = load_threads().min(items.len());
     if threads <= 1 {
-        let mut out = Vec::with_capacity(items.len());
         for item in items {
-            let result = f(item);
-            let stop = result.is_err();
-            out.push(result);
-            if stop {
-                break;
-            }
+            take(f(item)?)?;
         }
-        return out;
+        return Ok(());
     }
     let next = AtomicUsize::new(0);
-    let first_err = AtomicUsize::new(usize::MAX);
-    let work = || {
-        let mut done = Vec::new();
-        loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            // Items are taken in increasing order, so every item before an error was taken
-            // (and is finished) by some thread: nothing a sequential loop reaches is skipped.
-            let Some(item) = items.get(i) else { break };
-            if i > first_err.load(Ordering::Relaxed) {
-                break;
+    // Items from this index on are not needed: an error before them decides the outcome.
+    let stop = AtomicUsize::new(usize::MAX);
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<R, E>)>();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            let tx = tx.clone();
+            let (next, stop, f) = (&next, &stop, &f);
+            scope.spawn(move || {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(item) = items.get(i) else { break };
+                    if i >= stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let result = f(item);
+                    if result.is_err() {
+                        stop.fetch_min(i + 1, Ordering::Relaxed);
+                    }
+                    // The receiver is gone only once the outcome is decided.
+                    if tx.send((i, result)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        // Items are taken in increasing order and every taken item is finished and sent, so
+        // every index before a decided error arrives.
+        let mut pending = std::collections::BTreeMap::new();
+        let mut expected = 0;
+        for (i, result) in rx {
+            pending.insert(i, result);
+            while let Some(result) = pending.remove(&expected) {
+                expected += 1;
+                if let Err(e) = result.and_then(&mut take) {
+                    stop.store(0, Ordering::Relaxed);
+                    return Err(e);
+                }
             }
-            let result = f(item);
-            if result.is_err() {
-                first_err.fetch_min(i, Ordering::Relaxed);
-            }
-            done.push((i, result));
         }
-        done
-    };
-    let parts: Vec<Vec<(usize, Result<R, E>)>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
-        let mut parts = vec![work()];
-        for handle in handles {
-            match handle.join() {
-                Ok(part) => parts.push(part),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        }
-        parts
-    });
-    let mut slots: Vec<Option<Result<R, E>>> =
-        std::iter::repeat_with(|| None).take(items.len()).collect();
-    for (i, result) in parts.into_iter().flatten() {
-        if let Some(slot) = slots.get_mut(i) {
-            *slot = Some(result);
-        }
-    }
-    let mut out = Vec::with_capacity(items.len());
-    for result in slots.into_iter().map_while(|slot| slot) {
-        let stop = result.is_err();
-        out.push(result);
-        if stop {
-            break;
-        }
-    }
-    out
+        Ok(())
+    })
 }
 
 /// Loads every zone in `dir`, failing on the first bad file (start-up and `check-config`).
@@ -221,23 +215,26 @@ where
 /// bad file by name, or the first duplicate origin), are those of loading one after the other.
 pub fn load_dir(dir: &Path) -> Result<Vec<Zone>, ZoneError> {
     let files = zone_files(dir)?;
-    let loaded = map_until_err(&files, |path| load_zone(path));
-    let mut zones: Vec<Zone> = Vec::with_capacity(loaded.len());
+    let mut zones: Vec<Zone> = Vec::with_capacity(files.len());
     // Origin -> index into `zones`: a linear search per file would make 100,000 zones take
     // minutes.
     let mut origins: std::collections::HashMap<Name, usize, foldhash::fast::RandomState> =
         std::collections::HashMap::with_capacity_and_hasher(
-            loaded.len(),
+            files.len(),
             foldhash::fast::RandomState::default(),
         );
-    for zone in loaded {
-        let zone = zone?;
-        if let Some(&first) = origins.get(&zone.origin) {
-            check_unique_origin(zones.get(first), &zone)?;
-        }
-        origins.insert(zone.origin.clone(), zones.len());
-        zones.push(zone);
-    }
+    map_in_order(
+        &files,
+        |path| load_zone(path),
+        |zone| {
+            if let Some(&first) = origins.get(&zone.origin) {
+                check_unique_origin(zones.get(first), &zone)?;
+            }
+            origins.insert(zone.origin.clone(), zones.len());
+            zones.push(zone);
+            Ok(())
+        },
+    )?;
     Ok(zones)
 }
 
@@ -420,7 +417,7 @@ fn build_from(path: &Path, bytes: Vec<u8>) -> Result<Zone, ZoneError> {
     builder.build(file, &[])
 }
 
-/// Service pieces validated as one task of [`map_until_err`]: enough to make the hand-over
+/// Service pieces validated as one task of [`map_in_order`]: enough to make the hand-over
 /// cheap, few enough that a million services spread evenly over the cores.
 const PIECES_PER_TASK: usize = 1024;
 
@@ -588,29 +585,30 @@ impl<'a> ZoneBuilder<'a> {
             // Blocks of pieces validated on every core, merged in file order; the first error
             // in file order is the one a loop over the pieces would meet.
             let blocks: Vec<&[&str]> = pieces.chunks(PIECES_PER_TASK).collect();
-            let built = map_until_err(&blocks, |block| {
-                let mut out = Vec::with_capacity(block.len());
-                for piece in *block {
-                    // Only the caller sees this error: it parses the whole file for the
-                    // message.
-                    let parsed: ServicePiece =
-                        toml::from_str(piece).map_err(|source| ZoneError::Syntax {
-                            path: self.path.to_path_buf(),
-                            source,
-                        })?;
-                    for (key, service) in &parsed.service {
-                        out.push(self.service(key, service, &origin, &regions, &file)?);
+            let failed = map_in_order(
+                &blocks,
+                |block| {
+                    let mut out = Vec::with_capacity(block.len());
+                    for piece in *block {
+                        // Only the caller sees this error: it parses the whole file for the
+                        // message.
+                        let parsed: ServicePiece =
+                            toml::from_str(piece).map_err(|source| ZoneError::Syntax {
+                                path: self.path.to_path_buf(),
+                                source,
+                            })?;
+                        for (key, service) in &parsed.service {
+                            out.push(self.service(key, service, &origin, &regions, &file)?);
+                        }
                     }
-                }
-                Ok(out)
-            });
-            let mut failed = None;
-            for block in built {
-                match block {
-                    Ok(block) => services.extend(block),
-                    Err(e) => failed = Some(e),
-                }
-            }
+                    Ok(out)
+                },
+                |block| {
+                    services.extend(block);
+                    Ok(())
+                },
+            )
+            .err();
             // A key defined twice before the failing piece is met first, as in a loop.
             let mut keys: std::collections::HashSet<&str, foldhash::fast::RandomState> =
                 std::collections::HashSet::with_capacity_and_hasher(

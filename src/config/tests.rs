@@ -1444,27 +1444,47 @@ fn a_reload_reuses_the_serving_version_of_an_unchanged_file() {
 
 #[test]
 fn parallel_work_gives_the_sequential_results_and_first_error() {
-    use super::load::map_until_err;
+    use super::load::map_in_order;
     use std::time::Duration;
+    let run = |items: &[usize],
+               f: &(dyn Fn(usize) -> Result<usize, usize> + Sync),
+               take_fails: Option<usize>| {
+        let mut taken = Vec::new();
+        let outcome = map_in_order(
+            items,
+            |&i| f(i),
+            |v| {
+                if Some(v) == take_fails {
+                    return Err(1000 + v);
+                }
+                taken.push(v);
+                Ok(())
+            },
+        );
+        (taken, outcome)
+    };
     let items: Vec<usize> = (0..2000).collect();
-    let all = map_until_err(&items, |&i| Ok::<_, usize>(i * 2));
-    assert_eq!(
-        all.into_iter().map(Result::unwrap).collect::<Vec<_>>(),
-        (0..2000).map(|i| i * 2).collect::<Vec<_>>()
-    );
+    let (taken, outcome) = run(&items, &|i| Ok(i * 2), None);
+    assert_eq!(outcome, Ok(()));
+    assert_eq!(taken, (0..2000).map(|i| i * 2).collect::<Vec<_>>());
     // Item 3 fails slowly, item 5 at once: another thread meets 5 first, yet 3 is the error,
-    // and nothing after it is returned.
+    // and nothing after it is taken.
     let items: Vec<usize> = (0..10).collect();
-    let out = map_until_err(&items, |&i| match i {
+    let slow_3 = |i| match i {
         3 => {
             std::thread::sleep(Duration::from_millis(50));
             Err(i)
         }
         5 => Err(i),
         _ => Ok(i),
-    });
-    assert_eq!(out, [Ok(0), Ok(1), Ok(2), Err(3)]);
-    assert!(map_until_err(&[] as &[usize], |&i| Ok::<_, ()>(i)).is_empty());
+    };
+    assert_eq!(run(&items, &slow_3, None), (vec![0, 1, 2], Err(3)));
+    // The consumer's own error (a duplicate origin) stops it in order too.
+    assert_eq!(
+        run(&items, &|i| Ok(i), Some(4)),
+        (vec![0, 1, 2, 3], Err(1004))
+    );
+    assert_eq!(run(&[], &|i| Ok(i), None), (vec![], Ok(())));
 }
 
 /// A zone file `z{i}.toml` for origin `origin` with one service.
