@@ -1666,3 +1666,18 @@ fn zone_files_are_plain_files_or_links_to_them() {
         .collect();
     assert_eq!(names, ["a.toml", "b.toml"]);
 }
+
+#[test]
+fn zone_files_come_in_the_order_of_their_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let names = [
+        "b.toml", "a.json", "A.toml", "a-b.toml", "a.b.toml", "ab.toml", "é.toml", "a.toml",
+    ];
+    for name in names {
+        fs::write(dir.path().join(name), BASE).unwrap();
+    }
+    let files = super::load::zone_files(dir.path()).unwrap();
+    let mut sorted: Vec<PathBuf> = names.iter().map(|n| dir.path().join(n)).collect();
+    sorted.sort();
+    assert_eq!(files, sorted);
+}
