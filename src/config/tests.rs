@@ -1485,6 +1485,24 @@ fn parallel_work_gives_the_sequential_results_and_first_error() {
         (vec![0, 1, 2, 3], Err(1004))
     );
     assert_eq!(run(&[], &|i| Ok(i), None), (vec![], Ok(())));
+    // Many items go in runs; errors inside runs, the later one met first by another thread.
+    let items: Vec<usize> = (0..5000).collect();
+    let two_errors = |i| match i {
+        2500 => {
+            std::thread::sleep(Duration::from_millis(50));
+            Err(i)
+        }
+        3100 => Err(i),
+        _ => Ok(i),
+    };
+    assert_eq!(
+        run(&items, &two_errors, None),
+        ((0..2500).collect(), Err(2500))
+    );
+    assert_eq!(
+        run(&items, &|i| Ok(i), Some(4321)),
+        ((0..4321).collect(), Err(5321))
+    );
 }
 
 /// A zone file `z{i}.toml` for origin `origin` with one service.
