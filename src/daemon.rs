@@ -442,11 +442,14 @@ impl Signals {
         loop {
             tokio::select! {
                 _ = hup.recv() => {
-                    tracing::info!("SIGHUP: reloading zones");
+                    tracing::info!("SIGHUP: reloading zones, every file read");
                     // Not awaited: a SIGTERM during a long reload is still seen at once;
-                    // reloads serialise inside the control plane.
+                    // reloads serialise inside the control plane. SIGHUP reads every zone
+                    // file (the watcher and the API trust unchanged file metadata).
                     let control = Arc::clone(control);
-                    tokio::task::spawn_blocking(move || control.reload());
+                    tokio::task::spawn_blocking(move || {
+                        control.reload_with(crate::control::reload::Reread::All)
+                    });
                 }
                 _ = term.recv() => return,
                 _ = int.recv() => return,

@@ -59,6 +59,63 @@ pub struct Zone {
     /// `records_file`, no `[dnssec]` keys): a reload reuses this version while the hash holds
     /// (`load::reload_zone`).
     pub fingerprint: Option<u64>,
+    /// What the file system said about the zone file when it was read, once that is old
+    /// enough to be trusted: a reload skips reading a file whose stamp is unchanged
+    /// (`load::reload_zone`).
+    pub stamp: StampCell,
+}
+
+/// A zone file's metadata as a reload compares it: device, inode, size, and the modification
+/// and status-change times (nanoseconds). Any write, truncation, rename over the file or
+/// `touch` changes at least one of them; restoring an old mtime (`touch -d`, `rsync -t`)
+/// still moves the ctime, which no user can set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileStamp {
+    /// Device.
+    pub dev: u64,
+    /// Inode.
+    pub ino: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, ns since the epoch.
+    pub mtime: i128,
+    /// Status-change time, ns since the epoch.
+    pub ctime: i128,
+}
+
+/// The [`FileStamp`] of a loaded zone, set after loading: the zone is shared (`Arc`) between
+/// tables, and a reload that finds the file unchanged by content but newly settled records
+/// the stamp on the serving version. Only the reload path locks it, never a query.
+#[derive(Default)]
+pub struct StampCell(std::sync::Mutex<Option<FileStamp>>);
+
+impl StampCell {
+    /// A cell holding `stamp`.
+    pub fn new(stamp: Option<FileStamp>) -> Self {
+        Self(std::sync::Mutex::new(stamp))
+    }
+
+    /// The stamp, if one was recorded.
+    pub fn get(&self) -> Option<FileStamp> {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records `stamp` (or forgets it, with `None`).
+    pub fn set(&self, stamp: Option<FileStamp>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = stamp;
+    }
+}
+
+impl Clone for StampCell {
+    fn clone(&self) -> Self {
+        Self::new(self.get())
+    }
+}
+
+impl std::fmt::Debug for StampCell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.get().fmt(f)
+    }
 }
 
 impl Zone {

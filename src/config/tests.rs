@@ -1298,6 +1298,7 @@ fn shape(zone: &super::Zone) -> String {
     let mut zone = zone.clone();
     zone.file = PathBuf::new();
     zone.fingerprint = None;
+    zone.stamp = Default::default();
     format!("{zone:?}")
 }
 
@@ -1410,21 +1411,21 @@ fn load_dir_reads_json_beside_toml_and_one_origin_is_served_once() {
 
 #[test]
 fn a_reload_reuses_the_serving_version_of_an_unchanged_file() {
-    use super::load::reload_zone;
+    use super::load::{Reread, reload_zone};
     use std::sync::Arc;
     let (dir, path) = write(BASE);
-    let first = reload_zone(&path, None).unwrap();
+    let first = reload_zone(&path, None, Reread::Changed).unwrap();
     // Unchanged bytes: the same zone, not a copy.
-    let again = reload_zone(&path, Some(&first)).unwrap();
+    let again = reload_zone(&path, Some(&first), Reread::Changed).unwrap();
     assert!(Arc::ptr_eq(&first, &again));
     // Any edit loads anew, and an edit that breaks the file is an error as usual.
     fs::write(&path, BASE.replace("serial = 1", "serial = 2")).unwrap();
-    let edited = reload_zone(&path, Some(&first)).unwrap();
+    let edited = reload_zone(&path, Some(&first), Reread::Changed).unwrap();
     assert!(!Arc::ptr_eq(&first, &edited));
     assert_eq!(edited.serial(), 2);
     fs::write(&path, BASE.replace("serial = 1", "serial = \"x\"")).unwrap();
     assert!(matches!(
-        reload_zone(&path, Some(&edited)),
+        reload_zone(&path, Some(&edited), Reread::Changed),
         Err(ZoneError::Syntax { .. })
     ));
     // A zone with a master file depends on more than its own bytes: always loaded again.
@@ -1435,8 +1436,266 @@ fn a_reload_reuses_the_serving_version_of_an_unchanged_file() {
     )
     .unwrap();
     fs::write(&path, "origin = \"t.test.\"\nrecords_file = \"t.zone\"\n").unwrap();
-    let with_master = reload_zone(&path, None).unwrap();
+    let with_master = reload_zone(&path, None, Reread::Changed).unwrap();
     assert_eq!(with_master.fingerprint, None);
-    let again = reload_zone(&path, Some(&with_master)).unwrap();
+    let again = reload_zone(&path, Some(&with_master), Reread::Changed).unwrap();
     assert!(!Arc::ptr_eq(&with_master, &again));
+}
+
+#[test]
+fn parallel_work_gives_the_sequential_results_and_first_error() {
+    use super::load::map_in_order;
+    use std::time::Duration;
+    let run = |items: &[usize],
+               f: &(dyn Fn(usize) -> Result<usize, usize> + Sync),
+               take_fails: Option<usize>| {
+        let mut taken = Vec::new();
+        let outcome = map_in_order(
+            items,
+            |&i| f(i),
+            |v| {
+                if Some(v) == take_fails {
+                    return Err(1000 + v);
+                }
+                taken.push(v);
+                Ok(())
+            },
+        );
+        (taken, outcome)
+    };
+    let items: Vec<usize> = (0..2000).collect();
+    let (taken, outcome) = run(&items, &|i| Ok(i * 2), None);
+    assert_eq!(outcome, Ok(()));
+    assert_eq!(taken, (0..2000).map(|i| i * 2).collect::<Vec<_>>());
+    // Item 3 fails slowly, item 5 at once: another thread meets 5 first, yet 3 is the error,
+    // and nothing after it is taken.
+    let items: Vec<usize> = (0..10).collect();
+    let slow_3 = |i| match i {
+        3 => {
+            std::thread::sleep(Duration::from_millis(50));
+            Err(i)
+        }
+        5 => Err(i),
+        _ => Ok(i),
+    };
+    assert_eq!(run(&items, &slow_3, None), (vec![0, 1, 2], Err(3)));
+    // The consumer's own error (a duplicate origin) stops it in order too.
+    assert_eq!(
+        run(&items, &|i| Ok(i), Some(4)),
+        (vec![0, 1, 2, 3], Err(1004))
+    );
+    assert_eq!(run(&[], &|i| Ok(i), None), (vec![], Ok(())));
+    // Many items go in runs; errors inside runs, the later one met first by another thread.
+    let items: Vec<usize> = (0..5000).collect();
+    let two_errors = |i| match i {
+        2500 => {
+            std::thread::sleep(Duration::from_millis(50));
+            Err(i)
+        }
+        3100 => Err(i),
+        _ => Ok(i),
+    };
+    assert_eq!(
+        run(&items, &two_errors, None),
+        ((0..2500).collect(), Err(2500))
+    );
+    assert_eq!(
+        run(&items, &|i| Ok(i), Some(4321)),
+        ((0..4321).collect(), Err(5321))
+    );
+}
+
+/// A zone file `z{i}.toml` for origin `origin` with one service.
+fn numbered(dir: &Path, i: usize, origin: &str) {
+    let text = BASE.replace("t.test.", origin)
+        + "[region.eu]\n[service.www]\n[[service.www.endpoint]]\nregion = \"eu\"\naddress = \"192.0.2.1\"\n";
+    fs::write(dir.join(format!("z{i:03}.toml")), text).unwrap();
+}
+
+#[test]
+fn many_files_load_in_name_order_and_the_first_bad_one_by_name_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..60 {
+        numbered(dir.path(), i, &format!("z{i}.test."));
+    }
+    let zones = load_dir(dir.path()).unwrap();
+    let origins: Vec<String> = zones.iter().map(|z| z.origin.to_string()).collect();
+    assert_eq!(
+        origins,
+        (0..60).map(|i| format!("z{i}.test.")).collect::<Vec<_>>()
+    );
+    // A broken file (50) and a duplicate origin (40 repeats 7): the duplicate comes first.
+    fs::write(dir.path().join("z050.toml"), "origin = ").unwrap();
+    numbered(dir.path(), 40, "z7.test.");
+    let err = load_dir(dir.path()).unwrap_err().to_string();
+    assert!(
+        err.contains("z040.toml: origin z7.test. is already served by") && err.contains("z007"),
+        "{err}"
+    );
+    // Only broken files: the first by name.
+    numbered(dir.path(), 40, "z40.test.");
+    fs::write(dir.path().join("z020.toml"), "origin = 1").unwrap();
+    let err = load_dir(dir.path()).unwrap_err().to_string();
+    assert!(
+        err.starts_with(&format!("{}", dir.path().join("z020.toml").display())),
+        "{err}"
+    );
+}
+
+/// A zone of `count` services `s0`.. in one file (more than one block of pieces).
+fn services_zone(count: usize) -> String {
+    let mut text = BASE.to_string() + "[region.eu]\n[region.us]\n";
+    for s in 0..count {
+        text += &format!(
+            "[service.s{s}]\npolicy = \"failover\"\nfailover = [\"us\", \"eu\"]\n\
+             [[service.s{s}.endpoint]]\nregion = \"eu\"\naddress = \"10.0.{}.{}\"\n",
+            s / 256,
+            s % 256
+        );
+    }
+    text
+}
+
+#[test]
+fn a_large_zone_loads_in_parallel_as_one_parse_of_the_whole_file_would() {
+    let text = services_zone(3000);
+    let (_dir, path) = write(&text);
+    let zone = load_zone(&path).unwrap();
+    let keys: Vec<&str> = zone.services.iter().map(|s| s.key.as_str()).collect();
+    assert_eq!(keys, (0..3000).map(|s| format!("s{s}")).collect::<Vec<_>>());
+    // Two bad services in different blocks: the first in the file is the error.
+    let bad = text
+        .replace("address = \"10.0.9.196\"", "address = \"10.0.9.300\"")
+        .replace("address = \"10.0.0.100\"", "address = \"10.0.0.x\"");
+    let (_dir2, bad_path) = write(&bad);
+    let err = load_zone(&bad_path).unwrap_err().to_string();
+    assert!(
+        err.contains("service.s100.") && err.contains("10.0.0.x"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_stamp_is_trusted_only_once_the_files_times_are_settled() {
+    use super::load::{SETTLED, settled};
+    use super::model::FileStamp;
+    use std::time::{Duration, UNIX_EPOCH};
+    let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
+    let at = |secs_ago: f64| -> i128 {
+        1_000_000_000_000_000 - (secs_ago * 1e9) as i128 // ns since the epoch
+    };
+    let stamp = |mtime, ctime| FileStamp {
+        dev: 1,
+        ino: 2,
+        size: 3,
+        mtime,
+        ctime,
+    };
+    let window = SETTLED.as_secs_f64();
+    for (label, mtime, ctime, trusted) in [
+        ("both old", at(window + 1.0), at(window + 1.0), true),
+        ("exactly the window", at(window), at(window), true),
+        ("written just now", at(0.1), at(0.1), false),
+        (
+            "old mtime, recent ctime (touch -d)",
+            at(100.0),
+            at(0.5),
+            false,
+        ),
+        ("mtime in the future", at(-60.0), at(100.0), false),
+    ] {
+        let s = stamp(mtime, ctime);
+        assert_eq!(settled(s, now), trusted.then_some(s), "{label}");
+    }
+}
+
+#[test]
+fn a_reload_does_not_open_a_file_whose_stamp_holds_and_sighup_reads_it() {
+    use super::load::{Reread, reload_zone, stamp_of};
+    use std::sync::Arc;
+    let (_dir, path) = write(BASE);
+    let mut zone = load_zone(&path).unwrap();
+    // Just written: not settled, no stamp.
+    assert_eq!(zone.stamp.get(), None);
+    // As if loaded long ago; a wrong fingerprint shows whether the file was read (its hash
+    // would not match, and the zone would be parsed again).
+    let stamp = stamp_of(&fs::metadata(&path).unwrap());
+    zone.fingerprint = Some(zone.fingerprint.unwrap() ^ 1);
+    zone.stamp.set(Some(stamp));
+    let prev = Arc::new(zone);
+    let again = reload_zone(&path, Some(&prev), Reread::Changed).unwrap();
+    assert!(
+        Arc::ptr_eq(&prev, &again),
+        "an unchanged stamp serves the same version"
+    );
+    let read = reload_zone(&path, Some(&prev), Reread::All).unwrap();
+    assert!(
+        !Arc::ptr_eq(&prev, &read),
+        "Reread::All reads and hashes the file"
+    );
+
+    // Other bytes of the same size with the old mtime put back: the ctime moved, so the file
+    // is read and the edit taken.
+    let (_dir, path) = write(BASE);
+    let prev = Arc::new(load_zone(&path).unwrap());
+    let meta = fs::metadata(&path).unwrap();
+    prev.stamp.set(Some(stamp_of(&meta)));
+    let mtime = meta.modified().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20)); // past the ctime's granularity
+    fs::write(&path, BASE.replace("serial = 1", "serial = 2")).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let after = fs::metadata(&path).unwrap();
+    assert_eq!(
+        (after.len(), after.modified().unwrap()),
+        (meta.len(), mtime)
+    );
+    let edited = reload_zone(&path, Some(&prev), Reread::Changed).unwrap();
+    assert_eq!(edited.serial(), 2);
+
+    // Touched without an edit: read, found unchanged by its hash, the same version served.
+    let (_dir, path) = write(BASE);
+    let prev = Arc::new(load_zone(&path).unwrap());
+    prev.stamp
+        .set(Some(stamp_of(&fs::metadata(&path).unwrap())));
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    fs::write(&path, BASE).unwrap();
+    let touched = reload_zone(&path, Some(&prev), Reread::Changed).unwrap();
+    assert!(Arc::ptr_eq(&prev, &touched));
+}
+
+#[test]
+fn zone_files_are_plain_files_or_links_to_them() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("a.toml"), BASE).unwrap();
+    fs::write(dir.path().join("notes.txt"), "").unwrap();
+    fs::create_dir(dir.path().join("d.toml")).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("a.toml"), dir.path().join("b.toml")).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("gone"), dir.path().join("c.json")).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("d.toml"), dir.path().join("e.toml")).unwrap();
+    let files = super::load::zone_files(dir.path()).unwrap();
+    let names: Vec<_> = files
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["a.toml", "b.toml"]);
+}
+
+#[test]
+fn zone_files_come_in_the_order_of_their_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let names = [
+        "b.toml", "a.json", "A.toml", "a-b.toml", "a.b.toml", "ab.toml", "é.toml", "a.toml",
+    ];
+    for name in names {
+        fs::write(dir.path().join(name), BASE).unwrap();
+    }
+    let files = super::load::zone_files(dir.path()).unwrap();
+    let mut sorted: Vec<PathBuf> = names.iter().map(|n| dir.path().join(n)).collect();
+    sorted.sort();
+    assert_eq!(files, sorted);
 }

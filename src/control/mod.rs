@@ -222,13 +222,19 @@ impl ControlPlane {
     }
 
     /// Re-reads zones, GeoIP and keys; each part that fails keeps its previous version, and
-    /// the report says which and why. Blocking (file I/O, compile): call it off the runtime's
+    /// the report says which and why. Zone files whose metadata did not change are not read
+    /// ([`reload::Reread::Changed`]). Blocking (file I/O, compile): call it off the runtime's
     /// worker threads (`spawn_blocking`), inside the runtime.
     pub fn reload(&self) -> ReloadReport {
+        self.reload_with(reload::Reread::Changed)
+    }
+
+    /// [`Self::reload`], reading every zone file with [`reload::Reread::All`] (SIGHUP).
+    pub fn reload_with(&self, reread: reload::Reread) -> ReloadReport {
         let mut last = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
         let previous = self.publisher.zone_files();
         let (table_before, zones_before) = (self.publisher.table(), self.publisher.zones());
-        let zones = reload_zones(&self.sources.zones_dir, &previous);
+        let zones = reload_zones(&self.sources.zones_dir, &previous, reread);
         let mut errors = zones.errors;
         let geo = match GeoDb::open(&self.sources.geoip) {
             Ok(geo) => Arc::new(geo),

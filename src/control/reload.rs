@@ -19,14 +19,23 @@
 //!    shares its compiled zone. Zones that read other files (`records_file`, DNSSEC keys)
 //!    have no fingerprint and are always parsed again, as the zone file alone does not say
 //!    whether those changed.
+//! 5. With [`Reread::Changed`] (the watcher, `POST /v1/reload`, `ctl reload`), a file whose
+//!    device, inode, size, mtime and ctime are those recorded when its serving version was
+//!    read is not even opened: a reload of 10,000 unchanged zones is 10,000 `stat`s. The
+//!    stamp is only recorded once the file's times are [`SETTLED`](crate::config::load::SETTLED)
+//!    in the past, so a same-size write within the file system's timestamp granularity is
+//!    still read. [`Reread::All`] (SIGHUP) reads and hashes every file, for tools that write
+//!    without moving the times.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use hickory_proto::rr::Name;
 use serde::Serialize;
 
 use crate::config::Zone;
+pub use crate::config::load::Reread;
 use crate::config::load::{ZoneError, reload_zone, zone_files};
 use crate::routing::publish::ZoneFiles;
 
@@ -67,20 +76,27 @@ impl Choice {
     }
 }
 
+/// Hashed look-ups by path: `Path`'s ordering compares component by component, which showed
+/// up in a reload of 10,000 zones; foldhash rather than SipHash (the keys are our own files).
+type ByPath<'a> = HashMap<&'a Path, &'a Arc<Zone>, foldhash::fast::RandomState>;
+
+fn by_path(previous: &ZoneFiles) -> ByPath<'_> {
+    let mut map = ByPath::with_capacity_and_hasher(previous.len(), Default::default());
+    map.extend(previous.iter().map(|(p, z)| (p.as_path(), z)));
+    map
+}
+
 /// Reads every zone file of `dir` and decides, per file, what serves (module rules). When the
 /// directory itself cannot be read, everything serving stays as it is.
-pub fn reload_zones(dir: &Path, previous: &ZoneFiles) -> ZoneReload {
+pub fn reload_zones(dir: &Path, previous: &ZoneFiles, reread: Reread) -> ZoneReload {
     match zone_files(dir) {
         Ok(files) => {
-            // Hashed look-ups: `Path`'s ordering compares component by component, which
-            // showed up in a reload of 10,000 zones.
-            let serving: HashMap<&Path, &Arc<Zone>> =
-                previous.iter().map(|(p, z)| (p.as_path(), z)).collect();
-            // An unchanged file gives back the serving version (rule 4).
+            let serving = by_path(previous);
+            // An unchanged file gives back the serving version (rules 4 and 5).
             let loaded: Vec<(PathBuf, Result<Arc<Zone>, ZoneError>)> = files
                 .into_iter()
                 .map(|path| {
-                    let zone = reload_zone(&path, serving.get(path.as_path()).copied());
+                    let zone = reload_zone(&path, serving.get(path.as_path()).copied(), reread);
                     (path, zone)
                 })
                 .collect();
@@ -111,8 +127,7 @@ pub fn decide<Z: Into<Arc<Zone>>>(
     loaded: impl IntoIterator<Item = (PathBuf, Result<Z, ZoneError>)>,
 ) -> ZoneReload {
     let mut errors = Vec::new();
-    let serving: HashMap<&Path, &Arc<Zone>> =
-        previous.iter().map(|(p, z)| (p.as_path(), z)).collect();
+    let serving = by_path(previous);
     let mut list: Vec<(PathBuf, Choice)> = Vec::new();
     for (path, result) in loaded {
         let choice = match (result, serving.get(path.as_path()).copied()) {
@@ -134,16 +149,21 @@ pub fn decide<Z: Into<Arc<Zone>>>(
     // Rule 2, until no origin is claimed twice. Each round turns at least one `New` into
     // `Kept` or `Dropped`, so it ends within as many rounds as there are files.
     loop {
-        let mut by_origin: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
+        // Origins are lowercase (the loader makes them so); hashed, and only clashing ones
+        // are spelled out, to pick the first by name as before.
+        let mut by_origin: HashMap<&Name, Vec<&PathBuf>, foldhash::fast::RandomState> =
+            HashMap::with_capacity_and_hasher(choices.len(), Default::default());
         for (path, choice) in &choices {
             if let Some(zone) = choice.zone() {
-                by_origin
-                    .entry(zone.origin.to_ascii().to_ascii_lowercase())
-                    .or_default()
-                    .push(path.clone());
+                by_origin.entry(&zone.origin).or_default().push(path);
             }
         }
-        let Some((_, claimants)) = by_origin.into_iter().find(|(_, files)| files.len() > 1) else {
+        let Some(claimants): Option<Vec<PathBuf>> = by_origin
+            .into_iter()
+            .filter(|(_, files)| files.len() > 1)
+            .min_by_key(|(origin, _)| origin.to_ascii().to_ascii_lowercase())
+            .map(|(_, files)| files.into_iter().cloned().collect())
+        else {
             break;
         };
         let served_before = |path: &PathBuf| {
@@ -356,28 +376,28 @@ mod tests {
         let (a, b) = (dir.path().join("a.toml"), dir.path().join("b.toml"));
         std::fs::write(&a, text("a.test.", 1)).unwrap();
         std::fs::write(&b, text("b.test.", 1)).unwrap();
-        let first = reload_zones(dir.path(), &ZoneFiles::new());
+        let first = reload_zones(dir.path(), &ZoneFiles::new(), Reread::Changed);
         assert_eq!(first.zones.len(), 2);
 
         // Nothing changed: the very same zones come back.
-        let same = reload_zones(dir.path(), &first.zones);
+        let same = reload_zones(dir.path(), &first.zones, Reread::Changed);
         for (path, zone) in &first.zones {
             assert!(Arc::ptr_eq(zone, &same.zones[path]), "{}", path.display());
         }
         // An edit of the same length (serial 1 -> 2) is an edit; the other file is shared.
         std::fs::write(&a, text("a.test.", 2)).unwrap();
-        let edited = reload_zones(dir.path(), &same.zones);
+        let edited = reload_zones(dir.path(), &same.zones, Reread::Changed);
         assert!(!Arc::ptr_eq(&same.zones[&a], &edited.zones[&a]));
         assert_eq!(edited.zones[&a].serial(), 2);
         assert!(Arc::ptr_eq(&same.zones[&b], &edited.zones[&b]));
         // A broken edit keeps the previous version; fixing the file back to the bytes that
         // version was parsed from hands that version back.
         std::fs::write(&b, "origin = ").unwrap();
-        let broken = reload_zones(dir.path(), &edited.zones);
+        let broken = reload_zones(dir.path(), &edited.zones, Reread::Changed);
         assert_eq!(broken.kept.len(), 1);
         assert!(Arc::ptr_eq(&edited.zones[&b], &broken.zones[&b]));
         std::fs::write(&b, text("b.test.", 1)).unwrap();
-        let fixed = reload_zones(dir.path(), &broken.zones);
+        let fixed = reload_zones(dir.path(), &broken.zones, Reread::Changed);
         assert!(fixed.errors.is_empty(), "{:?}", fixed.errors);
         assert!(Arc::ptr_eq(&broken.zones[&b], &fixed.zones[&b]));
     }

@@ -198,13 +198,14 @@ impl ZoneBuilder<'_> {
         }
         let mut endpoints: Vec<Endpoint> = Vec::with_capacity(service.endpoint.len());
         for (i, e) in service.endpoint.iter().enumerate() {
-            let ekey = format!("{key}.endpoint[{i}]");
+            // Spelled out only for a message: a million endpoints need no key string.
+            let ekey = || format!("{key}.endpoint[{i}]");
             let region = regions
                 .iter()
                 .position(|r| r.name == e.region)
                 .ok_or_else(|| {
                     self.invalid(
-                        format!("{ekey}.region"),
+                        format!("{}.region", ekey()),
                         format!(
                             "unknown region `{}` (declare it as [region.{}])",
                             clip(&e.region),
@@ -214,20 +215,20 @@ impl ZoneBuilder<'_> {
                 })?;
             let address: IpAddr = e.address.parse().map_err(|_| {
                 self.invalid(
-                    format!("{ekey}.address"),
+                    format!("{}.address", ekey()),
                     format!("`{}` is not an IP address", clip(&e.address)),
                 )
             })?;
             if endpoints.iter().any(|x| x.address == address) {
                 return Err(self.invalid(
-                    format!("{ekey}.address"),
+                    format!("{}.address", ekey()),
                     format!("endpoint {address} is listed twice"),
                 ));
             }
             let weight = e.weight.unwrap_or(DEFAULT_WEIGHT);
             if weight > MAX_WEIGHT {
                 return Err(self.invalid(
-                    format!("{ekey}.weight"),
+                    format!("{}.weight", ekey()),
                     format!("{weight} is not between 0 and {MAX_WEIGHT}"),
                 ));
             }
@@ -235,7 +236,7 @@ impl ZoneBuilder<'_> {
                 None => None,
                 Some(a) => Some(a.parse().map_err(|_| {
                     self.invalid(
-                        format!("{ekey}.probe_address"),
+                        format!("{}.probe_address", ekey()),
                         format!("`{}` is not an IP address", clip(a)),
                     )
                 })?),

@@ -221,4 +221,49 @@ mod tests {
         assert_eq!(format!("{cut:?}"), format!("{whole:?}"));
         assert_eq!(cut.services.len(), 2);
     }
+
+    /// `count` failover services over two regions, after [`ZONE`]'s root.
+    fn many(count: usize, bad: &[usize]) -> String {
+        let mut text = ZONE.to_string();
+        for s in 0..count {
+            let address = if bad.contains(&s) {
+                "10.0.0.x".to_string()
+            } else {
+                format!("10.0.{}.{}", s / 256, s % 256)
+            };
+            text += &format!(
+                "[service.s{s}]\npolicy = \"failover\"\nfailover = [\"us\", \"eu\"]\n\
+                 [[service.s{s}.endpoint]]\nregion = \"eu\"\naddress = \"{address}\"\n"
+            );
+        }
+        text
+    }
+
+    #[test]
+    fn pieces_validated_on_every_core_give_the_whole_files_model_and_first_error() {
+        let path = std::path::Path::new("z.toml");
+        let builder = super::super::ZoneBuilder::new(path, 7);
+        let text = many(3 * super::super::PIECES_PER_TASK + 5, &[]);
+        let pieces = split(&text).unwrap();
+        let cut = builder
+            .build(toml::from_str(&pieces.root).unwrap(), &pieces.services)
+            .unwrap();
+        let whole = builder.build(toml::from_str(&text).unwrap(), &[]).unwrap();
+        assert_eq!(format!("{cut:?}"), format!("{whole:?}"));
+        // Bad services in the first and the last block: the first one is the error, as in
+        // the whole file.
+        let last = 3 * super::super::PIECES_PER_TASK;
+        let text = many(last + 5, &[700, last + 2]);
+        let pieces = split(&text).unwrap();
+        let cut = builder
+            .build(toml::from_str(&pieces.root).unwrap(), &pieces.services)
+            .unwrap_err()
+            .to_string();
+        let whole = builder
+            .build(toml::from_str(&text).unwrap(), &[])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(cut, whole);
+        assert!(cut.contains("service.s700."), "{cut}");
+    }
 }
