@@ -118,14 +118,25 @@ impl ControlPlane {
         health: Arc<HealthMetrics>,
         reloads: ReloadMetrics,
     ) -> Result<Arc<Self>, ControlError> {
+        let started = std::time::Instant::now();
         let (zones, geo) = load_sources(&sources.zones_dir, &sources.geoip)?;
+        tracing::info!(
+            zones = zones.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "zones loaded"
+        );
         tracing::info!(geoip = %geo.description(), "geoip database loaded");
         let keyring = match &sources.keys {
             Some(path) => Some(Keyring::load(path)?),
             None => None,
         };
+        let compiling = std::time::Instant::now();
         let publisher =
             Arc::new(Publisher::new(zones, geo, Arc::clone(&tables)).map_err(StartError::from)?);
+        tracing::info!(
+            elapsed_ms = compiling.elapsed().as_millis() as u64,
+            "routing table compiled"
+        );
         let hub = Arc::new(HealthHub::new(
             checked_endpoints(&publisher.zones()),
             grace,
@@ -163,7 +174,12 @@ impl ControlPlane {
     /// Tokio runtime.
     pub fn start_probing(self: &Arc<Self>) {
         // What caches may hold starts with the first table (drains, `health::overrides`).
+        let observing = std::time::Instant::now();
         self.hub.observe_table(&self.publisher.table());
+        tracing::debug!(
+            elapsed_ms = observing.elapsed().as_millis() as u64,
+            "first table observed for drains"
+        );
         let publisher = Arc::clone(&self.publisher);
         let hub = Arc::downgrade(&self.hub);
         let tables = Arc::clone(&self.tables);

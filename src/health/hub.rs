@@ -27,14 +27,15 @@ use super::aggregate::{
 };
 use super::export::HealthMetrics;
 use super::overrides::{
-    Answerable, Forced, NewOverride, Override, OverrideError, Overrides, Target, zone_key,
+    Answerable, Answering, Forced, NewOverride, NoTable, Observation, Override, OverrideError,
+    Overrides, Target, zone_key,
 };
 use super::report::{EndpointKey, Keyring, ProbeReport, RejectReason, verify};
 use crate::routing::RoutingTable;
 use crate::routing::compile::{EndpointDetail, EndpointHealth, EndpointState};
 use crate::routing::publish::HealthChange;
 use crate::routing::select::Service;
-use crate::routing::table::{ZoneTable, key_wire};
+use crate::routing::table::key_wire;
 
 /// Least time between two recompiles caused by health, however many reports arrive.
 pub const RECOMPILE_SPACING: Duration = Duration::from_millis(200);
@@ -68,9 +69,13 @@ struct Placed {
 /// and a reload replaces the zones it changed.
 #[derive(Debug, Default)]
 struct Layout {
-    zones: HashMap<String, HashMap<String, Vec<Placed>>>,
-    regions: HashSet<Arc<str>>,
+    zones: HashMap<String, HashMap<String, Vec<Placed>, Fast>, Fast>,
+    regions: HashSet<Arc<str>, Fast>,
 }
+
+/// The hasher of the hub's maps: keyed by the operator's own zone and service names, rebuilt
+/// at every start and reload; SipHash was a tenth of the start-up time at a million services.
+type Fast = foldhash::fast::RandomState;
 
 impl Layout {
     /// The endpoints of a service (none when the layout does not know it).
@@ -104,7 +109,7 @@ impl Layout {
             };
             let zone = e.key.zone();
             if !self.zones.contains_key(zone) {
-                self.zones.insert(zone.to_owned(), HashMap::new());
+                self.zones.insert(zone.to_owned(), HashMap::default());
             }
             let Some(services) = self.zones.get_mut(zone) else {
                 continue;
@@ -218,8 +223,10 @@ struct Inner {
     last_report: Option<Instant>,
     /// When a snapshot was last handed out because of a ramp.
     ramp_published: Option<Instant>,
-    /// Every endpoint's region, slow start and shedding.
+    /// Every checked endpoint's region, slow start and shedding.
     layout: Layout,
+    /// The table the drains observed last (`overrides`: plain endpoints are read from it).
+    observed: Option<Arc<RoutingTable>>,
     /// When an override that kept an endpoint out of answers (down or drain) was lifted:
     /// the endpoint comes back then and ramps like a recovery (slow start). Kept until its
     /// `slow_start` has passed.
@@ -305,6 +312,7 @@ impl HealthHub {
                 dirty: false,
                 ramp_published: None,
                 layout: Layout::default(),
+                observed: None,
                 lifted: HashMap::new(),
                 ramps: HashSet::new(),
                 walked: Cell::new(0),
@@ -745,7 +753,16 @@ impl HealthHub {
         matches_any: impl Fn(&Target) -> bool,
     ) -> Result<Override, OverrideError> {
         let mut inner = self.lock();
-        let o = inner.overrides.add(new, SystemTime::now(), matches_any)?;
+        let Inner {
+            overrides,
+            observed,
+            ..
+        } = &mut *inner;
+        let current: &dyn Answering = match observed {
+            Some(table) => &**table,
+            None => &NoTable,
+        };
+        let o = overrides.add(new, SystemTime::now(), matches_any, current)?;
         tracing::warn!(id = o.id, target = ?o.target, state = ?o.state, expires_at = o.expires_at, reason = %o.reason, "override added");
         inner.dirty = true;
         drop(inner);
@@ -756,31 +773,46 @@ impl HealthHub {
     /// Records the table just published for the drains, every endpoint of it (see
     /// `overrides`, "Drains that finish"): the control plane calls it with the first table;
     /// later swaps observe what they rebuilt ([`HealthHub::observe_change`],
-    /// [`HealthHub::observe_reload`]).
-    pub fn observe_table(&self, table: &RoutingTable) {
-        let zones: Vec<(String, &ZoneTable)> =
-            table.zones().map(|z| (z.origin.to_string(), z)).collect();
-        let mut entries: Vec<Answerable<'_>> = Vec::new();
-        for (origin, zone) in &zones {
-            for service in zone.services.iter() {
-                answerable(origin, service, &mut entries);
-            }
-        }
+    /// [`HealthHub::observe_reload`]). The first table, with nothing stored yet, costs no
+    /// walk: every endpoint of it is plain.
+    pub fn observe_table(&self, table: &Arc<RoutingTable>) {
         let mut inner = self.lock();
-        Self::walk(&inner, entries.len());
-        inner.overrides.observe(SystemTime::now(), entries);
+        let before = inner.observed.replace(Arc::clone(table));
+        let walk = before.is_some() || !inner.overrides.all_plain();
+        fn origins(t: &RoutingTable) -> Vec<(String, Vec<&Service>)> {
+            t.zones()
+                .map(|z| (z.origin.to_string(), z.services.iter().collect()))
+                .collect()
+        }
+        let (old, new) = if walk {
+            (
+                before.as_deref().map(origins).unwrap_or_default(),
+                origins(table),
+            )
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        let seen = Observation {
+            before: listed(&old),
+            after: listed(&new),
+            table: &**table,
+        };
+        Self::walk(&inner, seen.before.len() + seen.after.len());
+        inner.overrides.observe(SystemTime::now(), seen);
     }
 
     /// Records a table that a health change built: only the services `change` names were
     /// rebuilt (`routing::publish`), every other one is shared with the table observed before
     /// and answers as it did.
-    pub fn observe_change(&self, table: &RoutingTable, change: &HealthChange) {
+    pub fn observe_change(&self, table: &Arc<RoutingTable>, change: &HealthChange) {
         let HealthChange::Services(list) = change else {
             self.observe_table(table);
             return;
         };
+        let mut inner = self.lock();
+        let before = inner.observed.replace(Arc::clone(table));
         let mut seen: HashSet<(&str, &str)> = HashSet::new();
-        let mut services: Vec<(String, &Service)> = Vec::new();
+        let (mut old, mut new) = (Vec::new(), Vec::new());
         for c in list {
             if !seen.insert((c.zone.as_str(), c.service.as_str())) {
                 continue;
@@ -789,58 +821,80 @@ impl HealthHub {
                 continue;
             };
             origin.set_fqdn(true);
-            let Some(zone) = table.zone_at(&key_wire(&origin)) else {
+            let wire = key_wire(&origin);
+            fn service_of<'t>(
+                t: &'t RoutingTable,
+                wire: &[u8],
+                key: &str,
+            ) -> Option<(String, Vec<&'t Service>)> {
+                let zone = t.zone_at(wire)?;
+                let service = zone.services.get(zone.service_index(key)?)?;
+                Some((zone.origin.to_string(), vec![service]))
+            }
+            let Some(after) = service_of(table, &wire, &c.service) else {
                 continue;
             };
-            if let Some(service) = zone
-                .service_index(&c.service)
-                .and_then(|i| zone.services.get(i))
-            {
-                services.push((zone.origin.to_string(), service));
-            }
+            new.push(after);
+            old.extend(
+                before
+                    .as_deref()
+                    .and_then(|t| service_of(t, &wire, &c.service)),
+            );
         }
-        let mut entries: Vec<Answerable<'_>> = Vec::new();
-        for (origin, service) in &services {
-            answerable(origin, service, &mut entries);
-        }
-        let mut inner = self.lock();
-        Self::walk(&inner, entries.len());
-        inner.overrides.observe_services(SystemTime::now(), entries);
+        let seen = Observation {
+            before: listed(&old),
+            after: listed(&new),
+            table: &**table,
+        };
+        Self::walk(&inner, seen.before.len() + seen.after.len());
+        inner.overrides.observe_services(SystemTime::now(), seen);
     }
 
     /// Records a table that a reload built from `before`: zones it shares with `before` answer
     /// as they did; every endpoint of the others (compiled anew) is observed, and the zones
     /// it dropped are no longer answered.
-    pub fn observe_reload(&self, before: &RoutingTable, after: &RoutingTable) {
+    pub fn observe_reload(&self, before: &RoutingTable, after: &Arc<RoutingTable>) {
         let mut names: HashSet<String> = HashSet::new();
-        let mut rebuilt: Vec<(String, &ZoneTable)> = Vec::new();
+        let mut rebuilt: Vec<(String, Vec<&Service>)> = Vec::new();
         for (key, zone) in &after.zones {
             if before.zones.get(key).is_some_and(|b| Arc::ptr_eq(b, zone)) {
                 continue;
             }
             let origin = zone.origin.to_string();
             names.insert(zone_key(&origin));
-            rebuilt.push((origin, zone));
+            rebuilt.push((origin, zone.services.iter().collect()));
         }
         for (key, zone) in &before.zones {
             if !after.zones.contains_key(key) {
                 names.insert(zone_key(&zone.origin.to_string()));
             }
         }
+        let mut inner = self.lock();
+        // The table observed last is what the stored exposures follow (a health swap may
+        // have come after `before`).
+        let last = inner.observed.replace(Arc::clone(after));
         if names.is_empty() {
             return;
         }
-        let mut entries: Vec<Answerable<'_>> = Vec::new();
-        for (origin, zone) in &rebuilt {
-            for service in zone.services.iter() {
-                answerable(origin, service, &mut entries);
-            }
-        }
-        let mut inner = self.lock();
-        Self::walk(&inner, entries.len());
+        let previous = last.as_deref().unwrap_or(before);
+        let old: Vec<(String, Vec<&Service>)> = previous
+            .zones()
+            .filter_map(|z| {
+                let origin = z.origin.to_string();
+                names
+                    .contains(&zone_key(&origin))
+                    .then(|| (origin, z.services.iter().collect()))
+            })
+            .collect();
+        let seen = Observation {
+            before: listed(&old),
+            after: listed(&rebuilt),
+            table: &**after,
+        };
+        Self::walk(&inner, seen.before.len() + seen.after.len());
         inner
             .overrides
-            .observe_zones(SystemTime::now(), &names, entries);
+            .observe_zones(SystemTime::now(), &names, seen);
     }
 
     /// Removes an override.
@@ -894,6 +948,38 @@ impl HealthHub {
                 // is decided at once.
                 tokio::time::sleep(RECOMPILE_SPACING).await;
             }
+        }
+    }
+}
+
+/// Every endpoint of `services` (by zone origin) as drains see them.
+fn listed<'a>(services: &'a [(String, Vec<&'a Service>)]) -> Vec<Answerable<'a>> {
+    let mut out = Vec::new();
+    for (origin, list) in services {
+        for service in list {
+            answerable(origin, service, &mut out);
+        }
+    }
+    out
+}
+
+/// A routing table as drains read it: a service's endpoints, looked up.
+impl Answering for RoutingTable {
+    fn each(&self, zone: &str, service: &str, f: &mut dyn FnMut(Answerable<'_>)) {
+        let Ok(mut origin) = Name::from_str_relaxed(zone) else {
+            return;
+        };
+        origin.set_fqdn(true);
+        let Some(z) = self.zone_at(&key_wire(&origin)) else {
+            return;
+        };
+        let Some(s) = z.service_index(service).and_then(|i| z.services.get(i)) else {
+            return;
+        };
+        let mut out = Vec::new();
+        answerable(zone, s, &mut out);
+        for e in out {
+            f(e);
         }
     }
 }

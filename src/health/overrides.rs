@@ -15,6 +15,14 @@
 //! moment ago still waits for the answers given before. A drain is complete when none of its
 //! endpoints can be answered and every such expiry has passed
 //! ([`Overrides::complete_drains`], clock passed in), reported once.
+//!
+//! Most endpoints are *plain*: the last table observed answers with them, and nothing cached
+//! outlives what that table's TTL gives. Their exposure follows from that table alone, so it
+//! is not stored: [`Exposures`] keeps only the others (no longer answerable but maybe still
+//! cached, or answered before with a longer TTL than now), and each observation is given the
+//! previous table's endpoints of what it covers ([`Answering`] reads the current one). A
+//! million services at start cost nothing here: before, the first table alone was 2.9 s and
+//! about 150 MB of entries that all said "answerable with the table's TTL".
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -125,6 +133,23 @@ pub struct Exposure {
 }
 
 impl Exposure {
+    /// What a plain endpoint's exposure is, the table observed last answering with it at
+    /// `ttl` (module docs): observing it again gives the same as the stored exposure would.
+    fn answering(ttl: u32) -> Self {
+        Exposure {
+            answerable_ttl: Some(ttl),
+            ..Exposure::default()
+        }
+    }
+
+    /// True when the table observed last answers with the endpoint and nothing cached
+    /// outlives that table's TTL: [`Exposure::answering`] says the same, nothing is stored.
+    fn plain(&self) -> bool {
+        self.answerable_ttl.is_some_and(|t| {
+            t == self.ttl && self.expires_ms == self.last_answer_ms + u64::from(t) * 1000
+        })
+    }
+
     /// Records one observed table at `now_ms`: whether it can answer with the endpoint, and
     /// with which TTL.
     pub fn observe(&mut self, now_ms: u64, answerable: bool, ttl: u32) {
@@ -182,6 +207,44 @@ pub struct Answerable<'a> {
     pub ttl: u32,
 }
 
+/// The endpoints of the table observed last, as drains see them (the health hub reads its
+/// routing table): a plain endpoint's exposure follows from it (module docs).
+pub trait Answering {
+    /// Calls `f` with every endpoint of `service` in `zone` (lowercase, without the trailing
+    /// dot) that the table has.
+    fn each(&self, zone: &str, service: &str, f: &mut dyn FnMut(Answerable<'_>));
+}
+
+/// No table observed yet: nothing is answerable.
+pub struct NoTable;
+
+impl Answering for NoTable {
+    fn each(&self, _: &str, _: &str, _: &mut dyn FnMut(Answerable<'_>)) {}
+}
+
+/// A table given as its endpoints (tests).
+impl Answering for Vec<Answerable<'_>> {
+    fn each(&self, zone: &str, service: &str, f: &mut dyn FnMut(Answerable<'_>)) {
+        for e in self {
+            if e.service == service && zone_key(e.zone) == zone {
+                f(*e);
+            }
+        }
+    }
+}
+
+/// One published table as the drains observe it: what the observation covers (every
+/// service, the services rebuilt, or the zones reloaded) in the previous table and in this
+/// one, and this table to read plain endpoints from.
+pub struct Observation<'a, 't> {
+    /// The previous table's endpoints of what the observation covers.
+    pub before: Vec<Answerable<'a>>,
+    /// This table's endpoints of what the observation covers.
+    pub after: Vec<Answerable<'a>>,
+    /// This table.
+    pub table: &'t dyn Answering,
+}
+
 /// Why an override was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum OverrideError {
@@ -214,19 +277,26 @@ struct Exposed {
     exposure: Exposure,
 }
 
-/// The exposures of every endpoint observed, by zone (lowercase, without the trailing dot,
-/// as [`Target`] compares) and service: one key per service rather than three strings per
-/// endpoint, and a drain finds its endpoints by look-up.
+/// The exposures of the endpoints observed that are not plain (module docs), by zone
+/// (lowercase, without the trailing dot, as [`Target`] compares) and service: one key per
+/// service rather than three strings per endpoint, and a drain finds its endpoints by look-up.
 #[derive(Clone, Debug, Default)]
 struct Exposures {
-    zones: HashMap<Box<str>, HashMap<Box<str>, Vec<Exposed>>>,
-    regions: HashSet<Arc<str>>,
+    zones: HashMap<Box<str>, ByService, Fast>,
+    regions: HashSet<Arc<str>, Fast>,
     /// Endpoints observed so far (tests count the work a swap costs).
     observed: u64,
 }
 
+/// One zone's stored exposures, by service.
+type ByService = HashMap<Box<str>, Vec<Exposed>, Fast>;
+
 /// The endpoints of one observation, by zone and service, in the order given.
-type Incoming<'a> = HashMap<Box<str>, HashMap<Box<str>, Vec<Answerable<'a>>>>;
+type Incoming<'a> = HashMap<Box<str>, HashMap<&'a str, Vec<Answerable<'a>>, Fast>, Fast>;
+
+/// The hasher of these maps: the keys are the operator's zone and service names, and the
+/// first table of a million services is observed at start (SipHash was most of that).
+type Fast = foldhash::fast::RandomState;
 
 /// Which services an observation covers besides those it names (module docs, "Drains that
 /// finish"): the endpoints of a covered service that it does not list are no longer answered.
@@ -255,40 +325,41 @@ impl Exposures {
         r
     }
 
-    /// Records a published table's endpoints: those listed, and as no longer answered the
-    /// endpoints of covered services that are not listed (forgotten once their answers
-    /// expired). Services neither listed nor covered are the same as in the table observed
+    /// Records a published table's endpoints: those listed in `new`, and as no longer
+    /// answered the endpoints of covered services that are not listed (forgotten once their
+    /// answers expired). `old` lists the previous table's endpoints of what the observation
+    /// covers (the services listed, or every service of the covered zones): those not stored
+    /// were plain. Services neither listed nor covered are the same as in the table observed
     /// before (shared by the swap), so nothing about them changed.
     fn observe<'a>(
         &mut self,
         now_ms: u64,
-        endpoints: impl IntoIterator<Item = Answerable<'a>>,
+        old: impl IntoIterator<Item = Answerable<'a>>,
+        new: impl IntoIterator<Item = Answerable<'a>>,
         covers: Covers<'_>,
     ) {
-        let mut incoming: Incoming<'a> = HashMap::new();
-        for e in endpoints {
-            self.observed += 1;
-            let zone = incoming.entry(zone_key(e.zone).into()).or_default();
-            match zone.get_mut(e.service) {
-                Some(list) => list.push(e),
-                None => {
-                    zone.insert(e.service.into(), vec![e]);
-                }
-            }
-        }
+        let mut counted = 0;
+        let incoming = group(new, &mut counted);
+        self.observed += counted;
+        let previous = group(old, &mut 0);
         let retire = |zone: &str| match covers {
             Covers::All => true,
             Covers::Zones(zones) => zones.contains(zone),
             Covers::Named => false,
         };
-        // Covered services the observation does not list: nothing of them is answered.
+        let listed = |zone: &str, service: &str| {
+            [&incoming, &previous]
+                .iter()
+                .any(|m| m.get(zone).is_some_and(|l| l.contains_key(service)))
+        };
+        // Stored exposures of covered services that neither table has: nothing of them is
+        // answered (removed earlier, still cached).
         self.zones.retain(|zone, services| {
             if !retire(zone) {
                 return true;
             }
-            let listed = incoming.get(zone);
             services.retain(|service, endpoints| {
-                if listed.is_some_and(|l| l.contains_key(service)) {
+                if listed(zone, service) {
                     return true;
                 }
                 retire_expired(endpoints, now_ms);
@@ -296,38 +367,73 @@ impl Exposures {
             });
             !services.is_empty()
         });
-        for (zone, services) in incoming {
-            for (service, listed) in services {
-                let old = self
-                    .zones
-                    .get_mut(&zone)
-                    .and_then(|s| s.remove(&service))
-                    .unwrap_or_default();
-                let endpoints = self.merge(old, &listed, now_ms);
-                if !endpoints.is_empty() {
-                    self.zones
-                        .entry(zone.clone())
-                        .or_default()
-                        .insert(service, endpoints);
-                }
+        let none: Vec<Answerable<'a>> = Vec::new();
+        let mut seen: HashSet<(&str, &str), Fast> = HashSet::default();
+        // Listed services, then covered services the previous table had and this one lacks.
+        let order = incoming
+            .iter()
+            .chain(previous.iter())
+            .flat_map(|(zone, services)| services.keys().map(move |service| (&**zone, *service)));
+        for (zone, service) in order {
+            if !seen.insert((zone, service)) {
+                continue;
+            }
+            let listed = incoming.get(zone).and_then(|s| s.get(service));
+            if listed.is_none() && !retire(zone) {
+                continue;
+            }
+            let before = previous
+                .get(zone)
+                .and_then(|s| s.get(service))
+                .unwrap_or(&none);
+            let stored = self
+                .zones
+                .get_mut(zone)
+                .and_then(|s| s.remove(service))
+                .unwrap_or_default();
+            let endpoints = self.merge(stored, before, listed.unwrap_or(&none), now_ms);
+            if !endpoints.is_empty() {
+                self.zones
+                    .entry(zone.into())
+                    .or_default()
+                    .insert(service.into(), endpoints);
+            }
+            if self.zones.get(zone).is_some_and(HashMap::is_empty) {
+                self.zones.remove(zone);
             }
         }
     }
 
-    /// One service's endpoints after an observation that lists `listed` for it.
+    /// One service's stored exposures after an observation that lists `listed` for it:
+    /// `stored` is what was kept of it, `before` its endpoints in the previous table (those
+    /// not stored were plain). Plain ones and expired ones are not kept.
     fn merge(
         &mut self,
-        mut old: Vec<Exposed>,
+        mut stored: Vec<Exposed>,
+        before: &[Answerable<'_>],
         listed: &[Answerable<'_>],
         now_ms: u64,
     ) -> Vec<Exposed> {
-        let mut next = Vec::with_capacity(listed.len());
+        for e in before.iter().filter(|e| e.answerable) {
+            if !stored
+                .iter()
+                .any(|x| x.address == e.address && &*x.region == e.region)
+            {
+                let region = self.intern(e.region);
+                stored.push(Exposed {
+                    region,
+                    address: e.address,
+                    exposure: Exposure::answering(e.ttl),
+                });
+            }
+        }
+        let mut next = Vec::new();
         for e in listed {
-            let at = old
+            let at = stored
                 .iter()
                 .position(|x| x.address == e.address && &*x.region == e.region);
             let mut x = match at {
-                Some(i) => old.swap_remove(i),
+                Some(i) => stored.swap_remove(i),
                 None => Exposed {
                     region: self.intern(e.region),
                     address: e.address,
@@ -335,35 +441,85 @@ impl Exposures {
                 },
             };
             x.exposure.observe(now_ms, e.answerable, e.ttl);
-            next.push(x);
+            if !x.exposure.plain()
+                && (x.exposure.answerable_ttl.is_some() || x.exposure.expires_ms > now_ms)
+            {
+                next.push(x);
+            }
         }
-        // Endpoints a reload removed are no longer answered: forgotten once expired.
-        retire_expired(&mut old, now_ms);
-        next.extend(old);
+        // Endpoints this observation does not list are no longer answered: forgotten once
+        // expired.
+        retire_expired(&mut stored, now_ms);
+        next.extend(stored);
         next
     }
 
     /// The exposures of the endpoints `target` names, as of `now_ms` (an endpoint the last
-    /// table can answer with counts as answered until now).
-    fn of(&self, target: &Target, now_ms: u64) -> impl Iterator<Item = Exposure> {
-        self.zones
-            .get(zone_key(&target.zone).as_str())
+    /// table can answer with counts as answered until now): those stored, and the plain ones
+    /// of `current`, the table observed last.
+    fn of(&self, target: &Target, current: &dyn Answering, now_ms: u64) -> Vec<Exposure> {
+        let zone = zone_key(&target.zone);
+        let wanted = |region: &str, address: IpAddr| {
+            target.region.as_deref().is_none_or(|r| r == region)
+                && target.address.is_none_or(|a| a == address)
+        };
+        let stored: &[Exposed] = self
+            .zones
+            .get(zone.as_str())
             .and_then(|services| services.get(target.service.as_str()))
-            .into_iter()
-            .flatten()
-            .filter(|x| {
-                target.region.as_deref().is_none_or(|r| r == &*x.region)
-                    && target.address.is_none_or(|a| a == x.address)
-            })
-            .map(move |x| {
-                let mut exposure = x.exposure;
-                if let Some(ttl) = exposure.answerable_ttl {
-                    // What observing the same table again now would record.
-                    exposure.observe(now_ms, true, ttl);
-                }
-                exposure
-            })
+            .map_or(&[], Vec::as_slice);
+        let mut out: Vec<Exposure> = stored
+            .iter()
+            .filter(|x| wanted(&x.region, x.address))
+            .map(|x| x.exposure)
+            .collect();
+        current.each(&zone, &target.service, &mut |e| {
+            let known = stored
+                .iter()
+                .any(|x| x.address == e.address && &*x.region == e.region);
+            if e.answerable && !known && wanted(e.region, e.address) {
+                out.push(Exposure::answering(e.ttl));
+            }
+        });
+        for exposure in &mut out {
+            if let Some(ttl) = exposure.answerable_ttl {
+                // What observing the same table again now would record.
+                exposure.observe(now_ms, true, ttl);
+            }
+        }
+        out
     }
+
+    /// True when some endpoint's exposure is stored (not plain).
+    fn is_empty(&self) -> bool {
+        self.zones.is_empty()
+    }
+}
+
+/// The endpoints of an observation by zone key and service, in the order given; `count`
+/// counts them.
+fn group<'a>(endpoints: impl IntoIterator<Item = Answerable<'a>>, count: &mut u64) -> Incoming<'a> {
+    let mut incoming: Incoming<'a> = HashMap::default();
+    // Endpoints come zone by zone: the zone's key is made once per run, not per endpoint.
+    let mut last: Option<(&'a str, Box<str>)> = None;
+    for e in endpoints {
+        *count += 1;
+        let key = match &last {
+            Some((origin, key)) if *origin == e.zone => key.clone(),
+            _ => {
+                let key: Box<str> = zone_key(e.zone).into();
+                last = Some((e.zone, key.clone()));
+                key
+            }
+        };
+        incoming
+            .entry(key)
+            .or_default()
+            .entry(e.service)
+            .or_default()
+            .push(e);
+    }
+    incoming
 }
 
 /// Marks endpoints as no longer answered and drops those whose answers have expired.
@@ -384,12 +540,14 @@ fn unix(t: SystemTime) -> u64 {
 }
 
 impl Overrides {
-    /// Adds one; `matches_any` says whether the target names at least one configured endpoint.
+    /// Adds one; `matches_any` says whether the target names at least one configured endpoint,
+    /// `current` is the table observed last (a drain's progress starts from it).
     pub fn add(
         &mut self,
         new: NewOverride,
         now: SystemTime,
         matches_any: impl Fn(&Target) -> bool,
+        current: &dyn Answering,
     ) -> Result<Override, OverrideError> {
         if new.expires_in_seconds == 0 || new.expires_in_seconds > MAX_OVERRIDE_SECONDS {
             return Err(OverrideError::Expiry);
@@ -413,7 +571,7 @@ impl Overrides {
             drain: None,
         };
         self.list.push(o.clone());
-        self.update_drains(unix_ms(now));
+        self.update_drains(unix_ms(now), current);
         // The copy in the list now has its drain progress.
         Ok(self.list.last().cloned().unwrap_or(o))
     }
@@ -443,48 +601,44 @@ impl Overrides {
         gone
     }
 
-    /// Records a published table, every endpoint of it: what caches may hold of each
-    /// endpoint, and from that each drain's progress (module docs, "Drains that finish").
-    /// Endpoints observed before and not listed are no longer answered.
-    pub fn observe<'a>(
-        &mut self,
-        now: SystemTime,
-        endpoints: impl IntoIterator<Item = Answerable<'a>>,
-    ) {
-        self.observe_covering(now, endpoints, Covers::All);
+    /// Records a published table, every endpoint of it (`seen.after`; `seen.before` lists
+    /// every endpoint of the table observed before): what caches may hold of each endpoint,
+    /// and from that each drain's progress (module docs, "Drains that finish"). Endpoints
+    /// observed before and not listed are no longer answered.
+    pub fn observe(&mut self, now: SystemTime, seen: Observation<'_, '_>) {
+        self.observe_covering(now, seen, Covers::All);
     }
 
-    /// Records what a swap rebuilt: every endpoint of the services listed (those not listed
-    /// are shared with the table observed before, so nothing about them changed).
-    pub fn observe_services<'a>(
-        &mut self,
-        now: SystemTime,
-        endpoints: impl IntoIterator<Item = Answerable<'a>>,
-    ) {
-        self.observe_covering(now, endpoints, Covers::Named);
+    /// Records what a swap rebuilt: every endpoint of the services listed, before and after
+    /// (those not listed are shared with the table observed before, so nothing about them
+    /// changed).
+    pub fn observe_services(&mut self, now: SystemTime, seen: Observation<'_, '_>) {
+        self.observe_covering(now, seen, Covers::Named);
     }
 
     /// Records what a reload rebuilt: every endpoint of `zones` (lowercase, without the
-    /// trailing dot), which lists them all; services and endpoints of these zones not listed
-    /// (a zone removed, a service or endpoint taken out) are no longer answered.
-    pub fn observe_zones<'a>(
+    /// trailing dot) before and after; services and endpoints of these zones not listed
+    /// after (a zone removed, a service or endpoint taken out) are no longer answered.
+    pub fn observe_zones(
         &mut self,
         now: SystemTime,
         zones: &HashSet<String>,
-        endpoints: impl IntoIterator<Item = Answerable<'a>>,
+        seen: Observation<'_, '_>,
     ) {
-        self.observe_covering(now, endpoints, Covers::Zones(zones));
+        self.observe_covering(now, seen, Covers::Zones(zones));
     }
 
-    fn observe_covering<'a>(
-        &mut self,
-        now: SystemTime,
-        endpoints: impl IntoIterator<Item = Answerable<'a>>,
-        covers: Covers<'_>,
-    ) {
+    fn observe_covering(&mut self, now: SystemTime, seen: Observation<'_, '_>, covers: Covers<'_>) {
         let now_ms = unix_ms(now);
-        self.exposure.observe(now_ms, endpoints, covers);
-        self.update_drains(now_ms);
+        self.exposure
+            .observe(now_ms, seen.before, seen.after, covers);
+        self.update_drains(now_ms, seen.table);
+    }
+
+    /// True when no endpoint's exposure is stored: every endpoint observed is plain, so a
+    /// first table need not be listed at all (module docs).
+    pub fn all_plain(&self) -> bool {
+        self.exposure.is_empty()
     }
 
     /// Endpoints observed so far, in every table (tests: a swap observes what it rebuilt).
@@ -492,8 +646,9 @@ impl Overrides {
         self.exposure.observed
     }
 
-    /// Recomputes every drain's progress from the exposures of the endpoints it names.
-    fn update_drains(&mut self, now_ms: u64) {
+    /// Recomputes every drain's progress from the exposures of the endpoints it names;
+    /// `current` is the table observed last.
+    fn update_drains(&mut self, now_ms: u64, current: &dyn Answering) {
         for o in &mut self.list {
             if o.state != Forced::Drain {
                 continue;
@@ -506,7 +661,7 @@ impl Overrides {
                 answerable: false,
             };
             let mut latest_expiry = 0;
-            for x in self.exposure.of(&o.target, now_ms) {
+            for x in self.exposure.of(&o.target, current, now_ms) {
                 p.answerable |= x.answerable_ttl.is_some();
                 p.last_answer_ms = p.last_answer_ms.max(x.last_answer_ms);
                 if x.expires_ms >= latest_expiry {
@@ -572,6 +727,89 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    /// The tables a health hub would observe, as endpoint lists: each observation gets the
+    /// previous table's endpoints of what it covers, as the hub gives them.
+    #[derive(Default)]
+    struct Seen {
+        table: Vec<Answerable<'static>>,
+    }
+
+    impl Seen {
+        /// A new table, every endpoint of it listed.
+        fn all(
+            &mut self,
+            o: &mut Overrides,
+            at: SystemTime,
+            list: impl IntoIterator<Item = Answerable<'static>>,
+        ) {
+            let after: Vec<_> = list.into_iter().collect();
+            let before = std::mem::replace(&mut self.table, after.clone());
+            let table = &self.table;
+            o.observe(
+                at,
+                Observation {
+                    before,
+                    after,
+                    table,
+                },
+            );
+        }
+
+        /// A swap that rebuilt the services of `list`.
+        fn services(
+            &mut self,
+            o: &mut Overrides,
+            at: SystemTime,
+            list: impl IntoIterator<Item = Answerable<'static>>,
+        ) {
+            let after: Vec<_> = list.into_iter().collect();
+            let named = |e: &Answerable<'_>| {
+                after
+                    .iter()
+                    .any(|a| zone_key(a.zone) == zone_key(e.zone) && a.service == e.service)
+            };
+            let (before, mut rest): (Vec<_>, Vec<_>) =
+                std::mem::take(&mut self.table).into_iter().partition(named);
+            rest.extend(after.iter().copied());
+            self.table = rest;
+            let table = &self.table;
+            o.observe_services(
+                at,
+                Observation {
+                    before,
+                    after,
+                    table,
+                },
+            );
+        }
+
+        /// A reload that rebuilt `zones`, whose endpoints are now `list`.
+        fn zones(
+            &mut self,
+            o: &mut Overrides,
+            at: SystemTime,
+            zones: &HashSet<String>,
+            list: impl IntoIterator<Item = Answerable<'static>>,
+        ) {
+            let after: Vec<_> = list.into_iter().collect();
+            let (before, mut rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.table)
+                .into_iter()
+                .partition(|e| zones.contains(&zone_key(e.zone)));
+            rest.extend(after.iter().copied());
+            self.table = rest;
+            let table = &self.table;
+            o.observe_zones(
+                at,
+                zones,
+                Observation {
+                    before,
+                    after,
+                    table,
+                },
+            );
+        }
+    }
+
     fn target(region: Option<&str>, address: Option<&str>) -> Target {
         Target {
             zone: "gslb.test.".into(),
@@ -594,18 +832,25 @@ mod tests {
     fn most_specific_override_wins_and_expires() {
         let now = SystemTime::now();
         let mut o = Overrides::default();
-        o.add(new(target(None, None), Forced::Down, 60), now, |_| true)
-            .unwrap();
+        o.add(
+            new(target(None, None), Forced::Down, 60),
+            now,
+            |_| true,
+            &NoTable,
+        )
+        .unwrap();
         o.add(
             new(target(Some("eu"), None), Forced::Drain, 60),
             now,
             |_| true,
+            &NoTable,
         )
         .unwrap();
         o.add(
             new(target(None, Some("192.0.2.1")), Forced::Up, 10),
             now,
             |_| true,
+            &NoTable,
         )
         .unwrap();
         let ip = |s: &str| s.parse().unwrap();
@@ -646,28 +891,35 @@ mod tests {
             ttl,
         };
         let mut o = Overrides::default();
+        let mut seen = Seen::default();
         o.add(
             new(target(None, Some("192.0.2.1")), Forced::Drain, 600),
             t0,
             |_| true,
+            &NoTable,
         )
         .unwrap();
-        o.add(new(target(None, None), Forced::Down, 600), t0, |_| true)
-            .unwrap();
+        o.add(
+            new(target(None, None), Forced::Down, 600),
+            t0,
+            |_| true,
+            &NoTable,
+        )
+        .unwrap();
         // The table serving when the drain was added answers with it, TTL 30.
-        o.observe(at(0), [e(true, 30)]);
+        seen.all(&mut o, at(0), [e(true, 30)]);
         let progress = |o: &Overrides| o.list()[0].drain.unwrap();
         // Not complete while the serving table can still answer with it.
         assert!(o.complete_drains(at(60_000)).is_empty());
         // The drained table swapped in at 200 ms: no longer answerable, and a shorter TTL
         // (dynamic) does not shorten what caches hold.
-        o.observe(at(200), [e(false, 5)]);
+        seen.all(&mut o, at(200), [e(false, 5)]);
         assert_eq!(progress(&o).max_ttl, 30);
         assert_eq!(progress(&o).complete_at_ms, unix_ms(at(30_200)));
         assert!(o.complete_drains(at(30_199)).is_empty());
         // Every other endpoint failed: the drained one is answered again (standby), TTL 60.
-        o.observe(at(10_000), [e(true, 60)]);
-        o.observe(at(12_000), [e(false, 60)]);
+        seen.all(&mut o, at(10_000), [e(true, 60)]);
+        seen.all(&mut o, at(12_000), [e(false, 60)]);
         assert_eq!(progress(&o).complete_at_ms, unix_ms(at(12_000 + 60_000)));
         assert!(o.complete_drains(at(71_999)).is_empty());
         let done = o.complete_drains(at(72_000));
@@ -681,7 +933,7 @@ mod tests {
             address: "192.0.2.9".parse().unwrap(),
             ..e(true, 300)
         };
-        o.observe(at(100_000), [other]);
+        seen.all(&mut o, at(100_000), [other]);
         assert!(progress(&o).complete);
     }
 
@@ -698,14 +950,16 @@ mod tests {
             ttl: 30,
         };
         let mut o = Overrides::default();
+        let mut seen = Seen::default();
         // Answered with TTL 30, then down at 1 s (not answerable), then drained at 2 s.
-        o.observe(at(0), [e(true)]);
-        o.observe(at(1_000), [e(false)]);
+        seen.all(&mut o, at(0), [e(true)]);
+        seen.all(&mut o, at(1_000), [e(false)]);
         let d = o
             .add(
                 new(target(None, Some("192.0.2.1")), Forced::Drain, 600),
                 at(2_000),
                 |_| true,
+                &seen.table,
             )
             .unwrap()
             .drain
@@ -740,7 +994,9 @@ mod tests {
             )
         };
         let mut o = Overrides::default();
-        o.observe(
+        let mut seen = Seen::default();
+        seen.all(
+            &mut o,
             at(0),
             [
                 e("gslb.test.", "www", true),
@@ -748,20 +1004,22 @@ mod tests {
                 e("Other.Test.", "www", true),
             ],
         );
-        o.add(drain("gslb.test", "www"), at(0), |_| true).unwrap();
-        o.add(drain("other.test.", "www"), at(0), |_| true).unwrap();
+        o.add(drain("gslb.test", "www"), at(0), |_| true, &seen.table)
+            .unwrap();
+        o.add(drain("other.test.", "www"), at(0), |_| true, &seen.table)
+            .unwrap();
         assert_eq!(o.observed(), 3);
         // A health swap rebuilt `api` alone: `www` is shared, still answerable, so its drain
         // counts it as answered until now without being observed again.
-        o.observe_services(at(5_000), [e("gslb.test.", "api", false)]);
+        seen.services(&mut o, at(5_000), [e("gslb.test.", "api", false)]);
         assert_eq!(o.observed(), 4);
         let www = o.list()[0].drain.unwrap();
         assert!(www.answerable);
         assert_eq!(www.last_answer_ms, unix_ms(at(5_000)));
         // The rebuild that drains `www`, then a reload that removes the other zone.
-        o.observe_services(at(6_000), [e("gslb.test.", "www", false)]);
+        seen.services(&mut o, at(6_000), [e("gslb.test.", "www", false)]);
         let zones: HashSet<String> = ["other.test".to_string()].into();
-        o.observe_zones(at(7_000), &zones, []);
+        seen.zones(&mut o, at(7_000), &zones, []);
         assert_eq!(o.observed(), 5);
         let (www, other) = (o.list()[0].drain.unwrap(), o.list()[1].drain.unwrap());
         assert_eq!(
@@ -775,8 +1033,77 @@ mod tests {
         assert_eq!(o.complete_drains(at(36_000)).len(), 1);
         assert_eq!(o.complete_drains(at(37_000)).len(), 1);
         // Answers of the removed zone expired: forgotten at the next observation of it.
-        o.observe_zones(at(40_000), &zones, []);
+        seen.zones(&mut o, at(40_000), &zones, []);
         assert!(!o.exposure.zones.contains_key("other.test"));
+    }
+
+    #[test]
+    fn only_endpoints_that_are_not_plain_are_stored() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let e = |n: u32, answerable: bool, ttl: u32| Answerable {
+            zone: "gslb.test.",
+            service: if n % 2 == 0 { "www" } else { "api" },
+            region: "eu",
+            address: IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + n)),
+            answerable,
+            ttl,
+        };
+        let mut o = Overrides::default();
+        let mut seen = Seen::default();
+        seen.all(&mut o, at(0), (0..1_000).map(|n| e(n, true, 30)));
+        assert!(
+            o.all_plain(),
+            "every endpoint answerable with the table's TTL"
+        );
+        // A second full table, the same: still nothing stored.
+        seen.all(&mut o, at(1_000), (0..1_000).map(|n| e(n, true, 30)));
+        assert!(o.all_plain());
+        // `www` now answers with TTL 5 and endpoint 0 is down: answers given with TTL 30
+        // may still be cached, so each of them is stored until that passes.
+        let www = |n: u32| e(n, n != 0, 5);
+        seen.services(&mut o, at(2_000), (0..1_000).step_by(2).map(www));
+        let stored = |o: &Overrides| {
+            o.exposure
+                .zones
+                .values()
+                .flat_map(|s| s.values())
+                .map(Vec::len)
+                .sum::<usize>()
+        };
+        assert_eq!(stored(&o), 500);
+        assert!(!o.exposure.zones["gslb.test"].contains_key("api"));
+        // A drain of the down endpoint waits for those answers; one of a plain endpoint
+        // counts it as answered until now, read from the table.
+        let drain = |address: &str| new(target(None, Some(address)), Forced::Drain, 600);
+        let down = o
+            .add(drain("10.0.0.0"), at(3_000), |_| true, &seen.table)
+            .unwrap();
+        let d = down.drain.unwrap();
+        assert_eq!(
+            (d.answerable, d.max_ttl, d.complete_at_ms),
+            (false, 30, unix_ms(at(32_000)))
+        );
+        let plain = Target {
+            service: "api".into(),
+            ..target(None, Some("10.0.0.1"))
+        };
+        let up = o
+            .add(
+                new(plain, Forced::Drain, 600),
+                at(3_000),
+                |_| true,
+                &seen.table,
+            )
+            .unwrap();
+        let d = up.drain.unwrap();
+        assert_eq!(
+            (d.answerable, d.max_ttl, d.last_answer_ms),
+            (true, 30, unix_ms(at(3_000)))
+        );
+        // Once the TTL-30 answers have expired, observing `www` again stores nothing.
+        seen.services(&mut o, at(40_000), (0..1_000).step_by(2).map(www));
+        assert!(o.all_plain(), "{} stored", stored(&o));
     }
 
     #[test]
@@ -801,11 +1128,16 @@ mod tests {
             ),
         ];
         for (n, want) in cases {
-            let e = o.add(n, now, |_| true).unwrap_err().to_string();
+            let e = o.add(n, now, |_| true, &NoTable).unwrap_err().to_string();
             assert!(e.contains(want), "{e}");
         }
         let e = o
-            .add(new(target(None, None), Forced::Down, 5), now, |_| false)
+            .add(
+                new(target(None, None), Forced::Down, 5),
+                now,
+                |_| false,
+                &NoTable,
+            )
             .unwrap_err();
         assert!(e.to_string().starts_with("target matches no endpoint"));
         assert!(o.list().is_empty());
