@@ -35,7 +35,7 @@ use crate::routing::RoutingTable;
 use crate::routing::compile::{EndpointDetail, EndpointHealth, EndpointState};
 use crate::routing::publish::HealthChange;
 use crate::routing::select::Service;
-use crate::routing::table::key_wire;
+use crate::routing::table::{ZoneTable, key_wire};
 
 /// Least time between two recompiles caused by health, however many reports arrive.
 pub const RECOMPILE_SPACING: Duration = Duration::from_millis(200);
@@ -778,27 +778,29 @@ impl HealthHub {
     pub fn observe_table(&self, table: &Arc<RoutingTable>) {
         let mut inner = self.lock();
         let before = inner.observed.replace(Arc::clone(table));
-        let walk = before.is_some() || !inner.overrides.all_plain();
-        fn origins(t: &RoutingTable) -> Vec<(String, Vec<&Service>)> {
-            t.zones()
-                .map(|z| (z.origin.to_string(), z.services.iter().collect()))
-                .collect()
+        if before.is_none() && inner.overrides.all_plain() {
+            inner
+                .overrides
+                .observing(SystemTime::now())
+                .finish(|_| true, |_, _| false, &**table);
+            return;
         }
-        let (old, new) = if walk {
-            (
-                before.as_deref().map(origins).unwrap_or_default(),
-                origins(table),
-            )
-        } else {
-            (Vec::new(), Vec::new())
-        };
-        let seen = Observation {
-            before: listed(&old),
-            after: listed(&new),
-            table: &**table,
-        };
-        Self::walk(&inner, seen.before.len() + seen.after.len());
-        inner.overrides.observe(SystemTime::now(), seen);
+        let covered: Vec<&ZoneTable> = table.zones().collect();
+        let gone: Vec<&ZoneTable> = before
+            .as_deref()
+            .map(|b| {
+                b.zones()
+                    .filter(|z| table.zone_at(&key_wire(&z.origin)).is_none())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self::observe_zones(
+            &mut inner,
+            before.as_deref(),
+            table,
+            covered.into_iter().chain(gone),
+            |_| true,
+        );
     }
 
     /// Records a table that a health change built: only the services `change` names were
@@ -855,18 +857,18 @@ impl HealthHub {
     /// it dropped are no longer answered.
     pub fn observe_reload(&self, before: &RoutingTable, after: &Arc<RoutingTable>) {
         let mut names: HashSet<String> = HashSet::new();
-        let mut rebuilt: Vec<(String, Vec<&Service>)> = Vec::new();
+        let mut zones: Vec<&ZoneTable> = Vec::new();
         for (key, zone) in &after.zones {
             if before.zones.get(key).is_some_and(|b| Arc::ptr_eq(b, zone)) {
                 continue;
             }
-            let origin = zone.origin.to_string();
-            names.insert(zone_key(&origin));
-            rebuilt.push((origin, zone.services.iter().collect()));
+            names.insert(zone_key(&zone.origin.to_string()));
+            zones.push(zone);
         }
         for (key, zone) in &before.zones {
             if !after.zones.contains_key(key) {
                 names.insert(zone_key(&zone.origin.to_string()));
+                zones.push(zone);
             }
         }
         let mut inner = self.lock();
@@ -877,24 +879,75 @@ impl HealthHub {
             return;
         }
         let previous = last.as_deref().unwrap_or(before);
-        let old: Vec<(String, Vec<&Service>)> = previous
-            .zones()
-            .filter_map(|z| {
-                let origin = z.origin.to_string();
-                names
-                    .contains(&zone_key(&origin))
-                    .then(|| (origin, z.services.iter().collect()))
-            })
-            .collect();
-        let seen = Observation {
-            before: listed(&old),
-            after: listed(&rebuilt),
-            table: &**after,
+        Self::observe_zones(&mut inner, Some(previous), after, zones.into_iter(), |z| {
+            names.contains(z)
+        });
+    }
+
+    /// Observes every service of `zones` (each named once, from either table), service by
+    /// service: its endpoints in `previous` and in `table`, two reused buffers, no copy of
+    /// the whole. Stored exposures of services in `covered` zones that neither table has
+    /// are retired.
+    fn observe_zones<'z>(
+        inner: &mut Inner,
+        previous: Option<&'z RoutingTable>,
+        table: &'z RoutingTable,
+        zones: impl Iterator<Item = &'z ZoneTable>,
+        covered: impl Fn(&str) -> bool,
+    ) {
+        let mut observing = inner.overrides.observing(SystemTime::now());
+        let mut walked = 0;
+        let mut done: HashSet<&Name> = HashSet::new();
+        for zone in zones {
+            if !done.insert(&zone.origin) {
+                continue;
+            }
+            let origin = zone.origin.to_string();
+            let key = zone_key(&origin);
+            let wire = key_wire(&zone.origin);
+            let (mut old, mut new): (Vec<Answerable<'_>>, Vec<Answerable<'_>>) =
+                (Vec::new(), Vec::new());
+            let was = previous.and_then(|p| p.zone_at(&wire));
+            let now = table.zone_at(&wire);
+            let lookup = |z: &'z ZoneTable, service: &str| -> Option<&'z Service> {
+                z.service_index(service).and_then(|i| z.services.get(i))
+            };
+            // The new zone's services, each with its twin in the previous zone.
+            for service in now.iter().flat_map(|n| n.services.iter()) {
+                old.clear();
+                new.clear();
+                if let Some(twin) = was.and_then(|w| lookup(w, &service.key)) {
+                    answerable(&origin, twin, &mut old);
+                }
+                answerable(&origin, service, &mut new);
+                walked += old.len() + new.len();
+                observing.service(&key, &service.key, &old, &new);
+            }
+            // Services only the previous zone had: no longer answered.
+            for service in was.iter().flat_map(|w| w.services.iter()) {
+                if now.is_some_and(|n| n.service_index(&service.key).is_some()) {
+                    continue;
+                }
+                old.clear();
+                new.clear();
+                answerable(&origin, service, &mut old);
+                walked += old.len();
+                observing.service(&key, &service.key, &old, &new);
+            }
+        }
+        let has = |zone: &str, service: &str| {
+            let Ok(mut origin) = Name::from_str_relaxed(zone) else {
+                return false;
+            };
+            origin.set_fqdn(true);
+            [previous, Some(table)]
+                .into_iter()
+                .flatten()
+                .filter_map(|t| t.zone_at(&key_wire(&origin)))
+                .any(|z| z.service_index(service).is_some())
         };
-        Self::walk(&inner, seen.before.len() + seen.after.len());
-        inner
-            .overrides
-            .observe_zones(SystemTime::now(), &names, seen);
+        observing.finish(covered, has, table);
+        Self::walk(inner, walked);
     }
 
     /// Removes an override.
@@ -1020,6 +1073,81 @@ mod tests {
     use super::*;
     use crate::health::overrides::{Forced, NewOverride, Target};
     use crate::health::report::{EndpointReport, ProberId, VoteState, unix_ms};
+
+    /// A compiled table of one zone with the service `www` (TTL 30) on `addresses` and an
+    /// unrelated service `api`, every endpoint up.
+    fn drain_table(addresses: &[&str]) -> Arc<RoutingTable> {
+        let mut text = String::from(
+            "origin = \"d.test.\"\nns = [\"ns1.d.test.\"]\n[soa]\nmname = \"ns1.d.test.\"\n\
+             rname = \"hostmaster.d.test.\"\nserial = 1\n[region.eu]\n\
+             [service.api]\nttl = 60\n[[service.api.endpoint]]\nregion = \"eu\"\n\
+             address = \"198.51.100.1\"\n[service.www]\nttl = 30\n",
+        );
+        for a in addresses {
+            text.push_str(&format!(
+                "[[service.www.endpoint]]\nregion = \"eu\"\naddress = \"{a}\"\n"
+            ));
+        }
+        let zone = crate::config::testing::zone_from_text(&text, &[]);
+        let db = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/geoip/GeoIP2-City-Test.mmdb"
+        );
+        let geo = Arc::new(crate::geo::GeoDb::open(std::path::Path::new(db)).unwrap());
+        let table = crate::routing::compile::compile(
+            &[Arc::new(zone)],
+            geo,
+            &crate::routing::compile::AllUp,
+            1,
+        );
+        Arc::new(table.unwrap_or_else(|e| panic!("{e}")))
+    }
+
+    #[test]
+    fn drains_walk_nothing_for_a_first_table_and_follow_a_reload_service_by_service() {
+        let hub = HealthHub::new(Vec::new(), DEFAULT_GRACE_FOR_TEST, None, Arc::default());
+        let first = drain_table(&["192.0.2.1", "192.0.2.2"]);
+        hub.observe_table(&first);
+        assert_eq!(hub.lock().walked.get(), 0, "a first table is all plain");
+        assert!(hub.lock().overrides.all_plain());
+        let drain = |address: &str| NewOverride {
+            target: Target {
+                zone: "d.test".into(),
+                service: "www".into(),
+                region: None,
+                address: Some(address.parse().unwrap()),
+            },
+            state: Forced::Drain,
+            expires_in_seconds: 600,
+            reason: "maintenance".into(),
+        };
+        // Plain endpoints are read from the table observed: answerable until now.
+        let d = hub.add_override(drain("192.0.2.1"), |_| true).unwrap();
+        let progress = d.drain.unwrap();
+        assert!(progress.answerable && !progress.complete);
+        assert_eq!(progress.max_ttl, 30);
+        // A reload takes 192.0.2.1 out of `www`: its answers stay cached for the TTL they
+        // had, so the drain completes 30 s after the reload; the others stay plain.
+        let reloaded = drain_table(&["192.0.2.2"]);
+        let before = unix_ms(SystemTime::now());
+        hub.observe_reload(&first, &reloaded);
+        let after = unix_ms(SystemTime::now());
+        let p = hub.overrides()[0].drain.unwrap();
+        assert!(!p.answerable);
+        assert_eq!(p.max_ttl, 30);
+        assert!(
+            (before + 30_000..=after + 30_000).contains(&p.complete_at_ms),
+            "{p:?}"
+        );
+        // Every endpoint of the reloaded zone was looked at once before and once after.
+        let walked = hub.lock().walked.get();
+        assert_eq!(walked, (3 + 2), "old: api + 2 www, new: api + 1 www");
+        let inner = hub.lock();
+        assert!(
+            !inner.overrides.all_plain(),
+            "the removed endpoint is stored"
+        );
+    }
 
     fn key(n: u8) -> EndpointKey {
         EndpointKey::new("shop.example", "www", [192, 0, 2, n].into()).unwrap()

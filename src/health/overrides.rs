@@ -245,6 +245,44 @@ pub struct Observation<'a, 't> {
     pub table: &'t dyn Answering,
 }
 
+/// An observation given service by service ([`Overrides::observing`]): every service it
+/// covers with its endpoints before and after ([`Observing::service`]), then
+/// [`Observing::finish`].
+pub struct Observing<'o> {
+    overrides: &'o mut Overrides,
+    now_ms: u64,
+}
+
+impl Observing<'_> {
+    /// One service (`zone` as a zone key): its endpoints in the table observed before and in
+    /// this one (empty where it has none).
+    pub fn service(
+        &mut self,
+        zone: &str,
+        service: &str,
+        before: &[Answerable<'_>],
+        after: &[Answerable<'_>],
+    ) {
+        self.overrides
+            .exposure
+            .observe_service(self.now_ms, zone, service, before, after);
+    }
+
+    /// Ends it: stored exposures of services in `covered` zones that neither table has
+    /// (`has`) are no longer answered, and the drains follow `table`, the table observed.
+    pub fn finish(
+        self,
+        covered: impl Fn(&str) -> bool,
+        has: impl Fn(&str, &str) -> bool,
+        table: &dyn Answering,
+    ) {
+        self.overrides
+            .exposure
+            .retire_missing(self.now_ms, covered, has);
+        self.overrides.update_drains(self.now_ms, table);
+    }
+}
+
 /// Why an override was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum OverrideError {
@@ -310,6 +348,17 @@ enum Covers<'z> {
     Named,
 }
 
+impl Covers<'_> {
+    /// Whether the observation covers every service of `zone` (a zone key).
+    fn covers(&self, zone: &str) -> bool {
+        match self {
+            Covers::All => true,
+            Covers::Zones(zones) => zones.contains(zone),
+            Covers::Named => false,
+        }
+    }
+}
+
 /// A zone name as endpoint keys and targets compare it: lowercase, without the trailing dot.
 pub fn zone_key(zone: &str) -> String {
     zone.trim_end_matches('.').to_ascii_lowercase()
@@ -330,7 +379,8 @@ impl Exposures {
     /// answers expired). `old` lists the previous table's endpoints of what the observation
     /// covers (the services listed, or every service of the covered zones): those not stored
     /// were plain. Services neither listed nor covered are the same as in the table observed
-    /// before (shared by the swap), so nothing about them changed.
+    /// before (shared by the swap), so nothing about them changed. Groups the lists by
+    /// service; large observations go service by service instead ([`Overrides::observe_service`]).
     fn observe<'a>(
         &mut self,
         now_ms: u64,
@@ -338,35 +388,8 @@ impl Exposures {
         new: impl IntoIterator<Item = Answerable<'a>>,
         covers: Covers<'_>,
     ) {
-        let mut counted = 0;
-        let incoming = group(new, &mut counted);
-        self.observed += counted;
-        let previous = group(old, &mut 0);
-        let retire = |zone: &str| match covers {
-            Covers::All => true,
-            Covers::Zones(zones) => zones.contains(zone),
-            Covers::Named => false,
-        };
-        let listed = |zone: &str, service: &str| {
-            [&incoming, &previous]
-                .iter()
-                .any(|m| m.get(zone).is_some_and(|l| l.contains_key(service)))
-        };
-        // Stored exposures of covered services that neither table has: nothing of them is
-        // answered (removed earlier, still cached).
-        self.zones.retain(|zone, services| {
-            if !retire(zone) {
-                return true;
-            }
-            services.retain(|service, endpoints| {
-                if listed(zone, service) {
-                    return true;
-                }
-                retire_expired(endpoints, now_ms);
-                !endpoints.is_empty()
-            });
-            !services.is_empty()
-        });
+        let incoming = group(new);
+        let previous = group(old);
         let none: Vec<Answerable<'a>> = Vec::new();
         let mut seen: HashSet<(&str, &str), Fast> = HashSet::default();
         // Listed services, then covered services the previous table had and this one lacks.
@@ -379,29 +402,91 @@ impl Exposures {
                 continue;
             }
             let listed = incoming.get(zone).and_then(|s| s.get(service));
-            if listed.is_none() && !retire(zone) {
+            if listed.is_none() && !covers.covers(zone) {
                 continue;
             }
             let before = previous
                 .get(zone)
                 .and_then(|s| s.get(service))
                 .unwrap_or(&none);
-            let stored = self
-                .zones
-                .get_mut(zone)
-                .and_then(|s| s.remove(service))
-                .unwrap_or_default();
-            let endpoints = self.merge(stored, before, listed.unwrap_or(&none), now_ms);
-            if !endpoints.is_empty() {
-                self.zones
-                    .entry(zone.into())
-                    .or_default()
-                    .insert(service.into(), endpoints);
-            }
-            if self.zones.get(zone).is_some_and(HashMap::is_empty) {
-                self.zones.remove(zone);
-            }
+            self.observe_service(now_ms, zone, service, before, listed.unwrap_or(&none));
         }
+        self.retire_missing(
+            now_ms,
+            |zone| covers.covers(zone),
+            |zone, service| seen.contains(&(zone, service)),
+        );
+    }
+
+    /// One service of an observation: its endpoints in the previous table (`before`) and in
+    /// the one observed (`after`; empty when the service is gone). `zone` is the zone's key.
+    fn observe_service(
+        &mut self,
+        now_ms: u64,
+        zone: &str,
+        service: &str,
+        before: &[Answerable<'_>],
+        after: &[Answerable<'_>],
+    ) {
+        self.observed += after.len() as u64;
+        let stored = self.zones.get_mut(zone).and_then(|s| s.remove(service));
+        let Some(stored) = stored.filter(|s| !s.is_empty()) else {
+            // The usual case, without an allocation: nothing stored, and every endpoint that
+            // was answerable still is, with at least the TTL it had (plain stays plain).
+            let still_plain = before.iter().filter(|b| b.answerable).all(|b| {
+                after.iter().any(|a| {
+                    a.address == b.address && a.region == b.region && a.answerable && a.ttl >= b.ttl
+                })
+            });
+            if !still_plain {
+                self.store(zone, service, Vec::new(), before, after, now_ms);
+            }
+            return;
+        };
+        self.store(zone, service, stored, before, after, now_ms);
+    }
+
+    fn store(
+        &mut self,
+        zone: &str,
+        service: &str,
+        stored: Vec<Exposed>,
+        before: &[Answerable<'_>],
+        after: &[Answerable<'_>],
+        now_ms: u64,
+    ) {
+        let endpoints = self.merge(stored, before, after, now_ms);
+        if !endpoints.is_empty() {
+            self.zones
+                .entry(zone.into())
+                .or_default()
+                .insert(service.into(), endpoints);
+        } else if self.zones.get(zone).is_some_and(HashMap::is_empty) {
+            self.zones.remove(zone);
+        }
+    }
+
+    /// Stored exposures of services in `covered` zones that neither table has (`has`): nothing
+    /// of them is answered (removed earlier, still cached); forgotten once expired.
+    fn retire_missing(
+        &mut self,
+        now_ms: u64,
+        covered: impl Fn(&str) -> bool,
+        has: impl Fn(&str, &str) -> bool,
+    ) {
+        self.zones.retain(|zone, services| {
+            if !covered(zone) {
+                return true;
+            }
+            services.retain(|service, endpoints| {
+                if has(zone, service) {
+                    return true;
+                }
+                retire_expired(endpoints, now_ms);
+                !endpoints.is_empty()
+            });
+            !services.is_empty()
+        });
     }
 
     /// One service's stored exposures after an observation that lists `listed` for it:
@@ -496,14 +581,12 @@ impl Exposures {
     }
 }
 
-/// The endpoints of an observation by zone key and service, in the order given; `count`
-/// counts them.
-fn group<'a>(endpoints: impl IntoIterator<Item = Answerable<'a>>, count: &mut u64) -> Incoming<'a> {
+/// The endpoints of an observation by zone key and service, in the order given.
+fn group<'a>(endpoints: impl IntoIterator<Item = Answerable<'a>>) -> Incoming<'a> {
     let mut incoming: Incoming<'a> = HashMap::default();
     // Endpoints come zone by zone: the zone's key is made once per run, not per endpoint.
     let mut last: Option<(&'a str, Box<str>)> = None;
     for e in endpoints {
-        *count += 1;
         let key = match &last {
             Some((origin, key)) if *origin == e.zone => key.clone(),
             _ => {
@@ -639,6 +722,15 @@ impl Overrides {
     /// first table need not be listed at all (module docs).
     pub fn all_plain(&self) -> bool {
         self.exposure.is_empty()
+    }
+
+    /// A large observation, one service at a time (the health hub, for a reload or a whole
+    /// table: no grouped copy of a million endpoints): see [`Observing`].
+    pub fn observing(&mut self, now: SystemTime) -> Observing<'_> {
+        Observing {
+            overrides: self,
+            now_ms: unix_ms(now),
+        }
     }
 
     /// Endpoints observed so far, in every table (tests: a swap observes what it rebuilt).

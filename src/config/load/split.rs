@@ -38,7 +38,11 @@ pub(super) fn split(text: &str) -> Option<Pieces<'_>> {
     let headers = headers(text)?;
     let mut root = String::new();
     let mut services: Vec<&str> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
+    let mut seen: std::collections::HashSet<&str, foldhash::fast::RandomState> =
+        std::collections::HashSet::with_capacity_and_hasher(
+            headers.len() / 2,
+            foldhash::fast::RandomState::default(),
+        );
     // The run of tables of the service being collected: its key and where it starts.
     let mut run: Option<(&str, usize)> = None;
     for (i, header) in headers.iter().enumerate() {
@@ -104,23 +108,29 @@ fn headers(text: &str) -> Option<Vec<Header<'_>>> {
             }
             TokenKind::LeftSquareBracket if line_start && depth == 0 => {
                 let start = token.span().start();
-                // The header's keys up to its closing bracket: `[a.b]` or `[[a.b]]`.
-                let mut keys: Vec<&str> = Vec::new();
+                // The header's keys up to its closing bracket: `[a.b]` or `[[a.b]]`. Only
+                // the first two matter (no allocation: there are millions of headers).
+                let mut keys: [Option<&str>; 2] = [None, None];
+                let mut count = 0;
                 let mut open = 1;
                 for t in tokens.by_ref() {
                     match t.kind() {
                         TokenKind::RightSquareBracket if open == 1 => break,
                         TokenKind::RightSquareBracket => open -= 1,
-                        TokenKind::LeftSquareBracket if keys.is_empty() => open += 1,
+                        TokenKind::LeftSquareBracket if count == 0 => open += 1,
                         TokenKind::Dot | TokenKind::Whitespace => {}
                         TokenKind::Atom | TokenKind::BasicString | TokenKind::LiteralString => {
-                            keys.push(source.get(t.span())?.as_str())
+                            let key = source.get(t.span())?.as_str();
+                            if let Some(slot) = keys.get_mut(count) {
+                                *slot = Some(key);
+                            }
+                            count += 1;
                         }
                         _ => return None,
                     }
                 }
-                let service = match keys.as_slice() {
-                    ["service", name, ..] => Some(*name),
+                let service = match keys {
+                    [Some("service"), Some(name)] => Some(name),
                     // `[service]` itself, or a quoted `"service"`: keys of services may follow
                     // in the root; the loader then parses the whole file.
                     _ => None,
