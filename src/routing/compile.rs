@@ -821,9 +821,14 @@ fn compile_zone(
         apex.rrsets.push(soa);
         apex.rrsets.sort_by_key(|r| r.rtype);
     }
+    // The table lives as long as the zone serves: no spare capacity. A node's first RRset
+    // reserved room for four (224 bytes) where most names have one or two: at 100,000 small
+    // zones the slack was about 110 MB of the table.
     for node in list.iter_mut() {
         node.rrsets.sort_by_key(|r| r.rtype);
+        node.rrsets.shrink_to_fit();
     }
+    list.shrink_to_fit();
 
     let mut table = ZoneTable {
         origin: zone.origin.clone(),
