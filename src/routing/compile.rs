@@ -674,8 +674,8 @@ fn compile_zone(
         })
         .collect();
     for (i, svc) in zone.services.iter().enumerate() {
-        builder.ensure(&svc.name);
-        if let Some(node) = builder.get_mut(&key_wire(&svc.name)) {
+        let idx = builder.ensure(&svc.name);
+        if let Some(node) = builder.list.get_mut(idx as usize) {
             node.service = u32::try_from(i).ok();
         }
     }
@@ -875,17 +875,30 @@ struct NodeBuilder<'a> {
 }
 
 impl NodeBuilder<'_> {
-    fn ensure(&mut self, name: &Name) {
-        let mut current = name.clone();
+    /// Adds `name` and its ancestors up to the origin that are missing; returns the index of
+    /// `name`'s node. Works on the wire form: one encoding per name, each ancestor a suffix
+    /// of it, its key the suffix lowercased (a label length is below 64, never a letter).
+    fn ensure(&mut self, name: &Name) -> u32 {
+        let wire = name_wire(name);
+        let origin_labels = usize::from(self.origin.num_labels());
+        let mut labels = usize::from(name.num_labels());
+        let mut at = 0;
+        let mut first = None;
         loop {
-            let key = key_wire(&current);
-            if self.nodes.contains_key(&key) {
-                return;
-            }
-            let idx = u32::try_from(self.list.len()).unwrap_or(u32::MAX);
-            self.nodes.insert(key, idx);
+            let part = wire.get(at..).unwrap_or_default();
+            let key: Box<[u8]> = part.to_ascii_lowercase().into_boxed_slice();
+            let idx = match self.nodes.entry(key) {
+                std::collections::hash_map::Entry::Occupied(e) => {
+                    return first.unwrap_or(*e.get());
+                }
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let idx = u32::try_from(self.list.len()).unwrap_or(u32::MAX);
+                    e.insert(idx);
+                    idx
+                }
+            };
             self.list.push(Node {
-                name_wire: name_wire(&current),
+                name_wire: part.into(),
                 rrsets: Vec::new(),
                 cut: false,
                 occluded_by: None,
@@ -894,10 +907,12 @@ impl NodeBuilder<'_> {
                 cname_target: None,
                 dnssec: None,
             });
-            if current.num_labels() <= self.origin.num_labels() {
-                return;
+            let mine = *first.get_or_insert(idx);
+            if labels <= origin_labels {
+                return mine;
             }
-            current = current.base_name();
+            labels -= 1;
+            at += 1 + usize::from(part.first().copied().unwrap_or(0));
         }
     }
 
