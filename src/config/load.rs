@@ -8,6 +8,7 @@
 //! it: `records` (SOA, `[[record]]`, the master file, record rules) and `services` (regions,
 //! services, endpoints).
 
+use std::collections::HashMap;
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -16,7 +17,7 @@ use std::sync::Arc;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use super::file::ZoneFile;
-use super::model::{DEFAULT_TTL, FileStamp, MAX_TTL, Zone};
+use super::model::{DEFAULT_TTL, FileStamp, MAX_TTL, Service, Zone};
 use super::{clip, clip_msg};
 
 mod records;
@@ -280,7 +281,7 @@ pub fn check_unique_origin<'a>(
 /// Reads and validates one zone file.
 pub fn load_zone(path: &Path) -> Result<Zone, ZoneError> {
     let (bytes, stamp) = read(path)?;
-    let zone = finish(path, build_from(path, bytes)?)?;
+    let zone = finish(path, build_from(path, bytes, None)?)?;
     zone.stamp.set(stamp);
     Ok(zone)
 }
@@ -329,7 +330,8 @@ pub fn reload_zone(
             return Ok(Arc::clone(prev));
         }
     }
-    let zone = finish(path, build_from(path, bytes)?)?;
+    // The serving version's services are kept where the file still says the same.
+    let zone = finish(path, build_from(path, bytes, previous.map(|p| &**p))?)?;
     zone.stamp.set(stamp);
     Ok(Arc::new(zone))
 }
@@ -416,8 +418,8 @@ fn finish(path: &Path, zone: Zone) -> Result<Zone, ZoneError> {
 /// so neither toml's document nor the file shape of every service is alive at once; a file
 /// that is not plainly cut, or any error, goes the whole-document way, which gives the
 /// messages of a whole-file parse.
-fn build_from(path: &Path, bytes: Vec<u8>) -> Result<Zone, ZoneError> {
-    let builder = ZoneBuilder::new(path, fingerprint(&bytes));
+fn build_from(path: &Path, bytes: Vec<u8>, serving: Option<&Zone>) -> Result<Zone, ZoneError> {
+    let builder = ZoneBuilder::new(path, fingerprint(&bytes), serving);
     if path.extension().is_some_and(|e| e == "json") {
         let file: ZoneFile = serde_json::from_slice(&bytes).map_err(|source| ZoneError::Json {
             path: path.to_path_buf(),
@@ -510,11 +512,35 @@ struct Source {
 struct ZoneBuilder<'a> {
     path: &'a Path,
     fingerprint: u64,
+    /// The services of the version of this zone that serves now, by key (a reload): one
+    /// that validates to the same service is shared instead of held twice.
+    serving: HashMap<&'a str, &'a Arc<Service>, foldhash::fast::RandomState>,
 }
 
 impl<'a> ZoneBuilder<'a> {
-    fn new(path: &'a Path, fingerprint: u64) -> Self {
-        Self { path, fingerprint }
+    fn new(path: &'a Path, fingerprint: u64, serving: Option<&'a Zone>) -> Self {
+        let services = serving.map_or(&[][..], |z| z.services.as_slice());
+        let mut by_key = HashMap::with_capacity_and_hasher(
+            services.len(),
+            foldhash::fast::RandomState::default(),
+        );
+        for s in services {
+            by_key.insert(s.key.as_str(), s);
+        }
+        Self {
+            path,
+            fingerprint,
+            serving: by_key,
+        }
+    }
+
+    /// `service` as the zone keeps it: the serving version's when that is the same (a reload
+    /// of an edited file holds only what changed twice), else a new one.
+    fn keep(&self, service: Service) -> Arc<Service> {
+        match self.serving.get(service.key.as_str()) {
+            Some(old) if ***old == service => Arc::clone(old),
+            _ => Arc::new(service),
+        }
     }
 
     fn invalid(&self, key: impl Into<String>, message: impl Into<String>) -> ZoneError {
@@ -613,7 +639,7 @@ impl<'a> ZoneBuilder<'a> {
         let regions = self.regions(&file.region)?;
         let mut services = Vec::with_capacity(file.service.len() + pieces.len());
         for (key, service) in &file.service {
-            services.push(self.service(key, service, &origin, &regions, &file)?);
+            services.push(self.keep(self.service(key, service, &origin, &regions, &file)?));
         }
         if !pieces.is_empty() {
             let first_piece = services.len();
@@ -633,7 +659,8 @@ impl<'a> ZoneBuilder<'a> {
                                 source,
                             })?;
                         for (key, service) in &parsed.service {
-                            out.push(self.service(key, service, &origin, &regions, &file)?);
+                            let service = self.service(key, service, &origin, &regions, &file)?;
+                            out.push(self.keep(service));
                         }
                     }
                     Ok(out)

@@ -5,6 +5,7 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use ipnet::IpNet;
@@ -49,8 +50,10 @@ pub struct Zone {
     pub records: Vec<Record>,
     /// Regions, in file order (services refer to them by index).
     pub regions: Vec<Region>,
-    /// Traffic-managed names, in file order.
-    pub services: Vec<Service>,
+    /// Traffic-managed names, in file order. Shared: a reload that parses the file again
+    /// keeps the serving version of every service that did not change (`load::reload_zone`),
+    /// and the compiler reuses what it compiled from it.
+    pub services: Vec<Arc<Service>>,
     /// Health checks, by name.
     pub checks: Vec<super::check::Check>,
     /// Keys and signing policy when the zone is signed (`[dnssec]`).
@@ -156,7 +159,7 @@ pub const DEFAULT_WEIGHT: u32 = 100;
 pub const MAX_WEIGHT: u32 = 1000;
 
 /// A region where load balancers live.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Region {
     /// Its name (`eu-west`).
     pub name: String,
@@ -233,7 +236,7 @@ pub struct Endpoint {
 }
 
 /// A traffic-managed name.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Service {
     /// The key in the zone file (`www`).
     pub key: String,

@@ -207,11 +207,25 @@ pub fn recompile_zones(
             }
             None => {
                 reuse.zones_compiled += 1;
-                reuse.services_compiled += zone.services.len();
-                map.insert(
-                    Arc::from(key),
-                    Arc::new(compile_zone(zone, health, counters)?),
-                );
+                let frame = previous
+                    .zones
+                    .get(&*key)
+                    .filter(|old| !fresh(zone) && same_frame(&old.source, zone));
+                let compiled = match frame {
+                    // Only services changed, none added, removed or moved: the names, records
+                    // and every service the file still says the same are shared.
+                    Some(old) => {
+                        let (table, rebuilt) = rebuild_changed(old, zone, health, counters);
+                        reuse.services_compiled += rebuilt;
+                        reuse.services_reused += zone.services.len() - rebuilt;
+                        table
+                    }
+                    None => {
+                        reuse.services_compiled += zone.services.len();
+                        compile_zone(zone, health, counters)?
+                    }
+                };
+                map.insert(Arc::from(key), Arc::new(compiled));
             }
         }
     }
@@ -232,6 +246,75 @@ pub fn recompile_zones(
         reuse,
         replaced,
     })
+}
+
+/// True when `new` differs from `old` (the source of the serving zone) in its services'
+/// configuration at most: same records, SOA, regions, checks (as services compile them) and
+/// service names in the same order, and neither is signed. Its node tree is then the same, and
+/// a service the loader shared (`load::reload_zone`) compiles to the same service.
+fn same_frame(old: &Zone, new: &Zone) -> bool {
+    fn checks(z: &Zone) -> Vec<(&str, crate::config::check::Shed)> {
+        z.checks
+            .iter()
+            .map(|c| (c.name.as_str(), c.spec.shed))
+            .collect()
+    }
+    old.dnssec.is_none()
+        && new.dnssec.is_none()
+        && old.origin == new.origin
+        && old.soa == new.soa
+        && old.records == new.records
+        && old.regions == new.regions
+        && checks(old) == checks(new)
+        && old.services.len() == new.services.len()
+        && old
+            .services
+            .iter()
+            .zip(&new.services)
+            .all(|(a, b)| a.key == b.key && a.name == b.name)
+}
+
+/// `zone` compiled from `old` (the serving zone of the same origin, [`same_frame`]): the
+/// services whose model is not the one `old` was compiled from are compiled again, every
+/// other one, the node tree and the negative SOA are shared. Returns the zone and how many
+/// services were compiled.
+fn rebuild_changed(
+    old: &ZoneTable,
+    zone: &Arc<Zone>,
+    health: &dyn EndpointHealth,
+    counters: &mut CounterFactory,
+) -> (ZoneTable, usize) {
+    let previous = counters.previous_zone(&zone.origin);
+    let mut shared = Shared::default();
+    let replacements: Vec<(usize, Service)> = zone
+        .services
+        .iter()
+        .enumerate()
+        .filter(|(i, svc)| {
+            old.source
+                .services
+                .get(*i)
+                .is_none_or(|before| !Arc::ptr_eq(before, svc))
+        })
+        .map(|(i, svc)| {
+            let mut service = compile_service_shared(zone, svc, health, &mut shared, None);
+            service.counters = counters.service(previous.as_deref(), i, &service);
+            (i, service)
+        })
+        .collect();
+    let rebuilt = replacements.len();
+    let table = ZoneTable {
+        origin: zone.origin.clone(),
+        serial: zone.serial(),
+        source: Arc::clone(zone),
+        nodes: Arc::clone(&old.nodes),
+        node_list: Arc::clone(&old.node_list),
+        negative_soa: Arc::clone(&old.negative_soa),
+        services: old.services.with_replaced(replacements),
+        counters: counters.zone(previous.as_deref()),
+        dnssec: None,
+    };
+    (table, rebuilt)
 }
 
 /// Table `generation`: `previous` with the services at `changed` (zone apex in lowercase wire

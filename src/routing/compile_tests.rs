@@ -588,3 +588,95 @@ fn a_health_rebuild_keeps_the_shared_lists_and_orders() {
         after.services[1].regions.as_shared()
     ));
 }
+
+/// A zone of `n` one-endpoint services `s0`..; service `s{heavy}` has weight 7 instead of 1.
+fn many_services(n: usize, heavy: usize) -> String {
+    let mut text = String::from(
+        "origin = \"z.test.\"\nns = [\"ns1.z.test.\"]\n[soa]\nmname = \"ns1.z.test.\"\n\
+         rname = \"hostmaster.z.test.\"\nserial = 1\n[[record]]\nname = \"ns1\"\ntype = \"A\"\n\
+         data = [\"192.0.2.53\"]\n[region.eu]\n",
+    );
+    for i in 0..n {
+        let weight = if i == heavy { 7 } else { 1 };
+        text.push_str(&format!(
+            "[service.s{i}]\n[[service.s{i}.endpoint]]\nregion = \"eu\"\n\
+             address = \"10.0.{}.{}\"\nweight = {weight}\n",
+            i / 256,
+            i % 256
+        ));
+    }
+    text
+}
+
+#[test]
+fn a_reload_of_an_edited_file_shares_every_service_it_did_not_change() {
+    use crate::config::load::{Reread, reload_zone};
+    use crate::routing::counters::CounterFactory;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("z.toml");
+    std::fs::write(&path, many_services(600, usize::MAX)).unwrap();
+    let first = reload_zone(&path, None, Reread::All).unwrap();
+    let geo = Arc::new(GeoDb::open(Path::new(CITY_DB)).unwrap_or_else(|e| panic!("{e}")));
+    let before = compile(&[Arc::clone(&first)], Arc::clone(&geo), &AllUp, 1).unwrap();
+
+    // One service edited (s300's weight): the loader keeps the serving model of the others,
+    // the compiler compiles s300 alone and shares the node tree and the untouched chunks.
+    std::fs::write(&path, many_services(600, 300)).unwrap();
+    let edited = reload_zone(&path, Some(&first), Reread::All).unwrap();
+    let shared = |a: &Zone, b: &Zone, i: usize| Arc::ptr_eq(&a.services[i], &b.services[i]);
+    assert!(!shared(&first, &edited, 300) && shared(&first, &edited, 299));
+    assert_eq!(
+        (0..600).filter(|&i| shared(&first, &edited, i)).count(),
+        599
+    );
+    let mut counters = CounterFactory::detached();
+    let recompiled = super::recompile_zones(
+        &before,
+        &[Arc::clone(&edited)],
+        Arc::clone(&geo),
+        &AllUp,
+        2,
+        &mut counters,
+        &|_| false,
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            recompiled.reuse.services_compiled,
+            recompiled.reuse.services_reused
+        ),
+        (1, 599)
+    );
+    let (old, new) = (only_zone(&before), only_zone(&recompiled.table));
+    assert!(Arc::ptr_eq(&old.node_list, &new.node_list));
+    assert!(Arc::ptr_eq(&new.source, &edited));
+    let same = |i: usize| std::ptr::eq(old.services.get(i).unwrap(), new.services.get(i).unwrap());
+    // s300 sits in the second chunk of 256: the first and third are shared.
+    assert!(same(0) && same(255) && same(512) && same(599));
+    assert!(!same(300));
+    let weights = |z: &ZoneTable, i: usize| z.services.get(i).unwrap().endpoints[0].weight;
+    assert_eq!((weights(old, 300), weights(new, 300)), (1, 7));
+
+    // A service added (or removed, renamed, moved) changes the names: compiled whole.
+    let mut added = many_services(600, 300);
+    added.push_str(
+        "[service.extra]\n[[service.extra.endpoint]]\nregion = \"eu\"\naddress = \"10.9.9.9\"\n",
+    );
+    std::fs::write(&path, added).unwrap();
+    let grown = reload_zone(&path, Some(&edited), Reread::All).unwrap();
+    let again = super::recompile_zones(
+        &recompiled.table,
+        &[grown],
+        geo,
+        &AllUp,
+        3,
+        &mut counters,
+        &|_| false,
+    )
+    .unwrap();
+    assert_eq!(again.reuse.services_compiled, 601);
+    assert!(!Arc::ptr_eq(
+        &new.node_list,
+        &only_zone(&again.table).node_list
+    ));
+}

@@ -1005,7 +1005,12 @@ mod tests {
                         .position(|r| r.name != eu && r.name != gone)
                         .unwrap();
                     moved_to = z.regions[region].name.clone();
-                    let near = z.services.iter_mut().find(|s| s.key == "near").unwrap();
+                    let near = z
+                        .services
+                        .iter_mut()
+                        .find(|s| s.key == "near")
+                        .map(Arc::make_mut)
+                        .unwrap();
                     near.endpoints[1].region = region;
                 }),
                 publisher.geo(),

@@ -239,7 +239,7 @@ fn geo_db(case: &Case) -> GeoDb {
 
 fn service(case: &Case) -> super::Service {
     let zone = zone();
-    let mut svc = zone.services[0].clone();
+    let mut svc = (*zone.services[0]).clone();
     svc.policy = Policy::Geo(GeoMap {
         default: case.default.clone(),
         country: case

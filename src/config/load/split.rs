@@ -222,7 +222,7 @@ mod tests {
     #[test]
     fn a_zone_validates_the_same_cut_or_whole() {
         let path = std::path::Path::new("z.toml");
-        let builder = super::super::ZoneBuilder::new(path, 7);
+        let builder = super::super::ZoneBuilder::new(path, 7, None);
         let pieces = split(ZONE).unwrap();
         assert_eq!(pieces.services.len(), 2);
         let root = toml::from_str(&pieces.root).unwrap();
@@ -252,7 +252,7 @@ mod tests {
     #[test]
     fn pieces_validated_on_every_core_give_the_whole_files_model_and_first_error() {
         let path = std::path::Path::new("z.toml");
-        let builder = super::super::ZoneBuilder::new(path, 7);
+        let builder = super::super::ZoneBuilder::new(path, 7, None);
         let text = many(3 * super::super::PIECES_PER_TASK + 5, &[]);
         let pieces = split(&text).unwrap();
         let cut = builder
