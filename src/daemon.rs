@@ -280,14 +280,11 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         tcp_tasks.extend(enc.tasks);
     }
 
-    let api_listener =
-        TcpListener::bind(args.api_listen)
-            .await
-            .map_err(|source| ServeError::Io {
-                what: "cannot listen for HTTP on",
-                addr: args.api_listen.to_string(),
-                source,
-            })?;
+    let api_listener = api_listener(args.api_listen).map_err(|source| ServeError::Io {
+        what: "cannot listen for HTTP on",
+        addr: args.api_listen.to_string(),
+        source,
+    })?;
     let api_addr = api_listener.local_addr().map_err(|source| ServeError::Io {
         what: "cannot read the address of",
         addr: args.api_listen.to_string(),
@@ -458,6 +455,25 @@ impl Signals {
     }
 }
 
+/// Connections the kernel may queue for the API before it accepts them.
+const API_BACKLOG: u32 = 1024;
+
+/// The API's listener, with a backlog of [`API_BACKLOG`] (as the DNS TCP listeners have).
+/// `TcpListener::bind` gave 128: a burst of connections (probers reconnecting together, or
+/// a flood the per-client cap refuses at once) overflowed the accept queue, the kernel
+/// dropped the handshakes' last ACKs, and clients held connections the server had never
+/// seen until SYN-ACK retries ran out, up to half a minute, outside every API deadline.
+fn api_listener(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(API_BACKLOG)
+}
+
 /// Shortest admin token accepted.
 pub const MIN_TOKEN_LEN: usize = 16;
 
@@ -505,5 +521,49 @@ impl control::ConfigSource for EtcdStatus {
 
     fn status_json(&self) -> serde_json::Value {
         serde_json::json!(self.view())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A burst of connections is queued whole for the accept loop: with the 128 of
+    /// `TcpListener::bind` the kernel dropped the rest's handshakes (clients believed they
+    /// were connected; the server saw them only after SYN-ACK retries, seconds later).
+    #[tokio::test]
+    async fn the_api_listener_queues_a_burst_of_connections() {
+        let listener = api_listener("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let burst = 400;
+        // All at once, each bounded: a connect the kernel does not queue waits for SYN
+        // retries, which the timeout cuts short.
+        let connects: Vec<_> = (0..burst)
+            .map(|_| {
+                tokio::spawn(tokio::time::timeout(
+                    Duration::from_millis(500),
+                    tokio::net::TcpStream::connect(addr),
+                ))
+            })
+            .collect();
+        let mut clients = Vec::new();
+        for c in connects {
+            if let Ok(Ok(Ok(stream))) = c.await {
+                clients.push(stream);
+            }
+        }
+        let mut accepted = 0;
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+        while accepted < burst {
+            match tokio::time::timeout_at(deadline, listener.accept()).await {
+                Ok(Ok(_)) => accepted += 1,
+                _ => break,
+            }
+        }
+        assert_eq!(
+            (clients.len(), accepted),
+            (burst, burst),
+            "connected, then accepted"
+        );
     }
 }
