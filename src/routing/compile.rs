@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use foldhash::fast::RandomState;
-use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 
 use super::counters::CounterFactory;
@@ -259,11 +259,24 @@ fn same_frame(old: &Zone, new: &Zone) -> bool {
             .map(|c| (c.name.as_str(), c.spec.shed))
             .collect()
     }
+    // Exactly as served: hickory compares names without regard to case, answers carry the
+    // case as configured.
+    fn same_records(a: &[Record], b: &[Record]) -> bool {
+        a.len() == b.len()
+            && a.iter().zip(b).all(|(x, y)| {
+                x == y
+                    && name_wire(&x.name) == name_wire(&y.name)
+                    && rdata_wire(&x.data).ok() == rdata_wire(&y.data).ok()
+            })
+    }
     old.dnssec.is_none()
         && new.dnssec.is_none()
-        && old.origin == new.origin
-        && old.soa == new.soa
-        && old.records == new.records
+        && name_wire(&old.origin) == name_wire(&new.origin)
+        && same_records(
+            std::slice::from_ref(&old.soa),
+            std::slice::from_ref(&new.soa),
+        )
+        && same_records(&old.records, &new.records)
         && old.regions == new.regions
         && checks(old) == checks(new)
         && old.services.len() == new.services.len()

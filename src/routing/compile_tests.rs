@@ -657,6 +657,25 @@ fn a_reload_of_an_edited_file_shares_every_service_it_did_not_change() {
     let weights = |z: &ZoneTable, i: usize| z.services.get(i).unwrap().endpoints[0].weight;
     assert_eq!((weights(old, 300), weights(new, 300)), (1, 7));
 
+    // A record changed (the name server's address): the zone is compiled whole.
+    std::fs::write(
+        &path,
+        many_services(600, 300).replace("192.0.2.53", "192.0.2.54"),
+    )
+    .unwrap();
+    let moved = reload_zone(&path, Some(&edited), Reread::All).unwrap();
+    let readdressed = super::recompile_zones(
+        &recompiled.table,
+        &[moved],
+        Arc::clone(&geo),
+        &AllUp,
+        3,
+        &mut counters,
+        &|_| false,
+    )
+    .unwrap();
+    assert_eq!(readdressed.reuse.services_compiled, 600);
+
     // A service added (or removed, renamed, moved) changes the names: compiled whole.
     let mut added = many_services(600, 300);
     added.push_str(
