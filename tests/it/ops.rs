@@ -618,6 +618,22 @@ impl Chromium<'_> {
         String::from_utf8(self.run(url, &["--dump-dom"]).stdout).unwrap()
     }
 
+    /// The DOM once every one of `loaded` (the `data-*-loaded` marks the page's scripts set
+    /// when their fetches are done) is in it, loading the page up to three times: on a
+    /// 2-core machine running the whole suite, one fetch of a debug build's API once
+    /// outlasted Chromium's budget (the map was still "loading…"). The last DOM is returned
+    /// either way; the caller's assertions say what is missing.
+    fn dom_loaded(&self, url: &str, loaded: &[&str]) -> String {
+        let mut dom = String::new();
+        for _ in 0..3 {
+            dom = self.dom(url);
+            if loaded.iter().all(|mark| dom.contains(mark)) {
+                break;
+            }
+        }
+        dom
+    }
+
     /// Saves a screenshot of `url` as `name` in the temporary directory; checks it is a PNG
     /// of some substance and returns its path.
     fn screenshot(&self, url: &str, name: &str) -> PathBuf {
@@ -670,7 +686,7 @@ fn check_dots(dom: &str, countries: &[(&str, &str, &str)]) {
 /// markers filled (serving).
 fn traffic_map_before_failover_in_chromium(ns: &Meridian, browser: &Chromium<'_>) {
     let url = format!("http://{}/?map=www.ops.test.", ns.api);
-    let dom = browser.dom(&url);
+    let dom = browser.dom_loaded(&url, &[r#"data-map-loaded="true""#]);
     check_dots(
         &dom,
         &[
@@ -704,7 +720,15 @@ fn status_page_in_chromium(ns: &Meridian, browser: &Chromium<'_>) {
         "http://{}/?name=www.ops.test.&client=2.2.3.4&type=A",
         ns.api
     );
-    let dom = browser.dom(&url);
+    let dom = browser.dom_loaded(
+        &url,
+        &[
+            r#"data-loaded="true""#,
+            r#"data-explained="true""#,
+            r#"data-map-loaded="true""#,
+            r#"data-charts-loaded="true""#,
+        ],
+    );
     for want in [
         r#"data-loaded="true""#,
         r#"data-explained="true""#,
