@@ -54,6 +54,23 @@ impl Location {
             found: false,
         }
     }
+
+    /// A client placed by country only, at its centroid (a row of [`countries`]): what the
+    /// traffic map and the per-country orders answer for.
+    pub const fn at_centroid(
+        country: CountryCode,
+        continent: Continent,
+        centroid: Coords,
+    ) -> Location {
+        Location {
+            country: Some(country),
+            continent: Some(continent),
+            coords: Some(centroid),
+            coords_from_centroid: true,
+            prefix_len: 0,
+            found: true,
+        }
+    }
 }
 
 /// An ISO 3166-1 alpha-2 country code known to the built-in table, stored uppercase.

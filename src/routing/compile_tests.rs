@@ -541,14 +541,7 @@ fn services_of_one_shape_share_region_lists_and_orders() {
         assert!(same_orders(&alone.policy, &shared.policy), "{}", model.key);
         // And what a client of every country gets.
         for (code, continent, centroid) in crate::geo::countries() {
-            let loc = crate::geo::Location {
-                country: Some(code),
-                continent: Some(continent),
-                coords: Some(centroid),
-                coords_from_centroid: true,
-                prefix_len: 0,
-                found: true,
-            };
+            let loc = crate::geo::Location::at_centroid(code, continent, centroid);
             assert_eq!(
                 alone.route(alone.order_at(&loc).0),
                 shared.route(shared.order_at(&loc).0),

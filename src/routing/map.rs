@@ -80,14 +80,7 @@ pub fn service_map(svc: &Service) -> ServiceMap {
         .collect();
     let countries = countries()
         .map(|(country, continent, centroid)| {
-            let loc = Location {
-                country: Some(country),
-                continent: Some(continent),
-                coords: Some(centroid),
-                coords_from_centroid: true,
-                prefix_len: 0,
-                found: true,
-            };
+            let loc = Location::at_centroid(country, continent, centroid);
             let (walk, _) = svc.order_at(&loc);
             let (region, outcome) = svc.route(walk);
             let region = region.map(usize::from);

@@ -1037,14 +1037,7 @@ address = "192.0.2.4"
     ] {
         let mut countries = 0;
         for (code, continent, centroid) in crate::geo::countries() {
-            let at_centroid = crate::geo::Location {
-                country: Some(code),
-                continent: Some(continent),
-                coords: Some(centroid),
-                coords_from_centroid: true,
-                prefix_len: 0,
-                found: true,
-            };
+            let at_centroid = crate::geo::Location::at_centroid(code, continent, centroid);
             let (ready, reason) = svc.order_at(&at_centroid);
             assert!(matches!(ready, super::RegionWalk::List(_)), "{code}");
             assert_eq!(reason, OrderReason::Distance(centroid), "{code}");

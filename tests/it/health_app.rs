@@ -197,14 +197,13 @@ fn application_checks_shedding_slow_start_exec_and_drains() {
     let keys = key_file(dir.path());
 
     let hook_url = format!("http://{}/hook", hook.addr);
-    let keys_arg = keys.display().to_string();
     let socket = dir.path().join("ctl.sock").display().to_string();
     let admin = admin_args();
-    let ns = Meridian::serve_dir(
+    let scripts_arg = scripts.display().to_string();
+    let (ns, _prober) = serve_and_probe(
         &zones,
+        &keys,
         &[
-            "--keys",
-            &keys_arg,
             "--notify-url",
             &hook_url,
             "--control-socket",
@@ -212,17 +211,8 @@ fn application_checks_shedding_slow_start_exec_and_drains() {
             &admin[0],
             &admin[1],
         ],
-        false,
+        &["--allow-exec", &scripts_arg],
     );
-    let mut args = probe_args(
-        &zones,
-        "r1",
-        "p1",
-        &keys,
-        &[format!("http://{}/v1/reports", ns.api)],
-    );
-    args.extend(["--allow-exec".into(), scripts.display().to_string()]);
-    let _prober = Process::meridian("prober p1", &args);
 
     // Warm-up: the loads of the application check reach /v1/status.
     wait_until(Duration::from_secs(8), "loads reported", || {
@@ -445,6 +435,30 @@ fn load_zone(dir: &Path, zone: &str) -> (std::path::PathBuf, std::path::PathBuf)
     (zones, key_file(dir))
 }
 
+/// `meridian serve` on `zones` accepting reports signed with `keys` (plus `serve_extra`
+/// flags), and one prober `p1` of region `r1` (plus `probe_extra` flags) reporting to it.
+fn serve_and_probe(
+    zones: &Path,
+    keys: &Path,
+    serve_extra: &[&str],
+    probe_extra: &[&str],
+) -> (Meridian, Process) {
+    let keys_arg = keys.display().to_string();
+    let mut serve = vec!["--keys", keys_arg.as_str()];
+    serve.extend_from_slice(serve_extra);
+    let ns = Meridian::serve_dir(zones, &serve, false);
+    let mut args = probe_args(
+        zones,
+        "r1",
+        "p1",
+        keys,
+        &[format!("http://{}/v1/reports", ns.api)],
+    );
+    args.extend(probe_extra.iter().map(|a| a.to_string()));
+    let prober = Process::meridian("prober p1", &args);
+    (ns, prober)
+}
+
 /// A `meridian probe` publishing its reports to `sink` (a backend taking any POST), with
 /// `--metrics-listen`; returns it and where its metrics are.
 fn metered_prober(
@@ -593,28 +607,13 @@ fn rising_load_pages_p3_when_shedding_starts() {
         );
     }
     let (zones, keys) = load_zone(dir.path(), &zone);
-    let keys_arg = keys.display().to_string();
     let hook_url = format!("http://{}/hook", hook.addr);
-    let ns = Meridian::serve_dir(
+    let (ns, _prober) = serve_and_probe(
         &zones,
-        &[
-            "--keys",
-            &keys_arg,
-            "--notify-url",
-            &hook_url,
-            "--webhook-min-severity",
-            "P4",
-        ],
-        false,
-    );
-    let args = probe_args(
-        &zones,
-        "r1",
-        "p1",
         &keys,
-        &[format!("http://{}/v1/reports", ns.api)],
+        &["--notify-url", &hook_url, "--webhook-min-severity", "P4"],
+        &[],
     );
-    let _prober = Process::meridian("prober p1", &args);
     let status = |addr: &str| {
         let r = ns.get("/v1/status");
         endpoint_status(&r.json(), "app", addr)
@@ -692,17 +691,8 @@ fn lifting_a_down_override_ramps_the_endpoint_back() {
         );
     }
     let (zones, keys) = load_zone(dir.path(), &zone);
-    let keys_arg = keys.display().to_string();
     let admin = admin_args();
-    let ns = Meridian::serve_dir(&zones, &["--keys", &keys_arg, &admin[0], &admin[1]], false);
-    let args = probe_args(
-        &zones,
-        "r1",
-        "p1",
-        &keys,
-        &[format!("http://{}/v1/reports", ns.api)],
-    );
-    let _prober = Process::meridian("prober p1", &args);
+    let (ns, _prober) = serve_and_probe(&zones, &keys, &[&admin[0], &admin[1]], &[]);
     let status = |addr: &str| {
         let r = ns.get("/v1/status");
         endpoint_status(&r.json(), "ramp", addr)
@@ -813,17 +803,8 @@ fn slow_start_share_follows_the_ramp_while_it_ramps() {
         );
     }
     let (zones, keys) = load_zone(dir.path(), &zone);
-    let keys_arg = keys.display().to_string();
     let admin = admin_args();
-    let ns = Meridian::serve_dir(&zones, &["--keys", &keys_arg, &admin[0], &admin[1]], false);
-    let args = probe_args(
-        &zones,
-        "r1",
-        "p1",
-        &keys,
-        &[format!("http://{}/v1/reports", ns.api)],
-    );
-    let _prober = Process::meridian("prober p1", &args);
+    let (ns, _prober) = serve_and_probe(&zones, &keys, &[&admin[0], &admin[1]], &[]);
     let status = |addr: &str| {
         let r = ns.get("/v1/status");
         assert_eq!(r.status, 200, "/v1/status: {}", r.body);
