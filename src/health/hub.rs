@@ -27,8 +27,8 @@ use super::aggregate::{
 };
 use super::export::HealthMetrics;
 use super::overrides::{
-    Answerable, Answering, Forced, NewOverride, NoTable, Observation, Override, OverrideError,
-    Overrides, Target, zone_key,
+    Answerable, Answering, Forced, NewOverride, NoTable, Override, OverrideError, Overrides,
+    Target, zone_key,
 };
 use super::report::{EndpointKey, Keyring, ProbeReport, RejectReason, verify};
 use crate::routing::RoutingTable;
@@ -814,42 +814,48 @@ impl HealthHub {
         let mut inner = self.lock();
         let before = inner.observed.replace(Arc::clone(table));
         let mut seen: HashSet<(&str, &str)> = HashSet::new();
-        let (mut old, mut new) = (Vec::new(), Vec::new());
+        let mut walked = 0;
+        let mut observing = inner.overrides.observing(SystemTime::now());
         for c in list {
             if !seen.insert((c.zone.as_str(), c.service.as_str())) {
                 continue;
             }
-            let Ok(mut origin) = hickory_proto::rr::Name::from_str_relaxed(&c.zone) else {
+            let Ok(mut origin) = Name::from_str_relaxed(&c.zone) else {
                 continue;
             };
             origin.set_fqdn(true);
             let wire = key_wire(&origin);
-            fn service_of<'t>(
-                t: &'t RoutingTable,
+            /// Appends the endpoints of the service `key` of the zone at `wire` in `t`;
+            /// false when `t` has no such service.
+            fn fill<'x>(
+                t: &'x RoutingTable,
                 wire: &[u8],
+                zone: &'x str,
                 key: &str,
-            ) -> Option<(String, Vec<&'t Service>)> {
-                let zone = t.zone_at(wire)?;
-                let service = zone.services.get(zone.service_index(key)?)?;
-                Some((zone.origin.to_string(), vec![service]))
+                out: &mut Vec<Answerable<'x>>,
+            ) -> bool {
+                let Some(z) = t.zone_at(wire) else {
+                    return false;
+                };
+                let Some(service) = z.service_index(key).and_then(|i| z.services.get(i)) else {
+                    return false;
+                };
+                answerable(zone, service, out);
+                true
             }
-            let Some(after) = service_of(table, &wire, &c.service) else {
+            let (mut old, mut new) = (Vec::new(), Vec::new());
+            if !fill(table, &wire, &c.zone, &c.service, &mut new) {
                 continue;
-            };
-            new.push(after);
-            old.extend(
-                before
-                    .as_deref()
-                    .and_then(|t| service_of(t, &wire, &c.service)),
-            );
+            }
+            if let Some(t) = before.as_deref() {
+                fill(t, &wire, &c.zone, &c.service, &mut old);
+            }
+            walked += old.len() + new.len();
+            observing.service(&zone_key(&c.zone), &c.service, &old, &new);
         }
-        let seen = Observation {
-            before: listed(&old),
-            after: listed(&new),
-            table: &**table,
-        };
-        Self::walk(&inner, seen.before.len() + seen.after.len());
-        inner.overrides.observe_services(SystemTime::now(), seen);
+        // The services named are the only ones rebuilt: nothing else is retired.
+        observing.finish(|_| false, |_, _| true, &**table);
+        Self::walk(&inner, walked);
     }
 
     /// Records a table that a reload built from `before`: zones it shares with `before` answer
@@ -1003,17 +1009,6 @@ impl HealthHub {
             }
         }
     }
-}
-
-/// Every endpoint of `services` (by zone origin) as drains see them.
-fn listed<'a>(services: &'a [(String, Vec<&'a Service>)]) -> Vec<Answerable<'a>> {
-    let mut out = Vec::new();
-    for (origin, list) in services {
-        for service in list {
-            answerable(origin, service, &mut out);
-        }
-    }
-    out
 }
 
 /// A routing table as drains read it: a service's endpoints, looked up.

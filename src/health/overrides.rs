@@ -8,7 +8,7 @@
 //! still hold an answer with them: when the longest TTL they were answered with has passed
 //! since the last such answer. The query path keeps no per-answer clock, so the last answer is
 //! bounded from above: every table the control plane publishes is observed
-//! ([`Overrides::observe`]), and each endpoint's [`Exposure`] remembers when a table that could
+//! ([`Overrides::observing`]), and each endpoint's [`Exposure`] remembers when a table that could
 //! answer with it (it is weighted, or nothing else of its family is) was last replaced, and
 //! until when the answers of such tables can be cached (replacement time + that table's TTL).
 //! Endpoints are tracked whether drained or not, so a drain of an endpoint that went down a
@@ -233,21 +233,11 @@ impl Answering for Vec<Answerable<'_>> {
     }
 }
 
-/// One published table as the drains observe it: what the observation covers (every
-/// service, the services rebuilt, or the zones reloaded) in the previous table and in this
-/// one, and this table to read plain endpoints from.
-pub struct Observation<'a, 't> {
-    /// The previous table's endpoints of what the observation covers.
-    pub before: Vec<Answerable<'a>>,
-    /// This table's endpoints of what the observation covers.
-    pub after: Vec<Answerable<'a>>,
-    /// This table.
-    pub table: &'t dyn Answering,
-}
-
-/// An observation given service by service ([`Overrides::observing`]): every service it
-/// covers with its endpoints before and after ([`Observing::service`]), then
-/// [`Observing::finish`].
+/// An observation given service by service ([`Overrides::observing`]): every service the
+/// published table rebuilt (a health swap: the services it names; a reload: every service of
+/// the zones it compiled; a whole table: all), with its endpoints before and after
+/// ([`Observing::service`]), then [`Observing::finish`]. Services not given are shared with
+/// the table observed before, so nothing about them changed.
 pub struct Observing<'o> {
     overrides: &'o mut Overrides,
     now_ms: u64,
@@ -329,35 +319,9 @@ struct Exposures {
 /// One zone's stored exposures, by service.
 type ByService = HashMap<Box<str>, Vec<Exposed>, Fast>;
 
-/// The endpoints of one observation, by zone and service, in the order given.
-type Incoming<'a> = HashMap<Box<str>, HashMap<&'a str, Vec<Answerable<'a>>, Fast>, Fast>;
-
 /// The hasher of these maps: the keys are the operator's zone and service names, and the
 /// first table of a million services is observed at start (SipHash was most of that).
 type Fast = foldhash::fast::RandomState;
-
-/// Which services an observation covers besides those it names (module docs, "Drains that
-/// finish"): the endpoints of a covered service that it does not list are no longer answered.
-#[derive(Clone, Copy, Debug)]
-enum Covers<'z> {
-    /// The whole table.
-    All,
-    /// The services named, and every service of these zones (lowercase, no trailing dot).
-    Zones(&'z HashSet<String>),
-    /// The services named.
-    Named,
-}
-
-impl Covers<'_> {
-    /// Whether the observation covers every service of `zone` (a zone key).
-    fn covers(&self, zone: &str) -> bool {
-        match self {
-            Covers::All => true,
-            Covers::Zones(zones) => zones.contains(zone),
-            Covers::Named => false,
-        }
-    }
-}
 
 /// A zone name as endpoint keys and targets compare it: lowercase, without the trailing dot.
 pub fn zone_key(zone: &str) -> String {
@@ -372,50 +336,6 @@ impl Exposures {
         let r: Arc<str> = Arc::from(region);
         self.regions.insert(Arc::clone(&r));
         r
-    }
-
-    /// Records a published table's endpoints: those listed in `new`, and as no longer
-    /// answered the endpoints of covered services that are not listed (forgotten once their
-    /// answers expired). `old` lists the previous table's endpoints of what the observation
-    /// covers (the services listed, or every service of the covered zones): those not stored
-    /// were plain. Services neither listed nor covered are the same as in the table observed
-    /// before (shared by the swap), so nothing about them changed. Groups the lists by
-    /// service; large observations go service by service instead ([`Overrides::observe_service`]).
-    fn observe<'a>(
-        &mut self,
-        now_ms: u64,
-        old: impl IntoIterator<Item = Answerable<'a>>,
-        new: impl IntoIterator<Item = Answerable<'a>>,
-        covers: Covers<'_>,
-    ) {
-        let incoming = group(new);
-        let previous = group(old);
-        let none: Vec<Answerable<'a>> = Vec::new();
-        let mut seen: HashSet<(&str, &str), Fast> = HashSet::default();
-        // Listed services, then covered services the previous table had and this one lacks.
-        let order = incoming
-            .iter()
-            .chain(previous.iter())
-            .flat_map(|(zone, services)| services.keys().map(move |service| (&**zone, *service)));
-        for (zone, service) in order {
-            if !seen.insert((zone, service)) {
-                continue;
-            }
-            let listed = incoming.get(zone).and_then(|s| s.get(service));
-            if listed.is_none() && !covers.covers(zone) {
-                continue;
-            }
-            let before = previous
-                .get(zone)
-                .and_then(|s| s.get(service))
-                .unwrap_or(&none);
-            self.observe_service(now_ms, zone, service, before, listed.unwrap_or(&none));
-        }
-        self.retire_missing(
-            now_ms,
-            |zone| covers.covers(zone),
-            |zone, service| seen.contains(&(zone, service)),
-        );
     }
 
     /// One service of an observation: its endpoints in the previous table (`before`) and in
@@ -581,30 +501,6 @@ impl Exposures {
     }
 }
 
-/// The endpoints of an observation by zone key and service, in the order given.
-fn group<'a>(endpoints: impl IntoIterator<Item = Answerable<'a>>) -> Incoming<'a> {
-    let mut incoming: Incoming<'a> = HashMap::default();
-    // Endpoints come zone by zone: the zone's key is made once per run, not per endpoint.
-    let mut last: Option<(&'a str, Box<str>)> = None;
-    for e in endpoints {
-        let key = match &last {
-            Some((origin, key)) if *origin == e.zone => key.clone(),
-            _ => {
-                let key: Box<str> = zone_key(e.zone).into();
-                last = Some((e.zone, key.clone()));
-                key
-            }
-        };
-        incoming
-            .entry(key)
-            .or_default()
-            .entry(e.service)
-            .or_default()
-            .push(e);
-    }
-    incoming
-}
-
 /// Marks endpoints as no longer answered and drops those whose answers have expired.
 fn retire_expired(endpoints: &mut Vec<Exposed>, now_ms: u64) {
     endpoints.retain_mut(|x| {
@@ -684,48 +580,15 @@ impl Overrides {
         gone
     }
 
-    /// Records a published table, every endpoint of it (`seen.after`; `seen.before` lists
-    /// every endpoint of the table observed before): what caches may hold of each endpoint,
-    /// and from that each drain's progress (module docs, "Drains that finish"). Endpoints
-    /// observed before and not listed are no longer answered.
-    pub fn observe(&mut self, now: SystemTime, seen: Observation<'_, '_>) {
-        self.observe_covering(now, seen, Covers::All);
-    }
-
-    /// Records what a swap rebuilt: every endpoint of the services listed, before and after
-    /// (those not listed are shared with the table observed before, so nothing about them
-    /// changed).
-    pub fn observe_services(&mut self, now: SystemTime, seen: Observation<'_, '_>) {
-        self.observe_covering(now, seen, Covers::Named);
-    }
-
-    /// Records what a reload rebuilt: every endpoint of `zones` (lowercase, without the
-    /// trailing dot) before and after; services and endpoints of these zones not listed
-    /// after (a zone removed, a service or endpoint taken out) are no longer answered.
-    pub fn observe_zones(
-        &mut self,
-        now: SystemTime,
-        zones: &HashSet<String>,
-        seen: Observation<'_, '_>,
-    ) {
-        self.observe_covering(now, seen, Covers::Zones(zones));
-    }
-
-    fn observe_covering(&mut self, now: SystemTime, seen: Observation<'_, '_>, covers: Covers<'_>) {
-        let now_ms = unix_ms(now);
-        self.exposure
-            .observe(now_ms, seen.before, seen.after, covers);
-        self.update_drains(now_ms, seen.table);
-    }
-
     /// True when no endpoint's exposure is stored: every endpoint observed is plain, so a
     /// first table need not be listed at all (module docs).
     pub fn all_plain(&self) -> bool {
         self.exposure.is_empty()
     }
 
-    /// A large observation, one service at a time (the health hub, for a reload or a whole
-    /// table: no grouped copy of a million endpoints): see [`Observing`].
+    /// Records a published table (what caches may hold of each endpoint, and from that each
+    /// drain's progress; module docs, "Drains that finish"), one service at a time: no copy
+    /// of a million endpoints is grouped. See [`Observing`].
     pub fn observing(&mut self, now: SystemTime) -> Observing<'_> {
         Observing {
             overrides: self,
@@ -819,14 +682,53 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    /// The tables a health hub would observe, as endpoint lists: each observation gets the
-    /// previous table's endpoints of what it covers, as the hub gives them.
+    /// The tables a health hub would observe, as endpoint lists, observed service by service
+    /// as the hub does: each service rebuilt with its endpoints before and after.
     #[derive(Default)]
     struct Seen {
         table: Vec<Answerable<'static>>,
     }
 
     impl Seen {
+        /// Replaces the endpoints of the services for which `rebuilt(zone key, service)`
+        /// holds by `list`, and observes those services; `covered` zones' services that
+        /// neither table has are retired.
+        fn swap(
+            &mut self,
+            o: &mut Overrides,
+            at: SystemTime,
+            list: impl IntoIterator<Item = Answerable<'static>>,
+            rebuilt: impl Fn(&str, &str) -> bool,
+            covered: impl Fn(&str) -> bool,
+        ) {
+            let after: Vec<_> = list.into_iter().collect();
+            let key = |e: &Answerable<'_>| (zone_key(e.zone), e.service.to_string());
+            let (before, mut rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.table)
+                .into_iter()
+                .partition(|e| rebuilt(&zone_key(e.zone), e.service));
+            rest.extend(after.iter().copied());
+            self.table = rest;
+            let services: std::collections::BTreeSet<(String, String)> =
+                before.iter().chain(&after).map(key).collect();
+            let of = |list: &[Answerable<'static>], (z, s): &(String, String)| -> Vec<_> {
+                list.iter()
+                    .filter(|e| key(e) == (z.clone(), s.clone()))
+                    .copied()
+                    .collect()
+            };
+            let mut observing = o.observing(at);
+            for service in &services {
+                observing.service(
+                    &service.0,
+                    &service.1,
+                    &of(&before, service),
+                    &of(&after, service),
+                );
+            }
+            let has = |z: &str, s: &str| services.contains(&(z.to_string(), s.to_string()));
+            observing.finish(covered, has, &self.table);
+        }
+
         /// A new table, every endpoint of it listed.
         fn all(
             &mut self,
@@ -834,45 +736,23 @@ mod tests {
             at: SystemTime,
             list: impl IntoIterator<Item = Answerable<'static>>,
         ) {
-            let after: Vec<_> = list.into_iter().collect();
-            let before = std::mem::replace(&mut self.table, after.clone());
-            let table = &self.table;
-            o.observe(
-                at,
-                Observation {
-                    before,
-                    after,
-                    table,
-                },
-            );
+            self.swap(o, at, list, |_, _| true, |_| true);
         }
 
-        /// A swap that rebuilt the services of `list`.
+        /// A health swap that rebuilt the services of `list`.
         fn services(
             &mut self,
             o: &mut Overrides,
             at: SystemTime,
             list: impl IntoIterator<Item = Answerable<'static>>,
         ) {
-            let after: Vec<_> = list.into_iter().collect();
-            let named = |e: &Answerable<'_>| {
-                after
-                    .iter()
-                    .any(|a| zone_key(a.zone) == zone_key(e.zone) && a.service == e.service)
-            };
-            let (before, mut rest): (Vec<_>, Vec<_>) =
-                std::mem::take(&mut self.table).into_iter().partition(named);
-            rest.extend(after.iter().copied());
-            self.table = rest;
-            let table = &self.table;
-            o.observe_services(
-                at,
-                Observation {
-                    before,
-                    after,
-                    table,
-                },
-            );
+            let list: Vec<_> = list.into_iter().collect();
+            let named: HashSet<(String, String)> = list
+                .iter()
+                .map(|e| (zone_key(e.zone), e.service.to_string()))
+                .collect();
+            let rebuilt = move |z: &str, s: &str| named.contains(&(z.to_string(), s.to_string()));
+            self.swap(o, at, list, rebuilt, |_| false);
         }
 
         /// A reload that rebuilt `zones`, whose endpoints are now `list`.
@@ -883,22 +763,7 @@ mod tests {
             zones: &HashSet<String>,
             list: impl IntoIterator<Item = Answerable<'static>>,
         ) {
-            let after: Vec<_> = list.into_iter().collect();
-            let (before, mut rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.table)
-                .into_iter()
-                .partition(|e| zones.contains(&zone_key(e.zone)));
-            rest.extend(after.iter().copied());
-            self.table = rest;
-            let table = &self.table;
-            o.observe_zones(
-                at,
-                zones,
-                Observation {
-                    before,
-                    after,
-                    table,
-                },
-            );
+            self.swap(o, at, list, |z, _| zones.contains(z), |z| zones.contains(z));
         }
     }
 
