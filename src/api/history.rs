@@ -153,20 +153,26 @@ impl History {
     }
 
     /// Starts sampling `totals` every `interval` ([`INTERVAL`] but in tests: the hidden
-    /// `serve --history-interval-ms`) on the current Tokio runtime; the first sample is taken
-    /// at once.
+    /// `serve --history-interval-ms`) on the current Tokio runtime. The first sample is taken
+    /// here, before this returns, so every query the server answers once it is up falls after
+    /// it: a first sample left to the task could be taken after the first queries on a busy
+    /// machine, and those queries would never show in the rates.
     pub fn start(totals: Arc<dyn Totals>, interval: Duration) -> Arc<History> {
         let history = Arc::new(History::new(interval));
+        let now_ms = || {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        };
+        history.push(sample(totals.as_ref(), now_ms()));
         let ring = Arc::clone(&history);
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval);
+            let mut tick =
+                tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                let at_ms = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-                ring.push(sample(totals.as_ref(), at_ms));
+                ring.push(sample(totals.as_ref(), now_ms()));
             }
         });
         history
@@ -283,6 +289,36 @@ mod tests {
         let r = rates(&one, |s| &s.queries);
         assert!(r.at_ms.is_empty() && r.rates["NOERROR"].is_empty());
         assert_eq!(rates(&VecDeque::new(), |s| &s.queries), Series::default());
+    }
+
+    /// Totals that count how often they were read.
+    #[derive(Default)]
+    struct Reads(std::sync::atomic::AtomicU64);
+
+    impl Totals for Reads {
+        fn queries_by_rcode(&self) -> BTreeMap<String, u64> {
+            let n = self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            BTreeMap::from([("NOERROR".to_owned(), n)])
+        }
+
+        fn answers_by_region(&self) -> BTreeMap<String, u64> {
+            BTreeMap::new()
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn the_first_sample_is_taken_before_start_returns_and_then_one_per_interval() {
+        // Nothing else runs on this runtime until the test awaits: a first sample left to
+        // the sampling task would not be there yet.
+        let h = History::start(Arc::new(Reads::default()), Duration::from_millis(200));
+        assert_eq!(h.samples().len(), 1);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(h.samples().len(), 1, "a second sample before one interval");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(h.samples().len(), 2);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let counts: Vec<u64> = h.samples().iter().map(|s| s.queries["NOERROR"]).collect();
+        assert_eq!(counts, [0, 1, 2, 3]);
     }
 
     #[test]
