@@ -18,6 +18,7 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use super::file::ZoneFile;
 use super::model::{DEFAULT_TTL, FileStamp, MAX_TTL, Service, Zone};
+use super::wire::RecordStore;
 use super::{clip, clip_msg};
 
 mod records;
@@ -698,11 +699,10 @@ impl<'a> ZoneBuilder<'a> {
             );
         }
 
-        // The model lives as long as the zone serves: no spare capacity (a `Record` is a few
-        // hundred bytes, and doubling growth leaves up to half of them unused).
-        records.shrink_to_fit();
+        // The model lives as long as the zone serves: no spare capacity. Its records are kept
+        // in wire form (`RecordStore`), once the checks on them have passed.
         services.shrink_to_fit();
-        let zone = Zone {
+        let mut zone = Zone {
             origin: origin.clone(),
             file: self.path.to_path_buf(),
             records_file: file
@@ -710,7 +710,7 @@ impl<'a> ZoneBuilder<'a> {
                 .as_ref()
                 .map(|rel| self.path.parent().unwrap_or(Path::new(".")).join(rel)),
             soa,
-            records,
+            records: RecordStore::default(),
             regions,
             services,
             checks,
@@ -725,8 +725,9 @@ impl<'a> ZoneBuilder<'a> {
                 .then_some(self.fingerprint),
             stamp: super::model::StampCell::default(),
         };
-        self.check_records(&zone, &sources)?;
-        self.check_services(&zone, &sources)?;
+        self.check_records(&zone, &records, &sources)?;
+        self.check_services(&zone, &records, &sources)?;
+        zone.records = RecordStore::new(&records).map_err(|e| self.invalid("record", e))?;
         Ok(zone)
     }
 

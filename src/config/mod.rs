@@ -7,6 +7,7 @@ pub mod file;
 pub mod load;
 mod master;
 pub mod model;
+pub mod wire;
 
 #[cfg(test)]
 mod tests;
@@ -62,25 +63,41 @@ impl std::fmt::Display for Warning {
 /// Takes the zones as they are held (`Zone` or `Arc<Zone>`), so checking never copies them.
 pub fn lint<Z: std::borrow::Borrow<Zone>>(zones: &[Z]) -> Vec<Warning> {
     use hickory_proto::rr::{RData, RecordType};
-    // Built once: a zone may have many MX/NS/SRV records (delegations) and many CNAMEs.
-    let cnames: std::collections::BTreeSet<hickory_proto::rr::Name> = zones
+    let (cname, mx, ns, srv) = (
+        u16::from(RecordType::CNAME),
+        u16::from(RecordType::MX),
+        u16::from(RecordType::NS),
+        u16::from(RecordType::SRV),
+    );
+    // Built once, from the stored owners (lowercase wire form) without decoding a record: a
+    // zone may have many MX/NS/SRV records (delegations) and many CNAMEs.
+    let cnames: std::collections::HashSet<Vec<u8>, foldhash::fast::RandomState> = zones
         .iter()
-        .flat_map(|z| &z.borrow().records)
-        .filter(|r| r.record_type() == RecordType::CNAME)
-        .map(|r| r.name.to_lowercase())
+        .flat_map(|z| z.borrow().records.entries())
+        .filter(|r| r.rtype == cname)
+        .map(|r| r.owner.to_ascii_lowercase())
         .collect();
-    let is_cname = |target: &hickory_proto::rr::Name| cnames.contains(&target.to_lowercase());
     let mut out = Vec::new();
+    if cnames.is_empty() {
+        return out;
+    }
     for zone in zones {
         let zone: &Zone = zone.borrow();
-        for record in &zone.records {
+        let pointing = zone
+            .records
+            .entries()
+            .filter(|r| [mx, ns, srv].contains(&r.rtype));
+        for record in pointing.filter_map(|r| r.record()) {
             let target = match &record.data {
                 RData::MX(mx) => &mx.exchange,
                 RData::NS(ns) => &ns.0,
                 RData::SRV(srv) => &srv.target,
                 _ => continue,
             };
-            if is_cname(target) {
+            let mut key = Vec::with_capacity(target.len() + 2);
+            wire::write_name(target, &mut key);
+            key.make_ascii_lowercase();
+            if cnames.contains(&key) {
                 out.push(Warning {
                     file: zone.file.clone(),
                     owner: record.name.clone(),

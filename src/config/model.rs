@@ -46,8 +46,9 @@ pub struct Zone {
     pub records_file: Option<PathBuf>,
     /// The SOA record (owner = origin).
     pub soa: Record,
-    /// Every other static record, apex NS included. Grouped into RRsets by the compiler.
-    pub records: Vec<Record>,
+    /// Every other static record, apex NS included, in wire form (`wire`: a `Record` is 272
+    /// bytes, a small zone's record in wire form about 40). Grouped into RRsets by the compiler.
+    pub records: super::wire::RecordStore,
     /// Regions, in file order (services refer to them by index).
     pub regions: Vec<Region>,
     /// Traffic-managed names, in file order. Shared: a reload that parses the file again
@@ -140,7 +141,7 @@ impl Zone {
         &'a self,
         owner: &'a Name,
         rtype: RecordType,
-    ) -> impl Iterator<Item = &'a Record> + 'a {
+    ) -> impl Iterator<Item = Record> + 'a {
         self.records
             .iter()
             .filter(move |r| r.record_type() == rtype && r.name == *owner)

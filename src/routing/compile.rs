@@ -27,6 +27,7 @@ pub use super::table::{key_wire, name_wire};
 use super::weights;
 use crate::config::Zone;
 use crate::config::model::{self, Fallback, Policy};
+use crate::config::wire::RecordStore;
 use crate::geo::{Continent, GeoDb};
 
 /// The decided state of one endpoint, as the compiler needs it.
@@ -276,7 +277,7 @@ fn same_frame(old: &Zone, new: &Zone) -> bool {
             std::slice::from_ref(&old.soa),
             std::slice::from_ref(&new.soa),
         )
-        && same_records(&old.records, &new.records)
+        && old.records == new.records
         && old.regions == new.regions
         && checks(old) == checks(new)
         && old.services.len() == new.services.len()
@@ -717,11 +718,13 @@ pub fn compile_service_shared<'z>(
     }
 }
 
-/// An RRset while it is being gathered.
+/// An RRset while it is being gathered: each record's RDATA decoded (for targets and
+/// duplicates) and in wire form as the model stores it.
 struct Gathered {
     owner: Name,
     ttl: u32,
     rdata: Vec<RData>,
+    wire: Vec<Box<[u8]>>,
 }
 
 fn compile_zone(
@@ -734,16 +737,32 @@ fn compile_zone(
     let mut sets: BTreeMap<(Box<[u8]>, u16), Gathered> = BTreeMap::new();
     // DNSSEC: the apex DNSKEY, CDS and CDNSKEY are served like any record.
     let keys = super::signed::apex_records(zone);
-    for record in zone.records.iter().chain(&keys) {
-        let key = (key_wire(&record.name), u16::from(record.record_type()));
+    let keys = RecordStore::new(&keys).map_err(|message| CompileError::Encode {
+        file: zone.file.clone(),
+        owner: zone.origin.to_string(),
+        rtype: RecordType::DNSKEY,
+        message,
+    })?;
+    for stored in zone.records.entries().chain(keys.entries()) {
+        // Every stored record decodes (the loader checked); the RDATA bytes are served as
+        // stored.
+        let Some(record) = stored.record() else {
+            continue;
+        };
+        let key = (
+            stored.owner.to_ascii_lowercase().into_boxed_slice(),
+            stored.rtype,
+        );
         let set = sets.entry(key).or_insert_with(|| Gathered {
             owner: record.name.clone(),
             ttl: record.ttl,
             rdata: Vec::new(),
+            wire: Vec::new(),
         });
         set.ttl = set.ttl.min(record.ttl);
         if !set.rdata.contains(&record.data) {
-            set.rdata.push(record.data.clone());
+            set.rdata.push(record.data);
+            set.wire.push(stored.rdata.into());
         }
     }
 
@@ -777,26 +796,13 @@ fn compile_zone(
     }
 
     // RRsets onto their nodes.
-    let encode = |g: &Gathered, rtype: u16| -> Result<RrSet, CompileError> {
-        let mut rdata = Vec::with_capacity(g.rdata.len());
-        for r in &g.rdata {
-            let wire = rdata_wire(r).map_err(|message| CompileError::Encode {
-                file: zone.file.clone(),
-                owner: g.owner.to_string(),
-                rtype: RecordType::from(rtype),
-                message,
-            })?;
-            rdata.push(wire.into_boxed_slice());
-        }
-        Ok(RrSet {
-            rtype,
+    for ((key, rtype), g) in sets.iter_mut() {
+        let rrset = RrSet {
+            rtype: *rtype,
             ttl: g.ttl,
-            rdata,
+            rdata: std::mem::take(&mut g.wire),
             additional: Vec::new(),
-        })
-    };
-    for ((key, rtype), g) in &sets {
-        let rrset = encode(g, *rtype)?;
+        };
         if let Some(node) = builder.get_mut(key) {
             if *rtype == u16::from(RecordType::CNAME) {
                 if let Some(RData::CNAME(target)) = g.rdata.first() {

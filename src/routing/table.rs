@@ -12,7 +12,6 @@ use std::time::SystemTime;
 
 use foldhash::fast::RandomState;
 use hickory_proto::rr::Name;
-use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 
 use super::counters::ZoneCounters;
 use super::select::{Client, Endpoint, RegionEndpoints, Service};
@@ -29,10 +28,7 @@ pub const MAX_CNAME_CHAIN: usize = 8;
 /// A name in uncompressed wire form, letter case kept.
 pub fn name_wire(name: &Name) -> Box<[u8]> {
     let mut buf = Vec::with_capacity(name.len() + 2);
-    let mut enc = BinEncoder::new(&mut buf);
-    enc.set_name_encoding(NameEncoding::Uncompressed);
-    // Encoding a valid Name into a Vec cannot fail; an empty result would only fail lookups.
-    let _ = name.emit(&mut enc);
+    crate::config::wire::write_name(name, &mut buf);
     buf.into_boxed_slice()
 }
 

@@ -5,7 +5,9 @@
 //! Part of the loader (`super`): errors name the file and key or line; the only I/O is reading
 //! the master file (and what it includes) next to the zone file.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+
+use foldhash::fast::RandomState;
 use std::fs;
 use std::path::Path;
 
@@ -79,21 +81,34 @@ impl ZoneBuilder<'_> {
         }
         let mut out = Vec::with_capacity(record.data.len());
         for (j, text) in record.data.iter().enumerate() {
-            let data_key = format!("{key}.data[{j}]");
+            let data_key = || format!("{key}.data[{j}]");
             let rdata = parse_rdata(rtype, text, origin).map_err(|e| {
                 self.invalid(
-                    &data_key,
+                    data_key(),
                     format!("bad {rtype} data `{}`: {}", clip(text), clip_msg(&e)),
                 )
             })?;
             let mut rec = Record::from_rdata(owner.clone(), ttl, rdata);
             rec.dns_class = DNSClass::IN;
-            check_wire_round_trip(&rec).map_err(|e| {
-                self.invalid(
-                    &data_key,
-                    format!("bad {rtype} data `{}`: {}", clip(text), clip_msg(&e)),
-                )
-            })?;
+            // Addresses and names are valid by construction; the other types go through the
+            // check that found the bad CAA (and a TXT record over 65,535 bytes).
+            let plain = matches!(
+                rtype,
+                RecordType::A
+                    | RecordType::AAAA
+                    | RecordType::CNAME
+                    | RecordType::NS
+                    | RecordType::PTR
+                    | RecordType::MX
+            );
+            if !plain {
+                check_wire_round_trip(&rec).map_err(|e| {
+                    self.invalid(
+                        data_key(),
+                        format!("bad {rtype} data `{}`: {}", clip(text), clip_msg(&e)),
+                    )
+                })?;
+            }
             out.push(rec);
         }
         Ok(out)
@@ -169,15 +184,22 @@ impl ZoneBuilder<'_> {
 
     /// Every RRset fits one message with any question and OPT (RFC 2181 §9: an RRset is
     /// never split in an answer; a larger one could be served to nobody, nor transferred).
-    fn check_rrset_sizes(&self, zone: &Zone, sources: &[Source]) -> Result<(), ZoneError> {
-        let mut sizes: BTreeMap<(Name, RecordType), usize> = BTreeMap::new();
-        for r in &zone.records {
-            *sizes
-                .entry((r.name.to_lowercase(), r.record_type()))
-                .or_default() += record_wire_len(r);
-        }
-        let Some(((owner, rtype), size)) =
-            sizes.into_iter().find(|(_, size)| *size > MAX_RRSET_WIRE)
+    /// `sets` holds each RRset's first record and size; the first too large in name order is
+    /// the one reported.
+    fn check_rrset_sizes(
+        &self,
+        records: &[Record],
+        sets: &RrSets<'_>,
+        sources: &[Source],
+    ) -> Result<(), ZoneError> {
+        let Some((owner, rtype, size)) = sets
+            .values()
+            .filter(|s| s.size > MAX_RRSET_WIRE)
+            .filter_map(|s| {
+                let r = records.get(s.first)?;
+                Some((r.name.to_lowercase(), r.record_type(), s.size))
+            })
+            .min_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)))
         else {
             return Ok(());
         };
@@ -219,9 +241,13 @@ impl ZoneBuilder<'_> {
 
     /// Whole-zone rules: apex NS present, one CNAME at a name and alone there, one TTL per
     /// RRset, every RRset small enough for one message.
-    pub(super) fn check_records(&self, zone: &Zone, sources: &[Source]) -> Result<(), ZoneError> {
-        if !zone
-            .records
+    pub(super) fn check_records(
+        &self,
+        zone: &Zone,
+        records: &[Record],
+        sources: &[Source],
+    ) -> Result<(), ZoneError> {
+        if !records
             .iter()
             .any(|r| r.record_type() == RecordType::NS && r.name == zone.origin)
         {
@@ -230,8 +256,7 @@ impl ZoneBuilder<'_> {
         // RFC 4035 §2.4: a DS lives on the parent side of a delegation, nowhere else.
         for s in sources.iter().filter(|s| s.rtype == RecordType::DS) {
             let at_cut = s.owner != zone.origin
-                && zone
-                    .records
+                && records
                     .iter()
                     .any(|r| r.record_type() == RecordType::NS && r.name.to_lowercase() == s.owner);
             if !at_cut {
@@ -260,34 +285,50 @@ impl ZoneBuilder<'_> {
                 ));
             }
         }
-        self.check_rrset_sizes(zone, sources)?;
-        // Per name, how many records; per RRset, its first TTL (one pass: zones can be big).
-        let mut per_name: BTreeMap<Name, usize> = BTreeMap::new();
-        let mut first_ttl: BTreeMap<(Name, RecordType), u32> = BTreeMap::new();
-        for record in &zone.records {
-            let owner = record.name.to_lowercase();
-            *per_name.entry(owner.clone()).or_default() += 1;
-            first_ttl
-                .entry((owner, record.record_type()))
-                .or_insert(record.ttl);
+        // One pass (zones can be big), keyed by the owner's lowercase wire form: per name how
+        // many records, per RRset its first record, TTL and size.
+        let keys: Vec<Vec<u8>> = records
+            .iter()
+            .map(|r| {
+                let mut key = Vec::with_capacity(r.name.len() + 2);
+                crate::config::wire::write_name(&r.name, &mut key);
+                key.make_ascii_lowercase();
+                key
+            })
+            .collect();
+        let mut per_name: HashMap<&[u8], usize, RandomState> = HashMap::default();
+        let mut sets: RrSets<'_> = HashMap::default();
+        for (i, (record, key)) in records.iter().zip(&keys).enumerate() {
+            *per_name.entry(key).or_default() += 1;
+            let set = sets
+                .entry((key, u16::from(record.record_type())))
+                .or_insert(RrSetSeen {
+                    first: i,
+                    ttl: record.ttl,
+                    size: 0,
+                });
+            set.size += record_wire_len(record);
         }
-        for record in &zone.records {
+        self.check_rrset_sizes(records, &sets, sources)?;
+        for (record, key) in records.iter().zip(&keys) {
             let rtype = record.record_type();
-            let owner = record.name.to_lowercase();
             if rtype == RecordType::CNAME {
+                let owner = record.name.to_lowercase();
                 if owner == zone.origin {
                     return Err(self.invalid("record", "a CNAME cannot stand at the zone apex"));
                 }
-                if per_name.get(&owner).is_some_and(|&n| n > 1) {
+                if per_name.get(key.as_slice()).is_some_and(|&n| n > 1) {
                     return Err(self.cname_and_other_data(&owner, sources));
                 }
             }
-            if let Some(&first) = first_ttl.get(&(owner.clone(), rtype)) {
-                if first != record.ttl {
+            if let Some(first) = sets.get(&(key.as_slice(), u16::from(rtype))) {
+                if first.ttl != record.ttl {
                     return Err(self.invalid(
                         "record",
                         format!(
-                            "{owner} {rtype} has records with TTLs {first} and {}; an RRset has one TTL (RFC 2181 §5.2)",
+                            "{} {rtype} has records with TTLs {} and {}; an RRset has one TTL (RFC 2181 §5.2)",
+                            record.name.to_lowercase(),
+                            first.ttl,
                             record.ttl
                         ),
                     ));
@@ -298,6 +339,16 @@ impl ZoneBuilder<'_> {
     }
 }
 
+/// An RRset as the whole-zone checks meet it: its first record, TTL and size in wire form.
+struct RrSetSeen {
+    first: usize,
+    ttl: u32,
+    size: usize,
+}
+
+/// RRsets by lowercase owner wire form and type.
+type RrSets<'a> = HashMap<(&'a [u8], u16), RrSetSeen, RandomState>;
+
 /// Bytes of `name` in uncompressed wire form.
 fn name_wire_len(name: &Name) -> usize {
     name.iter().map(|label| label.len() + 1).sum::<usize>() + 1
@@ -306,12 +357,9 @@ fn name_wire_len(name: &Name) -> usize {
 /// Bytes of a record in a message, owner uncompressed: owner, type, class, TTL, RDLENGTH,
 /// RDATA (its names uncompressed, as the routing table stores them).
 fn record_wire_len(record: &Record) -> usize {
-    use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
     let mut rdata = Vec::new();
-    let mut enc = BinEncoder::new(&mut rdata);
-    enc.set_name_encoding(NameEncoding::Uncompressed);
     // Every record passed the wire round trip already; a failure here counts as nothing.
-    let _ = record.data.emit(&mut enc);
+    let _ = crate::config::wire::write_rdata(&record.data, &mut rdata);
     name_wire_len(&record.name) + 10 + rdata.len()
 }
 
@@ -380,9 +428,54 @@ fn parse_rdata(rtype: RecordType, text: &str, origin: &Name) -> Result<RData, St
                 return Ok(RData::AAAA(a.into()));
             }
         }
+        RecordType::CNAME | RecordType::NS | RecordType::PTR => {
+            if let Some([target]) = plain_tokens::<1>(text) {
+                if let Ok(name) = Name::parse(target, Some(origin)) {
+                    return Ok(match rtype {
+                        RecordType::CNAME => RData::CNAME(hickory_proto::rr::rdata::CNAME(name)),
+                        RecordType::NS => RData::NS(hickory_proto::rr::rdata::NS(name)),
+                        _ => RData::PTR(hickory_proto::rr::rdata::PTR(name)),
+                    });
+                }
+            }
+        }
+        RecordType::MX => {
+            if let Some([preference, exchange]) = plain_tokens::<2>(text) {
+                if let (Ok(preference), Ok(exchange)) = (
+                    preference.parse::<u16>(),
+                    Name::parse(exchange, Some(origin)),
+                ) {
+                    return Ok(RData::MX(hickory_proto::rr::rdata::MX::new(
+                        preference, exchange,
+                    )));
+                }
+            }
+        }
         _ => {}
     }
     parse_as_master_line(rtype, text, origin)
+}
+
+/// The `N` blank-separated tokens of `text` when it has exactly that many and each is made
+/// of letters, digits and `.-_*` only: text the master-file parser would hand to
+/// `Name::parse` (or a number) as it stands, with no `@`, escape, quote, comment or
+/// parenthesis for it to interpret. Anything else (`None`) takes the parser's way.
+fn plain_tokens<const N: usize>(text: &str) -> Option<[&str; N]> {
+    let mut out = [""; N];
+    let mut tokens = text.split_ascii_whitespace();
+    for slot in out.iter_mut() {
+        match tokens.next() {
+            Some(t)
+                if t.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'*')
+                }) =>
+            {
+                *slot = t;
+            }
+            _ => return None,
+        }
+    }
+    tokens.next().is_none().then_some(out)
 }
 
 /// RDATA through the master-file parser, which resolves relative names against the origin:
@@ -471,7 +564,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn addresses_parse_as_the_master_file_parser_parses_them() {
+    fn addresses_names_and_mx_parse_as_the_master_file_parser_parses_them() {
         let origin = Name::from_ascii("t.test.").unwrap();
         for (rtype, text) in [
             (RecordType::A, "192.0.2.1"),
@@ -489,11 +582,40 @@ mod tests {
             (RecordType::AAAA, "::"),
             (RecordType::AAAA, "192.0.2.1"),
             (RecordType::AAAA, "2001:db8::1%eth0"),
+            (RecordType::CNAME, "www"),
+            (RecordType::CNAME, "Www.Other.test."),
+            (RecordType::CNAME, "a.b"),
+            (RecordType::CNAME, "*.wild"),
+            (RecordType::CNAME, "under_score.t.test."),
+            (RecordType::CNAME, "@"),
+            (RecordType::CNAME, r"a\.b"),
+            (RecordType::CNAME, "two words"),
+            (RecordType::CNAME, "a..b"),
+            (RecordType::CNAME, ""),
+            (RecordType::NS, "ns1.other.test."),
+            (RecordType::NS, " ns1 "),
+            (RecordType::PTR, "host"),
+            (RecordType::MX, "10 mail"),
+            (RecordType::MX, "0 Mail.Other.test."),
+            (RecordType::MX, "65535 ."),
+            (RecordType::MX, "65536 mail"),
+            (RecordType::MX, "-1 mail"),
+            (RecordType::MX, "10"),
+            (RecordType::MX, "10 mail extra"),
+            (RecordType::MX, "10 @"),
+            (RecordType::MX, "10 ( mail )"),
+            (RecordType::MX, "10 mail ; comment"),
         ] {
             let fast = parse_rdata(rtype, text, &origin);
             let parser = parse_as_master_line(rtype, text, &origin);
+            // Byte for byte: names compare without case.
+            let wire = |r: &RData| {
+                let mut out = Vec::new();
+                crate::config::wire::write_rdata(r, &mut out).unwrap();
+                out
+            };
             match (&fast, &parser) {
-                (Ok(a), Ok(b)) => assert_eq!(a, b, "{rtype} `{text}`"),
+                (Ok(a), Ok(b)) => assert_eq!(wire(a), wire(b), "{rtype} `{text}`"),
                 (Err(_), Err(_)) => {}
                 _ => panic!("{rtype} `{text}`: {fast:?} but the parser gives {parser:?}"),
             }

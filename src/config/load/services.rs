@@ -7,7 +7,7 @@
 
 use std::net::IpAddr;
 
-use hickory_proto::rr::{Name, RecordType};
+use hickory_proto::rr::{Name, Record, RecordType};
 use indexmap::IndexMap;
 use ipnet::IpNet;
 
@@ -417,9 +417,14 @@ impl ZoneBuilder<'_> {
 
     /// A service name must not also be a static record's owner, nor sit under a cut (there
     /// it could only ever be referred away: RFC 1034 §4.3.2 step 3b comes first).
-    pub(super) fn check_services(&self, zone: &Zone, sources: &[Source]) -> Result<(), ZoneError> {
+    pub(super) fn check_services(
+        &self,
+        zone: &Zone,
+        records: &[Record],
+        sources: &[Source],
+    ) -> Result<(), ZoneError> {
         for service in &zone.services {
-            if let Some(r) = zone.records.iter().find(|r| r.name == service.name) {
+            if let Some(r) = records.iter().find(|r| r.name == service.name) {
                 return Err(self.invalid(
                     format!("service.{}", service.key),
                     format!(
@@ -429,7 +434,7 @@ impl ZoneBuilder<'_> {
                     ),
                 ));
             }
-            let cut = zone.records.iter().find(|r| {
+            let cut = records.iter().find(|r| {
                 r.record_type() == RecordType::NS
                     && r.name != zone.origin
                     && r.name.zone_of(&service.name)
