@@ -107,24 +107,32 @@ targets() {
 
 # Many small zones: the same COUNT zones (10 records each) loaded by Meridian (one TOML file
 # per zone), NSD and Knot (RFC 1035 master files), one after the other, each pinned to
-# SERVER_CPU. "load" is from starting the server to the first, a middle and the last zone all
+# SERVER_CPU, then all three again unpinned (Meridian and Knot load on every core). "load" is
+# from starting the server to the first, a middle and the last zone all
 # answering (Knot loads zones in the background after it starts listening); "peak RSS" is
 # VmHWM (NSD: the largest of its processes), "RSS after" the sum of the processes' PSS then.
 many_zones() {
     local count=$1 dir=$WORK/many
     python3 "$ROOT/bench/gen_zone.py" --zones "$count" "$dir"
     echo
-    echo "$count zones of 10 records:"
-    printf '%-9s %-9s %-10s %-10s\n' server load "peak RSS" "RSS after"
+    echo "$count zones of 10 records (cores: pinned to CPU $SERVER_CPU, then unpinned on all):"
+    printf '%-9s %-6s %-9s %-10s %-10s\n' server cores load "peak RSS" "RSS after"
     local names=("www.z0.test." "www.z$((count / 2)).test." "www.z$((count - 1)).test.")
+    local cpus pin
+    for cpus in "$SERVER_CPU" all; do
+    pin=(taskset -c "$cpus")
+    [ "$cpus" = all ] && pin=()
     for server in meridian nsd knot; do
         local port t0 t1 pids hwm pss
         rm -rf "$WORK/$server" && mkdir -p "$WORK/$server"
+        # Every server starts with the zone files in the page cache (this machine's memory
+        # manager evicts pages idle for a while, and the first server would pay for it).
+        find "$dir" -type f -exec cat {} + > /dev/null
         t0=$(date +%s.%N)
         case "$server" in
             meridian)
                 port=5320
-                taskset -c "$SERVER_CPU" "$MERIDIAN" serve --zones "$dir/meridian" --geoip "$GEOIP" \
+                "${pin[@]}" "$MERIDIAN" serve --zones "$dir/meridian" --geoip "$GEOIP" \
                     --dns-listen 127.0.0.1:$port --api-listen 127.0.0.1:5392 --no-local-probe \
                     > "$WORK/meridian/log" 2>&1 &
                 ;;
@@ -133,7 +141,7 @@ many_zones() {
                 sed -n '/^zone:/q;p' "$ROOT/bench/peers/nsd/nsd.conf" \
                     | sed -e "s|@PORT@|$port|g" -e "s|@WORK@|$WORK|g" > "$WORK/nsd/nsd.conf"
                 cat "$dir/nsd.zones" >> "$WORK/nsd/nsd.conf"
-                taskset -c "$SERVER_CPU" nsd -d -c "$WORK/nsd/nsd.conf" > "$WORK/nsd/log" 2>&1 &
+                "${pin[@]}" nsd -d -c "$WORK/nsd/nsd.conf" > "$WORK/nsd/log" 2>&1 &
                 ;;
             knot)
                 port=5322
@@ -143,7 +151,7 @@ many_zones() {
                 printf 'template:\n  - id: default\n    journal-content: none\n    zonefile-sync: -1\nzone:\n' \
                     >> "$WORK/knot/knot.conf"
                 cat "$dir/knot.zones" >> "$WORK/knot/knot.conf"
-                taskset -c "$SERVER_CPU" knotd -c "$WORK/knot/knot.conf" > "$WORK/knot/log" 2>&1 &
+                "${pin[@]}" knotd -c "$WORK/knot/knot.conf" > "$WORK/knot/log" 2>&1 &
                 ;;
         esac
         PID=$!
@@ -161,9 +169,10 @@ many_zones() {
             [ "${h:-0}" -gt "$hwm" ] && hwm=$h
             pss=$((pss + $(awk '/^Pss:/ {print $2}' /proc/"$p"/smaps_rollup 2>/dev/null || echo 0)))
         done
-        printf '%-9s %-9s %-10s %-10s\n' "$server" "$(printf '%.2fs' "$(echo "$t1 - $t0" | bc)")" \
+        printf '%-9s %-6s %-9s %-10s %-10s\n' "$server" "$cpus" "$(printf '%.2fs' "$(echo "$t1 - $t0" | bc)")" \
             "$((hwm / 1024)) MB" "$((pss / 1024)) MB"
         stop
+    done
     done
     rm -rf "$dir"
 }

@@ -156,7 +156,7 @@ fn load_threads() -> usize {
 /// share of small ones) and stop taking items once an error is decided. Results wait for
 /// `take` only while one before them is unfinished, so a load holds the model once, not once
 /// more in results.
-pub(super) fn map_in_order<T, R, E>(
+pub(crate) fn map_in_order<T, R, E>(
     items: &[T],
     f: impl Fn(&T) -> Result<R, E> + Sync,
     mut take: impl FnMut(R) -> Result<(), E>,

@@ -55,7 +55,7 @@ pub struct EndpointDetail {
 }
 
 /// Where the compiler learns each endpoint's state (the health module implements it).
-pub trait EndpointHealth {
+pub trait EndpointHealth: Sync {
     /// State of `address` (in `region`) of `service` in `zone`.
     fn state(
         &self,
@@ -123,6 +123,9 @@ pub fn compile(
     )
 }
 
+/// Zones one compiling thread takes at a time ([`compile_counted`]).
+const ZONES_PER_RUN: usize = 64;
+
 /// Like [`compile`], with the counters of every zone and service (and of names in no zone)
 /// handed out by `counters` (those of the previous table's zone or service of the same name,
 /// or new): the table is born with them. The caller hands the factory back when it publishes
@@ -134,13 +137,31 @@ pub fn compile_counted(
     generation: u64,
     counters: &mut CounterFactory,
 ) -> Result<RoutingTable, CompileError> {
-    let mut map = HashMap::with_hasher(RandomState::default());
-    for zone in zones {
-        map.insert(
-            Arc::from(key_wire(&zone.origin)),
-            Arc::new(compile_zone(zone, health, counters)?),
-        );
-    }
+    let mut map = HashMap::with_capacity_and_hasher(zones.len(), RandomState::default());
+    // Zones compile independently: in runs on every core the loader may use (each run with
+    // its own factory, whose carries join this one), gathered in zone order, so the first
+    // error is the one a loop would meet.
+    let runs: Vec<&[Arc<Zone>]> = zones.chunks(ZONES_PER_RUN).collect();
+    let template = counters.fork();
+    crate::config::load::map_in_order(
+        &runs,
+        |run| {
+            let mut factory = template.fork();
+            let mut out = Vec::with_capacity(run.len());
+            for zone in *run {
+                out.push((
+                    Arc::from(key_wire(&zone.origin)),
+                    Arc::new(compile_zone(zone, health, &mut factory)?),
+                ));
+            }
+            Ok((out, factory))
+        },
+        |(out, factory)| {
+            map.extend(out);
+            counters.join(factory);
+            Ok(())
+        },
+    )?;
     Ok(RoutingTable {
         generation,
         built_at: SystemTime::now(),

@@ -692,3 +692,59 @@ fn a_reload_of_an_edited_file_shares_every_service_it_did_not_change() {
         &only_zone(&again.table).node_list
     ));
 }
+
+#[test]
+fn zones_compiled_on_several_threads_keep_their_counters_and_carries() {
+    use crate::routing::counters::{Outcome, TableMetrics};
+    // More zones than one run of ZONES_PER_RUN: the runs are compiled on every core the
+    // loader may use, each with a fork of the factory.
+    const ZONES: usize = 3 * super::ZONES_PER_RUN + 5;
+    let zone_text = |i: usize, regions: &[&str]| {
+        let mut text = format!(
+            "origin = \"z{i}.test.\"\nns = [\"ns1.z{i}.test.\"]\n[soa]\nmname = \"ns1.z{i}.test.\"\n\
+             rname = \"hostmaster.z{i}.test.\"\nserial = 1\n[region.a]\n[region.b]\n\
+             [service.www]\npolicy = \"failover\"\nfailover = [\"a\"]\n"
+        );
+        for (n, r) in regions.iter().enumerate() {
+            text += &format!(
+                "[[service.www.endpoint]]\nregion = \"{r}\"\naddress = \"192.0.2.{}\"\n",
+                n + 1
+            );
+        }
+        Arc::new(crate::config::testing::zone_from_text(&text, &[]))
+    };
+    let geo = Arc::new(GeoDb::open(Path::new(CITY_DB)).unwrap_or_else(|e| panic!("{e}")));
+    let metrics = TableMetrics::default();
+    let compile_with = |zones: &[Arc<Zone>], previous: Option<Arc<RoutingTable>>, g: u64| {
+        let mut factory = metrics.factory(previous);
+        let table = super::compile_counted(zones, Arc::clone(&geo), &AllUp, g, &mut factory)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let table = Arc::new(table);
+        metrics.publish(factory, &table);
+        table
+    };
+    let www = |table: &RoutingTable, i: usize| {
+        let key = key_wire(&Name::from_ascii(format!("z{i}.test.")).unwrap());
+        let zone = table
+            .zone_at(&key)
+            .unwrap_or_else(|| panic!("zone {i} missing"));
+        zone.services[0].clone()
+    };
+    let first: Vec<Arc<Zone>> = (0..ZONES).map(|i| zone_text(i, &["a"])).collect();
+    let old = compile_with(&first, None, 1);
+    assert_eq!(old.zones().count(), ZONES);
+    for i in 0..ZONES {
+        for _ in 0..=i {
+            www(&old, i).counters.count(Some(0), Outcome::Healthy);
+        }
+    }
+    // Every service gains region b: new rows, region a's counts carried from every run.
+    let second: Vec<Arc<Zone>> = (0..ZONES).map(|i| zone_text(i, &["a", "b"])).collect();
+    let new = compile_with(&second, Some(Arc::clone(&old)), 2);
+    for i in 0..ZONES {
+        let service = www(&new, i);
+        let a = service.regions.iter().position(|r| r.name == "a").unwrap();
+        let healthy: u64 = service.counters.row(a).unwrap().iter().sum();
+        assert_eq!(healthy, i as u64 + 1, "zone {i}");
+    }
+}

@@ -615,6 +615,21 @@ impl CounterFactory {
         }
     }
 
+    /// A factory like this one, for compiling some zones on another thread; its carries come
+    /// back with [`CounterFactory::join`].
+    pub fn fork(&self) -> Self {
+        Self {
+            attached: self.attached,
+            previous: self.previous.clone(),
+            carries: Vec::new(),
+        }
+    }
+
+    /// Takes the carries of `other`, a [`CounterFactory::fork`] of this one.
+    pub fn join(&mut self, other: Self) {
+        self.carries.extend(other.carries);
+    }
+
     /// The previous table's zone at `origin`, whose counters the zone compiled at `origin`
     /// takes over ([`CounterFactory::zone`], [`CounterFactory::service`]).
     pub fn previous_zone(&self, origin: &Name) -> Option<Arc<ZoneTable>> {
