@@ -114,6 +114,9 @@ targets() {
 many_zones() {
     local count=$1 dir=$WORK/many
     python3 "$ROOT/bench/gen_zone.py" --zones "$count" "$dir"
+    # Written out before any server reads them: a server should not share the disk with the
+    # write-back of 200,000 new files.
+    sync
     echo
     echo "$count zones of 10 records (cores: pinned to CPU $SERVER_CPU, then unpinned on all):"
     printf '%-9s %-6s %-9s %-10s %-10s\n' server cores load "peak RSS" "RSS after"

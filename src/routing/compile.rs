@@ -884,13 +884,8 @@ fn compile_zone(
             .into_iter()
             .filter_map(|t| node.rrsets.iter().find(|r| r.rtype == u16::from(t)))
             .map(|r| Glue {
-                owner: node.name_wire.clone(),
-                rrset: RrSet {
-                    rtype: r.rtype,
-                    ttl: r.ttl,
-                    rdata: r.rdata.clone(),
-                    additional: Vec::new(),
-                },
+                node: idx,
+                rtype: r.rtype,
             })
             .collect()
     };

@@ -223,8 +223,9 @@ fn in_zone_targets_get_their_addresses_as_additional_data() {
             .additional
             .iter()
             .map(|g| {
-                let owner = super::wire_to_name(&g.owner).to_string();
-                (owner, RecordType::from(g.rrset.rtype))
+                let (node, set) = z.glue(g).unwrap();
+                let owner = super::wire_to_name(&node.name_wire).to_string();
+                (owner, RecordType::from(set.rtype))
             })
             .collect()
     };

@@ -489,8 +489,10 @@ impl SignedZone {
         section: Section,
     ) {
         for glue in &rrset.additional {
-            let owner = Owner::Wire(&glue.owner);
-            let set = &glue.rrset;
+            let Some((node, set)) = zone.glue(glue) else {
+                continue;
+            };
+            let owner = Owner::Wire(&node.name_wire);
             w.rrset(
                 section,
                 owner,
@@ -498,18 +500,7 @@ impl SignedZone {
                 set.ttl,
                 set.rdata.iter().map(|r| &r[..]),
             );
-            let mut lower = [0u8; 255];
-            let Some(key) = lower.get_mut(..glue.owner.len()) else {
-                continue;
-            };
-            key.copy_from_slice(&glue.owner);
-            key.make_ascii_lowercase();
-            let sigs = zone
-                .nodes
-                .get(&key[..])
-                .and_then(|&i| zone.node_list.get(usize::try_from(i).ok()?))
-                .and_then(|node| node.dnssec.as_deref());
-            if let Some(sigs) = sigs {
+            if let Some(sigs) = node.dnssec.as_deref() {
                 write_sigs(
                     w,
                     Section::Additional,

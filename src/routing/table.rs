@@ -105,12 +105,15 @@ pub struct RrSet {
     pub(crate) additional: Vec<Glue>,
 }
 
-/// Address records of a name that an RRset points to.
+/// Address records of a name that an RRset points to: the A or AAAA RRset of that name's
+/// node, found in the zone's node list when answering (a copy of owner and RDATA per pointer
+/// was a fifth of a small zone's table).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Glue {
-    /// Owner, wire form.
-    pub(crate) owner: Box<[u8]>,
-    /// The A or AAAA RRset.
-    pub(crate) rrset: RrSet,
+    /// The name's node in the zone's node list.
+    pub(crate) node: u32,
+    /// A or AAAA.
+    pub(crate) rtype: u16,
 }
 
 impl RrSet {
@@ -120,12 +123,6 @@ impl RrSet {
 
     fn write<S: AnswerSink>(&self, w: &mut S, section: Section, owner: Owner<'_>) {
         w.rrset(section, owner, self.rtype, self.ttl, self.rdatas());
-    }
-
-    fn write_additional<S: AnswerSink>(&self, w: &mut S, section: Section) {
-        for glue in &self.additional {
-            glue.rrset.write(w, section, Owner::Wire(&glue.owner));
-        }
     }
 }
 
@@ -253,6 +250,21 @@ pub struct EndpointEntry<'t> {
 }
 
 impl ZoneTable {
+    /// The node and RRset `glue` stands for.
+    pub(crate) fn glue(&self, glue: &Glue) -> Option<(&Node, &RrSet)> {
+        let node = self.node_list.get(usize::try_from(glue.node).ok()?)?;
+        Some((node, node.rrset(glue.rtype)?))
+    }
+
+    /// The additional data of `rrset` (unsigned zones; `signed` writes its own with RRSIGs).
+    fn write_additional<S: AnswerSink>(&self, w: &mut S, rrset: &RrSet, section: Section) {
+        for glue in &rrset.additional {
+            if let Some((node, set)) = self.glue(glue) {
+                set.write(w, section, Owner::Wire(&node.name_wire));
+            }
+        }
+    }
+
     /// This zone's part of [`RoutingTable::endpoints`], in the same order.
     pub fn endpoints(&self) -> impl Iterator<Item = EndpointEntry<'_>> {
         self.services
@@ -371,7 +383,7 @@ impl ZoneTable {
                                 z.delegation(w, cut);
                                 z.additional(w, self, ns, Section::RequiredAdditional);
                             }
-                            None => ns.write_additional(w, Section::RequiredAdditional),
+                            None => self.write_additional(w, ns, Section::RequiredAdditional),
                         }
                     }
                     return scope;
@@ -436,7 +448,7 @@ impl ZoneTable {
                 }
                 match sign {
                     Some(z) => z.additional(w, self, rrset, Section::Additional),
-                    None => rrset.write_additional(w, Section::Additional),
+                    None => self.write_additional(w, rrset, Section::Additional),
                 }
                 return scope;
             }
