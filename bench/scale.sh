@@ -5,7 +5,8 @@
 #   bench/scale.sh           everything below, 5 s per dnsperf run
 #   bench/scale.sh --quick   10 and 1,000 services only, 2 s runs (no targets, no many zones)
 #   bench/scale.sh --targets only issue 17's large-zone rows (ready, peak, reload peak)
-#   bench/scale.sh --zones   only the many-zones run (Meridian, NSD and Knot; needs nsd, knotd
+#   bench/scale.sh --zones   only the many-zones run (Meridian, NSD and Knot, pinned to one core
+#                            then unpinned; needs nsd, knotd
 #                            and kdig: apt-get install nsd knot knot-dnsutils)
 #
 # "Load+compile" is the time from starting `meridian serve` to its ready line: reading and
