@@ -66,8 +66,8 @@ pub fn write_name(name: &Name, out: &mut Vec<u8>) {
     out.push(0);
 }
 
-/// Appends `rdata` in wire form, names uncompressed: the common types directly, the rest
-/// through hickory's encoder.
+/// Appends `rdata` in wire form, names uncompressed: the common types and the SOA directly,
+/// the rest through hickory's encoder.
 pub fn write_rdata(rdata: &RData, out: &mut Vec<u8>) -> Result<(), String> {
     match rdata {
         RData::A(a) => out.extend_from_slice(&a.0.octets()),
@@ -78,6 +78,15 @@ pub fn write_rdata(rdata: &RData, out: &mut Vec<u8>) -> Result<(), String> {
         RData::MX(mx) => {
             out.extend_from_slice(&mx.preference.to_be_bytes());
             write_name(&mx.exchange, out);
+        }
+        RData::SOA(soa) => {
+            write_name(&soa.mname, out);
+            write_name(&soa.rname, out);
+            out.extend_from_slice(&soa.serial.to_be_bytes());
+            out.extend_from_slice(&soa.refresh.to_be_bytes());
+            out.extend_from_slice(&soa.retry.to_be_bytes());
+            out.extend_from_slice(&soa.expire.to_be_bytes());
+            out.extend_from_slice(&soa.minimum.to_be_bytes());
         }
         other => {
             let mut scratch = Vec::new();
@@ -194,7 +203,7 @@ impl<'a> Iterator for Entries<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hickory_proto::rr::rdata::{AAAA, CNAME, MX, NS, PTR, SRV, TXT};
+    use hickory_proto::rr::rdata::{AAAA, CNAME, MX, NS, PTR, SOA, SRV, TXT};
 
     /// What hickory's own encoder writes, names uncompressed.
     fn rdata_wire(rdata: &RData) -> Vec<u8> {
@@ -272,6 +281,15 @@ mod tests {
             RData::MX(MX::new(65535, name("mail.example.test."))),
             RData::SRV(SRV::new(1, 2, 3, name("Target.example.test."))),
             RData::TXT(TXT::new(vec!["a".repeat(255), "b".into()])),
+            RData::SOA(SOA::new(
+                name("Ns1.example.test."),
+                name("hostmaster.example.test."),
+                u32::MAX,
+                -1,
+                7200,
+                i32::MAX,
+                300,
+            )),
         ] {
             let mut ours = Vec::new();
             write_rdata(&rdata, &mut ours).unwrap_or_else(|e| panic!("{e}"));

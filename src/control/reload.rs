@@ -92,14 +92,22 @@ pub fn reload_zones(dir: &Path, previous: &ZoneFiles, reread: Reread) -> ZoneRel
     match zone_files(dir) {
         Ok(files) => {
             let serving = by_path(previous);
-            // An unchanged file gives back the serving version (rules 4 and 5).
-            let loaded: Vec<(PathBuf, Result<Arc<Zone>, ZoneError>)> = files
-                .into_iter()
-                .map(|path| {
-                    let zone = reload_zone(&path, serving.get(path.as_path()).copied(), reread);
-                    (path, zone)
-                })
-                .collect();
+            // An unchanged file gives back the serving version (rules 4 and 5). Files load on
+            // every core the loader may use, as at start-up; every file's outcome is kept,
+            // errors included, in file order.
+            let mut loaded: Vec<(PathBuf, Result<Arc<Zone>, ZoneError>)> =
+                Vec::with_capacity(files.len());
+            let Ok(()) = crate::config::load::map_in_order(
+                &files,
+                |path| {
+                    let zone = reload_zone(path, serving.get(path.as_path()).copied(), reread);
+                    Ok::<_, std::convert::Infallible>((path.clone(), zone))
+                },
+                |one| {
+                    loaded.push(one);
+                    Ok(())
+                },
+            );
             decide(previous, loaded)
         }
         Err(e) => ZoneReload {

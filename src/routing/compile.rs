@@ -13,7 +13,6 @@ use std::time::SystemTime;
 
 use foldhash::fast::RandomState;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
-use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 
 use super::counters::CounterFactory;
 use super::select::{
@@ -100,9 +99,7 @@ pub enum CompileError {
 /// RDATA in wire form with every name uncompressed (it is copied into responses verbatim).
 pub fn rdata_wire(rdata: &RData) -> Result<Vec<u8>, String> {
     let mut buf = Vec::new();
-    let mut enc = BinEncoder::new(&mut buf);
-    enc.set_name_encoding(NameEncoding::Uncompressed);
-    rdata.emit(&mut enc).map_err(|e| e.to_string())?;
+    crate::config::wire::write_rdata(rdata, &mut buf)?;
     Ok(buf)
 }
 
@@ -209,48 +206,79 @@ pub fn recompile_zones(
     health: &dyn EndpointHealth,
     generation: u64,
     counters: &mut CounterFactory,
-    fresh: &dyn Fn(&Zone) -> bool,
+    fresh: &(dyn Fn(&Zone) -> bool + Sync),
 ) -> Result<Recompiled, CompileError> {
-    let mut map = HashMap::with_capacity_and_hasher(zones.len(), RandomState::default());
-    let mut reuse = Reuse::default();
-    let mut kept: std::collections::HashSet<*const ZoneTable> = Default::default();
-    for zone in zones {
+    /// What became of one zone.
+    enum Step {
+        /// The previous table's zone, shared.
+        Shared(Arc<[u8]>, Arc<ZoneTable>),
+        /// Compiled: the zone, and how many of its services were compiled.
+        Compiled(Arc<[u8]>, ZoneTable, usize),
+    }
+    let step = |zone: &Arc<Zone>, counters: &mut CounterFactory| -> Result<Step, CompileError> {
         let key = key_wire(&zone.origin);
         let shared = previous
             .zones
             .get_key_value(&*key)
             .filter(|(_, old)| Arc::ptr_eq(&old.source, zone) && !fresh(zone));
-        match shared {
-            Some((key, old)) => {
-                reuse.zones_reused += 1;
-                reuse.services_reused += old.services.len();
-                kept.insert(Arc::as_ptr(old));
-                map.insert(Arc::clone(key), Arc::clone(old));
-            }
-            None => {
-                reuse.zones_compiled += 1;
-                let frame = previous
-                    .zones
-                    .get(&*key)
-                    .filter(|old| !fresh(zone) && same_frame(&old.source, zone));
-                let compiled = match frame {
-                    // Only services changed, none added, removed or moved: the names, records
-                    // and every service the file still says the same are shared.
-                    Some(old) => {
-                        let (table, rebuilt) = rebuild_changed(old, zone, health, counters);
-                        reuse.services_compiled += rebuilt;
-                        reuse.services_reused += zone.services.len() - rebuilt;
-                        table
-                    }
-                    None => {
-                        reuse.services_compiled += zone.services.len();
-                        compile_zone(zone, health, counters)?
-                    }
-                };
-                map.insert(Arc::from(key), Arc::new(compiled));
-            }
+        if let Some((key, old)) = shared {
+            return Ok(Step::Shared(Arc::clone(key), Arc::clone(old)));
         }
-    }
+        let frame = previous
+            .zones
+            .get(&*key)
+            .filter(|old| !fresh(zone) && same_frame(&old.source, zone));
+        Ok(match frame {
+            // Only services changed, none added, removed or moved: the names, records and
+            // every service the file still says the same are shared.
+            Some(old) => {
+                let (table, rebuilt) = rebuild_changed(old, zone, health, counters);
+                Step::Compiled(Arc::from(key), table, rebuilt)
+            }
+            None => Step::Compiled(
+                Arc::from(key),
+                compile_zone(zone, health, counters)?,
+                zone.services.len(),
+            ),
+        })
+    };
+    let mut map = HashMap::with_capacity_and_hasher(zones.len(), RandomState::default());
+    let mut reuse = Reuse::default();
+    let mut kept: std::collections::HashSet<*const ZoneTable> = Default::default();
+    // On every core the loader may use, as at start-up (`compile_counted`).
+    let runs: Vec<&[Arc<Zone>]> = zones.chunks(ZONES_PER_RUN).collect();
+    let template = counters.fork();
+    crate::config::load::map_in_order(
+        &runs,
+        |run| {
+            let mut factory = template.fork();
+            let steps = run
+                .iter()
+                .map(|zone| step(zone, &mut factory))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((steps, factory))
+        },
+        |(steps, factory)| {
+            for step in steps {
+                match step {
+                    Step::Shared(key, old) => {
+                        reuse.zones_reused += 1;
+                        reuse.services_reused += old.services.len();
+                        kept.insert(Arc::as_ptr(&old));
+                        map.insert(key, old);
+                    }
+                    Step::Compiled(key, table, rebuilt) => {
+                        reuse.zones_compiled += 1;
+                        reuse.services_compiled += rebuilt;
+                        reuse.services_reused += table.services.len() - rebuilt;
+                        map.insert(key, Arc::new(table));
+                    }
+                }
+            }
+            counters.join(factory);
+            Ok(())
+        },
+    )?;
     let replaced = previous
         .zones
         .values()

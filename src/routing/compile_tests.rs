@@ -695,7 +695,7 @@ fn a_reload_of_an_edited_file_shares_every_service_it_did_not_change() {
 }
 
 #[test]
-fn zones_compiled_on_several_threads_keep_their_counters_and_carries() {
+fn zones_compiled_and_recompiled_on_several_threads_keep_their_counters_and_carries() {
     use crate::routing::counters::{Outcome, TableMetrics};
     // More zones than one run of ZONES_PER_RUN: the runs are compiled on every core the
     // loader may use, each with a fork of the factory.
@@ -742,10 +742,52 @@ fn zones_compiled_on_several_threads_keep_their_counters_and_carries() {
     // Every service gains region b: new rows, region a's counts carried from every run.
     let second: Vec<Arc<Zone>> = (0..ZONES).map(|i| zone_text(i, &["a", "b"])).collect();
     let new = compile_with(&second, Some(Arc::clone(&old)), 2);
-    for i in 0..ZONES {
-        let service = www(&new, i);
+    let count_a = |table: &RoutingTable, i: usize| -> u64 {
+        let service = www(table, i);
         let a = service.regions.iter().position(|r| r.name == "a").unwrap();
-        let healthy: u64 = service.counters.row(a).unwrap().iter().sum();
-        assert_eq!(healthy, i as u64 + 1, "zone {i}");
+        service.counters.row(a).unwrap().iter().sum()
+    };
+    for i in 0..ZONES {
+        assert_eq!(count_a(&new, i), i as u64 + 1, "zone {i}");
+    }
+
+    // A reload through `recompile_zones`, on several threads too: the odd zones are the same
+    // loaded zones (shared), the even ones lose region b again (compiled, counts carried).
+    let third: Vec<Arc<Zone>> = (0..ZONES)
+        .map(|i| {
+            if i % 2 == 1 {
+                Arc::clone(&second[i])
+            } else {
+                zone_text(i, &["a"])
+            }
+        })
+        .collect();
+    let mut factory = metrics.factory(Some(Arc::clone(&new)));
+    let recompiled = super::recompile_zones(
+        &new,
+        &third,
+        Arc::clone(&geo),
+        &AllUp,
+        3,
+        &mut factory,
+        &|_| false,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let evens = ZONES.div_ceil(2);
+    assert_eq!(recompiled.reuse.zones_compiled, evens);
+    assert_eq!(recompiled.reuse.zones_reused, ZONES - evens);
+    let table = Arc::new(recompiled.table);
+    metrics.publish(factory, &table);
+    for i in 0..ZONES {
+        let zone_of = |t: &RoutingTable| {
+            let key = key_wire(&Name::from_ascii(format!("z{i}.test.")).unwrap());
+            Arc::clone(t.zone_shared(&key).unwrap())
+        };
+        assert_eq!(
+            i % 2 == 1,
+            Arc::ptr_eq(&zone_of(&table), &zone_of(&new)),
+            "zone {i}"
+        );
+        assert_eq!(count_a(&table, i), i as u64 + 1, "zone {i}");
     }
 }

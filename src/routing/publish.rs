@@ -296,7 +296,7 @@ impl Publisher {
         state: &mut State,
         zones: &[Arc<Zone>],
         geo: Arc<GeoDb>,
-        fresh: &dyn Fn(&Zone) -> bool,
+        fresh: &(dyn Fn(&Zone) -> bool + Sync),
         cause: BuildCause,
     ) -> Result<u64, CompileError> {
         let generation = state.generation + 1;
