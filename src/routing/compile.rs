@@ -120,8 +120,37 @@ pub fn compile(
     )
 }
 
-/// Zones one compiling thread takes at a time ([`compile_counted`]).
+/// Zones one compiling thread takes at a time ([`each_zone`]).
 const ZONES_PER_RUN: usize = 64;
+
+/// `step` over `zones`, in runs of [`ZONES_PER_RUN`] on every core the loader may use: zones
+/// compile independently. Each run has its own fork of `counters`, whose carries join it;
+/// `take` gets the results in zone order, and the first error is the one a loop would meet.
+fn each_zone<R: Send>(
+    zones: &[Arc<Zone>],
+    counters: &mut CounterFactory,
+    step: impl Fn(&Arc<Zone>, &mut CounterFactory) -> Result<R, CompileError> + Sync,
+    mut take: impl FnMut(R),
+) -> Result<(), CompileError> {
+    let runs: Vec<&[Arc<Zone>]> = zones.chunks(ZONES_PER_RUN).collect();
+    let template = counters.fork();
+    crate::config::load::map_in_order(
+        &runs,
+        |run| {
+            let mut factory = template.fork();
+            let out = run
+                .iter()
+                .map(|zone| step(zone, &mut factory))
+                .collect::<Result<Vec<R>, _>>()?;
+            Ok((out, factory))
+        },
+        |(out, factory)| {
+            out.into_iter().for_each(&mut take);
+            counters.join(factory);
+            Ok(())
+        },
+    )
+}
 
 /// Like [`compile`], with the counters of every zone and service (and of names in no zone)
 /// handed out by `counters` (those of the previous table's zone or service of the same name,
@@ -135,28 +164,17 @@ pub fn compile_counted(
     counters: &mut CounterFactory,
 ) -> Result<RoutingTable, CompileError> {
     let mut map = HashMap::with_capacity_and_hasher(zones.len(), RandomState::default());
-    // Zones compile independently: in runs on every core the loader may use (each run with
-    // its own factory, whose carries join this one), gathered in zone order, so the first
-    // error is the one a loop would meet.
-    let runs: Vec<&[Arc<Zone>]> = zones.chunks(ZONES_PER_RUN).collect();
-    let template = counters.fork();
-    crate::config::load::map_in_order(
-        &runs,
-        |run| {
-            let mut factory = template.fork();
-            let mut out = Vec::with_capacity(run.len());
-            for zone in *run {
-                out.push((
-                    Arc::from(key_wire(&zone.origin)),
-                    Arc::new(compile_zone(zone, health, &mut factory)?),
-                ));
-            }
-            Ok((out, factory))
+    each_zone(
+        zones,
+        counters,
+        |zone, factory| {
+            Ok((
+                Arc::from(key_wire(&zone.origin)),
+                Arc::new(compile_zone(zone, health, factory)?),
+            ))
         },
-        |(out, factory)| {
-            map.extend(out);
-            counters.join(factory);
-            Ok(())
+        |(key, table)| {
+            map.insert(key, table);
         },
     )?;
     Ok(RoutingTable {
@@ -245,40 +263,20 @@ pub fn recompile_zones(
     let mut map = HashMap::with_capacity_and_hasher(zones.len(), RandomState::default());
     let mut reuse = Reuse::default();
     let mut kept: std::collections::HashSet<*const ZoneTable> = Default::default();
-    // On every core the loader may use, as at start-up (`compile_counted`).
-    let runs: Vec<&[Arc<Zone>]> = zones.chunks(ZONES_PER_RUN).collect();
-    let template = counters.fork();
-    crate::config::load::map_in_order(
-        &runs,
-        |run| {
-            let mut factory = template.fork();
-            let steps = run
-                .iter()
-                .map(|zone| step(zone, &mut factory))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok((steps, factory))
-        },
-        |(steps, factory)| {
-            for step in steps {
-                match step {
-                    Step::Shared(key, old) => {
-                        reuse.zones_reused += 1;
-                        reuse.services_reused += old.services.len();
-                        kept.insert(Arc::as_ptr(&old));
-                        map.insert(key, old);
-                    }
-                    Step::Compiled(key, table, rebuilt) => {
-                        reuse.zones_compiled += 1;
-                        reuse.services_compiled += rebuilt;
-                        reuse.services_reused += table.services.len() - rebuilt;
-                        map.insert(key, Arc::new(table));
-                    }
-                }
-            }
-            counters.join(factory);
-            Ok(())
-        },
-    )?;
+    each_zone(zones, counters, step, |step| match step {
+        Step::Shared(key, old) => {
+            reuse.zones_reused += 1;
+            reuse.services_reused += old.services.len();
+            kept.insert(Arc::as_ptr(&old));
+            map.insert(key, old);
+        }
+        Step::Compiled(key, table, rebuilt) => {
+            reuse.zones_compiled += 1;
+            reuse.services_compiled += rebuilt;
+            reuse.services_reused += table.services.len() - rebuilt;
+            map.insert(key, Arc::new(table));
+        }
+    })?;
     let replaced = previous
         .zones
         .values()
