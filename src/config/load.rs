@@ -700,9 +700,9 @@ impl<'a> ZoneBuilder<'a> {
         }
 
         // The model lives as long as the zone serves: no spare capacity. Its records are kept
-        // in wire form (`RecordStore`), once the checks on them have passed.
+        // in wire form (`RecordStore`); the whole-zone checks below read that form too.
         services.shrink_to_fit();
-        let mut zone = Zone {
+        let zone = Zone {
             origin: origin.clone(),
             file: self.path.to_path_buf(),
             records_file: file
@@ -710,7 +710,7 @@ impl<'a> ZoneBuilder<'a> {
                 .as_ref()
                 .map(|rel| self.path.parent().unwrap_or(Path::new(".")).join(rel)),
             soa,
-            records: RecordStore::default(),
+            records: RecordStore::new(&records).map_err(|e| self.invalid("record", e))?,
             regions,
             services,
             checks,
@@ -727,7 +727,6 @@ impl<'a> ZoneBuilder<'a> {
         };
         self.check_records(&zone, &records, &sources)?;
         self.check_services(&zone, &records, &sources)?;
-        zone.records = RecordStore::new(&records).map_err(|e| self.invalid("record", e))?;
         Ok(zone)
     }
 

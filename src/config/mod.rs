@@ -94,10 +94,7 @@ pub fn lint<Z: std::borrow::Borrow<Zone>>(zones: &[Z]) -> Vec<Warning> {
                 RData::SRV(srv) => &srv.target,
                 _ => continue,
             };
-            let mut key = Vec::with_capacity(target.len() + 2);
-            wire::write_name(target, &mut key);
-            key.make_ascii_lowercase();
-            if cnames.contains(&key) {
+            if cnames.contains(&wire::name_key(target)) {
                 out.push(Warning {
                     file: zone.file.clone(),
                     owner: record.name.clone(),

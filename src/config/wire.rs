@@ -5,9 +5,9 @@
 //! A hickory `Record` is 272 bytes before anything it points to; a record of a small zone is
 //! 30 to 60 bytes in wire form. A zone lives in the model as long as it serves, so with many
 //! small zones the records were the largest part of the model (issue 17: 100,000 zones of 10
-//! records held 270 MB of `Record`s). The model keeps this form; what needs a `Record` (the
-//! compiler, the lint, the loader's checks on a reload) decodes it, and the compiler takes
-//! each record's RDATA bytes as they are stored.
+//! records held 270 MB of `Record`s). The model keeps this form; what needs `RData` (the
+//! compiler, the lint) decodes it, and the compiler takes each record's RDATA bytes as they
+//! are stored. The loader's whole-zone checks key and size RRsets by the stored form.
 //!
 //! Owns: the encoding and the walk over the stored records. Must never: hold anything but
 //! records that the loader validated (each decodes: the loader checked it did).
@@ -64,6 +64,15 @@ pub fn write_name(name: &Name, out: &mut Vec<u8>) {
         out.extend_from_slice(label);
     }
     out.push(0);
+}
+
+/// `name` in uncompressed wire form, lowercased: the form names are keyed by (the routing
+/// table's, the loader's checks, the lint). A `Name` lowercases ASCII letters only, as this.
+pub fn name_key(name: &Name) -> Vec<u8> {
+    let mut key = Vec::with_capacity(name.len() + 2);
+    write_name(name, &mut key);
+    key.make_ascii_lowercase();
+    key
 }
 
 /// Appends `rdata` in wire form, names uncompressed: the common types and the SOA directly,

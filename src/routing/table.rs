@@ -34,7 +34,7 @@ pub fn name_wire(name: &Name) -> Box<[u8]> {
 
 /// A name in uncompressed wire form, lowercased: the table's key form.
 pub fn key_wire(name: &Name) -> Box<[u8]> {
-    name_wire(&name.to_lowercase())
+    crate::config::wire::name_key(name).into_boxed_slice()
 }
 
 /// Everything the query path needs, frozen.

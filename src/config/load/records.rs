@@ -240,7 +240,8 @@ impl ZoneBuilder<'_> {
     }
 
     /// Whole-zone rules: apex NS present, one CNAME at a name and alone there, one TTL per
-    /// RRset, every RRset small enough for one message.
+    /// RRset, every RRset small enough for one message. `records` are the zone's records,
+    /// `zone.records` the same in wire form.
     pub(super) fn check_records(
         &self,
         zone: &Zone,
@@ -285,29 +286,24 @@ impl ZoneBuilder<'_> {
                 ));
             }
         }
-        // One pass (zones can be big), keyed by the owner's lowercase wire form: per name how
-        // many records, per RRset its first record, TTL and size.
-        let keys: Vec<Vec<u8>> = records
-            .iter()
-            .map(|r| {
-                let mut key = Vec::with_capacity(r.name.len() + 2);
-                crate::config::wire::write_name(&r.name, &mut key);
-                key.make_ascii_lowercase();
-                key
-            })
+        // One pass (zones can be big) over the stored wire form, keyed by the lowercase
+        // owner: per name how many records, per RRset its first record, TTL and size (each
+        // record's bytes in a message, owner uncompressed).
+        let keys: Vec<Vec<u8>> = zone
+            .records
+            .entries()
+            .map(|e| e.owner.to_ascii_lowercase())
             .collect();
         let mut per_name: HashMap<&[u8], usize, RandomState> = HashMap::default();
         let mut sets: RrSets<'_> = HashMap::default();
-        for (i, (record, key)) in records.iter().zip(&keys).enumerate() {
+        for (i, (stored, key)) in zone.records.entries().zip(&keys).enumerate() {
             *per_name.entry(key).or_default() += 1;
-            let set = sets
-                .entry((key, u16::from(record.record_type())))
-                .or_insert(RrSetSeen {
-                    first: i,
-                    ttl: record.ttl,
-                    size: 0,
-                });
-            set.size += record_wire_len(record);
+            let set = sets.entry((key, stored.rtype)).or_insert(RrSetSeen {
+                first: i,
+                ttl: stored.ttl,
+                size: 0,
+            });
+            set.size += stored.owner.len() + 10 + stored.rdata.len();
         }
         self.check_rrset_sizes(records, &sets, sources)?;
         for (record, key) in records.iter().zip(&keys) {
@@ -348,20 +344,6 @@ struct RrSetSeen {
 
 /// RRsets by lowercase owner wire form and type.
 type RrSets<'a> = HashMap<(&'a [u8], u16), RrSetSeen, RandomState>;
-
-/// Bytes of `name` in uncompressed wire form.
-fn name_wire_len(name: &Name) -> usize {
-    name.iter().map(|label| label.len() + 1).sum::<usize>() + 1
-}
-
-/// Bytes of a record in a message, owner uncompressed: owner, type, class, TTL, RDLENGTH,
-/// RDATA (its names uncompressed, as the routing table stores them).
-fn record_wire_len(record: &Record) -> usize {
-    let mut rdata = Vec::new();
-    // Every record passed the wire round trip already; a failure here counts as nothing.
-    let _ = crate::config::wire::write_rdata(&record.data, &mut rdata);
-    name_wire_len(&record.name) + 10 + rdata.len()
-}
 
 /// Types that `[[record]]` accepts.
 pub const SUPPORTED_TYPES: &[RecordType] = &[
