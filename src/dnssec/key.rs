@@ -125,6 +125,15 @@ impl KeyTiming {
             .filter(|&t| t > now)
             .min()
     }
+
+    /// The last timing event at or before `now`, when the key last changed state.
+    pub fn last_event(&self, now: u64) -> Option<u64> {
+        [self.publish, self.activate, self.retire, self.remove]
+            .into_iter()
+            .flatten()
+            .filter(|&t| t <= now)
+            .max()
+    }
 }
 
 /// Why a key file could not be used.

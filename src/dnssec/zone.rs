@@ -27,6 +27,10 @@ pub const DEFAULT_VALIDITY: u64 = 14 * 86_400;
 pub const DEFAULT_REFRESH: u64 = 7 * 86_400;
 /// Default inception offset: signatures start 1 hour in the past (clock skew).
 pub const DEFAULT_INCEPTION_OFFSET: u64 = 3600;
+/// Where a signed zone's serial offset counts from ([`ZoneDnssec::serial`]): 2026-01-01
+/// 00:00:00 UTC. Small offsets keep the jump when signing is turned on well below 2^31, so a
+/// secondary still sees it as a higher serial.
+pub const SERIAL_EPOCH: u64 = 1_767_225_600;
 /// Default TTL of DNSKEY, CDS and CDNSKEY.
 pub const DEFAULT_DNSKEY_TTL: u32 = 3600;
 
@@ -149,6 +153,30 @@ impl ZoneDnssec {
             .iter()
             .filter_map(|k| k.timing.next_event(now))
             .fold(refresh, u64::min)
+    }
+
+    /// When the signed zone's content last changed by itself, as of `now`: the start of the
+    /// current signature window, or a key's later publish, activate, retire or remove time.
+    /// Every nameserver with the same configuration computes the same moment.
+    pub fn signing_time(&self, now: u64) -> u64 {
+        let start = now / self.policy.step() * self.policy.step();
+        self.keys
+            .iter()
+            .filter_map(|k| k.timing.last_event(now))
+            .fold(start, u64::max)
+    }
+
+    /// The SOA serial a table compiled at `now` serves: the configured serial plus the seconds
+    /// from [`SERIAL_EPOCH`] to [`Self::signing_time`] (RFC 1982 arithmetic). Re-signing
+    /// changes the zone's signatures (and a key event its DNSKEY set) without an edit of the
+    /// zone file, and a secondary only transfers again when the serial rises: without this it
+    /// would serve the old signatures until they expired. Keys change state at whole seconds,
+    /// so every state of the signed zone has its own serial; it rises with every window, key
+    /// event and raise of the configured serial, and is the same on every nameserver.
+    pub fn serial(&self, configured: u32, now: u64) -> u32 {
+        let since = self.signing_time(now).wrapping_sub(SERIAL_EPOCH);
+        // Modulo 2^32, as serials are: 2^31 seconds is 68 years of windows.
+        configured.wrapping_add(since as u32)
     }
 
     /// DNSKEY, CDS and CDNSKEY records for the apex at `now`, to be served like any record.

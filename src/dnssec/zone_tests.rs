@@ -32,6 +32,72 @@ fn windows_are_aligned_so_recompiles_reuse_them() {
     assert!(u64::from(v.expiration) - (next - 1) > DEFAULT_REFRESH);
 }
 
+/// RFC 1982: `b` is a later serial than `a`.
+fn later(a: u32, b: u32) -> bool {
+    a != b && b.wrapping_sub(a) < 1 << 31
+}
+
+#[test]
+fn the_served_serial_rises_with_each_signature_window_and_key_event() {
+    let step = DEFAULT_VALIDITY - DEFAULT_REFRESH;
+    let (_, next_window) = SigningPolicy::default().window(NOW);
+    let rollover = next_window - step / 2;
+    let ksk = key(true, KeyTiming::default());
+    let old = key(
+        false,
+        KeyTiming {
+            retire: Some(rollover),
+            ..Default::default()
+        },
+    );
+    let new = key(
+        false,
+        KeyTiming {
+            publish: Some(rollover - 3600),
+            activate: Some(rollover),
+            ..Default::default()
+        },
+    );
+    let d = ZoneDnssec::new(vec![ksk, old, new], SigningPolicy::default());
+    let configured = 2_026_120_201;
+    // Within one window and between key events nothing changes: every compile (health
+    // changes, other nameservers) serves the same serial.
+    let start = next_window - step;
+    assert_eq!(
+        d.serial(configured, start),
+        d.serial(configured, start + 60)
+    );
+    assert_eq!(
+        d.serial(configured, start + 60),
+        configured.wrapping_add((start - SERIAL_EPOCH) as u32)
+    );
+    // Each moment the zone re-signs by itself is a later serial: the new ZSK published, then
+    // signing, then a new window.
+    let moments = [start, rollover - 3600, rollover, next_window];
+    for pair in moments.windows(2) {
+        let (a, b) = (d.serial(configured, pair[0]), d.serial(configured, pair[1]));
+        assert!(later(a, b), "{a} at {} then {b} at {}", pair[0], pair[1]);
+        assert_eq!(
+            d.serial(configured, pair[1] - 1),
+            a,
+            "no change before {}",
+            pair[1]
+        );
+    }
+    // Raising the configured serial raises the served one; near the top it wraps as RFC 1982
+    // serials do and is still later.
+    assert!(later(
+        d.serial(configured, NOW),
+        d.serial(configured + 1, NOW)
+    ));
+    assert!(later(
+        d.serial(u32::MAX - 5, NOW),
+        d.serial(u32::MAX - 5, next_window)
+    ));
+    // Turning signing on is a later serial than the unsigned zone's.
+    assert!(later(configured, d.serial(configured, NOW)));
+}
+
 #[test]
 fn roles_csk_ksk_zsk_and_timing() {
     let csk = ZoneDnssec::new(

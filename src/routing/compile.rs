@@ -949,7 +949,20 @@ fn compile_zone(
         RData::SOA(soa) => (zone.soa.ttl, soa.minimum),
         _ => (zone.soa.ttl, zone.soa.ttl),
     };
-    let soa_wire = rdata_wire(&zone.soa.data).map_err(|message| CompileError::Encode {
+    // A signed zone's serial follows its signing (`signed::serial`); SOA answers, negative
+    // answers and transfers all carry it.
+    let serial = super::signed::serial(zone);
+    let resigned;
+    let soa_data = match &zone.soa.data {
+        RData::SOA(soa) if soa.serial != serial => {
+            let mut soa = soa.clone();
+            soa.serial = serial;
+            resigned = RData::SOA(soa);
+            &resigned
+        }
+        data => data,
+    };
+    let soa_wire = rdata_wire(soa_data).map_err(|message| CompileError::Encode {
         file: zone.file.clone(),
         owner: origin.to_string(),
         rtype: RecordType::SOA,
@@ -976,7 +989,7 @@ fn compile_zone(
 
     let mut table = ZoneTable {
         origin: zone.origin.clone(),
-        serial: zone.serial(),
+        serial,
         source: Arc::clone(zone),
         nodes: Arc::new(nodes),
         node_list: Arc::new(list),

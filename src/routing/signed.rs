@@ -110,6 +110,15 @@ pub fn apex_records(zone: &crate::config::Zone) -> Vec<hickory_proto::rr::Record
         .unwrap_or_default()
 }
 
+/// The SOA serial `zone` serves, signed ([`ZoneDnssec::serial`], for the moment
+/// [`apex_records`] chose the keys for in the same compile) or not (as configured).
+pub fn serial(zone: &crate::config::Zone) -> u32 {
+    let configured = zone.serial();
+    zone.dnssec.as_ref().map_or(configured, |d| {
+        d.serial(configured, APEX_AT.with(std::cell::Cell::get))
+    })
+}
+
 thread_local! {
     /// The moment [`apex_records`] last chose the keys for, on this thread: [`sign`], which
     /// the same compile calls next, checks that it signs for the same moment.

@@ -1,5 +1,6 @@
 //! `knotd`, the reference server some system tests compare Meridian with: one zone from a
-//! master file, on a free loopback port, in a temporary directory.
+//! master file, or transferred from a primary as a secondary does, on a free loopback port, in
+//! a temporary directory.
 //!
 //! Owns: knotd's configuration, process (through [`Process`]) and start-up wait. Must never:
 //! listen anywhere but 127.0.0.1, write outside its temporary directory, or wait without a
@@ -25,14 +26,18 @@ pub struct KnotOptions {
     pub rrl: Option<(u32, u32)>,
     /// AXFR allowed from 127.0.0.0/8.
     pub allow_transfer: bool,
+    /// A secondary: the zone is transferred from this primary (on loopback), not read from a
+    /// file, and transferred again when [`Knot::refresh`] finds a higher serial.
+    pub primary: Option<SocketAddr>,
 }
 
 /// A running knotd; killed (and its log printed) on drop.
 pub struct Knot {
     /// Where it answers, over UDP and TCP.
     pub addr: SocketAddr,
+    origin: String,
     _process: Process,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Knot {
@@ -42,6 +47,38 @@ impl Knot {
         system::require_tool("knotd", "knot");
         let dir = tempfile::tempdir().unwrap();
         std::fs::copy(zone_file, dir.path().join("zone.db")).unwrap();
+        Self::start(origin, dir, options)
+    }
+
+    /// A secondary of `origin` that transfers the zone from `primary` (which must allow
+    /// transfers from 127.0.0.1) and waits until it serves it.
+    pub fn secondary(origin: &str, primary: SocketAddr) -> Knot {
+        system::require_tool("knotd", "knot");
+        assert!(
+            primary.ip().is_loopback(),
+            "a test's primary is on loopback"
+        );
+        let options = KnotOptions {
+            primary: Some(primary),
+            ..KnotOptions::default()
+        };
+        Self::start(origin, tempfile::tempdir().unwrap(), options)
+    }
+
+    /// What a secondary does when its SOA refresh timer fires (`knotc zone-refresh`): ask the
+    /// primary for its serial and transfer the zone only when it is higher. Returns once knotd
+    /// has taken the command; the transfer itself follows in the background.
+    pub fn refresh(&self) {
+        let out = Command::new("timeout")
+            .args(["-s", "KILL", "10", "knotc", "-c"])
+            .arg(self.dir.path().join("knot.conf"))
+            .args(["zone-refresh", &self.origin])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "knotc zone-refresh: {out:?}");
+    }
+
+    fn start(origin: &str, dir: tempfile::TempDir, options: KnotOptions) -> Knot {
         // A port free for UDP and TCP now (knotd binds it a moment later).
         let port = loop {
             let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -66,17 +103,29 @@ impl Knot {
         } else {
             ("", "")
         };
-        // zonefile-sync -1 and no journal: knotd never rewrites the file it was given.
+        let (remote, primary) = match options.primary {
+            Some(addr) => (
+                format!(
+                    "remote:\n  - id: primary\n    address: {}@{}\n",
+                    addr.ip(),
+                    addr.port()
+                ),
+                "    master: primary\n",
+            ),
+            None => (String::new(), ""),
+        };
+        // zonefile-sync -1 and no journal: knotd never rewrites the file it was given (a
+        // secondary keeps what it transferred in memory only).
         let conf = format!(
             "server:\n    listen: 127.0.0.1@{port}\n    rundir: {d}\n    udp-workers: 1\n    \
              tcp-workers: 1\n    background-workers: 1\n\
              database:\n    storage: {d}/db\n\
              control:\n    listen: {d}/knot.sock\n\
              log:\n  - target: stderr\n    any: notice\n\
-             {acl}{module}\
+             {acl}{remote}{module}\
              template:\n  - id: default\n    storage: {d}\n    zonefile-sync: -1\n    \
              journal-content: none\n{global_module}\
-             zone:\n  - domain: {origin}\n    file: zone.db\n{zone_acl}"
+             zone:\n  - domain: {origin}\n    file: zone.db\n{zone_acl}{primary}"
         );
         let conf_path = dir.path().join("knot.conf");
         std::fs::write(&conf_path, conf).unwrap();
@@ -85,8 +134,9 @@ impl Knot {
         let process = Process::spawn("knotd", cmd);
         let knot = Knot {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            origin: origin.to_string(),
             _process: process,
-            _dir: dir,
+            dir,
         };
         let soa = Query::new(origin, RecordType::SOA).id(1).to_bytes();
         let deadline = Instant::now() + KNOT_START;
