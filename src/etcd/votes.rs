@@ -7,6 +7,13 @@
 //! feed every report to the same health book as HTTP push, signature checked: etcd's roles
 //! limit who may write a key, the HMAC proves which prober wrote it.
 //!
+//! The stored value is compact ([`StoredVote::encode`]): a format line, the key id, the
+//! signature and the report body deflated. A report takes 130-200 bytes of JSON per
+//! endpoint, and etcd refuses a put over `--max-request-bytes` (1.5 MiB by default): the
+//! signed report in a JSON object stopped fitting at 8,000-10,000 endpoints; deflated (about
+//! a seventh), 10,000 take about 210 KB. Values in that JSON form, written by older probers,
+//! are still read.
+//!
 //! Owns: the stored vote format, [`VotePublisher`] (prober side) and [`intake`] (nameserver
 //! side). Never: decides health (the hub does), or trusts a stored vote without verifying it.
 
@@ -23,11 +30,30 @@ use super::metrics::{EtcdStatus, VoteOutcome};
 use super::{Backoff, Layout};
 use crate::health::aggregate::FRESH_INTERVALS;
 use crate::health::hub::HealthHub;
-use crate::health::report::{KEY_ID_HEADER, Key, ProbeReport, RejectReason, SIGNATURE_HEADER};
+use crate::health::report::{
+    KEY_ID_HEADER, Key, MAX_REPORT_BYTES, ProbeReport, RejectReason, SIGNATURE_HEADER,
+};
 use crate::probe::push::SignedReport;
 
 /// etcd refuses shorter leases (its minimum TTL with default election settings).
 pub const MIN_LEASE_TTL: i64 = 2;
+
+/// The first line of a stored vote in the compact format.
+const FORMAT_LINE: &[u8] = b"meridian-vote/2\n";
+
+/// Why a stored value is not a vote.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum VoteFormatError {
+    /// Neither the compact format nor a JSON vote.
+    #[error("not a stored vote")]
+    Format,
+    /// The deflated body does not inflate.
+    #[error("the report body does not inflate")]
+    Inflate,
+    /// The body inflates to more than a report may be.
+    #[error("the report body inflates to more than {MAX_REPORT_BYTES} bytes")]
+    TooLarge,
+}
 
 /// A vote key's value: the signed report exactly as it would be POSTed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,6 +75,56 @@ impl StoredVote {
             signature: signed.signature().to_string(),
             body: String::from_utf8_lossy(signed.body()).into_owned(),
         }
+    }
+
+    /// The value written to etcd: the format line, the key id and the signature each on a
+    /// line, then the body deflated (RFC 1951). Header values hold no line breaks
+    /// ([`StoredVote::headers`] refuses them), so the lines cannot be confused.
+    pub fn encode(&self) -> Vec<u8> {
+        use std::io::Write;
+        let mut out = Vec::with_capacity(self.body.len() / 4 + 128);
+        out.extend_from_slice(FORMAT_LINE);
+        for field in [&self.key_id, &self.signature] {
+            out.extend_from_slice(field.as_bytes());
+            out.push(b'\n');
+        }
+        // The fastest level: a report is rewritten every interval, and its repeated names
+        // and field labels deflate well even so (about a seventh).
+        let mut z = flate2::write::DeflateEncoder::new(out, flate2::Compression::fast());
+        // Writing into a Vec cannot fail.
+        let _ = z.write_all(self.body.as_bytes());
+        z.finish().unwrap_or_default()
+    }
+
+    /// A stored value back: the compact format, or the JSON object older probers wrote. The
+    /// body may inflate to at most [`MAX_REPORT_BYTES`], the limit of an HTTP report: a
+    /// value cannot make a nameserver hold more than a POST could.
+    pub fn decode(value: &[u8]) -> Result<Self, VoteFormatError> {
+        use std::io::Read;
+        let Some(rest) = value.strip_prefix(FORMAT_LINE) else {
+            return serde_json::from_slice(value).map_err(|_| VoteFormatError::Format);
+        };
+        let mut parts = rest.splitn(3, |&b| b == b'\n');
+        let (Some(key_id), Some(signature), Some(deflated)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(VoteFormatError::Format);
+        };
+        let text = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| VoteFormatError::Format);
+        let limit = u64::try_from(MAX_REPORT_BYTES).unwrap_or(u64::MAX);
+        let mut body = Vec::new();
+        flate2::read::DeflateDecoder::new(deflated)
+            .take(limit + 1)
+            .read_to_end(&mut body)
+            .map_err(|_| VoteFormatError::Inflate)?;
+        if body.len() > MAX_REPORT_BYTES {
+            return Err(VoteFormatError::TooLarge);
+        }
+        Ok(Self {
+            key_id: text(key_id)?,
+            signature: text(signature)?,
+            body: String::from_utf8(body).map_err(|_| VoteFormatError::Format)?,
+        })
     }
 
     /// The headers a POST of this report would carry.
@@ -115,10 +191,9 @@ async fn write_once(
     client: &Client,
     key: &str,
     lease: &mut Option<Lease>,
-    vote: &StoredVote,
+    value: &[u8],
     ttl: i64,
 ) -> Result<(), EtcdError> {
-    let value = serde_json::to_vec(vote).map_err(|e| EtcdError::Setup(e.to_string()))?;
     for _ in 0..2 {
         if lease.as_ref().is_none_or(|l| l.ttl != ttl) {
             let id = client.lease_grant(ttl).await?;
@@ -129,7 +204,7 @@ async fn write_once(
             });
         }
         let id = lease.as_ref().map_or(0, |l| l.id);
-        match client.put(key, &value, id).await {
+        match client.put(key, value, id).await {
             Ok(_) => return Ok(()),
             // The lease expired while etcd was out of reach: take a new one.
             Err(e) if e.is_not_found() => *lease = None,
@@ -186,8 +261,13 @@ async fn write_loop(client: Arc<Client>, key: String, mut rx: watch::Receiver<Pe
             continue;
         }
         if let Some((signed, ttl)) = pending.take() {
+            // Deflating a report of 10,000 endpoints takes milliseconds: off the runtime's
+            // threads, which run the checks.
             let vote = StoredVote::from_signed(&signed);
-            match write_once(&client, &key, &mut lease, &vote, ttl).await {
+            let value = tokio::task::spawn_blocking(move || vote.encode())
+                .await
+                .unwrap_or_default();
+            match write_once(&client, &key, &mut lease, &value, ttl).await {
                 Ok(()) => {
                     backoff.reset();
                     last = Some((signed, ttl));
@@ -211,8 +291,12 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
 
 /// Verifies and ingests one stored vote.
 pub fn ingest(hub: &HealthHub, value: &[u8]) -> VoteOutcome {
-    let Ok(vote) = serde_json::from_slice::<StoredVote>(value) else {
-        return VoteOutcome::Rejected;
+    let vote = match StoredVote::decode(value) {
+        Ok(vote) => vote,
+        Err(e) => {
+            tracing::debug!(error = %e, "stored vote set unreadable");
+            return VoteOutcome::Rejected;
+        }
     };
     let Some(headers) = vote.headers() else {
         return VoteOutcome::Rejected;
@@ -343,6 +427,117 @@ mod tests {
             VoteOutcome::Rejected
         );
         assert_eq!(ingest(&hub, b"not json"), VoteOutcome::Rejected);
+    }
+
+    /// A report of `n` endpoints as a prober of many services sends it: distinct services
+    /// and addresses, check latencies and times that differ per endpoint.
+    fn big_report(n: u32) -> ProbeReport {
+        use crate::health::report::{EndpointKey, EndpointReport, VoteState};
+        let endpoints = (0..n)
+            .map(|i| {
+                let address =
+                    std::net::IpAddr::from([10, (i >> 16) as u8, (i >> 8) as u8, i as u8]);
+                let key = EndpointKey::new(
+                    "gslb.example-company.com.",
+                    &format!("service-{:04}", i / 100),
+                    address,
+                )
+                .unwrap();
+                let report = EndpointReport {
+                    state: if i % 7 == 0 {
+                        VoteState::Down
+                    } else {
+                        VoteState::Up
+                    },
+                    consecutive: 3 + i % 500,
+                    latency_us: Some(200 + u64::from(i * 7919 % 50_000)),
+                    checked_at_ms: Some(1_796_174_100_000 + u64::from(i * 104_729 % 1000)),
+                    reason: if i % 7 == 0 {
+                        "connect refused".into()
+                    } else {
+                        "ok".into()
+                    },
+                    load: (i % 3 == 0).then(|| f64::from(i % 100) / 100.0),
+                    weight: None,
+                };
+                (key, report)
+            })
+            .collect();
+        ProbeReport {
+            prober_id: crate::health::report::ProberId::new("probe-eu-west-1"),
+            region: "eu-west".into(),
+            boot_id: "6f1c2a9e4b7d3f08".into(),
+            sequence: 123_456,
+            sent_at_ms: 1_796_174_101_000,
+            interval_ms: 1000,
+            config_digest: "9a0b1c2d3e4f5061".into(),
+            endpoints,
+        }
+    }
+
+    /// etcd's default `--max-request-bytes`.
+    const ETCD_DEFAULT_REQUEST_LIMIT: usize = 3 * 512 * 1024;
+
+    #[test]
+    fn a_vote_of_ten_thousand_endpoints_fits_etcds_default_request_limit() {
+        let key = Key::new(
+            "k1",
+            crate::health::report::ProberId::new("probe-eu-west-1"),
+            &[7u8; 32],
+        )
+        .unwrap();
+        let signed = SignedReport::new(&big_report(10_000), &key).unwrap();
+        let vote = StoredVote::from_signed(&signed);
+        // etcd applies its limit to the put as gRPC carries it (the JSON gateway decodes the
+        // base64 first): the key, the value and a few bytes of framing and lease.
+        let key_name = b"/meridian/votes/probe-eu-west-1";
+        let request = |value: &[u8]| key_name.len() + value.len() + 32;
+        let compact = request(&vote.encode());
+        let json = request(&serde_json::to_vec(&vote).unwrap());
+        eprintln!(
+            "10,000 endpoints: body {} bytes, put request {compact} bytes (JSON vote: {json})",
+            vote.body.len()
+        );
+        assert!(
+            json > ETCD_DEFAULT_REQUEST_LIMIT,
+            "the JSON vote would fit: {json}"
+        );
+        assert!(
+            compact * 3 < ETCD_DEFAULT_REQUEST_LIMIT,
+            "{compact} bytes: 30,000 endpoints would not fit"
+        );
+        assert_eq!(StoredVote::decode(&vote.encode()), Ok(vote));
+    }
+
+    #[test]
+    fn stored_values_in_either_format_decode_and_garbage_does_not() {
+        let v = StoredVote {
+            key_id: "k1".into(),
+            signature: "ab01".into(),
+            body: "{\"x\":1}".into(),
+        };
+        assert_eq!(StoredVote::decode(&v.encode()), Ok(v.clone()));
+        // What probers before the compact format wrote.
+        assert_eq!(
+            StoredVote::decode(&serde_json::to_vec(&v).unwrap()),
+            Ok(v.clone())
+        );
+        let encoded = v.encode();
+        let cut = &encoded[..encoded.len() - 3];
+        assert_eq!(StoredVote::decode(cut), Err(VoteFormatError::Inflate));
+        assert_eq!(
+            StoredVote::decode(b"meridian-vote/2\nk1\n"),
+            Err(VoteFormatError::Format)
+        );
+        assert_eq!(StoredVote::decode(b"garbage"), Err(VoteFormatError::Format));
+        // A small value that inflates past what a report may be is refused, not inflated.
+        let bomb = StoredVote {
+            body: " ".repeat(MAX_REPORT_BYTES + 1),
+            ..v
+        }
+        .encode();
+        assert!(bomb.len() < 64 * 1024, "{}", bomb.len());
+        assert_eq!(StoredVote::decode(&bomb), Err(VoteFormatError::TooLarge));
     }
 
     #[test]

@@ -872,3 +872,70 @@ fn with_etcd_down_health_still_arrives_over_http_push_from_probers_configured_fo
         "{st:#}"
     );
 }
+
+/// A prober of 10,000 endpoints votes through an etcd at its default limits. With names as
+/// long as these its report is about 1.6 MB of JSON, and etcd refuses a put over
+/// `--max-request-bytes` (1.5 MiB): stored as it was, the vote never reached a nameserver.
+/// Every endpoint is probed at one closed port (`probe_address`), so the 10,000 votes cost
+/// one check per interval.
+#[test]
+#[ignore = "system test: needs etcd (etcd-server)"]
+fn a_prober_of_ten_thousand_endpoints_votes_through_etcd_at_its_default_limits() {
+    let etcd = Etcd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let zones = dir.path().join("zones");
+    std::fs::create_dir(&zones).unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let mut text = String::from(
+        "origin = \"gslb.example-company.com.\"\nns = [\"ns1.gslb.example-company.com.\"]\n\
+         [soa]\nmname = \"ns1.gslb.example-company.com.\"\nrname = \"admin.example-company.com.\"\nserial = 1\n[[record]]\nname = \"ns1\"\ntype = \"A\"\n\
+         data = [\"192.0.2.53\"]\n[region.r1]\n[check.c]\ntype = \"tcp\"\n",
+    );
+    text.push_str(&format!(
+        "port = {port}\ninterval = 1\ntimeout = \"500ms\"\nrise = 1\nfall = 1\n"
+    ));
+    for s in 0..100 {
+        text.push_str(&format!("[service.service-{s:04}]\ncheck = \"c\"\n"));
+        for e in 0..100 {
+            text.push_str(&format!(
+                "[[service.service-{s:04}.endpoint]]\nregion=\"r1\"\naddress=\"10.0.{s}.{}\"\n\
+                 probe_address=\"127.0.0.1\"\n",
+                e + 1
+            ));
+        }
+    }
+    std::fs::write(zones.join("gslb.toml"), text).unwrap();
+    push_ok(&etcd, &zones);
+    let keys = dir.path().join("keys.txt");
+    std::fs::write(&keys, format!("p1-k1 p1 {}\n", "5a".repeat(32))).unwrap();
+    let ns = nameserver(&etcd, &["--keys", keys.to_str().unwrap()]);
+    let mut args = crate::harness::probe_args(&zones, "r1", "p1", &keys, &[]);
+    args.extend(["--etcd".to_string(), etcd.url.clone()]);
+    let prober = Process::meridian("prober p1", &args);
+    let ready = prober.ready.as_deref().unwrap_or_default();
+    assert!(ready.contains("endpoints=10000"), "ready line {ready:?}");
+    // The series appears with the first vote set read.
+    wait_until(
+        Duration::from_secs(20),
+        "a vote set accepted from etcd",
+        || {
+            let page = ns.get("/metrics").body;
+            crate::harness::metrics::sum(&page, "meridian_etcd_votes_total{result=\"accepted\"}")
+                .is_some_and(|n| n >= 1.0)
+        },
+    );
+    assert!(etcd.get("/meridian/votes/p1").is_some());
+    // Every endpoint's vote came through: the last one is down, as its check says.
+    wait_until(
+        Duration::from_secs(10),
+        "the last endpoint voted down",
+        || {
+            let st = status(&ns);
+            fresh_vote(&endpoint_status(&st, "service-0099", "10.0.99.100"), "p1").as_deref()
+                == Some("down")
+        },
+    );
+    assert_eq!(ns.metric("meridian_reports_rejected_total"), 0.0);
+}
