@@ -546,6 +546,11 @@ pub struct ProbeArgs {
     /// the zones to check from etcd (distributed mode).
     #[command(flatten)]
     pub etcd: EtcdArgs,
+    /// Directory for state kept across restarts: with --etcd and no --zones, the last
+    /// configuration revision that loaded without error, checked when etcd is unreachable at
+    /// start-up.
+    #[arg(long = "state-dir")]
+    pub state_dir: Option<PathBuf>,
 }
 
 /// `meridian lab-backend` (hidden).

@@ -51,8 +51,12 @@ pub enum ProbeError {
     /// The `--etcd*` flags or files are unusable (`--etcd` without `--zones`).
     #[error("{0}")]
     EtcdSetup(String),
-    /// etcd is unreachable at start-up, and the zones to check come from it (exit 1).
-    #[error("{0}; the zones to check come from etcd (or give --zones)")]
+    /// etcd is unreachable at start-up, the zones to check come from it, and no revision was
+    /// saved in `--state-dir` (exit 1).
+    #[error(
+        "{0}; the zones to check come from etcd and no revision is saved (give --state-dir, \
+         or --zones)"
+    )]
     EtcdUnavailable(crate::etcd::client::EtcdError),
     /// The metrics listener cannot bind.
     #[error("--metrics-listen {addr}: {source}")]
@@ -96,7 +100,7 @@ pub async fn probe(args: ProbeArgs) -> Result<(), ProbeError> {
     let (updates_tx, mut updates) = mpsc::unbounded_channel();
     let (zones_dir, distributed) = match (&args.zones, &etcd) {
         (None, Some((opts, layout))) => {
-            let d = Distributed::prepare(opts, layout.clone(), None)?;
+            let d = Distributed::prepare(opts, layout.clone(), args.state_dir.as_deref())?;
             (d.source.dirs.live.clone(), Some(d))
         }
         (dir, _) => (
@@ -158,6 +162,9 @@ pub async fn probe(args: ProbeArgs) -> Result<(), ProbeError> {
         max_in_flight: args.max_in_flight.max(1),
     };
     let zones_from_etcd = follow.is_some();
+    if let (Some(dir), false) = (&args.state_dir, zones_from_etcd) {
+        tracing::warn!(dir = %dir.display(), "--state-dir is only used when the zones come from etcd (--etcd without --zones)");
+    }
     if let Some((d, reload, served)) = follow {
         d.follow(reload, served);
     }

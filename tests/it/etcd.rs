@@ -692,9 +692,9 @@ fn a_nameserver_cut_off_from_etcd_keeps_its_table_and_converges_when_it_heals() 
 }
 
 /// `meridian probe --etcd` without `--zones`: its checks come from the zones in etcd.
-fn etcd_prober(etcd: &Etcd, lab: &Lab, id: &str, region: &str) -> Process {
+fn etcd_prober_args(etcd: &Etcd, lab: &Lab, id: &str, region: &str) -> Vec<String> {
     let keys = lab.keys().display().to_string();
-    let args: Vec<String> = [
+    [
         "probe",
         "--region",
         region,
@@ -706,8 +706,15 @@ fn etcd_prober(etcd: &Etcd, lab: &Lab, id: &str, region: &str) -> Process {
         &etcd.url,
     ]
     .map(String::from)
-    .to_vec();
-    Process::meridian(&format!("prober {id}"), &args)
+    .to_vec()
+}
+
+/// A prober that takes its zones from etcd (no `--zones`).
+fn etcd_prober(etcd: &Etcd, lab: &Lab, id: &str, region: &str) -> Process {
+    Process::meridian(
+        &format!("prober {id}"),
+        &etcd_prober_args(etcd, lab, id, region),
+    )
 }
 
 #[test]
@@ -818,7 +825,7 @@ fn a_prober_whose_zones_come_from_an_unreachable_etcd_exits_1_saying_so() {
     assert_eq!(out.code, Some(1), "{out:?}");
     assert!(
         out.stderr
-            .contains("the zones to check come from etcd (or give --zones)"),
+            .contains("the zones to check come from etcd and no revision is saved (give --state-dir, or --zones)"),
         "{}",
         out.stderr
     );
@@ -938,4 +945,49 @@ fn a_prober_of_ten_thousand_endpoints_votes_through_etcd_at_its_default_limits()
         },
     );
     assert_eq!(ns.metric("meridian_reports_rejected_total"), 0.0);
+}
+
+/// A prober whose zones come from etcd keeps the last revision that loaded in `--state-dir`
+/// and, restarted while etcd is down, checks it (before, it could not start until etcd was
+/// back, and its region's health went unknown): its votes reach the nameservers over HTTP
+/// push.
+#[test]
+#[ignore = "system test: needs etcd (etcd-server)"]
+fn a_prober_restarted_while_etcd_is_down_checks_the_revision_in_its_state_dir() {
+    let mut etcd = Etcd::start();
+    let lab = Lab::new();
+    push_ok(&etcd, &lab.zones());
+    let ns = lab.nameserver(&[]);
+    let state = tempfile::tempdir().unwrap();
+    let mut args = etcd_prober_args(&etcd, &lab, "p1", "a");
+    args.extend([
+        "--state-dir".to_string(),
+        state.path().display().to_string(),
+        "--publish".to_string(),
+        format!("http://{}/v1/reports", ns.api),
+    ]);
+    let prober = || Process::meridian("prober p1", &args);
+    let mut first = prober();
+    wait_all_up(&ns, &["p1"], Duration::from_secs(10));
+    let saved = state.path().join("etcd/good/h.test.toml");
+    wait_until(Duration::from_secs(5), "the revision saved", || {
+        saved.exists()
+    });
+    first.kill();
+    etcd.kill();
+    // The first process's votes go stale (3 intervals) before the second one starts.
+    wait_until(Duration::from_secs(8), "p1's votes stale", || {
+        fresh_vote(&endpoint_status(&status(&ns), "www", "127.0.0.11"), "p1").is_none()
+    });
+    let second = prober();
+    let ready = second.ready.clone().unwrap_or_default();
+    assert!(ready.contains("endpoints=6"), "{ready:?}");
+    assert!(
+        second
+            .log()
+            .contains("serving the revision saved in the state directory"),
+        "{}",
+        second.log()
+    );
+    wait_all_up(&ns, &["p1"], Duration::from_secs(10));
 }
