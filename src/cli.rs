@@ -304,8 +304,9 @@ pub struct ServeArgs {
     #[arg(long = "history-interval-ms", hide = true, value_parser = clap::value_parser!(u64).range(100..))]
     pub history_interval_ms: Option<u64>,
     /// TEST ONLY, never in production: flip one octet of every DNSSEC signature (DNSKEY
-    /// RRsets excepted), so validating resolvers must reject the answers (SERVFAIL). Hidden:
-    /// for the system test of a corrupted signature.
+    /// RRsets excepted), so validating resolvers must reject the answers (SERVFAIL). Hidden,
+    /// and only in debug builds (the tests'): a release binary does not have it.
+    #[cfg(debug_assertions)]
     #[arg(long = "dnssec-corrupt-signatures-for-tests", hide = true)]
     pub dnssec_corrupt_signatures_for_tests: bool,
     /// On SIGTERM/SIGINT, seconds to finish TCP queries and API requests in flight before

@@ -130,6 +130,7 @@ impl Counters {
 
 /// Runs the server until SIGTERM or SIGINT, then drains (bounded by `--drain-timeout`).
 pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
+    #[cfg(debug_assertions)]
     if args.dnssec_corrupt_signatures_for_tests {
         tracing::warn!("TEST ONLY: every DNSSEC signature is corrupted");
         crate::dnssec::sign::CORRUPT_FOR_TESTS.store(true, std::sync::atomic::Ordering::Relaxed);

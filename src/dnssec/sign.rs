@@ -122,7 +122,9 @@ pub fn sign_rrset(
     validity: Validity,
 ) -> Option<Vec<u8>> {
     let mut head = rrsig_head(key, signer, owner, rtype, ttl, validity);
+    #[cfg_attr(not(debug_assertions), allow(unused_mut))]
     let mut signature = key.sign(&signed_data(&head, owner, rtype, ttl, rdatas))?;
+    #[cfg(debug_assertions)]
     if rtype != TYPE_DNSKEY && CORRUPT_FOR_TESTS.load(std::sync::atomic::Ordering::Relaxed) {
         if let Some(last) = signature.last_mut() {
             *last ^= 0x01;
@@ -132,10 +134,12 @@ pub fn sign_rrset(
     Some(head)
 }
 
-/// TEST ONLY (`serve --dnssec-corrupt-signatures-for-tests`, hidden): every signature made
-/// while this is set has its last octet flipped, except those over DNSKEY RRsets, so the
-/// chain of trust holds and each signed answer is bogus. The system test that proves a
-/// validating resolver answers SERVFAIL for a corrupted signature sets it; nothing else may.
+/// TEST ONLY (`serve --dnssec-corrupt-signatures-for-tests`, hidden, debug builds only):
+/// every signature made while this is set has its last octet flipped, except those over
+/// DNSKEY RRsets, so the chain of trust holds and each signed answer is bogus. The system
+/// test that proves a validating resolver answers SERVFAIL for a corrupted signature sets
+/// it; nothing else may. A release build never reads it.
+#[cfg(debug_assertions)]
 pub static CORRUPT_FOR_TESTS: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);
 
