@@ -792,9 +792,15 @@ fn compile_zone(
     })?;
     for stored in zone.records.entries().chain(keys.entries()) {
         // Every stored record decodes (the loader checked); the RDATA bytes are served as
-        // stored.
+        // stored. One that did not would be a defect: the zone fails to compile (and keeps
+        // its previous version) rather than serve without it.
         let Some(record) = stored.record() else {
-            continue;
+            return Err(CompileError::Encode {
+                file: zone.file.clone(),
+                owner: wire_to_name(stored.owner).to_string(),
+                rtype: stored.record_type(),
+                message: "the stored record does not decode".into(),
+            });
         };
         let key = (
             stored.owner.to_ascii_lowercase().into_boxed_slice(),

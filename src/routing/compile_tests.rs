@@ -791,3 +791,31 @@ fn zones_compiled_and_recompiled_on_several_threads_keep_their_counters_and_carr
         assert_eq!(count_a(&table, i), i as u64 + 1, "zone {i}");
     }
 }
+
+#[test]
+fn a_stored_record_that_does_not_decode_fails_the_compile_naming_it() {
+    use hickory_proto::rr::rdata::NULL;
+    use hickory_proto::rr::{RData, Record};
+    let mut z = zone(&head(300, 300), Some("www 300 A 192.0.2.1\n"));
+    // Three bytes of "A" RDATA encode (as unknown data) and cannot decode: no loader stores
+    // such a record, and a compile that met one would have served the zone without it.
+    let mut records: Vec<Record> = z.records.iter().collect();
+    records.push(Record::from_rdata(
+        Name::from_ascii("bad.z.test.").unwrap(),
+        300,
+        RData::Unknown {
+            code: RecordType::A,
+            rdata: NULL::with(vec![1, 2, 3]),
+        },
+    ));
+    z.records = crate::config::wire::RecordStore::new(&records).unwrap();
+    let geo = Arc::new(GeoDb::open(Path::new(CITY_DB)).unwrap_or_else(|e| panic!("{e}")));
+    let err = compile(&[Arc::new(z)], geo, &AllUp, 1)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("bad.z.test. A") && err.contains("does not decode"),
+        "{err:?}"
+    );
+}
