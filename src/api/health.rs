@@ -37,6 +37,13 @@ pub async fn reports(
         }
         Err(e) => return e.into_response(),
     };
+    let body = match crate::health::report::decoded_body(&headers, &body) {
+        Ok(body) => body,
+        Err(reason) => {
+            state.control.hub().metrics().record_report_rejected(reason);
+            return rejected(reason);
+        }
+    };
     match state.control.apply_reports(&headers, &body) {
         Ok(summary) => axum::Json(serde_json::json!({
             "accepted": true,

@@ -48,6 +48,38 @@ pub const SIGNATURE_HEADER: &str = "x-meridian-signature";
 /// weight, a failure reason), so this fits a prober of 10,000 endpoints (issue 16) with half
 /// again to spare: it stops abuse, not real probers.
 pub const MAX_REPORT_BYTES: usize = 4 * 1024 * 1024;
+/// The report a POST carries: `body` as it came, or inflated when the request says
+/// `Content-Encoding: gzip` (as probers send reports of [`crate::probe::push::GZIP_FROM_BYTES`]
+/// and more). The signature covers the JSON, so it is checked on what this returns. Inflating
+/// stops past [`MAX_REPORT_BYTES`]: a small body cannot make the nameserver hold more than a
+/// plain one could.
+pub fn decoded_body<'a>(
+    headers: &HeaderMap,
+    body: &'a [u8],
+) -> Result<std::borrow::Cow<'a, [u8]>, RejectReason> {
+    use std::io::Read;
+    let encoding = headers
+        .get(axum::http::header::CONTENT_ENCODING)
+        .map(|v| v.to_str().map(str::trim));
+    match encoding {
+        None => Ok(std::borrow::Cow::Borrowed(body)),
+        Some(Ok(e)) if e.eq_ignore_ascii_case("identity") => Ok(std::borrow::Cow::Borrowed(body)),
+        Some(Ok(e)) if e.eq_ignore_ascii_case("gzip") => {
+            let limit = u64::try_from(MAX_REPORT_BYTES).unwrap_or(u64::MAX);
+            let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(MAX_REPORT_BYTES));
+            flate2::read::GzDecoder::new(body)
+                .take(limit + 1)
+                .read_to_end(&mut out)
+                .map_err(|_| RejectReason::Malformed)?;
+            if out.len() > MAX_REPORT_BYTES {
+                return Err(RejectReason::Oversize);
+            }
+            Ok(std::borrow::Cow::Owned(out))
+        }
+        Some(_) => Err(RejectReason::Malformed),
+    }
+}
+
 /// How far a report's `sent_at_ms` may be from the receiver's clock, either way. Together with
 /// the per-boot sequence check this bounds how long a captured report can be replayed. This is
 /// the only use of `sent_at_ms`: which of a prober's reports is newer is decided by the
@@ -561,7 +593,8 @@ pub enum RejectReason {
     /// Signature header missing, not hex, or not matching the body.
     #[error("signature does not match the body")]
     BadSignature,
-    /// Signed, but not a valid report.
+    /// Signed, but not a valid report; or a body in a content encoding other than gzip, or
+    /// gzip that does not inflate.
     #[error("report is not valid")]
     Malformed,
     /// The report's prober id is not the one the key belongs to.

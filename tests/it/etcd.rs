@@ -892,27 +892,7 @@ fn a_prober_of_ten_thousand_endpoints_votes_through_etcd_at_its_default_limits()
     let dir = tempfile::tempdir().unwrap();
     let zones = dir.path().join("zones");
     std::fs::create_dir(&zones).unwrap();
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
-    let mut text = String::from(
-        "origin = \"gslb.example-company.com.\"\nns = [\"ns1.gslb.example-company.com.\"]\n\
-         [soa]\nmname = \"ns1.gslb.example-company.com.\"\nrname = \"admin.example-company.com.\"\nserial = 1\n[[record]]\nname = \"ns1\"\ntype = \"A\"\n\
-         data = [\"192.0.2.53\"]\n[region.r1]\n[check.c]\ntype = \"tcp\"\n",
-    );
-    text.push_str(&format!(
-        "port = {port}\ninterval = 1\ntimeout = \"500ms\"\nrise = 1\nfall = 1\n"
-    ));
-    for s in 0..100 {
-        text.push_str(&format!("[service.service-{s:04}]\ncheck = \"c\"\n"));
-        for e in 0..100 {
-            text.push_str(&format!(
-                "[[service.service-{s:04}.endpoint]]\nregion=\"r1\"\naddress=\"10.0.{s}.{}\"\n\
-                 probe_address=\"127.0.0.1\"\n",
-                e + 1
-            ));
-        }
-    }
+    let text = crate::health_support::many_endpoints_zone(100, 100);
     std::fs::write(zones.join("gslb.toml"), text).unwrap();
     push_ok(&etcd, &zones);
     let keys = dir.path().join("keys.txt");
@@ -936,10 +916,10 @@ fn a_prober_of_ten_thousand_endpoints_votes_through_etcd_at_its_default_limits()
     assert!(etcd.get("/meridian/votes/p1").is_some());
     // Every endpoint's vote came through: the last one is down, as its check says.
     wait_until(
-        Duration::from_secs(10),
+        Duration::from_secs(30),
         "the last endpoint voted down",
         || {
-            let st = status(&ns);
+            let st = crate::health_support::big_status(&ns);
             fresh_vote(&endpoint_status(&st, "service-0099", "10.0.99.100"), "p1").as_deref()
                 == Some("down")
         },

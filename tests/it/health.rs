@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use meridian::health::report::{MAX_REPORT_BYTES, sign, unix_ms};
+use meridian::health::report::{KEY_ID_HEADER, MAX_REPORT_BYTES, SIGNATURE_HEADER, sign, unix_ms};
 
 use crate::harness::{Meridian, Transport};
 use crate::health_support::{
@@ -442,6 +442,56 @@ fn forged_replayed_garbled_stale_and_oversize_reports_change_nothing() {
         assert_eq!(r.json()["reason"], *reason, "{case}");
         *want.entry(reason).or_default() += 1.0;
     }
+    // Compressed bodies (probers gzip big reports): the signature covers the JSON, and
+    // inflating stops past the report limit, so a few kilobytes cannot become gigabytes.
+    let mut bomb = fresh.clone();
+    bomb.resize(MAX_REPORT_BYTES + 1024 * 1024, b' ');
+    let gzipped_bomb = gzip(&bomb);
+    assert!(gzipped_bomb.len() < 64 * 1024, "{}", gzipped_bomb.len());
+    let mut cut = gzip(&fresh);
+    cut.truncate(cut.len() / 2);
+    // (case, Content-Encoding, signature, body, status, reason label)
+    type Encoded<'a> = (&'a str, &'a str, String, Vec<u8>, u16, &'a str);
+    let encoded: Vec<Encoded<'_>> = vec![
+        (
+            "gzip that does not inflate",
+            "gzip",
+            sign(&fresh, key),
+            cut,
+            400,
+            "malformed",
+        ),
+        (
+            "gzip inflating past the limit",
+            "gzip",
+            sign(&bomb, key),
+            gzipped_bomb,
+            413,
+            "oversize",
+        ),
+        (
+            "an encoding other than gzip",
+            "br",
+            sign(&fresh, key),
+            fresh.clone(),
+            400,
+            "malformed",
+        ),
+        (
+            "gzipped, signed over the gzip instead of the JSON",
+            "gzip",
+            sign(&gzip(&fresh), key),
+            gzip(&fresh),
+            401,
+            "bad_signature",
+        ),
+    ];
+    for (case, encoding, sig, body, status_code, reason) in &encoded {
+        let r = post_encoded(&ns, encoding, key.id(), sig, body);
+        assert_eq!(r.status, *status_code, "{case}: {}", r.body);
+        assert_eq!(r.json()["reason"], *reason, "{case}");
+        *want.entry(reason).or_default() += 1.0;
+    }
     for (reason, n) in &want {
         let got = ns.metric(&format!(
             "meridian_reports_rejected_total{{reason=\"{reason}\"}}"
@@ -469,8 +519,9 @@ fn forged_replayed_garbled_stale_and_oversize_reports_change_nothing() {
     let r = http_request(ns.api, "GET", "/v1/overrides", &[], b"");
     assert_eq!(r.status, 403, "{}", r.body);
 
-    // The control: the same down votes, properly sent, do move the answer.
-    let r = post_signed(&ns, key, &fresh);
+    // The control: the same down votes, properly sent (gzipped, as a big report goes), do
+    // move the answer.
+    let r = post_encoded(&ns, "gzip", key.id(), &sign(&fresh, key), &gzip(&fresh));
     assert_eq!(r.status, 200, "{}", r.body);
     // One region alone: it may decide once the server is a vote's freshness (3 s) old.
     wait_until(
@@ -483,6 +534,35 @@ fn forged_replayed_garbled_stale_and_oversize_reports_change_nothing() {
 }
 
 const PRIMARIES: [&str; 3] = ["127.0.0.11", "127.0.0.21", "127.0.0.31"];
+
+fn gzip(body: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    z.write_all(body).unwrap();
+    z.finish().unwrap()
+}
+
+/// POSTs a report body sent in `encoding` (`Content-Encoding`).
+fn post_encoded(
+    ns: &Meridian,
+    encoding: &str,
+    key_id: &str,
+    signature: &str,
+    body: &[u8],
+) -> crate::harness::HttpResponse {
+    http_request(
+        ns.api,
+        "POST",
+        "/v1/reports",
+        &[
+            ("Content-Type", "application/json"),
+            ("Content-Encoding", encoding),
+            (KEY_ID_HEADER, key_id),
+            (SIGNATURE_HEADER, signature),
+        ],
+        body,
+    )
+}
 
 const TOKEN: &str = "health-it-admin-token-0123456789";
 
@@ -1112,4 +1192,41 @@ fn vote_order_follows_the_probers_sequence_not_its_clock() {
     hold(&[&ns], Duration::from_millis(1200), |s| {
         ip(SERVICES.iter().find(|x| x.0 == s).unwrap().2)
     });
+}
+
+/// A prober of 2,000 endpoints sends reports of over 64 KiB of JSON, so gzipped; the
+/// nameserver inflates them and every endpoint gets its vote.
+#[test]
+fn a_big_probers_gzipped_reports_reach_the_nameserver() {
+    let dir = tempfile::tempdir().unwrap();
+    let zones = dir.path().join("zones");
+    std::fs::create_dir(&zones).unwrap();
+    std::fs::write(
+        zones.join("gslb.toml"),
+        crate::health_support::many_endpoints_zone(20, 100),
+    )
+    .unwrap();
+    let keys = dir.path().join("keys.txt");
+    std::fs::write(&keys, format!("p1-k1 p1 {}\n", "5a".repeat(32))).unwrap();
+    let ns = Meridian::serve_dir(&zones, &["--keys", keys.to_str().unwrap()], false);
+    let url = format!("http://{}/v1/reports", ns.api);
+    let args = crate::harness::probe_args(&zones, "r1", "p1", &keys, &[url]);
+    let prober = crate::harness::Process::meridian("prober p1", &args);
+    let ready = prober.ready.as_deref().unwrap_or_default();
+    assert!(ready.contains("endpoints=2000"), "ready line {ready:?}");
+    wait_until(
+        Duration::from_secs(10),
+        "the last endpoint voted down",
+        || {
+            let st = crate::health_support::big_status(&ns);
+            crate::health_support::fresh_vote(
+                &endpoint_status(&st, "service-0019", "10.0.19.100"),
+                "p1",
+            )
+            .as_deref()
+                == Some("down")
+        },
+    );
+    assert!(ns.metric("meridian_reports_accepted_total") >= 1.0);
+    assert_eq!(ns.metric("meridian_reports_rejected_total"), 0.0);
 }

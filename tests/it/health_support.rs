@@ -432,6 +432,21 @@ pub fn status(ns: &Meridian) -> serde_json::Value {
     r.json()
 }
 
+/// `GET /v1/status` of a server with thousands of endpoints (megabytes of JSON, seconds to
+/// render in a debug build on a loaded machine), parsed.
+pub fn big_status(ns: &Meridian) -> serde_json::Value {
+    let r = crate::harness::http::http_request_within(
+        ns.api,
+        "GET",
+        "/v1/status",
+        &[],
+        b"",
+        Duration::from_secs(30),
+    );
+    assert_eq!(r.status, 200, "/v1/status: {}", r.body);
+    r.json()
+}
+
 /// The `/v1/status` entry of one endpoint.
 pub fn endpoint_status(st: &serde_json::Value, service: &str, address: &str) -> serde_json::Value {
     for svc in st["services"].as_array().unwrap() {
@@ -501,4 +516,32 @@ pub fn vote_of(endpoint: &serde_json::Value, prober: &str) -> Option<serde_json:
         .iter()
         .find(|v| v["prober_id"] == prober)
         .cloned()
+}
+
+/// A zone (`gslb.example-company.com.`, one region `r1`) of `services` services
+/// (`service-0000`, ...) of `per_service` endpoints each (`10.0.S.E`), every one checked by
+/// TCP at one closed port of 127.0.0.1 (`probe_address`): a prober reports every endpoint
+/// down at the cost of one check per interval.
+pub fn many_endpoints_zone(services: usize, per_service: usize) -> String {
+    use std::fmt::Write as _;
+    let port = closed_port();
+    let mut text = format!(
+        "origin = \"gslb.example-company.com.\"\nns = [\"ns1.gslb.example-company.com.\"]\n\
+         [soa]\nmname = \"ns1.gslb.example-company.com.\"\nrname = \"admin.example-company.com.\"\n\
+         serial = 1\n[[record]]\nname = \"ns1\"\ntype = \"A\"\ndata = [\"192.0.2.53\"]\n\
+         [region.r1]\n[check.c]\ntype = \"tcp\"\nport = {port}\ninterval = 1\n\
+         timeout = \"500ms\"\nrise = 1\nfall = 1\n"
+    );
+    for s in 0..services {
+        let _ = write!(text, "[service.service-{s:04}]\ncheck = \"c\"\n");
+        for e in 0..per_service {
+            let _ = write!(
+                text,
+                "[[service.service-{s:04}.endpoint]]\nregion=\"r1\"\naddress=\"10.0.{s}.{}\"\n\
+                 probe_address=\"127.0.0.1\"\n",
+                e + 1
+            );
+        }
+    }
+    text
 }
