@@ -1,5 +1,5 @@
 //! Micro-benchmarks of the query path, stage by stage, so a regression shows without dnsperf:
-//! parse, table lookup (static / NXDOMAIN / geo), GeoIP (direct and through the per-thread
+//! parse, table lookup (static / NXDOMAIN / geo / NS with additional data), GeoIP (direct and through the per-thread
 //! cache), encode, and the whole `Handler::handle`. Uses zones/example.toml and the GeoIP test
 //! database in ../shared/geoip. Run: `cargo bench --bench query_path`.
 
@@ -26,14 +26,21 @@ fn geoip() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/geoip/GeoIP2-City-Test.mmdb")
 }
 
-/// A query with EDNS and, optionally, an IPv4 ECS option of `prefix` bits.
+/// An A query with EDNS and, optionally, an IPv4 ECS option of `prefix` bits.
 fn query(name: &str, ecs: Option<([u8; 4], u8)>) -> Vec<u8> {
+    query_type(name, 1, ecs)
+}
+
+/// Like [`query`] for type `qtype`.
+fn query_type(name: &str, qtype: u16, ecs: Option<([u8; 4], u8)>) -> Vec<u8> {
     let mut p = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 1];
     for label in name.trim_end_matches('.').split('.') {
         p.push(label.len() as u8);
         p.extend_from_slice(label.as_bytes());
     }
-    p.extend_from_slice(&[0, 0, 1, 0, 1]);
+    p.push(0);
+    p.extend_from_slice(&qtype.to_be_bytes());
+    p.extend_from_slice(&[0, 1]);
     let mut options = Vec::new();
     if let Some((addr, prefix)) = ecs {
         let bytes = usize::from(prefix).div_ceil(8);
@@ -68,6 +75,8 @@ fn benches(c: &mut Criterion) {
             "geo_ecs",
             query("www.gslb.example.test.", Some(([2, 2, 3, 0], 24))),
         ),
+        // The apex NS set with the in-zone nameservers' addresses as additional data.
+        ("ns_additional", query_type("gslb.example.test.", 2, None)),
     ];
 
     let mut g = c.benchmark_group("parse");
