@@ -31,7 +31,8 @@ use super::{Backoff, Layout};
 use crate::health::aggregate::FRESH_INTERVALS;
 use crate::health::hub::HealthHub;
 use crate::health::report::{
-    KEY_ID_HEADER, Key, MAX_REPORT_BYTES, ProbeReport, RejectReason, SIGNATURE_HEADER,
+    Inflate, KEY_ID_HEADER, Key, MAX_REPORT_BYTES, ProbeReport, RejectReason, SIGNATURE_HEADER,
+    inflate_report,
 };
 use crate::probe::push::SignedReport;
 
@@ -100,7 +101,6 @@ impl StoredVote {
     /// body may inflate to at most [`MAX_REPORT_BYTES`], the limit of an HTTP report: a
     /// value cannot make a nameserver hold more than a POST could.
     pub fn decode(value: &[u8]) -> Result<Self, VoteFormatError> {
-        use std::io::Read;
         let Some(rest) = value.strip_prefix(FORMAT_LINE) else {
             return serde_json::from_slice(value).map_err(|_| VoteFormatError::Format);
         };
@@ -111,15 +111,11 @@ impl StoredVote {
             return Err(VoteFormatError::Format);
         };
         let text = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| VoteFormatError::Format);
-        let limit = u64::try_from(MAX_REPORT_BYTES).unwrap_or(u64::MAX);
-        let mut body = Vec::new();
-        flate2::read::DeflateDecoder::new(deflated)
-            .take(limit + 1)
-            .read_to_end(&mut body)
-            .map_err(|_| VoteFormatError::Inflate)?;
-        if body.len() > MAX_REPORT_BYTES {
-            return Err(VoteFormatError::TooLarge);
-        }
+        let body =
+            inflate_report(flate2::read::DeflateDecoder::new(deflated)).map_err(|e| match e {
+                Inflate::Broken => VoteFormatError::Inflate,
+                Inflate::TooLarge => VoteFormatError::TooLarge,
+            })?;
         Ok(Self {
             key_id: text(key_id)?,
             signature: text(signature)?,

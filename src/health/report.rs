@@ -57,7 +57,6 @@ pub fn decoded_body<'a>(
     headers: &HeaderMap,
     body: &'a [u8],
 ) -> Result<std::borrow::Cow<'a, [u8]>, RejectReason> {
-    use std::io::Read;
     let encoding = headers
         .get(axum::http::header::CONTENT_ENCODING)
         .map(|v| v.to_str().map(str::trim));
@@ -65,19 +64,40 @@ pub fn decoded_body<'a>(
         None => Ok(std::borrow::Cow::Borrowed(body)),
         Some(Ok(e)) if e.eq_ignore_ascii_case("identity") => Ok(std::borrow::Cow::Borrowed(body)),
         Some(Ok(e)) if e.eq_ignore_ascii_case("gzip") => {
-            let limit = u64::try_from(MAX_REPORT_BYTES).unwrap_or(u64::MAX);
-            let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(MAX_REPORT_BYTES));
-            flate2::read::GzDecoder::new(body)
-                .take(limit + 1)
-                .read_to_end(&mut out)
-                .map_err(|_| RejectReason::Malformed)?;
-            if out.len() > MAX_REPORT_BYTES {
-                return Err(RejectReason::Oversize);
+            match inflate_report(flate2::read::GzDecoder::new(body)) {
+                Ok(json) => Ok(std::borrow::Cow::Owned(json)),
+                Err(Inflate::Broken) => Err(RejectReason::Malformed),
+                Err(Inflate::TooLarge) => Err(RejectReason::Oversize),
             }
-            Ok(std::borrow::Cow::Owned(out))
         }
         Some(_) => Err(RejectReason::Malformed),
     }
+}
+
+/// Why a compressed report could not be taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inflate {
+    /// The compressed data is broken or cut short.
+    Broken,
+    /// It inflates to more than [`MAX_REPORT_BYTES`].
+    TooLarge,
+}
+
+/// Reads a report's JSON from `decoder` (gzip over HTTP, raw deflate from etcd), stopping
+/// past [`MAX_REPORT_BYTES`]: no compressed body makes anyone hold more than a plain one may
+/// be.
+pub fn inflate_report(decoder: impl std::io::Read) -> Result<Vec<u8>, Inflate> {
+    use std::io::Read;
+    let limit = u64::try_from(MAX_REPORT_BYTES).unwrap_or(u64::MAX);
+    let mut out = Vec::new();
+    decoder
+        .take(limit + 1)
+        .read_to_end(&mut out)
+        .map_err(|_| Inflate::Broken)?;
+    if out.len() > MAX_REPORT_BYTES {
+        return Err(Inflate::TooLarge);
+    }
+    Ok(out)
 }
 
 /// How far a report's `sent_at_ms` may be from the receiver's clock, either way. Together with

@@ -889,20 +889,10 @@ fn with_etcd_down_health_still_arrives_over_http_push_from_probers_configured_fo
 #[ignore = "system test: needs etcd (etcd-server)"]
 fn a_prober_of_ten_thousand_endpoints_votes_through_etcd_at_its_default_limits() {
     let etcd = Etcd::start();
-    let dir = tempfile::tempdir().unwrap();
-    let zones = dir.path().join("zones");
-    std::fs::create_dir(&zones).unwrap();
-    let text = crate::health_support::many_endpoints_zone(100, 100);
-    std::fs::write(zones.join("gslb.toml"), text).unwrap();
-    push_ok(&etcd, &zones);
-    let keys = dir.path().join("keys.txt");
-    std::fs::write(&keys, format!("p1-k1 p1 {}\n", "5a".repeat(32))).unwrap();
-    let ns = nameserver(&etcd, &["--keys", keys.to_str().unwrap()]);
-    let mut args = crate::harness::probe_args(&zones, "r1", "p1", &keys, &[]);
-    args.extend(["--etcd".to_string(), etcd.url.clone()]);
-    let prober = Process::meridian("prober p1", &args);
-    let ready = prober.ready.as_deref().unwrap_or_default();
-    assert!(ready.contains("endpoints=10000"), "ready line {ready:?}");
+    let many = crate::health_support::ManyEndpoints::new(100, 100);
+    push_ok(&etcd, &many.zones);
+    let ns = nameserver(&etcd, &["--keys", many.keys.to_str().unwrap()]);
+    let _prober = many.prober(&[], &["--etcd".to_string(), etcd.url.clone()]);
     // The series appears with the first vote set read.
     wait_until(
         Duration::from_secs(20),
@@ -914,16 +904,7 @@ fn a_prober_of_ten_thousand_endpoints_votes_through_etcd_at_its_default_limits()
         },
     );
     assert!(etcd.get("/meridian/votes/p1").is_some());
-    // Every endpoint's vote came through: the last one is down, as its check says.
-    wait_until(
-        Duration::from_secs(30),
-        "the last endpoint voted down",
-        || {
-            let st = crate::health_support::big_status(&ns);
-            fresh_vote(&endpoint_status(&st, "service-0099", "10.0.99.100"), "p1").as_deref()
-                == Some("down")
-        },
-    );
+    many.wait_last_voted_down(&ns, Duration::from_secs(30));
     assert_eq!(ns.metric("meridian_reports_rejected_total"), 0.0);
 }
 

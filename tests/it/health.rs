@@ -1198,35 +1198,10 @@ fn vote_order_follows_the_probers_sequence_not_its_clock() {
 /// nameserver inflates them and every endpoint gets its vote.
 #[test]
 fn a_big_probers_gzipped_reports_reach_the_nameserver() {
-    let dir = tempfile::tempdir().unwrap();
-    let zones = dir.path().join("zones");
-    std::fs::create_dir(&zones).unwrap();
-    std::fs::write(
-        zones.join("gslb.toml"),
-        crate::health_support::many_endpoints_zone(20, 100),
-    )
-    .unwrap();
-    let keys = dir.path().join("keys.txt");
-    std::fs::write(&keys, format!("p1-k1 p1 {}\n", "5a".repeat(32))).unwrap();
-    let ns = Meridian::serve_dir(&zones, &["--keys", keys.to_str().unwrap()], false);
-    let url = format!("http://{}/v1/reports", ns.api);
-    let args = crate::harness::probe_args(&zones, "r1", "p1", &keys, &[url]);
-    let prober = crate::harness::Process::meridian("prober p1", &args);
-    let ready = prober.ready.as_deref().unwrap_or_default();
-    assert!(ready.contains("endpoints=2000"), "ready line {ready:?}");
-    wait_until(
-        Duration::from_secs(10),
-        "the last endpoint voted down",
-        || {
-            let st = crate::health_support::big_status(&ns);
-            crate::health_support::fresh_vote(
-                &endpoint_status(&st, "service-0019", "10.0.19.100"),
-                "p1",
-            )
-            .as_deref()
-                == Some("down")
-        },
-    );
+    let many = crate::health_support::ManyEndpoints::new(20, 100);
+    let ns = Meridian::serve_dir(&many.zones, &["--keys", many.keys.to_str().unwrap()], false);
+    let _prober = many.prober(&[format!("http://{}/v1/reports", ns.api)], &[]);
+    many.wait_last_voted_down(&ns, Duration::from_secs(10));
     assert!(ns.metric("meridian_reports_accepted_total") >= 1.0);
     assert_eq!(ns.metric("meridian_reports_rejected_total"), 0.0);
 }

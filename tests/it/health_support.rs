@@ -518,30 +518,78 @@ pub fn vote_of(endpoint: &serde_json::Value, prober: &str) -> Option<serde_json:
         .cloned()
 }
 
-/// A zone (`gslb.example-company.com.`, one region `r1`) of `services` services
-/// (`service-0000`, ...) of `per_service` endpoints each (`10.0.S.E`), every one checked by
-/// TCP at one closed port of 127.0.0.1 (`probe_address`): a prober reports every endpoint
-/// down at the cost of one check per interval.
-pub fn many_endpoints_zone(services: usize, per_service: usize) -> String {
-    use std::fmt::Write as _;
-    let port = closed_port();
-    let mut text = format!(
-        "origin = \"gslb.example-company.com.\"\nns = [\"ns1.gslb.example-company.com.\"]\n\
-         [soa]\nmname = \"ns1.gslb.example-company.com.\"\nrname = \"admin.example-company.com.\"\n\
-         serial = 1\n[[record]]\nname = \"ns1\"\ntype = \"A\"\ndata = [\"192.0.2.53\"]\n\
-         [region.r1]\n[check.c]\ntype = \"tcp\"\nport = {port}\ninterval = 1\n\
-         timeout = \"500ms\"\nrise = 1\nfall = 1\n"
-    );
-    for s in 0..services {
-        let _ = write!(text, "[service.service-{s:04}]\ncheck = \"c\"\n");
-        for e in 0..per_service {
-            let _ = write!(
-                text,
-                "[[service.service-{s:04}.endpoint]]\nregion=\"r1\"\naddress=\"10.0.{s}.{}\"\n\
-                 probe_address=\"127.0.0.1\"\n",
-                e + 1
-            );
+/// A prober `p1` of many endpoints: a directory with `zones/gslb.toml` (one region `r1`,
+/// `services` services `service-0000`, ... of `per_service` endpoints `10.0.S.E` each, every
+/// one checked by TCP at one closed port of 127.0.0.1 through `probe_address`, so the prober
+/// reports them all down at the cost of one check per interval) and `keys.txt` with p1's key.
+pub struct ManyEndpoints {
+    /// The zones directory.
+    pub zones: PathBuf,
+    /// The key file (also the nameservers' `--keys`).
+    pub keys: PathBuf,
+    services: usize,
+    per_service: usize,
+    _dir: tempfile::TempDir,
+}
+
+impl ManyEndpoints {
+    /// Writes the zone and the key file.
+    pub fn new(services: usize, per_service: usize) -> Self {
+        use std::fmt::Write as _;
+        let dir = tempfile::tempdir().unwrap();
+        let zones = dir.path().join("zones");
+        std::fs::create_dir(&zones).unwrap();
+        let port = closed_port();
+        let mut text = format!(
+            "origin = \"gslb.example-company.com.\"\nns = [\"ns1.gslb.example-company.com.\"]\n\
+             [soa]\nmname = \"ns1.gslb.example-company.com.\"\n\
+             rname = \"admin.example-company.com.\"\nserial = 1\n[[record]]\nname = \"ns1\"\n\
+             type = \"A\"\ndata = [\"192.0.2.53\"]\n[region.r1]\n[check.c]\ntype = \"tcp\"\n\
+             port = {port}\ninterval = 1\ntimeout = \"500ms\"\nrise = 1\nfall = 1\n"
+        );
+        for s in 0..services {
+            let _ = write!(text, "[service.service-{s:04}]\ncheck = \"c\"\n");
+            for e in 0..per_service {
+                let _ = write!(
+                    text,
+                    "[[service.service-{s:04}.endpoint]]\nregion=\"r1\"\naddress=\"10.0.{s}.{}\"\n\
+                     probe_address=\"127.0.0.1\"\n",
+                    e + 1
+                );
+            }
+        }
+        std::fs::write(zones.join("gslb.toml"), text).unwrap();
+        let keys = dir.path().join("keys.txt");
+        std::fs::write(&keys, format!("p1-k1 p1 {}\n", "5a".repeat(32))).unwrap();
+        ManyEndpoints {
+            zones,
+            keys,
+            services,
+            per_service,
+            _dir: dir,
         }
     }
-    text
+
+    /// Starts `meridian probe` as p1 in r1 on the zones, publishing to `urls`, with `extra`
+    /// arguments; its ready line must count every endpoint.
+    pub fn prober(&self, urls: &[String], extra: &[String]) -> Process {
+        let mut args = probe_args(&self.zones, "r1", "p1", &self.keys, urls);
+        args.extend_from_slice(extra);
+        let p = Process::meridian("prober p1", &args);
+        let want = format!("endpoints={}", self.services * self.per_service);
+        let ready = p.ready.as_deref().unwrap_or_default();
+        assert!(ready.contains(&want), "ready line {ready:?}");
+        p
+    }
+
+    /// Waits up to `limit` until `ns` holds p1's fresh vote `down` on the last endpoint: every
+    /// endpoint's vote came through.
+    pub fn wait_last_voted_down(&self, ns: &Meridian, limit: Duration) {
+        let (s, e) = (self.services - 1, self.per_service);
+        let (service, address) = (format!("service-{s:04}"), format!("10.0.{s}.{e}"));
+        wait_until(limit, "the last endpoint voted down", || {
+            let st = big_status(ns);
+            fresh_vote(&endpoint_status(&st, &service, &address), "p1").as_deref() == Some("down")
+        });
+    }
 }
