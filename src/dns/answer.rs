@@ -33,6 +33,8 @@ pub struct Writer<'b> {
     edns: Option<ResponseEdns>,
     /// CLASS of every record written: the question's.
     class: u16,
+    /// The zone (a fixed hash of its apex) whose wildcard answered the QNAME, for RRL.
+    wildcard_zone: Option<u64>,
 }
 
 /// What the response's OPT record carries.
@@ -70,6 +72,7 @@ impl<'b> Writer<'b> {
             rcode: Rcode::NoError,
             edns: None,
             class: q.qclass,
+            wildcard_zone: None,
         }
     }
 
@@ -104,6 +107,7 @@ impl<'b> Writer<'b> {
             rcode,
             edns: None,
             class: 0,
+            wildcard_zone: None,
         }
     }
 
@@ -213,6 +217,12 @@ impl<'b> Writer<'b> {
         }
     }
 
+    /// The zone whose wildcard answered the QNAME (a fixed hash of its apex), if one did:
+    /// what response rate limiting keys the answer on (`dns::rrl`).
+    pub fn wildcard_zone(&self) -> Option<u64> {
+        self.wildcard_zone
+    }
+
     /// Patches the header, appends OPT, and truncates (TC=1) if required data did not fit.
     /// Returns the RCODE sent and whether the response was truncated.
     pub fn finish(mut self) -> (Rcode, bool) {
@@ -284,6 +294,12 @@ impl<'b> Writer<'b> {
 
 /// The query path's sink: routing's lookup writes straight into the response buffer.
 impl AnswerSink for Writer<'_> {
+    #[inline]
+    fn answered_from_wildcard(&mut self, apex: &[u8]) {
+        use std::hash::BuildHasher;
+        self.wildcard_zone = Some(foldhash::fast::FixedState::with_seed(0).hash_one(apex));
+    }
+
     #[inline]
     fn set_rcode(&mut self, rcode: Rcode) {
         Writer::set_rcode(self, rcode);

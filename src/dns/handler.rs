@@ -21,6 +21,14 @@ pub const CLASSIC_UDP_SIZE: u16 = 512;
 /// Largest DNS message over TCP.
 pub const MAX_TCP_MESSAGE: usize = 65_535;
 
+/// What [`Handler::respond`] tells the UDP listener about a response it wrote.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Responded {
+    /// The QNAME was answered from a wildcard of this zone (a fixed hash of its apex):
+    /// response rate limiting keys the answer on the zone, not on the QNAME.
+    pub wildcard_zone: Option<u64>,
+}
+
 /// Settings of the handler.
 #[derive(Clone, Debug)]
 pub struct HandlerConfig {
@@ -105,17 +113,29 @@ impl Handler {
         transport: Transport,
         out: &mut Vec<u8>,
     ) -> bool {
+        self.respond(packet, source, transport, out).is_some()
+    }
+
+    /// Like [`Handler::handle`], saying what response rate limiting needs beyond the bytes:
+    /// `None` when there is nothing to send.
+    pub fn respond(
+        &self,
+        packet: &[u8],
+        source: IpAddr,
+        transport: Transport,
+        out: &mut Vec<u8>,
+    ) -> Option<Responded> {
         let started = Instant::now();
         let q = match wire::parse(packet) {
             Ok(q) => q,
             Err(ParseError::Drop) => {
                 self.metrics.record_drop();
-                return false;
+                return None;
             }
             Err(e) => {
                 let Some(h) = wire::header(packet) else {
                     self.metrics.record_drop();
-                    return false;
+                    return None;
                 };
                 let rcode = if e == ParseError::NotImp {
                     Rcode::NotImp
@@ -181,11 +201,18 @@ impl Handler {
         self.finish(w, transport, ecs.is_some(), started)
     }
 
-    fn finish(&self, w: Writer<'_>, transport: Transport, ecs: bool, started: Instant) -> bool {
+    fn finish(
+        &self,
+        w: Writer<'_>,
+        transport: Transport,
+        ecs: bool,
+        started: Instant,
+    ) -> Option<Responded> {
+        let wildcard_zone = w.wildcard_zone();
         let (rcode, truncated) = w.finish();
         self.metrics.record_query(transport, rcode, truncated, ecs);
         self.metrics.record_latency(started.elapsed());
-        true
+        Some(Responded { wildcard_zone })
     }
 
     /// CH TXT server identity queries: answered only when configured, else REFUSED, so

@@ -12,8 +12,10 @@
 //! real client behind that prefix retries over TCP, which is never limited (a TCP handshake
 //! proves the source address).
 //!
-//! Not like Knot: answers synthesised from a wildcard are keyed on the QNAME (Knot keys them
-//! on the zone); the response bytes do not say that a wildcard answered. Knot's extra classes
+//! Answers (and NODATA) synthesised from a wildcard are keyed on the zone, as in Knot: the
+//! response bytes do not say that a wildcard answered, so the handler says it
+//! (`Responded::wildcard_zone`). Keyed on the QNAME, a flood of random names under a
+//! wildcard got a fresh budget per name and was never limited. Knot's extra classes
 //! (ANY, DNSSEC, large responses) are folded into the five above. Slip is a per-bucket
 //! counter, not Knot's random draw, so it is exact.
 //!
@@ -133,10 +135,32 @@ impl Rrl {
 
     /// Counts `response` to `source` at `second` (any monotonic second counter).
     pub fn check_at(&self, source: IpAddr, response: &[u8], second: u64) -> Verdict {
+        self.check_keyed_at(source, response, None, second)
+    }
+
+    /// Like [`Rrl::check_at`] for a response that may answer from a wildcard of the zone
+    /// `wildcard_zone` (`dns::handler::Responded`): an answer or NODATA so made is keyed on
+    /// that zone instead of the QNAME, as Knot keys it, so random names under a wildcard
+    /// share one budget per zone, as random NXDOMAIN names do.
+    pub fn check_keyed_at(
+        &self,
+        source: IpAddr,
+        response: &[u8],
+        wildcard_zone: Option<u64>,
+        second: u64,
+    ) -> Verdict {
         let mut name = [0u8; MAX_NAME_LEN];
         let (class, len) = classify(response, &mut name);
-        let key = (prefix_key(source), class, name.get(..len).unwrap_or(&[]));
-        self.count(self.hasher.hash_one(key), second)
+        let hash = match (wildcard_zone, class) {
+            (Some(zone), ResponseClass::Answer | ResponseClass::NoData) => {
+                self.hasher.hash_one((prefix_key(source), class, zone))
+            }
+            _ => {
+                let key = (prefix_key(source), class, name.get(..len).unwrap_or(&[]));
+                self.hasher.hash_one(key)
+            }
+        };
+        self.count(hash, second)
     }
 
     /// Takes a token from the bucket of `hash` at `second`.
@@ -187,10 +211,18 @@ impl Rrl {
         }
     }
 
-    /// Applies the verdict for a response to `source` that is ready in `response`: returns
-    /// whether to send it, truncating it first for a slip, and counts what was limited.
-    pub fn apply(&self, source: IpAddr, response: &mut Vec<u8>, metrics: &DnsMetrics) -> bool {
-        match self.check(source, response) {
+    /// Applies the verdict for a response to `source` that is ready in `response` (answered
+    /// from a wildcard of `wildcard_zone`, if the handler says so): returns whether to send
+    /// it, truncating it first for a slip, and counts what was limited.
+    pub fn apply(
+        &self,
+        source: IpAddr,
+        response: &mut Vec<u8>,
+        wildcard_zone: Option<u64>,
+        metrics: &DnsMetrics,
+    ) -> bool {
+        let second = self.epoch.elapsed().as_secs();
+        match self.check_keyed_at(source, response, wildcard_zone, second) {
             Verdict::Pass => true,
             Verdict::Drop => {
                 metrics.record_rrl(false);
@@ -502,6 +534,33 @@ mod tests {
         let later: Vec<_> = (0..21).map(|_| at(100)).collect();
         assert_eq!(&later[..20], &[Verdict::Pass; 20]);
         assert_eq!(later[20], Verdict::Drop);
+    }
+
+    #[test]
+    fn wildcard_answers_share_one_bucket_per_zone_and_prefix() {
+        let r = rrl(1, 0);
+        let src = ip("198.51.100.1");
+        let (zone, other) = (Some(7), Some(8));
+        let at = |qname: &str, zone: Option<u64>| r.check_keyed_at(src, &answer(qname), zone, 0);
+        // Random names under one zone's wildcard: one budget (4 s x rate 1), then limited.
+        let verdicts: Vec<_> = (0..6)
+            .map(|i| at(&format!("r{i}.wild.example.test"), zone))
+            .collect();
+        assert_eq!(&verdicts[..4], &[Verdict::Pass; 4]);
+        assert_eq!(&verdicts[4..], &[Verdict::Drop; 2]);
+        // NODATA made from the wildcard shares the zone's key too (its own class).
+        let nodata = response("x.wild.example.test", 0, true, 0, Some(("example.test", 6)));
+        for _ in 0..4 {
+            assert_eq!(r.check_keyed_at(src, &nodata, zone, 0), Verdict::Pass);
+        }
+        assert_eq!(r.check_keyed_at(src, &nodata, zone, 0), Verdict::Drop);
+        // Another zone's wildcard, and the same names answered without a wildcard, are not
+        // in that bucket.
+        assert_eq!(at("r0.wild.other.test", other), Verdict::Pass);
+        assert_eq!(at("r9.wild.example.test", None), Verdict::Pass);
+        // NXDOMAIN keeps its own key (the zone's SOA owner) whatever the handler says.
+        let nx = response("nx.example.test", 3, true, 0, Some(("example.test", 6)));
+        assert_eq!(r.check_keyed_at(src, &nx, zone, 0), Verdict::Pass);
     }
 
     #[test]

@@ -94,10 +94,12 @@ pub fn serve(socket: &UdpSocket, handler: &Handler, rrl: Option<&Rrl>) {
             // ::ffff:a.b.c.d, and RRL, GeoIP and subnet overrides must see a.b.c.d. The answer
             // still goes to `peer` as received.
             let source = peer.ip().to_canonical();
-            if handler.handle(query, source, Transport::Udp, out)
-                && rrl
-                    .as_ref()
-                    .is_none_or(|r| r.apply(source, out, handler.metrics()))
+            let Some(responded) = handler.respond(query, source, Transport::Udp, out) else {
+                continue;
+            };
+            if rrl
+                .as_ref()
+                .is_none_or(|r| r.apply(source, out, responded.wildcard_zone, handler.metrics()))
             {
                 *addr = Some(SockaddrStorage::from(peer));
                 ready += 1;

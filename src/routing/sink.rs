@@ -27,4 +27,12 @@ pub trait AnswerSink {
         ttl: u32,
         rdatas: impl IntoIterator<Item = &'r [u8]>,
     );
+
+    /// The QNAME is answered from a wildcard of the zone at `apex` (lowercase wire form):
+    /// response rate limiting keys such answers on the zone, as Knot does, so a flood of
+    /// random names under a wildcard shares one budget. Sinks that do not limit ignore it.
+    #[inline]
+    fn answered_from_wildcard(&mut self, apex: &[u8]) {
+        let _ = apex;
+    }
 }

@@ -359,6 +359,11 @@ impl ZoneTable {
         // The name looked up now (QNAME, then each CNAME target), lowercase wire form.
         let mut name = q.lname();
         let mut found = self.find(q.lname(), q.qtype);
+        if let Found::Node(node) = &found {
+            if super::signed::is_expansion(node, name) {
+                w.answered_from_wildcard(name.get(zone_off..).unwrap_or(&[]));
+            }
+        }
         let mut scope = 0;
         for _ in 0..MAX_CNAME_CHAIN {
             let node = match found {

@@ -355,6 +355,12 @@ fn rrl_answers_the_same_bursts_as_knot() {
                 .collect(),
         ),
         (
+            "30 random names under a wildcard (one bucket: the zone)",
+            (0..30)
+                .map(|i| q(&format!("r{i}.wild.rrl.test."), RecordType::A, i))
+                .collect(),
+        ),
+        (
             "NODATA for one name, 30 times",
             (0..30)
                 .map(|i| q("www.rrl.test.", RecordType::AAAA, i))
