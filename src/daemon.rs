@@ -115,6 +115,7 @@ impl Counters {
                 etcd.register(r);
             }
             crate::dnssec::metrics::metrics().register(r);
+            crate::api::limits::connection_metrics().register(r);
         }));
         Self {
             metrics,

@@ -81,6 +81,75 @@ impl Refusal {
     }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+/// What admission did to API connections, for `/metrics`: refusals by reason and evictions.
+/// One set per process (every API listener counts into it), like the prober's.
+#[derive(Debug)]
+pub struct ApiConnectionMetrics {
+    refused_family: prometheus_client::metrics::family::Family<
+        ReasonLabels,
+        prometheus_client::metrics::counter::Counter,
+    >,
+    evicted: prometheus_client::metrics::counter::Counter,
+}
+
+impl Default for ApiConnectionMetrics {
+    fn default() -> Self {
+        let refused_family = prometheus_client::metrics::family::Family::default();
+        // Both reasons from the start, so an alert on a rate sees zero, not nothing.
+        for r in [Refusal::PerClient, Refusal::Full] {
+            drop(refused_family.get_or_create(&ReasonLabels { reason: r.as_str() }));
+        }
+        Self {
+            refused_family,
+            evicted: prometheus_client::metrics::counter::Counter::default(),
+        }
+    }
+}
+
+impl ApiConnectionMetrics {
+    /// Registers both series.
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register(
+            "meridian_api_connections_refused",
+            "API connections closed at accept because a limit was reached: per_client (the \
+             client's share, none of it idle) or full (every slot busy, the reserve not open)",
+            self.refused_family.clone(),
+        );
+        registry.register(
+            "meridian_api_connections_evicted",
+            "Idle API connections closed to make room for a new one",
+            self.evicted.clone(),
+        );
+    }
+
+    /// Counts a refused connection.
+    pub fn record_refused(&self, reason: Refusal) {
+        self.refused_family
+            .get_or_create(&ReasonLabels {
+                reason: reason.as_str(),
+            })
+            .inc();
+    }
+
+    /// Counts an eviction.
+    pub fn record_evicted(&self) {
+        self.evicted.inc();
+    }
+}
+
+static API_CONNECTIONS: std::sync::LazyLock<ApiConnectionMetrics> =
+    std::sync::LazyLock::new(ApiConnectionMetrics::default);
+
+/// The instance every API listener of this process counts into.
+pub fn connection_metrics() -> &'static ApiConnectionMetrics {
+    &API_CONNECTIONS
+}
+
 /// What a connection is doing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {

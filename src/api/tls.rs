@@ -130,6 +130,7 @@ pub async fn serve(
             Ok(a) => a,
             Err(reason) => {
                 tracing::debug!(%peer, reason = reason.as_str(), "api connection refused");
+                super::limits::connection_metrics().record_refused(reason);
                 refused += 1;
                 if refused_logged.elapsed() >= REFUSAL_LOG_EVERY {
                     tracing::warn!(
@@ -147,6 +148,7 @@ pub async fn serve(
         };
         if admitted.evicted {
             tracing::debug!(%peer, "idle api connection evicted for a newcomer");
+            super::limits::connection_metrics().record_evicted();
         }
         let slot = Slot {
             table: Arc::clone(&slots),

@@ -447,6 +447,18 @@ fn one_address_cannot_lock_probers_out() {
         "one address held {held} connections (cap {MAX_API_CONNECTIONS_PER_CLIENT})"
     );
     assert_flood_cut(&outcomes);
+    // The operator sees it: every flood connection past the client's share was refused at
+    // accept or pushed out an idle one of the same client.
+    let turned_away = ns.metric("meridian_api_connections_refused_total{reason=\"per_client\"}")
+        + ns.metric("meridian_api_connections_evicted_total");
+    assert!(
+        turned_away >= 900.0,
+        "{turned_away} of 1000 flood connections counted as refused or evicted"
+    );
+    assert_eq!(
+        ns.metric("meridian_api_connections_refused_total{reason=\"full\"}"),
+        0.0
+    );
 }
 
 #[test]
