@@ -294,6 +294,12 @@ pub struct ServeArgs {
     /// catalogues of hundreds of thousands of services.
     #[arg(long = "answer-metrics", value_enum, default_value_t = AnswersBy::Service)]
     pub answer_metrics: AnswersBy,
+    /// How endpoint health is broken down: `endpoint` (`meridian_endpoint_{up,serving,weight}`
+    /// and every prober's vote, per endpoint) or `service` (`meridian_service_endpoints`:
+    /// endpoints up, down and serving per service and region), for catalogues of hundreds of
+    /// thousands of endpoints.
+    #[arg(long = "endpoint-metrics", value_enum, default_value_t = crate::health::export::EndpointSeries::Endpoint)]
+    pub endpoint_metrics: crate::health::export::EndpointSeries,
     /// Leave zero-valued series out of `meridian_zone_queries_total` and
     /// `meridian_service_answers_total` (by default every zone and service has all of its
     /// series from the start).

@@ -92,13 +92,17 @@ struct Counters {
 impl Counters {
     /// Creates and registers them in the order `/metrics` has always listed them; etcd's
     /// series last, in distributed mode only.
-    fn register(etcd: Option<&Arc<EtcdStatus>>, series: SeriesOptions) -> Self {
+    fn register(
+        etcd: Option<&Arc<EtcdStatus>>,
+        series: SeriesOptions,
+        endpoints: crate::health::export::EndpointSeries,
+    ) -> Self {
         let dns = Arc::new(DnsMetrics::default());
         let tables = Arc::new(TableMetrics::new(series));
         let health = Arc::new(HealthMetrics::default());
         let reloads = ReloadMetrics::default();
         let notify = Arc::new(NotifyMetrics::default());
-        let export = HealthExport::default();
+        let export = HealthExport::new(endpoints);
         let metrics = Arc::new(Metrics::new(|r| {
             dns.register_queries(r);
             tables.register_queries(r);
@@ -158,6 +162,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
             answers_by: args.answer_metrics,
             skip_zero: args.metrics_skip_zero,
         },
+        args.endpoint_metrics,
     );
     // The status page's history reads these two directly, not the `/metrics` rendering.
     let totals = Arc::new(api::history::ServerTotals {

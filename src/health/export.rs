@@ -295,11 +295,25 @@ pub fn endpoint_samples(table: &RoutingTable, view: &HealthView) -> Vec<Endpoint
 /// Produces endpoint samples at scrape time (set once the health hub exists).
 pub type HealthSource = Box<dyn Fn() -> Vec<EndpointSample> + Send + Sync>;
 
+/// How endpoint health is broken down in `/metrics` (`serve --endpoint-metrics`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum EndpointSeries {
+    /// Per endpoint: `meridian_endpoint_{up,serving,weight}`, and every prober's vote on it
+    /// (`meridian_probe_vote`, `meridian_probe_vote_age_seconds`). The default.
+    #[default]
+    Endpoint,
+    /// Per service and region: `meridian_service_endpoints{state}` counts endpoints up,
+    /// down and serving; no per-endpoint or per-vote series. For catalogues of hundreds of
+    /// thousands of endpoints, where those are millions of series.
+    Service,
+}
+
 /// Exports endpoint state and prober votes from the [`HealthSource`] when scraped. Clones
 /// share the source: register one, set the source through another.
 #[derive(Clone, Default)]
 pub struct HealthExport {
     source: Arc<OnceLock<HealthSource>>,
+    series: EndpointSeries,
 }
 
 impl fmt::Debug for HealthExport {
@@ -309,6 +323,14 @@ impl fmt::Debug for HealthExport {
 }
 
 impl HealthExport {
+    /// An export broken down as `series` says.
+    pub fn new(series: EndpointSeries) -> Self {
+        Self {
+            source: Arc::default(),
+            series,
+        }
+    }
+
     /// Registers the collector (rendered after every plain metric).
     pub fn register(&self, registry: &mut Registry) {
         registry.register_collector(Box::new(self.clone()));
@@ -337,65 +359,142 @@ impl Collector for HealthExport {
             return Ok(());
         };
         let samples = source();
-        let gauge = |v: i64| ConstGauge::new(v);
-        type Pick = fn(&EndpointSample) -> i64;
-        let per_endpoint: [(&str, &str, Pick); 3] = [
-            (
-                "meridian_endpoint_up",
-                "Decided health of an endpoint: 1 up, 0 down (endpoints without a check are up).",
-                |s| i64::from(s.up),
-            ),
-            (
-                "meridian_endpoint_serving",
-                "Whether answers use the endpoint now (health and overrides applied).",
-                |s| i64::from(s.serving),
-            ),
-            (
-                "meridian_endpoint_weight",
-                "Weight answers draw the endpoint with now (0 when drained, down or standby).",
-                |s| i64::from(s.effective_weight),
-            ),
-        ];
-        for (name, help, pick) in per_endpoint {
-            let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-            for s in &samples {
-                let labels = endpoint_labels(s);
-                gauge(pick(s)).encode(metric.encode_family(&labels)?)?;
-            }
+        encode_report_ages(&mut encoder, &samples)?;
+        match self.series {
+            EndpointSeries::Endpoint => encode_per_endpoint(&mut encoder, &samples),
+            EndpointSeries::Service => encode_per_service(&mut encoder, &samples),
         }
-        let vote_labels = |s: &EndpointSample, v: &VoteSample| {
-            [
-                ("zone", s.zone.clone()),
-                ("service", s.service.clone()),
-                ("address", s.address.clone()),
-                ("prober", v.prober.clone()),
-                ("prober_region", v.prober_region.clone()),
-            ]
-        };
-        let mut metric = encoder.encode_descriptor(
-            "meridian_probe_vote",
-            "Latest vote of a prober on an endpoint: 1 up, 0 down, -1 unknown.",
-            None,
-            MetricType::Gauge,
-        )?;
-        for s in &samples {
-            for v in &s.votes {
-                gauge(v.value).encode(metric.encode_family(&vote_labels(s, v))?)?;
-            }
-        }
-        let mut metric = encoder.encode_descriptor(
-            "meridian_probe_vote_age",
-            "Seconds since the report carrying a prober's latest vote arrived.",
-            Some(&Unit::Seconds),
-            MetricType::Gauge,
-        )?;
-        for s in &samples {
-            for v in &s.votes {
-                ConstGauge::new(v.age_seconds).encode(metric.encode_family(&vote_labels(s, v))?)?;
-            }
-        }
-        Ok(())
     }
+}
+
+/// `meridian_probe_report_age_seconds`: per prober, the age of the newest report it is
+/// counted by (the youngest of its votes): one series per prober, whatever the breakdown.
+fn encode_report_ages(
+    encoder: &mut DescriptorEncoder,
+    samples: &[EndpointSample],
+) -> Result<(), fmt::Error> {
+    let mut newest: std::collections::BTreeMap<(&str, &str), f64> = Default::default();
+    for v in samples.iter().flat_map(|s| &s.votes) {
+        let age = newest
+            .entry((v.prober.as_str(), v.prober_region.as_str()))
+            .or_insert(f64::INFINITY);
+        *age = age.min(v.age_seconds);
+    }
+    let mut metric = encoder.encode_descriptor(
+        "meridian_probe_report_age",
+        "Seconds since the newest report of each prober that votes on endpoints served here \
+         arrived: a prober that went silent grows.",
+        Some(&Unit::Seconds),
+        MetricType::Gauge,
+    )?;
+    for ((prober, region), age) in newest {
+        let labels = [("prober", prober), ("prober_region", region)];
+        ConstGauge::new(age).encode(metric.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// `meridian_service_endpoints{zone,service,region,state}`: endpoints up, down and serving
+/// per service and region (`--endpoint-metrics service`).
+fn encode_per_service(
+    encoder: &mut DescriptorEncoder,
+    samples: &[EndpointSample],
+) -> Result<(), fmt::Error> {
+    let mut metric = encoder.encode_descriptor(
+        "meridian_service_endpoints",
+        "Endpoints of a service's region by state: up and down as decided, serving as \
+         answers use them now (health and overrides applied).",
+        None,
+        MetricType::Gauge,
+    )?;
+    // Samples come sorted by zone, service, region and address: one run per region.
+    for run in samples
+        .chunk_by(|a, b| (&a.zone, &a.service, &a.region) == (&b.zone, &b.service, &b.region))
+    {
+        let Some(first) = run.first() else { continue };
+        let count = |f: fn(&EndpointSample) -> bool| {
+            i64::try_from(run.iter().filter(|s| f(s)).count()).unwrap_or(i64::MAX)
+        };
+        for (state, n) in [
+            ("up", count(|s| s.up)),
+            ("down", count(|s| !s.up)),
+            ("serving", count(|s| s.serving)),
+        ] {
+            let labels = [
+                ("zone", first.zone.as_str()),
+                ("service", first.service.as_str()),
+                ("region", first.region.as_str()),
+                ("state", state),
+            ];
+            ConstGauge::new(n).encode(metric.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
+}
+
+/// The per-endpoint and per-vote series (`--endpoint-metrics endpoint`, the default).
+fn encode_per_endpoint(
+    encoder: &mut DescriptorEncoder,
+    samples: &[EndpointSample],
+) -> Result<(), fmt::Error> {
+    let gauge = |v: i64| ConstGauge::new(v);
+    type Pick = fn(&EndpointSample) -> i64;
+    let per_endpoint: [(&str, &str, Pick); 3] = [
+        (
+            "meridian_endpoint_up",
+            "Decided health of an endpoint: 1 up, 0 down (endpoints without a check are up).",
+            |s| i64::from(s.up),
+        ),
+        (
+            "meridian_endpoint_serving",
+            "Whether answers use the endpoint now (health and overrides applied).",
+            |s| i64::from(s.serving),
+        ),
+        (
+            "meridian_endpoint_weight",
+            "Weight answers draw the endpoint with now (0 when drained, down or standby).",
+            |s| i64::from(s.effective_weight),
+        ),
+    ];
+    for (name, help, pick) in per_endpoint {
+        let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+        for s in samples {
+            let labels = endpoint_labels(s);
+            gauge(pick(s)).encode(metric.encode_family(&labels)?)?;
+        }
+    }
+    let vote_labels = |s: &EndpointSample, v: &VoteSample| {
+        [
+            ("zone", s.zone.clone()),
+            ("service", s.service.clone()),
+            ("address", s.address.clone()),
+            ("prober", v.prober.clone()),
+            ("prober_region", v.prober_region.clone()),
+        ]
+    };
+    let mut metric = encoder.encode_descriptor(
+        "meridian_probe_vote",
+        "Latest vote of a prober on an endpoint: 1 up, 0 down, -1 unknown.",
+        None,
+        MetricType::Gauge,
+    )?;
+    for s in samples {
+        for v in &s.votes {
+            gauge(v.value).encode(metric.encode_family(&vote_labels(s, v))?)?;
+        }
+    }
+    let mut metric = encoder.encode_descriptor(
+        "meridian_probe_vote_age",
+        "Seconds since the report carrying a prober's latest vote arrived.",
+        Some(&Unit::Seconds),
+        MetricType::Gauge,
+    )?;
+    for s in samples {
+        for v in &s.votes {
+            ConstGauge::new(v.age_seconds).encode(metric.encode_family(&vote_labels(s, v))?)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -449,5 +548,87 @@ mod tests {
         );
         let om = m.render_openmetrics();
         assert!(om.ends_with("# EOF\n"), "{om}");
+    }
+
+    fn sample(
+        service: &str,
+        region: &str,
+        address: &str,
+        up: bool,
+        votes: &[(&str, f64)],
+    ) -> EndpointSample {
+        EndpointSample {
+            zone: "gslb.test.".into(),
+            service: service.into(),
+            region: region.into(),
+            address: address.into(),
+            up,
+            serving: up,
+            effective_weight: u32::from(up) * 100,
+            votes: votes
+                .iter()
+                .map(|(prober, age)| VoteSample {
+                    prober: (*prober).into(),
+                    prober_region: "us".into(),
+                    value: i64::from(up),
+                    age_seconds: *age,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn by_service_endpoints_are_counted_per_region_and_probers_get_one_age_each() {
+        let export = HealthExport::new(EndpointSeries::Service);
+        let m = Metrics::new(|r| export.register(r));
+        export.set_source(Box::new(|| {
+            vec![
+                sample("api", "eu", "192.0.2.9", true, &[("p-us", 0.5)]),
+                sample(
+                    "www",
+                    "eu",
+                    "192.0.2.1",
+                    true,
+                    &[("p-us", 2.0), ("p-eu", 9.0)],
+                ),
+                sample("www", "eu", "192.0.2.2", false, &[("p-us", 1.0)]),
+                sample("www", "us", "198.51.100.1", false, &[]),
+            ]
+        }));
+        let text = m.render();
+        let count = |service: &str, region: &str, state: &str| {
+            series(
+                &text,
+                &format!(
+                    r#"meridian_service_endpoints{{zone="gslb.test.",service="{service}",region="{region}",state="{state}"}}"#
+                ),
+            )
+        };
+        assert_eq!(count("www", "eu", "up"), Some(1.0));
+        assert_eq!(count("www", "eu", "down"), Some(1.0));
+        assert_eq!(count("www", "eu", "serving"), Some(1.0));
+        assert_eq!(count("www", "us", "down"), Some(1.0));
+        assert_eq!(count("www", "us", "up"), Some(0.0));
+        assert_eq!(count("api", "eu", "up"), Some(1.0));
+        // The newest report of each prober, over all its votes.
+        let age = |prober: &str| {
+            series(
+                &text,
+                &format!(
+                    r#"meridian_probe_report_age_seconds{{prober="{prober}",prober_region="us"}}"#
+                ),
+            )
+        };
+        assert_eq!(age("p-us"), Some(0.5));
+        assert_eq!(age("p-eu"), Some(9.0));
+        // Nothing per endpoint or per vote.
+        for name in [
+            "meridian_endpoint_up{",
+            "meridian_endpoint_weight{",
+            "meridian_probe_vote{",
+            "meridian_probe_vote_age_seconds{",
+        ] {
+            assert!(!text.contains(name), "{name} in\n{text}");
+        }
     }
 }

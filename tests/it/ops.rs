@@ -227,15 +227,31 @@ fn metrics_count_by_zone_qtype_region_ecs_and_latency() {
     assert!(body.contains("# TYPE meridian_queries counter"), "{body}");
 }
 
-/// `serve --answer-metrics zone --metrics-skip-zero` (catalogues of many services): answers
-/// summed per zone with an empty `service` label, and no series until it counts.
+/// `serve --answer-metrics zone --metrics-skip-zero --endpoint-metrics service` (catalogues
+/// of many services): answers summed per zone with an empty `service` label, no series until
+/// it counts, endpoints counted per service and region instead of one series each.
 #[test]
 fn large_catalogue_flags_sum_answers_per_zone_and_leave_zeros_out() {
     let ns = Meridian::serve_with(
         FIXTURE,
-        &["--answer-metrics", "zone", "--metrics-skip-zero"],
+        &[
+            "--answer-metrics",
+            "zone",
+            "--metrics-skip-zero",
+            "--endpoint-metrics",
+            "service",
+        ],
     );
     let body = ns.get("/metrics").body;
+    assert!(
+        body.lines().any(|l| l.starts_with(
+            r#"meridian_service_endpoints{zone="ops.test.",service="www",region="eu",state="up"} "#
+        )),
+        "{body}"
+    );
+    for per_endpoint in ["meridian_endpoint_up{", "meridian_endpoint_serving{"] {
+        assert!(!body.contains(per_endpoint), "{body}");
+    }
     assert!(
         body.contains("# TYPE meridian_service_answers_total counter"),
         "{body}"
