@@ -403,7 +403,9 @@ impl Registry {
     }
 
     /// The connection (of `client`, or of anyone) idle for longest, if one has been idle for
-    /// at least [`MIN_IDLE_TO_EVICT`] and is not in the middle of a query.
+    /// at least [`MIN_IDLE_TO_EVICT`] and is not in the middle of a query. Of connections
+    /// last active in the same millisecond (a client that opens many quickly), the oldest
+    /// goes: the map's order would pick any of them.
     fn longest_idle(slots: &Slots, now: u64, client: Option<IpAddr>) -> Option<u64> {
         let min_idle = u64::try_from(MIN_IDLE_TO_EVICT.as_millis()).unwrap_or(u64::MAX);
         slots
@@ -413,7 +415,7 @@ impl Registry {
             .filter(|(_, c)| !c.shared.busy.load(Ordering::Relaxed))
             .map(|(id, c)| (*id, c.shared.last_active.load(Ordering::Relaxed)))
             .filter(|(_, last)| now.saturating_sub(*last) >= min_idle)
-            .min_by_key(|(_, last)| *last)
+            .min_by_key(|&(id, last)| (last, id))
             .map(|(id, _)| id)
     }
 

@@ -56,6 +56,27 @@ fn full_table_evicts_the_longest_idle_connection() {
 }
 
 #[test]
+fn of_connections_idle_since_the_same_millisecond_the_oldest_goes() {
+    // A client opening many connections quickly leaves several with one `last_active`; the
+    // map's order used to pick any of them (dnsedge's cap test saw the second one go).
+    for _ in 0..20 {
+        let r = registry(100, 8);
+        let conns: Vec<_> = (0..8).map(|_| r.admit(ip("192.0.2.1")).unwrap()).collect();
+        for c in &conns {
+            c.shared.last_active.store(1_000, Ordering::Relaxed);
+        }
+        assert!(r.admit_at(ip("192.0.2.1"), 10_000).unwrap().evicted);
+        assert!(
+            !r.lock().conns.contains_key(&conns[0].id),
+            "the oldest stays"
+        );
+        for c in &conns[1..] {
+            assert!(r.lock().conns.contains_key(&c.id), "a younger one went");
+        }
+    }
+}
+
+#[test]
 fn client_key_is_the_ipv4_address_or_the_ipv6_slash_64() {
     for (addr, key) in [
         ("192.0.2.7", "192.0.2.7"),
