@@ -200,15 +200,12 @@ pub struct Reuse {
     pub services_reused: usize,
 }
 
-/// A table built from another: the table, what it reused, and the origins of the previous
-/// table's zones it does not share.
+/// A table built from another: the table and what it reused.
 pub struct Recompiled {
     /// The new table.
     pub table: RoutingTable,
     /// What was rebuilt and what shared.
     pub reuse: Reuse,
-    /// Origins of previous zones that were recompiled or removed.
-    pub replaced: Vec<String>,
 }
 
 /// Compiles `zones` into table `generation`, sharing every zone of `previous` whose source
@@ -262,12 +259,10 @@ pub fn recompile_zones(
     };
     let mut map = HashMap::with_capacity_and_hasher(zones.len(), RandomState::default());
     let mut reuse = Reuse::default();
-    let mut kept: std::collections::HashSet<*const ZoneTable> = Default::default();
     each_zone(zones, counters, step, |step| match step {
         Step::Shared(key, old) => {
             reuse.zones_reused += 1;
             reuse.services_reused += old.services.len();
-            kept.insert(Arc::as_ptr(&old));
             map.insert(key, old);
         }
         Step::Compiled(key, table, rebuilt) => {
@@ -277,12 +272,6 @@ pub fn recompile_zones(
             map.insert(key, Arc::new(table));
         }
     })?;
-    let replaced = previous
-        .zones
-        .values()
-        .filter(|z| !kept.contains(&Arc::as_ptr(z)))
-        .map(|z| z.origin.to_string())
-        .collect();
     Ok(Recompiled {
         table: RoutingTable {
             generation,
@@ -292,7 +281,6 @@ pub fn recompile_zones(
             unmatched: previous.unmatched.clone(),
         },
         reuse,
-        replaced,
     })
 }
 
