@@ -16,7 +16,7 @@ use crate::etcd::zones::{Distributed, Reload, Reloaded, StartError};
 use crate::health::hub::HealthHub;
 use crate::health::report::{Keyring, ProberId};
 use crate::probe::exec::{AllowExec, ExecError};
-use crate::probe::push::{PushPolicy, Pusher};
+use crate::probe::push::{PushPolicy, Pusher, SignedReport};
 use crate::probe::runner::{
     self, DEFAULT_MAX_IN_FLIGHT, ProbeTarget, RunnerConfig, TargetSet, new_boot_id,
 };
@@ -144,12 +144,12 @@ pub async fn probe(args: ProbeArgs) -> Result<(), ProbeError> {
         (None, None) => None,
     }
     .zip(etcd.as_ref())
-    .map(|(client, (_, layout))| VotePublisher::start(client, layout, &args.id, key.clone()));
+    .map(|(client, (_, layout))| VotePublisher::start(client, layout, &args.id));
     let pusher = if args.publish.is_empty() {
         None
     } else {
         Some(
-            Pusher::start(args.publish.clone(), key, PushPolicy::default())
+            Pusher::start(args.publish.clone(), key.clone(), PushPolicy::default())
                 .map_err(|e| ProbeError::Push(e.to_string()))?,
         )
     };
@@ -194,17 +194,29 @@ pub async fn probe(args: ProbeArgs) -> Result<(), ProbeError> {
     };
     let endpoints = targets.len();
     let id = args.id.clone();
+    let signing_key = key;
     runner::run(
         config,
         targets,
         updates,
         move || println!("ready probe id={id} endpoints={endpoints}{metrics}"),
         move |report| {
-            if let Some(Err(e)) = pusher.as_ref().map(|p| p.publish(&report)) {
-                tracing::warn!(error = %e, "cannot queue report");
+            if pusher.is_none() && votes.is_none() {
+                return;
             }
-            if let Some(Err(e)) = votes.as_ref().map(|v| v.publish(&report)) {
-                tracing::warn!(error = %e, "cannot queue votes for etcd");
+            // Serialised, signed (and, when big, gzipped) once for HTTP push and etcd alike.
+            let signed = match SignedReport::new(&report, &signing_key) {
+                Ok(signed) => signed,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot encode report");
+                    return;
+                }
+            };
+            if let Some(v) = &votes {
+                v.publish_signed(signed.clone(), report.interval());
+            }
+            if let Some(p) = &pusher {
+                p.publish_signed(signed);
             }
         },
         shutdown_signal(),

@@ -7,12 +7,12 @@
 //! feed every report to the same health book as HTTP push, signature checked: etcd's roles
 //! limit who may write a key, the HMAC proves which prober wrote it.
 //!
-//! The stored value is compact ([`StoredVote::encode`]): a format line, the key id, the
-//! signature and the report body deflated. A report takes 130-200 bytes of JSON per
-//! endpoint, and etcd refuses a put over `--max-request-bytes` (1.5 MiB by default): the
-//! signed report in a JSON object stopped fitting at 8,000-10,000 endpoints; deflated (about
-//! a seventh), 10,000 take about 210 KB. Values in that JSON form, written by older probers,
-//! are still read.
+//! The stored value is compact ([`encode`]): a format line, the key id, the signature and the
+//! report body gzipped, the same gzip HTTP push sends ([`SignedReport::gzipped_body`]). A
+//! report takes 130-200 bytes of JSON per endpoint, and etcd refuses a put over
+//! `--max-request-bytes` (1.5 MiB by default): the signed report in a JSON object stopped
+//! fitting at 8,000-10,000 endpoints; gzipped (about a seventh), 10,000 take about 210 KB.
+//! Values in that JSON form, written by older probers, are still read.
 //!
 //! Owns: the stored vote format, [`VotePublisher`] (prober side) and [`intake`] (nameserver
 //! side). Never: decides health (the hub does), or trusts a stored vote without verifying it.
@@ -31,8 +31,7 @@ use super::{Backoff, Layout};
 use crate::health::aggregate::FRESH_INTERVALS;
 use crate::health::hub::HealthHub;
 use crate::health::report::{
-    Inflate, KEY_ID_HEADER, Key, MAX_REPORT_BYTES, ProbeReport, RejectReason, SIGNATURE_HEADER,
-    inflate_report,
+    Inflate, KEY_ID_HEADER, MAX_REPORT_BYTES, RejectReason, SIGNATURE_HEADER, inflate_report,
 };
 use crate::probe::push::SignedReport;
 
@@ -42,13 +41,27 @@ pub const MIN_LEASE_TTL: i64 = 2;
 /// The first line of a stored vote in the compact format.
 const FORMAT_LINE: &[u8] = b"meridian-vote/2\n";
 
+/// A vote key's value: the format line, the key id and the signature each on a line, then
+/// the report body `gzipped`. Header values hold no line breaks ([`StoredVote::headers`]
+/// refuses them), so the lines cannot be confused.
+pub fn encode(key_id: &str, signature: &str, gzipped: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(FORMAT_LINE.len() + key_id.len() + signature.len() + 2);
+    out.extend_from_slice(FORMAT_LINE);
+    for field in [key_id, signature] {
+        out.extend_from_slice(field.as_bytes());
+        out.push(b'\n');
+    }
+    out.extend_from_slice(gzipped);
+    out
+}
+
 /// Why a stored value is not a vote.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum VoteFormatError {
     /// Neither the compact format nor a JSON vote.
     #[error("not a stored vote")]
     Format,
-    /// The deflated body does not inflate.
+    /// The gzipped body does not inflate.
     #[error("the report body does not inflate")]
     Inflate,
     /// The body inflates to more than a report may be.
@@ -78,23 +91,13 @@ impl StoredVote {
         }
     }
 
-    /// The value written to etcd: the format line, the key id and the signature each on a
-    /// line, then the body deflated (RFC 1951). Header values hold no line breaks
-    /// ([`StoredVote::headers`] refuses them), so the lines cannot be confused.
+    /// The value written to etcd ([`encode`]).
     pub fn encode(&self) -> Vec<u8> {
-        use std::io::Write;
-        let mut out = Vec::with_capacity(self.body.len() / 4 + 128);
-        out.extend_from_slice(FORMAT_LINE);
-        for field in [&self.key_id, &self.signature] {
-            out.extend_from_slice(field.as_bytes());
-            out.push(b'\n');
-        }
-        // The fastest level: a report is rewritten every interval, and its repeated names
-        // and field labels deflate well even so (about a seventh).
-        let mut z = flate2::write::DeflateEncoder::new(out, flate2::Compression::fast());
-        // Writing into a Vec cannot fail.
-        let _ = z.write_all(self.body.as_bytes());
-        z.finish().unwrap_or_default()
+        encode(
+            &self.key_id,
+            &self.signature,
+            &crate::probe::push::gzip(self.body.as_bytes()),
+        )
     }
 
     /// A stored value back: the compact format, or the JSON object older probers wrote. The
@@ -105,17 +108,16 @@ impl StoredVote {
             return serde_json::from_slice(value).map_err(|_| VoteFormatError::Format);
         };
         let mut parts = rest.splitn(3, |&b| b == b'\n');
-        let (Some(key_id), Some(signature), Some(deflated)) =
+        let (Some(key_id), Some(signature), Some(gzipped)) =
             (parts.next(), parts.next(), parts.next())
         else {
             return Err(VoteFormatError::Format);
         };
         let text = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| VoteFormatError::Format);
-        let body =
-            inflate_report(flate2::read::DeflateDecoder::new(deflated)).map_err(|e| match e {
-                Inflate::Broken => VoteFormatError::Inflate,
-                Inflate::TooLarge => VoteFormatError::TooLarge,
-            })?;
+        let body = inflate_report(flate2::read::GzDecoder::new(gzipped)).map_err(|e| match e {
+            Inflate::Broken => VoteFormatError::Inflate,
+            Inflate::TooLarge => VoteFormatError::TooLarge,
+        })?;
         Ok(Self {
             key_id: text(key_id)?,
             signature: text(signature)?,
@@ -148,26 +150,24 @@ type Pending = Option<(SignedReport, i64)>;
 
 /// A prober's writer of its vote key: the latest report wins, as with HTTP push.
 pub struct VotePublisher {
-    key: Key,
     tx: watch::Sender<Pending>,
     task: JoinHandle<()>,
 }
 
 impl VotePublisher {
     /// Starts the writer for `prober` (inside a Tokio runtime).
-    pub fn start(client: Arc<Client>, layout: &Layout, prober: &str, key: Key) -> Self {
+    pub fn start(client: Arc<Client>, layout: &Layout, prober: &str) -> Self {
         let (tx, rx) = watch::channel(None);
         let vote_key = layout.vote_key(prober);
         let task = tokio::spawn(write_loop(client, vote_key, rx));
-        Self { key, tx, task }
+        Self { tx, task }
     }
 
-    /// Signs `report` and hands it to the writer, replacing one not yet written.
-    pub fn publish(&self, report: &ProbeReport) -> Result<(), serde_json::Error> {
-        let signed = SignedReport::new(report, &self.key)?;
-        self.tx
-            .send_replace(Some((signed, lease_ttl(report.interval()))));
-        Ok(())
+    /// Hands the writer a report signed by this prober's key and sent every `interval`,
+    /// replacing one not yet written (the prober signs and compresses each report once, for
+    /// HTTP push and etcd alike).
+    pub fn publish_signed(&self, signed: SignedReport, interval: Duration) {
+        self.tx.send_replace(Some((signed, lease_ttl(interval))));
     }
 }
 
@@ -257,12 +257,15 @@ async fn write_loop(client: Arc<Client>, key: String, mut rx: watch::Receiver<Pe
             continue;
         }
         if let Some((signed, ttl)) = pending.take() {
-            // Deflating a report of 10,000 endpoints takes milliseconds: off the runtime's
-            // threads, which run the checks.
-            let vote = StoredVote::from_signed(&signed);
-            let value = tokio::task::spawn_blocking(move || vote.encode())
-                .await
-                .unwrap_or_default();
+            // A big report comes gzipped already; a small one is gzipped here, which takes
+            // microseconds, off the runtime's threads all the same (they run the checks).
+            let to_encode = signed.clone();
+            let value = tokio::task::spawn_blocking(move || {
+                let s = to_encode;
+                encode(s.key_id(), s.signature(), &s.gzipped_body())
+            })
+            .await
+            .unwrap_or_default();
             match write_once(&client, &key, &mut lease, &value, ttl).await {
                 Ok(()) => {
                     backoff.reset();
@@ -378,6 +381,7 @@ async fn intake_session(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::health::report::{Key, ProbeReport};
 
     #[test]
     fn lease_ttl_is_the_freshness_window_rounded_up() {
@@ -425,52 +429,6 @@ mod tests {
         assert_eq!(ingest(&hub, b"not json"), VoteOutcome::Rejected);
     }
 
-    /// A report of `n` endpoints as a prober of many services sends it: distinct services
-    /// and addresses, check latencies and times that differ per endpoint.
-    fn big_report(n: u32) -> ProbeReport {
-        use crate::health::report::{EndpointKey, EndpointReport, VoteState};
-        let endpoints = (0..n)
-            .map(|i| {
-                let address =
-                    std::net::IpAddr::from([10, (i >> 16) as u8, (i >> 8) as u8, i as u8]);
-                let key = EndpointKey::new(
-                    "gslb.example-company.com.",
-                    &format!("service-{:04}", i / 100),
-                    address,
-                )
-                .unwrap();
-                let report = EndpointReport {
-                    state: if i % 7 == 0 {
-                        VoteState::Down
-                    } else {
-                        VoteState::Up
-                    },
-                    consecutive: 3 + i % 500,
-                    latency_us: Some(200 + u64::from(i * 7919 % 50_000)),
-                    checked_at_ms: Some(1_796_174_100_000 + u64::from(i * 104_729 % 1000)),
-                    reason: if i % 7 == 0 {
-                        "connect refused".into()
-                    } else {
-                        "ok".into()
-                    },
-                    load: (i % 3 == 0).then(|| f64::from(i % 100) / 100.0),
-                    weight: None,
-                };
-                (key, report)
-            })
-            .collect();
-        ProbeReport {
-            prober_id: crate::health::report::ProberId::new("probe-eu-west-1"),
-            region: "eu-west".into(),
-            boot_id: "6f1c2a9e4b7d3f08".into(),
-            sequence: 123_456,
-            sent_at_ms: 1_796_174_101_000,
-            interval_ms: 1000,
-            config_digest: "9a0b1c2d3e4f5061".into(),
-            endpoints,
-        }
-    }
-
     /// etcd's default `--max-request-bytes`.
     const ETCD_DEFAULT_REQUEST_LIMIT: usize = 3 * 512 * 1024;
 
@@ -482,7 +440,8 @@ mod tests {
             &[7u8; 32],
         )
         .unwrap();
-        let signed = SignedReport::new(&big_report(10_000), &key).unwrap();
+        let report = crate::health::report::many_endpoints("probe-eu-west-1", 123_456, 10_000);
+        let signed = SignedReport::new(&report, &key).unwrap();
         let vote = StoredVote::from_signed(&signed);
         // etcd applies its limit to the put as gRPC carries it (the JSON gateway decodes the
         // base64 first): the key, the value and a few bytes of framing and lease.

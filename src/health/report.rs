@@ -83,7 +83,7 @@ pub enum Inflate {
     TooLarge,
 }
 
-/// Reads a report's JSON from `decoder` (gzip over HTTP, raw deflate from etcd), stopping
+/// Reads a report's JSON from `decoder` (gzip, over HTTP or from etcd), stopping
 /// past [`MAX_REPORT_BYTES`]: no compressed body makes anyone hold more than a plain one may
 /// be.
 pub fn inflate_report(decoder: impl std::io::Read) -> Result<Vec<u8>, Inflate> {
@@ -708,6 +708,51 @@ pub fn verify(
         return Err(RejectReason::StaleTime);
     }
     Ok(report)
+}
+
+#[cfg(test)]
+/// A report of `prober` with `n` endpoints as a prober of many services sends it, for tests:
+/// distinct services and addresses, check latencies and times that differ per endpoint.
+pub(crate) fn many_endpoints(prober: &str, sequence: u64, n: u32) -> ProbeReport {
+    let endpoints = (0..n)
+        .map(|i| {
+            let address = std::net::IpAddr::from([10, (i >> 16) as u8, (i >> 8) as u8, i as u8]);
+            let key = EndpointKey::new(
+                "gslb.example-company.com.",
+                &format!("service-{:04}", i / 100),
+                address,
+            )
+            .unwrap();
+            let report = EndpointReport {
+                state: if i % 7 == 0 {
+                    VoteState::Down
+                } else {
+                    VoteState::Up
+                },
+                consecutive: 3 + i % 500,
+                latency_us: Some(200 + u64::from(i * 7919 % 50_000)),
+                checked_at_ms: Some(1_796_174_100_000 + u64::from(i * 104_729 % 1000)),
+                reason: if i % 7 == 0 {
+                    "connect refused".into()
+                } else {
+                    "ok".into()
+                },
+                load: (i % 3 == 0).then(|| f64::from(i % 100) / 100.0),
+                weight: None,
+            };
+            (key, report)
+        })
+        .collect();
+    ProbeReport {
+        prober_id: ProberId::new(prober),
+        region: "eu-west".into(),
+        boot_id: "6f1c2a9e4b7d3f08".into(),
+        sequence,
+        sent_at_ms: unix_ms(SystemTime::now()),
+        interval_ms: 1000,
+        config_digest: "9a0b1c2d3e4f5061".into(),
+        endpoints,
+    }
 }
 
 #[cfg(test)]

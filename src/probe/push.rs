@@ -119,11 +119,21 @@ impl SignedReport {
     pub fn signature(&self) -> &str {
         &self.signature
     }
+
+    /// The body gzipped: the copy made for sending when the body is big, else made now (a
+    /// small body, cheap to compress). What etcd's vote key stores (`etcd::votes`), so a
+    /// prober publishing to both compresses a big report once.
+    pub fn gzipped_body(&self) -> std::borrow::Cow<'_, [u8]> {
+        match &self.gzipped {
+            Some(gzipped) => std::borrow::Cow::Borrowed(gzipped),
+            None => std::borrow::Cow::Owned(gzip(&self.body)),
+        }
+    }
 }
 
 /// `body` gzipped at the fastest level: a report is sent every interval, and its repeated
 /// names and field labels compress well even so.
-fn gzip(body: &[u8]) -> Vec<u8> {
+pub fn gzip(body: &[u8]) -> Vec<u8> {
     use std::io::Write;
     let mut z = flate2::write::GzEncoder::new(
         Vec::with_capacity(body.len() / 4),
@@ -343,9 +353,14 @@ impl Pusher {
 
     /// Signs a report and hands it to every URL's worker, replacing any undelivered one.
     pub fn publish(&self, report: &ProbeReport) -> Result<(), PushError> {
-        let signed = SignedReport::new(report, &self.key)?;
-        self.tx.send_replace(Some(signed));
+        self.publish_signed(SignedReport::new(report, &self.key)?);
         Ok(())
+    }
+
+    /// Hands a report already signed (by this prober's key) to every URL's worker: a prober
+    /// that also writes its votes to etcd signs and compresses each report once.
+    pub fn publish_signed(&self, signed: SignedReport) {
+        self.tx.send_replace(Some(signed));
     }
 
     /// Delivery statistics per URL, in the order given to [`Pusher::start`].
@@ -452,35 +467,13 @@ mod tests {
         }
     }
 
-    /// `report(seq)` with `n` endpoints, as a prober of many sends it.
-    fn big_report(seq: u64, n: u32) -> ProbeReport {
-        use crate::health::report::{EndpointKey, EndpointReport, VoteState};
-        let mut r = report(seq);
-        r.endpoints = (0..n)
-            .map(|i| {
-                let ip = std::net::IpAddr::from([10, 0, (i >> 8) as u8, i as u8]);
-                let key = EndpointKey::new("gslb.example.com.", &format!("svc{}", i / 50), ip);
-                let vote = EndpointReport {
-                    state: VoteState::Up,
-                    consecutive: i % 90,
-                    latency_us: Some(u64::from(150 + i % 700)),
-                    checked_at_ms: Some(1_796_174_100_000 + u64::from(i % 1000)),
-                    reason: "ok".into(),
-                    load: None,
-                    weight: None,
-                };
-                (key.unwrap(), vote)
-            })
-            .collect();
-        r
-    }
-
     #[tokio::test]
     async fn big_reports_go_gzipped_and_verify_small_ones_go_plain() {
         let (url, rx) = receiver(&[200]).await;
         let client = client();
         let small = SignedReport::new(&report(1), &key()).unwrap();
-        let big = SignedReport::new(&big_report(2, 2_000), &key()).unwrap();
+        let big = crate::health::report::many_endpoints("p1", 2, 2_000);
+        let big = SignedReport::new(&big, &key()).unwrap();
         assert!(small.body().len() < GZIP_FROM_BYTES);
         assert!(big.body().len() >= GZIP_FROM_BYTES, "{}", big.body().len());
         for signed in [&small, &big] {
