@@ -66,9 +66,14 @@ impl SigningPolicy {
         self.validity.saturating_sub(self.refresh).max(1)
     }
 
+    /// When the signature window holding `now` started.
+    fn window_start(&self, now: u64) -> u64 {
+        now / self.step() * self.step()
+    }
+
     /// The validity of signatures made at `now`, and when they need renewing.
     pub fn window(&self, now: u64) -> (Validity, u64) {
-        let start = now / self.step() * self.step();
+        let start = self.window_start(now);
         let validity = Validity {
             inception: start.saturating_sub(self.inception_offset) as u32,
             expiration: start.saturating_add(self.validity) as u32,
@@ -159,7 +164,7 @@ impl ZoneDnssec {
     /// current signature window, or a key's later publish, activate, retire or remove time.
     /// Every nameserver with the same configuration computes the same moment.
     pub fn signing_time(&self, now: u64) -> u64 {
-        let start = now / self.policy.step() * self.policy.step();
+        let start = self.policy.window_start(now);
         self.keys
             .iter()
             .filter_map(|k| k.timing.last_event(now))
